@@ -1,0 +1,1 @@
+"""The admin side of scanroute: API, migrations, workers and the CLI."""

@@ -1,0 +1,146 @@
+"""`/v1/qr-groups`: a group's destination, status and params are inherited by its codes at scan time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from control_plane.auth import ApiKey, authenticate
+from control_plane.destinations import destination_columns, destination_object, merge_destination
+from control_plane.events import previous_attributes, record_event
+from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
+from control_plane.params import apply_params, pairs_to_dict
+from control_plane.schemas import QRGroupCreate, QRGroupUpdate
+from shared.edge_rows import GROUP_COLUMNS
+from shared.ids import new_id
+
+SELECT = f"""
+SELECT {GROUP_COLUMNS}, g.org_id, g.livemode, g.name, g.description, g.created_at, g.updated_at,
+    (SELECT count(*) FROM qr_codes c WHERE c.group_id = g.id AND c.deleted_at IS NULL) AS code_count
+FROM qr_groups g"""
+OWNED = "g.org_id = $1 AND g.livemode = $2"
+
+
+def group_object(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"], "object": "qr_group", "livemode": row["livemode"], "name": row["name"],
+        "description": row["description"], "status": row["status"],
+        "destination": destination_object(row), "url_params": pairs_to_dict(row["url_params"]),
+        "properties": pairs_to_dict(row["properties"]), "code_count": row["code_count"],
+        "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"]),
+    }
+
+
+async def fetch_group(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], key: ApiKey,
+                      group_id: str) -> asyncpg.Record:
+    row: asyncpg.Record | None = await db.fetchrow(f"{SELECT} WHERE {OWNED} AND g.id = $3",
+                                                   key.org_id, key.livemode, group_id)
+    if row is None:
+        raise not_found("QR group")
+    return row
+
+
+async def create_group(request: Request) -> Response:
+    key = await authenticate(request, "qr:write")
+    body = await parse_body(request, QRGroupCreate)
+    destination = merge_destination({}, body.destination, "destination" in body.model_fields_set)
+    db = request.app.state.db
+    async with db.acquire() as conn, conn.transaction():
+        group_id = new_id("grp")
+        await conn.execute(
+            "INSERT INTO qr_groups (id, org_id, livemode, name, description, status, destination_type,"
+            " destination_url, destination_page, destination_chatbot, destination_knowledge_base)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            group_id, key.org_id, key.livemode, body.name, body.description, body.status,
+            *destination_columns(destination))
+        await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params, replace=True)
+        await apply_params(conn, "qr_group_properties", "group_id", group_id, body.properties, replace=True)
+        obj = group_object(await fetch_group(conn, key, group_id))
+        await record_event(conn, key.org_id, key.livemode, "qr_group.created", obj)
+    await request.app.state.cache.publish_group(db, group_id)
+    return json_response(obj, 201)
+
+
+async def list_groups(request: Request) -> Response:
+    key = await authenticate(request, "qr:read")
+    limit, offset = page(request)
+    where, args = [OWNED], [key.org_id, key.livemode]
+    if status := request.query_params.get("status"):
+        args.append(status)
+        where.append(f"g.status = ${len(args)}")
+    if q := request.query_params.get("q"):
+        args.append(f"%{q}%")
+        where.append(f"g.name ILIKE ${len(args)}")
+    clause = " AND ".join(where)
+    db = request.app.state.db
+    total = await db.fetchval(f"SELECT count(*) FROM qr_groups g WHERE {clause}", *args)
+    rows = await db.fetch(f"{SELECT} WHERE {clause} ORDER BY g.created_at DESC, g.id"
+                          f" LIMIT {limit} OFFSET {offset}", *args)
+    return list_response([group_object(r) for r in rows], total, limit, offset)
+
+
+async def get_group(request: Request) -> Response:
+    key = await authenticate(request, "qr:read")
+    return json_response(group_object(await fetch_group(request.app.state.db, key,
+                                                        request.path_params["group_id"])))
+
+
+async def update_group(request: Request) -> Response:
+    key = await authenticate(request, "qr:write")
+    body = await parse_body(request, QRGroupUpdate)
+    fields = body.model_fields_set
+    group_id = request.path_params["group_id"]
+    db = request.app.state.db
+    async with db.acquire() as conn, conn.transaction():
+        current = await conn.fetchrow(f"{SELECT} WHERE {OWNED} AND g.id = $3 FOR UPDATE OF g",
+                                      key.org_id, key.livemode, group_id)
+        if current is None:
+            raise not_found("QR group")
+        before = group_object(current)
+        destination = merge_destination(before["destination"], body.destination, "destination" in fields)
+        await conn.execute(
+            "UPDATE qr_groups SET name = $2, description = $3, status = $4, destination_type = $5,"
+            " destination_url = $6, destination_page = $7, destination_chatbot = $8,"
+            " destination_knowledge_base = $9, version = version + 1, updated_at = now() WHERE id = $1",
+            group_id,
+            (body.name or "") if "name" in fields else current["name"],
+            (body.description or "") if "description" in fields else current["description"],
+            body.status if "status" in fields else current["status"],
+            *destination_columns(destination))
+        if "url_params" in fields:
+            await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params)
+        if "properties" in fields:
+            await apply_params(conn, "qr_group_properties", "group_id", group_id, body.properties)
+        obj = group_object(await fetch_group(conn, key, group_id))
+        await record_event(conn, key.org_id, key.livemode, "qr_group.updated", obj,
+                           previous_attributes(before, obj))
+    await request.app.state.cache.publish_group(db, group_id)
+    return json_response(obj)
+
+
+async def delete_group(request: Request) -> Response:
+    key = await authenticate(request, "qr:write")
+    group_id = request.path_params["group_id"]
+    db = request.app.state.db
+    async with db.acquire() as conn, conn.transaction():
+        current = await conn.fetchrow(f"{SELECT} WHERE {OWNED} AND g.id = $3 FOR UPDATE OF g",
+                                      key.org_id, key.livemode, group_id)
+        if current is None:
+            raise not_found("QR group")
+        await conn.execute("DELETE FROM qr_groups WHERE id = $1", group_id)
+        await record_event(conn, key.org_id, key.livemode, "qr_group.deleted", group_object(current))
+    await request.app.state.cache.publish_group(db, group_id)
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/v1/qr-groups", create_group, methods=["POST"]),
+    Route("/v1/qr-groups", list_groups, methods=["GET"]),
+    Route("/v1/qr-groups/{group_id}", get_group, methods=["GET"]),
+    Route("/v1/qr-groups/{group_id}", update_group, methods=["PATCH"]),
+    Route("/v1/qr-groups/{group_id}", delete_group, methods=["DELETE"]),
+]

@@ -1,0 +1,98 @@
+"""Request bodies: one pydantic model per resource and verb, the single source of validation and OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from shared.urls import InvalidURL, normalize_destination_url
+
+DestinationType = Literal["url", "page", "chatbot", "knowledge_base"]
+Status = Literal["active", "inactive", "archived"]
+CodeType = Literal["url", "text", "email", "sms", "wifi", "event", "vcard"]
+ParamKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ParamValue = Annotated[str, StringConstraints(max_length=512)]
+ParamMap = Annotated[dict[ParamKey, ParamValue], Field(max_length=50)]
+ParamPatch = Annotated[dict[ParamKey, ParamValue | None], Field(max_length=50)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=50)]
+Name = Annotated[str, StringConstraints(max_length=200)]
+Reference = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DestinationIn(Body):
+    """A destination, as given on create or as a JSON Merge Patch on update."""
+
+    type: DestinationType | None = None
+    url: str | None = None
+    page: UUID | None = None
+    chatbot: UUID | None = None
+    knowledge_base: UUID | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_destination_url(value)
+        except InvalidURL as exc:
+            raise ValueError(str(exc)) from None
+
+
+class QRCodeCreate(Body):
+    kind: Literal["dynamic", "static"] = "dynamic"
+    type: CodeType = "url"
+    name: Name = ""
+    slug: str | None = None
+    domain: str | None = None
+    group_id: Reference | None = None
+    status: Status | None = None
+    destination: DestinationIn | None = None
+    content: dict[str, Any] | None = None
+    url_params: ParamMap | None = None
+    properties: ParamMap | None = None
+    design: dict[str, Any] | None = None
+    folder_id: Reference | None = None
+    tags: Annotated[list[Tag], Field(max_length=10)] = []
+
+
+class QRCodeUpdate(Body):
+    """JSON Merge Patch of a code: absent keys are kept, `null` clears."""
+
+    name: Name | None = None
+    group_id: Reference | None = None
+    status: Status | None = None
+    destination: DestinationIn | None = None
+    content: dict[str, Any] | None = None
+    url_params: ParamPatch | None = None
+    properties: ParamPatch | None = None
+    design: dict[str, Any] | None = None
+    folder_id: Reference | None = None
+    tags: Annotated[list[Tag], Field(max_length=10)] | None = None
+
+
+class QRGroupCreate(Body):
+    name: Name = ""
+    description: Annotated[str, StringConstraints(max_length=2000)] = ""
+    status: Status | None = None
+    destination: DestinationIn | None = None
+    url_params: ParamMap | None = None
+    properties: ParamMap | None = None
+
+
+class QRGroupUpdate(Body):
+    name: Name | None = None
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    status: Status | None = None
+    destination: DestinationIn | None = None
+    url_params: ParamPatch | None = None
+    properties: ParamPatch | None = None
+
+
+IMMUTABLE_CODE_FIELDS = ("kind", "slug", "domain")

@@ -1,0 +1,1 @@
+"""The redirect edge: request → resolve → record → 302. Imports only `shared`."""

@@ -1,0 +1,1 @@
+"""What the control plane and the edge must agree on."""

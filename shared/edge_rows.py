@@ -1,0 +1,105 @@
+"""Reading edge rows from PostgreSQL and storing them in Redis, version-checked.
+
+The control plane writes rows through after each commit; the edge reads through on a Redis miss.
+Both use these functions, so the cached format has one definition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from shared.keys import RedisKeys
+from shared.rows import CodeRow, Destination, GroupRow
+
+
+def _destination_columns(alias: str) -> str:
+    return (f"{alias}.destination_type, {alias}.destination_url,"
+            f" {alias}.destination_page::text AS destination_page,"
+            f" {alias}.destination_chatbot::text AS destination_chatbot,"
+            f" {alias}.destination_knowledge_base::text AS destination_knowledge_base")
+
+
+CODE_COLUMNS = f"""
+    c.id, c.version, c.org_id, c.livemode, c.group_id, c.status, c.deleted_at IS NOT NULL AS deleted,
+    {_destination_columns('c')},
+    COALESCE((SELECT array_agg(ARRAY[p.key, p.value] ORDER BY p.position)
+              FROM qr_code_url_params p WHERE p.code_id = c.id), '{{}}') AS url_params,
+    COALESCE((SELECT array_agg(ARRAY[p.key, p.value] ORDER BY p.position)
+              FROM qr_code_properties p WHERE p.code_id = c.id), '{{}}') AS properties"""
+
+GROUP_COLUMNS = f"""
+    g.id, g.version, g.status, {_destination_columns('g')},
+    COALESCE((SELECT array_agg(ARRAY[p.key, p.value] ORDER BY p.position)
+              FROM qr_group_url_params p WHERE p.group_id = g.id), '{{}}') AS url_params,
+    COALESCE((SELECT array_agg(ARRAY[p.key, p.value] ORDER BY p.position)
+              FROM qr_group_properties p WHERE p.group_id = g.id), '{{}}') AS properties"""
+
+CODE_BY_SLUG = f"SELECT {CODE_COLUMNS} FROM qr_codes c WHERE c.domain = $1 AND c.slug = $2"
+CODES_BY_ID = f"SELECT {CODE_COLUMNS} FROM qr_codes c WHERE c.id = ANY($1::text[])"
+GROUPS_BY_ID = f"SELECT {GROUP_COLUMNS} FROM qr_groups g WHERE g.id = ANY($1::text[])"
+
+# Replace the row only when the stored one is not newer: an older write never overwrites a newer one.
+SET_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, row = pcall(cjson.decode, current)
+  if ok and type(row) == 'table' and tonumber(row['v']) and tonumber(row['v']) > tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def _destination(record: asyncpg.Record) -> Destination:
+    return Destination(record["destination_type"], record["destination_url"], record["destination_page"],
+                       record["destination_chatbot"], record["destination_knowledge_base"])
+
+
+def _pairs(items: list[list[str]]) -> tuple[tuple[str, str], ...]:
+    return tuple((k, v) for k, v in items)
+
+
+def code_row(record: asyncpg.Record) -> CodeRow:
+    return CodeRow(record["id"], record["version"], record["org_id"], record["livemode"], record["group_id"],
+                   record["status"], _destination(record), _pairs(record["url_params"]),
+                   _pairs(record["properties"]), record["deleted"])
+
+
+def group_row(record: asyncpg.Record) -> GroupRow:
+    return GroupRow(record["id"], record["version"], record["status"], _destination(record),
+                    _pairs(record["url_params"]), _pairs(record["properties"]))
+
+
+async def load_code_by_slug(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], domain: str,
+                            slug: str) -> CodeRow | None:
+    record = await db.fetchrow(CODE_BY_SLUG, domain, slug)
+    return code_row(record) if record else None
+
+
+async def load_codes(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], ids: list[str]) -> dict[str, CodeRow]:
+    return {r["id"]: code_row(r) for r in await db.fetch(CODES_BY_ID, ids)}
+
+
+async def load_groups(db: asyncpg.Pool[Any] | asyncpg.Connection[Any],
+                      ids: list[str]) -> dict[str, GroupRow]:
+    return {r["id"]: group_row(r) for r in await db.fetch(GROUPS_BY_ID, ids)} if ids else {}
+
+
+class RowStore:
+    """Writes edge rows to Redis with the version check (EVALSHA of one registered script)."""
+
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._set_if_newer = redis.register_script(SET_IF_NEWER)
+
+    async def store_code(self, domain: str, slug: str, row: CodeRow) -> bool:
+        return bool(await self._set_if_newer(keys=[self.keys.code(domain, slug)], args=[row.encode(), row.version]))
+
+    async def store_group(self, row: GroupRow) -> bool:
+        return bool(await self._set_if_newer(keys=[self.keys.group(row.id)], args=[row.encode(), row.version]))

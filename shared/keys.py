@@ -1,0 +1,37 @@
+"""Every Redis key and stream the processes share, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Consumer group of the ingest workers on the scan stream.
+INGEST_GROUP = "ingest"
+# Field holding the encoded event in every scan-stream entry.
+SCAN_FIELD = b"e"
+# Field naming the dropped cache entry in every invalidation-stream entry.
+INVALIDATION_FIELD = b"k"
+# Invalidation stream entries kept (approximate MAXLEN); an edge that falls further behind clears its cache.
+INVALIDATION_MAXLEN = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    namespace: str
+
+    @property
+    def scans(self) -> str:
+        """Stream of scan events written by the edge, read by the ingest consumer group."""
+        return f"{self.namespace}:scans"
+
+    @property
+    def invalidations(self) -> str:
+        """Stream of cache keys that changed, followed by every edge process with XREAD."""
+        return f"{self.namespace}:invalidations"
+
+    def code(self, domain: str, slug: str) -> str:
+        """String: the code's edge row (JSON, see shared.rows)."""
+        return f"{self.namespace}:code:{domain}:{slug}"
+
+    def group(self, group_id: str) -> str:
+        """String: the group's edge row (JSON, see shared.rows)."""
+        return f"{self.namespace}:group:{group_id}"

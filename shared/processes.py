@@ -1,0 +1,40 @@
+"""Child processes that die with their parent, so no crash leaves a server listening."""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(sig: int) -> Any:
+    def set_parent_death_signal() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+    return set_parent_death_signal
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask for `sig` when this process's parent dies (e.g. `make` killed while `scanroute up` runs)."""
+    _die_with_parent(sig)()
+
+
+def spawn(argv: Sequence[str], *, death_signal: int = signal.SIGTERM, **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Popen whose child gets `death_signal` if this process dies, even by SIGKILL (Linux)."""
+    return subprocess.Popen(list(argv), preexec_fn=_die_with_parent(death_signal), **kwargs)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+    """Signal, wait up to `timeout`, then kill. Returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()

@@ -1,0 +1,36 @@
+"""The scan event: written by the edge to the scan stream, read by the ingest worker."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class ScanEvent:
+    scan_id: str  # UUIDv7 made by the edge: the dedupe key downstream
+    ts_ms: int  # unix milliseconds, taken from the scan_id
+    code_id: str
+    group_id: str | None
+    org_id: str
+    livemode: bool
+    outcome: str  # redirected | inactive | archived | unconfigured | deleted
+    method: str  # GET | HEAD
+    marker: bool  # the `qr` marker printed in every image was present
+    ip_hash: str
+    visitor_hash: str
+    user_agent: str = ""
+    referer: str = ""
+    accept_language: str = ""
+    country: str | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> ScanEvent:
+        data: dict[str, Any] = orjson.loads(raw)
+        return cls(**data)

@@ -1,0 +1,236 @@
+"""Typed settings, one object per process kind, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+SERVICES_ENV = Path(".scanroute") / "services.env"
+
+
+class ConfigError(Exception):
+    """A required variable is missing or malformed; the message names it."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+class Secret(str):
+    """A string whose repr never shows its value."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+def load_environment(cwd: Path | None = None, *, services: bool = True) -> dict[str, str]:
+    """Process environment over `.env` over `.scanroute/services.env` (written by `scanroute up`)."""
+    base = cwd or Path.cwd()
+    merged: dict[str, str] = {}
+    for path in ((base / SERVICES_ENV) if services else None, base / ".env"):
+        if path is None:
+            continue
+        if path.is_file():
+            merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self.env.get(name, "").strip()
+        if value:
+            return value
+        if default is None:
+            raise ConfigError(name, "is required but not set")
+        return default
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> Secret:
+        value = self.text(name)
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ConfigError(name, f"must be a {' or '.join(schemes)} URL with a host, got {parts.scheme!r}")
+        return Secret(value)
+
+    def bind(self, name: str, default: str) -> tuple[str, int]:
+        value = self.text(name, default)
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(name, f"must be host:port, got {value!r}")
+        return host.strip("[]"), int(port)
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        value = self.text(name, str(default))
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(name, f"must be an integer, got {value!r}") from None
+        if number < minimum:
+            raise ConfigError(name, f"must be at least {minimum}, got {number}")
+        return number
+
+    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        value = self.text(name, str(default))
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(name, f"must be a number, got {value!r}") from None
+        if number < minimum:
+            raise ConfigError(name, f"must be at least {minimum}, got {number}")
+        return number
+
+    def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        if value not in options:
+            raise ConfigError(name, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        value = self.text(name, "true" if default else "false").lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(name, f"must be true or false, got {value!r}")
+
+    def template(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if "{id}" not in value or urlsplit(value).scheme not in ("http", "https"):
+            raise ConfigError(name, f"must be an http(s) URL containing {{id}}, got {value!r}")
+        return value
+
+    def secret(self, name: str, min_length: int = 16) -> Secret:
+        value = self.text(name)
+        if len(value) < min_length:
+            raise ConfigError(name, f"must be at least {min_length} characters")
+        return Secret(value)
+
+
+_DEFAULT_TEMPLATES = {"page": "https://pages.example.com/p/{id}", "chatbot": "https://chat.example.com/c/{id}",
+                      "knowledge_base": "https://kb.example.com/k/{id}"}
+
+
+@dataclass(frozen=True, slots=True)
+class Templates:
+    """How page/chatbot/knowledge_base destinations become URLs (API.md §3.1.6)."""
+
+    page: str = _DEFAULT_TEMPLATES["page"]
+    chatbot: str = _DEFAULT_TEMPLATES["chatbot"]
+    knowledge_base: str = _DEFAULT_TEMPLATES["knowledge_base"]
+
+    @classmethod
+    def read(cls, r: _Reader) -> Templates:
+        return cls(
+            page=r.template("PAGE_URL_TEMPLATE", _DEFAULT_TEMPLATES["page"]),
+            chatbot=r.template("CHATBOT_URL_TEMPLATE", _DEFAULT_TEMPLATES["chatbot"]),
+            knowledge_base=r.template("KNOWLEDGE_BASE_URL_TEMPLATE", _DEFAULT_TEMPLATES["knowledge_base"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    database_url: Secret
+    redis_url: Secret
+    redis_namespace: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Stores:
+        return cls.read(_Reader(load_environment() if env is None else env))
+
+    @classmethod
+    def read(cls, r: _Reader) -> Stores:
+        namespace = r.text("REDIS_NAMESPACE", "sr")
+        if not namespace.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError("REDIS_NAMESPACE", f"must be letters, digits, - or _, got {namespace!r}")
+        return cls(
+            database_url=r.url("DATABASE_URL", ("postgres", "postgresql")),
+            redis_url=r.url("REDIS_URL", ("redis", "rediss", "unix")),
+            redis_namespace=namespace,
+        )
+
+
+def _public(r: _Reader, edge_bind: tuple[str, int]) -> tuple[str, str]:
+    default_domain = r.text("DEFAULT_DOMAIN", f"{edge_bind[0]}:{edge_bind[1]}").lower()
+    return default_domain, r.choice("PUBLIC_SCHEME", "https", ("https", "http"))
+
+
+class _FromEnv:
+    __slots__ = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        return cls.read(_Reader(load_environment() if env is None else env))  # type: ignore[attr-defined, no-any-return]
+
+    def describe(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlaneSettings(_FromEnv):
+    stores: Stores
+    bind: tuple[str, int]
+    default_domain: str
+    public_scheme: str
+    templates: Templates = field(default_factory=Templates)
+
+    @classmethod
+    def read(cls, r: _Reader) -> ControlPlaneSettings:
+        edge_bind = r.bind("EDGE_BIND", "127.0.0.1:8080")
+        default_domain, scheme = _public(r, edge_bind)
+        return cls(
+            stores=Stores.read(r),
+            bind=r.bind("CONTROL_PLANE_BIND", "127.0.0.1:8000"),
+            default_domain=default_domain,
+            public_scheme=scheme,
+            templates=Templates.read(r),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings(_FromEnv):
+    stores: Stores
+    bind: tuple[str, int]
+    default_domain: str
+    scan_hash_secret: Secret
+    templates: Templates = field(default_factory=Templates)
+    trusted_country_header: str | None = None
+
+    @classmethod
+    def read(cls, r: _Reader) -> EdgeSettings:
+        bind = r.bind("EDGE_BIND", "127.0.0.1:8080")
+        default_domain, _ = _public(r, bind)
+        country = r.text("TRUSTED_COUNTRY_HEADER", "-")
+        return cls(
+            stores=Stores.read(r),
+            bind=bind,
+            default_domain=default_domain,
+            scan_hash_secret=r.secret("SCAN_HASH_SECRET"),
+            templates=Templates.read(r),
+            trusted_country_header=None if country == "-" else country.lower(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings(_FromEnv):
+    stores: Stores
+    batch_size: int = 5000
+    block_ms: int = 200
+    consumer: str = ""
+
+    @classmethod
+    def read(cls, r: _Reader) -> IngestSettings:
+        return cls(
+            stores=Stores.read(r),
+            batch_size=r.integer("INGEST_BATCH_SIZE", 5000, minimum=1),
+            block_ms=r.integer("INGEST_BLOCK_MS", 200, minimum=1),
+            consumer=r.text("INGEST_CONSUMER", f"{os.uname().nodename}-{os.getpid()}"),
+        )

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.settings import ConfigError, ControlPlaneSettings, EdgeSettings
+
+BASE = {"DATABASE_URL": "postgresql://app:hunter2@db.internal:5432/scanroute", "REDIS_URL": "redis://cache:6379/0",
+        "SCAN_HASH_SECRET": "0123456789abcdef0123"}
+
+
+def test_secrets_are_hidden_in_repr() -> None:
+    settings = EdgeSettings.from_env(BASE)
+    text = repr(settings)
+    assert "hunter2" not in text and "0123456789abcdef0123" not in text
+    assert settings.stores.database_url == BASE["DATABASE_URL"]
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = ControlPlaneSettings.from_env(BASE)
+    assert settings.bind == ("127.0.0.1", 8000) and settings.default_domain == "127.0.0.1:8080"
+    assert settings.public_scheme == "https"
+
+
+@pytest.mark.parametrize(("overrides", "variable"), [
+    ({"DATABASE_URL": ""}, "DATABASE_URL"),
+    ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+    ({"REDIS_URL": ""}, "REDIS_URL"),
+    ({"EDGE_BIND": "8080"}, "EDGE_BIND"),
+    ({"PUBLIC_SCHEME": "ftp"}, "PUBLIC_SCHEME"),
+    ({"PAGE_URL_TEMPLATE": "https://pages.example.com/p/"}, "PAGE_URL_TEMPLATE"),
+    ({"SCAN_HASH_SECRET": "short"}, "SCAN_HASH_SECRET"),
+])
+def test_a_missing_or_malformed_variable_is_named(overrides: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        EdgeSettings.from_env({**BASE, **overrides})
+    assert raised.value.variable == variable and variable in str(raised.value)
