@@ -35,3 +35,7 @@ class RedisKeys:
     def group(self, group_id: str) -> str:
         """String: the group's edge row (JSON, see shared.rows)."""
         return f"{self.namespace}:group:{group_id}"
+
+    def rendered_image(self, image_key: str, size: int, format: str) -> str:
+        """String: rendered image bytes of a content-addressed spec (control plane; expires, re-renderable)."""
+        return f"{self.namespace}:img:{image_key}:{size}.{format}"

@@ -108,6 +108,9 @@ class _Reader:
             raise ConfigError(name, f"must be an http(s) URL containing {{id}}, got {value!r}")
         return value
 
+    def hosts(self, name: str) -> frozenset[str]:
+        return frozenset(h.strip().lower().strip("[]") for h in self.text(name, "").split(",") if h.strip())
+
     def secret(self, name: str, min_length: int = 16) -> Secret:
         value = self.text(name)
         if len(value) < min_length:
@@ -181,17 +184,24 @@ class ControlPlaneSettings(_FromEnv):
     default_domain: str
     public_scheme: str
     templates: Templates = field(default_factory=Templates)
+    # Keys the content-addressed image URLs; without it anyone could compute a code's image URL.
+    image_url_secret: Secret = Secret("development-only-image-secret")
+    # Hosts that logo fetches (and webhook deliveries) may reach although they resolve to private addresses.
+    outbound_allowed_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def read(cls, r: _Reader) -> ControlPlaneSettings:
         edge_bind = r.bind("EDGE_BIND", "127.0.0.1:8080")
         default_domain, scheme = _public(r, edge_bind)
+        image_secret = "IMAGE_URL_SECRET" if r.env.get("IMAGE_URL_SECRET", "").strip() else "SCAN_HASH_SECRET"
         return cls(
             stores=Stores.read(r),
             bind=r.bind("CONTROL_PLANE_BIND", "127.0.0.1:8000"),
             default_domain=default_domain,
             public_scheme=scheme,
             templates=Templates.read(r),
+            image_url_secret=r.secret(image_secret),
+            outbound_allowed_hosts=r.hosts("OUTBOUND_ALLOWED_HOSTS"),
         )
 
 

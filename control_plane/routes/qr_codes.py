@@ -15,6 +15,8 @@ from control_plane.events import previous_attributes, record_event
 from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
 from control_plane.params import apply_params, pairs_to_dict
 from control_plane.problems import Problem, field_error
+from control_plane.render.design import merge_design
+from control_plane.render.images import image_url, payload_for, preview_url, sync_design
 from control_plane.schemas import IMMUTABLE_CODE_FIELDS, QRCodeCreate, QRCodeUpdate
 from shared.edge_rows import CODE_COLUMNS, code_row, load_groups
 from shared.ids import new_id, new_slug, slug_problem
@@ -44,6 +46,7 @@ def resolved_object(row: asyncpg.Record, group: GroupRow | None, settings: Contr
 
 def code_object(row: asyncpg.Record, group: GroupRow | None, settings: ControlPlaneSettings) -> dict[str, Any]:
     dynamic = row["kind"] == "dynamic"
+    payload = payload_for(row, settings)
     return {
         "id": row["id"], "object": "qr_code", "livemode": row["livemode"], "kind": row["kind"],
         "type": row["type"], "name": row["name"], "slug": row["slug"], "domain": row["domain"],
@@ -52,8 +55,10 @@ def code_object(row: asyncpg.Record, group: GroupRow | None, settings: ControlPl
         "content": row["content"], "url_params": pairs_to_dict(row["url_params"]),
         "properties": pairs_to_dict(row["properties"]), "design": row["design"], "folder_id": row["folder_id"],
         "tags": row["tags"], "resolved": resolved_object(row, group, settings) if dynamic else None,
-        "image_url": None, "download_url": f"/v1/qr-codes/{row['id']}/download",
-        "preview_url": f"/qr/{row['id']}", "scan_count": row["scan_count"] if dynamic else None,
+        "image_url": image_url(settings, payload, row["design"]),
+        "download_url": f"/v1/qr-codes/{row['id']}/download",
+        "preview_url": preview_url(settings, payload, row["design"]),
+        "scan_count": row["scan_count"] if dynamic else None,
         "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"]),
     }
 
@@ -135,6 +140,7 @@ async def insert_code(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCr
     code_id = await _insert_dynamic(conn, key, body, domain, destination)
     await apply_params(conn, "qr_code_url_params", "code_id", code_id, body.url_params, replace=True)
     await apply_params(conn, "qr_code_properties", "code_id", code_id, body.properties, replace=True)
+    await sync_design(conn, settings, code_id)
     return code_id
 
 
@@ -222,7 +228,10 @@ async def update_code(request: Request) -> Response:
             " destination_knowledge_base = $9, design = $10, folder_id = $11, tags = $12,"
             " version = version + 1, updated_at = now() WHERE id = $1",
             code_id, pick("name", ""), pick("group_id"), pick("status"), *destination_columns(destination),
-            pick("design"), pick("folder_id"), pick("tags", []))
+            merge_design(current["design"], body.design) if "design" in fields else current["design"],
+            pick("folder_id"), pick("tags", []))
+        if "design" in fields:
+            await sync_design(conn, settings, code_id)
         if "url_params" in fields:
             await apply_params(conn, "qr_code_url_params", "code_id", code_id, body.url_params)
         if "properties" in fields:

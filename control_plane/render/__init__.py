@@ -1,0 +1,1 @@
+"""QR rendering: payload → matrix → geometry → SVG / PNG / WebP, and the scannability guarantee."""

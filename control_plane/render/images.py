@@ -1,0 +1,132 @@
+"""What the QR-code routes call: payloads, design checks, content-addressed image URLs, cached renders.
+
+Integration API (used by control_plane/routes/qr_codes.py):
+- `payload_for(row, settings)` — the text a code encodes: `short_url?qr=1` (dynamic) or its static content.
+- `await check_design(db, settings, design, payload)` — normalised design dict, or a 422 problem.
+- `await sync_design(conn, settings, code_id)` — after an insert or a design/content change: checks the
+  stored design against the code's payload, stores it normalised and mints its image URL.
+- `image_url(settings, payload, design)`, `preview_url(…)` — the public, content-addressed URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from typing import Any
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from control_plane.outbound import OutboundPolicy
+from control_plane.render.content import encode_static
+from control_plane.render.design import Design, design_dict, parse_design
+from control_plane.render.logo import fetch_logo, load_logo, store_logo
+from control_plane.render.output import render_bytes
+from control_plane.render.scannability import check_scannable
+from shared.keys import RedisKeys
+from shared.settings import ControlPlaneSettings
+
+log = logging.getLogger(__name__)
+RENDER_TTL = 7 * 24 * 3600  # seconds a rendered image stays in Redis; it can always be rendered again
+HASH_LENGTH = 32  # hex characters: 128 bits, unguessable
+
+
+def dynamic_payload(settings: ControlPlaneSettings, domain: str, slug: str) -> str:
+    # `qr=1` marks the scan as a camera scan of the printed code (the edge strips it from the destination).
+    return f"{settings.public_scheme}://{domain}/{slug}?qr=1"
+
+
+def payload_for(row: Any, settings: ControlPlaneSettings) -> str:
+    if row["kind"] == "dynamic":
+        return dynamic_payload(settings, row["domain"], row["slug"])
+    return encode_static(row["type"], row["content"])
+
+
+def effective_design(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A code's stored design, or the defaults for a code that never had one."""
+    return stored if stored else design_dict(parse_design(None))
+
+
+def image_key(settings: ControlPlaneSettings, payload: str, design: dict[str, Any]) -> str:
+    spec = orjson.dumps({"payload": payload, "design": design}, option=orjson.OPT_SORT_KEYS)
+    return hmac.new(settings.image_url_secret.encode(), spec, hashlib.sha256).hexdigest()[:HASH_LENGTH]
+
+
+def image_url(settings: ControlPlaneSettings, payload: str, design: dict[str, Any] | None) -> str:
+    design = effective_design(design)
+    return f"/i/{image_key(settings, payload, design)}.{design['format']}"
+
+
+def preview_url(settings: ControlPlaneSettings, payload: str, design: dict[str, Any] | None) -> str:
+    return f"/qr/{image_key(settings, payload, effective_design(design))}"
+
+
+async def check_design(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], settings: ControlPlaneSettings,
+                       raw: dict[str, Any] | None, payload: str) -> dict[str, Any]:
+    """Validate, fill in defaults, fetch the logo and prove the result scans; 422 problems otherwise."""
+    design = parse_design(raw)
+    logo_png = None
+    if design.logo is not None:
+        logo_png = await fetch_logo(design.logo.url, OutboundPolicy(settings.outbound_allowed_hosts))
+        design.logo.sha256 = await store_logo(db, logo_png)
+    # Rendering and decoding take tens of milliseconds of CPU: keep them off the event loop.
+    await asyncio.to_thread(check_scannable, payload, design, logo_png)
+    return design_dict(design)
+
+
+async def mint(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], settings: ControlPlaneSettings, payload: str,
+               design: dict[str, Any] | None) -> str:
+    """Record what an image URL stands for, so the public route can render it; returns the hash."""
+    design = effective_design(design)
+    key = image_key(settings, payload, design)
+    await db.execute("INSERT INTO render_specs (hash, payload, design) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                     key, payload, design)
+    return key
+
+
+async def sync_design(conn: asyncpg.Connection[Any], settings: ControlPlaneSettings, code_id: str) -> None:
+    row = await conn.fetchrow("SELECT kind, type, content, domain, slug, design FROM qr_codes WHERE id = $1",
+                              code_id)
+    if row is None:
+        return
+    payload = payload_for(row, settings)
+    design = await check_design(conn, settings, row["design"], payload)
+    if design != row["design"]:
+        await conn.execute("UPDATE qr_codes SET design = $2 WHERE id = $1", code_id, design)
+    await mint(conn, settings, payload, design)
+
+
+async def load_spec(db: asyncpg.Pool[Any], key: str) -> tuple[str, dict[str, Any]] | None:
+    row = await db.fetchrow("SELECT payload, design FROM render_specs WHERE hash = $1", key)
+    return None if row is None else (row["payload"], row["design"])
+
+
+class RenderCache:
+    """Rendered bytes in Redis by (hash, size, format); a Redis outage only costs a re-render."""
+
+    def __init__(self, db: asyncpg.Pool[Any], redis: aioredis.Redis, keys: RedisKeys) -> None:
+        self.db = db
+        self.redis = redis
+        self.keys = keys
+
+    async def render(self, key: str, payload: str, design: dict[str, Any], format: str, size: int) -> bytes:
+        cache_key = self.keys.rendered_image(key, size, format)
+        try:
+            cached = await self.redis.get(cache_key)
+        except redis.exceptions.RedisError as exc:
+            log.warning("render cache unreachable, rendering %s uncached: %r", key, exc)
+            cached = None
+        if isinstance(cached, bytes):
+            return cached
+        parsed = Design.model_validate(design)
+        logo = await load_logo(self.db, parsed.logo.sha256) if parsed.logo and parsed.logo.sha256 else None
+        image = await asyncio.to_thread(render_bytes, payload, parsed, format, size, logo)
+        try:
+            await self.redis.set(cache_key, image, ex=RENDER_TTL)
+        except redis.exceptions.RedisError as exc:
+            log.warning("could not cache render %s: %r", key, exc)
+        return image

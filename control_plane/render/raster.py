@@ -1,0 +1,117 @@
+"""Geometry → PNG / WebP with Pillow, drawing the same shapes as the SVG (supersampled for smooth edges)."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageChops, ImageDraw
+
+from control_plane.render.geometry import Circle, Fill, Geometry, LinearGradient, RadialGradient, Shape, Solid
+
+SUPERSAMPLE = 2  # draw at twice the size, then average down: anti-aliased dots and curves
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def _draw(draw: ImageDraw.ImageDraw, shape: Shape, unit: float, value: int) -> None:
+    if isinstance(shape, Circle):
+        box = ((shape.cx - shape.r) * unit, (shape.cy - shape.r) * unit,
+               (shape.cx + shape.r) * unit - 1, (shape.cy + shape.r) * unit - 1)
+        draw.ellipse(box, fill=value)
+        return
+    x0, y0 = round(shape.x * unit), round(shape.y * unit)
+    x1, y1 = round((shape.x + shape.w) * unit) - 1, round((shape.y + shape.h) * unit) - 1
+    draw.rectangle((x0, y0, x1, y1), fill=value)
+    if not shape.radius:
+        return
+    # Pillow's rounded_rectangle fails on some corner subsets, so each rounded corner is cut away and
+    # refilled with its circle. Shapes never overlap, so the cut touches this shape alone.
+    d = min(round(2 * shape.radius * unit), x1 - x0 + 1, y1 - y0 + 1)
+    boxes = ((x0, y0), (x1 - d + 1, y0), (x1 - d + 1, y1 - d + 1), (x0, y1 - d + 1))
+    for (bx, by), rounded, (cx, cy) in zip(boxes, shape.corners, ((0, 0), (1, 0), (1, 1), (0, 1)), strict=True):
+        if rounded:
+            half = d // 2
+            draw.rectangle((bx + cx * half, by + cy * half, bx + cx * half + d - half - 1,
+                            by + cy * half + d - half - 1), fill=255 - value)
+            draw.ellipse((bx, by, bx + d - 1, by + d - 1), fill=value)
+
+
+def _curved(shapes: tuple[Shape, ...]) -> bool:
+    return any(isinstance(shape, Circle) or shape.radius for shape in shapes)
+
+
+def _mask(shapes: tuple[Shape, ...], holes: tuple[Shape, ...], size: int, unit: float) -> Image.Image:
+    # Straight edges need no smoothing; only curves are drawn large and averaged down.
+    factor = SUPERSAMPLE if _curved(shapes) or _curved(holes) else 1
+    mask = Image.new("L", (size * factor, size * factor), 0)
+    draw = ImageDraw.Draw(mask)
+    for shape in shapes:
+        _draw(draw, shape, unit * factor, 255)
+    for hole in holes:
+        _draw(draw, hole, unit * factor, 0)
+    return mask.reduce(factor) if factor > 1 else mask
+
+
+def _ramp(fill: LinearGradient | RadialGradient, size: int, unit: float) -> Image.Image:
+    """0 → 255 from the gradient's start to its end, as in SVG's userSpaceOnUse gradients."""
+    if isinstance(fill, RadialGradient):
+        # Pillow's radial ramp reaches 255 at the corners of its square, which is where ours ends too.
+        return Image.radial_gradient("L").resize((size, size), Image.Resampling.BILINEAR)
+    vertical = Image.linear_gradient("L").resize((size, size), Image.Resampling.BILINEAR)
+    if fill.x2 == 0:
+        return vertical
+    horizontal = vertical.transpose(Image.Transpose.ROTATE_90)
+    if fill.y2 == 0:
+        return horizontal
+    return ImageChops.add(horizontal, vertical, scale=2.0)
+
+
+def _paint(canvas: Image.Image, fill: Fill, mask: Image.Image, unit: float) -> None:
+    size = canvas.size[0]
+    if isinstance(fill, Solid):
+        canvas.paste(_rgb(fill.color), (0, 0, size, size), mask)
+        return
+    start = Image.new("RGB", (size, size), _rgb(fill.start))
+    end = Image.new("RGB", (size, size), _rgb(fill.end))
+    canvas.paste(Image.composite(end, start, _ramp(fill, size, unit)), (0, 0), mask)
+
+
+def _paste_logo(canvas: Image.Image, geometry: Geometry, logo_png: bytes, unit: float) -> None:
+    assert geometry.logo is not None
+    box = geometry.logo
+    side = round(box.side * unit)
+    with Image.open(io.BytesIO(logo_png)) as source:
+        logo = source.convert("RGBA")
+    logo.thumbnail((side, side), Image.Resampling.LANCZOS)
+    if logo.size != (side, side):  # fit inside the square, centred, like SVG's default preserveAspectRatio
+        logo = logo.resize((max(1, round(logo.width * side / max(logo.size))),
+                            max(1, round(logo.height * side / max(logo.size)))), Image.Resampling.LANCZOS)
+    x = round(box.x * unit) + (side - logo.width) // 2
+    y = round(box.y * unit) + (side - logo.height) // 2
+    canvas.alpha_composite(logo, (x, y)) if canvas.mode == "RGBA" else canvas.paste(logo, (x, y), logo)
+
+
+def render_image(geometry: Geometry, size: int, logo_png: bytes | None = None) -> Image.Image:
+    unit = size / geometry.width
+    if geometry.background is None:
+        canvas = Image.new("RGBA", (size, size), (255, 255, 255, 0))
+    else:
+        canvas = Image.new("RGB", (size, size), _rgb(geometry.background))
+    for layer in geometry.layers:
+        if layer.shapes:
+            _paint(canvas, layer.fill, _mask(layer.shapes, layer.holes, size, unit), unit)
+    if geometry.logo is not None and logo_png is not None:
+        _paste_logo(canvas, geometry, logo_png, unit)
+    return canvas
+
+
+def encode(image: Image.Image, format: str) -> bytes:
+    out = io.BytesIO()
+    if format == "webp":
+        # Lossless: exact colours and edges, like the PNG; method 0 is the fast encoder.
+        image.save(out, "WEBP", lossless=True, method=0)
+    else:
+        image.save(out, "PNG", compress_level=1)
+    return out.getvalue()
