@@ -5,6 +5,7 @@ Integration API (used by control_plane/routes/qr_codes.py):
 - `await check_design(db, settings, design, payload)` — normalised design dict, or a 422 problem.
 - `await sync_design(conn, settings, code_id)` — after an insert or a design/content change: checks the
   stored design against the code's payload, stores it normalised and mints its image URL.
+- `await sync_designs(conn, settings, code_ids)` — the same for codes minted in bulk, in one pass.
 - `image_url(settings, payload, design)`, `preview_url(…)` — the public, content-addressed URLs.
 """
 
@@ -89,15 +90,33 @@ async def mint(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], settings: Contro
 
 
 async def sync_design(conn: asyncpg.Connection[Any], settings: ControlPlaneSettings, code_id: str) -> None:
-    row = await conn.fetchrow("SELECT kind, type, content, domain, slug, design FROM qr_codes WHERE id = $1",
-                              code_id)
-    if row is None:
-        return
-    payload = payload_for(row, settings)
-    design = await check_design(conn, settings, row["design"], payload)
-    if design != row["design"]:
-        await conn.execute("UPDATE qr_codes SET design = $2 WHERE id = $1", code_id, design)
-    await mint(conn, settings, payload, design)
+    await sync_designs(conn, settings, [code_id])
+
+
+async def sync_designs(conn: asyncpg.Connection[Any], settings: ControlPlaneSettings, code_ids: list[str]) -> None:
+    """Check each distinct stored design once, store it normalised, and mint every code's image URL.
+
+    Codes minted together share one design and slug length, so one proof covers them all: same version,
+    same geometry, the same modules hidden by a logo.
+    """
+    rows = await conn.fetch("SELECT id, kind, type, content, domain, slug, design FROM qr_codes"
+                            " WHERE id = ANY($1::text[]) ORDER BY id", code_ids)
+    checked: dict[bytes, dict[str, Any]] = {}
+    ids, payloads, designs = [], [], []
+    for row in rows:
+        payload = payload_for(row, settings)
+        raw = orjson.dumps(row["design"], option=orjson.OPT_SORT_KEYS)
+        if raw not in checked:
+            checked[raw] = await check_design(conn, settings, row["design"], payload)
+        ids.append(row["id"])
+        payloads.append(payload)
+        designs.append(checked[raw])
+    await conn.execute("UPDATE qr_codes c SET design = d.design FROM unnest($1::text[], $2::jsonb[]) AS d(id, design)"
+                       " WHERE c.id = d.id AND c.design IS DISTINCT FROM d.design", ids, designs)
+    await conn.execute("INSERT INTO render_specs (hash, payload, design)"
+                       " SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[]) ON CONFLICT DO NOTHING",
+                       [image_key(settings, p, d) for p, d in zip(payloads, designs, strict=True)], payloads,
+                       designs)
 
 
 async def load_spec(db: asyncpg.Pool[Any], key: str) -> tuple[str, dict[str, Any]] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import segno
 
@@ -24,6 +25,9 @@ class Matrix:
         return len(self.dark)
 
 
+# segno spends most of its ~6 ms choosing the mask; a design check followed by renders in three formats
+# encodes the same payload again and again.
+@lru_cache(maxsize=1024)
 def qr_matrix(payload: str, error_correction: str) -> Matrix:
     # UTF-8 for byte mode: what phones assume when no ECI is given (segno would otherwise prefer Latin-1).
     # boost_error stays off so that the chosen level is exactly the level printed.

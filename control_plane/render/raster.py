@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 
 from PIL import Image, ImageChops, ImageDraw
 
-from control_plane.render.geometry import Circle, Fill, Geometry, LinearGradient, RadialGradient, Shape, Solid
+from control_plane.render.geometry import Circle, Fill, Geometry, Layer, LinearGradient, RadialGradient, Shape, Solid
 
 SUPERSAMPLE = 2  # draw at twice the size, then average down: anti-aliased dots and curves
 
@@ -38,34 +39,56 @@ def _draw(draw: ImageDraw.ImageDraw, shape: Shape, unit: float, value: int) -> N
             draw.ellipse((bx, by, bx + d - 1, by + d - 1), fill=value)
 
 
+Steps = list[tuple[tuple[Shape, ...], tuple[Shape, ...]]]  # (shapes, holes) drawn in order into one mask
+
+
+def _by_fill(layers: tuple[Layer, ...]) -> list[tuple[Fill, Steps]]:
+    """Consecutive layers that share a fill become one mask: a third of the drawing for a one-colour code.
+    Holes only ever cut eye frames, whose inside holds just the eye ball, drawn after them."""
+    merged: list[tuple[Fill, Steps]] = []
+    for layer in layers:
+        if not layer.shapes:
+            continue
+        if merged and merged[-1][0] == layer.fill:
+            merged[-1][1].append((layer.shapes, layer.holes))
+        else:
+            merged.append((layer.fill, [(layer.shapes, layer.holes)]))
+    return merged
+
+
 def _curved(shapes: tuple[Shape, ...]) -> bool:
     return any(isinstance(shape, Circle) or shape.radius for shape in shapes)
 
 
-def _mask(shapes: tuple[Shape, ...], holes: tuple[Shape, ...], size: int, unit: float) -> Image.Image:
+def _mask(steps: Steps, size: int, unit: float) -> Image.Image:
     # Straight edges need no smoothing; only curves are drawn large and averaged down.
-    factor = SUPERSAMPLE if _curved(shapes) or _curved(holes) else 1
+    factor = SUPERSAMPLE if any(_curved(shapes) or _curved(holes) for shapes, holes in steps) else 1
     mask = Image.new("L", (size * factor, size * factor), 0)
     draw = ImageDraw.Draw(mask)
-    for shape in shapes:
-        _draw(draw, shape, unit * factor, 255)
-    for hole in holes:
-        _draw(draw, hole, unit * factor, 0)
+    for shapes, holes in steps:
+        for shape in shapes:
+            _draw(draw, shape, unit * factor, 255)
+        for hole in holes:
+            _draw(draw, hole, unit * factor, 0)
     return mask.reduce(factor) if factor > 1 else mask
 
 
-def _ramp(fill: LinearGradient | RadialGradient, size: int, unit: float) -> Image.Image:
-    """0 → 255 from the gradient's start to its end, as in SVG's userSpaceOnUse gradients."""
-    if isinstance(fill, RadialGradient):
+@lru_cache(maxsize=32)
+def _ramp(direction: str, size: int) -> Image.Image:
+    """0 → 255 from the gradient's start to its end, as SVG's userSpaceOnUse gradients run (cached: read-only)."""
+    if direction == "radial":
         # Pillow's radial ramp reaches 255 at the corners of its square, which is where ours ends too.
         return Image.radial_gradient("L").resize((size, size), Image.Resampling.BILINEAR)
     vertical = Image.linear_gradient("L").resize((size, size), Image.Resampling.BILINEAR)
-    if fill.x2 == 0:
-        return vertical
     horizontal = vertical.transpose(Image.Transpose.ROTATE_90)
-    if fill.y2 == 0:
-        return horizontal
-    return ImageChops.add(horizontal, vertical, scale=2.0)
+    return {"vertical": vertical, "horizontal": horizontal,
+            "diagonal": ImageChops.add(horizontal, vertical, scale=2.0)}[direction]
+
+
+def _direction(fill: LinearGradient | RadialGradient) -> str:
+    if isinstance(fill, RadialGradient):
+        return "radial"
+    return "vertical" if fill.x2 == 0 else "horizontal" if fill.y2 == 0 else "diagonal"
 
 
 def _paint(canvas: Image.Image, fill: Fill, mask: Image.Image, unit: float) -> None:
@@ -75,7 +98,7 @@ def _paint(canvas: Image.Image, fill: Fill, mask: Image.Image, unit: float) -> N
         return
     start = Image.new("RGB", (size, size), _rgb(fill.start))
     end = Image.new("RGB", (size, size), _rgb(fill.end))
-    canvas.paste(Image.composite(end, start, _ramp(fill, size, unit)), (0, 0), mask)
+    canvas.paste(Image.composite(end, start, _ramp(_direction(fill), size)), (0, 0), mask)
 
 
 def _paste_logo(canvas: Image.Image, geometry: Geometry, logo_png: bytes, unit: float) -> None:
@@ -99,9 +122,8 @@ def render_image(geometry: Geometry, size: int, logo_png: bytes | None = None) -
         canvas = Image.new("RGBA", (size, size), (255, 255, 255, 0))
     else:
         canvas = Image.new("RGB", (size, size), _rgb(geometry.background))
-    for layer in geometry.layers:
-        if layer.shapes:
-            _paint(canvas, layer.fill, _mask(layer.shapes, layer.holes, size, unit), unit)
+    for fill, steps in _by_fill(geometry.layers):
+        _paint(canvas, fill, _mask(steps, size, unit), unit)
     if geometry.logo is not None and logo_png is not None:
         _paste_logo(canvas, geometry, logo_png, unit)
     return canvas

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from control_plane.outbound import OutboundPolicy, OutboundRefused, check_url, fetch, is_public_address, \
-    resolve_checked
+from control_plane.outbound import OutboundPolicy, OutboundRefused, check_url, fetch, is_public_address, resolve_checked
 from tests.control_plane.render.logos import logo_png
 
 OPEN = OutboundPolicy()

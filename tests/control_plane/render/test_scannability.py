@@ -8,8 +8,13 @@ from control_plane.render.design import parse_design
 from control_plane.render.geometry import build_geometry
 from control_plane.render.matrix import qr_matrix
 from control_plane.render.raster import render_image
-from control_plane.render.scannability import MIN_CONTRAST, UnscannableDesign, check_scannable, contrast_ratio, \
-    decodes_to
+from control_plane.render.scannability import (
+    MIN_CONTRAST,
+    UnscannableDesign,
+    check_scannable,
+    contrast_ratio,
+    decodes_to,
+)
 from tests.control_plane.render.logos import logo_png
 
 PAYLOAD = "https://qr.test/abc1234?qr=1"
