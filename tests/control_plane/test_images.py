@@ -171,3 +171,31 @@ async def test_logo_urls_to_private_addresses_are_refused(api: httpx.AsyncClient
     assert refused.status_code == 422
     [error] = refused.json()["errors"]
     assert error["field"] == "design.logo.url" and reason in error["message"]
+
+
+async def test_codes_minted_in_bulk_get_checked_designs_and_working_images(
+        api: httpx.AsyncClient, make_key: KeyFactory, database_url: str, cp_settings: Any) -> None:
+    from control_plane.render.images import sync_designs
+    from shared.database import create_pool
+    from shared.ids import new_id, new_slug
+
+    key = await make_key()
+    assert (await create(api, key)).status_code == 201  # the organisation's first code: its org_id is below
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            org_id = await conn.fetchval("SELECT org_id FROM qr_codes LIMIT 1")
+            ids = [new_id("qr") for _ in range(25)]
+            await conn.executemany(
+                "INSERT INTO qr_codes (id, org_id, livemode, kind, type, slug, domain, design)"
+                " VALUES ($1, $2, true, 'dynamic', 'url', $3, 'qr.test', $4)",
+                [(code_id, org_id, new_slug(), {"style_preset": "classy"}) for code_id in ids])
+            await sync_designs(conn, cp_settings, ids)
+    finally:
+        await pool.close()
+    listed = (await api.get("/v1/qr-codes", params={"limit": 100}, headers=bearer(key))).json()["data"]
+    minted = [code for code in listed if code["id"] in ids]
+    assert len(minted) == 25 and {code["design"]["shapes"]["body"] for code in minted} == {"classy"}
+    for code in minted[:3]:
+        image = await api.get(code["image_url"])
+        assert image.status_code == 200 and reads_as(image.content, "png", code["short_url"] + "?qr=1")
