@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint system-deps venv clean
+.PHONY: run test lint system-deps venv clean bench-render
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -38,6 +38,10 @@ test: system-deps venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# Render costs (SVG/PNG/WebP, scannability check, cached hits); one benchmark at a time on a shared machine.
+bench-render: system-deps venv
+	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_render
 
 clean:
 	rm -rf $(VENV) .scanroute .mypy_cache .ruff_cache .pytest_cache
