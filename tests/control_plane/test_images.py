@@ -199,3 +199,31 @@ async def test_codes_minted_in_bulk_get_checked_designs_and_working_images(
     for code in minted[:3]:
         image = await api.get(code["image_url"])
         assert image.status_code == 200 and reads_as(image.content, "png", code["short_url"] + "?qr=1")
+
+
+async def test_a_static_code_encodes_its_content(api: httpx.AsyncClient, make_key: KeyFactory, database_url: str,
+                                                 cp_settings: Any) -> None:
+    from control_plane.render.images import sync_design
+    from shared.database import create_pool
+    from shared.ids import new_id
+
+    key = await make_key()
+    assert (await create(api, key)).status_code == 201
+    content = {"ssid": "Café; Guests", "password": "pa:ss", "encryption": "WPA", "hidden": False}
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            org_id = await conn.fetchval("SELECT org_id FROM qr_codes LIMIT 1")
+            code_id = new_id("sqr")
+            await conn.execute("INSERT INTO qr_codes (id, org_id, livemode, kind, type, content, design)"
+                               " VALUES ($1, $2, true, 'static', 'wifi', $3, $4)",
+                               code_id, org_id, content, {"style_preset": "rounded", "format": "webp"})
+            await sync_design(conn, cp_settings, code_id)
+    finally:
+        await pool.close()
+    code = (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()
+    assert code["image_url"].endswith(".webp") and code["short_url"] is None
+    expected = "WIFI:T:WPA;S:Café\\; Guests;P:pa\\:ss;H:false;;"
+    assert reads_as((await api.get(code["image_url"])).content, "webp", expected)
+    download = await api.get(code["download_url"], params={"format": "svg"}, headers=bearer(key))
+    assert reads_as(download.content, "svg", expected)
