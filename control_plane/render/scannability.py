@@ -7,7 +7,7 @@ from PIL import Image, ImageOps
 
 from control_plane.problems import Problem
 from control_plane.render.design import Design
-from control_plane.render.matrix import PayloadTooLarge
+from control_plane.render.matrix import PayloadTooLarge, qr_matrix
 from control_plane.render.output import render_raster
 
 # WCAG 2 contrast ratio between the dark and the light colour. 3:1 is WCAG's floor for graphics;
@@ -16,6 +16,8 @@ MIN_CONTRAST = 3.0
 # Decoding at 2048 px costs several times more than at 1024 and proves nothing more: a design that reads
 # at 1024 px has at least as many pixels per module at any larger size.
 MAX_CHECK_SIZE = 1024
+# Our decoder reads a pristine 1.4 px module; a camera filming a screen does not. Two pixels is the floor.
+MIN_MODULE_PIXELS = 2
 # The image is checked as printed on an unknown surface: a dark surround, as on a dark table or poster.
 # A code without its quiet zone (margin) then loses its finder patterns, as it would in print.
 SURROUND = 24
@@ -96,8 +98,14 @@ def check_scannable(payload: str, design: Design, logo_png: bytes | None = None)
     """Raise UnscannableDesign with a human reason unless the design reads back as exactly `payload`."""
     check_contrast(design)
     try:
-        image = render_raster(payload, design, min(design.size, MAX_CHECK_SIZE), logo_png)
+        matrix = qr_matrix(payload, design.effective_error_correction)
     except PayloadTooLarge as exc:
         raise UnscannableDesign(f"The content is too long: {exc}.", "design.error_correction") from None
+    pixels = design.size / (matrix.width + 2 * design.margin)
+    if pixels < MIN_MODULE_PIXELS:
+        raise UnscannableDesign(f"At {design.size} px each module would be {pixels:.1f} px wide; at least "
+                                f"{MIN_MODULE_PIXELS} px are needed. Make the image larger or the content shorter.",
+                                "design.size")
+    image = render_raster(payload, design, min(design.size, MAX_CHECK_SIZE), logo_png)
     if not decodes_to(image, payload, design.colors.background):
         raise UnscannableDesign(_reason(design))

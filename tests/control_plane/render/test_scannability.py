@@ -69,3 +69,9 @@ def test_a_30_percent_logo_needs_more_than_level_L_so_a_logo_raises_the_level_to
     assert not decodes_to(at_level_l, payload)  # what printing at the requested level would give
     assert design.effective_error_correction == "Q"
     check_scannable(payload, design, logo_png())  # what is printed instead
+
+
+def test_modules_narrower_than_2_px_are_refused_with_the_size_to_change() -> None:
+    problem = refusal({"size": 200, "error_correction": "L"}, payload="x" * 800)
+    assert problem.errors[0]["field"] == "design.size" and "1.9 px" in problem.detail
+    check_scannable("x" * 800, parse_design({"size": 400, "error_correction": "L"}))
