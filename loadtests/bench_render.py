@@ -68,13 +68,13 @@ async def measure_async(work: Callable[[], Awaitable[object]], rounds: int = ROU
 
 def row(label: str, median: float, p95: float, budget: float | None = None) -> None:
     verdict = "" if budget is None else ("  ok" if median < budget else f"  OVER {budget:g} ms")
-    print(f"{label:<52} {median:8.2f} {p95:8.2f}{verdict}")
+    print(f"{label:<62} {median:8.2f} {p95:8.2f}{verdict}")
 
 
 def renders() -> None:
     logo = _logo()
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print(f"{'render, 512 px':<52} {'median':>8} {'p95':>8}  ms")
+    print(f"{'render, 512 px':<62} {'median':>8} {'p95':>8}  ms")
     for name, raw in DESIGNS.items():
         design = parse_design(raw)
         for format in ("svg", "png", "webp"):

@@ -230,7 +230,7 @@ async def update_code(request: Request) -> Response:
             code_id, pick("name", ""), pick("group_id"), pick("status"), *destination_columns(destination),
             merge_design(current["design"], body.design) if "design" in fields else current["design"],
             pick("folder_id"), pick("tags", []))
-        if "design" in fields:
+        if "design" in fields or "content" in fields:  # a new payload must be proven scannable too
             await sync_design(conn, settings, code_id)
         if "url_params" in fields:
             await apply_params(conn, "qr_code_url_params", "code_id", code_id, body.url_params)
