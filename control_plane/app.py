@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from control_plane import usage
 from control_plane.cache import EdgeCache
 from control_plane.http import json_response
+from control_plane.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
 from control_plane.problems import exception_handlers
-from control_plane.routes import qr_codes, qr_groups
+from control_plane.routes import api_keys, domains, events, folders, qr_codes, qr_groups
 from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.redis_client import create_redis
@@ -52,6 +55,7 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         keys = RedisKeys(settings.stores.redis_namespace)
         app.state.keys = keys
         app.state.cache = EdgeCache(app.state.redis, keys)
+        app.state.rate_limiter = app.state.redis.register_script(TOKEN_BUCKET)
         try:
             yield
         finally:
@@ -63,8 +67,14 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         *qr_groups.routes,
         *qr_codes.routes,
+        *folders.routes,
+        *domains.routes,
+        *api_keys.routes,
+        *events.routes,
+        *usage.routes,
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers())
+    middleware = [Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(), middleware=middleware)
 
 
 def app_from_env() -> Starlette:

@@ -181,6 +181,8 @@ class ControlPlaneSettings(_FromEnv):
     default_domain: str
     public_scheme: str
     templates: Templates = field(default_factory=Templates)
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
 
     @classmethod
     def read(cls, r: _Reader) -> ControlPlaneSettings:
@@ -192,6 +194,8 @@ class ControlPlaneSettings(_FromEnv):
             default_domain=default_domain,
             public_scheme=scheme,
             templates=Templates.read(r),
+            rate_limit_per_second=r.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
+            rate_limit_burst=r.integer("RATE_LIMIT_BURST", 200, minimum=1),
         )
 
 
