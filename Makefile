@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint system-deps venv clean
+.PHONY: run test lint fuzz-api bench-api system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -34,6 +34,10 @@ run: system-deps venv
 
 test: system-deps venv
 	$(PY) -m pytest -n 2 --timeout 180
+
+# schemathesis against /openapi.json: no 5xx, responses match the schema, errors are problem+json.
+fuzz-api: system-deps venv
+	$(PY) -m tests.fuzz_api
 
 lint: venv
 	$(VENV)/bin/ruff check .

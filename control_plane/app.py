@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from control_plane import usage
 from control_plane.cache import EdgeCache
 from control_plane.http import json_response
 from control_plane.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
+from control_plane.openapi import build_spec, docs_page
 from control_plane.problems import exception_handlers
 from control_plane.routes import api_keys, domains, events, folders, qr_codes, qr_groups
 from shared.database import create_pool
@@ -24,6 +25,7 @@ from shared.redis_client import create_redis
 from shared.settings import ControlPlaneSettings
 
 log = logging.getLogger(__name__)
+__version__ = "0.1.0"
 
 
 async def healthz(request: Request) -> Response:
@@ -73,6 +75,15 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         *events.routes,
         *usage.routes,
     ]
+    spec = build_spec(routes, version=__version__)
+
+    async def openapi_json(request: Request) -> Response:
+        return json_response(spec)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(docs_page(spec))
+
+    routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
     middleware = [Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(), middleware=middleware)
 

@@ -29,8 +29,7 @@ class EdgeCache:
             return
         rows = await load_codes(db, [r["id"] for r in records])
         try:
-            for record in records:
-                await self.rows.store_code(record["domain"], record["slug"], rows[record["id"]])
+            await self.rows.store_codes([(r["domain"], r["slug"], rows[r["id"]]) for r in records])
             await self._invalidate([self.keys.code(r["domain"], r["slug"]) for r in records])
         except redis.exceptions.RedisError as exc:
             log.warning("write-through of %d codes failed, edges fall back to their TTL: %r", len(records), exc)

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from control_plane.auth import ApiKey, authenticate
 from control_plane.http import json_response
+from control_plane.openapi import operation
 from control_plane.problems import Problem
 
 # plan → (codes included per month, overage price per code in USD; None = hard cap)
@@ -52,6 +53,7 @@ async def meter_created(conn: asyncpg.Connection[Any], key: ApiKey, count: int) 
                       f"{total}. Upgrade the plan to create more.", type="quota-exceeded")
 
 
+@operation("This month's usage meter", "qr:read", returns="Usage")
 async def get_usage(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     start, end = period()

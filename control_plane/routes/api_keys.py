@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from control_plane.auth import authenticate, create_key
 from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
+from control_plane.openapi import PAGE, operation
 from control_plane.problems import field_error
 from control_plane.schemas import Body
 
@@ -29,6 +30,8 @@ def key_object(row: asyncpg.Record) -> dict[str, Any]:
             "created_at": timestamp(row["created_at"]), "revoked_at": timestamp(row["revoked_at"])}
 
 
+@operation("Create an API key (the secret is shown once)", "keys:write", body=ApiKeyCreate, status=201,
+           returns="ApiKey")
 async def create_api_key(request: Request) -> Response:
     caller = await authenticate(request, "keys:write")
     body = await parse_body(request, ApiKeyCreate)
@@ -43,6 +46,7 @@ async def create_api_key(request: Request) -> Response:
     return json_response({**key_object(row), "secret": key.secret}, 201)
 
 
+@operation("List API keys", "keys:write", returns="ApiKey", many=True, query=PAGE)
 async def list_api_keys(request: Request) -> Response:
     caller = await authenticate(request, "keys:write")
     limit, offset = page(request)
@@ -54,6 +58,7 @@ async def list_api_keys(request: Request) -> Response:
     return list_response([key_object(r) for r in rows], total, limit, offset)
 
 
+@operation("Revoke an API key", "keys:write", status=204)
 async def revoke_api_key(request: Request) -> Response:
     caller = await authenticate(request, "keys:write")
     revoked = await request.app.state.db.fetchval(

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from control_plane.auth import authenticate
 from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
+from control_plane.openapi import PAGE, operation
 from control_plane.problems import Problem, field_error
 from control_plane.schemas import Body
 from shared.ids import new_id
@@ -38,6 +39,7 @@ def domain_object(row: asyncpg.Record) -> dict[str, Any]:
             "created_at": timestamp(row["created_at"])}
 
 
+@operation("Add a custom domain", "qr:write", body=DomainBody, status=201, returns="Domain")
 async def create_domain(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, DomainBody)
@@ -52,6 +54,7 @@ async def create_domain(request: Request) -> Response:
     return json_response(domain_object(row), 201)
 
 
+@operation("List domains", "qr:read", returns="Domain", many=True, query=PAGE)
 async def list_domains(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     limit, offset = page(request)
@@ -63,6 +66,7 @@ async def list_domains(request: Request) -> Response:
     return list_response([domain_object(r) for r in rows], total, limit, offset)
 
 
+@operation("Retrieve a domain", "qr:read", returns="Domain")
 async def get_domain(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     row = await request.app.state.db.fetchrow("SELECT * FROM domains WHERE id = $1 AND org_id = $2 AND livemode = $3",
@@ -72,6 +76,7 @@ async def get_domain(request: Request) -> Response:
     return json_response(domain_object(row))
 
 
+@operation("Delete a domain no live code uses", "qr:write", status=204)
 async def delete_domain(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     async with request.app.state.db.acquire() as conn, conn.transaction():

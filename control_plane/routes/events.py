@@ -9,9 +9,12 @@ from starlette.routing import Route
 from control_plane.auth import authenticate
 from control_plane.events import EVENT_TYPES, event_object
 from control_plane.http import json_response, list_response, not_found, page
+from control_plane.openapi import PAGE, Query, operation
 from control_plane.problems import field_error
 
 
+@operation("List events, newest first", "webhooks:read", returns="Event", many=True,
+           query=PAGE + (Query("type", {"enum": list(EVENT_TYPES)}),))
 async def list_events(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")
     limit, offset = page(request)
@@ -27,6 +30,7 @@ async def list_events(request: Request) -> Response:
     return list_response([event_object(r) for r in rows], total, limit, offset)
 
 
+@operation("Retrieve an event", "webhooks:read", returns="Event")
 async def get_event(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")
     row = await request.app.state.db.fetchrow("SELECT * FROM events WHERE id = $1 AND org_id = $2 AND livemode = $3",

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from control_plane.auth import authenticate
 from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
+from control_plane.openapi import PAGE, operation
 from control_plane.schemas import Body
 from shared.ids import new_id
 
@@ -25,6 +26,7 @@ def folder_object(row: asyncpg.Record) -> dict[str, Any]:
             "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"])}
 
 
+@operation("Create a folder", "qr:write", body=FolderBody, status=201, returns="Folder")
 async def create_folder(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, FolderBody)
@@ -34,6 +36,7 @@ async def create_folder(request: Request) -> Response:
     return json_response(folder_object(row), 201)
 
 
+@operation("List folders", "qr:read", returns="Folder", many=True, query=PAGE)
 async def list_folders(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     limit, offset = page(request)
@@ -45,6 +48,7 @@ async def list_folders(request: Request) -> Response:
     return list_response([folder_object(r) for r in rows], total, limit, offset)
 
 
+@operation("Retrieve a folder", "qr:read", returns="Folder")
 async def get_folder(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     row = await request.app.state.db.fetchrow("SELECT * FROM folders WHERE id = $1 AND org_id = $2 AND livemode = $3",
@@ -54,6 +58,7 @@ async def get_folder(request: Request) -> Response:
     return json_response(folder_object(row))
 
 
+@operation("Rename a folder", "qr:write", body=FolderBody, returns="Folder")
 async def update_folder(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, FolderBody)
@@ -65,6 +70,7 @@ async def update_folder(request: Request) -> Response:
     return json_response(folder_object(row))
 
 
+@operation("Delete a folder (its codes stay)", "qr:write", status=204)
 async def delete_folder(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     deleted = await request.app.state.db.fetchval(

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from control_plane.auth import ApiKey, authenticate
 from control_plane.events import previous_attributes, record_event
 from control_plane.http import json_response, parse_body
+from control_plane.openapi import operation
 from control_plane.params import apply_params
 from control_plane.problems import Problem, field_error
 from control_plane.schemas import Body
@@ -54,6 +55,7 @@ def _routes_for(owner: MapOwner, segment: str, field: str, kind: str) -> list[Ro
     def parts(request: Request) -> tuple[str, str, str]:
         return field, kind, request.path_params["owner_id"]
 
+    @operation(f"List a code's or group's {field}", "qr:read", returns="MapItem", many=True)
     async def list_items(request: Request) -> Response:
         key = await authenticate(request, "qr:read")
         field, kind, owner_id = parts(request)
@@ -82,10 +84,12 @@ def _routes_for(owner: MapOwner, segment: str, field: str, kind: str) -> list[Ro
         await owner.publish(request.app.state, owner_id)
         return _item(kind, name, value or "")
 
+    @operation(f"Set one of {field}", "qr:write", body=MapValue, returns="MapItem")
     async def put_item(request: Request) -> Response:
         body = await parse_body(request, MapValue)
         return json_response(await change(request, body.value))
 
+    @operation(f"Remove one of {field}", "qr:write", status=204)
     async def delete_item(request: Request) -> Response:
         await change(request, None)
         return Response(status_code=204)

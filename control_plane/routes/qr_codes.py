@@ -13,6 +13,7 @@ from control_plane.auth import ApiKey, authenticate
 from control_plane.destinations import destination_columns, destination_object, merge_destination
 from control_plane.events import previous_attributes, record_event
 from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
+from control_plane.openapi import PAGE, Query, operation
 from control_plane.params import apply_params, pairs_to_dict
 from control_plane.problems import Problem, field_error
 from control_plane.routes.maps import MapOwner, map_routes
@@ -154,6 +155,7 @@ async def _create(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCreate
     return code_id, obj
 
 
+@operation("Create a QR code", "qr:write", body=QRCodeCreate, status=201, returns="QRCode", extra_errors=(402,))
 async def create_code(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, QRCodeCreate)
@@ -164,6 +166,8 @@ async def create_code(request: Request) -> Response:
     return json_response(obj, 201)
 
 
+@operation("Find the live code with this destination URL, or create it", "qr:write", body=QRCodeCreate,
+           returns="QRCode", also=(201,), extra_errors=(402,))
 async def upsert_code(request: Request) -> Response:
     """Return the live dynamic code with this exact destination URL (updated), or create it."""
     key = await authenticate(request, "qr:write")
@@ -218,6 +222,15 @@ def _filters(request: Request, key: ApiKey) -> tuple[str, list[Any]]:
     return " AND ".join(where), args
 
 
+LIST_QUERY = PAGE + (
+    Query("group_id", {"type": "string"}), Query("folder_id", {"type": "string"}), Query("tag", {"type": "string"}),
+    Query("status", {"enum": ["active", "inactive", "archived"]}), Query("kind", {"enum": ["dynamic", "static"]}),
+    Query("type", {"type": "string"}), Query("standalone", {"enum": ["true", "false"]}),
+    Query("q", {"type": "string"}), Query("sort", {"enum": list(SORTS)}),
+)
+
+
+@operation("List QR codes", "qr:read", returns="QRCode", many=True, query=LIST_QUERY)
 async def list_codes(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     limit, offset = page(request)
@@ -231,6 +244,7 @@ async def list_codes(request: Request) -> Response:
     return list_response(await code_objects(db, rows, request.app.state.settings), total, limit, offset)
 
 
+@operation("Retrieve a QR code", "qr:read", returns="QRCode")
 async def get_code(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     async with request.app.state.db.acquire() as conn:
@@ -271,6 +285,7 @@ async def _apply_update(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str
     return obj
 
 
+@operation("Update a QR code (JSON Merge Patch)", "qr:write", body=QRCodeUpdate, returns="QRCode")
 async def update_code(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, QRCodeUpdate, immutable=IMMUTABLE_CODE_FIELDS)
@@ -282,6 +297,7 @@ async def update_code(request: Request) -> Response:
     return json_response(obj)
 
 
+@operation("Delete a QR code (soft: the edge answers 410)", "qr:write", status=204)
 async def delete_code(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     code_id = request.path_params["code_id"]

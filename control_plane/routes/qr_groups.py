@@ -14,6 +14,7 @@ from control_plane.destinations import destination_columns, destination_object, 
 from control_plane.events import previous_attributes, record_event
 from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
 from control_plane.mint import mint
+from control_plane.openapi import PAGE, Query, operation
 from control_plane.params import apply_params, pairs_to_dict
 from control_plane.routes.maps import MapOwner, map_routes
 from control_plane.routes.qr_codes import SELECT as CODE_SELECT
@@ -48,6 +49,7 @@ async def fetch_group(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], key: ApiK
     return row
 
 
+@operation("Create a QR group", "qr:write", body=QRGroupCreate, status=201, returns="QRGroup")
 async def create_group(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, QRGroupCreate)
@@ -69,6 +71,8 @@ async def create_group(request: Request) -> Response:
     return json_response(obj, 201)
 
 
+@operation("List QR groups", "qr:read", returns="QRGroup", many=True, query=PAGE + (
+    Query("status", {"enum": ["active", "inactive", "archived"]}), Query("q", {"type": "string"})))
 async def list_groups(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     limit, offset = page(request)
@@ -87,12 +91,14 @@ async def list_groups(request: Request) -> Response:
     return list_response([group_object(r) for r in rows], total, limit, offset)
 
 
+@operation("Retrieve a QR group", "qr:read", returns="QRGroup")
 async def get_group(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     return json_response(group_object(await fetch_group(request.app.state.db, key,
                                                         request.path_params["group_id"])))
 
 
+@operation("Update a QR group (JSON Merge Patch)", "qr:write", body=QRGroupUpdate, returns="QRGroup")
 async def update_group(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, QRGroupUpdate)
@@ -126,6 +132,7 @@ async def update_group(request: Request) -> Response:
     return json_response(obj)
 
 
+@operation("Delete a QR group (its codes stay, detached)", "qr:write", status=204)
 async def delete_group(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     group_id = request.path_params["group_id"]
@@ -154,6 +161,8 @@ async def _publish_for_map(state: Any, group_id: str) -> None:
     await state.cache.publish_group(state.db, group_id)
 
 
+@operation("Mint child codes that inherit from the group", "qr:write", body=MintCodes, status=201,
+           returns="QRCode", many=True, extra_errors=(402,))
 async def mint_codes(request: Request) -> Response:
     """`POST /v1/qr-groups/{id}/codes`: N inheriting child codes in one transaction."""
     key = await authenticate(request, "qr:write")
