@@ -39,6 +39,10 @@ test: system-deps venv
 fuzz-api: system-deps venv
 	$(PY) -m tests.fuzz_api
 
+# Control-plane budgets: mint 1,000 codes, group PATCH with 10 vs 10,000 codes.
+bench-api: system-deps venv
+	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_api
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

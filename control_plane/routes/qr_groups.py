@@ -24,8 +24,7 @@ from shared.edge_rows import GROUP_COLUMNS
 from shared.ids import new_id
 
 SELECT = f"""
-SELECT {GROUP_COLUMNS}, g.org_id, g.livemode, g.name, g.description, g.created_at, g.updated_at,
-    (SELECT count(*) FROM qr_codes c WHERE c.group_id = g.id AND c.deleted_at IS NULL) AS code_count
+SELECT {GROUP_COLUMNS}, g.org_id, g.livemode, g.name, g.description, g.created_at, g.updated_at, g.code_count
 FROM qr_groups g"""
 OWNED = "g.org_id = $1 AND g.livemode = $2"
 

@@ -139,8 +139,18 @@ async def test_group_delete_detaches_children(api: httpx.AsyncClient, make_key: 
 async def test_soft_delete_hides_the_code(api: httpx.AsyncClient, make_key: KeyFactory,
                                           db: asyncpg.Connection[Any]) -> None:
     key = await make_key()
-    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={})).json()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={})).json()
+    other = (await api.post("/v1/qr-groups", headers=bearer(key), json={})).json()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={"group_id": group["id"]})).json()
+    moved = (await api.post("/v1/qr-codes", headers=bearer(key), json={"group_id": group["id"]})).json()
+    await api.patch(f"/v1/qr-codes/{moved['id']}", headers=bearer(key), json={"group_id": other["id"]})
+
+    async def count(group_id: str) -> int:
+        return int((await api.get(f"/v1/qr-groups/{group_id}", headers=bearer(key))).json()["code_count"])
+
+    assert (await count(group["id"]), await count(other["id"])) == (1, 1)
     assert (await api.delete(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).status_code == 204
+    assert await count(group["id"]) == 0
     assert (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).status_code == 404
     assert (await api.get("/v1/qr-codes", headers=bearer(key))).json()["total"] == 0
     assert await db.fetchval("SELECT deleted_at IS NOT NULL FROM qr_codes WHERE id = $1", code["id"])
