@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from starlette.routing import Route
 
 from control_plane import usage
 from control_plane.cache import EdgeCache
+from control_plane.cache_sync import CacheSync
 from control_plane.http import json_response
 from control_plane.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
 from control_plane.openapi import build_spec, docs_page
@@ -58,9 +60,15 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         app.state.keys = keys
         app.state.cache = EdgeCache(app.state.redis, keys)
         app.state.rate_limiter = app.state.redis.register_script(TOKEN_BUCKET)
+        stop = asyncio.Event()
+        sync = CacheSync(app.state.db, app.state.cache, keys.namespace, settings.cache_sync_interval)
+        syncing = asyncio.create_task(sync.run(stop)) if settings.cache_sync_interval else None
         try:
             yield
         finally:
+            stop.set()
+            if syncing is not None:
+                await syncing
             await app.state.db.close()
             await app.state.redis.aclose()
 

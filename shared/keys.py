@@ -50,3 +50,8 @@ class ApiKeys:
     def rate_limit(self, owner: str) -> str:
         """Hash: the token bucket of one API key (tokens, last refill in ms)."""
         return f"{self.namespace}:rate:{owner}"
+
+
+def cache_sync_cursor(namespace: str) -> str:
+    """String: the last outbox `seq` whose cache writes the control plane has re-applied."""
+    return f"{namespace}:cache-sync:seq"
