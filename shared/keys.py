@@ -39,3 +39,22 @@ class RedisKeys:
     def rendered_image(self, image_key: str, size: int, format: str) -> str:
         """String: rendered image bytes of a content-addressed spec (control plane; expires, re-renderable)."""
         return f"{self.namespace}:img:{image_key}:{size}.{format}"
+
+@dataclass(frozen=True, slots=True)
+class ApiKeys:
+    """Keys of the control plane's per-API-key state."""
+
+    namespace: str
+
+    def idempotency(self, owner: str, key: str) -> str:
+        """String: JSON of the first response to (API key, Idempotency-Key); expires after 24 h."""
+        return f"{self.namespace}:idem:{owner}:{key}"
+
+    def rate_limit(self, owner: str) -> str:
+        """Hash: the token bucket of one API key (tokens, last refill in ms)."""
+        return f"{self.namespace}:rate:{owner}"
+
+
+def cache_sync_cursor(namespace: str) -> str:
+    """String: the last outbox `seq` whose cache writes the control plane has re-applied."""
+    return f"{namespace}:cache-sync:seq"

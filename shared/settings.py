@@ -184,6 +184,9 @@ class ControlPlaneSettings(_FromEnv):
     default_domain: str
     public_scheme: str
     templates: Templates = field(default_factory=Templates)
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
+    cache_sync_interval: float = 1.0  # seconds; 0 turns the outbox repair loop off
     # Keys the content-addressed image URLs; without it anyone could compute a code's image URL.
     image_url_secret: Secret = Secret("development-only-image-secret")
     # Hosts that logo fetches (and webhook deliveries) may reach although they resolve to private addresses.
@@ -200,6 +203,9 @@ class ControlPlaneSettings(_FromEnv):
             default_domain=default_domain,
             public_scheme=scheme,
             templates=Templates.read(r),
+            rate_limit_per_second=r.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
+            rate_limit_burst=r.integer("RATE_LIMIT_BURST", 200, minimum=1),
+            cache_sync_interval=r.number("CACHE_SYNC_INTERVAL", 1.0, minimum=0.0),
             image_url_secret=r.secret(image_secret),
             outbound_allowed_hosts=r.hosts("OUTBOUND_ALLOWED_HOSTS"),
         )
