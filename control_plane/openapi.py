@@ -90,6 +90,7 @@ class Operation:
     many: bool = False  # a list envelope of `returns`
     also: tuple[int, ...] = ()  # other success statuses with the same body
     extra_errors: tuple[int, ...] = ()
+    media: tuple[str, ...] = ()  # binary responses (images) instead of a JSON `returns`
 
 
 def operation(summary: str, scope: str, **details: Any) -> Callable[[F], F]:
@@ -103,6 +104,9 @@ def operation(summary: str, scope: str, **details: Any) -> Callable[[F], F]:
 
 
 def _response(op: Operation) -> dict[str, Any]:
+    if op.media:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        return {"description": "Success", "content": {media: binary for media in op.media}}
     if op.returns is None:
         return {"description": "Done"}
     schema: dict[str, Any] = {"$ref": f"#/components/schemas/{op.returns}"}

@@ -113,7 +113,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def _preset(name: Any) -> dict[str, Any]:
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise Problem(422, f"Unknown style preset {name!r}.", errors=[
             {"field": "design.style_preset", "message": f"must be one of {', '.join(PRESETS)}"}])
     return PRESETS[name]

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from control_plane.auth import authenticate
 from control_plane.http import query_int
+from control_plane.openapi import Query, operation
 from control_plane.problems import Problem, field_error
 from control_plane.render.design import MAX_SIZE, MIN_SIZE
 from control_plane.render.images import RenderCache, effective_design, load_spec, mint, payload_for
@@ -40,6 +41,10 @@ def _image_response(request: Request, body: bytes, format: str, etag: str, cache
     return Response(body, 200, headers, MEDIA_TYPES[format])
 
 
+@operation("Download the code's image", "qr:read", media=tuple(MEDIA_TYPES.values()), query=(
+    Query("format", {"enum": list(MEDIA_TYPES)}, "default: the design's format"),
+    Query("size", {"type": "integer", "minimum": MIN_SIZE, "maximum": MAX_SIZE}, "pixels; default: the design's size"),
+))
 async def download(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     db = request.app.state.db

@@ -16,6 +16,7 @@ from control_plane.http import json_response, list_response, not_found, page, pa
 from control_plane.mint import mint
 from control_plane.openapi import PAGE, Query, operation
 from control_plane.params import apply_params, pairs_to_dict
+from control_plane.render.images import sync_designs
 from control_plane.routes.maps import MapOwner, map_routes
 from control_plane.routes.qr_codes import SELECT as CODE_SELECT
 from control_plane.routes.qr_codes import code_objects
@@ -163,6 +164,7 @@ async def mint_codes(request: Request) -> Response:
     async with db.acquire() as conn, conn.transaction():
         await fetch_group(conn, key, group_id)
         code_ids = await mint(conn, key, group_id, body, settings.default_domain)
+        await sync_designs(conn, settings, code_ids)
         order = {code_id: n for n, code_id in enumerate(code_ids)}
         rows = sorted(await conn.fetch(f"{CODE_SELECT} WHERE c.id = ANY($1)", code_ids), key=lambda r: order[r["id"]])
         objects = await code_objects(conn, rows, settings)

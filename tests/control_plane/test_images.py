@@ -227,3 +227,24 @@ async def test_a_static_code_encodes_its_content(api: httpx.AsyncClient, make_ke
     assert reads_as((await api.get(code["image_url"])).content, "webp", expected)
     download = await api.get(code["download_url"], params={"format": "svg"}, headers=bearer(key))
     assert reads_as(download.content, "svg", expected)
+
+
+async def test_a_minted_print_run_shares_one_checked_design(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "Run"})).json()
+    minted = await api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key),
+                            json={"count": 20, "design": {"style_preset": "sunset", "format": "svg"}})
+    assert minted.status_code == 201, minted.text
+    codes = minted.json()["data"]
+    assert {code["design"]["shapes"]["body"] for code in codes} == {"rounded"}  # normalised from the preset
+    assert len({code["image_url"] for code in codes}) == 20
+    for code in (codes[0], codes[-1]):
+        assert reads_as((await api.get(code["image_url"])).content, "svg", code["short_url"] + "?qr=1")
+    refused = await api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key),
+                             json={"count": 5, "design": {"colors": {"foreground": "#eeeeee"}}})
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/unscannable-design")
+
+
+async def test_a_preset_that_is_not_a_name_is_a_422(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    refused = await create(api, await make_key(), design={"style_preset": {"name": "dots"}})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "design.style_preset"
