@@ -91,7 +91,7 @@ def _direction(fill: LinearGradient | RadialGradient) -> str:
     return "vertical" if fill.x2 == 0 else "horizontal" if fill.y2 == 0 else "diagonal"
 
 
-def _paint(canvas: Image.Image, fill: Fill, mask: Image.Image, unit: float) -> None:
+def _paint(canvas: Image.Image, fill: Fill, mask: Image.Image) -> None:
     size = canvas.size[0]
     if isinstance(fill, Solid):
         canvas.paste(_rgb(fill.color), (0, 0, size, size), mask)
@@ -107,13 +107,16 @@ def _paste_logo(canvas: Image.Image, geometry: Geometry, logo_png: bytes, unit: 
     side = round(box.side * unit)
     with Image.open(io.BytesIO(logo_png)) as source:
         logo = source.convert("RGBA")
-    logo.thumbnail((side, side), Image.Resampling.LANCZOS)
-    if logo.size != (side, side):  # fit inside the square, centred, like SVG's default preserveAspectRatio
-        logo = logo.resize((max(1, round(logo.width * side / max(logo.size))),
-                            max(1, round(logo.height * side / max(logo.size)))), Image.Resampling.LANCZOS)
+    # Fit inside the square, centred: what SVG's default preserveAspectRatio does with the same <image>.
+    scale = side / max(logo.size)
+    logo = logo.resize((max(1, round(logo.width * scale)), max(1, round(logo.height * scale))),
+                       Image.Resampling.LANCZOS)
     x = round(box.x * unit) + (side - logo.width) // 2
     y = round(box.y * unit) + (side - logo.height) // 2
-    canvas.alpha_composite(logo, (x, y)) if canvas.mode == "RGBA" else canvas.paste(logo, (x, y), logo)
+    if canvas.mode == "RGBA":
+        canvas.alpha_composite(logo, (x, y))
+    else:
+        canvas.paste(logo, (x, y), logo)
 
 
 def render_image(geometry: Geometry, size: int, logo_png: bytes | None = None) -> Image.Image:
@@ -123,7 +126,7 @@ def render_image(geometry: Geometry, size: int, logo_png: bytes | None = None) -
     else:
         canvas = Image.new("RGB", (size, size), _rgb(geometry.background))
     for fill, steps in _by_fill(geometry.layers):
-        _paint(canvas, fill, _mask(steps, size, unit), unit)
+        _paint(canvas, fill, _mask(steps, size, unit))
     if geometry.logo is not None and logo_png is not None:
         _paste_logo(canvas, geometry, logo_png, unit)
     return canvas
