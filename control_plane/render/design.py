@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
@@ -47,8 +48,12 @@ class EyeColors(_Part):
     ball: Hex
 
 
+UPLOADED_LOGO = re.compile(r"/logos/([0-9a-f]{64})\.png")
+
+
 class Logo(_Part):
-    url: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    # An https URL, an upload as a `data:image/…;base64,` URL, or `/logos/{sha256}.png` (an earlier upload).
+    url: Annotated[str, StringConstraints(min_length=1, max_length=1_500_000)]
     clear_background: bool = True
     scale: Annotated[float, Field(ge=0.1, le=0.3)] = 0.2
     # Set by the server when it fetched the logo: the SHA-256 of the image it embeds (read-only).
@@ -57,8 +62,8 @@ class Logo(_Part):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.lower().startswith(("https://", "http://")):
-            raise ValueError("must be an https URL")
+        if not (value.lower().startswith(("https://", "http://", "data:")) or UPLOADED_LOGO.fullmatch(value)):
+            raise ValueError("must be an https URL, a data: URL or /logos/{sha256}.png")
         return value
 
 

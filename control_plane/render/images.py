@@ -25,7 +25,7 @@ import redis.exceptions
 from control_plane.outbound import OutboundPolicy
 from control_plane.render.content import encode_static
 from control_plane.render.design import Design, design_dict, parse_design
-from control_plane.render.logo import fetch_logo, load_logo, store_logo
+from control_plane.render.logo import load_logo, obtain_logo, store_logo
 from control_plane.render.output import render_bytes
 from control_plane.render.scannability import check_scannable
 from shared.keys import RedisKeys
@@ -72,8 +72,10 @@ async def check_design(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], settings
     design = parse_design(raw)
     logo_png = None
     if design.logo is not None:
-        logo_png = await fetch_logo(design.logo.url, OutboundPolicy(settings.outbound_allowed_hosts))
+        logo_png = await obtain_logo(db, design.logo.url, OutboundPolicy(settings.outbound_allowed_hosts))
         design.logo.sha256 = await store_logo(db, logo_png)
+        if design.logo.url.lower().startswith("data:"):  # keep the upload once, not in every code object
+            design.logo.url = f"/logos/{design.logo.sha256}.png"
     # Rendering and decoding take tens of milliseconds of CPU: keep them off the event loop.
     await asyncio.to_thread(check_scannable, payload, design, logo_png)
     return design_dict(design)

@@ -1,9 +1,13 @@
-"""Logos: fetched once through the SSRF guard, checked, normalised to a small PNG and kept by digest."""
+"""Logos: fetched once through the SSRF guard (or uploaded as a data: URL), checked, normalised to a small
+PNG and kept by digest, which is also their public address: `/logos/{sha256}.png`."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
+import re
 import warnings
 from typing import Any
 
@@ -12,6 +16,7 @@ from PIL import Image
 
 from control_plane.outbound import OutboundPolicy, OutboundRefused, fetch
 from control_plane.problems import Problem
+from control_plane.render.design import UPLOADED_LOGO
 
 MAX_LOGO_BYTES = 1 << 20
 LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
@@ -48,6 +53,34 @@ async def fetch_logo(url: str, policy: OutboundPolicy) -> bytes:
     except OutboundRefused as exc:
         raise InvalidLogo(str(exc)) from None
     return normalise_logo(fetched.body)
+
+
+_DATA_URL = re.compile(r"data:(image/(?:png|jpeg|webp|gif));base64,([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
+
+
+def decode_data_url(url: str) -> bytes:
+    match = _DATA_URL.fullmatch(url)
+    if match is None:
+        raise InvalidLogo("a data: URL must be data:image/png|jpeg|webp|gif;base64,…")
+    try:
+        data = base64.b64decode(re.sub(r"\s", "", match.group(2)), validate=True)
+    except binascii.Error:
+        raise InvalidLogo("the data: URL is not valid base64") from None
+    if len(data) > MAX_LOGO_BYTES:
+        raise InvalidLogo(f"the resource is larger than {MAX_LOGO_BYTES} bytes")
+    return data
+
+
+async def obtain_logo(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], url: str, policy: OutboundPolicy) -> bytes:
+    """The normalised PNG for a logo URL: an earlier upload by digest, a data: URL, or a fetch."""
+    if uploaded := UPLOADED_LOGO.fullmatch(url):
+        png = await load_logo(db, uploaded.group(1))
+        if png is None:
+            raise InvalidLogo(f"no logo was uploaded as {url}")
+        return png
+    if url.lower().startswith("data:"):
+        return normalise_logo(decode_data_url(url))
+    return await fetch_logo(url, policy)
 
 
 async def store_logo(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], png: bytes) -> str:

@@ -13,8 +13,9 @@ from control_plane.auth import authenticate
 from control_plane.http import query_int
 from control_plane.openapi import Query, operation
 from control_plane.problems import Problem, field_error
-from control_plane.render.design import MAX_SIZE, MIN_SIZE
+from control_plane.render.design import MAX_SIZE, MIN_SIZE, UPLOADED_LOGO
 from control_plane.render.images import RenderCache, effective_design, load_spec, mint, payload_for
+from control_plane.render.logo import load_logo
 from control_plane.render.output import MEDIA_TYPES
 from control_plane.routes.qr_codes import fetch_code
 
@@ -95,8 +96,18 @@ async def preview(request: Request) -> Response:
                                        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"})
 
 
+async def logo(request: Request) -> Response:
+    match = UPLOADED_LOGO.fullmatch(request.url.path)
+    png = await load_logo(request.app.state.db, match.group(1)) if match else None
+    if match is None or png is None:
+        raise Problem(404, "No such logo.")
+    headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{match.group(1)}"', "X-Content-Type-Options": "nosniff"}
+    return Response(png, 200, headers, "image/png")
+
+
 routes = [
     Route("/v1/qr-codes/{code_id}/download", download, methods=["GET"]),
     Route("/i/{name}", public_image, methods=["GET"]),
     Route("/qr/{image}", preview, methods=["GET"]),
+    Route("/logos/{name}", logo, methods=["GET"]),
 ]

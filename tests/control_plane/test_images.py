@@ -132,7 +132,8 @@ async def test_download_is_authenticated_and_isolated(api: httpx.AsyncClient, ma
 
 
 async def test_unknown_images_and_previews_are_404(api: httpx.AsyncClient) -> None:
-    for path in ("/i/" + "0" * 32 + ".png", "/i/../../etc/passwd", "/qr/" + "0" * 32, "/qr/qr_abc"):
+    for path in ("/i/" + "0" * 32 + ".png", "/i/../../etc/passwd", "/qr/" + "0" * 32, "/qr/qr_abc",
+                 "/logos/" + "0" * 64 + ".png", "/logos/x.png"):
         response = await api.get(path)
         assert response.status_code == 404 and response.headers["content-type"] == "application/problem+json"
 
@@ -248,3 +249,33 @@ async def test_a_minted_print_run_shares_one_checked_design(api: httpx.AsyncClie
 async def test_a_preset_that_is_not_a_name_is_a_422(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
     refused = await create(api, await make_key(), design={"style_preset": {"name": "dots"}})
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "design.style_preset"
+
+
+async def test_an_uploaded_logo_is_kept_once_and_reusable(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    import base64
+    key = await make_key()
+    upload = "data:image/png;base64," + base64.b64encode(logo_png()).decode()
+    first = await create(api, key, design={"logo": {"url": upload, "scale": 0.25}})
+    assert first.status_code == 201, first.text
+    logo = first.json()["design"]["logo"]
+    assert logo["url"] == f"/logos/{logo['sha256']}.png"  # the upload is not repeated in every response
+    served = await api.get(logo["url"])
+    assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+    assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
+    code = first.json()
+    assert reads_as((await api.get(code["image_url"])).content, "png", code["short_url"] + "?qr=1")
+    again = await create(api, key, design={"logo": {"url": logo["url"]}})
+    assert again.status_code == 201 and again.json()["design"]["logo"]["sha256"] == logo["sha256"]
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("data:text/html;base64,PGgxPg==", "data:image/png|jpeg|webp|gif;base64"),
+    ("data:image/png;base64,not*base64", "data:image/png|jpeg|webp|gif;base64"),
+    ("data:image/png;base64,aGVsbG8=", "not a readable PNG"),
+    ("/logos/" + "0" * 64 + ".png", "no logo was uploaded"),
+])
+async def test_bad_uploads_are_refused(api: httpx.AsyncClient, make_key: KeyFactory, url: str, reason: str) -> None:
+    refused = await create(api, await make_key(), design={"logo": {"url": url}})
+    assert refused.status_code == 422
+    [error] = refused.json()["errors"]
+    assert error["field"] == "design.logo.url" and reason in error["message"], error
