@@ -76,5 +76,5 @@ async def test_kill_9_mid_run_then_restart_delivers_every_event(
                           " GROUP BY d.id")
     assert {r["event_id"] for r in rows} == event_ids
     assert all(r["ok"] == 1 and r["recorded"] == r["attempt_count"] for r in rows)
-    duplicates = len(receiver.requests) - EVENTS
-    print(f"{duplicates} deliveries were sent twice (attempts in flight when the dispatcher was killed)")
+    # Only the batches in flight at the kill (2 loops x 10) can have been sent twice.
+    assert len(receiver.requests) - EVENTS <= 2 * 10
