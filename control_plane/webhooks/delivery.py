@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -38,9 +39,10 @@ def pinned_url(url: str, address: PublicAddress) -> URL:
     return original.with_host(address.ip).with_port(address.port)
 
 
-def create_session(timeout: float) -> aiohttp.ClientSession:
+def create_session(timeout: float, *, ssl_context: ssl.SSLContext | None = None) -> aiohttp.ClientSession:
+    """`ssl_context` replaces the system's trusted CAs (tests); certificates are always verified."""
     # force_close: a pooled connection is keyed by IP, and two names on one IP must not share TLS sessions.
-    connector = aiohttp.TCPConnector(force_close=True, limit=0)
+    connector = aiohttp.TCPConnector(force_close=True, limit=0, ssl=ssl_context or True)
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
                                  trust_env=False, auto_decompress=True)
 
@@ -55,10 +57,10 @@ async def attempt(session: aiohttp.ClientSession, url: str, body: bytes, headers
     try:
         address = await resolve_public_address(url, allowed_hosts=outbound.allowed_hosts,
                                                allow_http=outbound.allow_http)
-        host_header = address.host if URL(url).is_default_port() else f"{address.host}:{address.port}"
+        named = URL(url)
         async with session.post(pinned_url(url, address), data=body, allow_redirects=False,
-                                headers={**headers, "host": host_header, "user-agent": USER_AGENT},
-                                server_hostname=address.host if address.scheme == "https" else None) as response:
+                                headers={**headers, "host": named.raw_authority, "user-agent": USER_AGENT},
+                                server_hostname=named.raw_host if address.scheme == "https" else None) as response:
             excerpt = (await response.content.read(EXCERPT_BYTES)).decode("utf-8", "replace")
             error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
             return AttemptResult(response.status, elapsed_ms(), error, excerpt)

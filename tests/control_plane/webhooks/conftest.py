@@ -1,11 +1,13 @@
 """Webhook fixtures: a real local receiver (aiohttp server on 127.0.0.1), a frozen clock, a dispatcher.
 
-The environment allows 127.0.0.1 over plain HTTP, as a developer's `.env` would (API.md §0).
+The environment allows 127.0.0.1 and localhost, and plain HTTP, as a developer's `.env` would (API.md §0).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,13 +36,15 @@ class Received:
 class Receiver:
     """Records every request; answers from a per-path script of status codes, then 200."""
 
+    scheme: str = "http"
+    host: str = "127.0.0.1"
     port: int = 0
     requests: list[Received] = field(default_factory=list)
     script: dict[str, list[int]] = field(default_factory=dict)
     delay: float = 0.0
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
 
     def at(self, path: str) -> list[Received]:
         return [r for r in self.requests if r.path == path]
@@ -57,20 +61,26 @@ class Receiver:
         return web.Response(status=status, text=f"receiver answered {status}")
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    state = Receiver()
+@contextlib.asynccontextmanager
+async def serve_receiver(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
+    state = Receiver(scheme="https" if ssl_context else "http")
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", state.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     state.port = runner.addresses[0][1]
     try:
         yield state
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with serve_receiver() as running:
+        yield running
 
 
 class FrozenClock:
@@ -88,7 +98,7 @@ class FrozenClock:
 
 @pytest.fixture
 def env(env: dict[str, str]) -> dict[str, str]:
-    return {**env, "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1", "WEBHOOK_ALLOW_HTTP": "true"}
+    return {**env, "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1,localhost", "WEBHOOK_ALLOW_HTTP": "true"}
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from datetime import timedelta
 from typing import Any
 
@@ -8,6 +9,7 @@ import asyncpg
 import httpx
 import orjson
 import pytest
+import trustme
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -24,6 +26,7 @@ from tests.control_plane.webhooks.conftest import (
     create_endpoint,
     create_group,
     deliveries,
+    serve_receiver,
 )
 
 
@@ -260,3 +263,33 @@ async def test_a_slow_receiver_times_out_and_is_retried(
     [delivery] = await deliveries(api, key, endpoint["id"])
     assert delivery["status"] == "pending" and delivery["next_attempt_at"] is not None
     assert delivery["attempts"][0]["error"] == "timed out"
+
+
+@pytest.mark.parametrize("certificate_for", ["localhost", "elsewhere.example"])
+async def test_https_checks_the_certificate_of_the_name_while_connecting_to_the_checked_address(
+        api: httpx.AsyncClient, make_key: KeyFactory, webhook_settings: WebhookSettings,
+        pool: asyncpg.Pool[Any], clock: FrozenClock, certificate_for: str) -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(certificate_for).configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    key = await make_key(scopes=WEBHOOK_SCOPES)
+    async with serve_receiver(server_context) as receiver:
+        receiver.host = "localhost"
+        endpoint = await create_endpoint(api, key, receiver.url())
+        await create_group(api, key)
+        session = create_session(webhook_settings.delivery_timeout, ssl_context=client_context)
+        try:
+            await Dispatcher(webhook_settings, pool, session, clock=clock).drain()
+        finally:
+            await session.close()
+    [attempt] = (await deliveries(api, key, endpoint["id"]))[0]["attempts"]
+    if certificate_for == "localhost":
+        assert attempt["status_code"] == 200, attempt
+        [request] = receiver.requests
+        assert request.headers["host"] == f"localhost:{receiver.port}"
+        Webhook(endpoint["secret"]).verify(request.body, request.headers)
+    else:
+        assert attempt["status_code"] is None and "certificate" in attempt["error"].lower(), attempt
+        assert receiver.requests == []
