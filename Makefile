@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint system-deps venv clean
+.PHONY: run test lint fuzz-api bench-api loadtest loadtest-ci load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -34,6 +34,26 @@ run: system-deps venv
 
 test: system-deps venv
 	$(PY) -m pytest -n 2 --timeout 180
+
+# schemathesis against /openapi.json: no 5xx, responses match the schema, errors are problem+json.
+fuzz-api: system-deps venv
+	$(PY) -m tests.fuzz_api
+
+# Control-plane budgets: mint 1,000 codes, group PATCH with 10 vs 10,000 codes.
+bench-api: system-deps venv
+	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_api
+
+load-deps: venv
+	@$(PY) -c 'import locust' 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,load]"
+
+# A printed campaign at volume with an accounting report: exits non-zero on any lost, duplicated or
+# stale scan. Knobs: LOAD_USERS, LOAD_DURATION, LOAD_CODES, … (loadtests/campaign.py, loadtests/run_loadtest.py).
+loadtest: system-deps load-deps
+	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.run_loadtest
+
+# The same scenario, short, so that it cannot rot (run by CI).
+loadtest-ci: system-deps load-deps
+	LOAD_USERS=8 LOAD_SPAWN_RATE=8 LOAD_DURATION=8s LOAD_CODES=500 LOAD_ADMIN_WAIT=0.5 $(PY) -m loadtests.run_loadtest
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from control_plane import usage
 from control_plane.cache import EdgeCache
+from control_plane.cache_sync import CacheSync
 from control_plane.http import json_response
+from control_plane.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
+from control_plane.openapi import build_spec, docs_page
 from control_plane.problems import exception_handlers
-from control_plane.routes import qr_codes, qr_groups, webhook_endpoints
+from control_plane.routes import api_keys, domains, events, folders, qr_codes, qr_groups, webhook_endpoints
 from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.redis_client import create_redis
 from shared.settings import ControlPlaneSettings
 
 log = logging.getLogger(__name__)
+__version__ = "0.1.0"
 
 
 async def healthz(request: Request) -> Response:
@@ -52,9 +59,16 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         keys = RedisKeys(settings.stores.redis_namespace)
         app.state.keys = keys
         app.state.cache = EdgeCache(app.state.redis, keys)
+        app.state.rate_limiter = app.state.redis.register_script(TOKEN_BUCKET)
+        stop = asyncio.Event()
+        sync = CacheSync(app.state.db, app.state.cache, keys.namespace, settings.cache_sync_interval)
+        syncing = asyncio.create_task(sync.run(stop)) if settings.cache_sync_interval else None
         try:
             yield
         finally:
+            stop.set()
+            if syncing is not None:
+                await syncing
             await app.state.db.close()
             await app.state.redis.aclose()
 
@@ -63,9 +77,24 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         *qr_groups.routes,
         *qr_codes.routes,
+        *folders.routes,
+        *domains.routes,
+        *api_keys.routes,
+        *events.routes,
+        *usage.routes,
         *webhook_endpoints.routes,
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers())
+    spec = build_spec(routes, version=__version__)
+
+    async def openapi_json(request: Request) -> Response:
+        return json_response(spec)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(docs_page(spec))
+
+    routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
+    middleware = [Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(), middleware=middleware)
 
 
 def app_from_env() -> Starlette:

@@ -44,6 +44,9 @@ async def parse_body(request: Request, model: type[Model], immutable: tuple[str,
         raise Problem(400, f"The body is not valid JSON: {exc}.", type="malformed-json") from None
     if not isinstance(data, dict):
         raise Problem(422, "The body must be a JSON object.", errors=[{"field": "", "message": "must be an object"}])
+    if _has_nul(data):
+        raise Problem(422, "Text must not contain NUL characters.",
+                      errors=[{"field": "", "message": "must not contain NUL (\\u0000) characters"}])
     if fixed := [name for name in immutable if name in data]:
         raise Problem(422, f"{', '.join(fixed)} cannot change after creation.",
                       errors=[{"field": name, "message": "cannot change after creation"} for name in fixed])
@@ -51,6 +54,16 @@ async def parse_body(request: Request, model: type[Model], immutable: tuple[str,
         return model.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:

@@ -80,6 +80,11 @@ async def handle_unavailable(request: Request, exc: Exception) -> Response:
     return Problem(503, "A datastore is unreachable; retry shortly.", headers={"Retry-After": "1"}).response()
 
 
+async def handle_data_error(request: Request, exc: Exception) -> Response:
+    # The database refused a value that passed validation (e.g. NUL in a query parameter).
+    return Problem(422, f"A value cannot be stored or compared: {exc}").response()
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return Problem(500, "An unexpected error occurred; it has been logged.").response()
@@ -94,5 +99,6 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 def exception_handlers() -> dict[Any, Any]:
     handlers: dict[Any, Any] = {Problem: handle_problem, HTTPException: handle_http}
     handlers.update({cls: handle_unavailable for cls in UNAVAILABLE})
+    handlers[asyncpg.DataError] = handle_data_error
     handlers[Exception] = handle_unexpected
     return handlers

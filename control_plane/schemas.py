@@ -95,4 +95,11 @@ class QRGroupUpdate(Body):
     properties: ParamPatch | None = None
 
 
+class MintCodes(Body):
+    count: Annotated[int, Field(ge=1, le=10_000)]
+    name_prefix: Name = ""
+    tags: Annotated[list[Tag], Field(max_length=10)] = []
+    design: dict[str, Any] | None = None
+
+
 IMMUTABLE_CODE_FIELDS = ("kind", "slug", "domain")

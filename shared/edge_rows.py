@@ -101,5 +101,13 @@ class RowStore:
     async def store_code(self, domain: str, slug: str, row: CodeRow) -> bool:
         return bool(await self._set_if_newer(keys=[self.keys.code(domain, slug)], args=[row.encode(), row.version]))
 
+    async def store_codes(self, rows: list[tuple[str, str, CodeRow]]) -> None:
+        """Many (domain, slug, row) in one pipelined round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for domain, slug, row in rows:
+                await self._set_if_newer(keys=[self.keys.code(domain, slug)], args=[row.encode(), row.version],
+                                         client=pipe)
+            await pipe.execute()
+
     async def store_group(self, row: GroupRow) -> bool:
         return bool(await self._set_if_newer(keys=[self.keys.group(row.id)], args=[row.encode(), row.version]))

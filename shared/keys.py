@@ -35,3 +35,23 @@ class RedisKeys:
     def group(self, group_id: str) -> str:
         """String: the group's edge row (JSON, see shared.rows)."""
         return f"{self.namespace}:group:{group_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeys:
+    """Keys of the control plane's per-API-key state."""
+
+    namespace: str
+
+    def idempotency(self, owner: str, key: str) -> str:
+        """String: JSON of the first response to (API key, Idempotency-Key); expires after 24 h."""
+        return f"{self.namespace}:idem:{owner}:{key}"
+
+    def rate_limit(self, owner: str) -> str:
+        """Hash: the token bucket of one API key (tokens, last refill in ms)."""
+        return f"{self.namespace}:rate:{owner}"
+
+
+def cache_sync_cursor(namespace: str) -> str:
+    """String: the last outbox `seq` whose cache writes the control plane has re-applied."""
+    return f"{namespace}:cache-sync:seq"

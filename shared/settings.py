@@ -196,6 +196,9 @@ class ControlPlaneSettings(_FromEnv):
     public_scheme: str
     templates: Templates = field(default_factory=Templates)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
+    cache_sync_interval: float = 1.0  # seconds; 0 turns the outbox repair loop off
 
     @classmethod
     def read(cls, r: _Reader) -> ControlPlaneSettings:
@@ -208,6 +211,9 @@ class ControlPlaneSettings(_FromEnv):
             public_scheme=scheme,
             templates=Templates.read(r),
             outbound=OutboundSettings.read(r),
+            rate_limit_per_second=r.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
+            rate_limit_burst=r.integer("RATE_LIMIT_BURST", 200, minimum=1),
+            cache_sync_interval=r.number("CACHE_SYNC_INTERVAL", 1.0, minimum=0.0),
         )
 
 

@@ -110,6 +110,7 @@ def env(database_url: str, redis_namespace: str) -> dict[str, str]:
         "PAGE_URL_TEMPLATE": "https://pages.example.com/p/{id}",
         "CHATBOT_URL_TEMPLATE": "https://chat.example.com/c/{id}",
         "KNOWLEDGE_BASE_URL_TEMPLATE": "https://kb.example.com/k/{id}",
+        "CACHE_SYNC_INTERVAL": "0",  # tests that need it drive CacheSync themselves
     }
 
 

@@ -41,7 +41,7 @@ def stack(env: dict[str, str]) -> Iterator[dict[str, str]]:
     cp_port, edge_port = free_port(), free_port()
     full_env = {**os.environ, **env, "CONTROL_PLANE_BIND": f"127.0.0.1:{cp_port}",
                 "EDGE_BIND": f"127.0.0.1:{edge_port}", "DEFAULT_DOMAIN": f"127.0.0.1:{edge_port}",
-                "INGEST_BLOCK_MS": "50"}
+                "INGEST_BLOCK_MS": "50", "CACHE_SYNC_INTERVAL": "0.2"}
     processes = {kind: spawn([sys.executable, "-m", "control_plane.cli", kind], env=full_env)
                  for kind in ("control-plane", "edge", "ingest")}
     try:

@@ -13,9 +13,12 @@ from control_plane.auth import ApiKey, authenticate
 from control_plane.destinations import destination_columns, destination_object, merge_destination
 from control_plane.events import previous_attributes, record_event
 from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
+from control_plane.openapi import PAGE, Query, operation
 from control_plane.params import apply_params, pairs_to_dict
 from control_plane.problems import Problem, field_error
+from control_plane.routes.maps import MapOwner, map_routes
 from control_plane.schemas import IMMUTABLE_CODE_FIELDS, QRCodeCreate, QRCodeUpdate
+from control_plane.usage import meter_created
 from shared.edge_rows import CODE_COLUMNS, code_row, load_groups
 from shared.ids import new_id, new_slug, slug_problem
 from shared.resolve import resolve
@@ -72,6 +75,11 @@ async def fetch_code(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], key: ApiKe
     if row is None:
         raise not_found("QR code")
     return row
+
+
+async def load_code(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str, settings: ControlPlaneSettings,
+                    *, lock: bool = False) -> dict[str, Any]:
+    return (await code_objects(conn, [await fetch_code(conn, key, code_id, lock=lock)], settings))[0]
 
 
 async def _check_reference(conn: asyncpg.Connection[Any], key: ApiKey, table: str, field: str,
@@ -133,22 +141,62 @@ async def insert_code(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCr
     destination = merge_destination({}, body.destination, False)
     domain = await _domain_for(conn, key, body.domain, settings)
     code_id = await _insert_dynamic(conn, key, body, domain, destination)
+    await meter_created(conn, key, 1)
     await apply_params(conn, "qr_code_url_params", "code_id", code_id, body.url_params, replace=True)
     await apply_params(conn, "qr_code_properties", "code_id", code_id, body.properties, replace=True)
     return code_id
 
 
+async def _create(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCreate,
+                  settings: ControlPlaneSettings) -> tuple[str, dict[str, Any]]:
+    code_id = await insert_code(conn, key, body, settings)
+    obj = await load_code(conn, key, code_id, settings)
+    await record_event(conn, key.org_id, key.livemode, "qr.created", obj)
+    return code_id, obj
+
+
+@operation("Create a QR code", "qr:write", body=QRCodeCreate, status=201, returns="QRCode", extra_errors=(402,))
 async def create_code(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, QRCodeCreate)
+    db = request.app.state.db
+    async with db.acquire() as conn, conn.transaction():
+        code_id, obj = await _create(conn, key, body, request.app.state.settings)
+    await request.app.state.cache.publish_codes(db, [code_id])
+    return json_response(obj, 201)
+
+
+@operation("Find the live code with this destination URL, or create it", "qr:write", body=QRCodeCreate,
+           returns="QRCode", also=(201,), extra_errors=(402,))
+async def upsert_code(request: Request) -> Response:
+    """Return the live dynamic code with this exact destination URL (updated), or create it."""
+    key = await authenticate(request, "qr:write")
+    body = await parse_body(request, QRCodeCreate)
+    url = body.destination.url if body.destination else None
+    if body.kind != "dynamic" or url is None:
+        raise field_error("destination.url", "is required to upsert a dynamic code")
     settings = request.app.state.settings
     db = request.app.state.db
     async with db.acquire() as conn, conn.transaction():
-        code_id = await insert_code(conn, key, body, settings)
-        obj = (await code_objects(conn, [await fetch_code(conn, key, code_id)], settings))[0]
-        await record_event(conn, key.org_id, key.livemode, "qr.created", obj)
+        domain = await _domain_for(conn, key, body.domain, settings)
+        # Serialise upserts of one URL: concurrent requests create exactly one code.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                           f"{key.org_id}|{key.livemode}|{domain}|{url}")
+        existing = await conn.fetchval(
+            "SELECT id FROM qr_codes WHERE org_id = $1 AND livemode = $2 AND domain = $3 AND deleted_at IS NULL"
+            " AND kind = 'dynamic' AND md5(destination_url) = md5($4) AND destination_url = $4"
+            " ORDER BY created_at LIMIT 1", key.org_id, key.livemode, domain, url)
+        if existing is None:
+            code_id, obj = await _create(conn, key, body, settings)
+            status = 201
+        else:
+            if body.slug is not None and body.slug != (await fetch_code(conn, key, existing))["slug"]:
+                raise field_error("slug", "cannot change after creation")
+            given = body.model_fields_set - {"kind", "type", "slug", "domain"}
+            patch = QRCodeUpdate.model_validate({name: getattr(body, name) for name in given})
+            code_id, obj, status = existing, await _apply_update(conn, key, existing, patch, settings), 200
     await request.app.state.cache.publish_codes(db, [code_id])
-    return json_response(obj, 201)
+    return json_response(obj, status)
 
 
 def _filters(request: Request, key: ApiKey) -> tuple[str, list[Any]]:
@@ -174,6 +222,15 @@ def _filters(request: Request, key: ApiKey) -> tuple[str, list[Any]]:
     return " AND ".join(where), args
 
 
+LIST_QUERY = PAGE + (
+    Query("group_id", {"type": "string"}), Query("folder_id", {"type": "string"}), Query("tag", {"type": "string"}),
+    Query("status", {"enum": ["active", "inactive", "archived"]}), Query("kind", {"enum": ["dynamic", "static"]}),
+    Query("type", {"type": "string"}), Query("standalone", {"enum": ["true", "false"]}),
+    Query("q", {"type": "string"}), Query("sort", {"enum": list(SORTS)}),
+)
+
+
+@operation("List QR codes", "qr:read", returns="QRCode", many=True, query=LIST_QUERY)
 async def list_codes(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     limit, offset = page(request)
@@ -187,52 +244,60 @@ async def list_codes(request: Request) -> Response:
     return list_response(await code_objects(db, rows, request.app.state.settings), total, limit, offset)
 
 
+@operation("Retrieve a QR code", "qr:read", returns="QRCode")
 async def get_code(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
-    db = request.app.state.db
-    row = await fetch_code(db, key, request.path_params["code_id"])
-    return json_response((await code_objects(db, [row], request.app.state.settings))[0])
+    async with request.app.state.db.acquire() as conn:
+        return json_response(await load_code(conn, key, request.path_params["code_id"], request.app.state.settings))
 
 
+async def _apply_update(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str, body: QRCodeUpdate,
+                        settings: ControlPlaneSettings) -> dict[str, Any]:
+    """Merge-patch a code inside the caller's transaction; records `qr.updated`; returns the new object."""
+    fields = body.model_fields_set
+    current = await fetch_code(conn, key, code_id, lock=True)
+    before = (await code_objects(conn, [current], settings))[0]
+    if "group_id" in fields:
+        await _check_reference(conn, key, "qr_groups", "group_id", body.group_id)
+    if "folder_id" in fields:
+        await _check_reference(conn, key, "folders", "folder_id", body.folder_id)
+    destination = merge_destination(before["destination"], body.destination, "destination" in fields)
+
+    def pick(name: str, default: Any = None) -> Any:
+        if name not in fields:
+            return current[name]
+        value = getattr(body, name)
+        return default if value is None else value
+
+    await conn.execute(
+        "UPDATE qr_codes SET name = $2, group_id = $3, status = $4, destination_type = $5,"
+        " destination_url = $6, destination_page = $7, destination_chatbot = $8,"
+        " destination_knowledge_base = $9, design = $10, folder_id = $11, tags = $12,"
+        " version = version + 1, updated_at = now() WHERE id = $1",
+        code_id, pick("name", ""), pick("group_id"), pick("status"), *destination_columns(destination),
+        pick("design"), pick("folder_id"), pick("tags", []))
+    if "url_params" in fields:
+        await apply_params(conn, "qr_code_url_params", "code_id", code_id, body.url_params)
+    if "properties" in fields:
+        await apply_params(conn, "qr_code_properties", "code_id", code_id, body.properties)
+    obj = await load_code(conn, key, code_id, settings)
+    await record_event(conn, key.org_id, key.livemode, "qr.updated", obj, previous_attributes(before, obj))
+    return obj
+
+
+@operation("Update a QR code (JSON Merge Patch)", "qr:write", body=QRCodeUpdate, returns="QRCode")
 async def update_code(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, QRCodeUpdate, immutable=IMMUTABLE_CODE_FIELDS)
-    fields = body.model_fields_set
     code_id = request.path_params["code_id"]
-    settings = request.app.state.settings
     db = request.app.state.db
     async with db.acquire() as conn, conn.transaction():
-        current = await fetch_code(conn, key, code_id, lock=True)
-        before = (await code_objects(conn, [current], settings))[0]
-        if "group_id" in fields:
-            await _check_reference(conn, key, "qr_groups", "group_id", body.group_id)
-        if "folder_id" in fields:
-            await _check_reference(conn, key, "folders", "folder_id", body.folder_id)
-        destination = merge_destination(before["destination"], body.destination, "destination" in fields)
-
-        def pick(name: str, default: Any = None) -> Any:
-            if name not in fields:
-                return current[name]
-            value = getattr(body, name)
-            return default if value is None else value
-
-        await conn.execute(
-            "UPDATE qr_codes SET name = $2, group_id = $3, status = $4, destination_type = $5,"
-            " destination_url = $6, destination_page = $7, destination_chatbot = $8,"
-            " destination_knowledge_base = $9, design = $10, folder_id = $11, tags = $12,"
-            " version = version + 1, updated_at = now() WHERE id = $1",
-            code_id, pick("name", ""), pick("group_id"), pick("status"), *destination_columns(destination),
-            pick("design"), pick("folder_id"), pick("tags", []))
-        if "url_params" in fields:
-            await apply_params(conn, "qr_code_url_params", "code_id", code_id, body.url_params)
-        if "properties" in fields:
-            await apply_params(conn, "qr_code_properties", "code_id", code_id, body.properties)
-        obj = (await code_objects(conn, [await fetch_code(conn, key, code_id)], settings))[0]
-        await record_event(conn, key.org_id, key.livemode, "qr.updated", obj, previous_attributes(before, obj))
+        obj = await _apply_update(conn, key, code_id, body, request.app.state.settings)
     await request.app.state.cache.publish_codes(db, [code_id])
     return json_response(obj)
 
 
+@operation("Delete a QR code (soft: the edge answers 410)", "qr:write", status=204)
 async def delete_code(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     code_id = request.path_params["code_id"]
@@ -248,10 +313,22 @@ async def delete_code(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def _load_for_map(state: Any, conn: asyncpg.Connection[Any], key: ApiKey, code_id: str,
+                        lock: bool) -> dict[str, Any]:
+    return await load_code(conn, key, code_id, state.settings, lock=lock)
+
+
+async def _publish_for_map(state: Any, code_id: str) -> None:
+    await state.cache.publish_codes(state.db, [code_id])
+
+
 routes = [
     Route("/v1/qr-codes", create_code, methods=["POST"]),
+    Route("/v1/qr-codes/upsert", upsert_code, methods=["POST"]),
     Route("/v1/qr-codes", list_codes, methods=["GET"]),
     Route("/v1/qr-codes/{code_id}", get_code, methods=["GET"]),
     Route("/v1/qr-codes/{code_id}", update_code, methods=["PATCH"]),
     Route("/v1/qr-codes/{code_id}", delete_code, methods=["DELETE"]),
+    *map_routes(MapOwner("/v1/qr-codes", "qr_codes", "qr_code", "code_id", "qr.updated", _load_for_map,
+                         _publish_for_map)),
 ]

@@ -13,14 +13,18 @@ from control_plane.auth import ApiKey, authenticate
 from control_plane.destinations import destination_columns, destination_object, merge_destination
 from control_plane.events import previous_attributes, record_event
 from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
+from control_plane.mint import mint
+from control_plane.openapi import PAGE, Query, operation
 from control_plane.params import apply_params, pairs_to_dict
-from control_plane.schemas import QRGroupCreate, QRGroupUpdate
+from control_plane.routes.maps import MapOwner, map_routes
+from control_plane.routes.qr_codes import SELECT as CODE_SELECT
+from control_plane.routes.qr_codes import code_objects
+from control_plane.schemas import MintCodes, QRGroupCreate, QRGroupUpdate
 from shared.edge_rows import GROUP_COLUMNS
 from shared.ids import new_id
 
 SELECT = f"""
-SELECT {GROUP_COLUMNS}, g.org_id, g.livemode, g.name, g.description, g.created_at, g.updated_at,
-    (SELECT count(*) FROM qr_codes c WHERE c.group_id = g.id AND c.deleted_at IS NULL) AS code_count
+SELECT {GROUP_COLUMNS}, g.org_id, g.livemode, g.name, g.description, g.created_at, g.updated_at, g.code_count
 FROM qr_groups g"""
 OWNED = "g.org_id = $1 AND g.livemode = $2"
 
@@ -44,6 +48,7 @@ async def fetch_group(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], key: ApiK
     return row
 
 
+@operation("Create a QR group", "qr:write", body=QRGroupCreate, status=201, returns="QRGroup")
 async def create_group(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, QRGroupCreate)
@@ -65,6 +70,8 @@ async def create_group(request: Request) -> Response:
     return json_response(obj, 201)
 
 
+@operation("List QR groups", "qr:read", returns="QRGroup", many=True, query=PAGE + (
+    Query("status", {"enum": ["active", "inactive", "archived"]}), Query("q", {"type": "string"})))
 async def list_groups(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     limit, offset = page(request)
@@ -83,12 +90,14 @@ async def list_groups(request: Request) -> Response:
     return list_response([group_object(r) for r in rows], total, limit, offset)
 
 
+@operation("Retrieve a QR group", "qr:read", returns="QRGroup")
 async def get_group(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     return json_response(group_object(await fetch_group(request.app.state.db, key,
                                                         request.path_params["group_id"])))
 
 
+@operation("Update a QR group (JSON Merge Patch)", "qr:write", body=QRGroupUpdate, returns="QRGroup")
 async def update_group(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, QRGroupUpdate)
@@ -122,6 +131,7 @@ async def update_group(request: Request) -> Response:
     return json_response(obj)
 
 
+@operation("Delete a QR group (its codes stay, detached)", "qr:write", status=204)
 async def delete_group(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     group_id = request.path_params["group_id"]
@@ -137,10 +147,48 @@ async def delete_group(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def _load_for_map(state: Any, conn: asyncpg.Connection[Any], key: ApiKey, group_id: str,
+                        lock: bool) -> dict[str, Any]:
+    suffix = " FOR UPDATE OF g" if lock else ""
+    row = await conn.fetchrow(f"{SELECT} WHERE {OWNED} AND g.id = $3{suffix}", key.org_id, key.livemode, group_id)
+    if row is None:
+        raise not_found("QR group")
+    return group_object(row)
+
+
+async def _publish_for_map(state: Any, group_id: str) -> None:
+    await state.cache.publish_group(state.db, group_id)
+
+
+@operation("Mint child codes that inherit from the group", "qr:write", body=MintCodes, status=201,
+           returns="QRCode", many=True, extra_errors=(402,))
+async def mint_codes(request: Request) -> Response:
+    """`POST /v1/qr-groups/{id}/codes`: N inheriting child codes in one transaction."""
+    key = await authenticate(request, "qr:write")
+    body = await parse_body(request, MintCodes)
+    group_id = request.path_params["group_id"]
+    settings = request.app.state.settings
+    db = request.app.state.db
+    async with db.acquire() as conn, conn.transaction():
+        await fetch_group(conn, key, group_id)
+        code_ids = await mint(conn, key, group_id, body, settings.default_domain)
+        order = {code_id: n for n, code_id in enumerate(code_ids)}
+        rows = sorted(await conn.fetch(f"{CODE_SELECT} WHERE c.id = ANY($1)", code_ids), key=lambda r: order[r["id"]])
+        objects = await code_objects(conn, rows, settings)
+        await conn.copy_records_to_table(
+            "events", columns=("id", "org_id", "livemode", "type", "data"),
+            records=[(new_id("evt"), key.org_id, key.livemode, "qr.created", {"object": obj}) for obj in objects])
+    await request.app.state.cache.publish_codes(db, code_ids)
+    return json_response({"object": "list", "data": objects, "total": len(objects)}, 201)
+
+
 routes = [
     Route("/v1/qr-groups", create_group, methods=["POST"]),
     Route("/v1/qr-groups", list_groups, methods=["GET"]),
     Route("/v1/qr-groups/{group_id}", get_group, methods=["GET"]),
     Route("/v1/qr-groups/{group_id}", update_group, methods=["PATCH"]),
     Route("/v1/qr-groups/{group_id}", delete_group, methods=["DELETE"]),
+    Route("/v1/qr-groups/{group_id}/codes", mint_codes, methods=["POST"]),
+    *map_routes(MapOwner("/v1/qr-groups", "qr_groups", "qr_group", "group_id", "qr_group.updated", _load_for_map,
+                         _publish_for_map)),
 ]
