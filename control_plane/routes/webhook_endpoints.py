@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from control_plane.auth import ApiKey, authenticate
 from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
+from control_plane.openapi import PAGE, Query, operation
 from control_plane.outbound import OutboundRefused, resolve_public_address
 from control_plane.problems import Problem, field_error
 from control_plane.webhooks.schedule import ROTATION_GRACE
@@ -62,6 +63,8 @@ async def fetch_endpoint(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], key: A
     return row
 
 
+@operation("Create a webhook endpoint (the secret is shown once)", "webhooks:write",
+           body=WebhookEndpointCreate, status=201, returns="WebhookEndpoint")
 async def create_endpoint(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     body = await parse_body(request, WebhookEndpointCreate)
@@ -74,6 +77,7 @@ async def create_endpoint(request: Request) -> Response:
     return json_response(endpoint_object(row, secret), 201)
 
 
+@operation("List webhook endpoints", "webhooks:read", returns="WebhookEndpoint", many=True, query=PAGE)
 async def list_endpoints(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")
     limit, offset = page(request)
@@ -85,12 +89,15 @@ async def list_endpoints(request: Request) -> Response:
     return list_response([endpoint_object(r) for r in rows], total, limit, offset)
 
 
+@operation("Retrieve a webhook endpoint", "webhooks:read", returns="WebhookEndpoint")
 async def get_endpoint(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")
     row = await fetch_endpoint(request.app.state.db, key, request.path_params["endpoint_id"])
     return json_response(endpoint_object(row))
 
 
+@operation("Update a webhook endpoint", "webhooks:write", body=WebhookEndpointUpdate,
+           returns="WebhookEndpoint")
 async def update_endpoint(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     body = await parse_body(request, WebhookEndpointUpdate)
@@ -114,6 +121,7 @@ async def update_endpoint(request: Request) -> Response:
     return json_response(endpoint_object(row))
 
 
+@operation("Delete a webhook endpoint and its delivery log", "webhooks:write", status=204)
 async def delete_endpoint(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     deleted = await request.app.state.db.fetchval(
@@ -124,6 +132,8 @@ async def delete_endpoint(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@operation("Rotate the signing secret (the old one signs too for 24 h)", "webhooks:write",
+           returns="WebhookEndpoint")
 async def rotate_secret(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     secret = new_secret()
@@ -146,6 +156,8 @@ def test_event(endpoint: asyncpg.Record) -> dict[str, Any]:
             "data": {"object": endpoint_object(endpoint)}}
 
 
+@operation("Queue a test event for this endpoint only", "webhooks:write", status=202,
+           returns="WebhookDelivery")
 async def send_test_event(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     db = request.app.state.db
@@ -174,6 +186,9 @@ def delivery_object(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> dict
             "attempts": [attempt_object(a) for a in attempts]}
 
 
+@operation("List deliveries and their attempts, newest first", "webhooks:read", returns="WebhookDelivery",
+           many=True, query=PAGE + (Query("status", {"enum": list(DELIVERY_STATUSES)}),
+                                    Query("event_id", {"type": "string"})))
 async def list_deliveries(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")
     limit, offset = page(request)
