@@ -293,3 +293,22 @@ async def test_https_checks_the_certificate_of_the_name_while_connecting_to_the_
     else:
         assert attempt["status_code"] is None and "certificate" in attempt["error"].lower(), attempt
         assert receiver.requests == []
+
+
+async def test_bulk_mint_and_group_delete_reach_subscribers(
+        api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, dispatcher: Dispatcher) -> None:
+    key = await make_key(scopes=WEBHOOK_SCOPES)
+    await create_endpoint(api, key, receiver.url())
+    group = await create_group(api, key)
+    minted = await api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key), json={"count": 3})
+    assert minted.status_code == 201, minted.text
+    deleted = await api.delete(f"/v1/qr-groups/{group['id']}", headers=bearer(key))
+    assert deleted.status_code == 204
+
+    await dispatcher.drain()
+    events = [orjson.loads(r.body) for r in receiver.requests]
+    assert sorted(e["type"] for e in events) == ["qr.created"] * 3 + ["qr_group.created", "qr_group.deleted"]
+    assert {e["data"]["object"]["id"] for e in events if e["type"] == "qr.created"} == \
+        {c["id"] for c in minted.json()["data"]}
+    # The detached children get no event of their own: qr_group.deleted says it for all (README, Webhooks).
+    assert not any(e["type"] == "qr.updated" for e in events)
