@@ -91,3 +91,15 @@ def list_response(data: list[dict[str, Any]], total: int, limit: int, offset: in
 
 def not_found(kind: str) -> Problem:
     return Problem(404, f"No such {kind}.")
+
+
+async def owned_page(request: Request, table: str, owner: tuple[str, bool], *, where: str = "",
+                     args: tuple[Any, ...] = (), order: str = "created_at DESC, id") -> tuple[list[Any], int, int, int]:
+    """One page of an org's and mode's rows of `table`: (rows, total, limit, offset)."""
+    limit, offset = page(request)
+    clause = "org_id = $1 AND livemode = $2" + (f" AND {where}" if where else "")
+    db = request.app.state.db
+    total = await db.fetchval(f"SELECT count(*) FROM {table} WHERE {clause}", *owner, *args)
+    rows = await db.fetch(f"SELECT * FROM {table} WHERE {clause} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+                          *owner, *args)
+    return rows, total, limit, offset

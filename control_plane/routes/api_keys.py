@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.auth import authenticate, create_key
-from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
+from control_plane.http import json_response, list_response, not_found, owned_page, parse_body, timestamp
 from control_plane.openapi import PAGE, operation
 from control_plane.problems import field_error
 from control_plane.schemas import Body
@@ -49,12 +49,8 @@ async def create_api_key(request: Request) -> Response:
 @operation("List API keys", "keys:write", returns="ApiKey", many=True, query=PAGE)
 async def list_api_keys(request: Request) -> Response:
     caller = await authenticate(request, "keys:write")
-    limit, offset = page(request)
-    db = request.app.state.db
-    where = "org_id = $1 AND livemode = $2 AND revoked_at IS NULL"
-    total = await db.fetchval(f"SELECT count(*) FROM api_keys WHERE {where}", caller.org_id, caller.livemode)
-    rows = await db.fetch(f"SELECT * FROM api_keys WHERE {where} ORDER BY created_at DESC, id"
-                          f" LIMIT {limit} OFFSET {offset}", caller.org_id, caller.livemode)
+    rows, total, limit, offset = await owned_page(request, "api_keys", (caller.org_id, caller.livemode),
+                                                  where="revoked_at IS NULL")
     return list_response([key_object(r) for r in rows], total, limit, offset)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.auth import authenticate
 from control_plane.events import EVENT_TYPES, event_object
-from control_plane.http import json_response, list_response, not_found, page
+from control_plane.http import json_response, list_response, not_found, owned_page
 from control_plane.openapi import PAGE, Query, operation
 from control_plane.problems import field_error
 
@@ -17,16 +19,13 @@ from control_plane.problems import field_error
            query=PAGE + (Query("type", {"enum": list(EVENT_TYPES)}),))
 async def list_events(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")
-    limit, offset = page(request)
-    where, args = "org_id = $1 AND livemode = $2", [key.org_id, key.livemode]
+    where, args = "", tuple[Any, ...]()
     if (kind := request.query_params.get("type")) is not None:
         if kind not in EVENT_TYPES:
             raise field_error("type", f"must be one of {', '.join(EVENT_TYPES)}")
-        where += " AND type = $3"
-        args.append(kind)
-    db = request.app.state.db
-    total = await db.fetchval(f"SELECT count(*) FROM events WHERE {where}", *args)
-    rows = await db.fetch(f"SELECT * FROM events WHERE {where} ORDER BY seq DESC LIMIT {limit} OFFSET {offset}", *args)
+        where, args = "type = $3", (kind,)
+    rows, total, limit, offset = await owned_page(request, "events", (key.org_id, key.livemode), where=where,
+                                                  args=args, order="seq DESC")
     return list_response([event_object(r) for r in rows], total, limit, offset)
 
 

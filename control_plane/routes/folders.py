@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.auth import authenticate
-from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
+from control_plane.http import json_response, list_response, not_found, owned_page, parse_body, timestamp
 from control_plane.openapi import PAGE, operation
 from control_plane.schemas import Body
 from shared.ids import new_id
@@ -39,12 +39,7 @@ async def create_folder(request: Request) -> Response:
 @operation("List folders", "qr:read", returns="Folder", many=True, query=PAGE)
 async def list_folders(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
-    limit, offset = page(request)
-    db = request.app.state.db
-    total = await db.fetchval("SELECT count(*) FROM folders WHERE org_id = $1 AND livemode = $2",
-                              key.org_id, key.livemode)
-    rows = await db.fetch("SELECT * FROM folders WHERE org_id = $1 AND livemode = $2"
-                          f" ORDER BY created_at DESC, id LIMIT {limit} OFFSET {offset}", key.org_id, key.livemode)
+    rows, total, limit, offset = await owned_page(request, "folders", (key.org_id, key.livemode))
     return list_response([folder_object(r) for r in rows], total, limit, offset)
 
 

@@ -39,9 +39,10 @@ def group_object(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def fetch_group(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], key: ApiKey,
-                      group_id: str) -> asyncpg.Record:
-    row: asyncpg.Record | None = await db.fetchrow(f"{SELECT} WHERE {OWNED} AND g.id = $3",
+async def fetch_group(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], key: ApiKey, group_id: str,
+                      *, lock: bool = False) -> asyncpg.Record:
+    suffix = " FOR UPDATE OF g" if lock else ""
+    row: asyncpg.Record | None = await db.fetchrow(f"{SELECT} WHERE {OWNED} AND g.id = $3{suffix}",
                                                    key.org_id, key.livemode, group_id)
     if row is None:
         raise not_found("QR group")
@@ -105,10 +106,7 @@ async def update_group(request: Request) -> Response:
     group_id = request.path_params["group_id"]
     db = request.app.state.db
     async with db.acquire() as conn, conn.transaction():
-        current = await conn.fetchrow(f"{SELECT} WHERE {OWNED} AND g.id = $3 FOR UPDATE OF g",
-                                      key.org_id, key.livemode, group_id)
-        if current is None:
-            raise not_found("QR group")
+        current = await fetch_group(conn, key, group_id, lock=True)
         before = group_object(current)
         destination = merge_destination(before["destination"], body.destination, "destination" in fields)
         await conn.execute(
@@ -137,10 +135,7 @@ async def delete_group(request: Request) -> Response:
     group_id = request.path_params["group_id"]
     db = request.app.state.db
     async with db.acquire() as conn, conn.transaction():
-        current = await conn.fetchrow(f"{SELECT} WHERE {OWNED} AND g.id = $3 FOR UPDATE OF g",
-                                      key.org_id, key.livemode, group_id)
-        if current is None:
-            raise not_found("QR group")
+        current = await fetch_group(conn, key, group_id, lock=True)
         await conn.execute("DELETE FROM qr_groups WHERE id = $1", group_id)
         await record_event(conn, key.org_id, key.livemode, "qr_group.deleted", group_object(current))
     await request.app.state.cache.publish_group(db, group_id)
@@ -149,11 +144,7 @@ async def delete_group(request: Request) -> Response:
 
 async def _load_for_map(state: Any, conn: asyncpg.Connection[Any], key: ApiKey, group_id: str,
                         lock: bool) -> dict[str, Any]:
-    suffix = " FOR UPDATE OF g" if lock else ""
-    row = await conn.fetchrow(f"{SELECT} WHERE {OWNED} AND g.id = $3{suffix}", key.org_id, key.livemode, group_id)
-    if row is None:
-        raise not_found("QR group")
-    return group_object(row)
+    return group_object(await fetch_group(conn, key, group_id, lock=lock))
 
 
 async def _publish_for_map(state: Any, group_id: str) -> None:
