@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.auth import ApiKey, authenticate
-from control_plane.http import json_response, list_response, not_found, page, parse_body, timestamp
+from control_plane.http import json_response, list_response, not_found, owned_page, page, parse_body, timestamp
 from control_plane.openapi import PAGE, Query, operation
 from control_plane.outbound import OutboundRefused, resolve_public_address
 from control_plane.problems import Problem, field_error
@@ -80,12 +80,7 @@ async def create_endpoint(request: Request) -> Response:
 @operation("List webhook endpoints", "webhooks:read", returns="WebhookEndpoint", many=True, query=PAGE)
 async def list_endpoints(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")
-    limit, offset = page(request)
-    db = request.app.state.db
-    total = await db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE org_id = $1 AND livemode = $2",
-                              key.org_id, key.livemode)
-    rows = await db.fetch(f"SELECT {COLUMNS} FROM webhook_endpoints WHERE org_id = $1 AND livemode = $2"
-                          f" ORDER BY created_at DESC, id LIMIT {limit} OFFSET {offset}", key.org_id, key.livemode)
+    rows, total, limit, offset = await owned_page(request, "webhook_endpoints", (key.org_id, key.livemode))
     return list_response([endpoint_object(r) for r in rows], total, limit, offset)
 
 
