@@ -26,12 +26,17 @@ COLUMNS = "id, livemode, url, events, description, enabled, disabled_reason, cre
 OWNED = "org_id = $1 AND livemode = $2 AND id = $3"
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 # Deliveries that wait for a disabled endpoint have no next attempt; enabling it makes them due at once.
+# SKIP LOCKED: rows a dispatcher is sending right now get their next attempt from it; waiting for them
+# while holding the endpoint row could deadlock with that dispatcher.
 UNPARK = """
-UPDATE webhook_deliveries SET next_attempt_at = now()
-WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at IS NULL"""
+UPDATE webhook_deliveries SET next_attempt_at = now() WHERE id IN (
+    SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at IS NULL
+    FOR UPDATE SKIP LOCKED)"""
 DELIVERY_COLUMNS = ("id, endpoint_id, event_id, status, attempt_count, next_attempt_at, created_at, updated_at,"
                     " coalesce(payload->>'type', (SELECT type FROM events e WHERE e.id = event_id)) AS event_type")
-PARK = "UPDATE webhook_deliveries SET next_attempt_at = NULL WHERE endpoint_id = $1 AND status = 'pending'"
+PARK = """
+UPDATE webhook_deliveries SET next_attempt_at = NULL WHERE id IN (
+    SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' FOR UPDATE SKIP LOCKED)"""
 
 
 def endpoint_object(row: asyncpg.Record, secret: str | None = None) -> dict[str, Any]:

@@ -5,7 +5,8 @@ Two kinds of loop share one process and may run in as many processes as needed:
 - fan-out claims undispatched events (`FOR UPDATE SKIP LOCKED`), creates one delivery per matching
   enabled endpoint and marks the events dispatched, all in one transaction;
 - delivery loops claim due deliveries (`FOR UPDATE SKIP LOCKED`), send them concurrently and record
-  every attempt in the same transaction that holds the claim. A dispatcher that dies mid-batch (even
+  every attempt in the same transaction that holds the claim; endpoint health (failing since, disabled)
+  follows in a short transaction of its own. A dispatcher that dies mid-batch (even
   by `kill -9`) loses its connection, PostgreSQL rolls the claim back, and another loop sends the batch
   again: delivery is at least once, and receivers deduplicate on `webhook-id`.
 """
@@ -141,6 +142,10 @@ class Dispatcher:
             outcomes = await asyncio.gather(*(self._send(row) for row in due))
             await self._record(conn, outcomes)
         self.attempts += len(due)
+        # Endpoint health is updated only after the claim is released: a transaction that holds
+        # deliveries never waits for an endpoint row, so it cannot deadlock with an API call that
+        # holds the endpoint and waits for its deliveries (DELETE cascades, PATCH parks them).
+        await self._update_endpoints(outcomes)
         return len(due)
 
     async def _send(self, row: asyncpg.Record) -> Outcome:
@@ -162,11 +167,14 @@ class Dispatcher:
             (o.delivery["delivery_id"], o.attempted_at, o.result.status_code, o.result.latency_ms, o.result.error,
              o.result.response_excerpt) for o in outcomes])
         await conn.executemany(UPDATE_DELIVERY, [self._next_state(o) for o in outcomes])
+
+    async def _update_endpoints(self, outcomes: Sequence[Outcome]) -> None:
         by_endpoint: dict[str, list[Outcome]] = {}
         for outcome in outcomes:
             by_endpoint.setdefault(outcome.delivery["endpoint_id"], []).append(outcome)
-        for endpoint_id in sorted(by_endpoint):  # a fixed lock order: concurrent loops cannot deadlock
-            await self._update_endpoint(conn, endpoint_id, by_endpoint[endpoint_id])
+        async with self.db.acquire() as conn, conn.transaction():
+            for endpoint_id in sorted(by_endpoint):  # a fixed lock order: concurrent loops cannot deadlock
+                await self._update_endpoint(conn, endpoint_id, by_endpoint[endpoint_id])
 
     def _next_state(self, outcome: Outcome) -> tuple[str, str, int, datetime | None, datetime]:
         attempts = outcome.delivery["attempt_count"] + 1
@@ -184,8 +192,8 @@ class Dispatcher:
         elif any(o.result.gone for o in outcomes):
             await self._disable(conn, endpoint_id, "gone", now)
         else:
-            failing_since: datetime = await conn.fetchval(ENDPOINT_FAILED, endpoint_id, now)
-            if now - failing_since >= DISABLE_AFTER:
+            failing_since: datetime | None = await conn.fetchval(ENDPOINT_FAILED, endpoint_id, now)
+            if failing_since is not None and now - failing_since >= DISABLE_AFTER:  # None: deleted meanwhile
                 await self._disable(conn, endpoint_id, "failing", now)
 
     async def _disable(self, conn: Conn, endpoint_id: str, reason: str, now: datetime) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ssl
 from datetime import timedelta
@@ -312,3 +313,31 @@ async def test_bulk_mint_and_group_delete_reach_subscribers(
         {c["id"] for c in minted.json()["data"]}
     # The detached children get no event of their own: qr_group.deleted says it for all (README, Webhooks).
     assert not any(e["type"] == "qr.updated" for e in events)
+
+
+@pytest.mark.parametrize("change", ["delete", "disable"])
+async def test_changing_an_endpoint_while_its_delivery_is_in_flight(
+        api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, dispatcher: Dispatcher,
+        change: str) -> None:
+    key = await make_key(scopes=WEBHOOK_SCOPES)
+    endpoint = await create_endpoint(api, key, receiver.url())
+    receiver.script["/hook"] = [500]
+    receiver.delay = 0.5
+    await create_group(api, key)
+    await dispatcher.fan_out()
+    sending = asyncio.create_task(dispatcher.deliver_due())
+    for _ in range(200):
+        if receiver.requests:
+            break
+        await asyncio.sleep(0.01)
+    path = f"/v1/webhook-endpoints/{endpoint['id']}"
+    if change == "delete":
+        response = await api.delete(path, headers=bearer(key))
+        assert response.status_code == 204, response.text
+    else:
+        response = await api.patch(path, headers=bearer(key), json={"enabled": False})
+        assert response.status_code == 200, response.text
+    assert await asyncio.wait_for(sending, 15) == 1, "the batch is recorded, not rolled back by a deadlock"
+    if change == "disable":
+        [delivery] = await deliveries(api, key, endpoint["id"])
+        assert delivery["status"] == "pending" and delivery["attempts"][0]["status_code"] == 500
