@@ -58,10 +58,11 @@ async def checked_url(request: Request, url: str) -> str:
     return url
 
 
+# NO KEY UPDATE: a change to an endpoint must not hold up the fan-out's foreign-key checks against it.
 async def fetch_endpoint(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], key: ApiKey, endpoint_id: str,
                          *, lock: bool = False) -> asyncpg.Record:
     row: asyncpg.Record | None = await db.fetchrow(
-        f"SELECT {COLUMNS} FROM webhook_endpoints WHERE {OWNED}{' FOR UPDATE' if lock else ''}",
+        f"SELECT {COLUMNS} FROM webhook_endpoints WHERE {OWNED}{' FOR NO KEY UPDATE' if lock else ''}",
         key.org_id, key.livemode, endpoint_id)
     if row is None:
         raise not_found("webhook endpoint")
