@@ -137,6 +137,20 @@ class Templates:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    """Where requests made on a user's behalf may go (API.md §0): https only, public addresses only."""
+
+    allowed_hosts: frozenset[str] = frozenset()
+    allow_http: bool = False
+
+    @classmethod
+    def read(cls, r: _Reader) -> OutboundSettings:
+        hosts = r.text("OUTBOUND_ALLOWED_HOSTS", "")
+        return cls(allowed_hosts=frozenset(h.strip().lower() for h in hosts.split(",") if h.strip()),
+                   allow_http=r.flag("WEBHOOK_ALLOW_HTTP"))
+
+
+@dataclass(frozen=True, slots=True)
 class Stores:
     database_url: Secret
     redis_url: Secret
@@ -181,6 +195,7 @@ class ControlPlaneSettings(_FromEnv):
     default_domain: str
     public_scheme: str
     templates: Templates = field(default_factory=Templates)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
     cache_sync_interval: float = 1.0  # seconds; 0 turns the outbox repair loop off
@@ -195,6 +210,7 @@ class ControlPlaneSettings(_FromEnv):
             default_domain=default_domain,
             public_scheme=scheme,
             templates=Templates.read(r),
+            outbound=OutboundSettings.read(r),
             rate_limit_per_second=r.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
             rate_limit_burst=r.integer("RATE_LIMIT_BURST", 200, minimum=1),
             cache_sync_interval=r.number("CACHE_SYNC_INTERVAL", 1.0, minimum=0.0),
@@ -239,4 +255,24 @@ class IngestSettings(_FromEnv):
             batch_size=r.integer("INGEST_BATCH_SIZE", 5000, minimum=1),
             block_ms=r.integer("INGEST_BLOCK_MS", 200, minimum=1),
             consumer=r.text("INGEST_CONSUMER", f"{os.uname().nodename}-{os.getpid()}"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings(_FromEnv):
+    stores: Stores
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    workers: int = 4  # delivery loops, each with its own claimed batch and connection
+    batch_size: int = 25  # deliveries claimed (and sent concurrently) per loop
+    poll_interval: float = 0.5  # seconds to wait when nothing was due
+    delivery_timeout: float = 10.0  # seconds for one whole request (API.md §2.5)
+
+    @classmethod
+    def read(cls, r: _Reader) -> WebhookSettings:
+        return cls(
+            stores=Stores.read(r),
+            outbound=OutboundSettings.read(r),
+            workers=r.integer("WEBHOOK_WORKERS", 4, minimum=1),
+            batch_size=r.integer("WEBHOOK_BATCH_SIZE", 25, minimum=1),
+            poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 0.5, minimum=0.01),
         )

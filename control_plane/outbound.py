@@ -1,0 +1,91 @@
+"""SSRF guard for requests the platform makes on a user's behalf (webhook deliveries).
+
+A URL is checked when it is saved and again right before each request, because DNS can change in
+between. The caller then connects to the very address that was checked (`PublicAddress.ip`), so a
+second, different DNS answer cannot slip in between check and connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+RESOLVE_TIMEOUT = 5.0
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+class OutboundRefused(Exception):
+    """The URL may not be requested; the message says why, in words fit for an API error."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublicAddress:
+    scheme: str
+    host: str  # as written in the URL, lower-cased: the TLS server name and Host header
+    port: int
+    ip: str  # the checked address to connect to
+
+
+def is_forbidden_address(ip: IPAddress) -> bool:
+    """Loopback, private, link-local (169.254.169.254 included), multicast, reserved or unspecified."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return is_forbidden_address(ip.ipv4_mapped)
+    return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
+            or ip.is_unspecified or not ip.is_global)
+
+
+def check_url(url: str, *, allow_http: bool) -> SplitResult:
+    """The URL's parts if its form is acceptable; the address check comes later."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise OutboundRefused("is not a valid URL") from None
+    allowed = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in allowed:
+        raise OutboundRefused("must be an https URL")
+    if not parts.hostname:
+        raise OutboundRefused("must have a host")
+    if parts.username or parts.password:
+        raise OutboundRefused("must not contain credentials")
+    return parts
+
+
+async def _addresses(host: str, port: int) -> list[IPAddress]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), RESOLVE_TIMEOUT)
+    except (OSError, TimeoutError):
+        raise OutboundRefused(f"host {host!r} does not resolve") from None
+    # The scope id of a link-local IPv6 answer ("fe80::1%eth0") is not part of the address.
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+async def resolve_public_address(url: str, *, allowed_hosts: frozenset[str], allow_http: bool) -> PublicAddress:
+    """The address to connect to for `url`, or OutboundRefused.
+
+    Every address the host resolves to must be public: a name that answers with one public and one
+    private address is refused, since a later lookup could pick the private one. Hosts in
+    `allowed_hosts` (e.g. 127.0.0.1 in development) skip the address check.
+    """
+    parts = check_url(url, allow_http=allow_http)
+    host = (parts.hostname or "").lower()
+    port = parts.port or DEFAULT_PORTS[parts.scheme]
+    addresses = await _addresses(host, port)
+    if not addresses:
+        raise OutboundRefused(f"host {host!r} does not resolve")
+    if host not in allowed_hosts:
+        if forbidden := [ip for ip in addresses if is_forbidden_address(ip)]:
+            raise OutboundRefused(f"resolves to {forbidden[0]}, a loopback, private, link-local or reserved "
+                                  "address")
+    return PublicAddress(parts.scheme, host, port, str(addresses[0]))
+
