@@ -20,7 +20,7 @@ from control_plane.http import json_response
 from control_plane.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
 from control_plane.openapi import build_spec, docs_page
 from control_plane.problems import exception_handlers
-from control_plane.routes import api_keys, domains, events, folders, images, qr_codes, qr_groups
+from control_plane.routes import api_keys, domains, events, folders, images, qr_codes, qr_groups, webhook_endpoints
 from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.redis_client import create_redis
@@ -82,6 +82,7 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         *api_keys.routes,
         *events.routes,
         *usage.routes,
+        *webhook_endpoints.routes,
         *images.routes,
     ]
     spec = build_spec(routes, version=__version__)

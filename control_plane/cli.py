@@ -54,6 +54,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from control_plane.webhooks.dispatcher import serve
+    from shared.settings import WebhookSettings
+
+    uvloop.run(serve(WebhookSettings.from_env()))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from control_plane.migrate import migrate_url
     from shared.settings import Stores
@@ -136,6 +146,7 @@ def parser() -> argparse.ArgumentParser:
     edge.add_argument("--workers", type=int, default=1, help="processes, each with its own cache")
     edge.set_defaults(run=cmd_edge)
     sub.add_parser("ingest", help="the scan ingest worker").set_defaults(run=cmd_ingest)
+    sub.add_parser("webhooks", help="the webhook dispatcher").set_defaults(run=cmd_webhooks)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="create an organisation if needed and an API key")

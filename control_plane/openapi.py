@@ -59,6 +59,19 @@ COMPONENTS: dict[str, dict[str, Any]] = {
                                   "created_at": _TIME, "revoked_at": {"type": ["string", "null"]}}),
     "Event": _object("event", {"type": {"type": "string"}, "livemode": {"type": "boolean"}, "created_at": _TIME,
                                "data": {"type": "object", "required": ["object"]}}),
+    "WebhookEndpoint": _object("webhook_endpoint", {
+        "livemode": {"type": "boolean"}, "url": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "string"}}, "description": {"type": "string"},
+        "enabled": {"type": "boolean"}, "disabled_reason": {"enum": ["gone", "failing", None]},
+        "created_at": _TIME, "updated_at": _TIME}),
+    "WebhookDelivery": _object("webhook_delivery", {
+        "endpoint_id": _ID, "event_id": _ID, "event_type": _NULLABLE_STR,
+        "status": {"enum": ["pending", "succeeded", "failed"]}, "attempt_count": {"type": "integer"},
+        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": _TIME,
+        "updated_at": _TIME, "attempts": {"type": "array", "items": {"type": "object", "required": [
+            "attempted_at", "status_code", "latency_ms", "error", "response_excerpt"], "properties": {
+            "attempted_at": _TIME, "status_code": {"type": ["integer", "null"]}, "latency_ms": {"type": "integer"},
+            "error": _NULLABLE_STR, "response_excerpt": {"type": "string"}}}}}),
     "MapItem": {"type": "object", "required": ["object", "key", "value"], "properties": {
         "object": {"enum": ["url_param", "property"]}, "key": {"type": "string"}, "value": {"type": "string"}}},
     "Usage": {"type": "object", "required": ["object", "plan", "qr_generated"], "properties": {

@@ -108,9 +108,6 @@ class _Reader:
             raise ConfigError(name, f"must be an http(s) URL containing {{id}}, got {value!r}")
         return value
 
-    def hosts(self, name: str) -> frozenset[str]:
-        return frozenset(h.strip().lower().strip("[]") for h in self.text(name, "").split(",") if h.strip())
-
     def secret(self, name: str, min_length: int = 16) -> Secret:
         value = self.text(name)
         if len(value) < min_length:
@@ -137,6 +134,20 @@ class Templates:
             chatbot=r.template("CHATBOT_URL_TEMPLATE", _DEFAULT_TEMPLATES["chatbot"]),
             knowledge_base=r.template("KNOWLEDGE_BASE_URL_TEMPLATE", _DEFAULT_TEMPLATES["knowledge_base"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    """Where requests made on a user's behalf may go (API.md §0): https only, public addresses only."""
+
+    allowed_hosts: frozenset[str] = frozenset()
+    allow_http: bool = False
+
+    @classmethod
+    def read(cls, r: _Reader) -> OutboundSettings:
+        hosts = r.text("OUTBOUND_ALLOWED_HOSTS", "")
+        return cls(allowed_hosts=frozenset(h.strip().lower() for h in hosts.split(",") if h.strip()),
+                   allow_http=r.flag("WEBHOOK_ALLOW_HTTP"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,13 +195,12 @@ class ControlPlaneSettings(_FromEnv):
     default_domain: str
     public_scheme: str
     templates: Templates = field(default_factory=Templates)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
     cache_sync_interval: float = 1.0  # seconds; 0 turns the outbox repair loop off
     # Keys the content-addressed image URLs; without it anyone could compute a code's image URL.
     image_url_secret: Secret = Secret("development-only-image-secret")
-    # Hosts that logo fetches (and webhook deliveries) may reach although they resolve to private addresses.
-    outbound_allowed_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def read(cls, r: _Reader) -> ControlPlaneSettings:
@@ -203,11 +213,11 @@ class ControlPlaneSettings(_FromEnv):
             default_domain=default_domain,
             public_scheme=scheme,
             templates=Templates.read(r),
+            outbound=OutboundSettings.read(r),
             rate_limit_per_second=r.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
             rate_limit_burst=r.integer("RATE_LIMIT_BURST", 200, minimum=1),
             cache_sync_interval=r.number("CACHE_SYNC_INTERVAL", 1.0, minimum=0.0),
             image_url_secret=r.secret(image_secret),
-            outbound_allowed_hosts=r.hosts("OUTBOUND_ALLOWED_HOSTS"),
         )
 
 
@@ -249,4 +259,24 @@ class IngestSettings(_FromEnv):
             batch_size=r.integer("INGEST_BATCH_SIZE", 5000, minimum=1),
             block_ms=r.integer("INGEST_BLOCK_MS", 200, minimum=1),
             consumer=r.text("INGEST_CONSUMER", f"{os.uname().nodename}-{os.getpid()}"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings(_FromEnv):
+    stores: Stores
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    workers: int = 4  # delivery loops, each with its own claimed batch and connection
+    batch_size: int = 25  # deliveries claimed (and sent concurrently) per loop
+    poll_interval: float = 0.5  # seconds to wait when nothing was due
+    delivery_timeout: float = 10.0  # seconds for one whole request (API.md §2.5)
+
+    @classmethod
+    def read(cls, r: _Reader) -> WebhookSettings:
+        return cls(
+            stores=Stores.read(r),
+            outbound=OutboundSettings.read(r),
+            workers=r.integer("WEBHOOK_WORKERS", 4, minimum=1),
+            batch_size=r.integer("WEBHOOK_BATCH_SIZE", 25, minimum=1),
+            poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 0.5, minimum=0.01),
         )

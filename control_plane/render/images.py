@@ -22,7 +22,6 @@ import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from control_plane.outbound import OutboundPolicy
 from control_plane.render.content import encode_static
 from control_plane.render.design import Design, design_dict, parse_design
 from control_plane.render.logo import load_logo, obtain_logo, store_logo
@@ -72,7 +71,7 @@ async def check_design(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], settings
     design = parse_design(raw)
     logo_png = None
     if design.logo is not None:
-        logo_png = await obtain_logo(db, design.logo.url, OutboundPolicy(settings.outbound_allowed_hosts))
+        logo_png = await obtain_logo(db, design.logo.url, settings.outbound)
         design.logo.sha256 = await store_logo(db, logo_png)
         if design.logo.url.lower().startswith("data:"):  # keep the upload once, not in every code object
             design.logo.url = f"/logos/{design.logo.sha256}.png"

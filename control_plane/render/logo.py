@@ -10,13 +10,15 @@ import io
 import re
 import warnings
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from PIL import Image
 
-from control_plane.outbound import OutboundPolicy, OutboundRefused, fetch
+from control_plane.outbound import OutboundRefused, fetch
 from control_plane.problems import Problem
 from control_plane.render.design import UPLOADED_LOGO
+from shared.settings import OutboundSettings
 
 MAX_LOGO_BYTES = 1 << 20
 LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
@@ -47,11 +49,14 @@ def normalise_logo(data: bytes) -> bytes:
     return out.getvalue()
 
 
-async def fetch_logo(url: str, policy: OutboundPolicy) -> bytes:
+async def fetch_logo(url: str, outbound: OutboundSettings) -> bytes:
+    # Plain http only where the operator allowed the host itself (local development and tests).
+    allow_http = outbound.allow_http or (urlsplit(url).hostname or "").lower() in outbound.allowed_hosts
     try:
-        fetched = await fetch(url, policy, max_bytes=MAX_LOGO_BYTES, content_types=LOGO_TYPES)
+        fetched = await fetch(url, allowed_hosts=outbound.allowed_hosts, allow_http=allow_http,
+                              max_bytes=MAX_LOGO_BYTES, content_types=LOGO_TYPES)
     except OutboundRefused as exc:
-        raise InvalidLogo(str(exc)) from None
+        raise InvalidLogo(f"the URL {exc}") from None
     return normalise_logo(fetched.body)
 
 
@@ -71,7 +76,8 @@ def decode_data_url(url: str) -> bytes:
     return data
 
 
-async def obtain_logo(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], url: str, policy: OutboundPolicy) -> bytes:
+async def obtain_logo(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], url: str,
+                      outbound: OutboundSettings) -> bytes:
     """The normalised PNG for a logo URL: an earlier upload by digest, a data: URL, or a fetch."""
     if uploaded := UPLOADED_LOGO.fullmatch(url):
         png = await load_logo(db, uploaded.group(1))
@@ -80,7 +86,7 @@ async def obtain_logo(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], url: str,
         return png
     if url.lower().startswith("data:"):
         return normalise_logo(decode_data_url(url))
-    return await fetch_logo(url, policy)
+    return await fetch_logo(url, outbound)
 
 
 async def store_logo(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], png: bytes) -> str:

@@ -160,10 +160,11 @@ async def test_a_logo_is_fetched_embedded_and_raises_the_level(api: httpx.AsyncC
 
 
 @pytest.mark.parametrize(("url", "reason"), [
-    ("https://127.0.0.2/logo.png", "127.0.0.2 is not a public address"),
-    ("https://10.0.0.7/logo.png", "10.0.0.7 is not a public address"),
-    ("https://169.254.169.254/latest/meta-data/iam", "169.254.169.254 is not a public address"),
-    ("https://localhost/logo.png", "localhost resolves to"),
+    ("https://127.0.0.2/logo.png", "the URL resolves to 127.0.0.2, a loopback"),
+    ("https://10.0.0.7/logo.png", "the URL resolves to 10.0.0.7, a loopback, private"),
+    ("https://169.254.169.254/latest/meta-data/iam", "the URL resolves to 169.254.169.254"),
+    ("https://localhost/logo.png", "the URL resolves to"),
+    ("http://example.com/logo.png", "the URL must be an https URL"),
     ("file:///etc/passwd", "must be an https URL"),
 ])
 async def test_logo_urls_to_private_addresses_are_refused(api: httpx.AsyncClient, make_key: KeyFactory,

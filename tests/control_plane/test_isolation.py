@@ -35,8 +35,11 @@ async def test_every_route_isolates_orgs_and_modes_and_checks_scopes(
     domain = (await api.post("/v1/domains", headers=bearer(owner), json={"hostname": "go.acme.test"})).json()
     spare = (await api.post("/v1/api-keys", headers=bearer(owner), json={"scopes": ["qr:read"]})).json()
     event = (await api.get("/v1/events", headers=bearer(owner))).json()["data"][0]
+    endpoint = (await api.post("/v1/webhook-endpoints", headers=bearer(owner), json={
+        "url": "https://93.184.215.14/hook", "events": ["*"]})).json()
     params = {"code_id": code["id"], "group_id": group["id"], "owner_id": None, "folder_id": folder["id"],
-              "domain_id": domain["id"], "key_id": spare["id"], "event_id": event["id"], "key": "k"}
+              "domain_id": domain["id"], "key_id": spare["id"], "event_id": event["id"], "key": "k",
+              "endpoint_id": endpoint["id"]}
     checked = 0
     for method, template in v1_routes(cp_settings):
         owner_id = code["id"] if template.startswith("/v1/qr-codes/") else group["id"]

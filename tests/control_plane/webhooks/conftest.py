@@ -1,0 +1,153 @@
+"""Webhook fixtures: a real local receiver (aiohttp server on 127.0.0.1), a frozen clock, a dispatcher.
+
+The environment allows 127.0.0.1 and localhost, and plain HTTP, as a developer's `.env` would (API.md §0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiohttp import web
+
+from control_plane.webhooks.delivery import create_session
+from control_plane.webhooks.dispatcher import Dispatcher
+from shared.database import create_pool
+from shared.settings import WebhookSettings
+from tests.conftest import bearer
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Records every request; answers from a per-path script of status codes, then 200."""
+
+    scheme: str = "http"
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: list[Received] = field(default_factory=list)
+    script: dict[str, list[int]] = field(default_factory=dict)
+    delay: float = 0.0
+
+    def url(self, path: str = "/hook") -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
+
+    def at(self, path: str) -> list[Received]:
+        return [r for r in self.requests if r.path == path]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(Received(request.path, {k.lower(): v for k, v in request.headers.items()},
+                                      await request.read()))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        queue = self.script.get(request.path)
+        status = queue.pop(0) if queue else 200
+        if 300 <= status < 400:
+            return web.Response(status=status, headers={"Location": self.url("/redirected")})
+        return web.Response(status=status, text=f"receiver answered {status}")
+
+
+@contextlib.asynccontextmanager
+async def serve_receiver(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
+    state = Receiver(scheme="https" if ssl_context else "http")
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", state.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    state.port = runner.addresses[0][1]
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with serve_receiver() as running:
+        yield running
+
+
+class FrozenClock:
+    """The dispatcher's `now()`: stands still until a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    return {**env, "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1,localhost", "WEBHOOK_ALLOW_HTTP": "true"}
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def webhook_settings(env: dict[str, str]) -> WebhookSettings:
+    return WebhookSettings.from_env(env)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
+    db = await create_pool(database_url, min_size=0, max_size=4)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def dispatcher(webhook_settings: WebhookSettings, pool: asyncpg.Pool[Any],
+                     clock: FrozenClock) -> AsyncIterator[Dispatcher]:
+    session = create_session(webhook_settings.delivery_timeout)
+    try:
+        yield Dispatcher(webhook_settings, pool, session, clock=clock, jitter=lambda: 0.5)
+    finally:
+        await session.close()
+
+
+async def create_endpoint(api: httpx.AsyncClient, key: str, url: str, events: list[str] | None = None,
+                          **extra: Any) -> dict[str, Any]:
+    response = await api.post("/v1/webhook-endpoints", headers=bearer(key),
+                              json={"url": url, "events": events or ["*"], **extra})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def create_group(api: httpx.AsyncClient, key: str, name: str = "Fall run") -> dict[str, Any]:
+    response = await api.post("/v1/qr-groups", headers=bearer(key), json={"name": name})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def deliveries(api: httpx.AsyncClient, key: str, endpoint_id: str) -> list[dict[str, Any]]:
+    response = await api.get(f"/v1/webhook-endpoints/{endpoint_id}/deliveries", headers=bearer(key))
+    assert response.status_code == 200, response.text
+    return list(response.json()["data"])
+
+
+WEBHOOK_SCOPES = ("qr:read", "qr:write", "webhooks:read", "webhooks:write")
