@@ -20,6 +20,7 @@ from control_plane.http import json_response
 from control_plane.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
 from control_plane.openapi import build_spec, docs_page
 from control_plane.problems import exception_handlers
+from control_plane.render.images import with_image_secret
 from control_plane.routes import api_keys, domains, events, folders, images, qr_codes, qr_groups, webhook_endpoints
 from shared.database import create_pool
 from shared.keys import RedisKeys
@@ -55,6 +56,7 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.db = await create_pool(settings.stores.database_url, min_size=0, max_size=20)
+        app.state.settings = await with_image_secret(settings, app.state.db)
         app.state.redis = create_redis(settings.stores.redis_url)
         keys = RedisKeys(settings.stores.redis_namespace)
         app.state.keys = keys

@@ -199,14 +199,14 @@ class ControlPlaneSettings(_FromEnv):
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
     cache_sync_interval: float = 1.0  # seconds; 0 turns the outbox repair loop off
-    # Keys the content-addressed image URLs; without it anyone could compute a code's image URL.
-    image_url_secret: Secret = Secret("development-only-image-secret")
+    # Keys the content-addressed image URLs, so that nobody can compute a code's image URL. Unset: the
+    # control plane uses the secret generated in the database at migration (control_plane.render.images).
+    image_url_secret: Secret | None = None
 
     @classmethod
     def read(cls, r: _Reader) -> ControlPlaneSettings:
         edge_bind = r.bind("EDGE_BIND", "127.0.0.1:8080")
         default_domain, scheme = _public(r, edge_bind)
-        image_secret = "IMAGE_URL_SECRET" if r.env.get("IMAGE_URL_SECRET", "").strip() else "SCAN_HASH_SECRET"
         return cls(
             stores=Stores.read(r),
             bind=r.bind("CONTROL_PLANE_BIND", "127.0.0.1:8000"),
@@ -217,7 +217,7 @@ class ControlPlaneSettings(_FromEnv):
             rate_limit_per_second=r.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
             rate_limit_burst=r.integer("RATE_LIMIT_BURST", 200, minimum=1),
             cache_sync_interval=r.number("CACHE_SYNC_INTERVAL", 1.0, minimum=0.0),
-            image_url_secret=r.secret(image_secret),
+            image_url_secret=r.secret("IMAGE_URL_SECRET") if r.env.get("IMAGE_URL_SECRET", "").strip() else None,
         )
 
 

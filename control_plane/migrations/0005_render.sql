@@ -15,3 +15,11 @@ CREATE TABLE render_logos (
     png         bytea NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- Keys the HMAC that names image URLs when IMAGE_URL_SECRET is not set: generated once, shared by every
+-- control-plane process, stable across restarts (gen_random_uuid is a CSPRNG; two give 244 random bits).
+CREATE TABLE render_secret (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    secret      text NOT NULL
+);
+INSERT INTO render_secret (secret) VALUES (replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''));

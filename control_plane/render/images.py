@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -28,7 +29,7 @@ from control_plane.render.logo import load_logo, obtain_logo, store_logo
 from control_plane.render.output import render_bytes
 from control_plane.render.scannability import check_scannable
 from shared.keys import RedisKeys
-from shared.settings import ControlPlaneSettings
+from shared.settings import ControlPlaneSettings, Secret
 
 log = logging.getLogger(__name__)
 RENDER_TTL = 7 * 24 * 3600  # seconds a rendered image stays in Redis; it can always be rendered again
@@ -51,7 +52,18 @@ def effective_design(stored: dict[str, Any] | None) -> dict[str, Any]:
     return stored if stored else design_dict(parse_design(None))
 
 
+async def with_image_secret(settings: ControlPlaneSettings,
+                            db: asyncpg.Pool[Any] | asyncpg.Connection[Any]) -> ControlPlaneSettings:
+    """`settings` with the image-URL secret filled in from the database when IMAGE_URL_SECRET is unset."""
+    if settings.image_url_secret is not None:
+        return settings
+    secret: str = await db.fetchval("SELECT secret FROM render_secret")
+    return replace(settings, image_url_secret=Secret(secret))
+
+
 def image_key(settings: ControlPlaneSettings, payload: str, design: dict[str, Any]) -> str:
+    if settings.image_url_secret is None:
+        raise RuntimeError("the image URL secret was not loaded: pass settings through with_image_secret()")
     spec = orjson.dumps({"payload": payload, "design": design}, option=orjson.OPT_SORT_KEYS)
     return hmac.new(settings.image_url_secret.encode(), spec, hashlib.sha256).hexdigest()[:HASH_LENGTH]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from control_plane.outbound import OutboundRefused, PublicAddress, resolve_public_address
+from control_plane.outbound import OutboundRefused, pinned_url, resolve_public_address
 from shared.settings import OutboundSettings
 
 EXCERPT_BYTES = 1024
@@ -31,12 +31,6 @@ class AttemptResult:
     def gone(self) -> bool:
         """410 Gone: the receiver asks never to be called again."""
         return self.status_code == 410
-
-
-def pinned_url(url: str, address: PublicAddress) -> URL:
-    """`url` with its host replaced by the checked IP address; Host and TLS server name keep the name."""
-    original = URL(url)
-    return original.with_host(address.ip).with_port(address.port)
 
 
 def create_session(timeout: float, *, ssl_context: ssl.SSLContext | None = None) -> aiohttp.ClientSession:

@@ -177,7 +177,7 @@ async def test_logo_urls_to_private_addresses_are_refused(api: httpx.AsyncClient
 
 async def test_codes_minted_in_bulk_get_checked_designs_and_working_images(
         api: httpx.AsyncClient, make_key: KeyFactory, database_url: str, cp_settings: Any) -> None:
-    from control_plane.render.images import sync_designs
+    from control_plane.render.images import sync_designs, with_image_secret
     from shared.database import create_pool
     from shared.ids import new_id, new_slug
 
@@ -192,7 +192,7 @@ async def test_codes_minted_in_bulk_get_checked_designs_and_working_images(
                 "INSERT INTO qr_codes (id, org_id, livemode, kind, type, slug, domain, design)"
                 " VALUES ($1, $2, true, 'dynamic', 'url', $3, 'qr.test', $4)",
                 [(code_id, org_id, new_slug(), {"style_preset": "classy"}) for code_id in ids])
-            await sync_designs(conn, cp_settings, ids)
+            await sync_designs(conn, await with_image_secret(cp_settings, conn), ids)
     finally:
         await pool.close()
     listed = (await api.get("/v1/qr-codes", params={"limit": 100}, headers=bearer(key))).json()["data"]
@@ -205,7 +205,7 @@ async def test_codes_minted_in_bulk_get_checked_designs_and_working_images(
 
 async def test_a_static_code_encodes_its_content(api: httpx.AsyncClient, make_key: KeyFactory, database_url: str,
                                                  cp_settings: Any) -> None:
-    from control_plane.render.images import sync_design
+    from control_plane.render.images import sync_design, with_image_secret
     from shared.database import create_pool
     from shared.ids import new_id
 
@@ -220,7 +220,7 @@ async def test_a_static_code_encodes_its_content(api: httpx.AsyncClient, make_ke
             await conn.execute("INSERT INTO qr_codes (id, org_id, livemode, kind, type, content, design)"
                                " VALUES ($1, $2, true, 'static', 'wifi', $3, $4)",
                                code_id, org_id, content, {"style_preset": "rounded", "format": "webp"})
-            await sync_design(conn, cp_settings, code_id)
+            await sync_design(conn, await with_image_secret(cp_settings, conn), code_id)
     finally:
         await pool.close()
     code = (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()
@@ -280,3 +280,21 @@ async def test_bad_uploads_are_refused(api: httpx.AsyncClient, make_key: KeyFact
     assert refused.status_code == 422
     [error] = refused.json()["errors"]
     assert error["field"] == "design.logo.url" and reason in error["message"], error
+
+
+async def test_image_urls_survive_a_restart_and_follow_the_configured_secret(
+        api: httpx.AsyncClient, make_key: KeyFactory, env: dict[str, str]) -> None:
+    from control_plane.app import create_app
+    from shared.settings import ControlPlaneSettings
+
+    key = await make_key()
+    code = (await create(api, key)).json()
+
+    async def image_url_in(settings_env: dict[str, str]) -> str:
+        app = create_app(ControlPlaneSettings.from_env(settings_env))
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
+            return str((await client.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()["image_url"])
+
+    assert await image_url_in(env) == code["image_url"]  # another process, no secret configured: same URL
+    assert await image_url_in({**env, "IMAGE_URL_SECRET": "another-secret-0123456789"}) != code["image_url"]
