@@ -7,6 +7,7 @@ Integration API (used by control_plane/routes/qr_codes.py):
   stored design against the code's payload, stores it normalised and mints its image URL.
 - `await sync_designs(conn, settings, code_ids)` — the same for codes minted in bulk, in one pass.
 - `image_url(settings, payload, design)`, `preview_url(…)` — the public, content-addressed URLs.
+- `await with_image_secret(settings, db)` — settings with the URL key loaded (the app's lifespan does it).
 """
 
 from __future__ import annotations
