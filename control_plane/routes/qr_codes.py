@@ -16,6 +16,7 @@ from control_plane.http import json_response, list_response, not_found, page, pa
 from control_plane.openapi import PAGE, Query, operation
 from control_plane.params import apply_params, pairs_to_dict
 from control_plane.problems import Problem, field_error
+from control_plane.render.content import encode_static, parse_content
 from control_plane.render.design import merge_design
 from control_plane.render.images import image_url, payload_for, preview_url, sync_design
 from control_plane.routes.maps import MapOwner, map_routes
@@ -132,13 +133,38 @@ async def _insert_dynamic(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCo
     raise Problem(503, "Could not allocate a free slug; retry.", headers={"Retry-After": "1"})
 
 
+STATIC_REFUSES = ("slug", "domain", "group_id", "status", "destination", "url_params", "properties")
+
+
+def _static_content(type: str, content: dict[str, Any] | None) -> dict[str, Any]:
+    encode_static(type, content)  # field-level 422s, and the 2 KB payload limit
+    return parse_content(type, content).model_dump(mode="json")
+
+
+async def _insert_static(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCreate) -> str:
+    """A static code encodes its content itself: nothing to redirect, inherit or scan."""
+    if given := [name for name in STATIC_REFUSES if getattr(body, name)]:
+        raise Problem(422, "Static codes encode their content directly and do not redirect.",
+                      errors=[{"field": name, "message": "not allowed on a static code"} for name in given])
+    code_id = new_id("sqr")
+    await conn.execute(
+        "INSERT INTO qr_codes (id, org_id, livemode, kind, type, name, content, design, folder_id, tags)"
+        " VALUES ($1, $2, $3, 'static', $4, $5, $6, $7, $8, $9)",
+        code_id, key.org_id, key.livemode, body.type, body.name, _static_content(body.type, body.content),
+        body.design, body.folder_id, body.tags)
+    return code_id
+
+
 async def insert_code(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCreate,
                       settings: ControlPlaneSettings) -> str:
     """Create a code inside the caller's transaction; returns its id."""
     await _check_reference(conn, key, "qr_groups", "group_id", body.group_id)
     await _check_reference(conn, key, "folders", "folder_id", body.folder_id)
     if body.kind == "static":
-        raise field_error("kind", "static codes are not available yet")
+        code_id = await _insert_static(conn, key, body)
+        await meter_created(conn, key, 1)
+        await sync_design(conn, settings, code_id)
+        return code_id
     if body.type != "url":
         raise field_error("type", "dynamic codes have type 'url'")
     if body.content is not None:
@@ -267,6 +293,15 @@ async def _apply_update(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str
         await _check_reference(conn, key, "qr_groups", "group_id", body.group_id)
     if "folder_id" in fields:
         await _check_reference(conn, key, "folders", "folder_id", body.folder_id)
+    content = current["content"]
+    if current["kind"] == "static":
+        if given := [name for name in STATIC_REFUSES if name in fields]:
+            raise Problem(422, "Static codes encode their content directly and do not redirect.",
+                          errors=[{"field": name, "message": "not allowed on a static code"} for name in given])
+        if "content" in fields:
+            content = _static_content(current["type"], body.content)
+    elif "content" in fields:
+        raise field_error("content", "only static codes have content")
     destination = merge_destination(before["destination"], body.destination, "destination" in fields)
 
     def pick(name: str, default: Any = None) -> Any:
@@ -278,11 +313,11 @@ async def _apply_update(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str
     await conn.execute(
         "UPDATE qr_codes SET name = $2, group_id = $3, status = $4, destination_type = $5,"
         " destination_url = $6, destination_page = $7, destination_chatbot = $8,"
-        " destination_knowledge_base = $9, design = $10, folder_id = $11, tags = $12,"
+        " destination_knowledge_base = $9, design = $10, folder_id = $11, tags = $12, content = $13,"
         " version = version + 1, updated_at = now() WHERE id = $1",
         code_id, pick("name", ""), pick("group_id"), pick("status"), *destination_columns(destination),
         merge_design(current["design"], body.design) if "design" in fields else current["design"],
-        pick("folder_id"), pick("tags", []))
+        pick("folder_id"), pick("tags", []), content)
     if "design" in fields or "content" in fields:  # a new payload must be proven scannable too
         await sync_design(conn, settings, code_id)
     if "url_params" in fields:

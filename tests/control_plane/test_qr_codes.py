@@ -134,3 +134,30 @@ async def test_every_change_writes_an_event(api: httpx.AsyncClient, make_key: Ke
     data = json.loads(rows[1]["data"])
     assert data["previous_attributes"]["destination"]["type"] == "page"
     assert data["object"]["destination"]["url"] == "https://new.example/"
+
+
+async def test_static_codes_encode_their_content(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    created = await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "kind": "static", "type": "wifi", "name": "Guest Wi-Fi",
+        "content": {"ssid": "Café;Guest", "password": "p@ss:word", "encryption": "WPA"}})
+    assert created.status_code == 201, created.text
+    code = created.json()
+    assert code["id"].startswith("sqr_") and code["slug"] is None and code["short_url"] is None
+    assert code["scan_count"] is None and code["resolved"] is None and code["image_url"]
+    patched = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
+                              json={"content": {"ssid": "Guest2", "encryption": "nopass"}})
+    assert patched.status_code == 200 and patched.json()["content"]["ssid"] == "Guest2"
+    assert patched.json()["image_url"] != code["image_url"]
+    refused = [
+        {"kind": "static", "type": "wifi", "content": {"encryption": "WPA"}},
+        {"kind": "static", "type": "text", "content": {"text": "x" * 3000}},
+        {"kind": "static", "type": "url", "content": {"url": "https://x.example"}, "group_id": "grp_x"},
+        {"destination": {"type": "url", "url": "https://x.example"}, "content": {"text": "x"}},
+    ]
+    for body in refused:
+        response = await api.post("/v1/qr-codes", headers=bearer(key), json=body)
+        assert response.status_code == 422, (body, response.text)
+    on_static = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
+                                json={"destination": {"type": "url", "url": "https://x.example"}})
+    assert on_static.status_code == 422
