@@ -225,6 +225,10 @@ class IngestSettings(_FromEnv):
     batch_size: int = 5000
     block_ms: int = 200
     consumer: str = ""
+    claim_idle_ms: int = 60_000  # a consumer silent this long is presumed dead; its entries are claimed
+    max_deliveries: int = 5  # an entry delivered this often without being acknowledged is dead-lettered
+    retention_days: int = 0  # 0 keeps scans forever
+    metrics_interval_s: float = 30.0
 
     @classmethod
     def read(cls, r: _Reader) -> IngestSettings:
@@ -233,4 +237,8 @@ class IngestSettings(_FromEnv):
             batch_size=r.integer("INGEST_BATCH_SIZE", 5000, minimum=1),
             block_ms=r.integer("INGEST_BLOCK_MS", 200, minimum=1),
             consumer=r.text("INGEST_CONSUMER", f"{os.uname().nodename}-{os.getpid()}"),
+            claim_idle_ms=r.integer("INGEST_CLAIM_IDLE_MS", 60_000, minimum=100),
+            max_deliveries=r.integer("INGEST_MAX_DELIVERIES", 5, minimum=1),
+            retention_days=r.integer("SCAN_RETENTION_DAYS", 0, minimum=0),
+            metrics_interval_s=r.number("INGEST_METRICS_INTERVAL", 30.0, minimum=0.1),
         )

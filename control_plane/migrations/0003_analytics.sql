@@ -1,0 +1,44 @@
+-- Scan analytics: enrichment columns filled by the ingest worker, dead letters, retention.
+
+-- Added to the partitioned parent, so every existing and future daily partition has them.
+ALTER TABLE scans
+    ADD COLUMN device_type  text NOT NULL DEFAULT 'unknown',
+    ADD COLUMN os           text NOT NULL DEFAULT 'Other',
+    ADD COLUMN browser      text NOT NULL DEFAULT 'Other',
+    ADD COLUMN scanner_app  text;
+
+-- Analytics read one code's or group's human scans in a time range: bots never enter the index.
+CREATE INDEX scans_code_human ON scans (code_id, livemode, scanned_at) WHERE NOT is_bot;
+CREATE INDEX scans_group_human ON scans (group_id, livemode, scanned_at) WHERE NOT is_bot AND group_id IS NOT NULL;
+
+-- Stream entries the worker could not ingest (undecodable, or rejected by PostgreSQL): kept whole so that
+-- an operator can inspect them and replay them with `scanroute dead-letters replay` after a fix.
+CREATE TABLE scan_dead_letters (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    stream_id    text NOT NULL,
+    payload      bytea NOT NULL,
+    error        text NOT NULL,
+    deliveries   integer NOT NULL DEFAULT 1,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    replayed_at  timestamptz
+);
+CREATE INDEX scan_dead_letters_waiting ON scan_dead_letters (id) WHERE replayed_at IS NULL;
+
+-- Retention is dropping whole daily partitions that end on or before `cutoff`; returns how many went.
+CREATE FUNCTION drop_scan_partitions_before(cutoff date) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    part record;
+    dropped integer := 0;
+BEGIN
+    FOR part IN
+        SELECT c.relname FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'scans'::regclass AND c.relname ~ '^scans_[0-9]{8}$'
+          AND to_date(substr(c.relname, 7), 'YYYYMMDD') < cutoff
+    LOOP
+        EXECUTE format('DROP TABLE IF EXISTS %I', part.relname);
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
+END $$;
