@@ -188,7 +188,8 @@ class IngestWorker:
             await conn.copy_records_to_table("scans_staging", records=[p.record for p in batch], columns=COLUMNS)
             rows = await conn.fetch(INSERT)
             # A pooled connection proxies every Connection method; the stubs just type it apart.
-            await add_scans(cast("asyncpg.Connection[Any]", conn), Counter({row["code_id"]: row["humans"] for row in rows}))
+            humans = Counter({row["code_id"]: row["humans"] for row in rows})
+            await add_scans(cast("asyncpg.Connection[Any]", conn), humans)
         return sum(row["rows"] for row in rows)
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:

@@ -50,8 +50,9 @@ class ScanStream:
         entries: list[Entry] = [(entry_id, fields) for entry_id, fields in reply[1] if fields is not None]
         if not entries:
             return []
-        details: list[dict[str, Any]] = await self.redis.xpending_range(self.key, INGEST_GROUP, min=entries[0][0], max=entries[-1][0],
-                                                  count=len(entries) * 2, consumername=self.consumer)
+        details: list[dict[str, Any]] = await self.redis.xpending_range(
+            self.key, INGEST_GROUP, min=entries[0][0], max=entries[-1][0], count=len(entries) * 2,
+            consumername=self.consumer)
         deliveries = {_text(d["message_id"]): int(d["times_delivered"]) for d in details}
         return [(entry, deliveries.get(_text(entry[0]), 1)) for entry in entries]
 
