@@ -14,7 +14,7 @@ from starlette.routing import Route
 from control_plane.cache import EdgeCache
 from control_plane.http import json_response
 from control_plane.problems import exception_handlers
-from control_plane.routes import qr_codes, qr_groups
+from control_plane.routes import analytics, qr_codes, qr_groups
 from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.redis_client import create_redis
@@ -63,6 +63,7 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         *qr_groups.routes,
         *qr_codes.routes,
+        *analytics.routes,
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers())
 
