@@ -16,10 +16,9 @@ from shared.keys import SCAN_FIELD
 from shared.scan_event import ScanEvent
 from shared.settings import IngestSettings
 from tests.conftest import KeyFactory, bearer
-from tests.control_plane.test_enrich import ANDROID_CHROME, IN_APP, IPHONE_SAFARI
+from tests.control_plane.test_enrich import ANDROID_CHROME, GOOGLEBOT_UA, IN_APP, IPHONE_SAFARI
 
 WECHAT = IN_APP[0][0]
-GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 WINDOW = {"since": "2026-04-01T00:00:00Z", "until": "2026-04-04T00:00:00Z"}
 
 
@@ -62,7 +61,7 @@ async def dataset(api: httpx.AsyncClient, make_key: KeyFactory, db: asyncpg.Conn
         *(scan(code, "2026-04-01T10:00:00", "v1", "i1", IPHONE_SAFARI) for _ in range(3)),
         scan(code, "2026-04-01T11:15:00", "v2", "i1", ANDROID_CHROME, country="DE"),
         scan(code, "2026-04-01T10:20:00", "v1", "i1", IPHONE_SAFARI, method="HEAD"),
-        *(scan(code, "2026-04-02T08:00:00", "b1", "i9", GOOGLEBOT) for _ in range(2)),
+        *(scan(code, "2026-04-02T08:00:00", "b1", "i9", GOOGLEBOT_UA) for _ in range(2)),
         *(scan(code, "2026-04-03T05:00:00", "v3", "i2", WECHAT) for _ in range(2)),
         scan(code, "2026-04-03T23:59:59", "v4", "i3", IPHONE_SAFARI, marker=False, country=None, outcome="inactive"),
         scan(code, "2026-03-31T23:59:59", "v5", "i4", IPHONE_SAFARI),
