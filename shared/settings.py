@@ -203,12 +203,16 @@ class EdgeSettings(_FromEnv):
     scan_hash_secret: Secret
     templates: Templates = field(default_factory=Templates)
     trusted_country_header: str | None = None
+    geoip_db: Path | None = None  # MaxMind-format database: country by IP when no trusted header says
 
     @classmethod
     def read(cls, r: _Reader) -> EdgeSettings:
         bind = r.bind("EDGE_BIND", "127.0.0.1:8080")
         default_domain, _ = _public(r, bind)
         country = r.text("TRUSTED_COUNTRY_HEADER", "-")
+        geoip = r.text("GEOIP_DB", "-")
+        if geoip != "-" and not Path(geoip).is_file():
+            raise ConfigError("GEOIP_DB", f"no such file {geoip!r}")
         return cls(
             stores=Stores.read(r),
             bind=bind,
@@ -216,6 +220,7 @@ class EdgeSettings(_FromEnv):
             scan_hash_secret=r.secret("SCAN_HASH_SECRET"),
             templates=Templates.read(r),
             trusted_country_header=None if country == "-" else country.lower(),
+            geoip_db=None if geoip == "-" else Path(geoip),
         )
 
 
