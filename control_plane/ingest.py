@@ -40,13 +40,22 @@ log = logging.getLogger(__name__)
 COLUMNS = ("scan_id", "scanned_at", "code_id", "group_id", "org_id", "livemode", "outcome", "method",
            "scan_method", "ip_hash", "visitor_hash", "user_agent", "referer", "accept_language", "country",
            "is_bot", "properties", "device_type", "os", "browser", "scanner_app")
+ROLLUP_KEY = "code_id, group_id, livemode, hour, country, device_type, os, browser, scan_method, scanner_app, outcome"
 STAGING = "CREATE TEMP TABLE IF NOT EXISTS scans_staging (LIKE scans) ON COMMIT DELETE ROWS"
 INSERT = f"""
 WITH inserted AS (
     INSERT INTO scans ({", ".join(COLUMNS)})
     SELECT DISTINCT ON (scan_id) {", ".join(COLUMNS)} FROM scans_staging ORDER BY scan_id
     ON CONFLICT DO NOTHING
-    RETURNING code_id, is_bot
+    RETURNING code_id, group_id, org_id, livemode, scanned_at, country, device_type, os, browser, scan_method,
+              scanner_app, outcome, is_bot
+), rolled_up AS (
+    INSERT INTO scan_rollups AS r (org_id, {ROLLUP_KEY}, scans)
+    SELECT org_id, code_id, coalesce(group_id, ''), livemode, date_trunc('hour', scanned_at, 'UTC'),
+           coalesce(country, ''), device_type, os, browser, scan_method, coalesce(scanner_app, ''), outcome,
+           count(*)
+    FROM inserted WHERE NOT is_bot GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 ORDER BY 2, 3, 4, 5
+    ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET scans = r.scans + EXCLUDED.scans
 )
 SELECT code_id, count(*) AS rows, count(*) FILTER (WHERE NOT is_bot) AS humans FROM inserted GROUP BY code_id
 """
