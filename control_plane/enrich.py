@@ -90,11 +90,16 @@ def _device_type(user_agent: str, os_name: str, device: str, crawler: bool) -> s
 
 
 def enrich(event: ScanEvent) -> Enrichment:
-    agent = classify_agent(event.user_agent)
+    return enrich_request(event.user_agent, event.method, event.marker)
+
+
+@lru_cache(maxsize=65_536)
+def enrich_request(user_agent: str, method: str, marker: bool) -> Enrichment:
+    agent = classify_agent(user_agent)
     # HEAD requests come from link checkers and preview fetchers, never from a person scanning.
-    bot = agent.crawler or event.method == "HEAD"
-    method, app = _scan_method(event.marker, agent)
-    return Enrichment(agent.device_type, agent.os, agent.browser, bot, method, app)
+    bot = agent.crawler or method == "HEAD"
+    scan_method, app = _scan_method(marker, agent)
+    return Enrichment(agent.device_type, agent.os, agent.browser, bot, scan_method, app)
 
 
 def _scan_method(marker: bool, agent: Agent) -> tuple[str, str | None]:
@@ -107,10 +112,3 @@ def _scan_method(marker: bool, agent: Agent) -> tuple[str, str | None]:
         return "file_upload", None  # desktops have no camera app: the code was decoded from an image
     return "camera", CAMERA_APPS.get(agent.os) if agent.device_type in ("mobile", "tablet") else None
 
-
-def scan_method(event: ScanEvent) -> str:
-    return enrich(event).scan_method
-
-
-def is_bot(event: ScanEvent) -> bool:
-    return enrich(event).is_bot
