@@ -13,7 +13,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections import Counter
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -28,6 +28,7 @@ from control_plane.dead_letters import DeadLetter
 from control_plane.enrich import enrich_request
 from control_plane.scan_counts import add_scans
 from control_plane.scan_partitions import ScanPartitions
+from control_plane.scan_rollups import add_rollups, count_humans, humans_per_code
 from control_plane.scan_stream import Entry, ScanStream
 from shared.database import create_pool
 from shared.keys import SCAN_FIELD, RedisKeys
@@ -39,24 +40,11 @@ log = logging.getLogger(__name__)
 COLUMNS = ("scan_id", "scanned_at", "code_id", "group_id", "org_id", "livemode", "outcome", "method",
            "scan_method", "ip_hash", "visitor_hash", "user_agent", "referer", "accept_language", "country",
            "is_bot", "properties", "device_type", "os", "browser", "scanner_app")
-ROLLUP_KEY = "code_id, group_id, livemode, hour, country, device_type, os, browser, scan_method, scanner_app, outcome"
 STAGING = "CREATE TEMP TABLE IF NOT EXISTS scans_staging (LIKE scans) ON COMMIT DELETE ROWS"
+# ON CONFLICT DO NOTHING also skips a scan_id repeated within the batch; RETURNING names the rows that are new.
 INSERT = f"""
-WITH inserted AS (
-    INSERT INTO scans ({", ".join(COLUMNS)})
-    SELECT DISTINCT ON (scan_id) {", ".join(COLUMNS)} FROM scans_staging ORDER BY scan_id
-    ON CONFLICT DO NOTHING
-    RETURNING code_id, group_id, org_id, livemode, scanned_at, country, device_type, os, browser, scan_method,
-              scanner_app, outcome, is_bot
-), rolled_up AS (
-    INSERT INTO scan_rollups AS r (org_id, {ROLLUP_KEY}, scans)
-    SELECT org_id, code_id, coalesce(group_id, ''), livemode, date_trunc('hour', scanned_at, 'UTC'),
-           coalesce(country, ''), device_type, os, browser, scan_method, coalesce(scanner_app, ''), outcome,
-           count(*)
-    FROM inserted WHERE NOT is_bot GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 ORDER BY 2, 3, 4, 5
-    ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET scans = r.scans + EXCLUDED.scans
-)
-SELECT code_id, count(*) AS rows, count(*) FILTER (WHERE NOT is_bot) AS humans FROM inserted GROUP BY code_id
+INSERT INTO scans ({", ".join(COLUMNS)}) SELECT {", ".join(COLUMNS)} FROM scans_staging
+ON CONFLICT DO NOTHING RETURNING scan_id::text
 """
 RETRYABLE = (OSError, redis.exceptions.RedisError, asyncpg.PostgresError, asyncpg.InterfaceError,
              TimeoutError)
@@ -197,14 +185,20 @@ class IngestWorker:
         return first + second, first_rejected + second_rejected
 
     async def _insert(self, batch: list[Pending]) -> int:
+        records = list({p.record[0]: p.record for p in batch}.values())  # one row per scan_id
         async with self.db.acquire() as conn, conn.transaction():
             await conn.execute(STAGING)
-            await conn.copy_records_to_table("scans_staging", records=[p.record for p in batch], columns=COLUMNS)
-            rows = await conn.fetch(INSERT)
+            await conn.copy_records_to_table("scans_staging", records=records, columns=COLUMNS)
+            new = await conn.fetch(INSERT)
+            if len(new) < len(records):  # some were ingested before: count only the new ones
+                new_ids = {uuid.UUID(row[0]) for row in new}
+                records = [r for r in records if uuid.UUID(r[0]) in new_ids]
+            counts = count_humans(records)
             # A pooled connection proxies every Connection method; the stubs just type it apart.
-            humans = Counter({row["code_id"]: row["humans"] for row in rows})
-            await add_scans(cast("asyncpg.Connection[Any]", conn), humans)
-        return sum(row["rows"] for row in rows)
+            plain = cast("asyncpg.Connection[Any]", conn)
+            await add_rollups(plain, counts)
+            await add_scans(plain, humans_per_code(counts))
+        return len(new)
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
         for letter in letters:

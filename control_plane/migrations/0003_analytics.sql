@@ -7,15 +7,8 @@ ALTER TABLE scans
     ADD COLUMN browser      text NOT NULL DEFAULT 'Other',
     ADD COLUMN scanner_app  text;
 
--- Unique visitors and IPs are counted from the scans themselves: these indexes hold every column that needs,
--- so the count is an index-only scan, and bots never enter them.
-CREATE INDEX scans_code_human ON scans (code_id, livemode, scanned_at) INCLUDE (visitor_hash, ip_hash)
-    WHERE NOT is_bot;
-CREATE INDEX scans_group_human ON scans (group_id, livemode, scanned_at) INCLUDE (visitor_hash, ip_hash)
-    WHERE NOT is_bot AND group_id IS NOT NULL;
-
 -- Human scans counted per code, hour and dimension values, kept by the ingest worker in the transaction that
--- inserts the scans: analytics over a million scans read a few thousand rows instead. Unknown country and
+-- inserts the scans (control_plane/scan_rollups.py): analytics over a million scans read a few thousand rows instead. Unknown country and
 -- no scanner app are stored as '' because a primary key cannot hold NULL.
 CREATE TABLE scan_rollups (
     code_id      text NOT NULL,

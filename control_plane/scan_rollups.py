@@ -1,0 +1,55 @@
+"""Hourly rollups of human scans per code and dimension values (`scan_rollups`), kept by the ingest worker.
+
+Counted in Python from the rows the batch really inserted (the worker has them in hand), then added with
+one upsert, in the ingest transaction: cheaper than aggregating the inserted rows again in SQL.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+
+# Positions in an ingest row (control_plane.ingest.COLUMNS).
+SCANNED_AT, CODE_ID, GROUP_ID, ORG_ID, LIVEMODE, OUTCOME = 1, 2, 3, 4, 5, 6
+SCAN_METHOD, COUNTRY, IS_BOT, DEVICE_TYPE, OS, BROWSER, SCANNER_APP = 8, 14, 15, 17, 18, 19, 20
+
+Key = tuple[Any, ...]
+UPSERT = """
+INSERT INTO scan_rollups AS r (org_id, code_id, group_id, livemode, hour, country, device_type, os, browser,
+                               scan_method, scanner_app, outcome, scans)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[])
+ON CONFLICT (code_id, hour, group_id, livemode, country, device_type, os, browser, scan_method, scanner_app,
+             outcome) DO UPDATE SET scans = r.scans + EXCLUDED.scans
+"""
+
+
+def count_humans(rows: Iterable[tuple[Any, ...]]) -> Counter[Key]:
+    """Human scans per rollup key. Unknown country and no scanner app become '' (the key cannot hold NULL)."""
+    counts: Counter[Key] = Counter()
+    for row in rows:
+        if not row[IS_BOT]:
+            hour = row[SCANNED_AT].replace(minute=0, second=0, microsecond=0)
+            counts[(row[ORG_ID], row[CODE_ID], row[GROUP_ID] or "", row[LIVEMODE], hour, row[COUNTRY] or "",
+                    row[DEVICE_TYPE], row[OS], row[BROWSER], row[SCAN_METHOD], row[SCANNER_APP] or "",
+                    row[OUTCOME])] += 1
+    return counts
+
+
+async def add_rollups(conn: asyncpg.Connection[Any], counts: Counter[Key]) -> None:
+    if not counts:
+        return
+    # Sorted, so that two workers adding to the same rows lock them in the same order.
+    keys = sorted(counts, key=lambda k: (k[1], k[4], k[2:4], k[5:]))
+    columns = [list(column) for column in zip(*keys, strict=True)]
+    await conn.execute(UPSERT, *columns, [counts[k] for k in keys])
+
+
+def humans_per_code(counts: Counter[Key]) -> Counter[str]:
+    per_code: Counter[str] = Counter()
+    for key, n in counts.items():
+        per_code[key[1]] += n
+    return per_code
