@@ -107,6 +107,8 @@ class IngestWorker:
     async def run(self, stop: asyncio.Event) -> None:
         cursor = "0"  # own pending entries first: they were read before a crash but never acknowledged
         backoff = 0.1
+        # While PostgreSQL stores one batch, the next is read and decoded: the two use different cores.
+        storing: asyncio.Task[int] | None = None
         while not stop.is_set():
             try:
                 if cursor == "0":
@@ -115,15 +117,22 @@ class IngestWorker:
                 entries = await self.stream.read(cursor, self.settings.batch_size,
                                                  None if cursor == "0" else self.settings.block_ms)
                 if entries:
-                    await self.ingest(entries)
+                    batch = decode(entries)
+                    if storing is not None:
+                        await storing
+                    storing = asyncio.create_task(self.store(entries, *batch))
                 elif cursor == "0":
                     cursor = ">"
                 backoff = 0.1
             except RETRYABLE as exc:
+                await _settle(storing)  # its entries stay pending and are re-read below
+                storing = None
                 log.warning("ingest paused, retrying in %.1fs: %r", backoff, exc)
                 cursor = "0"
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+        if storing is not None:
+            await _settle(storing)  # SIGTERM: finish the batch in hand
 
     def _is_due(self, task: str, interval_s: float) -> bool:
         now = time.monotonic()
@@ -160,13 +169,15 @@ class IngestWorker:
 
     async def ingest(self, entries: list[Entry]) -> int:
         """Insert a batch; returns the number of new rows. Acknowledges every entry after COMMIT."""
-        decoded, rejected = decode(entries)
+        return await self.store(entries, *decode(entries))
+
+    async def store(self, entries: list[Entry], decoded: list[Pending], rejected: list[DeadLetter]) -> int:
         inserted = 0
         if decoded:
             await self.partitions.ensure({p.record[1].date() for p in decoded})
             inserted, poisoned = await self._insert_isolating(decoded)
             self.ingested += len(decoded) - len(poisoned)
-            rejected += poisoned
+            rejected = rejected + poisoned
         if rejected:
             await self._dead_letter(rejected)
         await self.stream.ack([entry_id for entry_id, _ in entries])
@@ -216,6 +227,15 @@ class IngestWorker:
         log.info("ingest %s: %.0f scans/s, %d ingested, %d dead-lettered; stream length %d, pending %d, lag %s",
                  self.settings.consumer, rate, self.ingested, self.dead_lettered, stats.length, stats.pending,
                  "unknown" if stats.lag is None else stats.lag)
+
+
+async def _settle(task: asyncio.Task[int] | None) -> None:
+    """Waits for a store task to end; a failure was logged by the caller's retry and its entries stay pending."""
+    if task is not None:
+        try:
+            await task
+        except RETRYABLE as exc:
+            log.warning("batch not stored, it will be retried: %r", exc)
 
 
 async def serve(settings: IngestSettings) -> None:
