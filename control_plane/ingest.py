@@ -28,7 +28,7 @@ from control_plane.dead_letters import DeadLetter
 from control_plane.enrich import enrich_request
 from control_plane.scan_counts import add_scans
 from control_plane.scan_partitions import ScanPartitions
-from control_plane.scan_rollups import add_rollups, count_humans, humans_per_code
+from control_plane.scan_rollups import add_rollups, add_sketches, count_humans, humans_per_code, sketch_humans
 from control_plane.scan_stream import Entry, ScanStream
 from shared.database import create_pool
 from shared.keys import SCAN_FIELD, RedisKeys
@@ -208,6 +208,7 @@ class IngestWorker:
             # A pooled connection proxies every Connection method; the stubs just type it apart.
             plain = cast("asyncpg.Connection[Any]", conn)
             await add_rollups(plain, counts)
+            await add_sketches(plain, sketch_humans(records))
             await add_scans(plain, humans_per_code(counts))
         return len(new)
 

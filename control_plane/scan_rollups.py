@@ -1,4 +1,5 @@
-"""Hourly rollups of human scans per code and dimension values (`scan_rollups`), kept by the ingest worker.
+"""Hourly rollups of human scans per code and dimension values (`scan_rollups`), and hourly sketches of
+their visitors and IPs (`scan_sketches`), kept by the ingest worker.
 
 Counted in Python from the rows the batch really inserted (the worker has them in hand), then added with
 one upsert, in the ingest transaction: cheaper than aggregating the inserted rows again in SQL.
@@ -12,9 +13,12 @@ from typing import Any
 
 import asyncpg
 
+from control_plane import unique_sketch
+
 # Positions in an ingest row (control_plane.ingest.COLUMNS).
 SCANNED_AT, CODE_ID, GROUP_ID, ORG_ID, LIVEMODE, OUTCOME = 1, 2, 3, 4, 5, 6
-SCAN_METHOD, COUNTRY, IS_BOT, DEVICE_TYPE, OS, BROWSER, SCANNER_APP = 8, 14, 15, 17, 18, 19, 20
+SCAN_METHOD, IP_HASH, VISITOR_HASH, COUNTRY, IS_BOT = 8, 9, 10, 14, 15
+DEVICE_TYPE, OS, BROWSER, SCANNER_APP = 17, 18, 19, 20
 
 Key = tuple[Any, ...]
 UPSERT = """
@@ -46,6 +50,37 @@ async def add_rollups(conn: asyncpg.Connection[Any], counts: Counter[Key]) -> No
     keys = sorted(counts, key=lambda k: (k[1], k[4], k[2:4], k[5:]))
     columns = [list(column) for column in zip(*keys, strict=True)]
     await conn.execute(UPSERT, *columns, [counts[k] for k in keys])
+
+
+SKETCH_UPSERT = """
+INSERT INTO scan_sketches AS s (org_id, code_id, group_id, livemode, hour, visitors, ips)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz[], $6::bytea[], $7::bytea[])
+ON CONFLICT (code_id, hour, group_id, livemode)
+DO UPDATE SET visitors = sketch_union(s.visitors, EXCLUDED.visitors), ips = sketch_union(s.ips, EXCLUDED.ips)
+"""
+
+
+def sketch_humans(rows: Iterable[tuple[Any, ...]]) -> dict[Key, tuple[bytearray, bytearray]]:
+    """Visitor and IP sketches of the human scans per (org, code, group, livemode, hour)."""
+    sketches: dict[Key, tuple[bytearray, bytearray]] = {}
+    for row in rows:
+        if not row[IS_BOT]:
+            hour = row[SCANNED_AT].replace(minute=0, second=0, microsecond=0)
+            key = (row[ORG_ID], row[CODE_ID], row[GROUP_ID] or "", row[LIVEMODE], hour)
+            visitors, ips = sketches.get(key) or sketches.setdefault(key, (unique_sketch.empty(),
+                                                                           unique_sketch.empty()))
+            unique_sketch.add(visitors, row[VISITOR_HASH])
+            unique_sketch.add(ips, row[IP_HASH])
+    return sketches
+
+
+async def add_sketches(conn: asyncpg.Connection[Any], sketches: dict[Key, tuple[bytearray, bytearray]]) -> None:
+    if not sketches:
+        return
+    keys = sorted(sketches, key=lambda k: (k[1], k[4], k[2], k[3]))
+    columns = [list(column) for column in zip(*keys, strict=True)]
+    await conn.execute(SKETCH_UPSERT, *columns, [bytes(sketches[k][0]) for k in keys],
+                       [bytes(sketches[k][1]) for k in keys])
 
 
 def humans_per_code(counts: Counter[Key]) -> Counter[str]:

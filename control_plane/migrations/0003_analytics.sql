@@ -29,6 +29,27 @@ CREATE TABLE scan_rollups (
 );
 CREATE INDEX scan_rollups_group ON scan_rollups (group_id, hour) WHERE group_id <> '';
 
+-- HyperLogLog sketches (1024 one-byte registers) of the visitor and IP hashes of human scans per code and
+-- hour (control_plane/unique_sketch.py): unique counts over ranges too large to count exactly.
+CREATE TABLE scan_sketches (
+    code_id   text NOT NULL,
+    group_id  text NOT NULL DEFAULT '',
+    org_id    text NOT NULL,
+    livemode  boolean NOT NULL,
+    hour      timestamptz NOT NULL,
+    visitors  bytea NOT NULL,
+    ips       bytea NOT NULL,
+    PRIMARY KEY (code_id, hour, group_id, livemode)
+);
+CREATE INDEX scan_sketches_group ON scan_sketches (group_id, hour) WHERE group_id <> '';
+
+-- Register-wise maximum: the union of two sketches.
+CREATE FUNCTION sketch_union(a bytea, b bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT string_agg(set_byte('\x00'::bytea, 0, greatest(get_byte(a, i), get_byte(b, i))), ''::bytea ORDER BY i)
+    FROM generate_series(0, length(a) - 1) AS i
+$$;
+
 -- Stream entries the worker could not ingest (undecodable, or rejected by PostgreSQL): kept whole so that
 -- an operator can inspect them and replay them with `scanroute dead-letters replay` after a fix.
 CREATE TABLE scan_dead_letters (
@@ -60,5 +81,6 @@ BEGIN
         dropped := dropped + 1;
     END LOOP;
     DELETE FROM scan_rollups WHERE hour < cutoff;
+    DELETE FROM scan_sketches WHERE hour < cutoff;
     RETURN dropped;
 END $$;

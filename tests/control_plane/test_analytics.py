@@ -10,6 +10,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from control_plane import analytics
 from control_plane.ingest import IngestWorker
 from shared.database import create_pool
 from shared.keys import SCAN_FIELD
@@ -189,3 +190,31 @@ async def test_test_mode_scans_are_only_seen_by_test_keys(api: httpx.AsyncClient
     assert body["totals"]["total_scans"] == 1
     live = await make_key()
     assert (await get(api, f"/v1/qr-codes/{code['id']}/scans", live, **WINDOW)).status_code == 404
+
+
+async def test_large_ranges_estimate_uniques_from_sketches(api: httpx.AsyncClient, dataset: dict[str, Any],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    path = f"/v1/qr-codes/{dataset['code']['id']}/scans"
+    exact = (await get(api, path, dataset["key"], **WINDOW)).json()
+    monkeypatch.setattr(analytics, "EXACT_UNIQUES_UP_TO", 0)
+    estimated = (await get(api, path, dataset["key"], **WINDOW)).json()
+    assert estimated == exact  # small sets: the sketches' linear counting is exact
+    hourly = {"group_by": "hour", "since": "2026-04-01T10:30:00Z", "until": "2026-04-03T05:30:00Z"}
+    assert (await get(api, path, dataset["key"], **hourly)).json()["totals"] == {
+        "total_scans": 3, "unique_scans": 2, "unique_ips": 2}  # partial hours at both ends
+
+
+async def test_sketch_estimates_stay_within_a_few_percent(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                          db: asyncpg.Connection[Any], worker: IngestWorker,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    key = await make_key()
+    created = (await api.post("/v1/qr-codes", headers=bearer(key), json={})).json()
+    code = dict(await db.fetchrow("SELECT id, org_id, group_id FROM qr_codes WHERE id = $1", created["id"]))
+    visitors = 20_000
+    await ingest(worker, [scan(code, f"2026-04-0{1 + i % 3}T{i % 24:02d}:00:00", f"visitor{i}", f"ip{i % 5000}",
+                               IPHONE_SAFARI) for i in range(visitors)])
+    monkeypatch.setattr(analytics, "EXACT_UNIQUES_UP_TO", 0)
+    totals = (await get(api, f"/v1/qr-codes/{code['id']}/scans", key, **WINDOW)).json()["totals"]
+    assert totals["total_scans"] == visitors
+    assert abs(totals["unique_scans"] - visitors) / visitors < 0.05
+    assert abs(totals["unique_ips"] - 5000) / 5000 < 0.05
