@@ -52,7 +52,21 @@ async def add_rollups(conn: asyncpg.Connection[Any], counts: Counter[Key]) -> No
     await conn.execute(UPSERT, *columns, [counts[k] for k in keys])
 
 
-SKETCH_UPSERT = """
+# Existing sketches are locked and merged in Python (fast), then written back; a sketch another worker
+# created meanwhile is merged in SQL on conflict (slow per row, but only in that race).
+SKETCH_LOCK = """
+SELECT s.code_id, s.hour, s.group_id, s.livemode, s.visitors, s.ips FROM scan_sketches s
+JOIN unnest($1::text[], $2::timestamptz[], $3::text[], $4::boolean[]) AS k(code_id, hour, group_id, livemode)
+  USING (code_id, hour, group_id, livemode)
+ORDER BY s.code_id, s.hour, s.group_id, s.livemode FOR UPDATE OF s
+"""
+SKETCH_UPDATE = """
+UPDATE scan_sketches s SET visitors = k.visitors, ips = k.ips
+FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::boolean[], $5::bytea[], $6::bytea[])
+  AS k(code_id, hour, group_id, livemode, visitors, ips)
+WHERE s.code_id = k.code_id AND s.hour = k.hour AND s.group_id = k.group_id AND s.livemode = k.livemode
+"""
+SKETCH_INSERT = """
 INSERT INTO scan_sketches AS s (org_id, code_id, group_id, livemode, hour, visitors, ips)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz[], $6::bytea[], $7::bytea[])
 ON CONFLICT (code_id, hour, group_id, livemode)
@@ -78,9 +92,21 @@ async def add_sketches(conn: asyncpg.Connection[Any], sketches: dict[Key, tuple[
     if not sketches:
         return
     keys = sorted(sketches, key=lambda k: (k[1], k[4], k[2], k[3]))
-    columns = [list(column) for column in zip(*keys, strict=True)]
-    await conn.execute(SKETCH_UPSERT, *columns, [bytes(sketches[k][0]) for k in keys],
-                       [bytes(sketches[k][1]) for k in keys])
+    by_row = {(k[1], k[4], k[2], k[3]): k for k in keys}
+    rows = list(by_row)
+    existing = await conn.fetch(SKETCH_LOCK, *[list(column) for column in zip(*rows, strict=True)])
+    if existing:
+        merged = []
+        for row in existing:
+            row_key = (row["code_id"], row["hour"], row["group_id"], row["livemode"])
+            visitors, ips = sketches.pop(by_row[row_key])
+            merged.append((*row_key, unique_sketch.union([row["visitors"], visitors]),
+                           unique_sketch.union([row["ips"], ips])))
+        await conn.execute(SKETCH_UPDATE, *[list(column) for column in zip(*merged, strict=True)])
+    fresh = [k for k in keys if k in sketches]
+    if fresh:
+        await conn.execute(SKETCH_INSERT, *[list(column) for column in zip(*fresh, strict=True)],
+                           [bytes(sketches[k][0]) for k in fresh], [bytes(sketches[k][1]) for k in fresh])
 
 
 def humans_per_code(counts: Counter[Key]) -> Counter[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import random
 import secrets
@@ -99,13 +100,19 @@ async def make_code(conn: asyncpg.Connection[Any], livemode: bool = True) -> tup
     return org_id, code_id, key.secret
 
 
-def events(code_id: str, org_id: str, count: int) -> list[bytes]:
-    rng = random.Random(7)
+def edge_hash(value: str) -> str:
+    """Stands in for the edge's keyed hash: 32 hex digits."""
+    return hashlib.md5(value.encode()).hexdigest()
+
+
+def events(code_id: str, org_id: str, count: int, *, spread_ms: int = 3_600_000, seed: int = 7,
+           visitors: int = 80_000) -> list[bytes]:
+    rng = random.Random(seed)
     now_ms = int(time.time() * 1000)
     agents = rng.choices(USER_AGENTS, WEIGHTS, k=count)
-    return [ScanEvent(str(uuid.uuid4()), now_ms - rng.randrange(3_600_000), code_id, None, org_id, True,
-                      "redirected", "GET", rng.random() < 0.9, f"ip{rng.randrange(50_000)}",
-                      f"v{rng.randrange(80_000)}", agents[i], "", "en-US,en;q=0.9", rng.choice(COUNTRIES),
+    return [ScanEvent(str(uuid.uuid4()), now_ms - rng.randrange(spread_ms), code_id, None, org_id, True,
+                      "redirected", "GET", rng.random() < 0.9, edge_hash(f"ip{rng.randrange(visitors // 2)}"),
+                      edge_hash(f"v{rng.randrange(visitors)}"), agents[i], "", "en-US,en;q=0.9", rng.choice(COUNTRIES),
                       {"table": str(i % 40)}).encode()
             for i in range(count)]
 
@@ -151,42 +158,26 @@ async def bench_ingest(database_url: str, redis_url: str, count: int, batch_size
         await pool.close()
 
 
-FILL = """
-INSERT INTO scans (scan_id, scanned_at, code_id, group_id, org_id, livemode, outcome, method, scan_method,
-                   ip_hash, visitor_hash, user_agent, country, is_bot, device_type, os, browser, scanner_app)
-SELECT gen_random_uuid(), now() - random() * interval '30 days', $1, NULL, $2, true,
-       (ARRAY['redirected','redirected','redirected','redirected','inactive'])[1 + (n % 5)], 'GET',
-       (ARRAY['camera','camera','camera','app_scanner','manual_entry'])[1 + (n % 5)],
-       md5('ip' || (random() * 300000)::int), md5('v' || (random() * 500000)::int), '',
-       (ARRAY['US','DE','FR','GB','JP','AU','BR','IN','CA','MX'])[1 + (n % 10)], n % 50 = 0,
-       (ARRAY['mobile','mobile','mobile','tablet','desktop'])[1 + (n % 5)],
-       (ARRAY['iOS','Android','iOS','Android','Windows'])[1 + (n % 5)],
-       (ARRAY['Mobile Safari','Chrome Mobile','Mobile Safari','Chrome','Chrome'])[1 + (n % 5)],
-       (ARRAY['iOS Camera','Android Camera','iOS Camera','WeChat',NULL])[1 + (n % 5)]
-FROM generate_series(1, $3) AS n
-"""
-# What the ingest worker keeps while inserting, built here in one statement for the generated scans.
-ROLLUP = """
-INSERT INTO scan_rollups (org_id, code_id, group_id, livemode, hour, country, device_type, os, browser, scan_method,
-                          scanner_app, outcome, scans)
-SELECT org_id, code_id, coalesce(group_id, ''), livemode, date_trunc('hour', scanned_at, 'UTC'), coalesce(country, ''),
-       device_type, os, browser, scan_method, coalesce(scanner_app, ''), outcome, count(*)
-FROM scans WHERE code_id = $1 AND NOT is_bot GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
-"""
-
-
 async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: int) -> dict[str, float]:
-    conn = await asyncpg.connect(database_url, timeout=10)
+    """One code with `scans` scans over 30 days, stored by the real ingest path (rollups and sketches too)."""
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    redis = aioredis.Redis.from_url(redis_url)
     try:
-        org_id, code_id, key = await make_code(conn)
-        await conn.execute("SELECT ensure_scan_partitions(current_date - 31, current_date + 1)")
-        for start in range(0, scans, 250_000):
-            await conn.execute(FILL, code_id, org_id, min(250_000, scans - start), timeout=600)
-        await conn.execute(ROLLUP, code_id, timeout=600)
-        await conn.execute("VACUUM ANALYZE scans")
-        await conn.execute("VACUUM ANALYZE scan_rollups")
+        async with pool.acquire() as conn:
+            org_id, code_id, key = await make_code(conn)
+        settings = IngestSettings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                                            "REDIS_NAMESPACE": f"bench{secrets.token_hex(4)}"})
+        worker = IngestWorker(settings, pool, redis)
+        chunk = 50_000
+        for start in range(0, scans, chunk):
+            payloads = events(code_id, org_id, min(chunk, scans - start), spread_ms=30 * 86_400_000, seed=start,
+                              visitors=scans // 2)
+            for at in range(0, len(payloads), 5000):
+                await worker.ingest([(b"0-1", {SCAN_FIELD: p}) for p in payloads[at:at + 5000]])
+        await pool.execute("VACUUM ANALYZE scans")
     finally:
-        await conn.close()
+        await redis.aclose()
+        await pool.close()
     settings = ControlPlaneSettings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
                                               "REDIS_NAMESPACE": f"bench{secrets.token_hex(4)}"})
     app = create_app(settings)
@@ -206,6 +197,7 @@ async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: i
                 timings = timings[1:]  # the first run warms caches
                 results[f"{label} p50 ms"] = statistics.median(timings)
                 results[f"{label} max ms"] = max(timings)
+                print(f"analytics {label}: totals {response.json()['totals']}")
     return results
 
 
