@@ -17,9 +17,9 @@ def test_an_empty_sketch_counts_nothing() -> None:
     assert unique_sketch.estimate(unique_sketch.union([])) == 0
 
 
-def test_small_sets_are_counted_closely() -> None:
+def test_small_sets_are_counted_within_two_standard_errors() -> None:
     for size in (1, 25, 500):
-        assert abs(unique_sketch.estimate(sketch_of(range(size), "v")) - size) <= max(1, size * 0.03)
+        assert abs(unique_sketch.estimate(sketch_of(range(size), "v")) - size) <= max(1, size * 0.06)  # two standard errors
 
 
 def test_the_union_counts_overlapping_visitors_once() -> None:
