@@ -135,15 +135,20 @@ async def exact_uniques(db: asyncpg.Pool[Any], f: ScanFilter,
     return counted, per_bucket
 
 
-async def estimated_uniques(db: asyncpg.Pool[Any], f: ScanFilter, total: int,
-                            group_by: str) -> tuple[dict[str, int], dict[datetime, int]]:
-    """Merges the hourly sketches of the whole hours, plus sketches made here of the partial hours' scans."""
-    sketches = await db.fetch(
-        f"SELECT hour, visitors, ips FROM scan_sketches WHERE {f.column} = $1 AND livemode = $2 AND org_id = $3"
-        " AND hour >= $4 AND hour < $5", f.object_id, f.livemode, f.org_id, *f.whole_hours)
-    edges = await db.fetch(
-        f"SELECT scanned_at, visitor_hash, ip_hash FROM scans WHERE {f.where}"
-        " AND (scanned_at < $6 OR scanned_at >= $7)", *f.args)
+async def sketch_inputs(db: asyncpg.Pool[Any], f: ScanFilter) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """The hourly sketches of the whole hours, and the scans of the partial hours at either end."""
+    sketches, edges = await asyncio.gather(
+        db.fetch(f"SELECT hour, visitors, ips FROM scan_sketches WHERE {f.column} = $1 AND livemode = $2"
+                 " AND org_id = $3 AND hour >= $4 AND hour < $5", f.object_id, f.livemode, f.org_id,
+                 *f.whole_hours),
+        db.fetch(f"SELECT scanned_at, visitor_hash, ip_hash FROM scans WHERE {f.where}"
+                 " AND (scanned_at < $6 OR scanned_at >= $7)", *f.args))
+    return sketches, edges
+
+
+def estimated_uniques(sketches: list[asyncpg.Record], edges: list[asyncpg.Record], total: int,
+                      group_by: str) -> tuple[dict[str, int], dict[datetime, int]]:
+    """Merges the sketches per bucket and overall, with sketches made here of the partial hours' scans."""
     visitors: dict[datetime, list[bytes]] = defaultdict(list)
     ips: list[bytes] = []
     for row in sketches:
@@ -169,12 +174,14 @@ def _bucket(moment: datetime, group_by: str) -> datetime:
 
 
 async def scan_analytics(db: asyncpg.Pool[Any], f: ScanFilter, group_by: str, limit: int) -> dict[str, Any]:
-    broken_down, series = await asyncio.gather(breakdowns(db, f, limit), bucket_counts(db, f, group_by))
+    # The sketches are read alongside, whatever the size: cheaper than waiting for the total to decide.
+    broken_down, series, (sketches, edges) = await asyncio.gather(
+        breakdowns(db, f, limit), bucket_counts(db, f, group_by), sketch_inputs(db, f))
     total = sum(scans for _, scans in series)
     if total <= EXACT_UNIQUES_UP_TO:
         counted, uniques = await exact_uniques(db, f, group_by)
     else:
-        counted, uniques = await estimated_uniques(db, f, total, group_by)
+        counted, uniques = estimated_uniques(sketches, edges, total, group_by)
     timeseries = [{"bucket": timestamp(bucket), "scans": scans, "uniques": min(scans, uniques.get(bucket, 0))}
                   for bucket, scans in series]
     id_field = "qr_code_id" if f.column == "code_id" else "qr_group_id"
