@@ -175,6 +175,10 @@ async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: i
             for at in range(0, len(payloads), 5000):
                 await worker.ingest([(b"0-1", {SCAN_FIELD: p}) for p in payloads[at:at + 5000]])
         await pool.execute("VACUUM ANALYZE scans")
+        exact = await pool.fetchrow(
+            "SELECT count(DISTINCT visitor_hash) AS visitors, count(DISTINCT ip_hash) AS ips FROM scans"
+            " WHERE code_id = $1 AND NOT is_bot AND scanned_at >= now() - interval '30 days'", code_id, timeout=300)
+        print(f"exact uniques over 30 days (for the estimates below): {exact['visitors']} visitors, {exact['ips']} IPs")
     finally:
         await redis.aclose()
         await pool.close()
