@@ -162,8 +162,8 @@ async def test_threshold_events_fire_once_when_scan_count_reaches_100_and_1000(
     assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 1599
 
 
-def ingest_process(env: dict[str, str], consumer: str) -> subprocess.Popen[bytes]:
-    full_env = {**os.environ, **env, "INGEST_CONSUMER": consumer, "INGEST_BATCH_SIZE": "1000",
+def ingest_process(env: dict[str, str], consumer: str, batch_size: int = 1000) -> subprocess.Popen[bytes]:
+    full_env = {**os.environ, **env, "INGEST_CONSUMER": consumer, "INGEST_BATCH_SIZE": str(batch_size),
                 "INGEST_BLOCK_MS": "50", "INGEST_CLAIM_IDLE_MS": "500"}
     return spawn([sys.executable, "-m", "control_plane.cli", "ingest"], env=full_env, cwd=ROOT,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -181,7 +181,7 @@ async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
         db: asyncpg.Connection[Any]) -> None:
     total = 20_000
     await add(redis, RedisKeys(redis_namespace).scans, [scan(code).encode() for _ in range(total)])
-    first = ingest_process(env, "doomed")
+    first = ingest_process(env, "doomed", batch_size=500)  # small batches: it is killed long before the end
     try:
         await wait_for(lambda: db.fetchval("SELECT count(*) > 0 FROM scans"))
     finally:
