@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint fuzz-api bench-api loadtest loadtest-ci load-deps bench-render system-deps venv clean
+.PHONY: run test lint fuzz-api bench-api bench-render bench-ingest loadtest loadtest-ci load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -62,6 +62,10 @@ lint: venv
 # Render costs (SVG/PNG/WebP, scannability check, cached hits); one benchmark at a time on a shared machine.
 bench-render: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_render
+
+# One ingest worker over 200,000 generated scans, then analytics on one code with 1,000,000 scans.
+bench-ingest: system-deps venv
+	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_ingest
 
 clean:
 	rm -rf $(VENV) .scanroute .mypy_cache .ruff_cache .pytest_cache

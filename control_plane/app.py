@@ -21,7 +21,17 @@ from control_plane.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLi
 from control_plane.openapi import build_spec, docs_page
 from control_plane.problems import exception_handlers
 from control_plane.render.images import with_image_secret
-from control_plane.routes import api_keys, domains, events, folders, images, qr_codes, qr_groups, webhook_endpoints
+from control_plane.routes import (
+    analytics,
+    api_keys,
+    domains,
+    events,
+    folders,
+    images,
+    qr_codes,
+    qr_groups,
+    webhook_endpoints,
+)
 from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.redis_client import create_redis
@@ -86,6 +96,7 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         *usage.routes,
         *webhook_endpoints.routes,
         *images.routes,
+        *analytics.routes,
     ]
     spec = build_spec(routes, version=__version__)
 

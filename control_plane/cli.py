@@ -131,6 +131,12 @@ def cmd_orgs_set_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from control_plane.dead_letter_commands import run_dead_letters
+
+    return run_dead_letters(args)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from control_plane.supervisor import run_stack
 
@@ -160,6 +166,12 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("org_id")
     plan.add_argument("plan", choices=PLANS)
     plan.set_defaults(run=cmd_orgs_set_plan)
+    letters = sub.add_parser("dead-letters", help="scan entries the ingest worker could not store")
+    letters.add_argument("action", choices=("list", "replay"))
+    letters.add_argument("ids", nargs="*", type=int, help="replay only these (default: every waiting one)")
+    letters.add_argument("--all", action="store_true", help="list replayed ones too")
+    letters.add_argument("--json", action="store_true", help="print JSON")
+    letters.set_defaults(run=cmd_dead_letters)
     return top
 
 

@@ -1,15 +1,114 @@
-"""Turning a raw scan event into analytics columns."""
+"""Turning a raw scan event into analytics columns: device, OS, browser, bot, scan method, scanner app.
+
+The rules are tabled in README.md ("Scan enrichment"). User agents repeat heavily (a print run is
+scanned by the same few phone models), so the parsed result is cached per user agent string.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
+from crawlerdetect import CrawlerDetect
+from ua_parser import parse
+
 from shared.scan_event import ScanEvent
 
+# Tokens that in-app browsers add to the user agent: the app whose scanner (or chat) opened the link.
+# Order matters: Facebook Messenger webviews also say FBAN, Instagram's also carry FBAV-like tokens.
+IN_APP_TOKENS: tuple[tuple[str, str], ...] = (
+    ("MicroMessenger/", "WeChat"),
+    ("Instagram", "Instagram"),
+    ("FBAN/", "Facebook"),
+    ("FBAV/", "Facebook"),
+    ("FB_IAB/", "Facebook"),
+    (" Line/", "LINE"),
+    ("KAKAOTALK", "KakaoTalk"),
+    ("Snapchat", "Snapchat"),
+    ("musical_ly", "TikTok"),
+    ("BytedanceWebview", "TikTok"),
+    ("AlipayClient", "Alipay"),
+    ("Pinterest", "Pinterest"),
+    ("GSA/", "Google Lens"),  # the Google app, which hosts Lens on iOS
+)
+# Link-preview fetchers that crawlerdetect does not know by name.
+PREVIEW_TOKENS = ("WhatsApp/", "TelegramBot", "Discordbot", "SkypeUriPreview", "Iframely", "Embedly",
+                  "redditbot", "Applebot", "vkShare", "Viber")
+DESKTOP_OS = frozenset({"Windows", "Mac OS X", "Linux", "Ubuntu", "Fedora", "Chrome OS", "FreeBSD", "Debian"})
+MOBILE_OS = frozenset({"iOS", "Android", "iPadOS", "HarmonyOS", "KaiOS", "Windows Phone", "BlackBerry OS"})
+TABLET_DEVICES = frozenset({"iPad", "Generic Tablet", "Kindle"})
+CAMERA_APPS = {"iOS": "iOS Camera", "iPadOS": "iOS Camera", "Android": "Android Camera"}
 
-def scan_method(event: ScanEvent) -> str:
-    """Printed images encode `short_url?qr=1`; a visit without the marker was typed or pasted."""
-    return "camera" if event.marker else "manual_entry"
+_crawlers = CrawlerDetect()
 
 
-def is_bot(event: ScanEvent) -> bool:
-    """HEAD requests come from link checkers and preview fetchers, never from a person scanning."""
-    return event.method == "HEAD"
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """What a user agent string says about the device that sent it."""
+
+    device_type: str  # mobile | tablet | desktop | bot | unknown
+    os: str
+    browser: str
+    in_app: str | None  # the app whose in-app browser sent the request
+    crawler: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    device_type: str
+    os: str
+    browser: str
+    is_bot: bool
+    scan_method: str  # camera | app_scanner | file_upload | manual_entry
+    scanner_app: str | None
+
+
+@lru_cache(maxsize=65_536)
+def classify_agent(user_agent: str) -> Agent:
+    if not user_agent.strip():
+        return Agent("unknown", "Other", "Other", None, crawler=True)  # every phone browser sends one
+    parsed = parse(user_agent)
+    os_name = parsed.os.family if parsed.os else "Other"
+    browser = parsed.user_agent.family if parsed.user_agent else "Other"
+    device = parsed.device.family if parsed.device else ""
+    crawler = (device == "Spider" or any(token in user_agent for token in PREVIEW_TOKENS)
+               or _crawlers.isCrawler(user_agent))
+    in_app = next((app for token, app in IN_APP_TOKENS if token in user_agent), None)
+    return Agent(_device_type(user_agent, os_name, device, crawler), os_name, browser, in_app, crawler)
+
+
+def _device_type(user_agent: str, os_name: str, device: str, crawler: bool) -> str:
+    if crawler:
+        return "bot"
+    if device in TABLET_DEVICES or "Tablet" in user_agent or (os_name == "Android" and "Mobile" not in user_agent):
+        return "tablet"
+    if os_name in MOBILE_OS or "Mobile" in user_agent:
+        return "mobile"
+    if os_name in DESKTOP_OS:
+        return "desktop"
+    return "unknown"
+
+
+def enrich(event: ScanEvent) -> Enrichment:
+    return enrich_request(event.user_agent, event.method, event.marker)
+
+
+@lru_cache(maxsize=65_536)
+def enrich_request(user_agent: str, method: str, marker: bool) -> Enrichment:
+    agent = classify_agent(user_agent)
+    # HEAD requests come from link checkers and preview fetchers, never from a person scanning.
+    bot = agent.crawler or method == "HEAD"
+    scan_method, app = _scan_method(marker, agent)
+    return Enrichment(agent.device_type, agent.os, agent.browser, bot, scan_method, app)
+
+
+def _scan_method(marker: bool, agent: Agent) -> tuple[str, str | None]:
+    """Printed images encode `short_url?qr=1`; a visit without the marker was typed, pasted or shared."""
+    if not marker:
+        return "manual_entry", None
+    if agent.in_app:
+        return "app_scanner", agent.in_app
+    if agent.device_type == "desktop":
+        return "file_upload", None  # desktops have no camera app: the code was decoded from an image
+    return "camera", CAMERA_APPS.get(agent.os) if agent.device_type in ("mobile", "tablet") else None
+

@@ -19,6 +19,7 @@ from edge.lookup import RowLookup
 from edge.pages import load_pages
 from edge.recorder import ScanRecorder
 from shared.database import create_pool
+from shared.geo import CountryLookup
 from shared.keys import RedisKeys
 from shared.params import SCAN_MARKER
 from shared.redis_client import create_redis
@@ -93,7 +94,7 @@ class EdgeApp:
             marker=_has_marker(query), ip_hash=self._hash(ip), visitor_hash=self._hash(f"{ip}\n{user_agent}"),
             user_agent=user_agent[:512], referer=_header(scope, b"referer")[:1024],
             accept_language=_header(scope, b"accept-language")[:256],
-            country=self._country(scope), properties=resolution.properties,
+            country=self._country(scope, ip), properties=resolution.properties,
         )
         try:
             await self.recorder.record(event.encode())
@@ -109,10 +110,12 @@ class EdgeApp:
     def _hash(self, value: str) -> str:
         return hmac.new(self.secret, value.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def _country(self, scope: Scope) -> str | None:
+    def _country(self, scope: Scope, ip: str) -> str | None:
         name = self.settings.trusted_country_header
         value = _header(scope, name.encode()).strip().upper() if name else ""
-        return value if len(value) == 2 and value.isalpha() else None
+        if len(value) == 2 and value.isalpha():
+            return value
+        return self.geo.country(ip) if self.geo and ip else None
 
     async def page(self, send: Send, status: int, outcome: str, method: str,
                    extra: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -146,9 +149,12 @@ class EdgeApp:
         self.redis = create_redis(self.settings.stores.redis_url, socket_timeout=2.0)
         self.lookup = RowLookup(self.redis, self.db, self.keys)
         self.recorder = ScanRecorder(self.redis, self.keys.scans)
+        self.geo = CountryLookup(self.settings.geoip_db) if self.settings.geoip_db else None
 
     async def shutdown(self) -> None:
         await self.recorder.drain()
+        if self.geo:
+            self.geo.close()
         await self.redis.aclose()
         await self.db.close()
 

@@ -229,12 +229,16 @@ class EdgeSettings(_FromEnv):
     scan_hash_secret: Secret
     templates: Templates = field(default_factory=Templates)
     trusted_country_header: str | None = None
+    geoip_db: Path | None = None  # MaxMind-format database: country by IP when no trusted header says
 
     @classmethod
     def read(cls, r: _Reader) -> EdgeSettings:
         bind = r.bind("EDGE_BIND", "127.0.0.1:8080")
         default_domain, _ = _public(r, bind)
         country = r.text("TRUSTED_COUNTRY_HEADER", "-")
+        geoip = r.text("GEOIP_DB", "-")
+        if geoip != "-" and not Path(geoip).is_file():
+            raise ConfigError("GEOIP_DB", f"no such file {geoip!r}")
         return cls(
             stores=Stores.read(r),
             bind=bind,
@@ -242,6 +246,7 @@ class EdgeSettings(_FromEnv):
             scan_hash_secret=r.secret("SCAN_HASH_SECRET"),
             templates=Templates.read(r),
             trusted_country_header=None if country == "-" else country.lower(),
+            geoip_db=None if geoip == "-" else Path(geoip),
         )
 
 
@@ -251,6 +256,10 @@ class IngestSettings(_FromEnv):
     batch_size: int = 5000
     block_ms: int = 200
     consumer: str = ""
+    claim_idle_ms: int = 60_000  # a consumer silent this long is presumed dead; its entries are claimed
+    max_deliveries: int = 5  # an entry delivered this often without being acknowledged is dead-lettered
+    retention_days: int = 0  # 0 keeps scans forever
+    metrics_interval_s: float = 30.0
 
     @classmethod
     def read(cls, r: _Reader) -> IngestSettings:
@@ -259,6 +268,10 @@ class IngestSettings(_FromEnv):
             batch_size=r.integer("INGEST_BATCH_SIZE", 5000, minimum=1),
             block_ms=r.integer("INGEST_BLOCK_MS", 200, minimum=1),
             consumer=r.text("INGEST_CONSUMER", f"{os.uname().nodename}-{os.getpid()}"),
+            claim_idle_ms=r.integer("INGEST_CLAIM_IDLE_MS", 60_000, minimum=100),
+            max_deliveries=r.integer("INGEST_MAX_DELIVERIES", 5, minimum=1),
+            retention_days=r.integer("SCAN_RETENTION_DAYS", 0, minimum=0),
+            metrics_interval_s=r.number("INGEST_METRICS_INTERVAL", 30.0, minimum=0.1),
         )
 
 

@@ -1,0 +1,72 @@
+"""`GET /v1/qr-codes/{id}/scans` and `GET /v1/qr-groups/{id}/scans` (API.md §2.8)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from control_plane.analytics import BUCKETS, ScanFilter, scan_analytics
+from control_plane.auth import ApiKey, authenticate
+from control_plane.http import json_response, not_found, query_int
+from control_plane.problems import field_error
+
+DEFAULT_RANGE = timedelta(days=30)
+MAX_RANGE = {"hour": timedelta(days=31), "day": timedelta(days=3660)}
+
+
+def _instant(request: Request, name: str, default: datetime) -> datetime:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise field_error(name, "must be an RFC 3339 timestamp such as 2026-04-08T00:00:00Z") from None
+    if value.tzinfo is None:
+        raise field_error(name, "must include a time zone, such as Z or +02:00")
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+def _filter(request: Request, key: ApiKey, column: str, object_id: str) -> tuple[ScanFilter, str, int]:
+    group_by = request.query_params.get("group_by", "day")
+    if group_by not in BUCKETS:
+        raise field_error("group_by", "must be day or hour")
+    limit = query_int(request, "limit", 10, 1, 50)
+    until = _instant(request, "until", datetime.now(UTC).replace(microsecond=0))
+    since = _instant(request, "since", until - DEFAULT_RANGE)
+    if since >= until:
+        raise field_error("since", "must be before until")
+    if until - since > MAX_RANGE[group_by]:
+        raise field_error("since", f"{group_by}ly analytics cover at most {MAX_RANGE[group_by].days} days")
+    return ScanFilter(column, object_id, key.org_id, key.livemode, since, until), group_by, limit
+
+
+async def code_scans(request: Request) -> Response:
+    key = await authenticate(request, "qr:read")
+    code_id = request.path_params["code_id"]
+    scan_filter, group_by, limit = _filter(request, key, "code_id", code_id)
+    db = request.app.state.db
+    if not await db.fetchval("SELECT 1 FROM qr_codes WHERE id = $1 AND org_id = $2 AND livemode = $3"
+                             " AND deleted_at IS NULL", code_id, key.org_id, key.livemode):
+        raise not_found("QR code")
+    return json_response(await scan_analytics(db, scan_filter, group_by, limit))
+
+
+async def group_scans(request: Request) -> Response:
+    key = await authenticate(request, "qr:read")
+    group_id = request.path_params["group_id"]
+    scan_filter, group_by, limit = _filter(request, key, "group_id", group_id)
+    db = request.app.state.db
+    if not await db.fetchval("SELECT 1 FROM qr_groups WHERE id = $1 AND org_id = $2 AND livemode = $3",
+                             group_id, key.org_id, key.livemode):
+        raise not_found("QR group")
+    return json_response(await scan_analytics(db, scan_filter, group_by, limit))
+
+
+routes = [
+    Route("/v1/qr-codes/{code_id}/scans", code_scans, methods=["GET"]),
+    Route("/v1/qr-groups/{group_id}/scans", group_scans, methods=["GET"]),
+]

@@ -1,0 +1,48 @@
+"""Daily partitions of `scans`: created ahead of time, dropped after the retention period."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+DAYS_AHEAD = 7
+# Only one worker drops partitions at a time; the others skip that round.
+_RETENTION_LOCK = 0x5CA9_0005
+
+
+class ScanPartitions:
+    def __init__(self, db: asyncpg.Pool[Any]) -> None:
+        self.db = db
+        self.known: set[date] = set()
+
+    async def ensure(self, days: set[date]) -> None:
+        missing = days - self.known
+        if missing:
+            first, last = min(missing), max(missing)
+            await self.db.execute("SELECT ensure_scan_partitions($1, $2)", first, last)
+            self.known |= {first + timedelta(days=n) for n in range((last - first).days + 1)}
+
+    async def ensure_ahead(self, today: date | None = None) -> None:
+        """Yesterday to a week ahead, so that the first scan of a day never waits for DDL."""
+        today = today or datetime.now(UTC).date()
+        await self.ensure({today + timedelta(days=n) for n in range(-1, DAYS_AHEAD + 1)})
+
+    async def drop_expired(self, retention_days: int, today: date | None = None) -> int:
+        """Drops the partitions of days entirely older than `retention_days`; 0 keeps everything."""
+        if retention_days <= 0:
+            return 0
+        cutoff = (today or datetime.now(UTC).date()) - timedelta(days=retention_days)
+        async with self.db.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RETENTION_LOCK):
+                return 0
+            dropped: int = await conn.fetchval("SELECT drop_scan_partitions_before($1)", cutoff)
+        if dropped:
+            log.info("dropped %d scan partitions older than %s (SCAN_RETENTION_DAYS=%d)", dropped, cutoff,
+                     retention_days)
+        self.known = {day for day in self.known if day >= cutoff}
+        return dropped

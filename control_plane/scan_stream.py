@@ -1,0 +1,98 @@
+"""The ingest consumer group's view of the scan stream: read, claim from dead consumers, trim, measure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from shared.keys import INGEST_GROUP
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    length: int
+    pending: int  # read by some consumer, not yet acknowledged
+    lag: int | None  # entries not yet read by the group (None when Redis cannot tell)
+
+
+class ScanStream:
+    def __init__(self, redis: aioredis.Redis, key: str, consumer: str) -> None:
+        self.redis = redis
+        self.key = key
+        self.consumer = consumer
+        self.claim_cursor = "0-0"
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.key, INGEST_GROUP, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(self, cursor: str, count: int, block_ms: int | None) -> list[Entry]:
+        reply: Any = await self.redis.xreadgroup(INGEST_GROUP, self.consumer, {self.key: cursor}, count=count,
+                                                 block=block_ms)
+        return list(reply[0][1]) if reply else []
+
+    async def claim_idle(self, min_idle_ms: int, count: int) -> list[tuple[Entry, int]]:
+        """Entries other consumers read but left unacknowledged for `min_idle_ms`, with their delivery count.
+
+        Walks the pending list with a cursor across calls, so a long list is claimed a batch at a time.
+        """
+        reply: Any = await self.redis.xautoclaim(self.key, INGEST_GROUP, self.consumer, min_idle_ms,
+                                                 start_id=self.claim_cursor, count=count)
+        self.claim_cursor = _text(reply[0])
+        entries: list[Entry] = [(entry_id, fields) for entry_id, fields in reply[1] if fields is not None]
+        if not entries:
+            return []
+        details: list[dict[str, Any]] = await self.redis.xpending_range(
+            self.key, INGEST_GROUP, min=entries[0][0], max=entries[-1][0], count=len(entries) * 2,
+            consumername=self.consumer)
+        deliveries = {_text(d["message_id"]): int(d["times_delivered"]) for d in details}
+        return [(entry, deliveries.get(_text(entry[0]), 1)) for entry in entries]
+
+    async def ack(self, ids: list[bytes]) -> None:
+        if ids:
+            await self.redis.xack(self.key, INGEST_GROUP, *ids)
+
+    async def trim_acknowledged(self) -> int:
+        """Deletes entries every consumer has acknowledged: below the oldest pending one, or, with none
+        pending, up to the last one delivered. Never MAXLEN, which would drop unread or pending entries."""
+        summary: Any = await self.redis.xpending(self.key, INGEST_GROUP)
+        if summary["pending"]:
+            floor = _text(summary["min"])
+        else:
+            group = await self._group()
+            if group is None:
+                return 0
+            floor = _next_id(_text(group["last-delivered-id"]))
+        if floor == "0-0":
+            return 0
+        trimmed: int = await self.redis.xtrim(self.key, minid=floor, approximate=False)
+        return trimmed
+
+    async def stats(self) -> StreamStats:
+        length = await self.redis.xlen(self.key)
+        group = await self._group()
+        if group is None:
+            return StreamStats(length, 0, None)
+        lag = group.get("lag")
+        return StreamStats(length, int(group["pending"]), None if lag is None else int(lag))
+
+    async def _group(self) -> dict[str, Any] | None:
+        groups: Any = await self.redis.xinfo_groups(self.key)
+        return next((g for g in groups if _text(g["name"]) == INGEST_GROUP), None)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _next_id(entry_id: str) -> str:
+    millis, _, seq = entry_id.partition("-")
+    return f"{millis}-{int(seq or 0) + 1}"
