@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from control_plane.scan_rollups import add_rollups, add_sketches, count_humans, 
 from control_plane.scan_stream import Entry, ScanStream
 from shared.database import create_pool
 from shared.keys import SCAN_FIELD, RedisKeys
+from shared.processes import stop_on_signals
 from shared.redis_client import create_redis
 from shared.settings import IngestSettings
 
@@ -240,10 +240,7 @@ async def _settle(task: asyncio.Task[int] | None) -> None:
 
 
 async def serve(settings: IngestSettings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     db = await create_pool(settings.stores.database_url, min_size=0, max_size=2)
     redis = create_redis(settings.stores.redis_url, socket_timeout=settings.block_ms / 1000 + 5)
     worker = IngestWorker(settings, db, redis)

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +32,7 @@ from control_plane.webhooks.delivery import AttemptResult, attempt, create_sessi
 from control_plane.webhooks.schedule import DISABLE_AFTER, Clock, Jitter, next_attempt_at, system_clock
 from shared.database import create_pool
 from shared.ids import new_id
+from shared.processes import stop_on_signals
 from shared.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
@@ -237,10 +237,7 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 
 async def serve(settings: WebhookSettings) -> None:
     """Run until SIGTERM/SIGINT, then finish the batches in flight (drain) and exit."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     db = await create_pool(settings.stores.database_url, min_size=0, max_size=settings.workers + 2)
     session = create_session(settings.delivery_timeout)
     dispatcher = Dispatcher(settings, db, session)
