@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import asyncpg
 import redis.exceptions
 import uuid_utils
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge.lookup import RowLookup
+from edge.invalidations import BLOCK_MS as INVALIDATION_BLOCK_MS
+from edge.invalidations import InvalidationFollower
+from edge.journal import ScanJournal
+from edge.local_cache import LocalCache
+from edge.lookup import CachedCode, RowLookup
+from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
 from edge.recorder import ScanRecorder
+from edge.redis_link import RedisLink
 from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.params import SCAN_MARKER
 from shared.redis_client import create_redis
-from shared.resolve import resolve
+from shared.rows import CodeRow, GroupRow
 from shared.scan_event import ScanEvent
 from shared.settings import EdgeSettings
 
@@ -35,7 +46,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 HTML = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
-UNAVAILABLE_EXCEPTIONS = (OSError, redis.exceptions.RedisError, TimeoutError)
+UNAVAILABLE_EXCEPTIONS = (OSError, redis.exceptions.RedisError, TimeoutError, asyncpg.PostgresError,
+                          asyncpg.InterfaceError)
+RETRY = [(b"retry-after", b"2")]
+START_WAIT = 5.0  # seconds to wait for Redis at start-up before serving without it
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -55,7 +69,15 @@ class EdgeApp:
         self.keys = RedisKeys(settings.stores.redis_namespace)
         self.pages = load_pages()
         self.secret = settings.scan_hash_secret.encode()
-        self.ops = Starlette(routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz)])
+        self.link = RedisLink()
+        self.codes: LocalCache[CachedCode] = LocalCache(settings.cache_entries, settings.cache_ttl,
+                                                        settings.negative_ttl)
+        self.groups: LocalCache[GroupRow] = LocalCache(settings.cache_entries, settings.cache_ttl,
+                                                       settings.negative_ttl)
+        self.journal = ScanJournal(settings.journal_dir)
+        self.metrics = EdgeMetrics({"code": self.codes, "group": self.groups}, self.journal, self.link)
+        self.ops = Starlette(routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
+                                     Route("/metrics", self.prometheus)])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -63,48 +85,52 @@ class EdgeApp:
         elif scope["path"] in OPS_PATHS:
             await self.ops(scope, receive, send)
         else:
-            await self.scan(scope, send)
+            started = time.perf_counter()
+            outcome = await self.scan(scope, send)
+            self.metrics.answered(outcome, time.perf_counter() - started)
 
-    async def scan(self, scope: Scope, send: Send) -> None:
+    async def scan(self, scope: Scope, send: Send) -> str:
         method = scope["method"]
         slug = scope["path"][1:].removesuffix("/")
         if method not in ("GET", "HEAD"):
-            return await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
+            await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
+            return "not_allowed"
         if not slug or "/" in slug:
             return await self.page(send, 404, "unknown", method)
         domain = _header(scope, b"host").lower().rstrip(".")
         try:
-            code = await self.lookup.code(domain, slug)
-            group = await self.lookup.group(code.group_id) if code and code.group_id else None
+            found = await self.lookup.find(domain, slug)
         except UNAVAILABLE_EXCEPTIONS as exc:
             log.warning("cannot resolve %s/%s: %r", domain, slug, exc)
-            return await self.page(send, 503, "unavailable", method, [(b"retry-after", b"2")])
-        if code is None:
+            return await self.page(send, 503, "unavailable", method, RETRY)
+        if found is None:
             return await self.page(send, 404, "unknown", method)
-        resolution = resolve(code, group, self.settings.templates)
-        query: bytes = scope["query_string"]
+        code, resolution = found
+        try:
+            await self.recorder.record(self._event(scope, code, resolution.outcome, resolution.properties))
+        except Exception as exc:  # neither Redis nor the journal took it: never answer an unrecorded scan
+            log.warning("cannot record a scan of %s: %r", code.id, exc)
+            return await self.page(send, 503, "unavailable", method, RETRY)
+        if resolution.location is None:
+            return await self.page(send, resolution.http_status, resolution.outcome, method)
+        location = resolution.location.render(scope["query_string"]).encode("ascii")
+        await self.respond(send, 302, [(b"location", location), (b"cache-control", b"private, no-store"),
+                                       (b"content-type", b"text/plain")], b"", method)
+        return "redirected"
+
+    def _event(self, scope: Scope, code: CodeRow, outcome: str, properties: dict[str, str]) -> bytes:
         scan_id = uuid_utils.uuid7()
         client = scope.get("client")
         ip = client[0] if client else ""
         user_agent = _header(scope, b"user-agent")
-        event = ScanEvent(
+        return ScanEvent(
             scan_id=str(scan_id), ts_ms=scan_id.timestamp, code_id=code.id, group_id=code.group_id,
-            org_id=code.org_id, livemode=code.livemode, outcome=resolution.outcome, method=method,
-            marker=_has_marker(query), ip_hash=self._hash(ip), visitor_hash=self._hash(f"{ip}\n{user_agent}"),
-            user_agent=user_agent[:512], referer=_header(scope, b"referer")[:1024],
-            accept_language=_header(scope, b"accept-language")[:256],
-            country=self._country(scope), properties=resolution.properties,
-        )
-        try:
-            await self.recorder.record(event.encode())
-        except UNAVAILABLE_EXCEPTIONS as exc:
-            log.warning("cannot record scan %s: %r", event.scan_id, exc)
-            return await self.page(send, 503, "unavailable", method, [(b"retry-after", b"2")])
-        if resolution.location is None:
-            return await self.page(send, resolution.http_status, resolution.outcome, method)
-        location = resolution.location.render(query).encode("ascii")
-        await self.respond(send, 302, [(b"location", location), (b"cache-control", b"private, no-store"),
-                                       (b"content-type", b"text/plain")], b"", method)
+            org_id=code.org_id, livemode=code.livemode, outcome=outcome, method=scope["method"],
+            marker=_has_marker(scope["query_string"]), ip_hash=self._hash(ip),
+            visitor_hash=self._hash(f"{ip}\n{user_agent}"), user_agent=user_agent[:512],
+            referer=_header(scope, b"referer")[:1024], accept_language=_header(scope, b"accept-language")[:256],
+            country=self._country(scope), properties=properties,
+        ).encode()
 
     def _hash(self, value: str) -> str:
         return hmac.new(self.secret, value.encode(), hashlib.sha256).hexdigest()[:32]
@@ -115,8 +141,9 @@ class EdgeApp:
         return value if len(value) == 2 and value.isalpha() else None
 
     async def page(self, send: Send, status: int, outcome: str, method: str,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
+                   extra: list[tuple[bytes, bytes]] | None = None) -> str:
         await self.respond(send, status, [*HTML, *(extra or [])], self.pages[outcome], method)
+        return outcome
 
     @staticmethod
     async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
@@ -142,25 +169,52 @@ class EdgeApp:
                 return
 
     async def startup(self) -> None:
+        self.journal.open()
         self.db = await create_pool(self.settings.stores.database_url, min_size=0, max_size=4)
-        self.redis = create_redis(self.settings.stores.redis_url, socket_timeout=2.0)
-        self.lookup = RowLookup(self.redis, self.db, self.keys)
-        self.recorder = ScanRecorder(self.redis, self.keys.scans)
+        url = self.settings.stores.redis_url
+        self.redis = create_redis(url, socket_timeout=2.0)
+        # XREAD BLOCK holds its connection; the socket timeout must outlast the block.
+        self.follower_redis = create_redis(url, socket_timeout=INVALIDATION_BLOCK_MS / 1000 + 2.0)
+        self.lookup = RowLookup(self.redis, self.db, self.keys, self.link, self.codes, self.groups,
+                                self.settings.templates)
+        self.recorder = ScanRecorder(self.redis, self.keys.scans, self.journal, self.link,
+                                     self.metrics.batch_size.observe)
+        follower = InvalidationFollower(self.follower_redis, self.keys.invalidations,
+                                        [self.codes, self.groups], self.link)
+        self.link.on_down(self._forget_freshness)
+        self.follower = asyncio.create_task(follower.run())
+        # Serve only once following the invalidations, or after a bounded wait if Redis is down
+        # (then lookups go to PostgreSQL and scans to the journal until it returns).
+        ready = asyncio.create_task(follower.ready.wait())
+        await asyncio.wait([ready, self.follower], timeout=START_WAIT, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        self.recorder.replay_soon()
+
+    def _forget_freshness(self) -> None:
+        self.codes.clear()
+        self.groups.clear()
 
     async def shutdown(self) -> None:
+        self.follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.follower
         await self.recorder.drain()
+        self.journal.close()
         await self.redis.aclose()
+        await self.follower_redis.aclose()
         await self.db.close()
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        try:
-            await self.redis.ping()
-        except UNAVAILABLE_EXCEPTIONS as exc:
-            return JSONResponse({"status": "unavailable", "redis": repr(exc)}, 503)
-        return JSONResponse({"status": "ready"})
+        body = {"redis": "up" if self.link.up else "down", "journal_depth": self.journal.depth}
+        if not self.link.up:
+            return JSONResponse({"status": "degraded", **body}, 503)
+        return JSONResponse({"status": "ready", **body})
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def app_from_env() -> EdgeApp:

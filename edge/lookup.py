@@ -1,41 +1,95 @@
-"""Finding a code's and its group's edge rows: Redis first, PostgreSQL on a miss (which repopulates Redis)."""
+"""Finding what a scan resolves to: local cache, then Redis, then PostgreSQL (which repopulates Redis)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+import redis.exceptions
 
+from edge.local_cache import LocalCache
+from edge.redis_link import RedisLink
 from shared.edge_rows import RowStore, load_code_by_slug, load_groups
 from shared.keys import RedisKeys
+from shared.resolve import Resolution, resolve
 from shared.rows import CodeRow, GroupRow
+from shared.settings import Templates
 
-log = logging.getLogger(__name__)
+REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
+
+
+class CachedCode:
+    """A code row and its resolution, memoised per group row (rows are immutable, so identity is version)."""
+
+    __slots__ = ("_group", "_resolution", "row")
+
+    def __init__(self, row: CodeRow) -> None:
+        self.row = row
+        self._group: GroupRow | None = None
+        self._resolution: Resolution | None = None
+
+    def resolution(self, group: GroupRow | None, templates: Templates) -> Resolution:
+        if self._resolution is None or group is not self._group:
+            self._resolution = resolve(self.row, group, templates)
+            self._group = group
+        return self._resolution
 
 
 class RowLookup:
-    def __init__(self, redis: aioredis.Redis, db: asyncpg.Pool[Any], keys: RedisKeys) -> None:
+    def __init__(self, redis: aioredis.Redis, db: asyncpg.Pool[Any], keys: RedisKeys, link: RedisLink,
+                 codes: LocalCache[CachedCode], groups: LocalCache[GroupRow], templates: Templates) -> None:
         self.redis = redis
         self.db = db
         self.keys = keys
+        self.link = link
+        self.codes = codes
+        self.groups = groups
+        self.templates = templates
         self.rows = RowStore(redis, keys)
 
-    async def code(self, domain: str, slug: str) -> CodeRow | None:
-        raw = await self.redis.get(self.keys.code(domain, slug))
-        if raw is not None:
-            return CodeRow.decode(raw)
-        row = await load_code_by_slug(self.db, domain, slug)
-        if row is not None:
-            await self.rows.store_code(domain, slug, row)
-        return row
+    async def find(self, domain: str, slug: str) -> tuple[CodeRow, Resolution] | None:
+        """The code and what a scan of it resolves to (without the visitor's query); None if unknown."""
+        code = await self.codes.get(self.keys.code(domain, slug), lambda: self._load_code(domain, slug))
+        if code is None:
+            return None
+        group_id = code.row.group_id
+        group = await self.groups.get(self.keys.group(group_id), lambda: self._load_group(group_id)) \
+            if group_id else None
+        return code.row, code.resolution(group, self.templates)
 
-    async def group(self, group_id: str) -> GroupRow | None:
-        raw = await self.redis.get(self.keys.group(group_id))
+    async def _load_code(self, domain: str, slug: str) -> CachedCode | None:
+        raw = await self._redis_get(self.keys.code(domain, slug))
+        if raw is not None:
+            return CachedCode(CodeRow.decode(raw))
+        row = await load_code_by_slug(self.db, domain, slug)
+        if row is None:
+            return None
+        if self.link.up:
+            try:
+                await self.rows.store_code(domain, slug, row)
+            except REDIS_FAILURES as exc:
+                self.link.mark_down(exc)
+        return CachedCode(row)
+
+    async def _load_group(self, group_id: str) -> GroupRow | None:
+        raw = await self._redis_get(self.keys.group(group_id))
         if raw is not None:
             return GroupRow.decode(raw)
         row = (await load_groups(self.db, [group_id])).get(group_id)
-        if row is not None:
-            await self.rows.store_group(row)
+        if row is not None and self.link.up:
+            try:
+                await self.rows.store_group(row)
+            except REDIS_FAILURES as exc:
+                self.link.mark_down(exc)
         return row
+
+    async def _redis_get(self, key: str) -> bytes | str | None:
+        if not self.link.up:
+            return None
+        try:
+            raw: bytes | str | None = await self.redis.get(key)
+        except REDIS_FAILURES as exc:
+            self.link.mark_down(exc)
+            return None
+        return raw

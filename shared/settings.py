@@ -203,6 +203,10 @@ class EdgeSettings(_FromEnv):
     scan_hash_secret: Secret
     templates: Templates = field(default_factory=Templates)
     trusted_country_header: str | None = None
+    cache_entries: int = 200_000  # code, group and negative rows kept per edge process
+    cache_ttl: float = 60.0  # seconds; the backstop behind the invalidation stream
+    negative_ttl: float = 2.0  # seconds an unknown slug stays cached as unknown
+    journal_dir: Path = Path(".scanroute") / "journal"
 
     @classmethod
     def read(cls, r: _Reader) -> EdgeSettings:
@@ -216,6 +220,10 @@ class EdgeSettings(_FromEnv):
             scan_hash_secret=r.secret("SCAN_HASH_SECRET"),
             templates=Templates.read(r),
             trusted_country_header=None if country == "-" else country.lower(),
+            cache_entries=r.integer("EDGE_CACHE_ENTRIES", 200_000, minimum=1),
+            cache_ttl=r.number("EDGE_CACHE_TTL", 60.0, minimum=0.1),
+            negative_ttl=r.number("EDGE_NEGATIVE_TTL", 2.0, minimum=0.0),
+            journal_dir=Path(r.text("EDGE_JOURNAL_DIR", str(Path(".scanroute") / "journal"))),
         )
 
 
