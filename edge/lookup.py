@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -17,6 +19,17 @@ from shared.rows import CodeRow, GroupRow
 from shared.settings import Templates
 
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
+Row = TypeVar("Row")
+log = logging.getLogger(__name__)
+
+
+def _decoded(decode: Callable[[bytes | str], Row], raw: bytes | str) -> Row | None:
+    """A row Redis holds in a shape we cannot read counts as a miss: PostgreSQL is the truth."""
+    try:
+        return decode(raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("unreadable cached row, reading PostgreSQL instead: %r", exc)
+        return None
 
 
 class CachedCode:
@@ -60,8 +73,8 @@ class RowLookup:
 
     async def _load_code(self, domain: str, slug: str) -> CachedCode | None:
         raw = await self._redis_get(self.keys.code(domain, slug))
-        if raw is not None:
-            return CachedCode(CodeRow.decode(raw))
+        if raw is not None and (cached := _decoded(CodeRow.decode, raw)):
+            return CachedCode(cached)
         row = await load_code_by_slug(self.db, domain, slug)
         if row is None:
             return None
@@ -74,8 +87,8 @@ class RowLookup:
 
     async def _load_group(self, group_id: str) -> GroupRow | None:
         raw = await self._redis_get(self.keys.group(group_id))
-        if raw is not None:
-            return GroupRow.decode(raw)
+        if raw is not None and (cached_group := _decoded(GroupRow.decode, raw)):
+            return cached_group
         row = (await load_groups(self.db, [group_id])).get(group_id)
         if row is not None and self.link.up:
             try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
@@ -21,6 +23,22 @@ from shared.keys import SCAN_FIELD
 log = logging.getLogger(__name__)
 
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
+CLOCK_SLACK_MS = 5_000  # the stream's ids come from Redis's clock, `sent_at` from ours
+SEARCH_PAGES = 200  # × 1000 entries: past that, replay anyway (ingest deduplicates on scan_id)
+
+
+async def _already_in_stream(redis: aioredis.Redis, stream: str, events: set[bytes], since: float) -> set[bytes]:
+    """Which of `events` the stream already holds, looking at the entries added since `since`."""
+    found: set[bytes] = set()
+    start = f"{int(since * 1000) - CLOCK_SLACK_MS}-0"
+    for _ in range(SEARCH_PAGES):
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(  # type: ignore[assignment]
+            stream, min=start, max="+", count=1000)
+        found.update(fields[SCAN_FIELD] for _, fields in entries if fields[SCAN_FIELD] in events)
+        if len(entries) < 1000 or len(found) == len(events):
+            break
+        start = "(" + entries[-1][0].decode()
+    return found
 
 
 class ScanRecorder:
@@ -36,6 +54,9 @@ class ScanRecorder:
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
+        self._unacknowledged: set[bytes] = set()  # journaled after a failed XADD batch
+        self._unacknowledged_since = math.inf  # when the first of those batches was sent (unix seconds)
+        self._delivered: set[bytes] = set()  # of those, the ones found in the stream: not replayed
         link.on_up(self.replay_soon)
 
     async def record(self, event: bytes) -> None:
@@ -66,10 +87,14 @@ class ScanRecorder:
 
     async def _store(self, events: list[bytes]) -> None:
         if self.link.up and not self.journal.depth:
+            sent_at = time.time()
             try:
                 return await self._xadd(events)
             except REDIS_FAILURES as exc:
                 self.link.mark_down(exc)
+                # The batch may have reached the stream with only the reply lost: check before replaying.
+                self._unacknowledged.update(events)
+                self._unacknowledged_since = min(self._unacknowledged_since, sent_at)
         await self.journal.append(events)
         self.replay_soon()
 
@@ -85,20 +110,29 @@ class ScanRecorder:
 
     async def _replay(self) -> None:
         try:
-            await self.journal.replay(self._xadd)
+            if self._unacknowledged:
+                self._delivered |= await _already_in_stream(self.redis, self.stream, self._unacknowledged,
+                                                            self._unacknowledged_since)
+                self._unacknowledged, self._unacknowledged_since = set(), math.inf
+            await self.journal.replay(self._xadd_undelivered)
+            self._delivered = set()
             log.warning("journal replayed into the scan stream")
         except REDIS_FAILURES as exc:
             self.link.mark_down(exc)
         finally:
             self._replayer = None
 
+    async def _xadd_undelivered(self, events: list[bytes]) -> None:
+        await self._xadd([event for event in events if event not in self._delivered])
+
     async def drain(self, timeout: float = 5.0) -> None:
         """Graceful shutdown: finish the batch in flight; an unfinished replay stays in the journal."""
         flusher = self._flusher
         if flusher is not None:
             await asyncio.wait([flusher], timeout=timeout)
-        if self._replayer is not None:
-            await asyncio.wait([self._replayer], timeout=timeout)
-            self._replayer.cancel()
+        replayer = self._replayer
+        if replayer is not None:
+            await asyncio.wait([replayer], timeout=timeout)
+            replayer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._replayer
+                await replayer
