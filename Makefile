@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint system-deps venv clean
+.PHONY: run test lint system-deps venv clean bench-edge
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -38,6 +38,11 @@ test: system-deps venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# Edge throughput/latency as ratios to a bare uvicorn 302 (BENCHMARKS.md). The script runs on CPU 1 so the
+# private PostgreSQL and Redis it starts share that CPU with wrk; the server under test gets CPU 0.
+bench-edge: system-deps venv
+	flock /tmp/scanroute-bench.lock taskset -c 1 $(PY) -m loadtests.bench_edge $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .scanroute .mypy_cache .ruff_cache .pytest_cache

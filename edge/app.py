@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -68,7 +67,7 @@ class EdgeApp:
         self.settings = settings
         self.keys = RedisKeys(settings.stores.redis_namespace)
         self.pages = load_pages()
-        self.secret = settings.scan_hash_secret.encode()
+        self.hash_key = hashlib.sha256(settings.scan_hash_secret.encode()).digest()  # BLAKE2b takes ≤ 64 bytes
         self.link = RedisLink()
         self.codes: LocalCache[CachedCode] = LocalCache(settings.cache_entries, settings.cache_ttl,
                                                         settings.negative_ttl)
@@ -133,7 +132,8 @@ class EdgeApp:
         ).encode()
 
     def _hash(self, value: str) -> str:
-        return hmac.new(self.secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+        # Keyed BLAKE2b is a MAC in one call, and cheaper per scan than HMAC-SHA256.
+        return hashlib.blake2b(value.encode(), key=self.hash_key, digest_size=16).hexdigest()
 
     def _country(self, scope: Scope) -> str | None:
         name = self.settings.trusted_country_header

@@ -3,32 +3,31 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from edge.code_reads import CodeReads
 from edge.local_cache import LocalCache
 from edge.redis_link import RedisLink
-from shared.edge_rows import RowStore, load_code_by_slug, load_groups
+from shared.edge_rows import RowStore, load_groups
 from shared.keys import RedisKeys
 from shared.resolve import Resolution, resolve
 from shared.rows import CodeRow, GroupRow
 from shared.settings import Templates
 
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
-Row = TypeVar("Row")
 log = logging.getLogger(__name__)
 
 
-def _decoded(decode: Callable[[bytes | str], Row], raw: bytes | str) -> Row | None:
+def _decoded(raw: bytes | str) -> GroupRow | None:
     """A row Redis holds in a shape we cannot read counts as a miss: PostgreSQL is the truth."""
     try:
-        return decode(raw)
+        return GroupRow.decode(raw)
     except (ValueError, KeyError, TypeError) as exc:
-        log.warning("unreadable cached row, reading PostgreSQL instead: %r", exc)
+        log.warning("unreadable cached group row, reading PostgreSQL instead: %r", exc)
         return None
 
 
@@ -60,6 +59,7 @@ class RowLookup:
         self.groups = groups
         self.templates = templates
         self.rows = RowStore(redis, keys)
+        self.code_reads = CodeReads(redis, db, keys, link)
 
     async def find(self, domain: str, slug: str) -> tuple[CodeRow, Resolution] | None:
         """The code and what a scan of it resolves to (without the visitor's query); None if unknown."""
@@ -72,23 +72,13 @@ class RowLookup:
         return code.row, code.resolution(group, self.templates)
 
     async def _load_code(self, domain: str, slug: str) -> CachedCode | None:
-        raw = await self._redis_get(self.keys.code(domain, slug))
-        if raw is not None and (cached := _decoded(CodeRow.decode, raw)):
-            return CachedCode(cached)
-        row = await load_code_by_slug(self.db, domain, slug)
-        if row is None:
-            return None
-        if self.link.up:
-            try:
-                await self.rows.store_code(domain, slug, row)
-            except REDIS_FAILURES as exc:
-                self.link.mark_down(exc)
-        return CachedCode(row)
+        row = await self.code_reads.read(domain, slug)
+        return CachedCode(row) if row is not None else None
 
     async def _load_group(self, group_id: str) -> GroupRow | None:
         raw = await self._redis_get(self.keys.group(group_id))
-        if raw is not None and (cached_group := _decoded(GroupRow.decode, raw)):
-            return cached_group
+        if raw is not None and (cached := _decoded(raw)):
+            return cached
         row = (await load_groups(self.db, [group_id])).get(group_id)
         if row is not None and self.link.up:
             try:

