@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -32,6 +33,7 @@ from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.params import SCAN_MARKER
 from shared.redis_client import create_redis
+from shared.resolve import Resolution
 from shared.rows import CodeRow, GroupRow
 from shared.scan_event import ScanEvent
 from shared.settings import EdgeSettings
@@ -51,15 +53,11 @@ RETRY = [(b"retry-after", b"2")]
 START_WAIT = 5.0  # seconds to wait for Redis at start-up before serving without it
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return dict(scope["headers"])  # a repeated header keeps its last value
 
 
-def _has_marker(query: bytes) -> bool:
-    return any(part.split(b"=", 1)[0] == SCAN_MARKER.encode() for part in query.split(b"&"))
+_MARKER = re.compile(rb"(?:^|&)" + SCAN_MARKER.encode() + rb"(?:[=&]|$)")
 
 
 class EdgeApp:
@@ -96,7 +94,8 @@ class EdgeApp:
             return "not_allowed"
         if not slug or "/" in slug:
             return await self.page(send, 404, "unknown", method)
-        domain = _header(scope, b"host").lower().rstrip(".")
+        headers = _headers(scope)
+        domain = headers.get(b"host", b"").decode("latin-1").lower().rstrip(".")
         try:
             found = await self.lookup.find(domain, slug)
         except UNAVAILABLE_EXCEPTIONS as exc:
@@ -106,7 +105,7 @@ class EdgeApp:
             return await self.page(send, 404, "unknown", method)
         code, resolution = found
         try:
-            await self.recorder.record(self._event(scope, code, resolution.outcome, resolution.properties))
+            await self.recorder.record(self._event(scope, headers, code, resolution))
         except Exception as exc:  # neither Redis nor the journal took it: never answer an unrecorded scan
             log.warning("cannot record a scan of %s: %r", code.id, exc)
             return await self.page(send, 503, "unavailable", method, RETRY)
@@ -117,27 +116,28 @@ class EdgeApp:
                                        (b"content-type", b"text/plain")], b"", method)
         return "redirected"
 
-    def _event(self, scope: Scope, code: CodeRow, outcome: str, properties: dict[str, str]) -> bytes:
+    def _event(self, scope: Scope, headers: dict[bytes, bytes], code: CodeRow, resolution: Resolution) -> bytes:
         scan_id = uuid_utils.uuid7()
         client = scope.get("client")
         ip = client[0] if client else ""
-        user_agent = _header(scope, b"user-agent")
+        user_agent = headers.get(b"user-agent", b"").decode("latin-1")
         return ScanEvent(
             scan_id=str(scan_id), ts_ms=scan_id.timestamp, code_id=code.id, group_id=code.group_id,
-            org_id=code.org_id, livemode=code.livemode, outcome=outcome, method=scope["method"],
-            marker=_has_marker(scope["query_string"]), ip_hash=self._hash(ip),
+            org_id=code.org_id, livemode=code.livemode, outcome=resolution.outcome, method=scope["method"],
+            marker=_MARKER.search(scope["query_string"]) is not None, ip_hash=self._hash(ip),
             visitor_hash=self._hash(f"{ip}\n{user_agent}"), user_agent=user_agent[:512],
-            referer=_header(scope, b"referer")[:1024], accept_language=_header(scope, b"accept-language")[:256],
-            country=self._country(scope), properties=properties,
+            referer=headers.get(b"referer", b"")[:1024].decode("latin-1"),
+            accept_language=headers.get(b"accept-language", b"")[:256].decode("latin-1"),
+            country=self._country(headers), properties=resolution.properties,
         ).encode()
 
     def _hash(self, value: str) -> str:
         # Keyed BLAKE2b is a MAC in one call, and cheaper per scan than HMAC-SHA256.
         return hashlib.blake2b(value.encode(), key=self.hash_key, digest_size=16).hexdigest()
 
-    def _country(self, scope: Scope) -> str | None:
+    def _country(self, headers: dict[bytes, bytes]) -> str | None:
         name = self.settings.trusted_country_header
-        value = _header(scope, name.encode()).strip().upper() if name else ""
+        value = headers.get(name.encode(), b"").decode("latin-1").strip().upper() if name else ""
         return value if len(value) == 2 and value.isalpha() else None
 
     async def page(self, send: Send, status: int, outcome: str, method: str,

@@ -1,17 +1,18 @@
 """`/metrics` in Prometheus text format, per edge process (each worker has its own registry and cache).
 
-Counters that the hot path already keeps as plain integers (cache hits and misses) and states (journal
-depth, Redis link) are read at scrape time by a collector, so requests pay only for the request counter
-and the latency histogram.
+The hot path only bumps plain integers (a counter per outcome, latency buckets, batch-size buckets, cache
+hits and misses); a collector turns them into Prometheus metrics at scrape time. prometheus-client's own
+Counter and Histogram take a lock per update, which cost a tenth of a scan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import bisect
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from edge.journal import ScanJournal
@@ -21,16 +22,55 @@ from edge.redis_link import RedisLink
 OUTCOMES = ("redirected", "inactive", "archived", "unconfigured", "deleted", "unknown", "unavailable",
             "not_allowed")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 
 
-class _StateCollector(Collector):
+class Buckets:
+    """A histogram as plain numbers: one list index and two additions per observation."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        cumulative, running = [], 0
+        for bound, count in zip([*map(str, self.bounds), "+Inf"], self.counts, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=self.total)
+
+
+class EdgeMetrics(Collector):
     def __init__(self, caches: dict[str, LocalCache[Any]], journal: ScanJournal, link: RedisLink) -> None:
         self.caches = caches
         self.journal = journal
         self.link = link
+        self.by_outcome = dict.fromkeys(OUTCOMES, 0)
+        self.latency = Buckets(LATENCY_BUCKETS)
+        self.batch_size = Buckets(BATCH_BUCKETS)
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+
+    def answered(self, outcome: str, seconds: float) -> None:
+        self.by_outcome[outcome] += 1
+        self.latency.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
 
     def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("scanroute_edge_requests", "Scan requests answered, by outcome",
+                                       labels=["outcome"])
+        for outcome, count in self.by_outcome.items():
+            requests.add_metric([outcome], count)
+        yield requests
+        yield self.latency.family("scanroute_edge_request_seconds", "Scan request latency inside the edge")
+        yield self.batch_size.family("scanroute_edge_record_batch_size", "Scans per group-committed batch")
         hits = CounterMetricFamily("scanroute_edge_cache_hits", "Local cache hits", labels=["kind"])
         misses = CounterMetricFamily("scanroute_edge_cache_misses", "Local cache misses", labels=["kind"])
         size = GaugeMetricFamily("scanroute_edge_cache_entries", "Local cache entries", labels=["kind"])
@@ -43,23 +83,3 @@ class _StateCollector(Collector):
                                 value=self.journal.depth)
         yield GaugeMetricFamily("scanroute_edge_redis_up", "1 while this process trusts Redis",
                                 value=int(self.link.up))
-
-
-class EdgeMetrics:
-    def __init__(self, caches: dict[str, LocalCache[Any]], journal: ScanJournal, link: RedisLink) -> None:
-        self.registry = CollectorRegistry()
-        requests = Counter("scanroute_edge_requests", "Scan requests answered, by outcome", ["outcome"],
-                           registry=self.registry)
-        self.latency = Histogram("scanroute_edge_request_seconds", "Scan request latency inside the edge",
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.batch_size = Histogram("scanroute_edge_record_batch_size", "Scans per group-committed batch",
-                                    buckets=BATCH_BUCKETS, registry=self.registry)
-        self.by_outcome = {outcome: requests.labels(outcome) for outcome in OUTCOMES}
-        self.registry.register(_StateCollector(caches, journal, link))
-
-    def answered(self, outcome: str, seconds: float) -> None:
-        self.by_outcome[outcome].inc()
-        self.latency.observe(seconds)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

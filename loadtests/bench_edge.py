@@ -8,18 +8,22 @@ figure, so only the ratios measured in the same run mean much.
   (b) nginx `return 302`, if nginx is installed
   (c) the edge on 100 hot codes: group + code params + visitor query merged, every scan acknowledged by Redis
   (d) the edge over 1,000,000 codes with Zipf-distributed slugs, rows read through from PostgreSQL
+
+All servers run side by side (an idle one costs nothing) and every round measures each scenario in turn.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import os
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -50,8 +55,8 @@ class Result:
     p99_ms: float
     bad: int  # answers other than 2xx/3xx, and socket errors
 
-    def line(self, reference: Result | None) -> str:
-        ratio = f"{self.rps / reference.rps:6.2f}" if reference else "     -"
+    def line(self, ratio_to_reference: float | None) -> str:
+        ratio = f"{ratio_to_reference:6.2f}" if ratio_to_reference is not None else "     -"
         return (f"{self.name:<44} {self.rps:>10,.0f} {self.p50_ms:>8.2f} {self.p99_ms:>8.2f} {ratio}"
                 f"{'  (' + str(self.bad) + ' bad answers)' if self.bad else ''}")
 
@@ -153,7 +158,8 @@ async def seed(database_url: str, codes: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per scenario")
+    parser.add_argument("--seconds", type=int, default=8, help="measured seconds per scenario and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all scenarios, interleaved")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--codes", type=int, default=1_000_000)
     args = parser.parse_args()
@@ -162,20 +168,7 @@ def main() -> int:
         print("wrk is missing: install it (Debian/Ubuntu: apt-get install wrk), or run this as root")
         return 1
     nginx_binary = find_or_install("nginx")
-    python = sys.executable
-    results: dict[str, Result] = {}
     measure = functools.partial(run_wrk, wrk, seconds=args.seconds, connections=args.connections)
-
-    port = free_port()
-    with serving([python, "-m", "uvicorn", "loadtests.bare_redirect:app", "--port", str(port), *UVICORN_FLAGS],
-                 port) as url:
-        measure(name="warm-up", url=url)
-        results["a"] = measure(name="(a) bare uvicorn ASGI, fixed 302", url=url)
-    if nginx_binary:
-        port = free_port()
-        with nginx(nginx_binary, port) as url:
-            results["b"] = measure(name="(b) nginx return 302", url=url)
-
     root = temporary_root("scanroute-bench-")
     services = EmbeddedServices(root, persistent=False)
     services.start()
@@ -184,31 +177,61 @@ def main() -> int:
         started = time.monotonic()
         asyncio.run(seed(services.database_url, args.codes))
         print(f"seeded in {time.monotonic() - started:.1f} s", flush=True)
-        port = free_port()
-        env = {"DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url, "REDIS_NAMESPACE": "bench",
-               "EDGE_BIND": f"127.0.0.1:{port}", "DEFAULT_DOMAIN": HOST, "SCAN_HASH_SECRET": "bench-secret-0123456789",
-               "EDGE_JOURNAL_DIR": str(root / "journal")}
-        with serving([python, "-m", "control_plane.cli", "edge"], port, env) as url:
-            hot = str(HERE / "hot.lua")
-            measure(name="warm-up", url=url, script=hot)
-            results["c"] = measure(name="(c) edge, 100 hot codes, full resolution", url=url, script=hot)
-            zipf, zipf_env = str(HERE / "zipf.lua"), {"ZIPF_N": str(args.codes)}
-            measure(name="warm-up", url=url, script=zipf, env=zipf_env)
-            results["d"] = measure(name=f"(d) edge, {args.codes:,} codes, Zipf 0.99", url=url, script=zipf,
-                                   env=zipf_env)
+        rounds = run_rounds(measure, services, root, args, nginx_binary)
     finally:
         services.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-    print(f"\nserver on CPU {SERVER_CPU}, wrk/PostgreSQL/Redis on CPU {LOAD_CPU}, {args.connections} connections, "
-          f"{args.seconds} s each; {os.cpu_count()} CPUs, {os.uname().machine}, Python {sys.version.split()[0]}")
-    print(f"{'scenario':<44} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
-    for key, result in results.items():
-        print(result.line(results["a"] if key != "a" else None))
-    c, d = results["c"].rps / results["a"].rps, results["d"].rps / results["a"].rps
-    print(f"\n(c)/(a) = {c:.2f} (target ≥ 0.5)   (d)/(a) = {d:.2f} (target ≥ 0.4)   "
-          f"edge p99 = {results['c'].p99_ms:.2f} / {results['d'].p99_ms:.2f} ms (target < 10 ms)")
+    report(rounds, args)
     return 0
+
+
+def run_rounds(measure: Any, services: EmbeddedServices, root: Path, args: argparse.Namespace,
+               nginx_binary: str | None) -> dict[str, list[Result]]:
+    """Every scenario once per round, so that a burst of load from elsewhere hits all of them alike."""
+    bare_port, edge_port, nginx_port = free_port(), free_port(), free_port()
+    env = {"DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url, "REDIS_NAMESPACE": "bench",
+           "EDGE_BIND": f"127.0.0.1:{edge_port}", "DEFAULT_DOMAIN": HOST, "SCAN_HASH_SECRET": "bench-secret-0123456789",
+           "EDGE_JOURNAL_DIR": str(root / "journal")}
+    hot, zipf, zipf_env = str(HERE / "hot.lua"), str(HERE / "zipf.lua"), {"ZIPF_N": str(args.codes)}
+    python = sys.executable
+    with contextlib.ExitStack() as stack:
+        bare = stack.enter_context(serving([python, "-m", "uvicorn", "loadtests.bare_redirect:app", "--port",
+                                            str(bare_port), *UVICORN_FLAGS], bare_port))
+        edge = stack.enter_context(serving([python, "-m", "control_plane.cli", "edge"], edge_port, env))
+        scenarios: dict[str, dict[str, Any]] = {
+            "a": {"name": "(a) bare uvicorn ASGI, fixed 302", "url": bare},
+            "c": {"name": "(c) edge, 100 hot codes, full resolution", "url": edge, "script": hot},
+            "d": {"name": f"(d) edge, {args.codes:,} codes, Zipf 0.99", "url": edge, "script": zipf,
+                  "env": zipf_env},
+        }
+        if nginx_binary:
+            scenarios["b"] = {"name": "(b) nginx return 302", "url": stack.enter_context(nginx(nginx_binary,
+                                                                                                nginx_port))}
+        for scenario in scenarios.values():
+            measure(**{**scenario, "name": "warm-up"})
+        rounds: dict[str, list[Result]] = {key: [] for key in sorted(scenarios)}
+        for number in range(args.rounds):
+            print(f"round {number + 1}/{args.rounds}", flush=True)
+            for key in rounds:
+                rounds[key].append(measure(**scenarios[key]))
+    return rounds
+
+
+def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
+    print(f"\nserver on CPU {SERVER_CPU}, wrk/PostgreSQL/Redis on CPU {LOAD_CPU}, {args.connections} connections, "
+          f"{args.rounds} rounds of {args.seconds} s; {os.cpu_count()} CPUs, {os.uname().machine}, "
+          f"Python {sys.version.split()[0]}; median of the rounds (ratios: median of per-round ratios)")
+    print(f"{'scenario':<44} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
+    ratios = {key: statistics.median(r.rps / a.rps for r, a in zip(results, rounds["a"], strict=True))
+              for key, results in rounds.items()}
+    for key, results in rounds.items():
+        median = Result(results[0].name, statistics.median(r.rps for r in results),
+                        statistics.median(r.p50_ms for r in results), statistics.median(r.p99_ms for r in results),
+                        sum(r.bad for r in results))
+        print(median.line(ratios[key] if key != "a" else None))
+    print(f"\n(c)/(a) = {ratios['c']:.2f} (target ≥ 0.5)   (d)/(a) = {ratios['d']:.2f} (target ≥ 0.4)   "
+          f"edge p99 = {statistics.median(r.p99_ms for r in rounds['c']):.2f} / "
+          f"{statistics.median(r.p99_ms for r in rounds['d']):.2f} ms (target < 10 ms)")
 
 
 if __name__ == "__main__":
