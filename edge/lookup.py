@@ -31,6 +31,26 @@ def _decoded(raw: bytes | str) -> GroupRow | None:
         return None
 
 
+class Resolutions:
+    """Resolutions shared by codes that differ only in identity: a print run's codes usually inherit the
+    group's destination and params, so thousands of codes share one precomputed Location template."""
+
+    def __init__(self, templates: Templates, max_entries: int = 10_000) -> None:
+        self.templates = templates
+        self.max_entries = max_entries
+        self._memo: dict[tuple[object, ...], Resolution] = {}
+
+    def of(self, code: CodeRow, group: GroupRow | None) -> Resolution:
+        key = (code.group_id, group.version if group else None, code.status, code.destination, code.url_params,
+               code.properties, code.deleted)
+        resolution = self._memo.get(key)
+        if resolution is None:
+            if len(self._memo) >= self.max_entries:
+                self._memo.clear()
+            resolution = self._memo[key] = resolve(code, group, self.templates)
+        return resolution
+
+
 class CachedCode:
     """A code row and its resolution, memoised per group row (rows are immutable, so identity is version)."""
 
@@ -41,9 +61,9 @@ class CachedCode:
         self._group: GroupRow | None = None
         self._resolution: Resolution | None = None
 
-    def resolution(self, group: GroupRow | None, templates: Templates) -> Resolution:
+    def resolution(self, group: GroupRow | None, resolutions: Resolutions) -> Resolution:
         if self._resolution is None or group is not self._group:
-            self._resolution = resolve(self.row, group, templates)
+            self._resolution = resolutions.of(self.row, group)
             self._group = group
         return self._resolution
 
@@ -57,7 +77,7 @@ class RowLookup:
         self.link = link
         self.codes = codes
         self.groups = groups
-        self.templates = templates
+        self.resolutions = Resolutions(templates)
         self.rows = RowStore(redis, keys)
         self.code_reads = CodeReads(redis, db, keys, link)
 
@@ -69,7 +89,7 @@ class RowLookup:
         group_id = code.row.group_id
         group = await self.groups.get(self.keys.group(group_id), lambda: self._load_group(group_id)) \
             if group_id else None
-        return code.row, code.resolution(group, self.templates)
+        return code.row, code.resolution(group, self.resolutions)
 
     async def _load_code(self, domain: str, slug: str) -> CachedCode | None:
         row = await self.code_reads.read(domain, slug)
