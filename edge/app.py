@@ -98,16 +98,14 @@ class EdgeApp:
         domain = headers.get(b"host", b"").decode("latin-1").lower().rstrip(".")
         try:
             found = await self.lookup.find(domain, slug)
-        except UNAVAILABLE_EXCEPTIONS as exc:
-            log.warning("cannot resolve %s/%s: %r", domain, slug, exc)
+        except UNAVAILABLE_EXCEPTIONS:  # counted as "unavailable" in /metrics; no log line per request
             return await self.page(send, 503, "unavailable", method, RETRY)
         if found is None:
             return await self.page(send, 404, "unknown", method)
         code, resolution = found
         try:
             await self.recorder.record(self._event(scope, headers, code, resolution))
-        except Exception as exc:  # neither Redis nor the journal took it: never answer an unrecorded scan
-            log.warning("cannot record a scan of %s: %r", code.id, exc)
+        except Exception:  # neither Redis nor the journal took it (logged per batch): never answer unrecorded
             return await self.page(send, 503, "unavailable", method, RETRY)
         if resolution.location is None:
             return await self.page(send, resolution.http_status, resolution.outcome, method)
