@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -37,17 +38,25 @@ async def test_a_slug_created_after_a_404_resolves_50ms_later(
 
 async def test_repeated_scans_are_served_from_the_local_cache(
         api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
-        redis_namespace: str) -> None:
+        redis_namespace: str, db: asyncpg.Connection[Any]) -> None:
     key = await make_key()
     code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/c"})
     await asyncio.sleep(FRESHNESS)  # let the creation's own invalidation pass first
     await edge.get(f"/{code['slug']}")
-    # Redis now holds something else without telling anyone: only a cached row explains the old answer.
-    await redis.set(RedisKeys(redis_namespace).code("qr.test", code["slug"]), b"not json")
+    # Redis now holds another row without telling anyone: only a cached row explains the old answer.
+    await store_newer_row(redis, RedisKeys(redis_namespace), db, code["slug"], "https://example.com/other")
     assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/c"
     metrics = (await edge.get("/metrics")).text
-    assert 'scanroute_edge_cache_hits_total{kind="code"}' in metrics
+    assert 'scanroute_edge_cache_hits_total{kind="code"} 1.0' in metrics
     assert 'scanroute_edge_requests_total{outcome="redirected"} 2.0' in metrics
+
+
+async def store_newer_row(redis: aioredis.Redis, keys: RedisKeys, db: asyncpg.Connection[Any], slug: str,
+                          url: str) -> None:
+    row = await load_code_by_slug(db, "qr.test", slug)
+    assert row is not None
+    newer = dataclasses.replace(row, version=row.version + 1, destination=Destination("url", url))
+    await RowStore(redis, keys).store_code("qr.test", slug, newer)
 
 
 async def test_a_lost_invalidation_stream_clears_the_local_cache(
@@ -58,11 +67,7 @@ async def test_a_lost_invalidation_stream_clears_the_local_cache(
     await asyncio.sleep(FRESHNESS)
     assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/old"
     keys = RedisKeys(redis_namespace)
-    row = await load_code_by_slug(db, "qr.test", code["slug"])
-    assert row is not None
-    newer = type(row)(**{**{f: getattr(row, f) for f in row.__slots__}, "version": row.version + 1,
-                         "destination": Destination("url", "https://example.com/new")})
-    await RowStore(redis, keys).store_code("qr.test", code["slug"], newer)  # changed without invalidation…
+    await store_newer_row(redis, keys, db, code["slug"], "https://example.com/new")  # changed silently…
     await redis.delete(keys.invalidations)  # …and the stream that would have said so is gone
     await wait_for_location(edge, code["slug"], "https://example.com/new")
 
