@@ -53,6 +53,10 @@ class InvalidationFollower:
             except FAILURES as exc:
                 self.link.mark_down(exc)
                 await asyncio.sleep(PROBE_INTERVAL)
+            except Exception:  # a bug must not stop the following for good: start over, forget freshness
+                log.exception("invalidation follower failed; clearing the local cache")
+                self._clear()
+                await asyncio.sleep(PROBE_INTERVAL)
 
     async def _connect(self) -> None:
         info = await self._info()
@@ -79,7 +83,7 @@ class InvalidationFollower:
             raise read
         for _, entries in read or []:
             for entry_id, fields in entries:
-                key = fields[INVALIDATION_FIELD].decode()
+                key = fields.get(INVALIDATION_FIELD, b"").decode()
                 for cache in self.caches:
                     cache.drop(key)
                 self.last_id = entry_id.decode()
