@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
-import hmac
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import asyncpg
 import redis.exceptions
 import uuid_utils
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge.lookup import RowLookup
+from edge.invalidations import BLOCK_MS as INVALIDATION_BLOCK_MS
+from edge.invalidations import InvalidationFollower
+from edge.journal import ScanJournal
+from edge.local_cache import LocalCache
+from edge.lookup import CachedCode, RowLookup
+from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
 from edge.recorder import ScanRecorder
+from edge.redis_link import RedisLink
 from shared.database import create_pool
 from shared.geo import CountryLookup
 from shared.keys import RedisKeys
 from shared.params import SCAN_MARKER
 from shared.redis_client import create_redis
-from shared.resolve import resolve
+from shared.resolve import Resolution
+from shared.rows import CodeRow, GroupRow
 from shared.scan_event import ScanEvent
 from shared.settings import EdgeSettings
 
@@ -36,18 +48,17 @@ Send = Callable[[Message], Awaitable[None]]
 
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 HTML = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
-UNAVAILABLE_EXCEPTIONS = (OSError, redis.exceptions.RedisError, TimeoutError)
+UNAVAILABLE_EXCEPTIONS = (OSError, redis.exceptions.RedisError, TimeoutError, asyncpg.PostgresError,
+                          asyncpg.InterfaceError)
+RETRY = [(b"retry-after", b"2")]
+START_WAIT = 5.0  # seconds to wait for Redis at start-up before serving without it
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return dict(scope["headers"])  # a repeated header keeps its last value
 
 
-def _has_marker(query: bytes) -> bool:
-    return any(part.split(b"=", 1)[0] == SCAN_MARKER.encode() for part in query.split(b"&"))
+_MARKER = re.compile(rb"(?:^|&)" + SCAN_MARKER.encode() + rb"(?:[=&]|$)")
 
 
 class EdgeApp:
@@ -55,8 +66,16 @@ class EdgeApp:
         self.settings = settings
         self.keys = RedisKeys(settings.stores.redis_namespace)
         self.pages = load_pages()
-        self.secret = settings.scan_hash_secret.encode()
-        self.ops = Starlette(routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz)])
+        self.hash_key = hashlib.sha256(settings.scan_hash_secret.encode()).digest()  # BLAKE2b takes ≤ 64 bytes
+        self.link = RedisLink()
+        self.codes: LocalCache[CachedCode] = LocalCache(settings.cache_entries, settings.cache_ttl,
+                                                        settings.negative_ttl)
+        self.groups: LocalCache[GroupRow] = LocalCache(settings.cache_entries, settings.cache_ttl,
+                                                       settings.negative_ttl)
+        self.journal = ScanJournal(settings.journal_dir)
+        self.metrics = EdgeMetrics({"code": self.codes, "group": self.groups}, self.journal, self.link)
+        self.ops = Starlette(routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
+                                     Route("/metrics", self.prometheus)])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -64,62 +83,69 @@ class EdgeApp:
         elif scope["path"] in OPS_PATHS:
             await self.ops(scope, receive, send)
         else:
-            await self.scan(scope, send)
+            started = time.perf_counter()
+            outcome = await self.scan(scope, send)
+            self.metrics.answered(outcome, time.perf_counter() - started)
 
-    async def scan(self, scope: Scope, send: Send) -> None:
+    async def scan(self, scope: Scope, send: Send) -> str:
         method = scope["method"]
         slug = scope["path"][1:].removesuffix("/")
         if method not in ("GET", "HEAD"):
-            return await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
+            await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
+            return "not_allowed"
         if not slug or "/" in slug:
             return await self.page(send, 404, "unknown", method)
-        domain = _header(scope, b"host").lower().rstrip(".")
+        headers = _headers(scope)
+        domain = headers.get(b"host", b"").decode("latin-1").lower().rstrip(".")
         try:
-            code = await self.lookup.code(domain, slug)
-            group = await self.lookup.group(code.group_id) if code and code.group_id else None
-        except UNAVAILABLE_EXCEPTIONS as exc:
-            log.warning("cannot resolve %s/%s: %r", domain, slug, exc)
-            return await self.page(send, 503, "unavailable", method, [(b"retry-after", b"2")])
-        if code is None:
+            found = await self.lookup.find(domain, slug)
+        except UNAVAILABLE_EXCEPTIONS:  # counted as "unavailable" in /metrics; no log line per request
+            return await self.page(send, 503, "unavailable", method, RETRY)
+        if found is None:
             return await self.page(send, 404, "unknown", method)
-        resolution = resolve(code, group, self.settings.templates)
-        query: bytes = scope["query_string"]
+        code, resolution = found
+        try:
+            await self.recorder.record(self._event(scope, headers, code, resolution))
+        except Exception:  # neither Redis nor the journal took it (logged per batch): never answer unrecorded
+            return await self.page(send, 503, "unavailable", method, RETRY)
+        if resolution.location is None:
+            return await self.page(send, resolution.http_status, resolution.outcome, method)
+        location = resolution.location.render(scope["query_string"]).encode("ascii")
+        await self.respond(send, 302, [(b"location", location), (b"cache-control", b"private, no-store"),
+                                       (b"content-type", b"text/plain")], b"", method)
+        return "redirected"
+
+    def _event(self, scope: Scope, headers: dict[bytes, bytes], code: CodeRow, resolution: Resolution) -> bytes:
         scan_id = uuid_utils.uuid7()
         client = scope.get("client")
         ip = client[0] if client else ""
-        user_agent = _header(scope, b"user-agent")
-        event = ScanEvent(
+        user_agent = headers.get(b"user-agent", b"").decode("latin-1")
+        return ScanEvent(
             scan_id=str(scan_id), ts_ms=scan_id.timestamp, code_id=code.id, group_id=code.group_id,
-            org_id=code.org_id, livemode=code.livemode, outcome=resolution.outcome, method=method,
-            marker=_has_marker(query), ip_hash=self._hash(ip), visitor_hash=self._hash(f"{ip}\n{user_agent}"),
-            user_agent=user_agent[:512], referer=_header(scope, b"referer")[:1024],
-            accept_language=_header(scope, b"accept-language")[:256],
-            country=self._country(scope, ip), properties=resolution.properties,
-        )
-        try:
-            await self.recorder.record(event.encode())
-        except UNAVAILABLE_EXCEPTIONS as exc:
-            log.warning("cannot record scan %s: %r", event.scan_id, exc)
-            return await self.page(send, 503, "unavailable", method, [(b"retry-after", b"2")])
-        if resolution.location is None:
-            return await self.page(send, resolution.http_status, resolution.outcome, method)
-        location = resolution.location.render(query).encode("ascii")
-        await self.respond(send, 302, [(b"location", location), (b"cache-control", b"private, no-store"),
-                                       (b"content-type", b"text/plain")], b"", method)
+            org_id=code.org_id, livemode=code.livemode, outcome=resolution.outcome, method=scope["method"],
+            marker=_MARKER.search(scope["query_string"]) is not None, ip_hash=self._hash(ip),
+            visitor_hash=self._hash(f"{ip}\n{user_agent}"), user_agent=user_agent[:512],
+            referer=headers.get(b"referer", b"")[:1024].decode("latin-1"),
+            accept_language=headers.get(b"accept-language", b"")[:256].decode("latin-1"),
+            country=self._country(headers, ip), properties=resolution.properties,
+        ).encode()
 
     def _hash(self, value: str) -> str:
-        return hmac.new(self.secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+        # Keyed BLAKE2b is a MAC in one call, and cheaper per scan than HMAC-SHA256.
+        return hashlib.blake2b(value.encode(), key=self.hash_key, digest_size=16).hexdigest()
 
-    def _country(self, scope: Scope, ip: str) -> str | None:
+    def _country(self, headers: dict[bytes, bytes], ip: str) -> str | None:
+        """A trusted CDN header first; else the GeoIP database, looked up here since IPs never leave the edge."""
         name = self.settings.trusted_country_header
-        value = _header(scope, name.encode()).strip().upper() if name else ""
+        value = headers.get(name.encode(), b"").decode("latin-1").strip().upper() if name else ""
         if len(value) == 2 and value.isalpha():
             return value
         return self.geo.country(ip) if self.geo and ip else None
 
     async def page(self, send: Send, status: int, outcome: str, method: str,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
+                   extra: list[tuple[bytes, bytes]] | None = None) -> str:
         await self.respond(send, status, [*HTML, *(extra or [])], self.pages[outcome], method)
+        return outcome
 
     @staticmethod
     async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
@@ -145,28 +171,55 @@ class EdgeApp:
                 return
 
     async def startup(self) -> None:
-        self.db = await create_pool(self.settings.stores.database_url, min_size=0, max_size=4)
-        self.redis = create_redis(self.settings.stores.redis_url, socket_timeout=2.0)
-        self.lookup = RowLookup(self.redis, self.db, self.keys)
-        self.recorder = ScanRecorder(self.redis, self.keys.scans)
+        self.journal.open()
         self.geo = CountryLookup(self.settings.geoip_db) if self.settings.geoip_db else None
+        self.db = await create_pool(self.settings.stores.database_url, min_size=0, max_size=4)
+        url = self.settings.stores.redis_url
+        self.redis = create_redis(url, socket_timeout=2.0)
+        # XREAD BLOCK holds its connection; the socket timeout must outlast the block.
+        self.follower_redis = create_redis(url, socket_timeout=INVALIDATION_BLOCK_MS / 1000 + 2.0)
+        self.lookup = RowLookup(self.redis, self.db, self.keys, self.link, self.codes, self.groups,
+                                self.settings.templates)
+        self.recorder = ScanRecorder(self.redis, self.keys.scans, self.journal, self.link,
+                                     self.metrics.batch_size.observe)
+        follower = InvalidationFollower(self.follower_redis, self.keys.invalidations,
+                                        [self.codes, self.groups], self.link)
+        self.link.on_down(self._forget_freshness)
+        self.follower = asyncio.create_task(follower.run())
+        # Serve only once following the invalidations, or after a bounded wait if Redis is down
+        # (then lookups go to PostgreSQL and scans to the journal until it returns).
+        ready = asyncio.create_task(follower.ready.wait())
+        await asyncio.wait([ready, self.follower], timeout=START_WAIT, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        self.recorder.replay_soon()
+
+    def _forget_freshness(self) -> None:
+        self.codes.clear()
+        self.groups.clear()
 
     async def shutdown(self) -> None:
+        self.follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.follower
         await self.recorder.drain()
+        self.journal.close()
         if self.geo:
             self.geo.close()
         await self.redis.aclose()
+        await self.follower_redis.aclose()
         await self.db.close()
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        try:
-            await self.redis.ping()
-        except UNAVAILABLE_EXCEPTIONS as exc:
-            return JSONResponse({"status": "unavailable", "redis": repr(exc)}, 503)
-        return JSONResponse({"status": "ready"})
+        body = {"redis": "up" if self.link.up else "down", "journal_depth": self.journal.depth}
+        if not self.link.up:
+            return JSONResponse({"status": "degraded", **body}, 503)
+        return JSONResponse({"status": "ready", **body})
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def app_from_env() -> EdgeApp:

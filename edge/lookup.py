@@ -1,4 +1,4 @@
-"""Finding a code's and its group's edge rows: Redis first, PostgreSQL on a miss (which repopulates Redis)."""
+"""Finding what a scan resolves to: local cache, then Redis, then PostgreSQL (which repopulates Redis)."""
 
 from __future__ import annotations
 
@@ -7,35 +7,112 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+import redis.exceptions
 
-from shared.edge_rows import RowStore, load_code_by_slug, load_groups
+from edge.code_reads import CodeReads
+from edge.local_cache import LocalCache
+from edge.redis_link import RedisLink
+from shared.edge_rows import RowStore, load_groups
 from shared.keys import RedisKeys
+from shared.resolve import Resolution, resolve
 from shared.rows import CodeRow, GroupRow
+from shared.settings import Templates
 
+REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
 log = logging.getLogger(__name__)
 
 
+def _decoded(raw: bytes | str) -> GroupRow | None:
+    """A row Redis holds in a shape we cannot read counts as a miss: PostgreSQL is the truth."""
+    try:
+        return GroupRow.decode(raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("unreadable cached group row, reading PostgreSQL instead: %r", exc)
+        return None
+
+
+class Resolutions:
+    """Resolutions shared by codes that differ only in identity: a print run's codes usually inherit the
+    group's destination and params, so thousands of codes share one precomputed Location template."""
+
+    def __init__(self, templates: Templates, max_entries: int = 10_000) -> None:
+        self.templates = templates
+        self.max_entries = max_entries
+        self._memo: dict[tuple[object, ...], Resolution] = {}
+
+    def of(self, code: CodeRow, group: GroupRow | None) -> Resolution:
+        key = (code.group_id, group.version if group else None, code.status, code.destination, code.url_params,
+               code.properties, code.deleted)
+        resolution = self._memo.get(key)
+        if resolution is None:
+            if len(self._memo) >= self.max_entries:
+                self._memo.clear()
+            resolution = self._memo[key] = resolve(code, group, self.templates)
+        return resolution
+
+
+class CachedCode:
+    """A code row and its resolution, memoised per group row (rows are immutable, so identity is version)."""
+
+    __slots__ = ("_group", "_resolution", "row")
+
+    def __init__(self, row: CodeRow) -> None:
+        self.row = row
+        self._group: GroupRow | None = None
+        self._resolution: Resolution | None = None
+
+    def resolution(self, group: GroupRow | None, resolutions: Resolutions) -> Resolution:
+        if self._resolution is None or group is not self._group:
+            self._resolution = resolutions.of(self.row, group)
+            self._group = group
+        return self._resolution
+
+
 class RowLookup:
-    def __init__(self, redis: aioredis.Redis, db: asyncpg.Pool[Any], keys: RedisKeys) -> None:
+    def __init__(self, redis: aioredis.Redis, db: asyncpg.Pool[Any], keys: RedisKeys, link: RedisLink,
+                 codes: LocalCache[CachedCode], groups: LocalCache[GroupRow], templates: Templates) -> None:
         self.redis = redis
         self.db = db
         self.keys = keys
+        self.link = link
+        self.codes = codes
+        self.groups = groups
+        self.resolutions = Resolutions(templates)
         self.rows = RowStore(redis, keys)
+        self.code_reads = CodeReads(redis, db, keys, link)
 
-    async def code(self, domain: str, slug: str) -> CodeRow | None:
-        raw = await self.redis.get(self.keys.code(domain, slug))
-        if raw is not None:
-            return CodeRow.decode(raw)
-        row = await load_code_by_slug(self.db, domain, slug)
-        if row is not None:
-            await self.rows.store_code(domain, slug, row)
-        return row
+    async def find(self, domain: str, slug: str) -> tuple[CodeRow, Resolution] | None:
+        """The code and what a scan of it resolves to (without the visitor's query); None if unknown."""
+        code = await self.codes.get(self.keys.code(domain, slug), lambda: self._load_code(domain, slug))
+        if code is None:
+            return None
+        group_id = code.row.group_id
+        group = await self.groups.get(self.keys.group(group_id), lambda: self._load_group(group_id)) \
+            if group_id else None
+        return code.row, code.resolution(group, self.resolutions)
 
-    async def group(self, group_id: str) -> GroupRow | None:
-        raw = await self.redis.get(self.keys.group(group_id))
-        if raw is not None:
-            return GroupRow.decode(raw)
+    async def _load_code(self, domain: str, slug: str) -> CachedCode | None:
+        row = await self.code_reads.read(domain, slug)
+        return CachedCode(row) if row is not None else None
+
+    async def _load_group(self, group_id: str) -> GroupRow | None:
+        raw = await self._redis_get(self.keys.group(group_id))
+        if raw is not None and (cached := _decoded(raw)):
+            return cached
         row = (await load_groups(self.db, [group_id])).get(group_id)
-        if row is not None:
-            await self.rows.store_group(row)
+        if row is not None and self.link.up:
+            try:
+                await self.rows.store_group(row)
+            except REDIS_FAILURES as exc:
+                self.link.mark_down(exc)
         return row
+
+    async def _redis_get(self, key: str) -> bytes | str | None:
+        if not self.link.up:
+            return None
+        try:
+            raw: bytes | str | None = await self.redis.get(key)
+        except REDIS_FAILURES as exc:
+            self.link.mark_down(exc)
+            return None
+        return raw

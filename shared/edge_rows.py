@@ -38,20 +38,28 @@ GROUP_COLUMNS = f"""
               FROM qr_group_properties p WHERE p.group_id = g.id), '{{}}') AS properties"""
 
 CODE_BY_SLUG = f"SELECT {CODE_COLUMNS} FROM qr_codes c WHERE c.domain = $1 AND c.slug = $2"
+CODES_BY_SLUGS = f"""SELECT {CODE_COLUMNS}, c.domain, c.slug FROM qr_codes c
+    JOIN unnest($1::text[], $2::text[]) AS wanted (domain, slug) ON c.domain = wanted.domain AND c.slug = wanted.slug"""
 CODES_BY_ID = f"SELECT {CODE_COLUMNS} FROM qr_codes c WHERE c.id = ANY($1::text[])"
 GROUPS_BY_ID = f"SELECT {GROUP_COLUMNS} FROM qr_groups g WHERE g.id = ANY($1::text[])"
 
-# Replace the row only when the stored one is not newer: an older write never overwrites a newer one.
+# Replace each row only when the stored one is not newer: an older write never overwrites a newer one.
+# KEYS[i] gets ARGV[2i-1] (the row) if ARGV[2i] (its version) is not older; returns how many were stored.
 SET_IF_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, row = pcall(cjson.decode, current)
-  if ok and type(row) == 'table' and tonumber(row['v']) and tonumber(row['v']) > tonumber(ARGV[2]) then
-    return 0
+local stored = 0
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  local keep = false
+  if current then
+    local ok, row = pcall(cjson.decode, current)
+    keep = ok and type(row) == 'table' and tonumber(row['v']) ~= nil and tonumber(row['v']) > tonumber(ARGV[2 * i])
+  end
+  if not keep then
+    redis.call('SET', key, ARGV[2 * i - 1])
+    stored = stored + 1
   end
 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
+return stored
 """
 
 
@@ -81,6 +89,13 @@ async def load_code_by_slug(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], dom
     return code_row(record) if record else None
 
 
+async def load_codes_by_slugs(db: asyncpg.Pool[Any] | asyncpg.Connection[Any],
+                              wanted: list[tuple[str, str]]) -> dict[tuple[str, str], CodeRow]:
+    """Many codes by (domain, slug) in one query; absent ones are missing from the result."""
+    records = await db.fetch(CODES_BY_SLUGS, [d for d, _ in wanted], [s for _, s in wanted])
+    return {(r["domain"], r["slug"]): code_row(r) for r in records}
+
+
 async def load_codes(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], ids: list[str]) -> dict[str, CodeRow]:
     return {r["id"]: code_row(r) for r in await db.fetch(CODES_BY_ID, ids)}
 
@@ -101,13 +116,11 @@ class RowStore:
     async def store_code(self, domain: str, slug: str, row: CodeRow) -> bool:
         return bool(await self._set_if_newer(keys=[self.keys.code(domain, slug)], args=[row.encode(), row.version]))
 
-    async def store_codes(self, rows: list[tuple[str, str, CodeRow]]) -> None:
-        """Many (domain, slug, row) in one pipelined round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for domain, slug, row in rows:
-                await self._set_if_newer(keys=[self.keys.code(domain, slug)], args=[row.encode(), row.version],
-                                         client=pipe)
-            await pipe.execute()
+    async def store_codes(self, rows: list[tuple[str, str, CodeRow]]) -> int:
+        """Many (domain, slug, row) in one command; returns how many were stored."""
+        keys = [self.keys.code(domain, slug) for domain, slug, _ in rows]
+        args = [value for _, _, row in rows for value in (row.encode(), row.version)]
+        return int(await self._set_if_newer(keys=keys, args=args)) if rows else 0
 
     async def store_group(self, row: GroupRow) -> bool:
         return bool(await self._set_if_newer(keys=[self.keys.group(row.id)], args=[row.encode(), row.version]))

@@ -28,18 +28,33 @@ _LONE_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 Pairs = tuple[tuple[str, tuple[str, ...]], ...]
 
 
+# A query that encoding would leave as it is (the usual visitor query): skipping `quote` for it halves the
+# cost of a scan at the edge.
+_ALREADY_ENCODED = re.compile(rb"(?:[A-Za-z0-9!$'()*+,;:@/?\-._~=&]|%[0-9A-Fa-f]{2})*")
+
+
 def _raw_part(raw: bytes, safe: str) -> str:
     return quote_from_bytes(_LONE_PERCENT.sub(b"%25", raw), safe)
 
 
+def _identity(key: str) -> str:
+    return unquote_plus(key) if "%" in key or "+" in key else key
+
+
+def _encoded_query_pairs(query: str) -> list[tuple[str, str]]:
+    return [(_identity(part.partition("=")[0]), part) for part in query.split("&") if part]
+
+
 def raw_query_pairs(query: bytes) -> list[tuple[str, str]]:
     """Split a raw query into (decoded key, safely encoded `k=v` text), in order."""
+    if _ALREADY_ENCODED.fullmatch(query):
+        return _encoded_query_pairs(query.decode("ascii"))
     pairs = []
     for part in query.split(b"&"):
         if not part:
             continue
         key, sep, value = part.partition(b"=")
-        identity = unquote_plus(key.decode("utf-8", "replace"))
+        identity = _identity(key.decode("utf-8", "replace"))
         text = _raw_part(key, _RAW_SAFE)
         if sep:
             text += "=" + _raw_part(value, _RAW_SAFE_VALUE)

@@ -230,6 +230,10 @@ class EdgeSettings(_FromEnv):
     templates: Templates = field(default_factory=Templates)
     trusted_country_header: str | None = None
     geoip_db: Path | None = None  # MaxMind-format database: country by IP when no trusted header says
+    cache_entries: int = 200_000  # code, group and negative rows kept per edge process
+    cache_ttl: float = 60.0  # seconds; the backstop behind the invalidation stream
+    negative_ttl: float = 2.0  # seconds an unknown slug stays cached as unknown
+    journal_dir: Path = Path(".scanroute") / "journal"
 
     @classmethod
     def read(cls, r: _Reader) -> EdgeSettings:
@@ -247,6 +251,10 @@ class EdgeSettings(_FromEnv):
             templates=Templates.read(r),
             trusted_country_header=None if country == "-" else country.lower(),
             geoip_db=None if geoip == "-" else Path(geoip),
+            cache_entries=r.integer("EDGE_CACHE_ENTRIES", 200_000, minimum=1),
+            cache_ttl=r.number("EDGE_CACHE_TTL", 60.0, minimum=0.1),
+            negative_ttl=r.number("EDGE_NEGATIVE_TTL", 2.0, minimum=0.0),
+            journal_dir=Path(r.text("EDGE_JOURNAL_DIR", str(Path(".scanroute") / "journal"))),
         )
 
 

@@ -1,0 +1,90 @@
+"""API.md §3.2 inside one edge process: the local cache follows the invalidation stream."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+import redis.asyncio as aioredis
+
+from shared.edge_rows import RowStore, load_code_by_slug
+from shared.keys import RedisKeys
+from shared.rows import Destination
+from tests.conftest import KeyFactory, bearer
+from tests.edge.conftest import control_plane, edge_client
+from tests.edge.test_scan import FRESHNESS, make_code
+
+
+async def wait_for_location(edge: httpx.AsyncClient, slug: str, expected: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (location := (await edge.get(f"/{slug}")).headers.get("location")) != expected:
+        assert time.monotonic() < deadline, f"still {location}, expected {expected}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_slug_created_after_a_404_resolves_50ms_later(
+        api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    assert (await edge.get("/table-12")).status_code == 404  # now cached as unknown
+    await make_code(api, key, slug="table-12", destination={"type": "url", "url": "https://example.com/t12"})
+    await asyncio.sleep(FRESHNESS)
+    response = await edge.get("/table-12")
+    assert response.status_code == 302 and response.headers["location"] == "https://example.com/t12"
+
+
+async def test_repeated_scans_are_served_from_the_local_cache(
+        api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/c"})
+    await asyncio.sleep(FRESHNESS)  # let the creation's own invalidation pass first
+    await edge.get(f"/{code['slug']}")
+    # Redis now holds another row without telling anyone: only a cached row explains the old answer.
+    await store_newer_row(redis, RedisKeys(redis_namespace), db, code["slug"], "https://example.com/other")
+    assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/c"
+    metrics = (await edge.get("/metrics")).text
+    assert 'scanroute_edge_cache_hits_total{kind="code"} 1.0' in metrics
+    assert 'scanroute_edge_requests_total{outcome="redirected"} 2.0' in metrics
+
+
+async def store_newer_row(redis: aioredis.Redis, keys: RedisKeys, db: asyncpg.Connection[Any], slug: str,
+                          url: str) -> None:
+    row = await load_code_by_slug(db, "qr.test", slug)
+    assert row is not None
+    newer = dataclasses.replace(row, version=row.version + 1, destination=Destination("url", url))
+    await RowStore(redis, keys).store_code("qr.test", slug, newer)
+
+
+async def test_a_lost_invalidation_stream_clears_the_local_cache(
+        api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/old"})
+    await asyncio.sleep(FRESHNESS)
+    assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/old"
+    keys = RedisKeys(redis_namespace)
+    await store_newer_row(redis, keys, db, code["slug"], "https://example.com/new")  # changed silently…
+    await redis.delete(keys.invalidations)  # …and the stream that would have said so is gone
+    await wait_for_location(edge, code["slug"], "https://example.com/new")
+
+
+async def test_after_flushall_every_code_still_resolves(private_env: dict[str, str], make_key: KeyFactory) -> None:
+    key = await make_key()
+    async with control_plane(private_env) as api, edge_client(private_env) as (_, edge):
+        group = (await api.post("/v1/qr-groups", headers=bearer(key), json={
+            "destination": {"type": "url", "url": "https://example.com/g"}, "url_params": {"a": "1"}})).json()
+        codes = [await make_code(api, key, group_id=group["id"]) for _ in range(3)]
+        redis = aioredis.Redis.from_url(private_env["REDIS_URL"])
+        try:
+            await redis.flushall()
+            for code in codes:
+                response = await edge.get(f"/{code['slug']}?b=2")
+                assert response.headers["location"] == "https://example.com/g?a=1&b=2"
+            keys = RedisKeys(private_env["REDIS_NAMESPACE"])
+            assert await redis.exists(*(keys.code("qr.test", c["slug"]) for c in codes)) == 3  # read through
+        finally:
+            await redis.aclose()

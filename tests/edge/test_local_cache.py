@@ -1,0 +1,108 @@
+"""The local cache on its own: single flight, invalidation while loading, stale fallback, eviction."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from edge.local_cache import LocalCache
+
+
+class Source:
+    """A row source that counts its loads and can be held open or made to fail."""
+
+    def __init__(self, value: str | None = "row-1") -> None:
+        self.value = value
+        self.loads = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.failing = False
+
+    async def load(self) -> str | None:
+        self.loads += 1
+        await self.gate.wait()
+        if self.failing:
+            raise OSError("no store answers")
+        return self.value
+
+
+def cache(**kwargs: float) -> LocalCache[str]:
+    return LocalCache(int(kwargs.get("max_entries", 100)), kwargs.get("ttl", 60.0), kwargs.get("negative_ttl", 60.0))
+
+
+async def test_concurrent_misses_of_one_key_load_once() -> None:
+    rows, source = cache(), Source()
+    source.gate.clear()
+    waiting = [asyncio.create_task(rows.get("k", source.load)) for _ in range(50)]
+    await asyncio.sleep(0)
+    source.gate.set()
+    assert await asyncio.gather(*waiting) == ["row-1"] * 50
+    assert source.loads == 1
+    assert await rows.get("k", source.load) == "row-1" and source.loads == 1
+
+
+async def test_a_load_overtaken_by_an_invalidation_is_not_kept() -> None:
+    rows, source = cache(), Source()
+    source.gate.clear()
+    first = asyncio.create_task(rows.get("k", source.load))
+    await asyncio.sleep(0)
+    rows.drop("k")  # the row changed while the old version was being read
+    source.value = "row-2"
+    second = asyncio.create_task(rows.get("k", source.load))  # starts after the change: loads again
+    await asyncio.sleep(0)
+    source.gate.set()
+    await first
+    assert await second == "row-2"
+    assert await rows.get("k", source.load) == "row-2"
+    assert source.loads == 2
+
+
+async def test_after_clear_the_last_row_is_served_only_when_no_store_answers() -> None:
+    rows, source = cache(), Source()
+    assert await rows.get("k", source.load) == "row-1"
+    rows.clear()
+    source.value = "row-2"
+    assert await rows.get("k", source.load) == "row-2"  # not fresh any more: reloaded
+    rows.clear()
+    source.failing = True
+    assert await rows.get("k", source.load) == "row-2"  # stale beats an error page
+    assert await rows.get("k", source.load) == "row-2" and source.loads == 4  # but it is retried every time
+
+
+async def test_a_dropped_row_is_never_served_from_the_fallback() -> None:
+    rows, source = cache(), Source()
+    await rows.get("k", source.load)
+    rows.drop("k")
+    source.failing = True
+    with pytest.raises(OSError):
+        await rows.get("k", source.load)
+
+
+async def test_an_unknown_key_is_never_a_fallback_answer() -> None:
+    rows, source = cache(), Source(value=None)
+    assert await rows.get("k", source.load) is None
+    rows.clear()
+    source.failing = True
+    with pytest.raises(OSError):
+        await rows.get("k", source.load)
+
+
+async def test_negative_entries_expire_on_their_own_ttl() -> None:
+    rows, source = cache(negative_ttl=0.0), Source(value=None)
+    assert await rows.get("k", source.load) is None
+    source.value = "created"
+    assert await rows.get("k", source.load) == "created"
+
+
+async def test_least_recently_used_rows_are_evicted() -> None:
+    rows, source = cache(max_entries=2), Source()
+    await rows.get("a", source.load)
+    await rows.get("b", source.load)
+    await rows.get("a", source.load)
+    await rows.get("c", source.load)  # evicts b, the least recently used
+    assert len(rows) == 2
+    await rows.get("a", source.load)
+    assert source.loads == 3
+    await rows.get("b", source.load)
+    assert source.loads == 4
