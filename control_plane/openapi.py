@@ -74,6 +74,18 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "error": _NULLABLE_STR, "response_excerpt": {"type": "string"}}}}}),
     "MapItem": {"type": "object", "required": ["object", "key", "value"], "properties": {
         "object": {"enum": ["url_param", "property"]}, "key": {"type": "string"}, "value": {"type": "string"}}},
+    "ScanAnalytics": {"type": "object", "required": ["object", "since", "until", "group_by", "totals", "breakdowns",
+                                                     "timeseries"], "properties": {
+        "object": {"const": "scan_analytics"}, "qr_code_id": {"type": "string"}, "qr_group_id": {"type": "string"},
+        "since": _TIME, "until": _TIME, "group_by": {"enum": ["day", "hour"]},
+        "totals": {"type": "object", "required": ["total_scans", "unique_scans", "unique_ips"], "properties": {
+            "total_scans": {"type": "integer"}, "unique_scans": {"type": "integer"},
+            "unique_ips": {"type": "integer"}}},
+        "breakdowns": {"type": "object", "additionalProperties": {"type": "array", "items": {
+            "type": "object", "required": ["scans"], "properties": {"scans": {"type": "integer"}}}}},
+        "timeseries": {"type": "array", "items": {"type": "object", "required": ["bucket", "scans", "uniques"],
+                                                  "properties": {"bucket": _TIME, "scans": {"type": "integer"},
+                                                                 "uniques": {"type": "integer"}}}}}},
     "Usage": {"type": "object", "required": ["object", "plan", "qr_generated"], "properties": {
         "object": {"const": "usage"}, "plan": {"type": "string"}, "period_start": _TIME, "period_end": _TIME,
         "qr_generated": {"type": "integer"}, "included": {"type": ["integer", "null"]},

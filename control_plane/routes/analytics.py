@@ -11,6 +11,7 @@ from starlette.routing import Route
 from control_plane.analytics import BUCKETS, ScanFilter, scan_analytics
 from control_plane.auth import ApiKey, authenticate
 from control_plane.http import json_response, not_found, query_int
+from control_plane.openapi import Query, operation
 from control_plane.problems import field_error
 
 DEFAULT_RANGE = timedelta(days=30)
@@ -44,6 +45,15 @@ def _filter(request: Request, key: ApiKey, column: str, object_id: str) -> tuple
     return ScanFilter(column, object_id, key.org_id, key.livemode, since, until), group_by, limit
 
 
+ANALYTICS_QUERY = (
+    Query("since", {"type": "string", "format": "date-time"}, "start (inclusive); default: until - 30 days"),
+    Query("until", {"type": "string", "format": "date-time"}, "end (exclusive); default: now"),
+    Query("group_by", {"enum": ["day", "hour"], "default": "day"}, "timeseries bucket; hourly ranges ≤ 31 days"),
+    Query("limit", {"type": "integer", "minimum": 1, "maximum": 50, "default": 10}, "entries per breakdown"),
+)
+
+
+@operation("Scan analytics of a code", "qr:read", returns="ScanAnalytics", query=ANALYTICS_QUERY)
 async def code_scans(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     code_id = request.path_params["code_id"]
@@ -55,6 +65,7 @@ async def code_scans(request: Request) -> Response:
     return json_response(await scan_analytics(db, scan_filter, group_by, limit))
 
 
+@operation("Scan analytics of all of a group's codes", "qr:read", returns="ScanAnalytics", query=ANALYTICS_QUERY)
 async def group_scans(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     group_id = request.path_params["group_id"]
