@@ -57,7 +57,7 @@ def report(results: dict[str, Any], rows: dict[str, int], stream: dict[str, int]
     print("\n=== accounting ===")
     print(f"responses seen by locust: {sum(responses.values())} "
           f"({', '.join(f'{s}: {n}' for s, n in sorted(results['statuses'].items()))})")
-    print(f"scan stream: {stream['length']} entries, {stream['pending']} pending")
+    print(f"scan stream now: {stream['length']} entries (trimmed behind the ingest), {stream['pending']} pending")
     print(f"rows in the scans table: {sum(rows.values())}")
     print(f"group re-routes during the run: {results['rerouted']}")
     print(f"locust failures: {results['failures']} (stale redirects and unexpected statuses included), "
