@@ -32,7 +32,7 @@ DIMENSIONS: dict[str, tuple[str, str]] = {
 BUCKETS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 # Up to this many scans in a range, unique visitors and IPs are counted exactly from the scans; above it they
 # are estimated from hourly HyperLogLog sketches (about 3% standard error), which costs the same at any size.
-EXACT_UNIQUES_UP_TO = 100_000
+EXACT_UNIQUES_UP_TO = 25_000  # exact distinct counting of 100,000 scans took ~350 ms here
 
 
 @dataclass(frozen=True, slots=True)

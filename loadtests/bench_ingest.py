@@ -16,6 +16,7 @@ import random
 import secrets
 import shutil
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -158,6 +159,65 @@ async def bench_ingest(database_url: str, redis_url: str, count: int, batch_size
         await pool.close()
 
 
+async def bench_lag(database_url: str, redis_url: str, rate: int, seconds: float) -> list[float]:
+    """End-to-end lag at a steady `rate`: XADD time of each scan → its count visible in PostgreSQL.
+
+    A real `scanroute ingest` process (default settings) consumes the stream; this process produces in 10 ms
+    ticks and polls the code's `scan_count` every 20 ms (so lags are accurate to about 20 ms). Scans are
+    stored in stream order, so scan i is visible once the count reaches i + 1.
+    """
+    namespace = f"benchlag{secrets.token_hex(4)}"
+    redis = aioredis.Redis.from_url(redis_url)
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
+    worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "control_plane.cli", "ingest", env=env,
+                                                  stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with pool.acquire() as conn:
+            org_id, code_id, _ = await make_code(conn)
+        stream = RedisKeys(namespace).scans
+        agent = USER_AGENTS[0]
+        produced: list[float] = []
+        lags: list[float] = []
+        total = int(rate * seconds)
+
+        async def produce() -> None:
+            started = time.monotonic()
+            while len(produced) < total:
+                due = min(total, int((time.monotonic() - started) * rate) + rate // 100)
+                batch = due - len(produced)
+                if batch > 0:
+                    now_ms = int(time.time() * 1000)
+                    async with redis.pipeline(transaction=False) as pipe:
+                        for _ in range(batch):
+                            pipe.xadd(stream, {SCAN_FIELD: ScanEvent(
+                                str(uuid.uuid4()), now_ms, code_id, None, org_id, True, "redirected", "GET", True,
+                                "ip", "visitor", agent).encode()})
+                        await pipe.execute()
+                    produced.extend([time.monotonic()] * batch)
+                await asyncio.sleep(0.01)
+
+        async def observe() -> None:
+            deadline = time.monotonic() + seconds + 60
+            while len(lags) < total and time.monotonic() < deadline:
+                visible = await pool.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code_id)
+                now = time.monotonic()
+                lags.extend(now - produced[i] for i in range(len(lags), min(visible, len(produced))))
+                await asyncio.sleep(0.02)
+
+        await asyncio.gather(produce(), observe())
+        assert len(lags) == total, f"{len(lags)} of {total} scans became visible"
+        return lags
+    finally:
+        worker.terminate()
+        await worker.wait()
+        keys = [k async for k in redis.scan_iter(match=f"{namespace}:*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+        await pool.close()
+
+
 async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: int) -> dict[str, float]:
     """One code with `scans` scans over 30 days, stored by the real ingest path (rollups and sketches too)."""
     pool = await create_pool(database_url, min_size=1, max_size=2)
@@ -218,6 +278,10 @@ async def main(args: argparse.Namespace) -> None:
                 await conn.close()
             rate = await bench_ingest(database_url, redis_url, args.events, args.batch_size)
             print(f"ingest: {args.events} events, batch {args.batch_size}, one worker: {rate:,.0f} scans/s")
+            lags = sorted(await bench_lag(database_url, redis_url, args.lag_rate, args.lag_seconds))
+            print(f"end-to-end lag at {args.lag_rate:,} scans/s for {args.lag_seconds:.0f} s (one worker process):"
+                  f" p50 {lags[len(lags) // 2] * 1000:.0f} ms, p99 {lags[int(len(lags) * 0.99)] * 1000:.0f} ms,"
+                  f" max {lags[-1] * 1000:.0f} ms (target p99 < 2000 ms)")
             results = await bench_analytics(database_url, redis_url, args.analytics_scans, args.runs)
             for label, value in results.items():
                 print(f"analytics, one code with {args.analytics_scans:,} scans over 30 days, {label}: {value:.0f}")
@@ -231,4 +295,6 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--analytics-scans", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--lag-rate", type=int, default=10_000)
+    parser.add_argument("--lag-seconds", type=float, default=20.0)
     asyncio.run(main(parser.parse_args()))
