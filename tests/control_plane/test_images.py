@@ -13,6 +13,7 @@ from aiohttp import web
 from tests.conftest import KeyFactory, bearer
 from tests.control_plane.render.decoding import reads_as, to_image
 from tests.control_plane.render.logos import logo_png
+from tests.local_http import local_server
 
 MENU = {"destination": {"type": "url", "url": "https://example.com/menu"}}
 
@@ -27,17 +28,8 @@ async def logo_server() -> AsyncIterator[str]:
     async def logo(request: web.Request) -> web.Response:
         return web.Response(body=logo_png(), content_type="image/png")
 
-    app = web.Application()
-    app.add_routes([web.get("/logo.png", logo)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/logo.png"
-    finally:
-        await runner.cleanup()
+    async with local_server([web.get("/logo.png", logo)]) as base:
+        yield f"{base}/logo.png"
 
 
 async def create(api: httpx.AsyncClient, key: str, **body: Any) -> httpx.Response:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from control_plane.outbound import OutboundRefused, fetch, resolve_public_address
 from tests.control_plane.render.logos import logo_png
+from tests.local_http import local_server
 
 NONE: frozenset[str] = frozenset()
 LOCAL = frozenset({"127.0.0.1"})
@@ -46,17 +47,9 @@ async def server() -> AsyncIterator[str]:
     async def page(request: web.Request) -> web.Response:
         return web.Response(text="<html></html>", content_type="text/html")
 
-    app = web.Application()
-    app.add_routes([web.get("/logo.png", logo), web.get("/moved.png", redirect), web.get("/page", page)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    routes = [web.get("/logo.png", logo), web.get("/moved.png", redirect), web.get("/page", page)]
+    async with local_server(routes) as base:
+        yield base
 
 
 async def test_an_allowed_host_is_fetched(server: str) -> None:
