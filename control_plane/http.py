@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -26,7 +26,8 @@ def _default(value: Any) -> Any:
 
 def timestamp(value: datetime | None) -> str | None:
     """RFC 3339 UTC with a Z, seconds precision."""
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    # isoformat zero-pads the year (strftime's %Y does not on Linux: year 280 → "280").
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z" if value else None
 
 
 async def read_body(request: Request) -> bytes:

@@ -15,6 +15,7 @@ from control_plane.openapi import Query, operation
 from control_plane.problems import field_error
 
 DEFAULT_RANGE = timedelta(days=30)
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 MAX_RANGE = {"hour": timedelta(days=31), "day": timedelta(days=3660)}
 
 
@@ -28,7 +29,10 @@ def _instant(request: Request, name: str, default: datetime) -> datetime:
         raise field_error(name, "must be an RFC 3339 timestamp such as 2026-04-08T00:00:00Z") from None
     if value.tzinfo is None:
         raise field_error(name, "must include a time zone, such as Z or +02:00")
-    return value.astimezone(UTC).replace(microsecond=0)
+    value = value.astimezone(UTC).replace(microsecond=0)
+    if not EARLIEST <= value <= LATEST:
+        raise field_error(name, "must be between 1970-01-01 and 9999-01-01")
+    return value
 
 
 def _filter(request: Request, key: ApiKey, column: str, object_id: str) -> tuple[ScanFilter, str, int]:
