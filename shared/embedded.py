@@ -183,15 +183,7 @@ class EmbeddedServices:
         log = open(self.root / "redis.log", "ab")
         self._redis = spawn(argv, death_signal=signal.SIGTERM, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        self._wait("redis-server", self._redis, self._redis_answers)
-
-    def _redis_answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+        self._wait("redis-server", self._redis, lambda: redis_answers(self.redis_port))
 
     def _wait(self, name: str, process: subprocess.Popen[bytes], ready: object) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -202,6 +194,16 @@ class EmbeddedServices:
                 return
             time.sleep(0.05)
         raise EmbeddedError(f"{name} did not accept connections within {START_TIMEOUT:.0f}s")
+
+
+def redis_answers(port: int) -> bool:
+    """Whether a redis-server on 127.0.0.1:`port` answers PING (no client library needed)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def temporary_root(prefix: str = "scanroute-") -> Path:

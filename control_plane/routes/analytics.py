@@ -10,9 +10,11 @@ from starlette.routing import Route
 
 from control_plane.analytics import BUCKETS, ScanFilter, scan_analytics
 from control_plane.auth import ApiKey, authenticate
-from control_plane.http import json_response, not_found, query_int
+from control_plane.http import json_response, query_int
 from control_plane.openapi import Query, operation
 from control_plane.problems import field_error
+from control_plane.routes.qr_codes import fetch_code
+from control_plane.routes.qr_groups import fetch_group
 
 DEFAULT_RANGE = timedelta(days=30)
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
@@ -63,9 +65,7 @@ async def code_scans(request: Request) -> Response:
     code_id = request.path_params["code_id"]
     scan_filter, group_by, limit = _filter(request, key, "code_id", code_id)
     db = request.app.state.db
-    if not await db.fetchval("SELECT 1 FROM qr_codes WHERE id = $1 AND org_id = $2 AND livemode = $3"
-                             " AND deleted_at IS NULL", code_id, key.org_id, key.livemode):
-        raise not_found("QR code")
+    await fetch_code(db, key, code_id)  # 404 unless the caller's live (not deleted) code
     return json_response(await scan_analytics(db, scan_filter, group_by, limit))
 
 
@@ -75,9 +75,7 @@ async def group_scans(request: Request) -> Response:
     group_id = request.path_params["group_id"]
     scan_filter, group_by, limit = _filter(request, key, "group_id", group_id)
     db = request.app.state.db
-    if not await db.fetchval("SELECT 1 FROM qr_groups WHERE id = $1 AND org_id = $2 AND livemode = $3",
-                             group_id, key.org_id, key.livemode):
-        raise not_found("QR group")
+    await fetch_group(db, key, group_id)  # 404 unless the caller's group
     return json_response(await scan_analytics(db, scan_filter, group_by, limit))
 
 

@@ -6,12 +6,11 @@ Append-only with fsync always, so that what Redis acknowledged before a stop is 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
-from shared.embedded import find_binary, free_port
+from shared.embedded import find_binary, free_port, redis_answers
 from shared.processes import spawn, stop
 
 
@@ -31,7 +30,7 @@ class PrivateRedis:
                 str(self.folder), "--save", "", "--appendonly", "yes", "--appendfsync", "always"]
         self.process = spawn(argv, death_signal=signal.SIGKILL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while not self._answers():
+        while not redis_answers(self.port):
             assert self.process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.02)
 
@@ -39,11 +38,3 @@ class PrivateRedis:
         if self.process is not None:
             stop(self.process, signal.SIGTERM)
             self.process = None
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
