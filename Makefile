@@ -58,6 +58,7 @@ loadtest-ci: system-deps load-deps
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Render costs (SVG/PNG/WebP, scannability check, cached hits); one benchmark at a time on a shared machine.
 bench-render: system-deps venv

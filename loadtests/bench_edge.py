@@ -36,7 +36,7 @@ from typing import Any
 
 import asyncpg
 
-from control_plane.migrate import migrate
+from control_plane.cli.migrate import migrate
 from shared.embedded import EmbeddedServices, free_port, temporary_root
 from shared.processes import spawn, stop
 

@@ -28,10 +28,10 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
-from control_plane.app import create_app
-from control_plane.auth import create_key, ensure_org
-from control_plane.ingest import IngestWorker
-from control_plane.migrate import migrate
+from control_plane.api.app import create_app
+from control_plane.cli.migrate import migrate
+from control_plane.ingest.worker import IngestWorker
+from control_plane.services.keys import create_key, ensure_org
 from shared.database import create_pool
 from shared.embedded import EmbeddedServices, temporary_root
 from shared.ids import new_id

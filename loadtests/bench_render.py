@@ -18,13 +18,13 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 
-from control_plane.app import create_app
-from control_plane.auth import create_key, ensure_org
-from control_plane.migrate import migrate_url
+from control_plane.api.app import create_app
+from control_plane.cli.migrate import migrate_url
 from control_plane.render import matrix
 from control_plane.render.design import parse_design
 from control_plane.render.output import render_bytes
 from control_plane.render.scannability import check_scannable
+from control_plane.services.keys import create_key, ensure_org
 from shared.embedded import EmbeddedServices, temporary_root
 from shared.settings import ControlPlaneSettings
 

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import redis
 
-from control_plane.auth import SCOPES, create_key, ensure_org
-from control_plane.migrate import migrate
+from control_plane.cli.migrate import migrate
+from control_plane.services.keys import SCOPES, create_key, ensure_org
 from shared.embedded import EmbeddedServices, free_port, temporary_root
 from shared.processes import spawn, stop
 

@@ -19,13 +19,13 @@ import time
 import asyncpg
 from aiohttp import web
 
-from control_plane.auth import ensure_org
-from control_plane.events import record_event
-from control_plane.migrate import migrate
+from control_plane.cli.migrate import migrate
+from control_plane.services.keys import ensure_org
 from control_plane.webhooks.signing import new_secret
 from shared.database import create_pool
 from shared.embedded import EmbeddedServices, temporary_root
 from shared.ids import new_id
+from shared.outbox import record_event
 from shared.processes import spawn, stop
 
 

@@ -22,9 +22,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from control_plane.app import create_app
-from control_plane.auth import create_key, ensure_org
-from control_plane.migrate import migrate
+from control_plane.api.app import create_app
+from control_plane.cli.migrate import migrate
+from control_plane.services.keys import create_key, ensure_org
 from shared.embedded import EmbeddedServices, temporary_root
 from shared.settings import ControlPlaneSettings, EdgeSettings, IngestSettings
 

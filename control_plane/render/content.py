@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from control_plane.problems import field_error, from_validation_error, validation_problem
+from shared.problems import field_error, from_validation_error, validation_problem
 from shared.urls import InvalidURL, normalize_destination_url
 
 MAX_PAYLOAD_BYTES = 2048

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from control_plane.problems import Problem, from_validation_error
+from shared.problems import Problem, from_validation_error
 
 Hex = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$", to_lower=True)]
 ErrorCorrection = Literal["L", "M", "Q", "H"]

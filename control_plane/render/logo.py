@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import asyncpg
 from PIL import Image
 
-from control_plane.outbound import OutboundRefused, fetch
-from control_plane.problems import Problem
 from control_plane.render.design import UPLOADED_LOGO
+from shared.outbound import OutboundRefused, fetch
+from shared.problems import Problem
 from shared.settings import OutboundSettings
 
 MAX_LOGO_BYTES = 1 << 20

@@ -5,10 +5,10 @@ from __future__ import annotations
 import zxingcpp
 from PIL import Image, ImageOps
 
-from control_plane.problems import Problem
 from control_plane.render.design import Design
 from control_plane.render.matrix import PayloadTooLarge, qr_matrix
 from control_plane.render.output import render_raster
+from shared.problems import Problem
 
 # WCAG 2 contrast ratio between the dark and the light colour. 3:1 is WCAG's floor for graphics;
 # cheaper phone cameras in dim light start to miss codes below it, even when our decoder still reads them.

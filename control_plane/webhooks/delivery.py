@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from control_plane.outbound import OutboundRefused, pinned_url, resolve_public_address
+from shared.outbound import OutboundRefused, pinned_url, resolve_public_address
 from shared.settings import OutboundSettings
 
 EXCERPT_BYTES = 1024

@@ -26,12 +26,12 @@ import aiohttp
 import asyncpg
 import orjson
 
-from control_plane.events import event_object
 from control_plane.webhooks import signing
 from control_plane.webhooks.delivery import AttemptResult, attempt, create_session
 from control_plane.webhooks.schedule import DISABLE_AFTER, Clock, Jitter, next_attempt_at, system_clock
 from shared.database import create_pool
 from shared.ids import new_id
+from shared.outbox import event_object
 from shared.processes import stop_on_signals
 from shared.settings import WebhookSettings
 

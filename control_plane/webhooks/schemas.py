@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from control_plane.events import EVENT_TYPES
+from shared.outbox import EVENT_TYPES
 
 EndpointURL = Annotated[str, StringConstraints(min_length=1, max_length=2048, strip_whitespace=True)]
 Description = Annotated[str, StringConstraints(max_length=500)]

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from control_plane.app import create_app
+from control_plane.api.app import create_app
 from edge.app import EdgeApp
 from shared.settings import ControlPlaneSettings, EdgeSettings
 from tests.edge.private_redis import PrivateRedis

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from control_plane.problems import Problem
 from control_plane.render.content import encode_static, fold
+from shared.problems import Problem
 
 
 def test_wifi_escapes_every_special_character() -> None:

@@ -14,11 +14,11 @@ import trustme
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from control_plane.http import timestamp
 from control_plane.webhooks.delivery import create_session
 from control_plane.webhooks.dispatcher import Dispatcher
 from control_plane.webhooks.schedule import MAX_ATTEMPTS
 from shared.settings import OutboundSettings, WebhookSettings
+from shared.times import timestamp
 from tests.conftest import KeyFactory, bearer
 from tests.control_plane.webhooks.conftest import (
     WEBHOOK_SCOPES,

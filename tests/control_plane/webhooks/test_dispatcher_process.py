@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from control_plane.events import record_event
+from shared.outbox import record_event
 from shared.processes import spawn, stop
 from tests.conftest import KeyFactory
 from tests.control_plane.webhooks.conftest import WEBHOOK_SCOPES, Receiver, create_endpoint

@@ -1,0 +1,115 @@
+"""The control plane's ASGI app: admin API under /v1, health routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from control_plane.api.http import json_response
+from control_plane.api.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
+from control_plane.api.openapi import build_spec, docs_page
+from control_plane.api.problems import exception_handlers
+from control_plane.api.routes import (
+    analytics,
+    api_keys,
+    domains,
+    events,
+    folders,
+    images,
+    qr_codes,
+    qr_groups,
+    usage,
+    webhook_endpoints,
+)
+from control_plane.render.images import with_image_secret
+from control_plane.services.cache import EdgeCache
+from control_plane.services.cache_sync import CacheSync
+from shared.database import create_pool
+from shared.keys import RedisKeys
+from shared.redis_client import create_redis
+from shared.settings import ControlPlaneSettings
+
+log = logging.getLogger(__name__)
+__version__ = "0.1.0"
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    checks = {}
+    try:
+        await request.app.state.db.fetchval("SELECT 1", timeout=2)
+        checks["postgres"] = "ok"
+    except Exception as exc:
+        checks["postgres"] = f"unreachable: {type(exc).__name__}"
+    try:
+        await request.app.state.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"unreachable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return json_response({"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
+
+
+def create_app(settings: ControlPlaneSettings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.db = await create_pool(settings.stores.database_url, min_size=0, max_size=20)
+        app.state.settings = await with_image_secret(settings, app.state.db)
+        app.state.redis = create_redis(settings.stores.redis_url)
+        keys = RedisKeys(settings.stores.redis_namespace)
+        app.state.keys = keys
+        app.state.cache = EdgeCache(app.state.redis, keys)
+        app.state.rate_limiter = app.state.redis.register_script(TOKEN_BUCKET)
+        stop = asyncio.Event()
+        sync = CacheSync(app.state.db, app.state.cache, keys.namespace, settings.cache_sync_interval)
+        syncing = asyncio.create_task(sync.run(stop)) if settings.cache_sync_interval else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if syncing is not None:
+                await syncing
+            await app.state.db.close()
+            await app.state.redis.aclose()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *qr_groups.routes,
+        *qr_codes.routes,
+        *folders.routes,
+        *domains.routes,
+        *api_keys.routes,
+        *events.routes,
+        *usage.routes,
+        *webhook_endpoints.routes,
+        *images.routes,
+        *analytics.routes,
+    ]
+    spec = build_spec(routes, version=__version__)
+
+    async def openapi_json(request: Request) -> Response:
+        return json_response(spec)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(docs_page(spec))
+
+    routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
+    middleware = [Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(), middleware=middleware)
+
+
+def app_from_env() -> Starlette:
+    return create_app(ControlPlaneSettings.from_env())

@@ -1,0 +1,36 @@
+"""Every request's API key, checked with its scope (docs/api.md, "Authentication")."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from control_plane.services.keys import LIVE_PREFIX, TEST_PREFIX, ApiKey, hash_secret
+from shared.problems import Problem
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "Send an API key as `Authorization: Bearer qr_live_…`.",
+                      headers={"WWW-Authenticate": 'Bearer realm="scanroute"'})
+    return token.strip()
+
+
+async def authenticate(request: Request, scope: str) -> ApiKey:
+    """The request's API key, which must hold `scope`; 401 or 403 otherwise."""
+    token = _bearer(request)
+    key: ApiKey | None = request.scope.get("scanroute.key")
+    if key is None:
+        if not token.startswith((LIVE_PREFIX, TEST_PREFIX)):
+            raise Problem(401, "The API key is not valid.", headers={"WWW-Authenticate": "Bearer"})
+        row = await request.app.state.db.fetchrow(
+            "SELECT id, org_id, livemode, scopes FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL",
+            hash_secret(token))
+        if row is None:
+            raise Problem(401, "The API key is not valid or was revoked.", headers={"WWW-Authenticate": "Bearer"})
+        key = ApiKey(row["id"], row["org_id"], row["livemode"], frozenset(row["scopes"]))
+        request.scope["scanroute.key"] = key
+    if scope not in key.scopes:
+        raise Problem(403, f"This API key lacks the `{scope}` scope.")
+    return key

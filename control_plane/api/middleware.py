@@ -1,0 +1,217 @@
+"""Per-API-key middleware on /v1: rate limits (token bucket in Redis) and Idempotency-Key replays.
+
+Both identify the caller by a hash of the bearer token, so they run before (and without) the database
+lookup that authentication does. Neither ever sees or stores the token itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+import redis.exceptions
+
+from control_plane.api.problems import problem_response
+from shared.keys import ApiKeys
+from shared.problems import Problem
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+IDEMPOTENCY_TTL = 24 * 3600  # seconds a response is replayed
+IN_FLIGHT_TTL = 120  # seconds a crashed request can block its key
+NOT_CACHED = {401, 403, 429}  # the request never ran: a retry must run it
+
+# A token bucket refilled continuously at ARGV[1] tokens/s up to ARGV[2]. Returns
+# {allowed, tokens left, seconds until full, seconds until the next token}.
+TOKEN_BUCKET = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens, ts = tonumber(state[1]) or burst, tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+local retry = 0
+if allowed == 0 then retry = math.ceil((1 - tokens) / rate) end
+return {allowed, math.floor(tokens), math.ceil((burst - tokens) / rate), retry}
+"""
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def caller(scope: Scope) -> str | None:
+    """A stable, non-reversible name for the bearer token of the request, if any."""
+    auth = _header(scope, b"authorization") or ""
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+
+
+def _applies(scope: Scope) -> bool:
+    return scope["type"] == "http" and str(scope["path"]).startswith("/v1/")
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        owner = caller(scope) if _applies(scope) else None
+        if owner is None:
+            return await self.app(scope, receive, send)
+        state = scope["app"].state
+        settings = state.settings
+        try:
+            allowed, remaining, reset, retry = await state.rate_limiter(
+                keys=[ApiKeys(settings.stores.redis_namespace).rate_limit(owner)],
+                args=[settings.rate_limit_per_second, settings.rate_limit_burst])
+        except redis.exceptions.RedisError as exc:
+            log.warning("rate limiter unavailable, letting the request through: %r", exc)
+            return await self.app(scope, receive, send)
+        headers = [(b"ratelimit-limit", str(settings.rate_limit_burst).encode()),
+                   (b"ratelimit-remaining", str(remaining).encode()), (b"ratelimit-reset", str(reset).encode())]
+        if not allowed:
+            problem = Problem(429, f"Rate limit exceeded; retry in {max(retry, 1)} s.",
+                              headers={"Retry-After": str(max(retry, 1))})
+            return await _with_headers(problem_response(problem), headers)(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _with_headers(app: Any, headers: list[tuple[bytes, bytes]]) -> ASGIApp:
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        async def add(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *headers]
+            await send(message)
+
+        await app(scope, receive, add)
+
+    return wrapped
+
+
+class IdempotencyMiddleware:
+    """Same key + same body within 24 h → the first response again; other body → 422; in flight → 409."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = _header(scope, b"idempotency-key") if _applies(scope) and scope["method"] == "POST" else None
+        owner = caller(scope) if key is not None else None
+        if key is None or owner is None:
+            return await self.app(scope, receive, send)
+        if not 1 <= len(key) <= 255:
+            problem = Problem(400, "Idempotency-Key must be 1-255 characters.", type="idempotency-key")
+            return await problem_response(problem)(scope, receive, send)
+        body = await _read_body(receive)
+        fingerprint = hashlib.sha256(scope["path"].encode() + b"\0" + body).hexdigest()
+        state = scope["app"].state
+        redis_key = ApiKeys(state.settings.stores.redis_namespace).idempotency(
+            owner, hashlib.sha256(key.encode()).hexdigest()[:32])
+        try:
+            claimed = await state.redis.set(redis_key, orjson.dumps({"fp": fingerprint}), nx=True, ex=IN_FLIGHT_TTL)
+            if not claimed:
+                return await self._replay(await state.redis.get(redis_key), fingerprint, scope, receive, send)
+        except redis.exceptions.RedisError as exc:
+            log.warning("idempotency store unavailable: %r", exc)
+            problem = Problem(503, "Idempotency-Key cannot be honoured right now; retry shortly.",
+                              headers={"Retry-After": "1"})
+            return await problem_response(problem)(scope, receive, send)
+        captured: dict[str, Any] = {"body": b""}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                captured["headers"] = [(k.decode("latin-1"), v.decode("latin-1"))
+                                       for k, v in message.get("headers", []) if k.lower() not in (b"ratelimit-limit",
+                                       b"ratelimit-remaining", b"ratelimit-reset", b"content-length")]
+            elif message["type"] == "http.response.body":
+                captured["body"] += message.get("body", b"")
+            await send(message)
+
+        try:
+            await self.app(scope, _replayed_receive(body, receive), capture)
+        finally:
+            await self._store(state.redis, redis_key, fingerprint, captured)
+
+    @staticmethod
+    async def _store(client: Any, redis_key: str, fingerprint: str, captured: dict[str, Any]) -> None:
+        status = captured.get("status")
+        try:
+            if status is None or status >= 500 or status in NOT_CACHED:
+                await client.delete(redis_key)
+            else:
+                record = {"fp": fingerprint, "status": status, "headers": captured["headers"],
+                          "body": captured["body"].decode("utf-8")}
+                await client.set(redis_key, orjson.dumps(record), ex=IDEMPOTENCY_TTL)
+        except redis.exceptions.RedisError as exc:
+            log.warning("could not store idempotent response: %r", exc)
+
+    @staticmethod
+    async def _replay(raw: bytes | None, fingerprint: str, scope: Scope, receive: Receive, send: Send) -> None:
+        record: dict[str, Any] = orjson.loads(raw) if raw else {"fp": fingerprint}
+        if record["fp"] != fingerprint:
+            problem = Problem(422, "This Idempotency-Key was used with a different request body.",
+                              type="idempotency-key-reused")
+            return await problem_response(problem)(scope, receive, send)
+        if "status" not in record:
+            problem = Problem(409, "A request with this Idempotency-Key is still in progress.",
+                              type="idempotency-key-in-use", headers={"Retry-After": "1"})
+            return await problem_response(problem)(scope, receive, send)
+        body = record["body"].encode("utf-8")
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in record["headers"]]
+        headers += [(b"content-length", str(len(body)).encode()), (b"idempotent-replayed", b"true")]
+        await send({"type": "http.response.start", "status": record["status"], "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replayed_receive(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

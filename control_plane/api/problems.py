@@ -1,0 +1,60 @@
+"""Every API error becomes RFC 9457 problem+json here, whatever raised it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+import redis.exceptions
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shared.problems import Problem
+
+log = logging.getLogger(__name__)
+
+# A datastore that cannot be reached: the API answers 503 with Retry-After, the edge counts "unavailable".
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, TimeoutError,
+)
+
+
+def problem_response(problem: Problem) -> Response:
+    return Response(problem.body(), problem.status, problem.headers, "application/problem+json")
+
+
+async def handle_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return problem_response(exc)
+
+
+async def handle_http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if exc.status_code != 404 else "No such route."
+    return problem_response(Problem(exc.status_code, detail, headers=exc.headers))
+
+
+async def handle_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("dependency unavailable for %s %s: %r", request.method, request.url.path, exc)
+    return problem_response(Problem(503, "A datastore is unreachable; retry shortly.", headers={"Retry-After": "1"}))
+
+
+async def handle_data_error(request: Request, exc: Exception) -> Response:
+    # The database refused a value that passed validation (e.g. NUL in a query parameter).
+    return problem_response(Problem(422, f"A value cannot be stored or compared: {exc}"))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(Problem(500, "An unexpected error occurred; it has been logged."))
+
+
+def exception_handlers() -> dict[Any, Any]:
+    handlers: dict[Any, Any] = {Problem: handle_problem, HTTPException: handle_http}
+    handlers.update({cls: handle_unavailable for cls in UNAVAILABLE})
+    handlers[asyncpg.DataError] = handle_data_error
+    handlers[Exception] = handle_unexpected
+    return handlers

@@ -1,0 +1,192 @@
+"""The `scanroute` command. Heavy imports happen inside each sub-command, so `scanroute edge` stays lean."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+from shared.settings import ConfigError
+
+PLANS = ("free", "developer", "scale", "enterprise")
+
+
+def _configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+
+
+def cmd_control_plane(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from shared.settings import ControlPlaneSettings
+
+    settings = ControlPlaneSettings.from_env()
+    host, port = settings.bind
+    uvicorn.run("control_plane.api.app:app_from_env", factory=True, host=host, port=port, loop="uvloop",
+                http="httptools", access_log=False, log_level="info", timeout_graceful_shutdown=10)
+    return 0
+
+
+def cmd_edge(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from shared.settings import EdgeSettings
+
+    settings = EdgeSettings.from_env()
+    host, port = settings.bind
+    uvicorn.run("edge.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
+                loop="uvloop", http="httptools", access_log=False, log_level="info",
+                timeout_graceful_shutdown=10, backlog=4096)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from control_plane.ingest.worker import serve
+    from shared.settings import IngestSettings
+
+    uvloop.run(serve(IngestSettings.from_env()))
+    return 0
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from control_plane.webhooks.dispatcher import serve
+    from shared.settings import WebhookSettings
+
+    uvloop.run(serve(WebhookSettings.from_env()))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from control_plane.cli.migrate import migrate_url
+    from shared.settings import Stores
+
+    stores = Stores.from_env()
+    applied = asyncio.run(migrate_url(stores.database_url))
+    print(f"applied {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+async def _create_key(database_url: str, org: str, scopes: list[str], livemode: bool) -> dict[str, object]:
+    import asyncpg
+
+    from control_plane.services.keys import create_key, ensure_org
+
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        async with conn.transaction():
+            org_id = await ensure_org(conn, org)
+            key = await create_key(conn, org_id, livemode=livemode, scopes=scopes, name="cli")
+    finally:
+        await conn.close()
+    return {"org_id": org_id, "key": key.secret, "scopes": key.scopes}
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from control_plane.services.keys import SCOPES
+    from shared.settings import Stores
+
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()] if args.scopes else list(SCOPES)
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        print(f"error: unknown scopes {', '.join(unknown)}; choose from {', '.join(SCOPES)}", file=sys.stderr)
+        return 2
+    stores = Stores.from_env()
+    created = asyncio.run(_create_key(stores.database_url, args.org, scopes, not args.test))
+    if args.json:
+        print(json.dumps(created))
+    else:
+        print(f"organisation {created['org_id']}\nAPI key (shown once): {created['key']}\n"
+              f"scopes: {', '.join(scopes)}")
+    return 0
+
+
+def cmd_orgs_set_plan(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from shared.settings import Stores
+
+    stores = Stores.from_env()
+
+    async def set_plan() -> str:
+        conn = await asyncpg.connect(stores.database_url, timeout=10)
+        try:
+            result: str = await conn.execute("UPDATE organisations SET plan = $2 WHERE id = $1",
+                                             args.org_id, args.plan)
+            return result
+        finally:
+            await conn.close()
+
+    if asyncio.run(set_plan()) == "UPDATE 0":
+        print(f"error: no organisation {args.org_id}", file=sys.stderr)
+        return 1
+    print(f"{args.org_id} is now on the {args.plan} plan")
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from control_plane.cli.dead_letters import run_dead_letters
+
+    return run_dead_letters(args)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from control_plane.cli.supervisor import run_stack
+
+    return run_stack()
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="scanroute", description="Dynamic QR codes for print at volume.")
+    sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run everything on this machine").set_defaults(run=cmd_up)
+    sub.add_parser("control-plane", help="the admin API").set_defaults(run=cmd_control_plane)
+    edge = sub.add_parser("edge", help="the redirect edge")
+    edge.add_argument("--workers", type=int, default=1, help="processes, each with its own cache")
+    edge.set_defaults(run=cmd_edge)
+    sub.add_parser("ingest", help="the scan ingest worker").set_defaults(run=cmd_ingest)
+    sub.add_parser("webhooks", help="the webhook dispatcher").set_defaults(run=cmd_webhooks)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    create = keys.add_parser("create", help="create an organisation if needed and an API key")
+    create.add_argument("--org", required=True, help="organisation name")
+    create.add_argument("--scopes", help="comma-separated scopes (default: all)")
+    create.add_argument("--test", action="store_true", help="a test-mode key (qr_test_…)")
+    create.add_argument("--json", action="store_true", help="print JSON")
+    create.set_defaults(run=cmd_keys_create)
+    orgs = sub.add_parser("orgs", help="organisations").add_subparsers(dest="action", required=True)
+    plan = orgs.add_parser("set-plan", help="change an organisation's plan")
+    plan.add_argument("org_id")
+    plan.add_argument("plan", choices=PLANS)
+    plan.set_defaults(run=cmd_orgs_set_plan)
+    letters = sub.add_parser("dead-letters", help="scan entries the ingest worker could not store")
+    letters.add_argument("action", choices=("list", "replay"))
+    letters.add_argument("ids", nargs="*", type=int, help="replay only these (default: every waiting one)")
+    letters.add_argument("--all", action="store_true", help="list replayed ones too")
+    letters.add_argument("--json", action="store_true", help="print JSON")
+    letters.set_defaults(run=cmd_dead_letters)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    _configure_logging()
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""`scanroute up`: private servers when no URLs are given, migrations, a demo key, then every process kind.
+
+Children get a parent-death signal, so even a `kill -9` of the supervisor leaves nothing listening.
+Ctrl-C (or SIGTERM) stops the children gracefully, then the private servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shared.embedded import EmbeddedError, EmbeddedServices, as_root, reachable_by_postgres
+from shared.processes import die_with_parent, spawn, stop
+from shared.settings import SERVICES_ENV, ControlPlaneSettings, EdgeSettings, load_environment
+
+STATE = Path(".scanroute")
+DEMO_KEY_FILE = STATE / "demo_key"
+PROCESS_KINDS = ("control-plane", "edge", "ingest", "webhooks")
+
+
+def _say(message: str) -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def _data_root() -> Path:
+    root = STATE.resolve()
+    root.mkdir(exist_ok=True)
+    if as_root() and not reachable_by_postgres(root / "pgdata"):
+        # PostgreSQL runs as the postgres user, which cannot enter this folder (e.g. under /root).
+        fallback = Path("/var/tmp") / f"scanroute-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+        fallback.mkdir(mode=0o755, exist_ok=True)
+        _say(f"note: {root} is not reachable by the postgres user; keeping database files in {fallback}")
+        return fallback
+    return root
+
+
+def _scan_hash_secret(env: dict[str, str]) -> str:
+    if env.get("SCAN_HASH_SECRET"):
+        return env["SCAN_HASH_SECRET"]
+    path = STATE / "scan_hash_secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _write_services_env(values: dict[str, str]) -> None:
+    SERVICES_ENV.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    SERVICES_ENV.chmod(0o600)
+
+
+async def _prepare_database(database_url: str) -> str | None:
+    """Migrate and make the demo organisation; returns a new demo key, or None if one exists."""
+    import asyncpg
+
+    from control_plane.cli.migrate import migrate
+    from control_plane.services.keys import create_key, ensure_org
+
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        await migrate(conn)
+        async with conn.transaction():
+            org_id = await ensure_org(conn, "demo")
+            if await conn.fetchval("SELECT 1 FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL", org_id):
+                return None
+            key = await create_key(conn, org_id, livemode=True,
+                                   scopes=["qr:read", "qr:write", "webhooks:read", "webhooks:write", "keys:write"],
+                                   name="demo")
+            return key.secret
+    finally:
+        await conn.close()
+
+
+def run_stack() -> int:
+    die_with_parent(signal.SIGTERM)
+    env = load_environment(services=False)
+    env.setdefault("PUBLIC_SCHEME", "http")  # a local stack serves plain HTTP
+    STATE.mkdir(exist_ok=True)
+    services: EmbeddedServices | None = None
+    if not (env.get("DATABASE_URL") and env.get("REDIS_URL")):
+        services = EmbeddedServices(_data_root(), persistent=True)
+        try:
+            services.start()
+        except EmbeddedError as exc:
+            _say(f"error: {exc}")
+            return 1
+        env["DATABASE_URL"], env["REDIS_URL"] = services.database_url, services.redis_url
+        _say(f"started private PostgreSQL ({services.database_url}) and Redis ({services.redis_url})")
+    env["SCAN_HASH_SECRET"] = _scan_hash_secret(env)
+    _write_services_env({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SCAN_HASH_SECRET")})
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        demo_key = asyncio.run(_prepare_database(env["DATABASE_URL"]))
+        if demo_key:
+            DEMO_KEY_FILE.write_text(demo_key + "\n")
+            DEMO_KEY_FILE.chmod(0o600)
+        cp, edge = ControlPlaneSettings.from_env(env), EdgeSettings.from_env(env)
+        for kind in PROCESS_KINDS:
+            children[kind] = spawn([sys.executable, "-m", "control_plane.cli", kind], env=env)
+        _say(f"\nscanroute is up\n  control plane  http://{cp.bind[0]}:{cp.bind[1]}  (API under /v1)\n"
+             f"  edge           http://{edge.bind[0]}:{edge.bind[1]}  (short URLs on {edge.default_domain})\n"
+             "  ingest worker  running\n  webhooks       dispatcher running\n")
+        if demo_key:
+            _say(f"demo API key (shown once, also saved in {DEMO_KEY_FILE}):\n  {demo_key}\n")
+        else:
+            _say(f"demo API key: see {DEMO_KEY_FILE}, or make one with `scanroute keys create --org demo`\n")
+        _say("press Ctrl-C to stop")
+        while not stopping:
+            for kind, child in children.items():
+                if child.poll() is not None:
+                    _say(f"error: {kind} exited with {child.returncode}; stopping everything")
+                    stopping = True
+                    break
+            time.sleep(0.2)
+        failed = any(c.returncode not in (None, 0) for c in children.values())
+    finally:
+        for child in children.values():
+            stop(child, signal.SIGTERM)
+        if services is not None:
+            services.stop()
+            SERVICES_ENV.unlink(missing_ok=True)
+        _say("stopped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(run_stack())

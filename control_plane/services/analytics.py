@@ -1,0 +1,190 @@
+"""Scan analytics for one code or one group: totals, top-N breakdowns and a zero-filled timeseries.
+
+Bots never count. Scan counts come from hourly rollups kept by the ingest worker (plus the raw scans of the
+partial hours at either end of the range). Distinct visitors and IPs cannot be summed across hours: they
+are counted exactly from the scans for ranges of up to EXACT_UNIQUES_UP_TO scans, and estimated from
+hourly HyperLogLog sketches above that. Independent queries run at once on separate connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from shared import unique_sketch
+from shared.times import timestamp
+
+# dimension in the response → (column, key of each entry)
+DIMENSIONS: dict[str, tuple[str, str]] = {
+    "country": ("country", "country"),
+    "device": ("device_type", "device_type"),
+    "os": ("os", "os"),
+    "browser": ("browser", "browser"),
+    "scan_method": ("scan_method", "scan_method"),
+    "scanner_app": ("scanner_app", "scanner_app"),
+    "outcome": ("outcome", "outcome"),
+}
+BUCKETS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
+# Up to this many scans in a range, unique visitors and IPs are counted exactly from the scans; above it they
+# are estimated from hourly HyperLogLog sketches (about 3% standard error), which costs the same at any size.
+EXACT_UNIQUES_UP_TO = 25_000  # exact distinct counting of 100,000 scans took ~350 ms here
+
+
+@dataclass(frozen=True, slots=True)
+class ScanFilter:
+    """Human scans of one code (`column` = code_id) or group (`column` = group_id) of one org and mode."""
+
+    column: str
+    object_id: str
+    org_id: str
+    livemode: bool
+    since: datetime
+    until: datetime
+
+    @property
+    def where(self) -> str:
+        """Raw scans in [since, until)."""
+        assert self.column in ("code_id", "group_id")
+        return (f"{self.column} = $1 AND livemode = $2 AND org_id = $3 AND NOT is_bot"
+                " AND scanned_at >= $4 AND scanned_at < $5")
+
+    @property
+    def whole_hours(self) -> tuple[datetime, datetime]:
+        """The whole UTC hours inside [since, until): those are read from the hourly rollups."""
+        first = self.since.replace(minute=0, second=0, microsecond=0)
+        if first < self.since:
+            first += timedelta(hours=1)
+        end = max(self.until.replace(minute=0, second=0, microsecond=0), first)
+        return first, end
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return self.object_id, self.livemode, self.org_id, self.since, self.until, *self.whole_hours
+
+    @property
+    def counted(self) -> str:
+        """Human scans with their dimensions and a weight: rollups for the whole hours, raw scans for the
+        partial hours at either end (`$6`, `$7` bound the whole hours)."""
+        return f"""(
+            SELECT hour AS at, nullif(country, '') AS country, device_type, os, browser, scan_method,
+                   nullif(scanner_app, '') AS scanner_app, outcome, scans
+            FROM scan_rollups
+            WHERE {self.column} = $1 AND livemode = $2 AND org_id = $3 AND hour >= $6 AND hour < $7
+            UNION ALL
+            SELECT scanned_at, country, device_type, os, browser, scan_method, scanner_app, outcome, 1
+            FROM scans WHERE {self.where} AND (scanned_at < $6 OR scanned_at >= $7)
+        ) AS counted"""
+
+
+def _breakdown_sql(f: ScanFilter) -> str:
+    sets = ", ".join(f"({column})" for column, _ in DIMENSIONS.values())
+    which = " ".join(f"WHEN GROUPING({column}) = 0 THEN '{name}'" for name, (column, _) in DIMENSIONS.items())
+    value = " ".join(f"WHEN GROUPING({column}) = 0 THEN {column}" for column, _ in DIMENSIONS.values())
+    return (f"SELECT CASE {which} END AS dimension, CASE {value} END AS value, sum(scans)::bigint AS scans"
+            f" FROM {f.counted} GROUP BY GROUPING SETS ({sets})")
+
+
+async def totals(db: asyncpg.Pool[Any], f: ScanFilter) -> dict[str, int]:
+    # Distinct counts cannot be summed across hours: they read the scans themselves.
+    row = await db.fetchrow(
+        "SELECT count(*) AS total, count(DISTINCT visitor_hash) AS uniques, count(DISTINCT ip_hash) AS ips"
+        f" FROM scans WHERE {f.where}", *f.args[:5])
+    assert row is not None
+    return {"total_scans": row["total"], "unique_scans": row["uniques"], "unique_ips": row["ips"]}
+
+
+async def breakdowns(db: asyncpg.Pool[Any], f: ScanFilter, limit: int) -> dict[str, list[dict[str, Any]]]:
+    rows = await db.fetch(_breakdown_sql(f), *f.args)
+    result: dict[str, list[dict[str, Any]]] = {name: [] for name in DIMENSIONS}
+    # Most scans first; ties by value so that the order is stable between calls (unknown values last).
+    for row in sorted(rows, key=lambda r: (-r["scans"], r["value"] is None, r["value"] or "")):
+        entries = result[row["dimension"]]
+        if len(entries) < limit:
+            entries.append({DIMENSIONS[row["dimension"]][1]: row["value"], "scans": row["scans"]})
+    return result
+
+
+async def bucket_counts(db: asyncpg.Pool[Any], f: ScanFilter, group_by: str) -> list[tuple[datetime, int]]:
+    # Buckets are UTC days or hours; every bucket that overlaps [since, until) appears, empty or not.
+    rows = await db.fetch(
+        f"""WITH counted AS (
+                SELECT date_trunc($8, at, 'UTC') AS bucket, sum(scans)::bigint AS scans FROM {f.counted} GROUP BY 1)
+            SELECT b.bucket, coalesce(c.scans, 0) AS scans
+            FROM generate_series(date_trunc($8, $4::timestamptz, 'UTC'), $5::timestamptz - interval '1 microsecond',
+                                 $9::interval) AS b(bucket)
+            LEFT JOIN counted c USING (bucket) ORDER BY b.bucket""",
+        *f.args, group_by, BUCKETS[group_by])
+    return [(r["bucket"], r["scans"]) for r in rows]
+
+
+async def exact_bucket_uniques(db: asyncpg.Pool[Any], f: ScanFilter, group_by: str) -> dict[datetime, int]:
+    rows = await db.fetch(
+        f"SELECT date_trunc($6, scanned_at, 'UTC') AS bucket, count(DISTINCT visitor_hash) AS uniques"
+        f" FROM scans WHERE {f.where} GROUP BY 1", *f.args[:5], group_by)
+    return {r["bucket"]: r["uniques"] for r in rows}
+
+
+async def exact_uniques(db: asyncpg.Pool[Any], f: ScanFilter,
+                        group_by: str) -> tuple[dict[str, int], dict[datetime, int]]:
+    counted, per_bucket = await asyncio.gather(totals(db, f), exact_bucket_uniques(db, f, group_by))
+    return counted, per_bucket
+
+
+async def sketch_inputs(db: asyncpg.Pool[Any], f: ScanFilter) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """The hourly sketches of the whole hours, and the scans of the partial hours at either end."""
+    sketches, edges = await asyncio.gather(
+        db.fetch(f"SELECT hour, visitors, ips FROM scan_sketches WHERE {f.column} = $1 AND livemode = $2"
+                 " AND org_id = $3 AND hour >= $4 AND hour < $5", f.object_id, f.livemode, f.org_id,
+                 *f.whole_hours),
+        db.fetch(f"SELECT scanned_at, visitor_hash, ip_hash FROM scans WHERE {f.where}"
+                 " AND (scanned_at < $6 OR scanned_at >= $7)", *f.args))
+    return sketches, edges
+
+
+def estimated_uniques(sketches: list[asyncpg.Record], edges: list[asyncpg.Record], total: int,
+                      group_by: str) -> tuple[dict[str, int], dict[datetime, int]]:
+    """Merges the sketches per bucket and overall, with sketches made here of the partial hours' scans."""
+    visitors: dict[datetime, list[bytes]] = defaultdict(list)
+    ips: list[bytes] = []
+    for row in sketches:
+        visitors[_bucket(row["hour"], group_by)].append(row["visitors"])
+        ips.append(row["ips"])
+    edge_visitors: dict[datetime, bytearray] = defaultdict(unique_sketch.empty)
+    edge_ips = unique_sketch.empty()
+    for row in edges:
+        unique_sketch.add(edge_visitors[_bucket(row["scanned_at"], group_by)], row["visitor_hash"])
+        unique_sketch.add(edge_ips, row["ip_hash"])
+    for bucket, sketch in edge_visitors.items():
+        visitors[bucket].append(bytes(sketch))
+    merged = {bucket: unique_sketch.union(parts) for bucket, parts in visitors.items()}
+    counted = {"total_scans": total,
+               "unique_scans": min(total, unique_sketch.estimate(unique_sketch.union(merged.values()))),
+               "unique_ips": min(total, unique_sketch.estimate(unique_sketch.union([*ips, bytes(edge_ips)])))}
+    return counted, {bucket: unique_sketch.estimate(sketch) for bucket, sketch in merged.items()}
+
+
+def _bucket(moment: datetime, group_by: str) -> datetime:
+    moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0) if group_by == "day" else moment
+
+
+async def scan_analytics(db: asyncpg.Pool[Any], f: ScanFilter, group_by: str, limit: int) -> dict[str, Any]:
+    # The sketches are read alongside, whatever the size: cheaper than waiting for the total to decide.
+    broken_down, series, (sketches, edges) = await asyncio.gather(
+        breakdowns(db, f, limit), bucket_counts(db, f, group_by), sketch_inputs(db, f))
+    total = sum(scans for _, scans in series)
+    if total <= EXACT_UNIQUES_UP_TO:
+        counted, uniques = await exact_uniques(db, f, group_by)
+    else:
+        counted, uniques = estimated_uniques(sketches, edges, total, group_by)
+    timeseries = [{"bucket": timestamp(bucket), "scans": scans, "uniques": min(scans, uniques.get(bucket, 0))}
+                  for bucket, scans in series]
+    id_field = "qr_code_id" if f.column == "code_id" else "qr_group_id"
+    return {"object": "scan_analytics", id_field: f.object_id, "since": timestamp(f.since),
+            "until": timestamp(f.until), "group_by": group_by, "totals": counted, "breakdowns": broken_down,
+            "timeseries": timeseries}

@@ -1,0 +1,66 @@
+"""Re-applies cache writes from the events outbox, so Redis cannot stay stale.
+
+The write-through after each commit is best effort: a crash between COMMIT and the write, or a Redis
+outage at that moment, would leave an old row in Redis with nothing to correct it. This loop follows the
+outbox (every change writes an event in its own transaction) and publishes the rows again. Publishing is
+version-checked and idempotent, so repeats and several control-plane replicas are harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+import redis.exceptions
+
+from control_plane.services.cache import EdgeCache
+from shared.keys import cache_sync_cursor
+
+log = logging.getLogger(__name__)
+BATCH = 1000
+
+
+class CacheSync:
+    def __init__(self, db: asyncpg.Pool[Any], cache: EdgeCache, namespace: str, interval: float = 1.0) -> None:
+        self.interval = interval
+        self.db = db
+        self.cache = cache
+        self.cursor_key = cache_sync_cursor(namespace)
+
+    async def run_once(self) -> int:
+        """One pass over the events after the cursor; returns how many it re-applied."""
+        raw = await self.cache.redis.get(self.cursor_key)
+        if raw is None:  # first start: nothing older needs repair
+            latest = await self.db.fetchval("SELECT COALESCE(max(seq), 0) FROM events")
+            await self.cache.redis.set(self.cursor_key, latest)
+            return 0
+        events = await self.db.fetch(
+            "SELECT seq, type, data->'object'->>'id' AS object_id FROM events WHERE seq > $1"
+            " AND type <> 'qr.scan_threshold' ORDER BY seq LIMIT $2", int(raw), BATCH)
+        if not events:
+            return 0
+        codes = sorted({e["object_id"] for e in events if e["type"].startswith("qr.")})
+        groups = sorted({e["object_id"] for e in events if e["type"].startswith("qr_group.")})
+        if codes:
+            await self.cache.publish_codes(self.db, codes, raise_errors=True)
+        for group_id in groups:
+            await self.cache.publish_group(self.db, group_id, raise_errors=True)
+        await self.cache.redis.set(self.cursor_key, events[-1]["seq"])
+        return len(events)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = self.interval
+        while not stop.is_set():
+            try:
+                applied = await self.run_once()
+                backoff = self.interval
+            except (OSError, redis.exceptions.RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("cache sync paused: %r", exc)
+                applied, backoff = 0, min(backoff * 2, 30.0)
+            if applied < BATCH:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass

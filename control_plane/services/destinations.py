@@ -1,0 +1,34 @@
+"""Destinations: merge-patched as a whole object, then checked for the companion field of their type."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from control_plane.services.schemas import DestinationIn
+from shared.problems import field_error
+
+FIELDS = ("type", "url", "page", "chatbot", "knowledge_base")
+Destination = dict[str, str | None]
+
+
+def destination_object(row: asyncpg.Record) -> Destination:
+    return {name: row[f"destination_{name}"] for name in FIELDS}
+
+
+def merge_destination(current: Destination, patch: DestinationIn | None, present: bool) -> Destination:
+    """RFC 7396 on the destination object: `null` clears it all, absent keys are kept."""
+    merged: Destination = {name: current.get(name) for name in FIELDS}
+    if present and patch is None:
+        merged = dict.fromkeys(FIELDS)
+    elif patch is not None:
+        for name in patch.model_fields_set:
+            value = getattr(patch, name)
+            merged[name] = None if value is None else str(value)
+    kind = merged["type"]
+    if kind is not None and not merged[kind]:
+        raise field_error(f"destination.{kind}", f"is required when destination.type is '{kind}'")
+    return merged
+
+
+def destination_columns(destination: Destination) -> tuple[str | None, ...]:
+    return tuple(destination[name] for name in FIELDS)

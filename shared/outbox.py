@@ -1,0 +1,37 @@
+"""The events outbox: one row per change, written in the change's own transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from shared.ids import new_id
+from shared.times import timestamp
+
+EVENT_TYPES = ("qr.created", "qr.updated", "qr.deleted", "qr.scan_threshold",
+               "qr_group.created", "qr_group.updated", "qr_group.deleted")
+
+
+async def record_event(conn: asyncpg.Connection[Any], org_id: str, livemode: bool, type: str,
+                       obj: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
+    assert type in EVENT_TYPES, type
+    event_id = new_id("evt")
+    data: dict[str, Any] = {"object": obj}
+    if previous is not None:
+        data["previous_attributes"] = previous
+    await conn.execute("INSERT INTO events (id, org_id, livemode, type, data) VALUES ($1, $2, $3, $4, $5)",
+                       event_id, org_id, livemode, type, data)
+    return event_id
+
+
+def previous_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The fields whose value changed, with their value before the change."""
+    ignored = {"updated_at", "resolved", "image_url"}
+    return {k: v for k, v in before.items() if k not in ignored and after.get(k) != v}
+
+
+def event_object(row: asyncpg.Record) -> dict[str, Any]:
+    return {"id": row["id"], "object": "event", "type": row["type"], "livemode": row["livemode"],
+            "created_at": timestamp(row["created_at"]), "data": row["data"]}
+

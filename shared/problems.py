@@ -1,0 +1,61 @@
+"""Domain errors in RFC 9457 shape (docs/api.md, "Errors").
+
+Raised below the HTTP layer (services, rendering, jobs); the API maps them to problem+json in one place
+(`control_plane.api.problems`). Nothing here knows about HTTP frameworks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+PROBLEM_BASE = "https://scanroute.dev/problems/"
+TITLES = {400: "Bad request", 401: "Unauthorized", 402: "Payment required", 403: "Forbidden",
+          404: "Not found", 405: "Method not allowed", 409: "Conflict", 413: "Payload too large",
+          415: "Unsupported media type", 422: "Unprocessable content", 429: "Too many requests",
+          500: "Internal server error", 503: "Service unavailable"}
+SLUGS = {400: "bad-request", 401: "unauthorized", 402: "payment-required", 403: "forbidden", 404: "not-found",
+         405: "method-not-allowed", 409: "conflict", 413: "payload-too-large", 415: "unsupported-media-type",
+         422: "validation", 429: "rate-limited", 500: "internal", 503: "unavailable"}
+
+
+class Problem(Exception):
+    def __init__(self, status: int, detail: str, *, type: str | None = None, title: str | None = None,
+                 errors: Sequence[Mapping[str, str]] = (), headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.type = PROBLEM_BASE + (type or SLUGS.get(status, "error"))
+        self.title = title or TITLES.get(status, "Error")
+        self.errors = list(errors)
+        self.headers = dict(headers or {})
+
+    def body(self) -> bytes:
+        """The problem+json document."""
+        document: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status,
+                                    "detail": self.detail}
+        if self.errors:
+            document["errors"] = self.errors
+        return orjson.dumps(document)
+
+
+def validation_problem(errors: list[dict[str, str]], detail: str = "The request body is not valid.") -> Problem:
+    return Problem(422, detail, errors=errors)
+
+
+def field_error(field: str, message: str) -> Problem:
+    return validation_problem([{"field": field, "message": message}], f"{field}: {message}")
+
+
+def from_validation_error(exc: ValidationError, prefix: str = "") -> Problem:
+    errors = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        errors.append({"field": prefix + location, "message": message.removeprefix("Value error, ")})
+    return validation_problem(errors)

@@ -1,0 +1,292 @@
+"""Images through the API: design checks on create/PATCH, downloads, public content-addressed URLs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiohttp import web
+
+from tests.conftest import KeyFactory, bearer
+from tests.control_plane.render.decoding import reads_as, to_image
+from tests.control_plane.render.logos import logo_png
+from tests.local_http import local_server
+
+MENU = {"destination": {"type": "url", "url": "https://example.com/menu"}}
+
+
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    return {**env, "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1"}
+
+
+@pytest.fixture
+async def logo_server() -> AsyncIterator[str]:
+    async def logo(request: web.Request) -> web.Response:
+        return web.Response(body=logo_png(), content_type="image/png")
+
+    async with local_server([web.get("/logo.png", logo)]) as base:
+        yield f"{base}/logo.png"
+
+
+async def create(api: httpx.AsyncClient, key: str, **body: Any) -> httpx.Response:
+    return await api.post("/v1/qr-codes", headers=bearer(key), json={**MENU, **body})
+
+
+async def test_a_new_code_has_a_public_image_that_scans_to_its_short_url(api: httpx.AsyncClient,
+                                                                         make_key: KeyFactory) -> None:
+    code = (await create(api, await make_key())).json()
+    assert code["design"]["size"] == 512 and code["design"]["error_correction"] == "M"  # defaults filled in
+    assert code["image_url"].startswith("/i/") and code["image_url"].endswith(".png")
+    image = await api.get(code["image_url"])  # no API key: the URL itself is the secret
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert reads_as(image.content, "png", code["short_url"] + "?qr=1")
+    again = await api.get(code["image_url"], headers={"If-None-Match": image.headers["etag"]})
+    assert again.status_code == 304
+    for format in ("svg", "webp"):
+        other = await api.get(code["image_url"].replace(".png", f".{format}"))
+        assert other.status_code == 200 and reads_as(other.content, format, code["short_url"] + "?qr=1")
+
+
+async def test_changing_the_design_changes_the_url_and_keeps_the_old_image(api: httpx.AsyncClient,
+                                                                          make_key: KeyFactory) -> None:
+    key = await make_key()
+    code = (await create(api, key)).json()
+    patched = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
+                              json={"design": {"style_preset": "dots", "format": "svg"}})
+    assert patched.status_code == 200, patched.text
+    new = patched.json()
+    assert new["design"]["shapes"] == {"body": "dots", "eye_frame": "circle", "eye_ball": "circle"}
+    assert new["image_url"] != code["image_url"] and new["image_url"].endswith(".svg")
+    assert new["preview_url"] != code["preview_url"]
+    svg = await api.get(new["image_url"])
+    assert svg.headers["content-type"] == "image/svg+xml" and reads_as(svg.content, "svg", code["short_url"] + "?qr=1")
+    assert (await api.get(code["image_url"])).status_code == 200  # printed/cached copies keep working
+    renamed = (await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key), json={"name": "x"})).json()
+    assert renamed["image_url"] == new["image_url"]  # same payload and design: same URL
+
+
+async def test_design_patch_merges(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    code = (await create(api, key, design={"size": 300, "colors": {"foreground": "#1a237e"}})).json()
+    patched = (await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
+                               json={"design": {"margin": 2}})).json()
+    assert patched["design"]["size"] == 300 and patched["design"]["margin"] == 2
+    assert patched["design"]["colors"]["foreground"] == "#1a237e"
+
+
+@pytest.mark.parametrize(("design", "reason"), [
+    ({"colors": {"foreground": "#e6e6e6"}}, "contrast"),
+    ({"margin": 0}, "quiet zone"),
+])
+async def test_unscannable_designs_are_refused_on_create_and_patch(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                                   design: dict[str, Any], reason: str) -> None:
+    key = await make_key()
+    refused = await create(api, key, design=design)
+    assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "https://scanroute.dev/problems/unscannable-design"
+    assert reason in refused.json()["detail"]
+    assert (await api.get("/v1/qr-codes", headers=bearer(key))).json()["total"] == 0  # nothing was created
+    code = (await create(api, key)).json()
+    patched = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key), json={"design": design})
+    assert patched.status_code == 422 and patched.json()["type"].endswith("/unscannable-design")
+    unchanged = (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()
+    assert unchanged["design"] == code["design"]
+
+
+async def test_invalid_design_fields_are_field_level_422(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    refused = await create(api, await make_key(), design={"size": 100, "colors": {"foreground": "red"},
+                                                          "shapes": {"body": "stars"}})
+    assert refused.status_code == 422
+    assert {e["field"] for e in refused.json()["errors"]} == {
+        "design.size", "design.colors.foreground", "design.shapes.body"}
+
+
+async def test_download_is_authenticated_and_isolated(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    code = (await create(api, key)).json()
+    url = f"/v1/qr-codes/{code['id']}/download"
+    assert (await api.get(url)).status_code == 401
+    assert (await api.get(url, headers=bearer(await make_key(scopes=("webhooks:read",))))).status_code == 403
+    assert (await api.get(url, headers=bearer(await make_key("globex")))).status_code == 404
+    assert (await api.get(url, headers=bearer(await make_key(livemode=False)))).status_code == 404
+    webp = await api.get(url, params={"format": "webp", "size": 1000}, headers=bearer(key))
+    assert webp.status_code == 200 and webp.headers["content-type"] == "image/webp"
+    assert webp.headers["content-disposition"] == f'attachment; filename="{code["id"]}.webp"'
+    assert reads_as(webp.content, "webp", code["short_url"] + "?qr=1")
+    assert to_image(webp.content, "webp").size == (1000, 1000)
+    bad = await api.get(url, params={"format": "gif", "size": 5000}, headers=bearer(key))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "format"
+
+
+async def test_unknown_images_and_previews_are_404(api: httpx.AsyncClient) -> None:
+    for path in ("/i/" + "0" * 32 + ".png", "/i/../../etc/passwd", "/qr/" + "0" * 32, "/qr/qr_abc",
+                 "/logos/" + "0" * 64 + ".png", "/logos/x.png"):
+        response = await api.get(path)
+        assert response.status_code == 404 and response.headers["content-type"] == "application/problem+json"
+
+
+async def test_preview_page_shows_the_code_without_naming_it(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    code = (await create(api, await make_key(), name="Secret launch table")).json()
+    page = await api.get(code["preview_url"])
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    image = code["image_url"].removesuffix(".png")
+    assert f'src="{image}.svg"' in page.text and "Secret launch" not in page.text and code["id"] not in page.text
+
+
+async def test_a_logo_is_fetched_embedded_and_raises_the_level(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                               logo_server: str, db: asyncpg.Connection[Any]) -> None:
+    response = await create(api, await make_key(), design={
+        "error_correction": "L", "logo": {"url": logo_server, "scale": 0.3}})
+    assert response.status_code == 201, response.text
+    code = response.json()
+    assert code["design"]["error_correction"] == "Q" and len(code["design"]["logo"]["sha256"]) == 64
+    image = await api.get(code["image_url"])
+    assert reads_as(image.content, "png", code["short_url"] + "?qr=1")
+    svg = await api.get(code["image_url"].replace(".png", ".svg"))
+    assert b"data:image/png;base64," in svg.content and reads_as(svg.content, "svg", code["short_url"] + "?qr=1")
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("https://127.0.0.2/logo.png", "the URL resolves to 127.0.0.2, a loopback"),
+    ("https://10.0.0.7/logo.png", "the URL resolves to 10.0.0.7, a loopback, private"),
+    ("https://169.254.169.254/latest/meta-data/iam", "the URL resolves to 169.254.169.254"),
+    ("https://localhost/logo.png", "the URL resolves to"),
+    ("http://example.com/logo.png", "the URL must be an https URL"),
+    ("file:///etc/passwd", "must be an https URL"),
+])
+async def test_logo_urls_to_private_addresses_are_refused(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                          url: str, reason: str) -> None:
+    refused = await create(api, await make_key(), design={"logo": {"url": url}})
+    assert refused.status_code == 422
+    [error] = refused.json()["errors"]
+    assert error["field"] == "design.logo.url" and reason in error["message"]
+
+
+async def test_codes_minted_in_bulk_get_checked_designs_and_working_images(
+        api: httpx.AsyncClient, make_key: KeyFactory, database_url: str, cp_settings: Any) -> None:
+    from control_plane.render.images import sync_designs, with_image_secret
+    from shared.database import create_pool
+    from shared.ids import new_id, new_slug
+
+    key = await make_key()
+    assert (await create(api, key)).status_code == 201  # the organisation's first code: its org_id is below
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            org_id = await conn.fetchval("SELECT org_id FROM qr_codes LIMIT 1")
+            ids = [new_id("qr") for _ in range(25)]
+            await conn.executemany(
+                "INSERT INTO qr_codes (id, org_id, livemode, kind, type, slug, domain, design)"
+                " VALUES ($1, $2, true, 'dynamic', 'url', $3, 'qr.test', $4)",
+                [(code_id, org_id, new_slug(), {"style_preset": "classy"}) for code_id in ids])
+            await sync_designs(conn, await with_image_secret(cp_settings, conn), ids)
+    finally:
+        await pool.close()
+    listed = (await api.get("/v1/qr-codes", params={"limit": 100}, headers=bearer(key))).json()["data"]
+    minted = [code for code in listed if code["id"] in ids]
+    assert len(minted) == 25 and {code["design"]["shapes"]["body"] for code in minted} == {"classy"}
+    for code in minted[:3]:
+        image = await api.get(code["image_url"])
+        assert image.status_code == 200 and reads_as(image.content, "png", code["short_url"] + "?qr=1")
+
+
+async def test_a_static_code_encodes_its_content(api: httpx.AsyncClient, make_key: KeyFactory, database_url: str,
+                                                 cp_settings: Any) -> None:
+    from control_plane.render.images import sync_design, with_image_secret
+    from shared.database import create_pool
+    from shared.ids import new_id
+
+    key = await make_key()
+    assert (await create(api, key)).status_code == 201
+    content = {"ssid": "Café; Guests", "password": "pa:ss", "encryption": "WPA", "hidden": False}
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            org_id = await conn.fetchval("SELECT org_id FROM qr_codes LIMIT 1")
+            code_id = new_id("sqr")
+            await conn.execute("INSERT INTO qr_codes (id, org_id, livemode, kind, type, content, design)"
+                               " VALUES ($1, $2, true, 'static', 'wifi', $3, $4)",
+                               code_id, org_id, content, {"style_preset": "rounded", "format": "webp"})
+            await sync_design(conn, await with_image_secret(cp_settings, conn), code_id)
+    finally:
+        await pool.close()
+    code = (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()
+    assert code["image_url"].endswith(".webp") and code["short_url"] is None
+    expected = "WIFI:T:WPA;S:Café\\; Guests;P:pa\\:ss;H:false;;"
+    assert reads_as((await api.get(code["image_url"])).content, "webp", expected)
+    download = await api.get(code["download_url"], params={"format": "svg"}, headers=bearer(key))
+    assert reads_as(download.content, "svg", expected)
+
+
+async def test_a_minted_print_run_shares_one_checked_design(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "Run"})).json()
+    minted = await api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key),
+                            json={"count": 20, "design": {"style_preset": "sunset", "format": "svg"}})
+    assert minted.status_code == 201, minted.text
+    codes = minted.json()["data"]
+    assert {code["design"]["shapes"]["body"] for code in codes} == {"rounded"}  # normalised from the preset
+    assert len({code["image_url"] for code in codes}) == 20
+    for code in (codes[0], codes[-1]):
+        assert reads_as((await api.get(code["image_url"])).content, "svg", code["short_url"] + "?qr=1")
+    refused = await api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key),
+                             json={"count": 5, "design": {"colors": {"foreground": "#eeeeee"}}})
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/unscannable-design")
+
+
+async def test_a_preset_that_is_not_a_name_is_a_422(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    refused = await create(api, await make_key(), design={"style_preset": {"name": "dots"}})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "design.style_preset"
+
+
+async def test_an_uploaded_logo_is_kept_once_and_reusable(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    import base64
+    key = await make_key()
+    upload = "data:image/png;base64," + base64.b64encode(logo_png()).decode()
+    first = await create(api, key, design={"logo": {"url": upload, "scale": 0.25}})
+    assert first.status_code == 201, first.text
+    logo = first.json()["design"]["logo"]
+    assert logo["url"] == f"/logos/{logo['sha256']}.png"  # the upload is not repeated in every response
+    served = await api.get(logo["url"])
+    assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+    assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
+    code = first.json()
+    assert reads_as((await api.get(code["image_url"])).content, "png", code["short_url"] + "?qr=1")
+    again = await create(api, key, design={"logo": {"url": logo["url"]}})
+    assert again.status_code == 201 and again.json()["design"]["logo"]["sha256"] == logo["sha256"]
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("data:text/html;base64,PGgxPg==", "data:image/png|jpeg|webp|gif;base64"),
+    ("data:image/png;base64,not*base64", "data:image/png|jpeg|webp|gif;base64"),
+    ("data:image/png;base64,aGVsbG8=", "not a readable PNG"),
+    ("/logos/" + "0" * 64 + ".png", "no logo was uploaded"),
+])
+async def test_bad_uploads_are_refused(api: httpx.AsyncClient, make_key: KeyFactory, url: str, reason: str) -> None:
+    refused = await create(api, await make_key(), design={"logo": {"url": url}})
+    assert refused.status_code == 422
+    [error] = refused.json()["errors"]
+    assert error["field"] == "design.logo.url" and reason in error["message"], error
+
+
+async def test_image_urls_survive_a_restart_and_follow_the_configured_secret(
+        api: httpx.AsyncClient, make_key: KeyFactory, env: dict[str, str]) -> None:
+    from control_plane.api.app import create_app
+    from shared.settings import ControlPlaneSettings
+
+    key = await make_key()
+    code = (await create(api, key)).json()
+
+    async def image_url_in(settings_env: dict[str, str]) -> str:
+        app = create_app(ControlPlaneSettings.from_env(settings_env))
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as client:
+            return str((await client.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()["image_url"])
+
+    assert await image_url_in(env) == code["image_url"]  # another process, no secret configured: same URL
+    assert await image_url_in({**env, "IMAGE_URL_SECRET": "another-secret-0123456789"}) != code["image_url"]

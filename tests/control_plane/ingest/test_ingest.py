@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+import uuid_utils
+
+from control_plane.ingest.worker import IngestWorker
+from shared.database import create_pool
+from shared.keys import INGEST_GROUP, SCAN_FIELD, RedisKeys
+from shared.scan_event import ScanEvent
+from shared.settings import IngestSettings
+from tests.conftest import KeyFactory, bearer
+
+
+def scan(code_id: str, org_id: str, method: str = "GET") -> ScanEvent:
+    scan_id = uuid_utils.uuid7()
+    return ScanEvent(str(scan_id), scan_id.timestamp, code_id, None, org_id, True, "redirected", method, True,
+                     "iphash", "visitorhash", "Mozilla/5.0", properties={"table": "1"})
+
+
+@pytest.fixture
+async def code(api: Any, make_key: KeyFactory, db: asyncpg.Connection[Any]) -> asyncpg.Record:
+    key = await make_key()
+    created = (await api.post("/v1/qr-codes", headers=bearer(key), json={})).json()
+    return await db.fetchrow("SELECT id, org_id FROM qr_codes WHERE id = $1", created["id"])
+
+
+@pytest.fixture
+async def worker(ingest_settings: IngestSettings, database_url: str, redis: aioredis.Redis) -> Any:
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    worker = IngestWorker(ingest_settings, pool, redis)
+    await worker.ensure_group()
+    yield worker
+    await pool.close()
+
+
+async def test_a_redelivered_batch_inserts_nothing_twice(worker: IngestWorker, code: asyncpg.Record,
+                                                         db: asyncpg.Connection[Any]) -> None:
+    events = [scan(code["id"], code["org_id"]) for _ in range(5)] + [scan(code["id"], code["org_id"], "HEAD")]
+    entries = [(f"1-{i}".encode(), {SCAN_FIELD: e.encode()}) for i, e in enumerate(events)]
+    assert await worker.ingest(entries) == 6
+    assert await worker.ingest(entries) == 0
+    assert await db.fetchval("SELECT count(*) FROM scans") == 6
+    assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 5  # HEAD is a bot
+
+
+async def test_worker_reads_the_stream_and_acknowledges_after_commit(
+        worker: IngestWorker, code: asyncpg.Record, db: asyncpg.Connection[Any], redis: aioredis.Redis,
+        redis_namespace: str) -> None:
+    keys = RedisKeys(redis_namespace)
+    for _ in range(20):
+        await redis.xadd(keys.scans, {SCAN_FIELD: scan(code["id"], code["org_id"]).encode()})
+    await redis.xadd(keys.scans, {SCAN_FIELD: b"not json"})
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    for _ in range(200):
+        if await db.fetchval("SELECT count(*) FROM scans") == 20:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 20
+    pending = await redis.xpending(keys.scans, INGEST_GROUP)
+    assert pending["pending"] == 0

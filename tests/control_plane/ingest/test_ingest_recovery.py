@@ -1,0 +1,237 @@
+"""The ingest worker under failure: poison entries, dead consumers, kill -9, several workers at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from control_plane.ingest.worker import IngestWorker
+from shared.database import create_pool
+from shared.keys import INGEST_GROUP, SCAN_FIELD, RedisKeys
+from shared.processes import spawn, stop
+from shared.scan_event import ScanEvent
+from shared.settings import IngestSettings
+from tests.conftest import ROOT, KeyFactory, bearer
+from tests.control_plane.ingest.test_enrich import GOOGLEBOT_UA, IPHONE_SAFARI
+
+
+@pytest.fixture
+async def code(api: httpx.AsyncClient, make_key: KeyFactory, db: asyncpg.Connection[Any]) -> dict[str, Any]:
+    key = await make_key()
+    created = (await api.post("/v1/qr-codes", headers=bearer(key), json={})).json()
+    return dict(await db.fetchrow("SELECT id, org_id FROM qr_codes WHERE id = $1", created["id"]))
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+def make_worker(settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis,
+                **changes: Any) -> IngestWorker:
+    return IngestWorker(replace(settings, **changes), pool, redis)
+
+
+def scan(code: dict[str, Any], user_agent: str = IPHONE_SAFARI, **changes: Any) -> ScanEvent:
+    event = ScanEvent(str(uuid.uuid4()), int(time.time() * 1000), code["id"], None, code["org_id"], True,
+                      "redirected", "GET", True, "ip", "visitor", user_agent)
+    return replace(event, **changes)
+
+
+async def add(redis: aioredis.Redis, stream: str, payloads: list[bytes]) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for payload in payloads:
+            pipe.xadd(stream, {SCAN_FIELD: payload})
+        await pipe.execute()
+
+
+async def wait_for(check: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def run_until(worker: IngestWorker, check: Any) -> None:
+    stop_event = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop_event))
+    try:
+        await wait_for(check, 20)
+    finally:
+        stop_event.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_poison_entries_are_dead_lettered_and_do_not_block(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
+    stream = RedisKeys(redis_namespace).scans
+    good = [scan(code) for _ in range(10)]
+    poison = [scan(code, referer="nul\x00byte").encode(),  # valid JSON that PostgreSQL refuses
+              scan(code, scan_id="not-a-uuid").encode(), b"not json"]
+    await add(redis, stream, [good[0].encode(), *poison, *(e.encode() for e in good[1:])])
+    worker = make_worker(ingest_settings, pool, redis)
+    await run_until(worker, lambda: db.fetchval("SELECT count(*) = 10 FROM scans"))
+
+    letters = await db.fetch("SELECT payload, error FROM scan_dead_letters ORDER BY id")
+    assert sorted(bytes(r["payload"]) for r in letters) == sorted(poison)
+    assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 10
+    assert (await redis.xpending(stream, INGEST_GROUP))["pending"] == 0
+
+
+async def test_entries_of_a_dead_consumer_are_claimed_and_worn_ones_dead_lettered(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
+    stream = RedisKeys(redis_namespace).scans
+    worker = make_worker(ingest_settings, pool, redis, claim_idle_ms=100, max_deliveries=3)
+    await worker.ensure_group()
+    await add(redis, stream, [scan(code).encode() for _ in range(5)])
+    await redis.xreadgroup(INGEST_GROUP, "crashed", {stream: ">"}, count=5)  # read once, never acknowledged
+    worn = scan(code)
+    await add(redis, stream, [worn.encode()])
+    reply = await redis.xreadgroup(INGEST_GROUP, "crash-loop", {stream: ">"}, count=1)
+    worn_id = reply[0][1][0][0]
+    for _ in range(3):  # a consumer that crashes on it, again and again
+        await redis.xclaim(stream, INGEST_GROUP, "crash-loop", 0, [worn_id])
+    await asyncio.sleep(0.15)
+
+    await worker.claim_from_dead_consumers()
+
+    assert await db.fetchval("SELECT count(*) FROM scans") == 5
+    assert await db.fetchval("SELECT count(*) FROM scan_dead_letters WHERE error LIKE 'delivered%'") == 1
+    assert (await redis.xpending(stream, INGEST_GROUP))["pending"] == 0
+
+
+async def test_trimming_keeps_unread_and_pending_entries(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any]) -> None:
+    stream = RedisKeys(redis_namespace).scans
+    worker = make_worker(ingest_settings, pool, redis)
+    await worker.ensure_group()
+    await add(redis, stream, [scan(code).encode() for _ in range(5)])
+    await worker.ingest(await worker.stream.read(">", 100, None))
+    await add(redis, stream, [scan(code).encode() for _ in range(3)])
+    await redis.xreadgroup(INGEST_GROUP, "slow", {stream: ">"}, count=3)  # pending elsewhere
+    await add(redis, stream, [scan(code).encode() for _ in range(2)])  # not read by anyone yet
+
+    await worker.stream.trim_acknowledged()
+    assert await redis.xlen(stream) == 5
+
+    await worker.ingest(await worker.stream.read(">", 100, None))
+    slow = await redis.xpending_range(stream, INGEST_GROUP, "-", "+", 10, consumername="slow")
+    await redis.xack(stream, INGEST_GROUP, *[p["message_id"] for p in slow])
+    await worker.stream.trim_acknowledged()
+    assert await redis.xlen(stream) == 0
+
+
+async def test_threshold_events_fire_once_when_scan_count_reaches_100_and_1000(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis,
+        code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
+    worker = make_worker(ingest_settings, pool, redis)
+
+    async def ingest(events: list[ScanEvent]) -> None:
+        await worker.ingest([(f"1-{i}".encode(), {SCAN_FIELD: e.encode()}) for i, e in enumerate(events)])
+
+    first = [scan(code) for _ in range(99)] + [scan(code, user_agent=GOOGLEBOT_UA) for _ in range(5)]
+    await ingest(first)
+    assert await db.fetchval("SELECT count(*) FROM events WHERE type = 'qr.scan_threshold'") == 0
+    second = [scan(code) for _ in range(1500)]
+    await ingest(second)
+    await ingest(second)  # redelivered: counts nothing, fires nothing
+    rows = await db.fetch("SELECT org_id, data FROM events WHERE type = 'qr.scan_threshold' ORDER BY seq")
+    objects = [json.loads(r["data"])["object"] for r in rows]
+    assert [(o["threshold"], o["scan_count"]) for o in objects] == [(100, 1599), (1000, 1599)]
+    assert {o["id"] for o in objects} == {code["id"]}
+    assert {r["org_id"] for r in rows} == {code["org_id"]}
+    assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 1599
+
+
+def ingest_process(env: dict[str, str], consumer: str, batch_size: int = 1000) -> subprocess.Popen[bytes]:
+    full_env = {**os.environ, **env, "INGEST_CONSUMER": consumer, "INGEST_BATCH_SIZE": str(batch_size),
+                "INGEST_BLOCK_MS": "50", "INGEST_CLAIM_IDLE_MS": "500"}
+    return spawn([sys.executable, "-m", "control_plane.cli", "ingest"], env=full_env, cwd=ROOT,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def exactly_once(db: asyncpg.Connection[Any], code_id: str, total: int) -> None:
+    assert await db.fetchval("SELECT count(*) FROM scans") == total
+    assert await db.fetchval("SELECT count(DISTINCT scan_id) FROM scans") == total
+    assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code_id) == total
+
+
+@pytest.mark.e2e
+async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
+        env: dict[str, str], redis: aioredis.Redis, redis_namespace: str, code: dict[str, Any],
+        db: asyncpg.Connection[Any]) -> None:
+    total = 20_000
+    await add(redis, RedisKeys(redis_namespace).scans, [scan(code).encode() for _ in range(total)])
+    first = ingest_process(env, "doomed", batch_size=500)  # small batches: it is killed long before the end
+    try:
+        await wait_for(lambda: db.fetchval("SELECT count(*) > 0 FROM scans"))
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert await db.fetchval("SELECT count(*) FROM scans") < total, "the worker finished before it was killed"
+    second = ingest_process(env, "successor")  # claims what "doomed" read but never acknowledged
+    try:
+        await wait_for(lambda: db.fetchval("SELECT count(*) = $1 FROM scans", total))
+        await asyncio.sleep(0.3)  # room for a duplicate to show up, were there one
+    finally:
+        assert stop(second, signal.SIGTERM) == 0  # drains and exits cleanly
+    await exactly_once(db, code["id"], total)
+    assert (await redis.xpending(RedisKeys(redis_namespace).scans, INGEST_GROUP))["pending"] == 0
+
+
+@pytest.mark.e2e
+async def test_two_workers_at_once_insert_each_scan_once(
+        env: dict[str, str], redis: aioredis.Redis, redis_namespace: str, code: dict[str, Any],
+        db: asyncpg.Connection[Any]) -> None:
+    total = 20_000
+    workers = [ingest_process(env, name) for name in ("one", "two")]
+    try:
+        await add(redis, RedisKeys(redis_namespace).scans, [scan(code).encode() for _ in range(total)])
+        await wait_for(lambda: db.fetchval("SELECT count(*) = $1 FROM scans", total))
+        await asyncio.sleep(0.3)
+    finally:
+        codes = [stop(w, signal.SIGTERM) for w in workers]
+    assert codes == [0, 0]
+    await exactly_once(db, code["id"], total)
+
+
+@pytest.mark.e2e
+async def test_dead_letters_can_be_listed_and_replayed(
+        env: dict[str, str], ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis,
+        code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
+    event = scan(code)
+    await db.execute("INSERT INTO scan_dead_letters (stream_id, payload, error) VALUES ('1-1', $1, 'test')",
+                     event.encode())
+    run_env = {**os.environ, **env}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "control_plane.cli", "dead-letters", *args], env=run_env,
+                              cwd=ROOT, capture_output=True, timeout=30, check=True)
+        return done.stdout.decode()
+
+    listed = json.loads(cli("list", "--json"))
+    assert [(d["error"], d["replayed_at"]) for d in listed] == [("test", None)]
+    assert "replayed 1" in cli("replay")
+    assert json.loads(cli("list", "--json")) == []
+    worker = make_worker(ingest_settings, pool, redis)
+    await run_until(worker, lambda: db.fetchval("SELECT count(*) = 1 FROM scans WHERE scan_id = $1",
+                                                uuid.UUID(event.scan_id)))

@@ -1,0 +1,77 @@
+"""SSRF guard as logo fetches use it: no request reaches a private address unless that host is allowed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from shared.outbound import OutboundRefused, fetch, resolve_public_address
+from tests.control_plane.render.logos import logo_png
+from tests.local_http import local_server
+
+NONE: frozenset[str] = frozenset()
+LOCAL = frozenset({"127.0.0.1"})
+IMAGES = frozenset({"image/png"})
+
+
+@pytest.mark.parametrize("url", [
+    "https://127.0.0.1/logo.png", "https://10.1.2.3/logo.png", "https://172.16.0.9/x.png",
+    "https://192.168.1.1/x.png", "https://169.254.169.254/latest/meta-data/", "https://[::1]/x.png",
+    "https://[fd00:ec2::254]/x.png", "https://[::ffff:127.0.0.1]/x.png", "https://224.0.0.1/x.png",
+    "https://0.0.0.0/x.png", "https://100.64.0.1/x.png", "https://localhost/logo.png",
+])
+async def test_private_and_special_addresses_are_refused_before_any_connection(url: str) -> None:
+    with pytest.raises(OutboundRefused, match="loopback, private, link-local or reserved"):
+        await fetch(url, allowed_hosts=NONE, allow_http=False, max_bytes=1000, content_types=IMAGES)
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/x.png", "gopher://example.com/",
+                                 "http://example.com/logo.png", "https:///no-host"])
+async def test_only_https_urls_with_a_host(url: str) -> None:
+    with pytest.raises(OutboundRefused):
+        await resolve_public_address(url, allowed_hosts=NONE, allow_http=False)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    png = logo_png()
+
+    async def logo(request: web.Request) -> web.Response:
+        return web.Response(body=png, content_type="image/png")
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound("http://127.0.0.1:1/elsewhere.png")
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<html></html>", content_type="text/html")
+
+    routes = [web.get("/logo.png", logo), web.get("/moved.png", redirect), web.get("/page", page)]
+    async with local_server(routes) as base:
+        yield base
+
+
+async def test_an_allowed_host_is_fetched(server: str) -> None:
+    fetched = await fetch(f"{server}/logo.png", allowed_hosts=LOCAL, allow_http=True, max_bytes=100_000,
+                          content_types=IMAGES)
+    assert fetched.body == logo_png() and fetched.content_type == "image/png"
+
+
+async def test_the_same_server_is_refused_without_the_allowance(server: str) -> None:
+    with pytest.raises(OutboundRefused, match="resolves to 127.0.0.1"):
+        await fetch(f"{server}/logo.png", allowed_hosts=NONE, allow_http=True, max_bytes=100_000,
+                    content_types=IMAGES)
+
+
+async def test_redirects_are_not_followed(server: str) -> None:
+    with pytest.raises(OutboundRefused, match="redirects"):
+        await fetch(f"{server}/moved.png", allowed_hosts=LOCAL, allow_http=True, max_bytes=100_000,
+                    content_types=IMAGES)
+
+
+async def test_size_and_type_limits(server: str) -> None:
+    with pytest.raises(OutboundRefused, match="more than 100 bytes"):
+        await fetch(f"{server}/logo.png", allowed_hosts=LOCAL, allow_http=True, max_bytes=100, content_types=IMAGES)
+    with pytest.raises(OutboundRefused, match="text/html"):
+        await fetch(f"{server}/page", allowed_hosts=LOCAL, allow_http=True, max_bytes=100_000, content_types=IMAGES)
