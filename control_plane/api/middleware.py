@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 import redis.exceptions
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from control_plane.api.problems import problem_response
+from control_plane.api.state import scope_state
 from shared.keys import ApiKeys
 from shared.problems import Problem
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 IDEMPOTENCY_TTL = 24 * 3600  # seconds a response is replayed
 IN_FLIGHT_TTL = 120  # seconds a crashed request can block its key
@@ -80,7 +75,7 @@ class RateLimitMiddleware:
         owner = caller(scope) if _applies(scope) else None
         if owner is None:
             return await self.app(scope, receive, send)
-        state = scope["app"].state
+        state = scope_state(scope)
         settings = state.settings
         try:
             allowed, remaining, reset, retry = await state.rate_limiter(
@@ -132,7 +127,7 @@ class IdempotencyMiddleware:
             return await problem_response(problem)(scope, receive, send)
         body = await _read_body(receive)
         fingerprint = hashlib.sha256(scope["path"].encode() + b"\0" + body).hexdigest()
-        state = scope["app"].state
+        state = scope_state(scope)
         redis_key = ApiKeys(state.settings.stores.redis_namespace).idempotency(
             owner, hashlib.sha256(key.encode()).hexdigest()[:32])
         try:
@@ -175,7 +170,7 @@ class IdempotencyMiddleware:
             log.warning("could not store idempotent response: %r", exc)
 
     @staticmethod
-    async def _replay(raw: bytes | None, fingerprint: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _replay(raw: bytes | str | None, fingerprint: str, scope: Scope, receive: Receive, send: Send) -> None:
         record: dict[str, Any] = orjson.loads(raw) if raw else {"fp": fingerprint}
         if record["fp"] != fingerprint:
             problem = Problem(422, "This Idempotency-Key was used with a different request body.",
