@@ -31,6 +31,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 IDEMPOTENCY_TTL = 24 * 3600  # seconds a response is replayed
 IN_FLIGHT_TTL = 120  # seconds a crashed request can block its key
 NOT_CACHED = {401, 403, 429}  # the request never ran: a retry must run it
+STORE_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.RedisError, *UNAVAILABLE)
 
 # A token bucket refilled continuously at ARGV[1] tokens/s up to ARGV[2]. Returns
 # {allowed, tokens left, seconds until full, seconds until the next token}.
@@ -153,7 +154,7 @@ class IdempotencyMiddleware:
                 if await active_key(state.db, token) is None:  # revoked since the first request
                     return await problem_response(invalid_key())(scope, receive, send)
                 return await self._replay(token, redis_key, fingerprint, scope, receive, send)
-        except (redis.exceptions.RedisError, *UNAVAILABLE) as exc:
+        except STORE_ERRORS as exc:
             log.warning("idempotency store unavailable: %r", exc)
             problem = Problem(503, "Idempotency-Key cannot be honoured right now; retry shortly.",
                               headers={"Retry-After": "1"})
