@@ -20,6 +20,10 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+def invalid_key() -> Problem:
+    return Problem(401, "The API key is not valid or was revoked.", headers={"WWW-Authenticate": "Bearer"})
+
+
 async def authenticate(request: Request, scope: str) -> ApiKey:
     """The request's API key, which must hold `scope`; 401 or 403 otherwise."""
     token = _bearer(request)
@@ -27,7 +31,7 @@ async def authenticate(request: Request, scope: str) -> ApiKey:
     if key is None:
         key = await find_key(app_state(request).db, token)
         if key is None:
-            raise Problem(401, "The API key is not valid or was revoked.", headers={"WWW-Authenticate": "Bearer"})
+            raise invalid_key()
         request.scope[SCOPE_KEY] = key
     if scope not in key.scopes:
         raise Problem(403, f"This API key lacks the `{scope}` scope.")

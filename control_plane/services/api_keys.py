@@ -11,7 +11,7 @@ from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey, create_key
 from control_plane.services.listing import Listing, PageQuery, owned_page
 from control_plane.services.schemas import Body
-from shared.problems import field_error, not_found
+from shared.problems import Problem, field_error, not_found
 from shared.times import timestamp
 
 Scope = Literal["qr:read", "qr:write", "webhooks:read", "webhooks:write", "keys:write"]
@@ -48,8 +48,13 @@ async def list_api_keys(ctx: ServiceContext, caller: ApiKey, page: PageQuery) ->
 
 async def revoke_api_key(ctx: ServiceContext, caller: ApiKey, key_id: str) -> None:
     """Refused at once: authentication reads the key's row on every request."""
-    revoked = await ctx.db.fetchval(
-        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND org_id = $2 AND livemode = $3"
-        " AND revoked_at IS NULL RETURNING id", key_id, caller.org_id, caller.livemode)
-    if revoked is None:
+    # A key may revoke only keys whose scopes it holds itself (as it may create only those).
+    scopes = await ctx.db.fetchval(
+        "WITH target AS (SELECT id, scopes FROM api_keys WHERE id = $1 AND org_id = $2 AND livemode = $3"
+        " AND revoked_at IS NULL), revoked AS (UPDATE api_keys SET revoked_at = now() WHERE id = (SELECT id FROM"
+        " target) AND scopes <@ $4::text[] RETURNING id) SELECT scopes FROM target",
+        key_id, caller.org_id, caller.livemode, sorted(caller.scopes))
+    if scopes is None:
         raise not_found("API key")
+    if extra := sorted(set(scopes) - caller.scopes):
+        raise Problem(403, f"This API key cannot revoke a key holding {', '.join(extra)}.")
