@@ -1,4 +1,4 @@
-"""Rules and split, compiled once per cached row and evaluated per scan (docs/rules.md, API §3.5 steps 3–4).
+"""Rules and split, compiled once per cached row and evaluated per scan (docs/rules.md, docs/api.md §3.5 steps 3–4).
 
 Compiling turns the stored JSON (`shared.rules.dump_rules`) into closures over precompiled values —
 networks, time zones, frozensets, timestamps — so a scan costs only the comparisons of the rules it

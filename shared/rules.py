@@ -1,4 +1,4 @@
-"""The `rules` and `split` fields as the API accepts them (docs/rules.md, API contract §3.5).
+"""The `rules` and `split` fields as the API accepts them (docs/rules.md, docs/api.md §3.5).
 
 One definition of every limit: the API validates bodies with these models (errors name the field, e.g.
 `rules.2.if.time.to`), stores `dump_rules`/`dump_split` output, and the edge compiles that stored JSON

@@ -1,4 +1,4 @@
-"""Validity of a code: `valid_from`, `valid_until`, `max_scans`, `expired_destination` (API §3.5 step 1).
+"""Validity of a code: `valid_from`, `valid_until`, `max_scans`, `expired_destination` (docs/api.md §3.5 step 1).
 
 The fields are inherited from the group one by one (`null` on the code = the group's value). `max_scans`
 always counts the code's own human scans: the ingest worker counts them and marks the code's row once the
