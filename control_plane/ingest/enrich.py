@@ -1,6 +1,6 @@
 """Turning a raw scan event into analytics columns: device, OS, browser, bot, scan method, scanner app.
 
-The rules are tabled in README.md ("Scan enrichment"). User agents repeat heavily (a print run is
+The rules are tabled in docs/concepts.md ("Enrichment"). User agents repeat heavily (a print run is
 scanned by the same few phone models), so the parsed result is cached per user agent string.
 """
 
