@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from control_plane.api.body_limit import BodyLimitMiddleware
 from control_plane.api.http import json_response
+from control_plane.api.metrics import ApiMetrics, MetricsMiddleware
 from control_plane.api.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
 from control_plane.api.openapi import build_spec, docs_page
 from control_plane.api.problems import exception_handlers
@@ -118,9 +119,14 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
     async def docs(request: Request) -> Response:
         return HTMLResponse(docs_page(spec))
 
-    routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
-    # Outermost first: the body limit holds before the rate limiter, authentication or idempotency read anything.
-    middleware = [Middleware(BodyLimitMiddleware), Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
+    metrics = ApiMetrics()
+    routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"]),
+               Route("/metrics", metrics.endpoint, methods=["GET"])]
+    metrics.learn(routes)
+    # Outermost first: metrics count every answer; the body limit holds before the rate limiter,
+    # authentication or idempotency read anything.
+    middleware = [Middleware(MetricsMiddleware, metrics=metrics), Middleware(BodyLimitMiddleware),
+                  Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(), middleware=middleware)
 
 
