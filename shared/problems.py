@@ -15,12 +15,12 @@ from typing_extensions import TypedDict
 
 PROBLEM_BASE = "https://scanroute.dev/problems/"
 TITLES = {400: "Bad request", 401: "Unauthorized", 402: "Payment required", 403: "Forbidden",
-          404: "Not found", 405: "Method not allowed", 409: "Conflict", 413: "Payload too large",
-          415: "Unsupported media type", 422: "Unprocessable content", 429: "Too many requests",
-          500: "Internal server error", 503: "Service unavailable"}
+          404: "Not found", 405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
+          413: "Payload too large", 415: "Unsupported media type", 422: "Unprocessable content",
+          429: "Too many requests", 500: "Internal server error", 503: "Service unavailable"}
 SLUGS = {400: "bad-request", 401: "unauthorized", 402: "payment-required", 403: "forbidden", 404: "not-found",
-         405: "method-not-allowed", 409: "conflict", 413: "payload-too-large", 415: "unsupported-media-type",
-         422: "validation", 429: "rate-limited", 500: "internal", 503: "unavailable"}
+         405: "method-not-allowed", 409: "conflict", 412: "precondition-failed", 413: "payload-too-large",
+         415: "unsupported-media-type", 422: "validation", 429: "rate-limited", 500: "internal", 503: "unavailable"}
 
 
 class FieldError(TypedDict):

@@ -26,12 +26,15 @@ async def handle_problem(request: Request, exc: Exception) -> Response:
 
 
 def allowed_methods(request: Request) -> str:
-    """Every method of the path, over all of its routes (Starlette's own 405 names one route's only)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(request.scope["path"]):
-            methods |= route.methods
-    return ", ".join(sorted(methods))
+    """Every method of the path, over all of its routes (Starlette's own 405 names one route's only).
+
+    Only the most specific templates count: `/v1/qr-codes/upsert` is not also a code id.
+    """
+    matching = [route for route in request.app.routes
+                if isinstance(route, Route) and route.methods and route.path_regex.match(request.scope["path"])]
+    fewest = min((route.path.count("{") for route in matching), default=0)
+    return ", ".join(sorted({method for route in matching if route.path.count("{") == fewest
+                             for method in route.methods or ()}))
 
 
 async def handle_http(request: Request, exc: Exception) -> Response:

@@ -314,10 +314,11 @@ async def _update_in(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str, b
         await _check_reference(conn, key, "folders", "folder_id", body.folder_id)
     content = current["content"]
     if current["kind"] == "static":
-        _refuse_on_static([name for name in STATIC_REFUSES if name in fields])
+        # `null` clears, and a static code has none of these to clear: only a value is refused.
+        _refuse_on_static([name for name in STATIC_REFUSES if name in fields and getattr(body, name) is not None])
         if "content" in fields:
             content = _static_content(current["type"], body.content)
-    elif "content" in fields:
+    elif body.content is not None:
         raise field_error("content", "only static codes have content")
     destination = merge_destination(before["destination"], body.destination, "destination" in fields)
 

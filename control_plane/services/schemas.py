@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator
 
 from control_plane.services.listing import PageQuery
-from shared.urls import InvalidURL, normalize_destination_url
+from shared.urls import MAX_URL_LENGTH, InvalidURL, normalize_destination_url
 
 DestinationType = Literal["url", "page", "chatbot", "knowledge_base"]
 Status = Literal["active", "inactive", "archived"]
@@ -26,11 +26,20 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The schema states what the server checks in a way a client (or a fuzzer) can follow: an absolute http(s)
+# URL with a plain host, printable ASCII. The server also takes international hosts and non-ASCII paths and
+# stores them encoded (shared.urls).
+DestinationURL = Annotated[str, StringConstraints(max_length=MAX_URL_LENGTH),
+                           WithJsonSchema({"type": "string", "maxLength": MAX_URL_LENGTH,
+                                           "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._-]+(:[0-9]{1,4})?"
+                                                      "([/?#][!-~]*)?$"})]
+
+
 class DestinationIn(Body):
     """A destination, as given on create or as a JSON Merge Patch on update."""
 
     type: DestinationType | None = None
-    url: str | None = None
+    url: DestinationURL | None = None
     page: UUID | None = None
     chatbot: UUID | None = None
     knowledge_base: UUID | None = None
@@ -61,6 +70,19 @@ class QRCodeCreate(Body):
     design: dict[str, Any] | None = None
     folder_id: Reference | None = None
     tags: Annotated[list[Tag], Field(max_length=10)] = []
+
+
+class UpsertDestination(DestinationIn):
+    type: Literal["url"] = "url"
+    url: DestinationURL
+
+
+class QRCodeUpsert(QRCodeCreate):
+    """A create whose destination URL is the key: the live dynamic code with it is returned instead."""
+
+    kind: Literal["dynamic"] = "dynamic"
+    type: Literal["url"] = "url"
+    destination: UpsertDestination
 
 
 class QRCodeUpdate(Body):

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NotRequired
 
 import asyncpg
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, WithJsonSchema, field_validator
+from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypedDict
 
 from control_plane.services.context import ServiceContext
@@ -27,8 +28,11 @@ from shared.times import timestamp
 
 EndpointURL = Annotated[str, StringConstraints(min_length=1, max_length=2048, strip_whitespace=True)]
 Description = Annotated[str, StringConstraints(max_length=500)]
-EventTypes = Annotated[list[str], Field(min_length=1, max_length=len(EVENT_TYPES))]
 ALL_EVENTS = "*"
+# Either ["*"] or some of the event types; the validator below enforces the same.
+EventTypes = Annotated[list[str], Field(min_length=1, max_length=len(EVENT_TYPES)), WithJsonSchema({"anyOf": [
+    {"type": "array", "items": {"const": ALL_EVENTS}, "minItems": 1, "maxItems": 1},
+    {"type": "array", "items": {"enum": list(EVENT_TYPES)}, "minItems": 1, "maxItems": len(EVENT_TYPES)}]})]
 
 
 def check_event_types(value: list[str] | None) -> list[str] | None:
@@ -56,10 +60,12 @@ class WebhookEndpointCreate(Body):
 
 
 class WebhookEndpointUpdate(Body):
-    url: EndpointURL | None = None
-    events: EventTypes | None = None
-    description: Description | None = None
-    enabled: bool | None = None
+    """Absent fields are kept; none of them can be cleared (`null` is refused)."""
+
+    url: EndpointURL | SkipJsonSchema[None] = None
+    events: EventTypes | SkipJsonSchema[None] = None
+    description: Description | SkipJsonSchema[None] = None
+    enabled: bool | SkipJsonSchema[None] = None
 
     @field_validator("events")
     @classmethod

@@ -12,7 +12,13 @@ from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import qr_codes
 from control_plane.services.qr_codes import QRCodePublic
-from control_plane.services.schemas import IMMUTABLE_CODE_FIELDS, QRCodeCreate, QRCodeListQuery, QRCodeUpdate
+from control_plane.services.schemas import (
+    IMMUTABLE_CODE_FIELDS,
+    QRCodeCreate,
+    QRCodeListQuery,
+    QRCodeUpdate,
+    QRCodeUpsert,
+)
 
 
 @operation("Create a QR code", "qr:write", body=QRCodeCreate, status=201, returns=QRCodePublic, extra_errors=(402,))
@@ -22,11 +28,11 @@ async def create_code(request: Request) -> Response:
     return versioned_response(await qr_codes.create_code(app_state(request).services, key, body), 201)
 
 
-@operation("Find the live code with this destination URL, or create it", "qr:write", body=QRCodeCreate,
+@operation("Find the live code with this destination URL, or create it", "qr:write", body=QRCodeUpsert,
            returns=QRCodePublic, also=(201,), extra_errors=(402,))
 async def upsert_code(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
-    body = await parse_body(request, QRCodeCreate)
+    body = await parse_body(request, QRCodeUpsert)
     obj, created = await qr_codes.upsert_code(app_state(request).services, key, body)
     return versioned_response(obj, 201 if created else 200)
 

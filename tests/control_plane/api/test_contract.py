@@ -15,6 +15,7 @@ URL = {"destination": {"type": "url", "url": "https://example.com/menu"}}
     ("/v1/qr-groups/grp_123", "DELETE, GET, HEAD, PATCH"),
     ("/v1/qr-codes", "GET, HEAD, POST"),
     ("/v1/domains/dom_123", "DELETE, GET, HEAD"),
+    ("/v1/qr-codes/upsert", "POST"),  # not also a code id
 ])
 async def test_405_names_every_method_of_the_path(api: httpx.AsyncClient, make_key: KeyFactory, path: str,
                                                   allowed: str) -> None:
@@ -40,6 +41,19 @@ async def test_a_patch_without_a_body_changes_nothing(api: httpx.AsyncClient, ma
     assert (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()["version"] == code["version"]
 
 
+async def test_null_clears_and_clearing_nothing_is_no_error(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json=URL)).json()
+    patched = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key), json={"content": None})
+    assert patched.status_code == 200 and patched.json()["content"] is None
+    static = (await api.post("/v1/qr-codes", headers=bearer(key),
+                             json={"kind": "static", "type": "text", "content": {"text": "hi"}})).json()
+    cleared = await api.patch(f"/v1/qr-codes/{static['id']}", headers=bearer(key), json={"group_id": None})
+    assert cleared.status_code == 200
+    refused = await api.patch(f"/v1/qr-codes/{static['id']}", headers=bearer(key), json={"status": "inactive"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "status"
+
+
 async def test_versions_grow_and_if_match_refuses_a_stale_write(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
     key = await make_key()
     code = (await api.post("/v1/qr-codes", headers=bearer(key), json=URL)).json()
@@ -63,9 +77,9 @@ async def test_group_if_match(api: httpx.AsyncClient, make_key: KeyFactory) -> N
     key = await make_key()
     group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "run"})).json()
     path = f"/v1/qr-groups/{group['id']}"
-    for stale in ('"999"', "nonsense"):
+    for stale in ('"999"', "nonsense", ""):
         refused = await api.patch(path, headers={**bearer(key), "If-Match": stale}, json={"name": "x"})
-        assert refused.status_code == 412
+        assert refused.status_code == 412 and refused.json()["type"].endswith("/version-mismatch")
     patched = await api.patch(path, headers={**bearer(key), "If-Match": f'W/"{group["version"]}"'}, json={"name": "x"})
     assert patched.status_code == 200 and patched.json()["version"] == group["version"] + 1
     assert (await api.delete(path, headers={**bearer(key), "If-Match": "*"})).status_code == 204
