@@ -84,6 +84,7 @@ def run_stack() -> int:
     env = load_environment(services=False)
     env.setdefault("PUBLIC_SCHEME", "http")  # a local stack serves plain HTTP
     STATE.mkdir(exist_ok=True)
+    STATE.chmod(0o711)  # secrets inside are 0600; as root the postgres user must pass through to pgdata
     services: EmbeddedServices | None = None
     if not (env.get("DATABASE_URL") and env.get("REDIS_URL")):
         services = EmbeddedServices(_data_root(), persistent=True)
