@@ -121,12 +121,12 @@ async def cached_hits(settings: ControlPlaneSettings) -> None:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cp") as client:
-            conn = await app.state.db.acquire()
+            conn = await app.state.control_plane.db.acquire()
             try:
                 org = await ensure_org(conn, f"bench-{os.getpid()}")
                 key = (await create_key(conn, org, livemode=True, scopes=["qr:read", "qr:write"])).secret
             finally:
-                await app.state.db.release(conn)
+                await app.state.control_plane.db.release(conn)
             headers = {"Authorization": f"Bearer {key}"}
             created = await client.post("/v1/qr-codes", headers=headers, json={
                 "destination": {"type": "url", "url": "https://example.com/menu"}, "design": {"style_preset": "dots"}})
