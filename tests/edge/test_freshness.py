@@ -1,4 +1,4 @@
-"""API.md §3.2 inside one edge process: the local cache follows the invalidation stream, and a write's
+"""docs/api.md §3.2 inside one edge process: the local cache follows the invalidation stream, and a write's
 2xx is never followed by the old answer (no grace period: the write waited for this edge to confirm)."""
 
 from __future__ import annotations

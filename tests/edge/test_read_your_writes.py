@@ -1,4 +1,4 @@
-"""API.md §3.2 across edge processes, under load and faults: once a write has answered 2xx, no edge answers
+"""docs/api.md §3.2 across edge processes, under load and faults: once a write has answered 2xx, no edge answers
 a scan according to the state before it. No grace period anywhere: every scan is made right after the
 write's response, and compared with what the control plane says the code resolves to now.
 """
