@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from control_plane.api.http import json_response
 from control_plane.api.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
@@ -29,6 +29,7 @@ from control_plane.api.routes import (
     usage,
     webhook_endpoints,
 )
+from control_plane.dashboard.routes import dashboard_mount
 from control_plane.render.images import with_image_secret
 from control_plane.services.cache import EdgeCache
 from control_plane.services.cache_sync import CacheSync
@@ -84,7 +85,7 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
             await app.state.db.close()
             await app.state.redis.aclose()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *qr_groups.routes,
@@ -106,7 +107,8 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
     async def docs(request: Request) -> Response:
         return HTMLResponse(docs_page(spec))
 
-    routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
+    routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"]),
+               dashboard_mount()]
     middleware = [Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(), middleware=middleware)
 
