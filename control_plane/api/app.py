@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from control_plane.api.body_limit import BodyLimitMiddleware
 from control_plane.api.http import json_response
 from control_plane.api.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
 from control_plane.api.openapi import build_spec, docs_page
@@ -109,7 +110,8 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
 
     routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"]),
                dashboard_mount()]
-    middleware = [Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
+    # Outermost first: the body limit holds before the rate limiter, authentication or idempotency read anything.
+    middleware = [Middleware(BodyLimitMiddleware), Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(), middleware=middleware)
 
 

@@ -1,4 +1,4 @@
-"""`GET /v1/qr-codes/{id}/scans` and `GET /v1/qr-groups/{id}/scans` (API.md §2.8)."""
+"""`GET /v1/qr-codes/{id}/scans` and `GET /v1/qr-groups/{id}/scans` (docs/api.md §2.8)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from control_plane.api.http import json_response, list_response, not_found, owne
 from control_plane.api.openapi import PAGE, operation
 from control_plane.services.keys import create_key
 from control_plane.services.schemas import Body
-from shared.problems import field_error
+from shared.problems import Problem, field_error
 from shared.times import timestamp
 
 Scope = Literal["qr:read", "qr:write", "webhooks:read", "webhooks:write", "keys:write"]
@@ -59,11 +59,16 @@ async def list_api_keys(request: Request) -> Response:
 @operation("Revoke an API key", "keys:write", status=204)
 async def revoke_api_key(request: Request) -> Response:
     caller = await authenticate(request, "keys:write")
-    revoked = await request.app.state.db.fetchval(
-        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND org_id = $2 AND livemode = $3"
-        " AND revoked_at IS NULL RETURNING id", request.path_params["key_id"], caller.org_id, caller.livemode)
-    if revoked is None:
+    # A key may revoke only keys whose scopes it holds itself (as it may create only those).
+    scopes = await request.app.state.db.fetchval(
+        "WITH target AS (SELECT id, scopes FROM api_keys WHERE id = $1 AND org_id = $2 AND livemode = $3"
+        " AND revoked_at IS NULL), revoked AS (UPDATE api_keys SET revoked_at = now() WHERE id = (SELECT id FROM"
+        " target) AND scopes <@ $4::text[] RETURNING id) SELECT scopes FROM target",
+        request.path_params["key_id"], caller.org_id, caller.livemode, sorted(caller.scopes))
+    if scopes is None:
         raise not_found("API key")
+    if extra := sorted(set(scopes) - caller.scopes):
+        raise Problem(403, f"This API key cannot revoke a key holding {', '.join(extra)}.")
     return Response(status_code=204)
 
 
