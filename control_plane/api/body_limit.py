@@ -7,17 +7,10 @@ idempotency store nor a route ever holds more than the limit in memory.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from control_plane.api.problems import problem_response
 from shared.problems import Problem
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY = 1 << 20
 MAX_IMPORT_BODY = 20 << 20  # POST /v1/imports takes a CSV file

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from control_plane.services.listing import Listing
 from shared.problems import Problem, from_validation_error
 
 MAX_DEPTH = 32  # JSON nesting accepted in a body; deeper is a 400, checked without recursion
@@ -82,26 +83,13 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     return value
 
 
-def page(request: Request) -> tuple[int, int]:
-    return query_int(request, "limit", 25, 1, 100), query_int(request, "offset", 0, 0, 10_000_000)
+def parse_query(request: Request, model: type[Model]) -> Model:
+    """The query string as `model`; a value it refuses is a 422 naming the parameter."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
 
 
-def list_response(data: list[dict[str, Any]], total: int, limit: int, offset: int) -> Response:
-    return json_response({"object": "list", "data": data, "total": total, "limit": limit, "offset": offset,
-                          "has_more": offset + len(data) < total})
-
-
-def not_found(kind: str) -> Problem:
-    return Problem(404, f"No such {kind}.")
-
-
-async def owned_page(request: Request, table: str, owner: tuple[str, bool], *, where: str = "",
-                     args: tuple[Any, ...] = (), order: str = "created_at DESC, id") -> tuple[list[Any], int, int, int]:
-    """One page of an org's and mode's rows of `table`: (rows, total, limit, offset)."""
-    limit, offset = page(request)
-    clause = "org_id = $1 AND livemode = $2" + (f" AND {where}" if where else "")
-    db = request.app.state.db
-    total = await db.fetchval(f"SELECT count(*) FROM {table} WHERE {clause}", *owner, *args)
-    rows = await db.fetch(f"SELECT * FROM {table} WHERE {clause} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-                          *owner, *args)
-    return rows, total, limit, offset
+def list_response(listing: Listing[Any]) -> Response:
+    return json_response(listing.envelope())

@@ -8,30 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 import redis.exceptions
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from control_plane.api.auth import active_key, invalid_key
-from control_plane.api.problems import UNAVAILABLE, problem_response
+from control_plane.api.auth import invalid_key
+from control_plane.api.problems import problem_response
 from control_plane.api.sealed_replays import seal, unseal
+from control_plane.api.state import scope_state
+from control_plane.services.keys import find_key
 from shared.keys import ApiKeys
 from shared.problems import Problem
+from shared.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 IDEMPOTENCY_TTL = 24 * 3600  # seconds a response is replayed
 IN_FLIGHT_TTL = 120  # seconds a crashed request can block its key
 NOT_CACHED = {401, 403, 429}  # the request never ran: a retry must run it
-STORE_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.RedisError, *UNAVAILABLE)
+STORE_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.RedisError, *STORE_UNAVAILABLE)
 
 # A token bucket refilled continuously at ARGV[1] tokens/s up to ARGV[2]. Returns
 # {allowed, tokens left, seconds until full, seconds until the next token}.
@@ -88,7 +85,7 @@ class RateLimitMiddleware:
         owner = caller(scope) if _applies(scope) else None
         if owner is None:
             return await self.app(scope, receive, send)
-        state = scope["app"].state
+        state = scope_state(scope)
         settings = state.settings
         try:
             allowed, remaining, reset, retry = await state.rate_limiter(
@@ -144,14 +141,14 @@ class IdempotencyMiddleware:
             return await problem_response(problem)(scope, receive, send)
         body = await _read_body(receive)
         fingerprint = hashlib.sha256(scope["path"].encode() + b"\0" + body).hexdigest()
-        state = scope["app"].state
+        state = scope_state(scope)
         owner = hashlib.sha256(token.encode()).hexdigest()[:32]
         redis_key = ApiKeys(state.settings.stores.redis_namespace).idempotency(
             owner, hashlib.sha256(key.encode()).hexdigest()[:32])
         try:
             claimed = await state.redis.set(redis_key, orjson.dumps({"fp": fingerprint}), nx=True, ex=IN_FLIGHT_TTL)
             if not claimed:
-                if await active_key(state.db, token) is None:  # revoked since the first request
+                if await find_key(state.db, token) is None:  # revoked since the first request
                     return await problem_response(invalid_key())(scope, receive, send)
                 return await self._replay(token, redis_key, fingerprint, scope, receive, send)
         except STORE_ERRORS as exc:
@@ -192,7 +189,7 @@ class IdempotencyMiddleware:
     @staticmethod
     async def _replay(token: str, redis_key: str, fingerprint: str, scope: Scope, receive: Receive,
                       send: Send) -> None:
-        raw = await scope["app"].state.redis.get(redis_key)
+        raw = await scope_state(scope).redis.get(redis_key)
         record: dict[str, Any] = orjson.loads(raw) if raw else {"fp": fingerprint}
         if record["fp"] != fingerprint:
             problem = Problem(422, "This Idempotency-Key was used with a different request body.",

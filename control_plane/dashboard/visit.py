@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import asyncpg
@@ -15,19 +15,35 @@ from starlette.responses import RedirectResponse, Response
 
 from control_plane.dashboard.sessions import COOKIE, Session, SessionStore
 from control_plane.dashboard.templates import render
+from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
 from control_plane.services.users import User, get_user
-from shared.keys import DashboardKeys
+from shared.keys import DashboardKeys, RedisKeys
 from shared.problems import Problem
 
 CSRF_FIELD = "csrf_token"
 
 
+class Wiring(Protocol):
+    """What the dashboard uses of the control plane's state (control_plane.api.state.AppState)."""
+
+    @property
+    def services(self) -> ServiceContext: ...
+    @property
+    def redis(self) -> aioredis.Redis: ...
+    @property
+    def keys(self) -> RedisKeys: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Stores:
-    db: asyncpg.Pool[Any]
+    services: ServiceContext
     redis: aioredis.Redis
     keys: DashboardKeys
+
+    @property
+    def db(self) -> asyncpg.Pool[Any]:
+        return self.services.db
 
     @property
     def sessions(self) -> SessionStore:
@@ -35,8 +51,8 @@ class Stores:
 
 
 def stores(request: Request) -> Stores:
-    state = request.app.state
-    return Stores(state.db, state.redis, DashboardKeys(state.keys.namespace))
+    wiring: Wiring = request.app.state.control_plane  # set by the control plane's lifespan
+    return Stores(wiring.services, wiring.redis, DashboardKeys(wiring.keys.namespace))
 
 
 @dataclass(slots=True)
