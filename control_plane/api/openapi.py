@@ -24,6 +24,12 @@ _DESTINATION = {"type": "object", "required": ["type"], "properties": {
     "type": {"enum": ["url", "page", "chatbot", "knowledge_base", None]}, "url": _NULLABLE_STR,
     "page": _NULLABLE_STR, "chatbot": _NULLABLE_STR, "knowledge_base": _NULLABLE_STR}}
 _STATUS = {"enum": ["active", "inactive", "archived", None]}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+# docs/rules.md; `password` is write-only, objects show `has_password`
+_ROUTING = {"rules": {"type": ["array", "null"], "items": {"type": "object"}},
+            "split": {"type": ["array", "null"], "items": {"type": "object"}},
+            "valid_from": _NULLABLE_TIME, "valid_until": _NULLABLE_TIME, "max_scans": {"type": ["integer", "null"]},
+            "expired_destination": {"anyOf": [_DESTINATION, {"type": "null"}]}, "has_password": {"type": "boolean"}}
 
 
 def _object(kind: str, properties: dict[str, Any]) -> dict[str, Any]:
@@ -42,12 +48,12 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "group_id": _NULLABLE_STR, "status": _STATUS, "destination": _DESTINATION,
         "content": {"type": ["object", "null"]}, "url_params": _MAP, "properties": _MAP,
         "design": {"type": ["object", "null"]}, "folder_id": _NULLABLE_STR,
-        "tags": {"type": "array", "items": {"type": "string"}}, "resolved": {"type": ["object", "null"]},
+        "tags": {"type": "array", "items": {"type": "string"}}, **_ROUTING, "resolved": {"type": ["object", "null"]},
         "image_url": _NULLABLE_STR, "download_url": {"type": "string"}, "preview_url": {"type": "string"},
         "scan_count": {"type": ["integer", "null"]}, "created_at": _TIME, "updated_at": _TIME}),
     "QRGroup": _object("qr_group", {
         "livemode": {"type": "boolean"}, "name": {"type": "string"}, "description": {"type": "string"},
-        "status": _STATUS, "destination": _DESTINATION, "url_params": _MAP, "properties": _MAP,
+        "status": _STATUS, "destination": _DESTINATION, "url_params": _MAP, "properties": _MAP, **_ROUTING,
         "code_count": {"type": "integer"}, "created_at": _TIME, "updated_at": _TIME}),
     "Folder": _object("folder", {"livemode": {"type": "boolean"}, "name": {"type": "string"},
                                  "created_at": _TIME, "updated_at": _TIME}),

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from control_plane.render.images import sync_designs
+from control_plane.services import routing_fields
 from control_plane.services.context import Queryable, ServiceContext
 from control_plane.services.destinations import destination_columns, destination_object, merge_destination
 from control_plane.services.keys import ApiKey
@@ -18,6 +19,7 @@ from control_plane.services.mint import mint
 from control_plane.services.params import apply_params, pairs_to_dict
 from control_plane.services.qr_codes import SELECT as CODE_SELECT
 from control_plane.services.qr_codes import code_objects
+from control_plane.services.routing_fields import routing_object
 from control_plane.services.schemas import MintCodes, QRGroupCreate, QRGroupListQuery, QRGroupUpdate
 from shared.edge_rows import GROUP_COLUMNS
 from shared.ids import new_id
@@ -36,7 +38,7 @@ def group_object(row: asyncpg.Record) -> dict[str, Any]:
         "id": row["id"], "object": "qr_group", "livemode": row["livemode"], "name": row["name"],
         "description": row["description"], "status": row["status"],
         "destination": destination_object(row), "url_params": pairs_to_dict(row["url_params"]),
-        "properties": pairs_to_dict(row["properties"]), "code_count": row["code_count"],
+        "properties": pairs_to_dict(row["properties"]), **routing_object(row), "code_count": row["code_count"],
         "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"]),
     }
 
@@ -65,6 +67,9 @@ async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) ->
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             group_id, key.org_id, key.livemode, body.name, body.description, body.status,
             *destination_columns(destination))
+        if routing_fields.touched(body):
+            values = routing_fields.routing_values(body, None, await routing_fields.password_hash(body))
+            await routing_fields.store(conn, "qr_groups", group_id, values)
         await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params, replace=True)
         await apply_params(conn, "qr_group_properties", "group_id", group_id, body.properties, replace=True)
         obj = await load_group(conn, key, group_id)
@@ -108,6 +113,9 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
             (body.description or "") if "description" in fields else current["description"],
             body.status if "status" in fields else current["status"],
             *destination_columns(destination))
+        if routing_fields.touched(body):
+            values = routing_fields.routing_values(body, current, await routing_fields.password_hash(body))
+            await routing_fields.store(conn, "qr_groups", group_id, values)
         if "url_params" in fields:
             await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params)
         if "properties" in fields:
