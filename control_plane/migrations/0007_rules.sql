@@ -26,3 +26,19 @@ ALTER TABLE qr_groups
 CREATE INDEX qr_codes_valid_until_pending ON qr_codes (valid_until)
     WHERE valid_until IS NOT NULL AND expired_notified_at IS NULL;
 CREATE INDEX qr_groups_valid_until ON qr_groups (valid_until) WHERE valid_until IS NOT NULL;
+
+-- Which rule or split variant chose the destination of a scan (NULL: neither).
+ALTER TABLE scans ADD COLUMN rule smallint, ADD COLUMN variant smallint;
+-- Rollups keep them as dimensions; -1 stands for NULL because a primary key cannot hold NULL.
+ALTER TABLE scan_rollups
+    ADD COLUMN rule smallint NOT NULL DEFAULT -1,
+    ADD COLUMN variant smallint NOT NULL DEFAULT -1,
+    DROP CONSTRAINT scan_rollups_pkey,
+    ADD PRIMARY KEY (code_id, hour, group_id, livemode, country, device_type, os, browser, scan_method, scanner_app,
+                     outcome, rule, variant);
+
+-- The expiry sweep of the ingest worker (qr.expired once per code) reads only codes not notified yet.
+CREATE INDEX qr_codes_limit_reached_pending ON qr_codes (id)
+    WHERE scan_limit_reached_at IS NOT NULL AND expired_notified_at IS NULL;
+CREATE INDEX qr_codes_group_not_notified ON qr_codes (group_id)
+    WHERE expired_notified_at IS NULL AND deleted_at IS NULL;
