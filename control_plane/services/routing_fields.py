@@ -7,24 +7,53 @@ two resources behave alike.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal, NotRequired
 
 import asyncpg
 import orjson
+from typing_extensions import TypedDict
 
-from control_plane.services.destinations import FIELDS as DESTINATION_FIELDS
-from control_plane.services.destinations import merge_destination
+from control_plane.services.destinations import DestinationPublic, merge_destination
 from control_plane.services.schemas import RoutingFields
 from shared.passwords import hash_password
 from shared.problems import field_error
 from shared.rows import CodeRow, GroupRow
-from shared.rules import dump_rules, dump_split
+from shared.rules import Rule, Variant, dump_rules, dump_split
 from shared.times import timestamp
 from shared.validity import window_error
 
 COLUMNS = ("rules", "split", "valid_from", "valid_until", "max_scans", "expired_destination", "password_hash")
 BODY_FIELDS = frozenset({"rules", "split", "valid_from", "valid_until", "max_scans", "expired_destination",
                          "password"})
+
+
+class RoutingPublic(TypedDict):
+    """The fields as objects show them: `password` is write-only, `has_password` says whether there is one."""
+
+    rules: list[Rule] | None
+    split: list[Variant] | None
+    valid_from: str | None
+    valid_until: str | None
+    max_scans: int | None
+    expired_destination: DestinationPublic | None
+    has_password: bool
+
+
+class ResolvedSplit(TypedDict):
+    source: Literal["code", "group"]
+    variants: list[Variant]
+
+
+class ResolvedRoutingPublic(TypedDict):
+    """Added to `resolved` only when the code or its group uses any of these fields (docs/rules.md)."""
+
+    rules: NotRequired[list[dict[str, Any]]]  # each rule with its "source": "code" or "group", in order
+    split: NotRequired[ResolvedSplit | None]
+    valid_from: NotRequired[str | None]
+    valid_until: NotRequired[str | None]
+    max_scans: NotRequired[int | None]
+    expired_destination: NotRequired[dict[str, str] | None]
+    has_password: NotRequired[bool]
 
 
 def touched(body: RoutingFields) -> bool:
@@ -64,18 +93,22 @@ async def store(conn: asyncpg.Connection[Any], table: str, row_id: str, values: 
     await conn.execute(f"UPDATE {table} SET {assignments} WHERE id = $1", row_id, *values)
 
 
-def routing_object(row: asyncpg.Record) -> dict[str, Any]:
+def routing_object(row: asyncpg.Record) -> RoutingPublic:
     """The fields as objects show them: the password never, only whether there is one."""
     expired = row["expired_destination"]
+    expired_destination: DestinationPublic | None = None
+    if expired:
+        expired_destination = {"type": expired["type"], "url": expired.get("url"), "page": expired.get("page"),
+                               "chatbot": expired.get("chatbot"), "knowledge_base": expired.get("knowledge_base")}
     return {
         "rules": row["rules"], "split": row["split"], "valid_from": timestamp(row["valid_from"]),
         "valid_until": timestamp(row["valid_until"]), "max_scans": row["max_scans"],
-        "expired_destination": {name: expired.get(name) for name in DESTINATION_FIELDS} if expired else None,
+        "expired_destination": expired_destination,
         "has_password": row["password_hash"] is not None,
     }
 
 
-def resolved_routing(code: CodeRow, group: GroupRow | None) -> dict[str, Any]:
+def resolved_routing(code: CodeRow, group: GroupRow | None) -> ResolvedRoutingPublic:
     """What `resolved` adds (docs/rules.md): the rules in the order the edge tries them, the split that
     applies, and the effective validity and password, each field from the code or else from its group.
     Nothing when neither uses any of them, so `resolved` keeps the contract's plain shape."""
@@ -83,14 +116,17 @@ def resolved_routing(code: CodeRow, group: GroupRow | None) -> dict[str, Any]:
     inherited = orjson.loads(group.routing) if group is not None and group.routing else {}
     inherits = group is not None and code.destination.type is None
     rules = [{"source": "code", **rule} for rule in own.get("rules") or []]
-    split = {"source": "code", "variants": own["split"]} if own.get("split") else None
+    split: ResolvedSplit | None = {"source": "code", "variants": own["split"]} if own.get("split") else None
     if inherits:
         rules += [{"source": "group", **rule} for rule in inherited.get("rules") or []]
         if split is None and inherited.get("split"):
             split = {"source": "group", "variants": inherited["split"]}
-    validity = {name: own.get(name, inherited.get(name))
-                for name in ("valid_from", "valid_until", "max_scans", "expired_destination")}
+    def effective(name: str) -> Any:
+        return own.get(name, inherited.get(name))
+
     has_password = code.password_hash is not None or (group is not None and group.password_hash is not None)
-    if not rules and split is None and not has_password and all(v is None for v in validity.values()):
+    validity = [effective(name) for name in ("valid_from", "valid_until", "max_scans", "expired_destination")]
+    if not rules and split is None and not has_password and validity == [None] * 4:
         return {}
-    return {"rules": rules, "split": split, **validity, "has_password": has_password}
+    return {"rules": rules, "split": split, "valid_from": validity[0], "valid_until": validity[1],
+            "max_scans": validity[2], "expired_destination": validity[3], "has_password": has_password}

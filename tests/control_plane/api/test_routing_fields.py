@@ -87,6 +87,6 @@ async def test_static_codes_refuse_routing_and_openapi_describes_it(
         "kind": "static", "type": "text", "content": {"text": "hi"}, "rules": [RULE]})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "rules"
     document = (await api.get("/openapi.json")).json()
-    assert {"rules", "split", "max_scans", "has_password"} <= set(document["components"]["schemas"]["QRCode"]
+    assert {"rules", "split", "max_scans", "has_password"} <= set(document["components"]["schemas"]["QRCodePublic"]
                                                                   ["properties"])
-    assert "password" not in document["components"]["schemas"]["QRGroup"]["properties"]
+    assert "password" not in document["components"]["schemas"]["QRGroupPublic"]["properties"]
