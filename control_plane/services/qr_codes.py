@@ -348,6 +348,7 @@ async def _update_in(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str, b
     if routing_fields.touched(body):
         values = routing_fields.routing_values(body, current, await routing_fields.password_hash(body))
         await routing_fields.store(conn, "qr_codes", code_id, values)
+    await routing_fields.after_code_change(conn, code_id, fields)
     if "design" in fields or "content" in fields:  # a new payload must be proven scannable too
         await sync_design(conn, settings, code_id)
     if "url_params" in fields:

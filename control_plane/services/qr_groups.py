@@ -142,6 +142,7 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
         if routing_fields.touched(body):
             values = routing_fields.routing_values(body, current, await routing_fields.password_hash(body))
             await routing_fields.store(conn, "qr_groups", group_id, values)
+        limits_changed = await routing_fields.after_group_change(conn, group_id, fields)
         if "url_params" in fields:
             await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params)
         if "properties" in fields:
@@ -150,6 +151,8 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
         await record_event(conn, key.org_id, key.livemode, "qr_group.updated", obj,
                            previous_attributes(before, obj))
     await ctx.cache.publish_group(ctx.db, group_id)
+    if limits_changed:
+        await ctx.cache.publish_codes(ctx.db, limits_changed)
     return obj
 
 

@@ -19,6 +19,7 @@ from shared.passwords import hash_password
 from shared.problems import field_error
 from shared.rows import CodeRow, GroupRow
 from shared.rules import Rule, Variant, dump_rules, dump_split
+from shared.scan_limits import refresh_codes, refresh_group
 from shared.times import timestamp
 from shared.validity import window_error
 
@@ -130,3 +131,20 @@ def resolved_routing(code: CodeRow, group: GroupRow | None) -> ResolvedRoutingPu
         return {}
     return {"rules": rules, "split": split, "valid_from": validity[0], "valid_until": validity[1],
             "max_scans": validity[2], "expired_destination": validity[3], "has_password": has_password}
+
+
+async def after_code_change(conn: asyncpg.Connection[Any], code_id: str, fields: set[str]) -> None:
+    """Keeps the `max_scans` mark and the once-per-code `qr.expired` right after a code's change."""
+    if "valid_until" in fields:
+        await conn.execute("UPDATE qr_codes SET expired_notified_at = NULL WHERE id = $1", code_id)
+    if "max_scans" in fields or "group_id" in fields:
+        await refresh_codes(conn, [code_id])
+
+
+async def after_group_change(conn: asyncpg.Connection[Any], group_id: str, fields: set[str]) -> list[str]:
+    """The same for a group's inheriting codes; returns the codes whose edge rows changed (only those at a
+    changed limit: a group change stays O(1) in the cache otherwise)."""
+    if "valid_until" in fields:
+        await conn.execute("UPDATE qr_codes SET expired_notified_at = NULL WHERE group_id = $1"
+                           " AND valid_until IS NULL AND expired_notified_at IS NOT NULL", group_id)
+    return await refresh_group(conn, group_id) if "max_scans" in fields else []
