@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import asyncpg
 import redis.exceptions
-import uuid_utils
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,19 +21,17 @@ from edge.invalidations import BLOCK_MS as INVALIDATION_BLOCK_MS
 from edge.invalidations import InvalidationFollower
 from edge.journal import ScanJournal
 from edge.local_cache import LocalCache
-from edge.lookup import CachedCode, RowLookup
+from edge.lookup import CachedCode, RowLookup, code_weight, group_weight
 from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
 from edge.recorder import ScanRecorder
 from edge.redis_link import RedisLink
+from edge.scan_path import ScanPath
 from shared.database import create_pool
 from shared.geo import CountryLookup
 from shared.keys import RedisKeys
-from shared.params import SCAN_MARKER
 from shared.redis_client import create_redis
-from shared.resolve import Resolution
-from shared.rows import CodeRow, GroupRow
-from shared.scan_event import ScanEvent
+from shared.rows import GroupRow
 from shared.settings import EdgeSettings
 
 log = logging.getLogger(__name__)
@@ -58,20 +53,16 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope["headers"])  # a repeated header keeps its last value
 
 
-_MARKER = re.compile(rb"(?:^|&)" + SCAN_MARKER.encode() + rb"(?:[=&]|$)")
-
-
 class EdgeApp:
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
         self.keys = RedisKeys(settings.stores.redis_namespace)
         self.pages = load_pages()
-        self.hash_key = hashlib.sha256(settings.scan_hash_secret.encode()).digest()  # BLAKE2b takes ≤ 64 bytes
         self.link = RedisLink()
         self.codes: LocalCache[CachedCode] = LocalCache(settings.cache_entries, settings.cache_ttl,
-                                                        settings.negative_ttl)
+                                                        settings.negative_ttl, settings.cache_bytes, code_weight)
         self.groups: LocalCache[GroupRow] = LocalCache(settings.cache_entries, settings.cache_ttl,
-                                                       settings.negative_ttl)
+                                                       settings.negative_ttl, settings.cache_bytes, group_weight)
         self.journal = ScanJournal(settings.journal_dir)
         self.metrics = EdgeMetrics({"code": self.codes, "group": self.groups}, self.journal, self.link)
         self.ops = Starlette(routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
@@ -89,58 +80,40 @@ class EdgeApp:
 
     async def scan(self, scope: Scope, send: Send) -> str:
         method = scope["method"]
-        slug = scope["path"][1:].removesuffix("/")
         if method not in ("GET", "HEAD"):
             await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
             return "not_allowed"
-        if not slug or "/" in slug:
-            return await self.page(send, 404, "unknown", method)
         headers = _headers(scope)
-        domain = headers.get(b"host", b"").decode("latin-1").lower().rstrip(".")
+        target = self.scans.target(scope["path"], headers.get(b"host", b""))
+        if target is None:
+            return await self.page(send, 404, "unknown", method)
         try:
-            found = await self.lookup.find(domain, slug)
+            found = await self.lookup.find(*target)
         except UNAVAILABLE_EXCEPTIONS:  # counted as "unavailable" in /metrics; no log line per request
             return await self.page(send, 503, "unavailable", method, RETRY)
         if found is None:
             return await self.page(send, 404, "unknown", method)
         code, resolution = found
+        query = scope["query_string"]
+        event = self.scans.event(method, query, headers, self._client_ip(scope), code, resolution)
         try:
-            await self.recorder.record(self._event(scope, headers, code, resolution))
+            await self.recorder.record(event)
         except Exception:  # neither Redis nor the journal took it (logged per batch): never answer unrecorded
             return await self.page(send, 503, "unavailable", method, RETRY)
         if resolution.location is None:
             return await self.page(send, resolution.http_status, resolution.outcome, method)
-        location = resolution.location.render(scope["query_string"]).encode("ascii")
+        location = resolution.location.render(query).encode("ascii")
         await self.respond(send, 302, [(b"location", location), (b"cache-control", b"private, no-store"),
                                        (b"content-type", b"text/plain")], b"", method)
         return "redirected"
 
-    def _event(self, scope: Scope, headers: dict[bytes, bytes], code: CodeRow, resolution: Resolution) -> bytes:
-        scan_id = uuid_utils.uuid7()
+    def _client_ip(self, scope: Scope) -> str:
         client = scope.get("client")
-        ip = client[0] if client else ""
-        user_agent = headers.get(b"user-agent", b"").decode("latin-1")
-        return ScanEvent(
-            scan_id=str(scan_id), ts_ms=scan_id.timestamp, code_id=code.id, group_id=code.group_id,
-            org_id=code.org_id, livemode=code.livemode, outcome=resolution.outcome, method=scope["method"],
-            marker=_MARKER.search(scope["query_string"]) is not None, ip_hash=self._hash(ip),
-            visitor_hash=self._hash(f"{ip}\n{user_agent}"), user_agent=user_agent[:512],
-            referer=headers.get(b"referer", b"")[:1024].decode("latin-1"),
-            accept_language=headers.get(b"accept-language", b"")[:256].decode("latin-1"),
-            country=self._country(headers, ip), properties=resolution.properties,
-        ).encode()
-
-    def _hash(self, value: str) -> str:
-        # Keyed BLAKE2b is a MAC in one call, and cheaper per scan than HMAC-SHA256.
-        return hashlib.blake2b(value.encode(), key=self.hash_key, digest_size=16).hexdigest()
-
-    def _country(self, headers: dict[bytes, bytes], ip: str) -> str | None:
-        """A trusted CDN header first; else the GeoIP database, looked up here since IPs never leave the edge."""
-        name = self.settings.trusted_country_header
-        value = headers.get(name.encode(), b"").decode("latin-1").strip().upper() if name else ""
-        if len(value) == 2 and value.isalpha():
-            return value
-        return self.geo.country(ip) if self.geo and ip else None
+        peer = client[0] if client else ""
+        if not self.settings.trusted_proxies:
+            return str(peer)
+        forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
+        return self.scans.client_address.of(peer, forwarded)
 
     async def page(self, send: Send, status: int, outcome: str, method: str,
                    extra: list[tuple[bytes, bytes]] | None = None) -> str:
@@ -173,6 +146,7 @@ class EdgeApp:
     async def startup(self) -> None:
         self.journal.open()
         self.geo = CountryLookup(self.settings.geoip_db) if self.settings.geoip_db else None
+        self.scans = ScanPath(self.settings, self.geo)
         self.db = await create_pool(self.settings.stores.database_url, min_size=0, max_size=4)
         url = self.settings.stores.redis_url
         self.redis = create_redis(url, socket_timeout=2.0)
@@ -213,10 +187,14 @@ class EdgeApp:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        status, body = self.readiness()
+        return JSONResponse(body, status)
+
+    def readiness(self) -> tuple[int, dict[str, object]]:
         body = {"redis": "up" if self.link.up else "down", "journal_depth": self.journal.depth}
         if not self.link.up:
-            return JSONResponse({"status": "degraded", **body}, 503)
-        return JSONResponse({"status": "ready", **body})
+            return 503, {"status": "degraded", **body}
+        return 200, {"status": "ready", **body}
 
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -18,11 +18,20 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+class Miss:
+    """`peek` found nothing fresh: the caller must load."""
+
+
+MISS = Miss()
+ENTRY_BYTES = 200  # an entry's own objects (OrderedDict slot, _Entry, float, key str header), measured roughly
+
+
 @dataclass(slots=True)
 class _Entry(Generic[T]):
     value: T | None  # None: the row does not exist (negative entry)
     expires: float
     generation: int
+    size: int  # estimated bytes
 
 
 class _Load(Generic[T]):
@@ -35,8 +44,12 @@ class _Load(Generic[T]):
 
 
 class LocalCache(Generic[T]):
-    def __init__(self, max_entries: int, ttl: float, negative_ttl: float) -> None:
+    def __init__(self, max_entries: int, ttl: float, negative_ttl: float, max_bytes: int = 64 << 20,
+                 weigh: Callable[[T], int] = lambda value: 0) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.weigh = weigh  # a value's estimated bytes beyond its key and ENTRY_BYTES
+        self.bytes = 0
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.generation = 0
@@ -48,13 +61,21 @@ class LocalCache(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get(self, key: str, load: Callable[[], Awaitable[T | None]]) -> T | None:
-        """The cached row (None if known not to exist); concurrent misses of one key share one `load`."""
+    def peek(self, key: str) -> T | None | Miss:
+        """The fresh cached row, None if known not to exist, MISS otherwise: the hit path, without a task."""
         entry = self._entries.get(key)
         if entry is not None and entry.generation == self.generation and entry.expires > time.monotonic():
             self._entries.move_to_end(key)
             self.hits += 1
             return entry.value
+        return MISS
+
+    async def get(self, key: str, load: Callable[[], Awaitable[T | None]]) -> T | None:
+        """The cached row (None if known not to exist); concurrent misses of one key share one `load`."""
+        value = self.peek(key)
+        if not isinstance(value, Miss):
+            return value
+        entry = self._entries.get(key)
         self.misses += 1
         pending = self._loads.get(key)
         if pending is not None:
@@ -89,14 +110,20 @@ class LocalCache(Generic[T]):
 
     def _put(self, key: str, value: T | None) -> None:
         ttl = self.ttl if value is not None else self.negative_ttl
-        self._entries[key] = _Entry(value, time.monotonic() + ttl, self.generation)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        size = ENTRY_BYTES + len(key) + (self.weigh(value) if value is not None else 0)
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old.size
+        self._entries[key] = _Entry(value, time.monotonic() + ttl, self.generation, size)
+        self.bytes += size
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            self.bytes -= self._entries.popitem(last=False)[1].size
 
     def drop(self, key: str) -> None:
         """The row changed: forget it, and do not cache a load that started before now."""
-        self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.size
         pending = self._loads.pop(key, None)
         if pending is not None:
             pending.overtaken = True
