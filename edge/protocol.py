@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 MAX_HEAD = 8192  # request line + headers (API.md §3.4)
 MAX_BODY = 64 * 1024  # the edge takes no uploads; a password form is a few hundred bytes
 MAX_PENDING = 32  # answers waiting in one connection before we stop reading its requests
+LINGER = 2.0  # seconds we keep reading (and discarding) after our last answer, so it is not lost to a reset
 _HEAD_END = b"\r\n\r\n"
 
 
@@ -70,6 +71,7 @@ class HttpConnection(asyncio.Protocol):
         self.body_bytes = 0
         self.started = 0.0  # loop time at which the request's first byte was parsed
         self.completed_in_chunk = False
+        self.client_eof = False
 
     # asyncio.Protocol
 
@@ -93,6 +95,15 @@ class HttpConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.writable = True
         self._maybe_resume_reading()
+
+    def eof_received(self) -> bool:
+        """The client sent its last byte: answer what it asked, then close (a half-closed client still reads)."""
+        self.client_eof = True
+        self.done = True
+        if self.slots:
+            self.slots[-1].close = True
+            return True  # keep the transport open for our answers
+        return False
 
     def data_received(self, data: bytes) -> None:
         if self.done:
@@ -212,7 +223,7 @@ class HttpConnection(asyncio.Protocol):
         if close:
             self.done = True
             self.slots.clear()
-            transport.close()
+            self._linger(transport)
             return
         if not self.slots:
             if self.done or self.server.draining and not self.in_request:
@@ -220,6 +231,15 @@ class HttpConnection(asyncio.Protocol):
                 return
             self._set_deadline()
         self._maybe_resume_reading()
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Close our side only: a client still sending would otherwise get a reset, and a reset can discard
+        our last answer before the client has read it. The sweep closes the connection after LINGER."""
+        if transport.can_write_eof() and not self.client_eof:
+            transport.write_eof()
+            self.deadline = self.loop.time() + LINGER
+        else:
+            transport.close()
 
     def _reject(self, status: int) -> None:
         """Answer a request we cannot serve (after those before it), then close."""
@@ -249,6 +269,8 @@ class HttpConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _set_deadline(self) -> None:
+        if self.done:
+            return  # closing: the deadline is the linger's
         if self.in_request:  # more bytes do not buy more time: a slow client cannot hold the connection
             self.deadline = self.started + self.server.settings.header_timeout
         elif self.slots:
