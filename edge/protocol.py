@@ -72,6 +72,8 @@ class HttpConnection(asyncio.Protocol):
         self.started = 0.0  # loop time at which the request's first byte was parsed
         self.completed_in_chunk = False
         self.client_eof = False
+        self.requests = 0  # read on this connection so far
+        self.lingering = False
 
     # asyncio.Protocol
 
@@ -188,6 +190,7 @@ class HttpConnection(asyncio.Protocol):
             raise _Rejected(413)
 
     def on_message_complete(self) -> None:
+        self.requests += 1
         self.in_request = False
         self.completed_in_chunk = True
         keep_alive = self.parser.should_keep_alive() and not self.server.draining
@@ -227,7 +230,7 @@ class HttpConnection(asyncio.Protocol):
             return
         if not self.slots:
             if self.done or self.server.draining and not self.in_request:
-                transport.close()
+                self._linger(transport)
                 return
             self._set_deadline()
         self._maybe_resume_reading()
@@ -235,6 +238,9 @@ class HttpConnection(asyncio.Protocol):
     def _linger(self, transport: asyncio.Transport) -> None:
         """Close our side only: a client still sending would otherwise get a reset, and a reset can discard
         our last answer before the client has read it. The sweep closes the connection after LINGER."""
+        if transport.is_closing() or self.lingering:
+            return
+        self.lingering = True
         if transport.can_write_eof() and not self.client_eof:
             transport.write_eof()
             self.deadline = self.loop.time() + LINGER
@@ -287,9 +293,12 @@ class HttpConnection(asyncio.Protocol):
         return True
 
     def drain(self) -> None:
-        """The process is stopping: finish the answers in flight, read nothing new, then close."""
-        if not self.slots and not self.in_request and self.transport is not None:
+        """The process is stopping: finish the answers in flight, read nothing new, then close.
+
+        A connection accepted but not yet read from is kept: its client has probably sent a request
+        already, which is answered (with `connection: close`) within the header timeout."""
+        if self.slots:
+            self.slots[-1].close = True
+        elif not self.in_request and self.requests and self.transport is not None:
             self.done = True
             self.transport.close()
-        elif self.slots:
-            self.slots[-1].close = True
