@@ -131,7 +131,7 @@ _DEFAULT_TEMPLATES = {"page": "https://pages.example.com/p/{id}", "chatbot": "ht
 
 @dataclass(frozen=True, slots=True)
 class Templates:
-    """How page/chatbot/knowledge_base destinations become URLs (API.md §3.1.6)."""
+    """How page/chatbot/knowledge_base destinations become URLs (docs/api.md §3.1.6)."""
 
     page: str = _DEFAULT_TEMPLATES["page"]
     chatbot: str = _DEFAULT_TEMPLATES["chatbot"]
@@ -148,7 +148,7 @@ class Templates:
 
 @dataclass(frozen=True, slots=True)
 class OutboundSettings:
-    """Where requests made on a user's behalf may go (API.md §0): https only, public addresses only."""
+    """Where requests made on a user's behalf may go (docs/api.md §0): https only, public addresses only."""
 
     allowed_hosts: frozenset[str] = frozenset()
     allow_http: bool = False
@@ -313,7 +313,7 @@ class WebhookSettings(_FromEnv):
     workers: int = 4  # delivery loops, each with its own claimed batch and connection
     batch_size: int = 25  # deliveries claimed (and sent concurrently) per loop
     poll_interval: float = 0.5  # seconds to wait when nothing was due
-    delivery_timeout: float = 10.0  # seconds for one whole request (API.md §2.5)
+    delivery_timeout: float = 10.0  # seconds for one whole request (docs/api.md §2.5)
 
     @classmethod
     def read(cls, r: _Reader) -> WebhookSettings:
