@@ -24,6 +24,11 @@ class RedisKeys:
         return f"{self.namespace}:scans"
 
     @property
+    def scan_attempts(self) -> str:
+        """Hash: scan-stream entry id → failed attempts to store it, counted for redelivered entries only."""
+        return f"{self.namespace}:scans:attempts"
+
+    @property
     def invalidations(self) -> str:
         """Stream of cache keys that changed, followed by every edge process with XREAD."""
         return f"{self.namespace}:invalidations"
@@ -44,6 +49,7 @@ class RedisKeys:
         """String: rendered image bytes of a content-addressed spec (control plane; expires, re-renderable)."""
         return f"{self.namespace}:img:{image_key}:{size}.{format}"
 
+
 @dataclass(frozen=True, slots=True)
 class ApiKeys:
     """Keys of the control plane's per-API-key state."""
@@ -57,6 +63,22 @@ class ApiKeys:
     def rate_limit(self, owner: str) -> str:
         """Hash: the token bucket of one API key (tokens, last refill in ms)."""
         return f"{self.namespace}:rate:{owner}"
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardKeys:
+    """Keys of the dashboard's sign-in state (docs/dashboard.md)."""
+
+    namespace: str
+
+    def session(self, token_hash: str) -> str:
+        """Hash: one signed-in session (user id, mode, CSRF token); keyed by the SHA-256 of the cookie's token,
+        so that reading Redis does not hand out sessions. Expires after the idle timeout, renewed on use."""
+        return f"{self.namespace}:dash:session:{token_hash}"
+
+    def failed_sign_ins(self, subject: str) -> str:
+        """String: failed sign-ins of one e-mail address or client address in the current window (expires)."""
+        return f"{self.namespace}:dash:failed:{subject}"
 
 
 def cache_sync_cursor(namespace: str) -> str:

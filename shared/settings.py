@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -62,12 +62,23 @@ class _Reader:
             raise ConfigError(name, f"must be a {' or '.join(schemes)} URL with a host, got {parts.scheme!r}")
         return Secret(value)
 
+    def public_url(self, name: str, default: str) -> str:
+        value = self.text(name, default).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(name, f"must be an http or https URL such as https://qr-admin.example.com, got {value!r}")
+        return value
+
     def bind(self, name: str, default: str) -> tuple[str, int]:
         value = self.text(name, default)
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(name, f"must be host:port, got {value!r}")
         return host.strip("[]"), int(port)
+
+    def optional_bind(self, name: str) -> tuple[str, int] | None:
+        """host:port, or None when the variable is unset or empty (the feature is off)."""
+        return self.bind(name, "") if self.env.get(name, "").strip() else None
 
     def integer(self, name: str, default: int, minimum: int = 0) -> int:
         value = self.text(name, str(default))
@@ -194,9 +205,6 @@ class _FromEnv:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         return cls.read(_Reader(load_environment() if env is None else env))  # type: ignore[attr-defined, no-any-return]
 
-    def describe(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-
 
 @dataclass(frozen=True, slots=True)
 class ControlPlaneSettings(_FromEnv):
@@ -204,6 +212,7 @@ class ControlPlaneSettings(_FromEnv):
     bind: tuple[str, int]
     default_domain: str
     public_scheme: str
+    public_url: str  # scheme and host (and any path prefix) of this API as clients reach it: absolute image URLs
     templates: Templates = field(default_factory=Templates)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     rate_limit_per_second: float = 100.0
@@ -217,11 +226,14 @@ class ControlPlaneSettings(_FromEnv):
     def read(cls, r: _Reader) -> ControlPlaneSettings:
         edge_bind = r.bind("EDGE_BIND", "127.0.0.1:8080")
         default_domain, scheme = _public(r, edge_bind)
+        bind = r.bind("CONTROL_PLANE_BIND", "127.0.0.1:8000")
+        host = f"[{bind[0]}]" if ":" in bind[0] else bind[0]
         return cls(
             stores=Stores.read(r),
-            bind=r.bind("CONTROL_PLANE_BIND", "127.0.0.1:8000"),
+            bind=bind,
             default_domain=default_domain,
             public_scheme=scheme,
+            public_url=r.public_url("CONTROL_PLANE_PUBLIC_URL", f"http://{host}:{bind[1]}"),
             templates=Templates.read(r),
             outbound=OutboundSettings.read(r),
             rate_limit_per_second=r.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
@@ -288,9 +300,10 @@ class IngestSettings(_FromEnv):
     block_ms: int = 200
     consumer: str = ""
     claim_idle_ms: int = 60_000  # a consumer silent this long is presumed dead; its entries are claimed
-    max_deliveries: int = 5  # an entry delivered this often without being acknowledged is dead-lettered
+    max_attempts: int = 5  # an entry whose storing failed this often (not for an outage) is dead-lettered
     retention_days: int = 0  # 0 keeps scans forever
     metrics_interval_s: float = 30.0
+    metrics_bind: tuple[str, int] | None = None  # Prometheus /metrics; off by default
 
     @classmethod
     def read(cls, r: _Reader) -> IngestSettings:
@@ -300,9 +313,10 @@ class IngestSettings(_FromEnv):
             block_ms=r.integer("INGEST_BLOCK_MS", 200, minimum=1),
             consumer=r.text("INGEST_CONSUMER", f"{os.uname().nodename}-{os.getpid()}"),
             claim_idle_ms=r.integer("INGEST_CLAIM_IDLE_MS", 60_000, minimum=100),
-            max_deliveries=r.integer("INGEST_MAX_DELIVERIES", 5, minimum=1),
+            max_attempts=r.integer("INGEST_MAX_ATTEMPTS", 5, minimum=1),
             retention_days=r.integer("SCAN_RETENTION_DAYS", 0, minimum=0),
             metrics_interval_s=r.number("INGEST_METRICS_INTERVAL", 30.0, minimum=0.1),
+            metrics_bind=r.optional_bind("INGEST_METRICS_BIND"),
         )
 
 
@@ -314,6 +328,7 @@ class WebhookSettings(_FromEnv):
     batch_size: int = 25  # deliveries claimed (and sent concurrently) per loop
     poll_interval: float = 0.5  # seconds to wait when nothing was due
     delivery_timeout: float = 10.0  # seconds for one whole request (docs/api.md §2.5)
+    metrics_bind: tuple[str, int] | None = None  # Prometheus /metrics; off by default
 
     @classmethod
     def read(cls, r: _Reader) -> WebhookSettings:
@@ -323,4 +338,5 @@ class WebhookSettings(_FromEnv):
             workers=r.integer("WEBHOOK_WORKERS", 4, minimum=1),
             batch_size=r.integer("WEBHOOK_BATCH_SIZE", 25, minimum=1),
             poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 0.5, minimum=0.01),
+            metrics_bind=r.optional_bind("WEBHOOKS_METRICS_BIND"),
         )
