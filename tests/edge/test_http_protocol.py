@@ -21,7 +21,7 @@ from shared.settings import EdgeSettings
 from tests.conftest import KeyFactory
 from tests.edge.conftest import address, protocol_server
 from tests.edge.raw_http import Responses, closed_by_server, connected, read_until_closed, request_bytes
-from tests.edge.test_scan import FRESHNESS, make_code, stream_events
+from tests.edge.test_scan import make_code, stream_events
 
 
 @asynccontextmanager
@@ -58,7 +58,6 @@ async def two_codes(api: httpx.AsyncClient, make_key: KeyFactory) -> tuple[str, 
     key = await make_key()
     first = await make_code(api, key, destination={"type": "url", "url": "https://example.com/one"})
     second = await make_code(api, key, destination={"type": "url", "url": "https://example.com/two"})
-    await asyncio.sleep(FRESHNESS)
     return first["slug"], second["slug"]
 
 

@@ -17,7 +17,7 @@ from shared.keys import RedisKeys
 from tests.conftest import KeyFactory
 from tests.edge.conftest import address
 from tests.edge.test_http_protocol import edge_on_socket
-from tests.edge.test_scan import FRESHNESS, make_code
+from tests.edge.test_scan import make_code
 
 STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) ")
 EXPECTED = {100, 200, 302, 404, 405, 400, 413, 417, 431}
@@ -62,7 +62,6 @@ async def test_arbitrary_bytes(env: dict[str, str], api: httpx.AsyncClient, make
     loop.set_exception_handler(lambda _, context: crashes.append(context))
     stream = RedisKeys(redis_namespace).scans
     async with edge_on_socket(env, EDGE_HEADER_TIMEOUT="1", EDGE_KEEPALIVE_TIMEOUT="1") as (_, server):
-        await asyncio.sleep(FRESHNESS)
         target = address(server)
         redis = sync_redis.Redis.from_url(env["REDIS_URL"], socket_timeout=10)
 
