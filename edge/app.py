@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
@@ -26,6 +27,7 @@ from edge.local_cache import Fence, LocalCache
 from edge.lookup import CachedCode, RowLookup, code_weight, group_weight
 from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
+from edge.password_form import read_password
 from edge.recorder import ScanRecorder
 from edge.redis_link import RedisLink
 from edge.redis_repair import RedisRepairWatch
@@ -33,9 +35,13 @@ from edge.scan_path import ScanPath
 from shared.database import create_pool
 from shared.geo import CountryLookup
 from shared.keys import RedisKeys
+from shared.passwords import PasswordChecks
 from shared.redis_client import create_redis
-from shared.rows import GroupRow
+from shared.resolve import Resolution
+from shared.rows import CodeRow, GroupRow
+from shared.scan_plan import PAGE_STATUS, Decision
 from shared.settings import EdgeSettings
+from shared.visitor import Visitor
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ HTML = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-
 UNAVAILABLE_EXCEPTIONS = (OSError, redis.exceptions.RedisError, TimeoutError, asyncpg.PostgresError,
                           asyncpg.InterfaceError)
 RETRY = [(b"retry-after", b"2")]
+# pages of docs/rules.md, by answer (the others take the status of their outcome, shared.resolve.HTTP_STATUS)
+ANSWER_STATUS = {**PAGE_STATUS, "password_throttled": 429}
 START_WAIT = 5.0  # seconds to wait for Redis at start-up before serving without it
 
 
@@ -71,6 +79,8 @@ class EdgeApp:
                                                        settings.negative_ttl, self.fence, settings.cache_bytes,
                                                        group_weight)
         self.journal = ScanJournal(settings.journal_dir)
+        self.passwords = PasswordChecks()
+        self.clock: Callable[[], float] = time.time  # rules and validity read the time here (tests freeze it)
         self.follower = InvalidationFollower(settings.stores.redis_url, self.keys, [self.codes, self.groups],
                                              self.fence, self.edge_id, self._heard_from_redis)
         self.metrics = EdgeMetrics({"code": self.codes, "group": self.groups}, self.journal, self.link,
@@ -85,14 +95,13 @@ class EdgeApp:
             await self.ops(scope, receive, send)
         else:
             started = time.perf_counter()
-            outcome = await self.scan(scope, send)
+            outcome = await self.scan(scope, receive, send)
             self.metrics.answered(outcome, time.perf_counter() - started)
 
-    async def scan(self, scope: Scope, send: Send) -> str:
+    async def scan(self, scope: Scope, receive: Receive, send: Send) -> str:
         method = scope["method"]
-        if method not in ("GET", "HEAD"):
-            await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
-            return "not_allowed"
+        if method not in ("GET", "HEAD", "POST"):  # POST sends a password (docs/rules.md)
+            return await self._not_allowed(send, method)
         headers = _headers(scope)
         target = self.scans.target(scope["path"], headers.get(b"host", b""))
         if target is None:
@@ -104,26 +113,65 @@ class EdgeApp:
         if found is None:
             return await self.page(send, 404, "unknown", method)
         code, resolution = found
+        if method == "POST" and not self.takes_password(resolution):
+            return await self._not_allowed(send, method)  # only a password form posts to a code
         query = scope["query_string"]
-        event = self.scans.event(method, query, headers, self._client_ip(scope), code, resolution)
+        visitor = self.scans.visitor(query, headers, self._client_ip(scope))
+        decision, page, extra = self.decide(method, resolution, visitor) or \
+            await self.check_password(code, resolution, visitor, await read_password(receive))
         try:
-            await self.recorder.record(event)
+            await self.recorder.record(self.scans.event(method, query, headers, visitor, code, resolution, decision))
         except Exception:  # neither Redis nor the journal took it (logged per batch): never answer unrecorded
             return await self.page(send, 503, "unavailable", method, RETRY)
-        if resolution.location is None:
-            return await self.page(send, resolution.http_status, resolution.outcome, method)
-        location = resolution.location.render(query).encode("ascii")
+        if decision.location is None:
+            return await self.page(send, ANSWER_STATUS.get(page) or resolution.http_status, page, method, extra)
+        location = decision.location.render(query).encode("ascii")
         await self.respond(send, 302, [(b"location", location), (b"cache-control", b"private, no-store"),
                                        (b"content-type", b"text/plain")], b"", method)
         return "redirected"
 
     def _client_ip(self, scope: Scope) -> str:
         client = scope.get("client")
-        peer = client[0] if client else ""
+        peer = str(client[0]) if client else ""
         if not self.settings.trusted_proxies:
-            return str(peer)
+            return peer
         forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
         return self.scans.client_address.of(peer, forwarded)
+
+    async def _not_allowed(self, send: Send, method: str) -> str:
+        await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
+        return "not_allowed"
+
+    @staticmethod
+    def takes_password(resolution: Resolution) -> bool:
+        return resolution.plan is not None and resolution.plan.password_hash is not None
+
+    def decide(self, method: str, resolution: Resolution,
+               visitor: Visitor) -> tuple[Decision, str, list[tuple[bytes, bytes]]] | None:
+        """Validity, password, rules and split (docs/rules.md), without I/O: the decision, the page to answer
+        with when it does not redirect, and extra headers; None when a posted password must be checked."""
+        plan, default = resolution.plan, resolution.location
+        if plan is None or default is None:
+            return Decision(resolution.outcome, default), resolution.outcome, []
+        now = self.clock()
+        if method != "POST" or plan.password_hash is None or plan.expiry(now) is not None:
+            decision = plan.decide(visitor, now, default)
+            return decision, decision.outcome, []
+        return None
+
+    async def check_password(self, code: CodeRow, resolution: Resolution, visitor: Visitor,
+                             password: str) -> tuple[Decision, str, list[tuple[bytes, bytes]]]:
+        """The answer to a posted password (off the event loop, throttled: shared.passwords)."""
+        plan, default = resolution.plan, resolution.location
+        assert plan is not None and plan.password_hash is not None and default is not None
+        verdict = await self.passwords.check(code.id, visitor.client_ip, plan.password_hash, password)
+        if verdict.result == "right":
+            decision = plan.decide(visitor, self.clock(), default, unlocked=True)  # recorded as a scan of its own
+            return decision, decision.outcome, []
+        if verdict.result == "wrong":
+            return Decision("password_failed", None), "password_failed", []
+        retry = str(max(1, math.ceil(verdict.retry_after))).encode()
+        return Decision("password_failed", None), "password_throttled", [(b"retry-after", retry)]
 
     async def page(self, send: Send, status: int, outcome: str, method: str,
                    extra: list[tuple[bytes, bytes]] | None = None) -> str:
@@ -193,6 +241,7 @@ class EdgeApp:
         await asyncio.to_thread(self.follower.stop)
         await self.recorder.drain()
         self.journal.close()
+        self.passwords.close()
         if self.geo:
             self.geo.close()
         await self.redis.aclose()

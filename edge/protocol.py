@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from edge import responses
+from edge.password_form import FORM_LIMIT
 
 if TYPE_CHECKING:
     from edge.server import EdgeServer
@@ -69,6 +70,8 @@ class HttpConnection(asyncio.Protocol):
         self.head_bytes = 0
         self.partial_head = 0  # bytes of a head not yet complete, counted from the raw data
         self.body_bytes = 0
+        self.body = b""  # kept for POST only (a password form), at most FORM_LIMIT + 1 bytes
+        self.keep_body = False
         self.started = 0.0  # loop time at which the request's first byte was parsed
         self.completed_in_chunk = False
         self.client_eof = False
@@ -154,6 +157,7 @@ class HttpConnection(asyncio.Protocol):
         self.hosts = 0
         self.head_bytes = 0
         self.body_bytes = 0
+        self.body = b""
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -175,6 +179,7 @@ class HttpConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.head_complete = True
         self.partial_head = 0
+        self.keep_body = self.parser.get_method() == b"POST"
         if self.hosts != 1 and self.parser.get_http_version() == "1.1":
             raise _Rejected(400)  # RFC 9112 §3.2: exactly one Host in HTTP/1.1
         expect = self.headers.get(b"expect")
@@ -185,9 +190,11 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.write(responses.CONTINUE)  # in order: nothing else is pending
 
     def on_body(self, body: bytes) -> None:
-        self.body_bytes += len(body)  # discarded: no route of the edge reads a body
+        self.body_bytes += len(body)  # discarded, except a password form's first bytes
         if self.body_bytes > MAX_BODY:
             raise _Rejected(413)
+        if self.keep_body and len(self.body) <= FORM_LIMIT:
+            self.body += body[:FORM_LIMIT + 1 - len(self.body)]
 
     def on_message_complete(self) -> None:
         self.requests += 1
@@ -199,7 +206,7 @@ class HttpConnection(asyncio.Protocol):
         if not keep_alive:
             self.done = True
         self.server.handler.handle(self, slot, self.parser.get_method(), self.url, self.headers,
-                                   self.forwarded_for)
+                                   self.forwarded_for, self.body)
         if len(self.slots) >= MAX_PENDING:
             self._pause_reading()
 

@@ -20,18 +20,22 @@ import httptools
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from edge import responses
-from edge.app import UNAVAILABLE_EXCEPTIONS, EdgeApp
+from edge.app import ANSWER_STATUS, UNAVAILABLE_EXCEPTIONS, EdgeApp
 from edge.local_cache import Miss
+from edge.password_form import password_from_form
 from shared.resolve import HTTP_STATUS, Resolution
 from shared.rows import CodeRow
+from shared.scan_plan import Decision
+from shared.visitor import Visitor
 
 if TYPE_CHECKING:
     from edge.protocol import HttpConnection, Slot
 
 log = logging.getLogger(__name__)
 
-PAGE_STATUS = {**HTTP_STATUS, "unknown": 404, "unavailable": 503}
-GET, HEAD = b"GET", b"HEAD"
+PAGE_STATUS = {**HTTP_STATUS, **ANSWER_STATUS, "unknown": 404, "unavailable": 503}
+GET, HEAD, POST = b"GET", b"HEAD", b"POST"
+Answer = tuple[Decision, str, list[tuple[bytes, bytes]]]  # EdgeApp.decide's
 
 
 class ScanHandler:
@@ -46,7 +50,7 @@ class ScanHandler:
         self.app.metrics.answered("malformed", 0.0)
 
     def handle(self, conn: HttpConnection, slot: Slot, method: bytes, url: bytes, headers: dict[bytes, bytes],
-               forwarded_for: bytes) -> None:
+               forwarded_for: bytes, body: bytes) -> None:
         started = time.perf_counter()
         connection = responses.CLOSE if slot.close else responses.KEEP_ALIVE
         head_only = method == HEAD
@@ -56,14 +60,13 @@ class ScanHandler:
             path_text = unquote(path_text)
         if path_text in OPS:
             return conn.fill(slot, self._operations(path_text, method, connection))
-        if method != GET and not head_only:
-            self._count("not_allowed", started)
-            return conn.fill(slot, self.not_allowed.encode(self.date(), connection, head_only))
+        if method != GET and not head_only and method != POST:  # POST sends a password (docs/rules.md)
+            return self._not_allowed(conn, slot, connection, started)
         target = self.app.scans.target(path_text, headers.get(b"host", b""))
         if target is None:
             return self._page(conn, slot, "unknown", connection, head_only, started)
         ip = self.app.scans.client_address.of(conn.peer, forwarded_for) if forwarded_for else conn.peer
-        request = _Request(conn, slot, method.decode(), query, headers, ip, connection, started)
+        request = _Request(conn, slot, method.decode(), query, headers, ip, connection, started, body)
         found = self.app.lookup.find_cached(*target)
         if isinstance(found, Miss):
             task = asyncio.get_running_loop().create_task(self._after_lookup(request, target))
@@ -72,7 +75,7 @@ class ScanHandler:
         elif found is None:
             self._page(conn, slot, "unknown", connection, head_only, started)
         else:
-            self._record(request, *found)
+            self._answer(request, *found)
 
     async def _after_lookup(self, request: _Request, target: tuple[str, str]) -> None:
         head_only = request.method == "HEAD"
@@ -88,16 +91,42 @@ class ScanHandler:
         if found is None:
             return self._page(request.conn, request.slot, "unknown", request.connection, head_only,
                               request.started)
-        self._record(request, *found)
+        self._answer(request, *found)
 
-    def _record(self, request: _Request, code: CodeRow, resolution: Resolution) -> None:
-        event = self.app.scans.event(request.method, request.query, request.headers, request.ip, code, resolution)
-        if resolution.location is None:
-            outcome = resolution.outcome
-            answer = self.pages[outcome].encode(self.date(), request.connection, request.method == "HEAD")
+    def _answer(self, request: _Request, code: CodeRow, resolution: Resolution) -> None:
+        if request.method == "POST" and not self.app.takes_password(resolution):
+            return self._not_allowed(request.conn, request.slot, request.connection, request.started)
+        visitor = self.app.scans.visitor(request.query, request.headers, request.ip)
+        decided = self.app.decide(request.method, resolution, visitor)
+        if decided is not None:
+            return self._record(request, code, resolution, visitor, decided)
+        task = asyncio.get_running_loop().create_task(self._after_password(request, code, resolution, visitor))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _after_password(self, request: _Request, code: CodeRow, resolution: Resolution,
+                              visitor: Visitor) -> None:
+        try:
+            decided = await self.app.check_password(code, resolution, visitor, password_from_form(request.body))
+        except Exception:
+            log.exception("password check failed")
+            return self._page(request.conn, request.slot, "unavailable", request.connection, False, request.started)
+        self._record(request, code, resolution, visitor, decided)
+
+    def _record(self, request: _Request, code: CodeRow, resolution: Resolution, visitor: Visitor,
+                decided: Answer) -> None:
+        decision, page, extra = decided
+        event = self.app.scans.event(request.method, request.query, request.headers, visitor, code, resolution,
+                                     decision)
+        if decision.location is None:
+            outcome = page
+            fixed = self.pages[page] if not extra else responses.Fixed(
+                PAGE_STATUS[page], responses.HTML + b"".join(k + b": " + v + b"\r\n" for k, v in extra),
+                self.app.pages[page])
+            answer = fixed.encode(self.date(), request.connection, request.method == "HEAD")
         else:
             outcome = "redirected"
-            location = resolution.location.render(request.query).encode("ascii")
+            location = decision.location.render(request.query).encode("ascii")
             answer = responses.redirect(location, self.date(), request.connection)
         stored = self.app.recorder.submit(event)
         stored.add_done_callback(partial(self._recorded, request, answer, outcome))
@@ -109,6 +138,10 @@ class ScanHandler:
             return
         self._count(outcome, request.started)
         request.conn.fill(request.slot, answer)
+
+    def _not_allowed(self, conn: HttpConnection, slot: Slot, connection: bytes, started: float) -> None:
+        self._count("not_allowed", started)
+        conn.fill(slot, self.not_allowed.encode(self.date(), connection))
 
     def _page(self, conn: HttpConnection, slot: Slot, outcome: str, connection: bytes, head_only: bool,
               started: float) -> None:
@@ -144,10 +177,10 @@ def _absolute(url: bytes) -> tuple[bytes, bytes, bytes]:
 
 
 class _Request:
-    __slots__ = ("conn", "connection", "headers", "ip", "method", "query", "slot", "started")
+    __slots__ = ("body", "conn", "connection", "headers", "ip", "method", "query", "slot", "started")
 
     def __init__(self, conn: HttpConnection, slot: Slot, method: str, query: bytes, headers: dict[bytes, bytes],
-                 ip: str, connection: bytes, started: float) -> None:
+                 ip: str, connection: bytes, started: float, body: bytes) -> None:
         self.conn = conn
         self.slot = slot
         self.method = method
@@ -156,3 +189,4 @@ class _Request:
         self.ip = ip
         self.connection = connection
         self.started = started
+        self.body = body  # a POST's form, cut at FORM_LIMIT + 1 bytes

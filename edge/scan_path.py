@@ -15,7 +15,9 @@ from shared.params import SCAN_MARKER
 from shared.resolve import Resolution
 from shared.rows import CodeRow
 from shared.scan_event import ScanEvent
+from shared.scan_plan import Decision
 from shared.settings import EdgeSettings
+from shared.visitor import Visitor
 
 _MARKER = re.compile(rb"(?:^|&)" + SCAN_MARKER.encode() + rb"(?:[=&]|$)")
 Headers = dict[bytes, bytes]  # lower-case names; a repeated header keeps its last value
@@ -37,25 +39,30 @@ class ScanPath:
         domain = self.domains.of(host)
         return (domain, slug) if domain is not None else None
 
-    def event(self, method: str, query: bytes, headers: Headers, ip: str, code: CodeRow,
-              resolution: Resolution) -> bytes:
+    def visitor(self, query: bytes, headers: Headers, ip: str) -> Visitor:
+        user_agent = headers.get(b"user-agent", b"")[:512].decode("latin-1")
+        return Visitor(user_agent=user_agent, accept_language=headers.get(b"accept-language", b"")[:256]
+                       .decode("latin-1"), country=self.country(headers, ip), query_string=query,
+                       client_ip=ip, visitor_hash=self.hash(f"{ip}\n{user_agent}"))
+
+    def event(self, method: str, query: bytes, headers: Headers, visitor: Visitor, code: CodeRow,
+              resolution: Resolution, decision: Decision) -> bytes:
         scan_id = uuid_utils.uuid7()
-        user_agent = headers.get(b"user-agent", b"").decode("latin-1")
         return ScanEvent(
             scan_id=str(scan_id), ts_ms=scan_id.timestamp, code_id=code.id, group_id=code.group_id,
-            org_id=code.org_id, livemode=code.livemode, outcome=resolution.outcome, method=method,
-            marker=_MARKER.search(query) is not None, ip_hash=self._hash(ip),
-            visitor_hash=self._hash(f"{ip}\n{user_agent}"), user_agent=user_agent[:512],
+            org_id=code.org_id, livemode=code.livemode, outcome=decision.outcome, method=method,
+            marker=_MARKER.search(query) is not None, ip_hash=self.hash(visitor.client_ip),
+            visitor_hash=visitor.visitor_hash, user_agent=visitor.user_agent,
             referer=headers.get(b"referer", b"")[:1024].decode("latin-1"),
-            accept_language=headers.get(b"accept-language", b"")[:256].decode("latin-1"),
-            country=self._country(headers, ip), properties=resolution.properties,
+            accept_language=visitor.accept_language, country=visitor.country, properties=resolution.properties,
+            rule=decision.rule, variant=decision.variant,
         ).encode()
 
-    def _hash(self, value: str) -> str:
+    def hash(self, value: str) -> str:
         # Keyed BLAKE2b is a MAC in one call, and cheaper per scan than HMAC-SHA256.
         return hashlib.blake2b(value.encode(), key=self.hash_key, digest_size=16).hexdigest()
 
-    def _country(self, headers: Headers, ip: str) -> str | None:
+    def country(self, headers: Headers, ip: str) -> str | None:
         """A trusted CDN header first; else the GeoIP database, looked up here since IPs never leave the edge."""
         if self.country_header:
             value = headers.get(self.country_header, b"").decode("latin-1").strip().upper()

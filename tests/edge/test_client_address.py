@@ -39,10 +39,10 @@ async def test_scans_are_counted_under_the_forwarded_address_only_from_trusted_p
     forwarded = {"x-forwarded-for": "192.0.2.50, 198.51.100.7"}
     async with edge_client(env, server_kind) as (app, edge):  # no TRUSTED_PROXIES
         assert (await edge.get(f"/{code['slug']}", headers=forwarded)).status_code == 302
-        untrusted = app.scans._hash("198.51.100.7")
+        untrusted = app.scans.hash("198.51.100.7")
     trusting = {**env, "TRUSTED_PROXIES": "127.0.0.1/32, 203.0.113.7"}  # the test peers of both servers
     async with edge_client(trusting, server_kind) as (app, edge):
         assert (await edge.get(f"/{code['slug']}", headers=forwarded)).status_code == 302
-        trusted = app.scans._hash("198.51.100.7")
+        trusted = app.scans.hash("198.51.100.7")
     first, second = await stream_events(redis, redis_namespace)
     assert first.ip_hash != untrusted and second.ip_hash == trusted == untrusted
