@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from control_plane.dashboard.pages import groups, members, overview, sign_in
+from control_plane.dashboard.pages import codes, groups, members, overview, sign_in
 
 STATIC = "/app/static"
 
@@ -16,6 +16,7 @@ def dashboard_mount() -> Mount:
         *sign_in.routes,
         *members.routes,
         *groups.routes,
+        *codes.routes,
         Mount("/static", StaticFiles(packages=[("control_plane.dashboard", "static")]), name="static"),
     ]
     return Mount("/app", routes=routes)

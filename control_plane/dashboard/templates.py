@@ -25,6 +25,7 @@ _environment = Environment(loader=PackageLoader("control_plane.dashboard", "temp
 _environment.globals["NAV"] = [
     ("/app/", "Overview", "qr:read"),
     ("/app/groups", "Groups", "qr:read"),
+    ("/app/codes", "Codes", "qr:read"),
     ("/app/users", "Users", "users:write"),
 ]
 templates = Jinja2Templates(env=_environment)
