@@ -8,10 +8,17 @@ from dataclasses import dataclass
 INGEST_GROUP = "ingest"
 # Field holding the encoded event in every scan-stream entry.
 SCAN_FIELD = b"e"
-# Field naming the dropped cache entry in every invalidation-stream entry.
+# Field naming the dropped cache entries in every invalidation-stream entry (keys joined by newlines).
 INVALIDATION_FIELD = b"k"
+# Keys named by one invalidation entry at most: a bulk change is a few entries, never one per code.
+INVALIDATION_KEYS_PER_ENTRY = 500
 # Invalidation stream entries kept (approximate MAXLEN); an edge that falls further behind clears its cache.
 INVALIDATION_MAXLEN = 10_000
+# The entry a creation appends instead of naming its keys: a new code can only be cached as "unknown".
+NEGATIVE_ENTRIES = "*negative*"
+# Read-your-writes lease (docs/freshness.md), in seconds: a write waits at most this long for an edge that
+# does not confirm; an edge answers from its local cache only within half of it after being caught up.
+EDGE_LEASE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,16 @@ class RedisKeys:
     def invalidations(self) -> str:
         """Stream of cache keys that changed, followed by every edge process with XREAD."""
         return f"{self.namespace}:invalidations"
+
+    @property
+    def edge_positions(self) -> str:
+        """Hash: edge process id -> the last invalidation-stream id it has applied."""
+        return f"{self.namespace}:edges:applied"
+
+    @property
+    def edge_leases(self) -> str:
+        """Sorted set: edge process id, scored by the Redis time (ms) its lease ends without a heartbeat."""
+        return f"{self.namespace}:edges:lease"
 
     def code(self, domain: str, slug: str) -> str:
         """String: the code's edge row (JSON, see shared.rows)."""
