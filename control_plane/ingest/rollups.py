@@ -33,7 +33,9 @@ class RollupKey(NamedTuple):
     scan_method: str
     scanner_app: str
     outcome: str
-    org_id: str
+    org_id: str  # not in the primary key, but fixed by code_id: sorting stays in primary-key order
+    rule: int  # -1 for none
+    variant: int
 
 
 class SketchKey(NamedTuple):
@@ -49,9 +51,10 @@ class SketchKey(NamedTuple):
 UPSERT = f"""
 INSERT INTO scan_rollups AS r ({", ".join(RollupKey._fields)}, scans)
 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::boolean[], $5::text[], $6::text[], $7::text[],
-                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[])
+                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::smallint[], $14::smallint[],
+                     $15::bigint[])
 ON CONFLICT (code_id, hour, group_id, livemode, country, device_type, os, browser, scan_method, scanner_app,
-             outcome) DO UPDATE SET scans = r.scans + EXCLUDED.scans
+             outcome, rule, variant) DO UPDATE SET scans = r.scans + EXCLUDED.scans
 """
 
 
@@ -82,7 +85,8 @@ def summarise(rows: Iterable[ScanRow]) -> Summary:
         hour = row.scanned_at.replace(minute=0, second=0, microsecond=0)
         group_id = row.group_id or ""
         counts[RollupKey(row.code_id, hour, group_id, row.livemode, row.country or "", row.device_type, row.os,
-                         row.browser, row.scan_method, row.scanner_app or "", row.outcome, row.org_id)] += 1
+                         row.browser, row.scan_method, row.scanner_app or "", row.outcome, row.org_id,
+                         -1 if row.rule is None else row.rule, -1 if row.variant is None else row.variant)] += 1
         key = SketchKey(row.code_id, hour, group_id, row.livemode, row.org_id)
         ranks = sketches.get(key)
         if ranks is None:

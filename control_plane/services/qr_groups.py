@@ -5,20 +5,29 @@ Changing a group writes one edge row, whatever the number of its codes.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from typing import Literal
 
 import asyncpg
 
 from control_plane.render.images import sync_designs
+from control_plane.services import routing_fields
 from control_plane.services.context import Queryable, ServiceContext
-from control_plane.services.destinations import destination_columns, destination_object, merge_destination
+from control_plane.services.destinations import (
+    DestinationPublic,
+    destination_columns,
+    destination_object,
+    merge_destination,
+)
 from control_plane.services.keys import ApiKey
 from control_plane.services.listing import Listing
 from control_plane.services.mint import mint
 from control_plane.services.params import apply_params, pairs_to_dict
 from control_plane.services.qr_codes import SELECT as CODE_SELECT
-from control_plane.services.qr_codes import code_objects
-from control_plane.services.schemas import MintCodes, QRGroupCreate, QRGroupListQuery, QRGroupUpdate
+from control_plane.services.qr_codes import QRCodePublic, code_objects
+from control_plane.services.routing_fields import RoutingPublic, routing_object
+from control_plane.services.schemas import MintCodes, QRGroupCreate, QRGroupListQuery, QRGroupUpdate, Status
+from control_plane.services.versions import check_version
 from shared.edge_rows import GROUP_COLUMNS
 from shared.ids import new_id
 from shared.outbox import previous_attributes, record_event
@@ -31,12 +40,29 @@ FROM qr_groups g"""
 OWNED = "g.org_id = $1 AND g.livemode = $2"
 
 
-def group_object(row: asyncpg.Record) -> dict[str, Any]:
+class QRGroupPublic(RoutingPublic):
+    id: str
+    object: Literal["qr_group"]
+    livemode: bool
+    version: int
+    name: str
+    description: str
+    status: Status | None
+    destination: DestinationPublic
+    url_params: dict[str, str]
+    properties: dict[str, str]
+    code_count: int
+    created_at: str
+    updated_at: str
+
+
+def group_object(row: asyncpg.Record) -> QRGroupPublic:
     return {
-        "id": row["id"], "object": "qr_group", "livemode": row["livemode"], "name": row["name"],
+        "id": row["id"], "object": "qr_group", "livemode": row["livemode"], "version": row["version"],
+        "name": row["name"],
         "description": row["description"], "status": row["status"],
         "destination": destination_object(row), "url_params": pairs_to_dict(row["url_params"]),
-        "properties": pairs_to_dict(row["properties"]), "code_count": row["code_count"],
+        "properties": pairs_to_dict(row["properties"]), **routing_object(row), "code_count": row["code_count"],
         "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"]),
     }
 
@@ -51,11 +77,11 @@ async def fetch_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool =
     return row
 
 
-async def load_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool = False) -> dict[str, Any]:
+async def load_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool = False) -> QRGroupPublic:
     return group_object(await fetch_group(db, key, group_id, lock=lock))
 
 
-async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) -> dict[str, Any]:
+async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) -> QRGroupPublic:
     destination = merge_destination({}, body.destination, "destination" in body.model_fields_set)
     async with ctx.transaction() as conn:
         group_id = new_id("grp")
@@ -65,6 +91,9 @@ async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) ->
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             group_id, key.org_id, key.livemode, body.name, body.description, body.status,
             *destination_columns(destination))
+        if routing_fields.touched(body):
+            values = routing_fields.routing_values(body, None, await routing_fields.password_hash(body))
+            await routing_fields.store(conn, "qr_groups", group_id, values)
         await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params, replace=True)
         await apply_params(conn, "qr_group_properties", "group_id", group_id, body.properties, replace=True)
         obj = await load_group(conn, key, group_id)
@@ -73,7 +102,7 @@ async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) ->
     return obj
 
 
-async def list_groups(ctx: ServiceContext, key: ApiKey, query: QRGroupListQuery) -> Listing[dict[str, Any]]:
+async def list_groups(ctx: ServiceContext, key: ApiKey, query: QRGroupListQuery) -> Listing[QRGroupPublic]:
     where, args = [OWNED], [key.org_id, key.livemode]
     if query.status is not None:
         args.append(query.status)
@@ -88,15 +117,17 @@ async def list_groups(ctx: ServiceContext, key: ApiKey, query: QRGroupListQuery)
     return Listing([group_object(r) for r in rows], total, query.limit, query.offset)
 
 
-async def get_group(ctx: ServiceContext, key: ApiKey, group_id: str) -> dict[str, Any]:
+async def get_group(ctx: ServiceContext, key: ApiKey, group_id: str) -> QRGroupPublic:
     return await load_group(ctx.db, key, group_id)
 
 
-async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QRGroupUpdate) -> dict[str, Any]:
-    """JSON Merge Patch of a group; records `qr_group.updated`."""
+async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QRGroupUpdate, *,
+                       if_match: Collection[int] | None = None) -> QRGroupPublic:
+    """JSON Merge Patch of a group; records `qr_group.updated`; `if_match` as for codes."""
     fields = body.model_fields_set
     async with ctx.transaction() as conn:
         current = await fetch_group(conn, key, group_id, lock=True)
+        check_version(current, if_match, "QR group")
         before = group_object(current)
         destination = merge_destination(before["destination"], body.destination, "destination" in fields)
         await conn.execute(
@@ -108,6 +139,10 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
             (body.description or "") if "description" in fields else current["description"],
             body.status if "status" in fields else current["status"],
             *destination_columns(destination))
+        if routing_fields.touched(body):
+            values = routing_fields.routing_values(body, current, await routing_fields.password_hash(body))
+            await routing_fields.store(conn, "qr_groups", group_id, values)
+        limits_changed = await routing_fields.after_group_change(conn, group_id, fields)
         if "url_params" in fields:
             await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params)
         if "properties" in fields:
@@ -116,19 +151,23 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
         await record_event(conn, key.org_id, key.livemode, "qr_group.updated", obj,
                            previous_attributes(before, obj))
     await ctx.cache.publish_group(ctx.db, group_id)
+    if limits_changed:
+        await ctx.cache.publish_codes(ctx.db, limits_changed)
     return obj
 
 
-async def delete_group(ctx: ServiceContext, key: ApiKey, group_id: str) -> None:
+async def delete_group(ctx: ServiceContext, key: ApiKey, group_id: str, *,
+                       if_match: Collection[int] | None = None) -> None:
     """Its codes stay, detached (`group_id` null); one `qr_group.deleted` event says so for all of them."""
     async with ctx.transaction() as conn:
         current = await fetch_group(conn, key, group_id, lock=True)
+        check_version(current, if_match, "QR group")
         await conn.execute("DELETE FROM qr_groups WHERE id = $1", group_id)
         await record_event(conn, key.org_id, key.livemode, "qr_group.deleted", group_object(current))
     await ctx.cache.publish_group(ctx.db, group_id)
 
 
-async def mint_codes(ctx: ServiceContext, key: ApiKey, group_id: str, body: MintCodes) -> list[dict[str, Any]]:
+async def mint_codes(ctx: ServiceContext, key: ApiKey, group_id: str, body: MintCodes) -> list[QRCodePublic]:
     """N inheriting child codes in one transaction, in name order, one `qr.created` event each."""
     async with ctx.transaction() as conn:
         await fetch_group(conn, key, group_id)
@@ -142,3 +181,12 @@ async def mint_codes(ctx: ServiceContext, key: ApiKey, group_id: str, body: Mint
             records=[(new_id("evt"), key.org_id, key.livemode, "qr.created", {"object": obj}) for obj in objects])
     await ctx.cache.publish_codes(ctx.db, code_ids)
     return objects
+
+
+async def scan_totals(ctx: ServiceContext, key: ApiKey, group_ids: list[str]) -> dict[str, int]:
+    """Scans of each group's current codes (the sum of their `scan_count`), for lists of groups."""
+    rows = await ctx.db.fetch(
+        "SELECT group_id, sum(scan_count)::bigint AS scans FROM qr_codes"
+        " WHERE group_id = ANY($3) AND org_id = $1 AND livemode = $2 AND deleted_at IS NULL GROUP BY group_id",
+        key.org_id, key.livemode, group_ids)
+    return {r["group_id"]: r["scans"] for r in rows}

@@ -11,10 +11,11 @@ from control_plane.api.http import json_response, parse_query
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import scan_reports
+from control_plane.services.analytics import ScanAnalyticsPublic
 from control_plane.services.scan_reports import AnalyticsQuery
 
 
-@operation("Scan analytics of a code", "qr:read", returns="ScanAnalytics", query=AnalyticsQuery)
+@operation("Scan analytics of a code", "qr:read", returns=ScanAnalyticsPublic, query=AnalyticsQuery)
 async def code_scans(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     query = parse_query(request, AnalyticsQuery)
@@ -22,7 +23,7 @@ async def code_scans(request: Request) -> Response:
     return json_response(await scan_reports.code_scans(app_state(request).services, key, code_id, query))
 
 
-@operation("Scan analytics of all of a group's codes", "qr:read", returns="ScanAnalytics", query=AnalyticsQuery)
+@operation("Scan analytics of all of a group's codes", "qr:read", returns=ScanAnalyticsPublic, query=AnalyticsQuery)
 async def group_scans(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     query = parse_query(request, AnalyticsQuery)
