@@ -54,7 +54,7 @@ async def patch(api: httpx.AsyncClient, key: str, path: str, **body: Any) -> dic
 async def scan(app: EdgeApp, slug: str, *, ip: str = EDGE_IP, query: str = "", now: float | None = None,
                method: str = "GET", data: dict[str, str] | None = None, **headers: str) -> httpx.Response:
     if now is not None:
-        app.rules.clock = lambda: now
+        app.clock = lambda: now
     transport = httpx.ASGITransport(app=app, client=(ip, 5000))
     async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as client:
         return await client.request(method, f"/{slug}{query}", data=data,
@@ -178,11 +178,11 @@ async def test_password_form_right_wrong_and_throttled(
     assert [(e.outcome, e.method) for e in events] == [
         ("password_prompt", "GET"), ("password_prompt", "HEAD"), ("password_failed", "POST"),
         ("redirected", "POST")]
-    edge_app.rules.close()  # the edge's own checks, replaced by ones with a small burst
-    edge_app.rules.passwords = PasswordChecks(per_client=KeyedThrottle(burst=2, per_second=0.001))
+    edge_app.passwords = PasswordChecks(per_client=KeyedThrottle(burst=2, per_second=0.001))
     results = [(await scan(edge_app, code["slug"], method="POST", data={"password": "x"})).status_code
                for _ in range(3)]
     assert results == [403, 403, 429]
     other_address = await scan(edge_app, code["slug"], ip="198.51.100.1", method="POST",
                                data={"password": "open sesame"})
     assert answer(other_address) == DEFAULT
+    edge_app.passwords.close()
