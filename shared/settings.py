@@ -54,8 +54,8 @@ class _Reader:
             raise ConfigError(name, "is required but not set")
         return default
 
-    def url(self, name: str, schemes: tuple[str, ...]) -> Secret:
-        value = self.text(name)
+    def url(self, name: str, schemes: tuple[str, ...], default: str | None = None) -> Secret:
+        value = self.text(name, default)
         parts = urlsplit(value)
         if parts.scheme not in schemes or not parts.hostname:
             raise ConfigError(name, f"must be a {' or '.join(schemes)} URL with a host, got {parts.scheme!r}")
@@ -202,14 +202,21 @@ class ControlPlaneSettings(_FromEnv):
     # Keys the content-addressed image URLs, so that nobody can compute a code's image URL. Unset: the
     # control plane uses the secret generated in the database at migration (control_plane.render.images).
     image_url_secret: Secret | None = None
+    # Where people and print shops reach the control plane: export files' `file_url` and `signed_url`.
+    public_url: str = "http://127.0.0.1:8000"
+    # Export files live in PostgreSQL unless a directory that every control-plane process shares is given.
+    export_dir: Path | None = None
+    export_ttl_hours: float = 24.0  # how long a finished export's file is kept and its signed URL valid
 
     @classmethod
     def read(cls, r: _Reader) -> ControlPlaneSettings:
         edge_bind = r.bind("EDGE_BIND", "127.0.0.1:8080")
         default_domain, scheme = _public(r, edge_bind)
+        bind = r.bind("CONTROL_PLANE_BIND", "127.0.0.1:8000")
+        export_dir = r.text("EXPORT_DIR", "-")
         return cls(
             stores=Stores.read(r),
-            bind=r.bind("CONTROL_PLANE_BIND", "127.0.0.1:8000"),
+            bind=bind,
             default_domain=default_domain,
             public_scheme=scheme,
             templates=Templates.read(r),
@@ -218,6 +225,9 @@ class ControlPlaneSettings(_FromEnv):
             rate_limit_burst=r.integer("RATE_LIMIT_BURST", 200, minimum=1),
             cache_sync_interval=r.number("CACHE_SYNC_INTERVAL", 1.0, minimum=0.0),
             image_url_secret=r.secret("IMAGE_URL_SECRET") if r.env.get("IMAGE_URL_SECRET", "").strip() else None,
+            public_url=r.url("CONTROL_PLANE_URL", ("http", "https"), f"{scheme}://{bind[0]}:{bind[1]}").rstrip("/"),
+            export_dir=None if export_dir == "-" else Path(export_dir),
+            export_ttl_hours=r.number("EXPORT_TTL_HOURS", 24.0, minimum=24.0),
         )
 
 
@@ -300,4 +310,21 @@ class WebhookSettings(_FromEnv):
             workers=r.integer("WEBHOOK_WORKERS", 4, minimum=1),
             batch_size=r.integer("WEBHOOK_BATCH_SIZE", 25, minimum=1),
             poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 0.5, minimum=0.01),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobSettings(_FromEnv):
+    """The export/import worker (`scanroute jobs`): what it renders needs the control plane's settings."""
+
+    control_plane: ControlPlaneSettings
+    poll_interval: float = 0.5  # seconds to wait when no job is queued
+    lease: float = 60.0  # seconds without a heartbeat after which another worker takes a running job over
+
+    @classmethod
+    def read(cls, r: _Reader) -> JobSettings:
+        return cls(
+            control_plane=ControlPlaneSettings.read(r),
+            poll_interval=r.number("JOBS_POLL_INTERVAL", 0.5, minimum=0.01),
+            lease=r.number("JOBS_LEASE", 60.0, minimum=1.0),
         )

@@ -15,64 +15,19 @@ from control_plane.api.openapi import PAGE, Query, operation
 from control_plane.api.routes.maps import MapOwner, map_routes
 from control_plane.render.content import encode_static, parse_content
 from control_plane.render.design import merge_design
-from control_plane.render.images import image_url, payload_for, preview_url, sync_design
-from control_plane.services.destinations import destination_columns, destination_object, merge_destination
+from control_plane.render.images import sync_design
+from control_plane.services.codes import OWNED, SELECT, SORTS, code_objects
+from control_plane.services.destinations import destination_columns, merge_destination
 from control_plane.services.keys import ApiKey
-from control_plane.services.params import apply_params, pairs_to_dict
+from control_plane.services.params import apply_params
 from control_plane.services.schemas import IMMUTABLE_CODE_FIELDS, QRCodeCreate, QRCodeUpdate
 from control_plane.services.usage import meter_created
-from shared.edge_rows import CODE_COLUMNS, code_row, load_groups
 from shared.ids import new_id, new_slug, slug_problem
 from shared.outbox import previous_attributes, record_event
 from shared.problems import Problem, field_error
-from shared.resolve import resolve
-from shared.rows import GroupRow
 from shared.settings import ControlPlaneSettings
-from shared.times import timestamp
 
-SELECT = f"""
-SELECT {CODE_COLUMNS}, c.kind, c.type, c.name, c.slug, c.domain, c.content, c.design, c.folder_id, c.tags,
-    c.scan_count, c.created_at, c.updated_at
-FROM qr_codes c"""
-OWNED = "c.org_id = $1 AND c.livemode = $2 AND c.deleted_at IS NULL"
-SORTS = {"created_at": "c.created_at, c.id", "-created_at": "c.created_at DESC, c.id DESC",
-         "name": "c.name, c.id", "-scan_count": "c.scan_count DESC, c.id"}
 SLUG_ATTEMPTS = 8
-
-
-def resolved_object(row: asyncpg.Record, group: GroupRow | None, settings: ControlPlaneSettings) -> dict[str, Any]:
-    resolution = resolve(code_row(row), group, settings.templates)
-    return {
-        "status": resolution.status,
-        "destination": resolution.destination.compact() if resolution.destination else None,
-        "source": resolution.source,
-        "url": resolution.location.location if resolution.location else None,
-    }
-
-
-def code_object(row: asyncpg.Record, group: GroupRow | None, settings: ControlPlaneSettings) -> dict[str, Any]:
-    dynamic = row["kind"] == "dynamic"
-    payload = payload_for(row, settings)
-    return {
-        "id": row["id"], "object": "qr_code", "livemode": row["livemode"], "kind": row["kind"],
-        "type": row["type"], "name": row["name"], "slug": row["slug"], "domain": row["domain"],
-        "short_url": f"{settings.public_scheme}://{row['domain']}/{row['slug']}" if dynamic else None,
-        "group_id": row["group_id"], "status": row["status"], "destination": destination_object(row),
-        "content": row["content"], "url_params": pairs_to_dict(row["url_params"]),
-        "properties": pairs_to_dict(row["properties"]), "design": row["design"], "folder_id": row["folder_id"],
-        "tags": row["tags"], "resolved": resolved_object(row, group, settings) if dynamic else None,
-        "image_url": image_url(settings, payload, row["design"]),
-        "download_url": f"/v1/qr-codes/{row['id']}/download",
-        "preview_url": preview_url(settings, payload, row["design"]),
-        "scan_count": row["scan_count"] if dynamic else None,
-        "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"]),
-    }
-
-
-async def code_objects(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], rows: list[asyncpg.Record],
-                       settings: ControlPlaneSettings) -> list[dict[str, Any]]:
-    groups = await load_groups(db, sorted({r["group_id"] for r in rows if r["group_id"]}))
-    return [code_object(r, groups.get(r["group_id"]), settings) for r in rows]
 
 
 async def fetch_code(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], key: ApiKey, code_id: str,

@@ -13,9 +13,9 @@ from control_plane.api.auth import authenticate
 from control_plane.api.http import json_response, list_response, not_found, page, parse_body
 from control_plane.api.openapi import PAGE, Query, operation
 from control_plane.api.routes.maps import MapOwner, map_routes
-from control_plane.api.routes.qr_codes import SELECT as CODE_SELECT
-from control_plane.api.routes.qr_codes import code_objects
 from control_plane.render.images import sync_designs
+from control_plane.services.codes import SELECT as CODE_SELECT
+from control_plane.services.codes import code_objects
 from control_plane.services.destinations import destination_columns, destination_object, merge_destination
 from control_plane.services.keys import ApiKey
 from control_plane.services.mint import mint
