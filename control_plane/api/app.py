@@ -22,6 +22,7 @@ from control_plane.api.routes import (
     api_keys,
     domains,
     events,
+    exports,
     folders,
     images,
     qr_codes,
@@ -97,6 +98,7 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         *webhook_endpoints.routes,
         *images.routes,
         *analytics.routes,
+        *exports.routes,
     ]
     spec = build_spec(routes, version=__version__)
 

@@ -23,6 +23,9 @@ _MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _DESTINATION = {"type": "object", "required": ["type"], "properties": {
     "type": {"enum": ["url", "page", "chatbot", "knowledge_base", None]}, "url": _NULLABLE_STR,
     "page": _NULLABLE_STR, "chatbot": _NULLABLE_STR, "knowledge_base": _NULLABLE_STR}}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_PROGRESS = {"type": "object", "required": ["done", "total"], "properties": {
+    "done": {"type": "integer"}, "total": {"type": "integer"}}}
 _STATUS = {"enum": ["active", "inactive", "archived", None]}
 
 
@@ -86,6 +89,19 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "timeseries": {"type": "array", "items": {"type": "object", "required": ["bucket", "scans", "uniques"],
                                                   "properties": {"bucket": _TIME, "scans": {"type": "integer"},
                                                                  "uniques": {"type": "integer"}}}}}},
+    "Export": _object("export", {
+        "livemode": {"type": "boolean"}, "status": {"enum": ["queued", "running", "succeeded", "failed"]},
+        "format": {"enum": ["pdf_sheet", "zip", "codes_csv", "scans_csv"]}, "progress": _PROGRESS,
+        "file_url": _NULLABLE_STR, "signed_url": _NULLABLE_STR, "file_name": _NULLABLE_STR,
+        "file_size": {"type": ["integer", "null"]}, "error": {"type": ["object", "null"]}, "created_at": _TIME,
+        "finished_at": _NULLABLE_TIME, "expires_at": _NULLABLE_TIME}),
+    "Import": _object("import", {
+        "livemode": {"type": "boolean"}, "status": {"enum": ["queued", "running", "succeeded", "failed"]},
+        "dry_run": {"type": "boolean"}, "progress": _PROGRESS, "error": {"type": ["object", "null"]},
+        "result": {"type": ["object", "null"], "properties": {"created": {"type": "integer"}, "errors": {
+            "type": "array", "items": {"type": "object", "required": ["row", "field", "message"], "properties": {
+                "row": {"type": "integer"}, "field": {"type": "string"}, "message": {"type": "string"}}}}}},
+        "created_at": _TIME, "finished_at": _NULLABLE_TIME, "expires_at": _NULLABLE_TIME}),
     "Usage": {"type": "object", "required": ["object", "plan", "qr_generated"], "properties": {
         "object": {"const": "usage"}, "plan": {"type": "string"}, "period_start": _TIME, "period_end": _TIME,
         "qr_generated": {"type": "integer"}, "included": {"type": ["integer", "null"]},
@@ -116,6 +132,7 @@ class Operation:
     also: tuple[int, ...] = ()  # other success statuses with the same body
     extra_errors: tuple[int, ...] = ()
     media: tuple[str, ...] = ()  # binary responses (images) instead of a JSON `returns`
+    body_media: str | None = None  # a request body that is a file of this type, not JSON
 
 
 def operation(summary: str, scope: str, **details: Any) -> Callable[[F], F]:
@@ -176,6 +193,8 @@ def build_spec(routes: Sequence[BaseRoute], *, version: str) -> dict[str, Any]:
                 schemas[op.body.__name__] = schema
                 entry["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
+            if op.body_media is not None:
+                entry["requestBody"] = {"required": True, "content": {op.body_media: {"schema": {"type": "string"}}}}
             paths.setdefault(path, {})[method.lower()] = entry
     return {
         "openapi": "3.1.0",

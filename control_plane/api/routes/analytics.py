@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -60,6 +61,14 @@ ANALYTICS_QUERY = (
 )
 
 
+def _answer(request: Request, analytics: dict[str, Any]) -> Response:
+    """JSON, or the timeseries as CSV for `Accept: text/csv` (spreadsheets, BI tools)."""
+    if "text/csv" not in request.headers.get("accept", ""):
+        return json_response(analytics)
+    lines = ["bucket,scans,uniques"] + [f"{p['bucket']},{p['scans']},{p['uniques']}" for p in analytics["timeseries"]]
+    return Response("\r\n".join(lines) + "\r\n", media_type="text/csv; charset=utf-8")
+
+
 @operation("Scan analytics of a code", "qr:read", returns="ScanAnalytics", query=ANALYTICS_QUERY)
 async def code_scans(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
@@ -67,7 +76,7 @@ async def code_scans(request: Request) -> Response:
     scan_filter, group_by, limit = _filter(request, key, "code_id", code_id)
     db = request.app.state.db
     await fetch_code(db, key, code_id)  # 404 unless the caller's live (not deleted) code
-    return json_response(await scan_analytics(db, scan_filter, group_by, limit))
+    return _answer(request, await scan_analytics(db, scan_filter, group_by, limit))
 
 
 @operation("Scan analytics of all of a group's codes", "qr:read", returns="ScanAnalytics", query=ANALYTICS_QUERY)
@@ -77,7 +86,7 @@ async def group_scans(request: Request) -> Response:
     scan_filter, group_by, limit = _filter(request, key, "group_id", group_id)
     db = request.app.state.db
     await fetch_group(db, key, group_id)  # 404 unless the caller's group
-    return json_response(await scan_analytics(db, scan_filter, group_by, limit))
+    return _answer(request, await scan_analytics(db, scan_filter, group_by, limit))
 
 
 routes = [
