@@ -1,7 +1,9 @@
 """Rendering costs: cold renders per format, the scannability check, and a cached public-image hit.
 
 Run with `make bench-render` (wrapped in `flock /tmp/scanroute-bench.lock`). Uses DATABASE_URL/REDIS_URL
-when given, else starts private servers. Budgets (DESIGN.md): SVG 512 px < 10 ms, PNG 512 px < 30 ms.
+when given, else starts private servers. Budgets: SVG 512 px < 10 ms, PNG 512 px < 30 ms, judged on p95
+(the verdict says OVER when the median or the p95 misses). Every measurement starts with WARMUP discarded
+rounds; the reference in the same run is segno's own SVG and PNG writers for the same payload.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import segno
 from PIL import Image, ImageDraw
 
 from control_plane.api.app import create_app
@@ -35,6 +38,7 @@ DESIGNS: dict[str, dict[str, Any]] = {
 }
 BUDGETS = {"svg": 10.0, "png": 30.0}
 ROUNDS = 60
+WARMUP = 5
 
 
 def _logo() -> bytes:
@@ -48,6 +52,8 @@ def _logo() -> bytes:
 def measure(work: Callable[[], object], rounds: int = ROUNDS) -> tuple[float, float]:
     """Median and p95 in milliseconds."""
     samples = []
+    for _ in range(WARMUP):
+        work()
     for _ in range(rounds):
         start = time.perf_counter()
         work()
@@ -58,6 +64,8 @@ def measure(work: Callable[[], object], rounds: int = ROUNDS) -> tuple[float, fl
 
 async def measure_async(work: Callable[[], Awaitable[object]], rounds: int = ROUNDS) -> tuple[float, float]:
     samples = []
+    for _ in range(WARMUP):
+        await work()
     for _ in range(rounds):
         start = time.perf_counter()
         await work()
@@ -67,13 +75,18 @@ async def measure_async(work: Callable[[], Awaitable[object]], rounds: int = ROU
 
 
 def row(label: str, median: float, p95: float, budget: float | None = None) -> None:
-    verdict = "" if budget is None else ("  ok" if median < budget else f"  OVER {budget:g} ms")
+    verdict = "" if budget is None else ("  ok" if max(median, p95) < budget else f"  OVER {budget:g} ms")
     print(f"{label:<62} {median:8.2f} {p95:8.2f}{verdict}")
 
 
 def renders() -> None:
     logo = _logo()
-    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
+          f"this process may run on CPUs {sorted(os.sched_getaffinity(0))}; {WARMUP} warm-up rounds per row")
+    print(f"{'reference: segno alone, 512 px, payload already encoded':<62} {'median':>8} {'p95':>8}  ms")
+    qr = segno.make(PAYLOAD, error="m")
+    row("  segno SVG writer", *measure(lambda: qr.save(io.BytesIO(), kind="svg", scale=512 // 37)))
+    row("  segno PNG writer", *measure(lambda: qr.save(io.BytesIO(), kind="png", scale=512 // 37)))
     print(f"{'render, 512 px':<62} {'median':>8} {'p95':>8}  ms")
     for name, raw in DESIGNS.items():
         design = parse_design(raw)
@@ -108,12 +121,12 @@ async def cached_hits(settings: ControlPlaneSettings) -> None:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cp") as client:
-            conn = await app.state.db.acquire()
+            conn = await app.state.control_plane.db.acquire()
             try:
                 org = await ensure_org(conn, f"bench-{os.getpid()}")
                 key = (await create_key(conn, org, livemode=True, scopes=["qr:read", "qr:write"])).secret
             finally:
-                await app.state.db.release(conn)
+                await app.state.control_plane.db.release(conn)
             headers = {"Authorization": f"Bearer {key}"}
             created = await client.post("/v1/qr-codes", headers=headers, json={
                 "destination": {"type": "url", "url": "https://example.com/menu"}, "design": {"style_preset": "dots"}})

@@ -11,6 +11,9 @@ Knobs (environment variables, read by `Knobs.from_env`):
 | `LOAD_HEAD_SHARE` | 0.03 | share of HEAD requests |
 | `LOAD_QUERY_SHARE` | 0.3 | share of scans carrying visitor query parameters |
 | `LOAD_ADMIN_WAIT` | 2.0 | seconds between an admin's actions (lower = more writes) |
+| `LOAD_ADMINS` | 2 | admin threads; each owns a share of the groups |
+| `LOAD_SCAN_WAIT` | 0.05 | longest pause of a scanner between scans, seconds (0: as fast as it can) |
+| `LOAD_GRACE` | 0 | seconds a write may take to reach every edge before a scan must see it (0: read-your-writes) |
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ import itertools
 import json
 import os
 import random
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from loadtests.accounting import GroupState
 
 MOBILE = [
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -60,6 +63,9 @@ class Knobs:
     head_share: float = 0.03
     query_share: float = 0.3
     admin_wait: float = 2.0
+    admins: int = 2
+    grace: float = 0.0
+    scan_wait: float = 0.05
 
     @classmethod
     def from_env(cls) -> Knobs:
@@ -68,41 +74,23 @@ class Knobs:
                    float(env.get("LOAD_ZIPF", cls.zipf)), float(env.get("LOAD_BOT_SHARE", cls.bot_share)),
                    float(env.get("LOAD_HEAD_SHARE", cls.head_share)),
                    float(env.get("LOAD_QUERY_SHARE", cls.query_share)),
-                   float(env.get("LOAD_ADMIN_WAIT", cls.admin_wait)))
-
-
-@dataclass(frozen=True)
-class GroupState:
-    """What scans of a group's codes must return while this state holds."""
-
-    url: str
-    status: str  # active | inactive
-    campaign: str  # the group's utm_campaign
-
-    def expected(self, visitor_query: str) -> tuple[int, str | None]:
-        if self.status != "active":
-            return 404, None
-        query = f"utm_campaign={self.campaign}" + (f"&{visitor_query}" if visitor_query else "")
-        return 302, f"{self.url}?{query}"
+                   float(env.get("LOAD_ADMIN_WAIT", cls.admin_wait)), int(env.get("LOAD_ADMINS", cls.admins)),
+                   float(env.get("LOAD_GRACE", cls.grace)), float(env.get("LOAD_SCAN_WAIT", cls.scan_wait)))
 
 
 @dataclass
 class Campaign:
-    """The seeded campaign (written by seed.py) plus the live state the admins change during the run."""
+    """The seeded campaign (written by seed.py): its groups as seeded, its codes and who scans what."""
 
     api: str
     edge_host: str
     key: str
-    groups: dict[str, GroupState]
+    groups: dict[str, tuple[int, GroupState]]  # group id → (version, state) as seeded
     codes: list[tuple[str, str, str]]  # (code id, slug, group id), most popular first
     knobs: Knobs
-    history: dict[str, list[tuple[float, GroupState]]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     _weights: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        now = time.monotonic()
-        self.history = {gid: [(now - 3600, state)] for gid, state in self.groups.items()}
         self._weights = list(itertools.accumulate(1 / (rank ** self.knobs.zipf)
                                                   for rank in range(1, len(self.codes) + 1)))
 
@@ -110,29 +98,14 @@ class Campaign:
         position = rng.random() * self._weights[-1]
         return self.codes[min(bisect.bisect_left(self._weights, position), len(self.codes) - 1)]
 
-    def applied(self, group_id: str, state: GroupState) -> None:
-        """Record a change whose API response has just returned."""
-        with self.lock:
-            self.history[group_id].append((time.monotonic(), state))
-            self.groups[group_id] = state
-
-    def acceptable(self, group_id: str, started: float, grace: float = 0.05) -> list[GroupState]:
-        """States a scan that started at `started` may see: the one settled `grace` seconds before it
-        started, and any applied since then (they raced with the scan)."""
-        with self.lock:
-            history = list(self.history[group_id])
-        settled = [state for at, state in history if at <= started - grace]
-        racing = [state for at, state in history if at > started - grace]
-        return settled[-1:] + racing
-
     def save(self, path: Path) -> None:
         data = {"api": self.api, "edge_host": self.edge_host, "key": self.key, "knobs": self.knobs.__dict__,
-                "groups": {g: s.__dict__ for g, s in self.groups.items()}, "codes": self.codes}
+                "groups": {g: [v, asdict(s)] for g, (v, s) in self.groups.items()}, "codes": self.codes}
         path.write_text(json.dumps(data))
 
     @classmethod
     def load(cls, path: Path) -> Campaign:
         data: dict[str, Any] = json.loads(path.read_text())
         return cls(data["api"], data["edge_host"], data["key"],
-                   {g: GroupState(**s) for g, s in data["groups"].items()},
+                   {g: (v, GroupState(**s)) for g, (v, s) in data["groups"].items()},
                    [tuple(c) for c in data["codes"]], Knobs(**data["knobs"]))  # type: ignore[misc]

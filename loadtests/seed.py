@@ -15,14 +15,15 @@ from pathlib import Path
 
 import httpx
 
-from loadtests.campaign import Campaign, GroupState, Knobs
+from loadtests.accounting import GroupState
+from loadtests.campaign import Campaign, Knobs
 
 MINT_BATCH = 10_000
 
 
 def seed(api: str, key: str, edge_host: str, knobs: Knobs) -> Campaign:
     codes: list[tuple[str, str, str]] = []
-    groups: dict[str, GroupState] = {}
+    groups: dict[str, tuple[int, GroupState]] = {}
     with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=600) as client:
         for number in range(knobs.groups):
             state = GroupState(f"https://menu.example.com/run-{number}", "active", f"run{number}")
@@ -30,8 +31,9 @@ def seed(api: str, key: str, edge_host: str, knobs: Knobs) -> Campaign:
                 "name": f"Print run {number}", "status": "active", "destination": {"type": "url", "url": state.url},
                 "url_params": {"utm_campaign": state.campaign}})
             response.raise_for_status()
-            group_id = response.json()["id"]
-            groups[group_id] = state
+            group = response.json()
+            group_id = group["id"]
+            groups[group_id] = (group.get("version", 0), state)
             wanted = knobs.codes // knobs.groups + (number < knobs.codes % knobs.groups)
             while wanted > 0:
                 batch = min(wanted, MINT_BATCH)

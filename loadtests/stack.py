@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -42,6 +43,7 @@ class Stack:
     key: str
     env: dict[str, str]
     urls: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
 
 async def _prepare(admin_url: str, name: str) -> str:
@@ -103,11 +105,12 @@ def scratch_stack(kinds: tuple[str, ...] = ("control-plane",), **extra_env: str)
                "RATE_LIMIT_BURST": "1000000", **extra_env}
         stack = Stack(env["DATABASE_URL"], redis_url, namespace, key, env)
         for kind in kinds:
-            process = spawn([sys.executable, "-m", "control_plane.cli", kind], env=env)
+            process = spawn([sys.executable, "-m", "control_plane.cli", *kind.split()], env=env)
             cleanup.callback(stop, process, signal.SIGTERM)
-        if "control-plane" in kinds:
+            stack.processes[kind.split()[0]] = process
+        if "control-plane" in stack.processes:
             stack.urls["api"] = f"http://127.0.0.1:{cp_port}"
-        if "edge" in kinds:
+        if "edge" in stack.processes:
             stack.urls["edge"] = f"http://127.0.0.1:{edge_port}"
         for url in stack.urls.values():
             _wait_healthy(url)

@@ -24,6 +24,11 @@ class RedisKeys:
         return f"{self.namespace}:scans"
 
     @property
+    def scan_attempts(self) -> str:
+        """Hash: scan-stream entry id → failed attempts to store it, counted for redelivered entries only."""
+        return f"{self.namespace}:scans:attempts"
+
+    @property
     def invalidations(self) -> str:
         """Stream of cache keys that changed, followed by every edge process with XREAD."""
         return f"{self.namespace}:invalidations"

@@ -34,10 +34,29 @@ class PublicAddress:
     ip: str  # the checked address to connect to
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address that a translator or the stack may reach.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address carries: mapped, compatible, 6to4, Teredo (server and client), NAT64."""
+    found = [v4 for v4 in (ip.ipv4_mapped, ip.sixtofour) if v4 is not None]
+    if ip.teredo is not None:
+        found += ip.teredo
+    if ip in NAT64 or ip in IPV4_COMPATIBLE:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF))
+    return found
+
+
 def is_forbidden_address(ip: IPAddress) -> bool:
-    """Loopback, private, link-local (169.254.169.254 included), multicast, reserved or unspecified."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return is_forbidden_address(ip.ipv4_mapped)
+    """Loopback, private, link-local (169.254.169.254 included), multicast, reserved or unspecified — also
+    when embedded in an IPv6 address that a tunnel or translator would deliver to that IPv4 address."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # the stack itself connects to the IPv4 address
+            return is_forbidden_address(ip.ipv4_mapped)
+        if any(is_forbidden_address(v4) for v4 in embedded_ipv4(ip)):
+            return True
     return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
             or ip.is_unspecified or not ip.is_global)
 
@@ -94,7 +113,6 @@ async def resolve_public_address(url: str, *, allowed_hosts: frozenset[str], all
     return PublicAddress(parts.scheme, host, port, str(addresses[0]))
 
 
-
 @dataclass(frozen=True, slots=True)
 class Fetched:
     body: bytes
@@ -125,9 +143,22 @@ async def fetch(url: str, *, allowed_hosts: frozenset[str], allow_http: bool, ma
             if content_type not in content_types:
                 raise OutboundRefused(f"serves {content_type or 'no content type'}, not one of "
                                       f"{', '.join(sorted(content_types))}")
-            body = await response.content.read(max_bytes + 1)
+            body = await _read_up_to(response.content, max_bytes + 1)
             if len(body) > max_bytes or (response.content_length or 0) > max_bytes:
                 raise OutboundRefused(f"serves more than {max_bytes} bytes")
             return Fetched(body, content_type)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise OutboundRefused(f"could not be fetched ({type(exc).__name__})") from None
+
+
+async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    # StreamReader.read(n) returns what has arrived so far (at most n), not n bytes: loop until EOF or limit.
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

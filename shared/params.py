@@ -1,4 +1,4 @@
-"""The URL-param merge of API.md §3.1.4, split into a precomputed part and a per-scan part.
+"""The URL-param merge of docs/api.md §3.1.4, split into a precomputed part and a per-scan part.
 
 Layers, later wins on a key collision: the destination's own query, the group's `url_params`, the
 code's `url_params`, the visitor's query (minus the `qr` marker). A key keeps the position where it

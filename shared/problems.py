@@ -59,3 +59,8 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> Problem:
             message = "unknown field"
         errors.append({"field": prefix + location, "message": message.removeprefix("Value error, ")})
     return validation_problem(errors)
+
+
+def not_found(kind: str) -> Problem:
+    """Another organisation's object, or the other mode's, is answered exactly as one that does not exist."""
+    return Problem(404, f"No such {kind}.")

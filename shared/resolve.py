@@ -1,4 +1,4 @@
-"""Scan-time resolution (API.md §3.1): one function, used by the edge and by the API's `resolved`."""
+"""Scan-time resolution (docs/api.md §3.1): one function, used by the edge and by the API's `resolved`."""
 
 from __future__ import annotations
 

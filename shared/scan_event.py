@@ -1,4 +1,8 @@
-"""The scan event: written by the edge to the scan stream, read by the ingest worker."""
+"""The scan event: written by the edge to the scan stream, read by the ingest worker.
+
+This dataclass is the one definition of the stream's record. The ingest worker turns it into a row of
+the `scans` table (control_plane.ingest.scan_row), reading its fields by name.
+"""
 
 from __future__ import annotations
 
@@ -32,5 +36,8 @@ class ScanEvent:
 
     @classmethod
     def decode(cls, raw: bytes) -> ScanEvent:
-        data: dict[str, Any] = orjson.loads(raw)
+        """Raises ValueError (not JSON, not an object) or TypeError (a field missing or unknown)."""
+        data: Any = orjson.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError(f"a scan event is a JSON object, not {type(data).__name__}")
         return cls(**data)

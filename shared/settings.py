@@ -68,6 +68,10 @@ class _Reader:
             raise ConfigError(name, f"must be host:port, got {value!r}")
         return host.strip("[]"), int(port)
 
+    def optional_bind(self, name: str) -> tuple[str, int] | None:
+        """host:port, or None when the variable is unset or empty (the feature is off)."""
+        return self.bind(name, "") if self.env.get(name, "").strip() else None
+
     def integer(self, name: str, default: int, minimum: int = 0) -> int:
         value = self.text(name, str(default))
         try:
@@ -121,7 +125,7 @@ _DEFAULT_TEMPLATES = {"page": "https://pages.example.com/p/{id}", "chatbot": "ht
 
 @dataclass(frozen=True, slots=True)
 class Templates:
-    """How page/chatbot/knowledge_base destinations become URLs (API.md §3.1.6)."""
+    """How page/chatbot/knowledge_base destinations become URLs (docs/api.md §3.1.6)."""
 
     page: str = _DEFAULT_TEMPLATES["page"]
     chatbot: str = _DEFAULT_TEMPLATES["chatbot"]
@@ -138,7 +142,7 @@ class Templates:
 
 @dataclass(frozen=True, slots=True)
 class OutboundSettings:
-    """Where requests made on a user's behalf may go (API.md §0): https only, public addresses only."""
+    """Where requests made on a user's behalf may go (docs/api.md §0): https only, public addresses only."""
 
     allowed_hosts: frozenset[str] = frozenset()
     allow_http: bool = False
@@ -275,9 +279,10 @@ class IngestSettings(_FromEnv):
     block_ms: int = 200
     consumer: str = ""
     claim_idle_ms: int = 60_000  # a consumer silent this long is presumed dead; its entries are claimed
-    max_deliveries: int = 5  # an entry delivered this often without being acknowledged is dead-lettered
+    max_attempts: int = 5  # an entry whose storing failed this often (not for an outage) is dead-lettered
     retention_days: int = 0  # 0 keeps scans forever
     metrics_interval_s: float = 30.0
+    metrics_bind: tuple[str, int] | None = None  # Prometheus /metrics; off by default
 
     @classmethod
     def read(cls, r: _Reader) -> IngestSettings:
@@ -287,9 +292,10 @@ class IngestSettings(_FromEnv):
             block_ms=r.integer("INGEST_BLOCK_MS", 200, minimum=1),
             consumer=r.text("INGEST_CONSUMER", f"{os.uname().nodename}-{os.getpid()}"),
             claim_idle_ms=r.integer("INGEST_CLAIM_IDLE_MS", 60_000, minimum=100),
-            max_deliveries=r.integer("INGEST_MAX_DELIVERIES", 5, minimum=1),
+            max_attempts=r.integer("INGEST_MAX_ATTEMPTS", 5, minimum=1),
             retention_days=r.integer("SCAN_RETENTION_DAYS", 0, minimum=0),
             metrics_interval_s=r.number("INGEST_METRICS_INTERVAL", 30.0, minimum=0.1),
+            metrics_bind=r.optional_bind("INGEST_METRICS_BIND"),
         )
 
 
@@ -300,7 +306,8 @@ class WebhookSettings(_FromEnv):
     workers: int = 4  # delivery loops, each with its own claimed batch and connection
     batch_size: int = 25  # deliveries claimed (and sent concurrently) per loop
     poll_interval: float = 0.5  # seconds to wait when nothing was due
-    delivery_timeout: float = 10.0  # seconds for one whole request (API.md §2.5)
+    delivery_timeout: float = 10.0  # seconds for one whole request (docs/api.md §2.5)
+    metrics_bind: tuple[str, int] | None = None  # Prometheus /metrics; off by default
 
     @classmethod
     def read(cls, r: _Reader) -> WebhookSettings:
@@ -310,6 +317,7 @@ class WebhookSettings(_FromEnv):
             workers=r.integer("WEBHOOK_WORKERS", 4, minimum=1),
             batch_size=r.integer("WEBHOOK_BATCH_SIZE", 25, minimum=1),
             poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 0.5, minimum=0.01),
+            metrics_bind=r.optional_bind("WEBHOOKS_METRICS_BIND"),
         )
 
 

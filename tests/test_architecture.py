@@ -41,6 +41,8 @@ def test_the_tree_as_it_is_keeps_every_contract(tree: Path) -> None:
     ("edge/lookup.py", "import control_plane", "the edge imports only shared"),
     ("shared/resolve.py", "import starlette", "shared imports neither side"),
     ("control_plane/jobs/worker.py", "import control_plane.api.http", "the export/import job worker imports"),
+    ("control_plane/services/qr_codes.py", "import starlette.requests", "services are below HTTP"),
+    ("control_plane/api/routes/qr_groups.py", "import control_plane.api.routes.qr_codes", "route modules are"),
 ])
 def test_a_forbidden_import_breaks_the_lint(tree: Path, module: str, line: str, contract: str) -> None:
     path = tree / module

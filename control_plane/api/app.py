@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from control_plane.api.body_limit import BodyLimitMiddleware
 from control_plane.api.http import json_response
 from control_plane.api.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
 from control_plane.api.openapi import build_spec, docs_page
@@ -25,14 +26,17 @@ from control_plane.api.routes import (
     exports,
     folders,
     images,
+    maps,
     qr_codes,
     qr_groups,
     usage,
     webhook_endpoints,
 )
+from control_plane.api.state import AppState, app_state
 from control_plane.render.images import with_image_secret
 from control_plane.services.cache import EdgeCache
 from control_plane.services.cache_sync import CacheSync
+from control_plane.services.context import ServiceContext
 from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.redis_client import create_redis
@@ -47,14 +51,15 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    state = app_state(request)
     checks = {}
     try:
-        await request.app.state.db.fetchval("SELECT 1", timeout=2)
+        await state.db.fetchval("SELECT 1", timeout=2)
         checks["postgres"] = "ok"
     except Exception as exc:
         checks["postgres"] = f"unreachable: {type(exc).__name__}"
     try:
-        await request.app.state.redis.ping()
+        await state.redis.ping()
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"
@@ -62,19 +67,25 @@ async def readyz(request: Request) -> Response:
     return json_response({"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
 
 
+async def open_state(settings: ControlPlaneSettings) -> AppState:
+    """Pools and clients for one app; nothing connects before the lifespan starts."""
+    db = await create_pool(settings.stores.database_url, min_size=0, max_size=20)
+    settings = await with_image_secret(settings, db)
+    redis = create_redis(settings.stores.redis_url)
+    keys = RedisKeys(settings.stores.redis_namespace)
+    cache = EdgeCache(redis, keys)
+    return AppState(settings=settings, db=db, redis=redis, keys=keys, cache=cache,
+                    rate_limiter=redis.register_script(TOKEN_BUCKET),
+                    services=ServiceContext(db=db, cache=cache, settings=settings))
+
+
 def create_app(settings: ControlPlaneSettings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.settings = settings
-        app.state.db = await create_pool(settings.stores.database_url, min_size=0, max_size=20)
-        app.state.settings = await with_image_secret(settings, app.state.db)
-        app.state.redis = create_redis(settings.stores.redis_url)
-        keys = RedisKeys(settings.stores.redis_namespace)
-        app.state.keys = keys
-        app.state.cache = EdgeCache(app.state.redis, keys)
-        app.state.rate_limiter = app.state.redis.register_script(TOKEN_BUCKET)
+        state = await open_state(settings)
+        app.state.control_plane = state
         stop = asyncio.Event()
-        sync = CacheSync(app.state.db, app.state.cache, keys.namespace, settings.cache_sync_interval)
+        sync = CacheSync(state.db, state.cache, state.keys.namespace, settings.cache_sync_interval)
         syncing = asyncio.create_task(sync.run(stop)) if settings.cache_sync_interval else None
         try:
             yield
@@ -82,14 +93,15 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
             stop.set()
             if syncing is not None:
                 await syncing
-            await app.state.db.close()
-            await app.state.redis.aclose()
+            await state.db.close()
+            await state.redis.aclose()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *qr_groups.routes,
         *qr_codes.routes,
+        *maps.routes,
         *folders.routes,
         *domains.routes,
         *api_keys.routes,
@@ -109,7 +121,8 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         return HTMLResponse(docs_page(spec))
 
     routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
-    middleware = [Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
+    # Outermost first: the body limit holds before the rate limiter, authentication or idempotency read anything.
+    middleware = [Middleware(BodyLimitMiddleware), Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(), middleware=middleware)
 
 

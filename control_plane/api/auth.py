@@ -1,11 +1,14 @@
-"""Every request's API key, checked with its scope (docs/api.md, "Authentication")."""
+"""Every request's API key, checked with its scope (docs/api.md §1)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 
-from control_plane.services.keys import LIVE_PREFIX, TEST_PREFIX, ApiKey, hash_secret
+from control_plane.api.state import app_state
+from control_plane.services.keys import ApiKey, find_key
 from shared.problems import Problem
+
+SCOPE_KEY = "scanroute.key"  # the key, once found, for the rest of the request
 
 
 def _bearer(request: Request) -> str:
@@ -17,20 +20,19 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+def invalid_key() -> Problem:
+    return Problem(401, "The API key is not valid or was revoked.", headers={"WWW-Authenticate": "Bearer"})
+
+
 async def authenticate(request: Request, scope: str) -> ApiKey:
     """The request's API key, which must hold `scope`; 401 or 403 otherwise."""
     token = _bearer(request)
-    key: ApiKey | None = request.scope.get("scanroute.key")
+    key: ApiKey | None = request.scope.get(SCOPE_KEY)
     if key is None:
-        if not token.startswith((LIVE_PREFIX, TEST_PREFIX)):
-            raise Problem(401, "The API key is not valid.", headers={"WWW-Authenticate": "Bearer"})
-        row = await request.app.state.db.fetchrow(
-            "SELECT id, org_id, livemode, scopes FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL",
-            hash_secret(token))
-        if row is None:
-            raise Problem(401, "The API key is not valid or was revoked.", headers={"WWW-Authenticate": "Bearer"})
-        key = ApiKey(row["id"], row["org_id"], row["livemode"], frozenset(row["scopes"]))
-        request.scope["scanroute.key"] = key
+        key = await find_key(app_state(request).db, token)
+        if key is None:
+            raise invalid_key()
+        request.scope[SCOPE_KEY] = key
     if scope not in key.scopes:
         raise Problem(403, f"This API key lacks the `{scope}` scope.")
     return key

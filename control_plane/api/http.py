@@ -9,9 +9,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from control_plane.services.listing import Listing
 from shared.problems import Problem, from_validation_error
 
-MAX_BODY = 1 << 20
+MAX_DEPTH = 32  # JSON nesting accepted in a body; deeper is a 400, checked without recursion
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -24,10 +25,8 @@ def _default(value: Any) -> Any:
 
 
 async def read_body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise Problem(413, f"The body is larger than {MAX_BODY} bytes.")
-    return body
+    # BodyLimitMiddleware has already refused (413) anything over the limit while it streamed in.
+    return await request.body()
 
 
 async def parse_body(request: Request, model: type[Model], immutable: tuple[str, ...] = ()) -> Model:
@@ -38,7 +37,10 @@ async def parse_body(request: Request, model: type[Model], immutable: tuple[str,
         raise Problem(400, f"The body is not valid JSON: {exc}.", type="malformed-json") from None
     if not isinstance(data, dict):
         raise Problem(422, "The body must be a JSON object.", errors=[{"field": "", "message": "must be an object"}])
-    if _has_nul(data):
+    depth, has_nul = _shape(data)
+    if depth > MAX_DEPTH:
+        raise Problem(400, f"The body is nested deeper than {MAX_DEPTH} levels.", type="malformed-json")
+    if has_nul:
         raise Problem(422, "Text must not contain NUL characters.",
                       errors=[{"field": "", "message": "must not contain NUL (\\u0000) characters"}])
     if fixed := [name for name in immutable if name in data]:
@@ -50,14 +52,21 @@ async def parse_body(request: Request, model: type[Model], immutable: tuple[str,
         raise from_validation_error(exc) from None
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+def _shape(document: Any) -> tuple[int, bool]:
+    """(nesting depth, whether any key or string holds NUL), walked with a stack: no recursion limit to hit."""
+    deepest, has_nul = 0, False
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            has_nul = has_nul or "\x00" in value
+        elif isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                break
+            children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return deepest, has_nul
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -74,26 +83,13 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     return value
 
 
-def page(request: Request) -> tuple[int, int]:
-    return query_int(request, "limit", 25, 1, 100), query_int(request, "offset", 0, 0, 10_000_000)
+def parse_query(request: Request, model: type[Model]) -> Model:
+    """The query string as `model`; a value it refuses is a 422 naming the parameter."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
 
 
-def list_response(data: list[dict[str, Any]], total: int, limit: int, offset: int) -> Response:
-    return json_response({"object": "list", "data": data, "total": total, "limit": limit, "offset": offset,
-                          "has_more": offset + len(data) < total})
-
-
-def not_found(kind: str) -> Problem:
-    return Problem(404, f"No such {kind}.")
-
-
-async def owned_page(request: Request, table: str, owner: tuple[str, bool], *, where: str = "",
-                     args: tuple[Any, ...] = (), order: str = "created_at DESC, id") -> tuple[list[Any], int, int, int]:
-    """One page of an org's and mode's rows of `table`: (rows, total, limit, offset)."""
-    limit, offset = page(request)
-    clause = "org_id = $1 AND livemode = $2" + (f" AND {where}" if where else "")
-    db = request.app.state.db
-    total = await db.fetchval(f"SELECT count(*) FROM {table} WHERE {clause}", *owner, *args)
-    rows = await db.fetch(f"SELECT * FROM {table} WHERE {clause} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-                          *owner, *args)
-    return rows, total, limit, offset
+def list_response(listing: Listing[Any]) -> Response:
+    return json_response(listing.envelope())

@@ -8,27 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 import redis.exceptions
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from control_plane.api.auth import invalid_key
 from control_plane.api.problems import problem_response
+from control_plane.api.sealed_replays import seal, unseal
+from control_plane.api.state import scope_state
+from control_plane.services.keys import find_key
 from shared.keys import ApiKeys
 from shared.problems import Problem
+from shared.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 IDEMPOTENCY_TTL = 24 * 3600  # seconds a response is replayed
 IN_FLIGHT_TTL = 120  # seconds a crashed request can block its key
 NOT_CACHED = {401, 403, 429}  # the request never ran: a retry must run it
+STORE_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.RedisError, *STORE_UNAVAILABLE)
 
 # A token bucket refilled continuously at ARGV[1] tokens/s up to ARGV[2]. Returns
 # {allowed, tokens left, seconds until full, seconds until the next token}.
@@ -59,13 +59,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def caller(scope: Scope) -> str | None:
-    """A stable, non-reversible name for the bearer token of the request, if any."""
+def bearer_token(scope: Scope) -> str | None:
     auth = _header(scope, b"authorization") or ""
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+    return token.strip()
+
+
+def caller(scope: Scope) -> str | None:
+    """A stable, non-reversible name for the bearer token of the request, if any."""
+    token = bearer_token(scope)
+    return None if token is None else hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 def _applies(scope: Scope) -> bool:
@@ -80,7 +85,7 @@ class RateLimitMiddleware:
         owner = caller(scope) if _applies(scope) else None
         if owner is None:
             return await self.app(scope, receive, send)
-        state = scope["app"].state
+        state = scope_state(scope)
         settings = state.settings
         try:
             allowed, remaining, reset, retry = await state.rate_limiter(
@@ -117,29 +122,36 @@ def _with_headers(app: Any, headers: list[tuple[bytes, bytes]]) -> ASGIApp:
 
 
 class IdempotencyMiddleware:
-    """Same key + same body within 24 h → the first response again; other body → 422; in flight → 409."""
+    """Same key + same body within 24 h → the first response again; other body → 422; in flight → 409.
+
+    Replays go only to the same API key, and only while it is still valid; the stored response is sealed
+    with that key (control_plane.api.sealed_replays), so Redis never holds a secret in plain text.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _header(scope, b"idempotency-key") if _applies(scope) and scope["method"] == "POST" else None
-        owner = caller(scope) if key is not None else None
-        if key is None or owner is None:
+        token = bearer_token(scope) if key is not None else None
+        if key is None or token is None:
             return await self.app(scope, receive, send)
         if not 1 <= len(key) <= 255:
             problem = Problem(400, "Idempotency-Key must be 1-255 characters.", type="idempotency-key")
             return await problem_response(problem)(scope, receive, send)
         body = await _read_body(receive)
         fingerprint = hashlib.sha256(scope["path"].encode() + b"\0" + body).hexdigest()
-        state = scope["app"].state
+        state = scope_state(scope)
+        owner = hashlib.sha256(token.encode()).hexdigest()[:32]
         redis_key = ApiKeys(state.settings.stores.redis_namespace).idempotency(
             owner, hashlib.sha256(key.encode()).hexdigest()[:32])
         try:
             claimed = await state.redis.set(redis_key, orjson.dumps({"fp": fingerprint}), nx=True, ex=IN_FLIGHT_TTL)
             if not claimed:
-                return await self._replay(await state.redis.get(redis_key), fingerprint, scope, receive, send)
-        except redis.exceptions.RedisError as exc:
+                if await find_key(state.db, token) is None:  # revoked since the first request
+                    return await problem_response(invalid_key())(scope, receive, send)
+                return await self._replay(token, redis_key, fingerprint, scope, receive, send)
+        except STORE_ERRORS as exc:
             log.warning("idempotency store unavailable: %r", exc)
             problem = Problem(503, "Idempotency-Key cannot be honoured right now; retry shortly.",
                               headers={"Retry-After": "1"})
@@ -159,36 +171,39 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, _replayed_receive(body, receive), capture)
         finally:
-            await self._store(state.redis, redis_key, fingerprint, captured)
+            await self._store(state.redis, token, redis_key, fingerprint, captured)
 
     @staticmethod
-    async def _store(client: Any, redis_key: str, fingerprint: str, captured: dict[str, Any]) -> None:
+    async def _store(client: Any, token: str, redis_key: str, fingerprint: str, captured: dict[str, Any]) -> None:
         status = captured.get("status")
         try:
             if status is None or status >= 500 or status in NOT_CACHED:
                 await client.delete(redis_key)
             else:
-                record = {"fp": fingerprint, "status": status, "headers": captured["headers"],
-                          "body": captured["body"].decode("utf-8")}
+                response = {"status": status, "headers": captured["headers"], "body": captured["body"].decode()}
+                record = {"fp": fingerprint, "sealed": seal(token, redis_key, response)}
                 await client.set(redis_key, orjson.dumps(record), ex=IDEMPOTENCY_TTL)
         except redis.exceptions.RedisError as exc:
             log.warning("could not store idempotent response: %r", exc)
 
     @staticmethod
-    async def _replay(raw: bytes | None, fingerprint: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _replay(token: str, redis_key: str, fingerprint: str, scope: Scope, receive: Receive,
+                      send: Send) -> None:
+        raw = await scope_state(scope).redis.get(redis_key)
         record: dict[str, Any] = orjson.loads(raw) if raw else {"fp": fingerprint}
         if record["fp"] != fingerprint:
             problem = Problem(422, "This Idempotency-Key was used with a different request body.",
                               type="idempotency-key-reused")
             return await problem_response(problem)(scope, receive, send)
-        if "status" not in record:
+        response = unseal(token, redis_key, record["sealed"]) if "sealed" in record else None
+        if response is None:
             problem = Problem(409, "A request with this Idempotency-Key is still in progress.",
                               type="idempotency-key-in-use", headers={"Retry-After": "1"})
             return await problem_response(problem)(scope, receive, send)
-        body = record["body"].encode("utf-8")
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in record["headers"]]
+        body = response["body"].encode()
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response["headers"]]
         headers += [(b"content-length", str(len(body)).encode()), (b"idempotent-replayed", b"true")]
-        await send({"type": "http.response.start", "status": record["status"], "headers": headers})
+        await send({"type": "http.response.start", "status": response["status"], "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -116,16 +116,12 @@ class Query:
     description: str = ""
 
 
-PAGE = (Query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 25}),
-        Query("offset", {"type": "integer", "minimum": 0, "maximum": 10_000_000, "default": 0}))
-
-
 @dataclass(frozen=True)
 class Operation:
     summary: str
     scope: str
     body: type[BaseModel] | None = None
-    query: Sequence[Query] = ()
+    query: Sequence[Query] | type[BaseModel] = ()  # a model: its fields are the query parameters
     status: int = 200
     returns: str | None = None  # component name; None for an empty response
     many: bool = False  # a list envelope of `returns`
@@ -159,6 +155,28 @@ def _response(op: Operation) -> dict[str, Any]:
     return {"description": "Success", "content": {"application/json": {"schema": schema}}}
 
 
+def _query_parameters(query: Sequence[Query] | type[BaseModel]) -> list[dict[str, Any]]:
+    if not isinstance(query, type):
+        return [{"name": q.name, "in": "query", "required": False, "schema": q.schema, "description": q.description}
+                for q in query]
+    parameters = []
+    for name, schema in query.model_json_schema()["properties"].items():
+        schema = dict(schema)
+        description = schema.pop("description", "")
+        schema.pop("title", None)
+        # An absent parameter is the `None` of an optional field: `?status=null` is not a value.
+        options = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"]
+        if len(options) == 1:
+            schema.update(options[0])
+        elif options:
+            schema["anyOf"] = options
+        if schema.get("default", 0) is None:
+            del schema["default"]
+        parameters.append({"name": name, "in": "query", "required": False, "schema": schema,
+                           "description": description})
+    return parameters
+
+
 def _path_parameters(path: str) -> list[dict[str, Any]]:
     names = [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
     return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
@@ -180,9 +198,7 @@ def build_spec(routes: Sequence[BaseRoute], *, version: str) -> dict[str, Any]:
             entry: dict[str, Any] = {
                 "summary": op.summary, "operationId": f"{method.lower()}{path}".replace("/", "_"),
                 "security": [{"bearer": []}], "description": f"Scope: `{op.scope}`.",
-                "parameters": _path_parameters(route.path) + [
-                    {"name": q.name, "in": "query", "required": False, "schema": q.schema,
-                     "description": q.description} for q in op.query] + (
+                "parameters": _path_parameters(route.path) + _query_parameters(op.query) + (
                     [{"name": "Idempotency-Key", "in": "header", "required": False,
                       "schema": {"type": "string", "minLength": 1, "maxLength": 255}}] if method == "POST" else []),
                 "responses": responses,

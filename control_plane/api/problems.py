@@ -6,21 +6,14 @@ import logging
 from typing import Any
 
 import asyncpg
-import redis.exceptions
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from shared.problems import Problem
+from shared.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
-
-# A datastore that cannot be reached: the API answers 503 with Retry-After, the edge counts "unavailable".
-UNAVAILABLE: tuple[type[Exception], ...] = (
-    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, TimeoutError,
-)
-
 
 def problem_response(problem: Problem) -> Response:
     return Response(problem.body(), problem.status, problem.headers, "application/problem+json")
@@ -54,7 +47,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 
 def exception_handlers() -> dict[Any, Any]:
     handlers: dict[Any, Any] = {Problem: handle_problem, HTTPException: handle_http}
-    handlers.update({cls: handle_unavailable for cls in UNAVAILABLE})
+    handlers.update({cls: handle_unavailable for cls in STORE_UNAVAILABLE})
     handlers[asyncpg.DataError] = handle_data_error
     handlers[Exception] = handle_unexpected
     return handlers

@@ -1,6 +1,6 @@
 """Turning a raw scan event into analytics columns: device, OS, browser, bot, scan method, scanner app.
 
-The rules are tabled in README.md ("Scan enrichment"). User agents repeat heavily (a print run is
+The rules are tabled in docs/concepts.md ("Enrichment"). User agents repeat heavily (a print run is
 scanned by the same few phone models), so the parsed result is cached per user agent string.
 """
 
@@ -11,8 +11,6 @@ from functools import lru_cache
 
 from crawlerdetect import CrawlerDetect
 from ua_parser import parse
-
-from shared.scan_event import ScanEvent
 
 # Tokens that in-app browsers add to the user agent: the app whose scanner (or chat) opened the link.
 # Order matters: Facebook Messenger webviews also say FBAN, Instagram's also carry FBAV-like tokens.
@@ -89,12 +87,8 @@ def _device_type(user_agent: str, os_name: str, device: str, crawler: bool) -> s
     return "unknown"
 
 
-def enrich(event: ScanEvent) -> Enrichment:
-    return enrich_request(event.user_agent, event.method, event.marker)
-
-
 @lru_cache(maxsize=65_536)
-def enrich_request(user_agent: str, method: str, marker: bool) -> Enrichment:
+def enrich(user_agent: str, method: str, marker: bool) -> Enrichment:
     agent = classify_agent(user_agent)
     # HEAD requests come from link checkers and preview fetchers, never from a person scanning.
     bot = agent.crawler or method == "HEAD"

@@ -9,47 +9,76 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import asyncpg
 
+from control_plane.ingest.scan_row import ScanRow
 from shared import unique_sketch
 
-# Positions in an ingest row (control_plane.ingest.worker.COLUMNS).
-SCANNED_AT, CODE_ID, GROUP_ID, ORG_ID, LIVEMODE, OUTCOME = 1, 2, 3, 4, 5, 6
-SCAN_METHOD, IP_HASH, VISITOR_HASH, COUNTRY, IS_BOT = 8, 9, 10, 14, 15
-DEVICE_TYPE, OS, BROWSER, SCANNER_APP = 17, 18, 19, 20
 
-Key = tuple[Any, ...]
-UPSERT = """
-INSERT INTO scan_rollups AS r (org_id, code_id, group_id, livemode, hour, country, device_type, os, browser,
-                               scan_method, scanner_app, outcome, scans)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz[], $6::text[], $7::text[],
+class RollupKey(NamedTuple):
+    """A `scan_rollups` row's key, in primary-key order (so that sorting keys sorts by the primary key)."""
+
+    code_id: str
+    hour: datetime
+    group_id: str  # '' for none, like country and scanner_app: a primary key cannot hold NULL
+    livemode: bool
+    country: str
+    device_type: str
+    os: str
+    browser: str
+    scan_method: str
+    scanner_app: str
+    outcome: str
+    org_id: str
+
+
+class SketchKey(NamedTuple):
+    """A `scan_sketches` row's key, in primary-key order."""
+
+    code_id: str
+    hour: datetime
+    group_id: str
+    livemode: bool
+    org_id: str
+
+
+UPSERT = f"""
+INSERT INTO scan_rollups AS r ({", ".join(RollupKey._fields)}, scans)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::boolean[], $5::text[], $6::text[], $7::text[],
                      $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[])
 ON CONFLICT (code_id, hour, group_id, livemode, country, device_type, os, browser, scan_method, scanner_app,
              outcome) DO UPDATE SET scans = r.scans + EXCLUDED.scans
 """
 
 
-def count_humans(rows: Iterable[tuple[Any, ...]]) -> Counter[Key]:
-    """Human scans per rollup key. Unknown country and no scanner app become '' (the key cannot hold NULL)."""
-    counts: Counter[Key] = Counter()
+def _hour(row: ScanRow) -> datetime:
+    return row.scanned_at.replace(minute=0, second=0, microsecond=0)
+
+
+def count_humans(rows: Iterable[ScanRow]) -> Counter[RollupKey]:
+    """Human scans per rollup key."""
+    counts: Counter[RollupKey] = Counter()
     for row in rows:
-        if not row[IS_BOT]:
-            hour = row[SCANNED_AT].replace(minute=0, second=0, microsecond=0)
-            counts[(row[ORG_ID], row[CODE_ID], row[GROUP_ID] or "", row[LIVEMODE], hour, row[COUNTRY] or "",
-                    row[DEVICE_TYPE], row[OS], row[BROWSER], row[SCAN_METHOD], row[SCANNER_APP] or "",
-                    row[OUTCOME])] += 1
+        if not row.is_bot:
+            counts[RollupKey(row.code_id, _hour(row), row.group_id or "", row.livemode, row.country or "",
+                             row.device_type, row.os, row.browser, row.scan_method, row.scanner_app or "",
+                             row.outcome, row.org_id)] += 1
     return counts
 
 
-async def add_rollups(conn: asyncpg.Connection[Any], counts: Counter[Key]) -> None:
+def _columns(rows: list[Any]) -> list[list[Any]]:
+    """Rows to columns, for `unnest`."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def add_rollups(conn: asyncpg.Connection[Any], counts: Counter[RollupKey]) -> None:
     if not counts:
         return
-    # Sorted, so that two workers adding to the same rows lock them in the same order.
-    keys = sorted(counts, key=lambda k: (k[1], k[4], k[2:4], k[5:]))
-    columns = [list(column) for column in zip(*keys, strict=True)]
-    await conn.execute(UPSERT, *columns, [counts[k] for k in keys])
+    keys = sorted(counts)  # two workers adding to the same rows lock them in the same order
+    await conn.execute(UPSERT, *_columns(keys), [counts[k] for k in keys])
 
 
 # Existing sketches are locked and merged in Python (fast), then written back; a sketch another worker
@@ -67,34 +96,33 @@ FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::boolean[], $5::bytea[
 WHERE s.code_id = k.code_id AND s.hour = k.hour AND s.group_id = k.group_id AND s.livemode = k.livemode
 """
 SKETCH_INSERT = """
-INSERT INTO scan_sketches AS s (org_id, code_id, group_id, livemode, hour, visitors, ips)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz[], $6::bytea[], $7::bytea[])
+INSERT INTO scan_sketches AS s (code_id, hour, group_id, livemode, org_id, visitors, ips)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::boolean[], $5::text[], $6::bytea[], $7::bytea[])
 ON CONFLICT (code_id, hour, group_id, livemode)
 DO UPDATE SET visitors = sketch_union(s.visitors, EXCLUDED.visitors), ips = sketch_union(s.ips, EXCLUDED.ips)
 """
 
 
-def sketch_humans(rows: Iterable[tuple[Any, ...]]) -> dict[Key, tuple[bytearray, bytearray]]:
-    """Visitor and IP sketches of the human scans per (org, code, group, livemode, hour)."""
-    sketches: dict[Key, tuple[bytearray, bytearray]] = {}
+def sketch_humans(rows: Iterable[ScanRow]) -> dict[SketchKey, tuple[bytearray, bytearray]]:
+    """Visitor and IP sketches of the human scans per code and hour."""
+    sketches: dict[SketchKey, tuple[bytearray, bytearray]] = {}
     for row in rows:
-        if not row[IS_BOT]:
-            hour = row[SCANNED_AT].replace(minute=0, second=0, microsecond=0)
-            key = (row[ORG_ID], row[CODE_ID], row[GROUP_ID] or "", row[LIVEMODE], hour)
+        if not row.is_bot:
+            key = SketchKey(row.code_id, _hour(row), row.group_id or "", row.livemode, row.org_id)
             visitors, ips = sketches.get(key) or sketches.setdefault(key, (unique_sketch.empty(),
                                                                            unique_sketch.empty()))
-            unique_sketch.add(visitors, row[VISITOR_HASH])
-            unique_sketch.add(ips, row[IP_HASH])
+            unique_sketch.add(visitors, row.visitor_hash)
+            unique_sketch.add(ips, row.ip_hash)
     return sketches
 
 
-async def add_sketches(conn: asyncpg.Connection[Any], sketches: dict[Key, tuple[bytearray, bytearray]]) -> None:
+async def add_sketches(conn: asyncpg.Connection[Any],
+                       sketches: dict[SketchKey, tuple[bytearray, bytearray]]) -> None:
     if not sketches:
         return
-    keys = sorted(sketches, key=lambda k: (k[1], k[4], k[2], k[3]))
-    by_row = {(k[1], k[4], k[2], k[3]): k for k in keys}
-    rows = list(by_row)
-    existing = await conn.fetch(SKETCH_LOCK, *[list(column) for column in zip(*rows, strict=True)])
+    keys = sorted(sketches)
+    by_row = {k[:4]: k for k in keys}  # (code_id, hour, group_id, livemode): the primary key
+    existing = await conn.fetch(SKETCH_LOCK, *_columns(list(by_row)))
     if existing:
         merged = []
         for row in existing:
@@ -102,15 +130,15 @@ async def add_sketches(conn: asyncpg.Connection[Any], sketches: dict[Key, tuple[
             visitors, ips = sketches.pop(by_row[row_key])
             merged.append((*row_key, unique_sketch.union([row["visitors"], visitors]),
                            unique_sketch.union([row["ips"], ips])))
-        await conn.execute(SKETCH_UPDATE, *[list(column) for column in zip(*merged, strict=True)])
+        await conn.execute(SKETCH_UPDATE, *_columns(merged))
     fresh = [k for k in keys if k in sketches]
     if fresh:
-        await conn.execute(SKETCH_INSERT, *[list(column) for column in zip(*fresh, strict=True)],
-                           [bytes(sketches[k][0]) for k in fresh], [bytes(sketches[k][1]) for k in fresh])
+        await conn.execute(SKETCH_INSERT, *_columns(fresh), [bytes(sketches[k][0]) for k in fresh],
+                           [bytes(sketches[k][1]) for k in fresh])
 
 
-def humans_per_code(counts: Counter[Key]) -> Counter[str]:
+def humans_per_code(counts: Counter[RollupKey]) -> Counter[str]:
     per_code: Counter[str] = Counter()
     for key, n in counts.items():
-        per_code[key[1]] += n
+        per_code[key.code_id] += n
     return per_code

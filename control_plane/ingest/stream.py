@@ -1,4 +1,14 @@
-"""The ingest consumer group's view of the scan stream: read, claim from dead consumers, trim, measure."""
+"""The ingest consumer group's view of the scan stream: read, claim from dead consumers, trim, measure, and
+count failed attempts to store an entry.
+
+Attempts decide that an entry is poison; the stream's own delivery count cannot, because it rises with
+every re-read and every XAUTOCLAIM: a PostgreSQL outage (the worker re-reading its pending entries on every
+retry) plus a restart would push good scans past any limit. The worker counts an attempt only once
+PostgreSQL has handed it a connection, and takes it back when the attempt fails for an outage; what stays
+counted are attempts that failed on the data, or that the worker did not survive (a crash, kill -9).
+Entries read for the first time are not counted (that would cost a Redis write per scan): an entry that
+kills the worker on its first try is re-read from the pending list and counted from then on.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +31,10 @@ class StreamStats:
 
 
 class ScanStream:
-    def __init__(self, redis: aioredis.Redis, key: str, consumer: str) -> None:
+    def __init__(self, redis: aioredis.Redis, key: str, attempts_key: str, consumer: str) -> None:
         self.redis = redis
         self.key = key
+        self.attempts_key = attempts_key
         self.consumer = consumer
         self.claim_cursor = "0-0"
 
@@ -39,26 +50,38 @@ class ScanStream:
                                                  block=block_ms)
         return list(reply[0][1]) if reply else []
 
-    async def claim_idle(self, min_idle_ms: int, count: int) -> list[tuple[Entry, int]]:
-        """Entries other consumers read but left unacknowledged for `min_idle_ms`, with their delivery count.
+    async def claim_idle(self, min_idle_ms: int, count: int) -> list[Entry]:
+        """Entries other consumers read but left unacknowledged for `min_idle_ms`.
 
         Walks the pending list with a cursor across calls, so a long list is claimed a batch at a time.
         """
         reply: Any = await self.redis.xautoclaim(self.key, INGEST_GROUP, self.consumer, min_idle_ms,
                                                  start_id=self.claim_cursor, count=count)
         self.claim_cursor = _text(reply[0])
-        entries: list[Entry] = [(entry_id, fields) for entry_id, fields in reply[1] if fields is not None]
-        if not entries:
-            return []
-        details: list[dict[str, Any]] = await self.redis.xpending_range(
-            self.key, INGEST_GROUP, min=entries[0][0], max=entries[-1][0], count=len(entries) * 2,
-            consumername=self.consumer)
-        deliveries = {_text(d["message_id"]): int(d["times_delivered"]) for d in details}
-        return [(entry, deliveries.get(_text(entry[0]), 1)) for entry in entries]
+        return [(entry_id, fields) for entry_id, fields in reply[1] if fields is not None]
+
+    async def count_attempts(self, entry_ids: list[bytes]) -> list[int]:
+        """One more attempt to store each entry; returns each entry's count, this attempt included."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id in entry_ids:
+                pipe.hincrby(self.attempts_key, entry_id, 1)
+            counts: list[int] = await pipe.execute()
+        return counts
+
+    async def forgive_attempts(self, entry_ids: list[bytes]) -> None:
+        """The attempt failed for an outage, not because of the entries: it does not count."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id in entry_ids:
+                pipe.hincrby(self.attempts_key, entry_id, -1)
+            await pipe.execute()
 
     async def ack(self, ids: list[bytes]) -> None:
+        """Done with these entries (stored or dead-lettered): acknowledged, their attempts forgotten."""
         if ids:
-            await self.redis.xack(self.key, INGEST_GROUP, *ids)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self.key, INGEST_GROUP, *ids)
+                pipe.hdel(self.attempts_key, *ids)
+                await pipe.execute()
 
     async def trim_acknowledged(self) -> int:
         """Deletes entries every consumer has acknowledged: below the oldest pending one, or, with none

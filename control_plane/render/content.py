@@ -1,4 +1,4 @@
-"""Static payloads (API.md §2.7): each content type's fields → the exact text a phone expects."""
+"""Static payloads (docs/api.md §2.7): each content type's fields → the exact text a phone expects."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The design of a code (API.md §2.6): validation, defaults and named style presets."""
+"""The design of a code (docs/api.md §2.6): validation, defaults and named style presets."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ BodyShape = Literal["square", "dots", "rounded", "classy"]
 EyeShape = Literal["square", "rounded", "circle"]
 
 MIN_SIZE, MAX_SIZE = 200, 2048
-# A logo hides modules; below Q the code has too little redundancy to lose any (API.md: a logo forces ≥ Q).
+# A logo hides modules; below Q the code has too little redundancy to lose any (docs/api.md: a logo forces ≥ Q).
 LOGO_MIN_LEVEL: ErrorCorrection = "Q"
 _LEVELS = "LMQH"
 

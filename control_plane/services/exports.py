@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,10 +28,13 @@ from control_plane.render.sheets import (
     smallest_size,
     template_sheet,
 )
+from control_plane.services.context import Queryable, ServiceContext
+from control_plane.services.export_files import FileStore
 from control_plane.services.keys import ApiKey
+from control_plane.services.listing import Listing, PageQuery, owned_page
 from control_plane.services.schemas import Body, Reference, Tag
 from shared.ids import new_id
-from shared.problems import Problem, field_error
+from shared.problems import Problem, field_error, not_found
 from shared.settings import ControlPlaneSettings
 from shared.times import timestamp
 
@@ -117,7 +122,7 @@ async def select_codes(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportC
     if body.group_id is not None and not await conn.fetchval(
             "SELECT 1 FROM qr_groups WHERE id = $1 AND org_id = $2 AND livemode = $3",
             body.group_id, key.org_id, key.livemode):
-        raise Problem(404, "No such QR group.")
+        raise not_found("QR group")
     clause, args = _selection(key, body)
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT c.id, c.kind, c.type, c.content, c.domain, c.slug, c.design FROM qr_codes c WHERE {clause}"
@@ -209,13 +214,13 @@ async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: Export
     return export_object(await fetch_job(conn, key, job_id, "export"), settings)
 
 
-async def fetch_job(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], key: ApiKey, job_id: str,
+async def fetch_job(db: Queryable, key: ApiKey, job_id: str,
                     kind: str) -> asyncpg.Record:
     row: asyncpg.Record | None = await db.fetchrow(
         "SELECT * FROM jobs WHERE id = $1 AND org_id = $2 AND livemode = $3 AND kind = $4",
         job_id, key.org_id, key.livemode, kind)
     if row is None:
-        raise Problem(404, f"No such {kind}.")
+        raise not_found(kind)
     return row
 
 
@@ -254,11 +259,45 @@ def export_object(row: asyncpg.Record, settings: ControlPlaneSettings) -> dict[s
     return obj
 
 
-async def list_jobs(db: asyncpg.Pool[Any], key: ApiKey, kind: str, limit: int,
-                    offset: int) -> tuple[list[asyncpg.Record], int]:
-    total: int = await db.fetchval("SELECT count(*) FROM jobs WHERE org_id = $1 AND livemode = $2 AND kind = $3",
-                                   key.org_id, key.livemode, kind)
-    rows: list[asyncpg.Record] = await db.fetch(
-        "SELECT * FROM jobs WHERE org_id = $1 AND livemode = $2 AND kind = $3 ORDER BY created_at DESC, id"
-        f" LIMIT {int(limit)} OFFSET {int(offset)}", key.org_id, key.livemode, kind)
-    return rows, total
+async def list_jobs(ctx: ServiceContext, key: ApiKey, kind: str, page: PageQuery) -> tuple[list[asyncpg.Record], int]:
+    return await owned_page(ctx.db, "jobs", key, page, where="kind = $3", args=(kind,))
+
+
+async def start_export(ctx: ServiceContext, key: ApiKey, body: ExportCreate) -> dict[str, Any]:
+    async with ctx.transaction() as conn:
+        return await create_export(conn, key, body, ctx.settings)
+
+
+async def list_exports(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[dict[str, Any]]:
+    rows, total = await list_jobs(ctx, key, "export", page)
+    return Listing([export_object(r, ctx.settings) for r in rows], total, page.limit, page.offset)
+
+
+async def get_export(ctx: ServiceContext, key: ApiKey, export_id: str) -> dict[str, Any]:
+    return export_object(await fetch_job(ctx.db, key, export_id, "export"), ctx.settings)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFile:
+    name: str
+    media_type: str
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
+async def export_file(ctx: ServiceContext, key: ApiKey | None, export_id: str) -> ExportFile:
+    """The file of the caller's export (`key`), or of any export (`None`: a signed URL checked by the caller)."""
+    if key is not None:
+        row = await fetch_job(ctx.db, key, export_id, "export")
+    else:
+        found: asyncpg.Record | None = await ctx.db.fetchrow("SELECT * FROM jobs WHERE id = $1 AND kind = 'export'",
+                                                             export_id)
+        if found is None:
+            raise not_found("export")
+        row = found
+    if row["status"] != "succeeded":
+        raise Problem(409, f"The export is {row['status']}; its file is not ready.", type="export-not-ready")
+    if row["file_size"] is None:
+        raise Problem(410, "The export's file has expired; request the export again.", type="export-expired")
+    chunks = FileStore(ctx.db, ctx.settings.export_dir).read(export_id, row["attempt"])
+    return ExportFile(row["file_name"], row["media_type"], row["file_size"], chunks)

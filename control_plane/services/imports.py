@@ -18,9 +18,11 @@ import orjson
 from pydantic import ValidationError
 
 from control_plane.render.images import sync_designs
-from control_plane.services.codes import SELECT, code_objects
-from control_plane.services.exports import fetch_job, job_fields
+from control_plane.services.context import ServiceContext
+from control_plane.services.exports import fetch_job, job_fields, list_jobs
 from control_plane.services.keys import ApiKey
+from control_plane.services.listing import Listing, PageQuery
+from control_plane.services.qr_codes import SELECT, code_objects
 from control_plane.services.schemas import QRCodeCreate
 from control_plane.services.usage import meter_created
 from shared.ids import new_id, new_slug, slug_problem
@@ -248,3 +250,17 @@ async def create_import(conn: asyncpg.Connection[Any], key: ApiKey, data: bytes,
                        job_id, key.org_id, key.livemode, {"dry_run": dry_run})
     await conn.execute("INSERT INTO job_inputs (job_id, body) VALUES ($1, $2)", job_id, data)
     return import_object(await fetch_job(conn, key, job_id, "import"))
+
+
+async def start_import(ctx: ServiceContext, key: ApiKey, data: bytes, dry_run: bool) -> dict[str, Any]:
+    async with ctx.transaction() as conn:
+        return await create_import(conn, key, data, dry_run)
+
+
+async def list_imports(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[dict[str, Any]]:
+    rows, total = await list_jobs(ctx, key, "import", page)
+    return Listing([import_object(r) for r in rows], total, page.limit, page.offset)
+
+
+async def get_import(ctx: ServiceContext, key: ApiKey, import_id: str) -> dict[str, Any]:
+    return import_object(await fetch_job(ctx.db, key, import_id, "import"))

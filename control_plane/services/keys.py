@@ -52,6 +52,16 @@ async def create_key(conn: asyncpg.Connection[Any], org_id: str, *, livemode: bo
     return NewKey(key_id, org_id, secret, livemode, scopes)
 
 
+async def find_key(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], secret: str) -> ApiKey | None:
+    """The live (not revoked) key with this secret, if any."""
+    if not secret.startswith((LIVE_PREFIX, TEST_PREFIX)):
+        return None
+    row = await db.fetchrow(
+        "SELECT id, org_id, livemode, scopes FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL",
+        hash_secret(secret))
+    return None if row is None else ApiKey(row["id"], row["org_id"], row["livemode"], frozenset(row["scopes"]))
+
+
 async def ensure_org(conn: asyncpg.Connection[Any], name: str) -> str:
     org_id: str = await conn.fetchval(
         "INSERT INTO organisations (id, name) VALUES ($1, $2)"

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from control_plane.services.listing import PageQuery
 from shared.urls import InvalidURL, normalize_destination_url
 
 DestinationType = Literal["url", "page", "chatbot", "knowledge_base"]
@@ -103,3 +104,21 @@ class MintCodes(Body):
 
 
 IMMUTABLE_CODE_FIELDS = ("kind", "slug", "domain")
+CodeSort = Literal["created_at", "-created_at", "name", "-scan_count"]
+
+
+class QRCodeListQuery(PageQuery):
+    group_id: str | None = None
+    folder_id: str | None = None
+    tag: str | None = None
+    status: Status | None = None
+    kind: Literal["dynamic", "static"] | None = None
+    type: str | None = None
+    standalone: Literal["true", "false"] | None = None
+    q: str | None = None
+    sort: CodeSort = "-created_at"
+
+
+class QRGroupListQuery(PageQuery):
+    status: Status | None = None
+    q: str | None = None

@@ -1,4 +1,4 @@
-"""The usage meter (API.md §2.9): one `qr_generated` per created code, counted per calendar month (UTC)."""
+"""The usage meter (docs/api.md §2.9): one `qr_generated` per created code, counted per calendar month (UTC)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import aiohttp
 import asyncpg
@@ -28,9 +28,11 @@ import orjson
 
 from control_plane.webhooks import signing
 from control_plane.webhooks.delivery import AttemptResult, attempt, create_session
+from control_plane.webhooks.metrics import QUEUE_DEPTH, WebhookMetrics
 from control_plane.webhooks.schedule import DISABLE_AFTER, Clock, Jitter, next_attempt_at, system_clock
 from shared.database import create_pool
 from shared.ids import new_id
+from shared.metrics_server import metrics_server
 from shared.outbox import event_object
 from shared.processes import stop_on_signals
 from shared.settings import WebhookSettings
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 
 FAN_OUT_BATCH = 500
+QUEUE_DEPTH_INTERVAL_S = 5.0
 RETRYABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 CLAIM_EVENTS = """
@@ -92,6 +95,16 @@ class Outcome:
     result: AttemptResult
 
 
+class NextState(NamedTuple):
+    """A delivery after an attempt: the parameters of UPDATE_DELIVERY, in order."""
+
+    delivery_id: str
+    status: str  # succeeded | pending (retried at next_attempt_at) | failed
+    attempt_count: int
+    next_attempt_at: datetime | None
+    updated_at: datetime
+
+
 def delivery_body(row: asyncpg.Record) -> bytes | None:
     """The event object as JSON: a test delivery's own payload, else the outbox row's event."""
     if row["payload"] is not None:
@@ -117,6 +130,7 @@ class Dispatcher:
         self.clock = clock
         self.jitter = jitter
         self.attempts = 0
+        self.metrics = WebhookMetrics()
 
     async def fan_out(self, limit: int = FAN_OUT_BATCH) -> int:
         """Turn up to `limit` outbox events into deliveries; returns the number of events claimed."""
@@ -140,8 +154,10 @@ class Dispatcher:
             if not due:
                 return 0
             outcomes = await asyncio.gather(*(self._send(row) for row in due))
-            await self._record(conn, outcomes)
+            states = await self._record(conn, outcomes)
         self.attempts += len(due)
+        for state in states:
+            self.metrics.deliveries.labels("retrying" if state.status == "pending" else state.status).inc()
         # Endpoint health is updated only after the claim is released: a transaction that holds
         # deliveries never waits for an endpoint row, so it cannot deadlock with an API call that
         # holds the endpoint and waits for its deliveries (DELETE cascades, PATCH parks them).
@@ -162,11 +178,13 @@ class Dispatcher:
             result = AttemptResult(None, 0, f"internal error: {type(exc).__name__}", "")
         return Outcome(row, now, result)
 
-    async def _record(self, conn: Conn, outcomes: Sequence[Outcome]) -> None:
+    async def _record(self, conn: Conn, outcomes: Sequence[Outcome]) -> list[NextState]:
         await conn.executemany(RECORD_ATTEMPT, [
             (o.delivery["delivery_id"], o.attempted_at, o.result.status_code, o.result.latency_ms, o.result.error,
              o.result.response_excerpt) for o in outcomes])
-        await conn.executemany(UPDATE_DELIVERY, [self._next_state(o) for o in outcomes])
+        states = [self._next_state(o) for o in outcomes]
+        await conn.executemany(UPDATE_DELIVERY, states)
+        return states
 
     async def _update_endpoints(self, outcomes: Sequence[Outcome]) -> None:
         by_endpoint: dict[str, list[Outcome]] = {}
@@ -176,13 +194,13 @@ class Dispatcher:
             for endpoint_id in sorted(by_endpoint):  # a fixed lock order: concurrent loops cannot deadlock
                 await self._update_endpoint(conn, endpoint_id, by_endpoint[endpoint_id])
 
-    def _next_state(self, outcome: Outcome) -> tuple[str, str, int, datetime | None, datetime]:
+    def _next_state(self, outcome: Outcome) -> NextState:
         attempts = outcome.delivery["attempt_count"] + 1
         now = outcome.attempted_at
         if outcome.result.succeeded:
-            return outcome.delivery["delivery_id"], "succeeded", attempts, None, now
+            return NextState(outcome.delivery["delivery_id"], "succeeded", attempts, None, now)
         retry_at = None if outcome.result.gone else next_attempt_at(attempts, now, self.jitter)
-        return outcome.delivery["delivery_id"], "pending" if retry_at else "failed", attempts, retry_at, now
+        return NextState(outcome.delivery["delivery_id"], "pending" if retry_at else "failed", attempts, retry_at, now)
 
     async def _update_endpoint(self, conn: Conn, endpoint_id: str,
                                outcomes: list[Outcome]) -> None:
@@ -210,8 +228,22 @@ class Dispatcher:
             made += sent
         return made
 
+    async def measure_queue(self) -> None:
+        depth = await self.db.fetchrow(QUEUE_DEPTH, self.clock())
+        assert depth is not None
+        self.metrics.undispatched.set(depth["events"])
+        self.metrics.due.set(depth["due"])
+
+    async def _measure_queue_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.measure_queue()
+            except RETRYABLE as exc:  # the delivery loops report the outage; the gauges keep their last value
+                log.debug("queue depth not measured: %r", exc)
+            await _wait(stop, QUEUE_DEPTH_INTERVAL_S)
+
     async def run(self, stop: asyncio.Event) -> None:
-        loops = [self._loop(self.fan_out, stop)]
+        loops = [self._loop(self.fan_out, stop), self._measure_queue_loop(stop)]
         loops += [self._loop(self.deliver_due, stop) for _ in range(self.settings.workers)]
         await asyncio.gather(*loops)
 
@@ -243,7 +275,8 @@ async def serve(settings: WebhookSettings) -> None:
     dispatcher = Dispatcher(settings, db, session)
     log.info("webhook dispatcher started with %d delivery loops", settings.workers)
     try:
-        await dispatcher.run(stop)
+        with metrics_server(settings.metrics_bind, dispatcher.metrics.registry):
+            await dispatcher.run(stop)
     finally:
         await session.close()
         await db.close()

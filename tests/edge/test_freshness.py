@@ -1,4 +1,4 @@
-"""API.md §3.2 inside one edge process: the local cache follows the invalidation stream."""
+"""docs/api.md §3.2 inside one edge process: the local cache follows the invalidation stream."""
 
 from __future__ import annotations
 

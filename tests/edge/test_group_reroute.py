@@ -1,4 +1,4 @@
-"""API.md §3.2: re-routing a group touches a constant number of cache entries, whatever its size."""
+"""docs/api.md §3.2: re-routing a group touches a constant number of cache entries, whatever its size."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API.md §3.1.5 as a property: visitor input never changes the destination's scheme or host, and never
+"""docs/api.md §3.1.5 as a property: visitor input never changes the destination's scheme or host, and never
 puts CR, LF, spaces or raw non-ASCII into `Location`; the destination's fragment stays last."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""API.md §3.3: a Redis outage under load loses no scan, and never turns into a wrong answer."""
+"""docs/api.md §3.3: a Redis outage under load loses no scan, and never turns into a wrong answer."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from shared.keys import SCAN_FIELD, RedisKeys
 from shared.scan_event import ScanEvent
 from tests.conftest import KeyFactory, bearer
 
-# API.md §3.2: a scan that starts this long after a write returned never sees the old state.
+# docs/api.md §3.2: a scan that starts this long after a write returned never sees the old state.
 FRESHNESS = 0.05
 PAGE = "a1c2e4f6-8b0d-4e2a-9c1b-3d5e7f9a2c4e"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,6 +22,10 @@ IMAGES = frozenset({"image/png"})
     "https://192.168.1.1/x.png", "https://169.254.169.254/latest/meta-data/", "https://[::1]/x.png",
     "https://[fd00:ec2::254]/x.png", "https://[::ffff:127.0.0.1]/x.png", "https://224.0.0.1/x.png",
     "https://0.0.0.0/x.png", "https://100.64.0.1/x.png", "https://localhost/logo.png",
+    # IPv4 embedded in IPv6: 6to4, Teredo (client ~80ff:fffe = 127.0.0.1), NAT64, IPv4-compatible
+    "https://[2002:7f00:1::]/x.png", "https://[2002:a9fe:a9fe::1]/x.png",
+    "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x.png", "https://[64:ff9b::7f00:1]/x.png",
+    "https://[64:ff9b::a9fe:a9fe]/x.png", "https://[::127.0.0.1]/x.png", "https://[::a00:1]/x.png",
 ])
 async def test_private_and_special_addresses_are_refused_before_any_connection(url: str) -> None:
     with pytest.raises(OutboundRefused, match="loopback, private, link-local or reserved"):
@@ -47,7 +52,20 @@ async def server() -> AsyncIterator[str]:
     async def page(request: web.Request) -> web.Response:
         return web.Response(text="<html></html>", content_type="text/html")
 
-    routes = [web.get("/logo.png", logo), web.get("/moved.png", redirect), web.get("/page", page)]
+    async def trickled(request: web.Request) -> web.StreamResponse:
+        # Chunked, no Content-Length, in pieces that arrive one after another.
+        size = int(request.query["size"])
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        await response.prepare(request)
+        body = (png * (size // len(png) + 1))[:size]
+        for start in range(0, size, 1000):
+            await response.write(body[start:start + 1000])
+            await asyncio.sleep(0)
+        await response.write_eof()
+        return response
+
+    routes = [web.get("/logo.png", logo), web.get("/moved.png", redirect), web.get("/page", page),
+              web.get("/trickled.png", trickled)]
     async with local_server(routes) as base:
         yield base
 
@@ -75,3 +93,12 @@ async def test_size_and_type_limits(server: str) -> None:
         await fetch(f"{server}/logo.png", allowed_hosts=LOCAL, allow_http=True, max_bytes=100, content_types=IMAGES)
     with pytest.raises(OutboundRefused, match="text/html"):
         await fetch(f"{server}/page", allowed_hosts=LOCAL, allow_http=True, max_bytes=100_000, content_types=IMAGES)
+
+
+async def test_a_trickled_body_is_read_up_to_the_limit_not_what_has_arrived(server: str) -> None:
+    whole = await fetch(f"{server}/trickled.png?size=300000", allowed_hosts=LOCAL, allow_http=True,
+                        max_bytes=300_000, content_types=IMAGES)
+    assert len(whole.body) == 300_000
+    with pytest.raises(OutboundRefused, match="more than 300000 bytes"):
+        await fetch(f"{server}/trickled.png?size=300004", allowed_hosts=LOCAL, allow_http=True, max_bytes=300_000,
+                    content_types=IMAGES)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import ConfigError, ControlPlaneSettings, EdgeSettings
+from shared.settings import ConfigError, ControlPlaneSettings, EdgeSettings, IngestSettings, WebhookSettings
 
 BASE = {"DATABASE_URL": "postgresql://app:hunter2@db.internal:5432/scanroute", "REDIS_URL": "redis://cache:6379/0",
         "SCAN_HASH_SECRET": "0123456789abcdef0123"}
@@ -34,3 +34,13 @@ def test_a_missing_or_malformed_variable_is_named(overrides: dict[str, str], var
     with pytest.raises(ConfigError) as raised:
         EdgeSettings.from_env({**BASE, **overrides})
     assert raised.value.variable == variable and variable in str(raised.value)
+
+
+def test_worker_metrics_are_off_unless_a_bind_is_given() -> None:
+    assert IngestSettings.from_env(BASE).metrics_bind is None
+    assert WebhookSettings.from_env(BASE).metrics_bind is None
+    assert IngestSettings.from_env({**BASE, "INGEST_METRICS_BIND": "127.0.0.1:9465"}).metrics_bind == (
+        "127.0.0.1", 9465)
+    with pytest.raises(ConfigError) as raised:
+        WebhookSettings.from_env({**BASE, "WEBHOOKS_METRICS_BIND": "9466"})
+    assert raised.value.variable == "WEBHOOKS_METRICS_BIND"

@@ -1,35 +1,18 @@
-"""`/v1/api-keys` (scope keys:write): keys are shown once; a revoked key is refused at once."""
+"""`/v1/api-keys` (scope keys:write): HTTP in and out; the rules live in `control_plane.services.api_keys`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
-
-import asyncpg
-from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.api.auth import authenticate
-from control_plane.api.http import json_response, list_response, not_found, owned_page, parse_body
-from control_plane.api.openapi import PAGE, operation
-from control_plane.services.keys import create_key
-from control_plane.services.schemas import Body
-from shared.problems import field_error
-from shared.times import timestamp
-
-Scope = Literal["qr:read", "qr:write", "webhooks:read", "webhooks:write", "keys:write"]
-
-
-class ApiKeyCreate(Body):
-    name: Annotated[str, StringConstraints(max_length=200)] = ""
-    scopes: Annotated[list[Scope], Field(min_length=1)]
-
-
-def key_object(row: asyncpg.Record) -> dict[str, Any]:
-    return {"id": row["id"], "object": "api_key", "livemode": row["livemode"], "name": row["name"],
-            "prefix": row["prefix"], "last4": row["last4"], "scopes": row["scopes"],
-            "created_at": timestamp(row["created_at"]), "revoked_at": timestamp(row["revoked_at"])}
+from control_plane.api.http import json_response, list_response, parse_body, parse_query
+from control_plane.api.openapi import operation
+from control_plane.api.state import app_state
+from control_plane.services import api_keys
+from control_plane.services.api_keys import ApiKeyCreate
+from control_plane.services.listing import PageQuery
 
 
 @operation("Create an API key (the secret is shown once)", "keys:write", body=ApiKeyCreate, status=201,
@@ -37,33 +20,20 @@ def key_object(row: asyncpg.Record) -> dict[str, Any]:
 async def create_api_key(request: Request) -> Response:
     caller = await authenticate(request, "keys:write")
     body = await parse_body(request, ApiKeyCreate)
-    # A key can hand out only the scopes it holds itself.
-    if extra := sorted(set(body.scopes) - caller.scopes):
-        raise field_error("scopes", f"this API key does not hold {', '.join(extra)}")
-    db = request.app.state.db
-    async with db.acquire() as conn, conn.transaction():
-        key = await create_key(conn, caller.org_id, livemode=caller.livemode, scopes=sorted(set(body.scopes)),
-                               name=body.name)
-        row = await conn.fetchrow("SELECT * FROM api_keys WHERE id = $1", key.id)
-    return json_response({**key_object(row), "secret": key.secret}, 201)
+    return json_response(await api_keys.create_api_key(app_state(request).services, caller, body), 201)
 
 
-@operation("List API keys", "keys:write", returns="ApiKey", many=True, query=PAGE)
+@operation("List API keys", "keys:write", returns="ApiKey", many=True, query=PageQuery)
 async def list_api_keys(request: Request) -> Response:
     caller = await authenticate(request, "keys:write")
-    rows, total, limit, offset = await owned_page(request, "api_keys", (caller.org_id, caller.livemode),
-                                                  where="revoked_at IS NULL")
-    return list_response([key_object(r) for r in rows], total, limit, offset)
+    page = parse_query(request, PageQuery)
+    return list_response(await api_keys.list_api_keys(app_state(request).services, caller, page))
 
 
 @operation("Revoke an API key", "keys:write", status=204)
 async def revoke_api_key(request: Request) -> Response:
     caller = await authenticate(request, "keys:write")
-    revoked = await request.app.state.db.fetchval(
-        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND org_id = $2 AND livemode = $3"
-        " AND revoked_at IS NULL RETURNING id", request.path_params["key_id"], caller.org_id, caller.livemode)
-    if revoked is None:
-        raise not_found("API key")
+    await api_keys.revoke_api_key(app_state(request).services, caller, request.path_params["key_id"])
     return Response(status_code=204)
 
 

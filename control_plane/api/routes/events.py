@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.api.auth import authenticate
-from control_plane.api.http import json_response, list_response, not_found, owned_page
-from control_plane.api.openapi import PAGE, Query, operation
-from shared.outbox import EVENT_TYPES, event_object
-from shared.problems import field_error
+from control_plane.api.http import json_response, list_response, parse_query
+from control_plane.api.openapi import operation
+from control_plane.api.state import app_state
+from control_plane.services import events
+from control_plane.services.events import EventListQuery
 
 
-@operation("List events, newest first", "webhooks:read", returns="Event", many=True,
-           query=PAGE + (Query("type", {"enum": list(EVENT_TYPES)}),))
+@operation("List events, newest first", "webhooks:read", returns="Event", many=True, query=EventListQuery)
 async def list_events(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")
-    where, args = "", tuple[Any, ...]()
-    if (kind := request.query_params.get("type")) is not None:
-        if kind not in EVENT_TYPES:
-            raise field_error("type", f"must be one of {', '.join(EVENT_TYPES)}")
-        where, args = "type = $3", (kind,)
-    rows, total, limit, offset = await owned_page(request, "events", (key.org_id, key.livemode), where=where,
-                                                  args=args, order="seq DESC")
-    return list_response([event_object(r) for r in rows], total, limit, offset)
+    query = parse_query(request, EventListQuery)
+    return list_response(await events.list_events(app_state(request).services, key, query))
 
 
 @operation("Retrieve an event", "webhooks:read", returns="Event")
 async def get_event(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")
-    row = await request.app.state.db.fetchrow("SELECT * FROM events WHERE id = $1 AND org_id = $2 AND livemode = $3",
-                                              request.path_params["event_id"], key.org_id, key.livemode)
-    if row is None:
-        raise not_found("event")
-    return json_response(event_object(row))
+    return json_response(await events.get_event(app_state(request).services, key, request.path_params["event_id"]))
 
 
 routes = [

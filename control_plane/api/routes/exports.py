@@ -1,28 +1,38 @@
-"""`/v1/exports` and `/v1/imports` (docs/exports.md): queue a job (202), follow it, fetch the file."""
+"""`/v1/exports` and `/v1/imports`: HTTP in and out; the rules live in `control_plane.services.exports` and
+`control_plane.services.imports` (docs/exports.md)."""
 
 from __future__ import annotations
 
 import time
 
-import asyncpg
+from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from control_plane.api.auth import authenticate
-from control_plane.api.http import json_response, list_response, page, parse_body
-from control_plane.api.openapi import PAGE, Query, operation
-from control_plane.services.export_files import FileStore
-from control_plane.services.exports import (
-    ExportCreate,
-    create_export,
-    export_object,
-    fetch_job,
-    list_jobs,
-    signature_valid,
-)
-from control_plane.services.imports import MAX_BYTES, create_import, import_object
+from control_plane.api.http import json_response, list_response, parse_body, parse_query
+from control_plane.api.openapi import operation
+from control_plane.api.state import app_state
+from control_plane.services import exports, imports
+from control_plane.services.exports import ExportCreate, signature_valid
+from control_plane.services.listing import PageQuery
 from shared.problems import Problem
+
+
+class SignedQuery(BaseModel):
+    """A signed URL's proof, for a print shop without an API key."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    expires: str | None = None
+    signature: str | None = None
+
+
+class ImportQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    dry_run: bool = False
 
 
 @operation("Start an export (label sheets, image bundle, CSV)", "qr:read", body=ExportCreate, status=202,
@@ -30,104 +40,64 @@ from shared.problems import Problem
 async def start_export(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     body = await parse_body(request, ExportCreate)
-    async with request.app.state.db.acquire() as conn, conn.transaction():
-        obj = await create_export(conn, key, body, request.app.state.settings)
-    return json_response(obj, 202)
+    return json_response(await exports.start_export(app_state(request).services, key, body), 202)
 
 
-@operation("List exports", "qr:read", returns="Export", many=True, query=PAGE)
+@operation("List exports", "qr:read", returns="Export", many=True, query=PageQuery)
 async def list_exports(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
-    limit, offset = page(request)
-    rows, total = await list_jobs(request.app.state.db, key, "export", limit, offset)
-    settings = request.app.state.settings
-    return list_response([export_object(r, settings) for r in rows], total, limit, offset)
+    page = parse_query(request, PageQuery)
+    return list_response(await exports.list_exports(app_state(request).services, key, page))
 
 
 @operation("Retrieve an export", "qr:read", returns="Export")
 async def get_export(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
-    row = await fetch_job(request.app.state.db, key, request.path_params["export_id"], "export")
-    return json_response(export_object(row, request.app.state.settings))
-
-
-async def _file_row(request: Request, export_id: str) -> asyncpg.Record | None:
-    """The job row, for an API key with `qr:read` or for a valid signed URL (no key: a print shop)."""
-    db, settings = request.app.state.db, request.app.state.settings
-    params = request.query_params
-    if "authorization" not in request.headers and "signature" in params:
-        if not signature_valid(settings, export_id, params.get("expires", ""), params["signature"], time.time()):
-            raise Problem(403, "This link is not valid or has expired; ask for a new one.", type="invalid-signature")
-        row: asyncpg.Record | None = await db.fetchrow("SELECT * FROM jobs WHERE id = $1 AND kind = 'export'",
-                                                       export_id)
-        return row
-    key = await authenticate(request, "qr:read")
-    return await fetch_job(db, key, export_id, "export")
+    return json_response(await exports.get_export(app_state(request).services, key,
+                                                  request.path_params["export_id"]))
 
 
 @operation("Download an export's file (API key, or the signed URL without one)", "qr:read",
-           media=("application/pdf", "application/zip", "text/csv"), extra_errors=(410,),
-           query=(Query("expires", {"type": "string"}, "signed URL: expiry (unix seconds)"),
-                  Query("signature", {"type": "string"}, "signed URL: HMAC")))
+           media=("application/pdf", "application/zip", "text/csv"), extra_errors=(410,), query=SignedQuery)
 async def export_file(request: Request) -> Response:
     export_id = request.path_params["export_id"]
-    row = await _file_row(request, export_id)
-    if row is None:
-        raise Problem(404, "No such export.")
-    if row["status"] != "succeeded":
-        raise Problem(409, f"The export is {row['status']}; its file is not ready.", type="export-not-ready")
-    if row["file_size"] is None:
-        raise Problem(410, "The export's file has expired; request the export again.", type="export-expired")
-    store = FileStore(request.app.state.db, request.app.state.settings.export_dir)
-    headers = {"Content-Disposition": f'attachment; filename="{row["file_name"]}"',
-               "Content-Length": str(row["file_size"]), "Cache-Control": "private, no-store"}
-    return StreamingResponse(store.read(export_id, row["attempt"]), headers=headers, media_type=row["media_type"])
-
-
-async def _read_csv(request: Request) -> bytes:
-    """The upload, refused with 413 as soon as it passes 20 MiB (from Content-Length, or while streaming)."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in ("text/csv", "application/csv"):
-        raise Problem(415, "Send the file as `Content-Type: text/csv` (UTF-8, comma-separated, header row).")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BYTES:
-        raise Problem(413, f"An import file is at most {MAX_BYTES} bytes.")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BYTES:
-            raise Problem(413, f"An import file is at most {MAX_BYTES} bytes.")
-    return bytes(body)
+    services = app_state(request).services
+    signed = parse_query(request, SignedQuery)
+    if "authorization" not in request.headers and signed.signature is not None:
+        if not signature_valid(services.settings, export_id, signed.expires or "", signed.signature, time.time()):
+            raise Problem(403, "This link is not valid or has expired; ask for a new one.", type="invalid-signature")
+        file = await exports.export_file(services, None, export_id)
+    else:
+        file = await exports.export_file(services, await authenticate(request, "qr:read"), export_id)
+    headers = {"Content-Disposition": f'attachment; filename="{file.name}"', "Content-Length": str(file.size),
+               "Cache-Control": "private, no-store"}
+    return StreamingResponse(file.chunks, headers=headers, media_type=file.media_type)
 
 
 @operation("Import codes from a CSV file (all or nothing)", "qr:write", status=202, returns="Import",
-           body_media="text/csv",
-           extra_errors=(413, 415), query=(Query("dry_run", {"enum": ["true", "false"]}, "validate only"),))
+           body_media="text/csv", extra_errors=(413, 415), query=ImportQuery)
 async def start_import(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
-    dry_run = request.query_params.get("dry_run", "false")
-    if dry_run not in ("true", "false"):
-        raise Problem(422, "dry_run must be true or false.", errors=[{"field": "dry_run",
-                                                                     "message": "must be true or false"}])
-    data = await _read_csv(request)
-    async with request.app.state.db.acquire() as conn, conn.transaction():
-        obj = await create_import(conn, key, data, dry_run == "true")
-    return json_response(obj, 202)
+    query = parse_query(request, ImportQuery)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in ("text/csv", "application/csv"):
+        raise Problem(415, "Send the file as `Content-Type: text/csv` (UTF-8, comma-separated, header row).")
+    data = await request.body()  # at most 20 MiB: BodyLimitMiddleware refused anything larger
+    return json_response(await imports.start_import(app_state(request).services, key, data, query.dry_run), 202)
 
 
-@operation("List imports", "qr:read", returns="Import", many=True, query=PAGE)
+@operation("List imports", "qr:read", returns="Import", many=True, query=PageQuery)
 async def list_imports(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
-    limit, offset = page(request)
-    rows, total = await list_jobs(request.app.state.db, key, "import", limit, offset)
-    return list_response([import_object(r) for r in rows], total, limit, offset)
+    page = parse_query(request, PageQuery)
+    return list_response(await imports.list_imports(app_state(request).services, key, page))
 
 
 @operation("Retrieve an import and its result", "qr:read", returns="Import")
 async def get_import(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
-    return json_response(import_object(await fetch_job(request.app.state.db, key, request.path_params["import_id"],
-                                                       "import")))
+    return json_response(await imports.get_import(app_state(request).services, key,
+                                                  request.path_params["import_id"]))
 
 
 routes = [

@@ -1,79 +1,53 @@
-"""`/v1/folders`: named folders for codes; deleting one leaves its codes without a folder."""
+"""`/v1/folders`: HTTP in and out; the rules live in `control_plane.services.folders`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-import asyncpg
-from pydantic import StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.api.auth import authenticate
-from control_plane.api.http import json_response, list_response, not_found, owned_page, parse_body
-from control_plane.api.openapi import PAGE, operation
-from control_plane.services.schemas import Body
-from shared.ids import new_id
-from shared.times import timestamp
-
-
-class FolderBody(Body):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-
-
-def folder_object(row: asyncpg.Record) -> dict[str, Any]:
-    return {"id": row["id"], "object": "folder", "livemode": row["livemode"], "name": row["name"],
-            "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"])}
+from control_plane.api.http import json_response, list_response, parse_body, parse_query
+from control_plane.api.openapi import operation
+from control_plane.api.state import app_state
+from control_plane.services import folders
+from control_plane.services.folders import FolderBody
+from control_plane.services.listing import PageQuery
 
 
 @operation("Create a folder", "qr:write", body=FolderBody, status=201, returns="Folder")
 async def create_folder(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, FolderBody)
-    row = await request.app.state.db.fetchrow(
-        "INSERT INTO folders (id, org_id, livemode, name) VALUES ($1, $2, $3, $4) RETURNING *",
-        new_id("fld"), key.org_id, key.livemode, body.name)
-    return json_response(folder_object(row), 201)
+    return json_response(await folders.create_folder(app_state(request).services, key, body), 201)
 
 
-@operation("List folders", "qr:read", returns="Folder", many=True, query=PAGE)
+@operation("List folders", "qr:read", returns="Folder", many=True, query=PageQuery)
 async def list_folders(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
-    rows, total, limit, offset = await owned_page(request, "folders", (key.org_id, key.livemode))
-    return list_response([folder_object(r) for r in rows], total, limit, offset)
+    page = parse_query(request, PageQuery)
+    return list_response(await folders.list_folders(app_state(request).services, key, page))
 
 
 @operation("Retrieve a folder", "qr:read", returns="Folder")
 async def get_folder(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
-    row = await request.app.state.db.fetchrow("SELECT * FROM folders WHERE id = $1 AND org_id = $2 AND livemode = $3",
-                                              request.path_params["folder_id"], key.org_id, key.livemode)
-    if row is None:
-        raise not_found("folder")
-    return json_response(folder_object(row))
+    return json_response(await folders.get_folder(app_state(request).services, key,
+                                                  request.path_params["folder_id"]))
 
 
 @operation("Rename a folder", "qr:write", body=FolderBody, returns="Folder")
 async def update_folder(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, FolderBody)
-    row = await request.app.state.db.fetchrow(
-        "UPDATE folders SET name = $4, updated_at = now() WHERE id = $1 AND org_id = $2 AND livemode = $3"
-        " RETURNING *", request.path_params["folder_id"], key.org_id, key.livemode, body.name)
-    if row is None:
-        raise not_found("folder")
-    return json_response(folder_object(row))
+    folder_id = request.path_params["folder_id"]
+    return json_response(await folders.rename_folder(app_state(request).services, key, folder_id, body))
 
 
 @operation("Delete a folder (its codes stay)", "qr:write", status=204)
 async def delete_folder(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
-    deleted = await request.app.state.db.fetchval(
-        "DELETE FROM folders WHERE id = $1 AND org_id = $2 AND livemode = $3 RETURNING id",
-        request.path_params["folder_id"], key.org_id, key.livemode)
-    if deleted is None:
-        raise not_found("folder")
+    await folders.delete_folder(app_state(request).services, key, request.path_params["folder_id"])
     return Response(status_code=204)
 
 

@@ -12,11 +12,12 @@ from starlette.routing import Route
 from control_plane.api.auth import authenticate
 from control_plane.api.http import query_int
 from control_plane.api.openapi import Query, operation
-from control_plane.api.routes.qr_codes import fetch_code
+from control_plane.api.state import app_state
 from control_plane.render.design import MAX_SIZE, MIN_SIZE, UPLOADED_LOGO
 from control_plane.render.images import RenderCache, effective_design, load_spec, mint, payload_for
 from control_plane.render.logo import load_logo
 from control_plane.render.output import MEDIA_TYPES
+from control_plane.services.qr_codes import fetch_code
 from shared.problems import Problem, field_error
 
 _HASH = re.compile(r"[0-9a-f]{32}")
@@ -26,7 +27,7 @@ SVG_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
 def _cache(request: Request) -> RenderCache:
-    state = request.app.state
+    state = app_state(request)
     return RenderCache(state.db, state.redis, state.keys)
 
 
@@ -48,8 +49,8 @@ def _image_response(request: Request, body: bytes, format: str, etag: str, cache
 ))
 async def download(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
-    db = request.app.state.db
-    settings = request.app.state.settings
+    state = app_state(request)
+    db, settings = state.db, state.settings
     row = await fetch_code(db, key, request.path_params["code_id"])
     payload, design = payload_for(row, settings), effective_design(row["design"])
     format = request.query_params.get("format", design["format"])
@@ -65,7 +66,7 @@ async def download(request: Request) -> Response:
 async def public_image(request: Request) -> Response:
     name = request.path_params["name"]
     image, _, format = name.partition(".")
-    spec = await load_spec(request.app.state.db, image) if _HASH.fullmatch(image) and format in MEDIA_TYPES \
+    spec = await load_spec(app_state(request).db, image) if _HASH.fullmatch(image) and format in MEDIA_TYPES \
         else None
     if spec is None:
         raise Problem(404, "No such image.")
@@ -88,7 +89,7 @@ nav a{{margin:0 .5rem}}</style></head>
 
 async def preview(request: Request) -> Response:
     image = request.path_params["image"]
-    spec = await load_spec(request.app.state.db, image) if _HASH.fullmatch(image) else None
+    spec = await load_spec(app_state(request).db, image) if _HASH.fullmatch(image) else None
     if spec is None:
         raise Problem(404, "No such preview.")
     page = _PAGE.format(image=html.escape(image), size=int(spec[1]["size"]))
@@ -98,7 +99,7 @@ async def preview(request: Request) -> Response:
 
 async def logo(request: Request) -> Response:
     match = UPLOADED_LOGO.fullmatch(request.url.path)
-    png = await load_logo(request.app.state.db, match.group(1)) if match else None
+    png = await load_logo(app_state(request).db, match.group(1)) if match else None
     if match is None or png is None:
         raise Problem(404, "No such logo.")
     headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{match.group(1)}"', "X-Content-Type-Options": "nosniff"}

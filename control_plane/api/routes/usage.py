@@ -1,4 +1,4 @@
-"""GET /v1/usage: the usage meter (docs/api.md, "Usage")."""
+"""GET /v1/usage: the usage meter (docs/api.md §2.9)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from starlette.routing import Route
 from control_plane.api.auth import authenticate
 from control_plane.api.http import json_response
 from control_plane.api.openapi import operation
+from control_plane.api.state import app_state
 from control_plane.services.usage import usage
 
 
 @operation("This month's usage meter", "qr:read", returns="Usage")
 async def get_usage(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
-    return json_response(await usage(request.app.state.db, key))
+    return json_response(await usage(app_state(request).db, key))
 
 
 routes = [Route("/v1/usage", get_usage, methods=["GET"])]

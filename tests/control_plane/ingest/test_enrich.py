@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from control_plane.ingest.enrich import classify_agent, enrich
-from shared.scan_event import ScanEvent
+from control_plane.ingest.enrich import Enrichment, classify_agent, enrich
 
 IPHONE_SAFARI = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)"
                  " Version/17.4 Mobile/15E148 Safari/604.1")
@@ -91,46 +90,45 @@ CRAWLERS = [
 ]
 
 
-def event(user_agent: str, *, marker: bool = True, method: str = "GET") -> ScanEvent:
-    return ScanEvent("0190a4b2-0000-7000-8000-000000000000", 0, "qr_x", None, "org_x", True, "redirected",
-                     method, marker, "ip", "visitor", user_agent)
+def enriched_as(user_agent: str, *, marker: bool = True, method: str = "GET") -> Enrichment:
+    return enrich(user_agent, method, marker)
 
 
 @pytest.mark.parametrize(("user_agent", "device", "os", "browser"), BROWSERS)
 def test_browsers_are_people_with_their_device_os_and_browser(user_agent: str, device: str, os: str,
                                                              browser: str) -> None:
-    enriched = enrich(event(user_agent))
+    enriched = enriched_as(user_agent)
     assert (enriched.is_bot, enriched.device_type, enriched.os, enriched.browser) == (False, device, os, browser)
 
 
 @pytest.mark.parametrize("user_agent", CRAWLERS)
 def test_every_crawler_and_preview_fetcher_is_a_bot(user_agent: str) -> None:
-    assert enrich(event(user_agent)).is_bot
+    assert enriched_as(user_agent).is_bot
     assert classify_agent(user_agent).device_type in ("bot", "unknown")
 
 
 @pytest.mark.parametrize(("user_agent", "app"), IN_APP)
 def test_in_app_scanners_are_app_scanner_with_the_app_named(user_agent: str, app: str) -> None:
-    enriched = enrich(event(user_agent))
+    enriched = enriched_as(user_agent)
     assert (enriched.is_bot, enriched.scan_method, enriched.scanner_app) == (False, "app_scanner", app)
     assert enriched.device_type == "mobile"
 
 
 def test_the_marker_decides_between_camera_and_manual_entry() -> None:
-    assert (enrich(event(IPHONE_SAFARI)).scan_method, enrich(event(IPHONE_SAFARI)).scanner_app) == (
+    assert (enriched_as(IPHONE_SAFARI).scan_method, enriched_as(IPHONE_SAFARI).scanner_app) == (
         "camera", "iOS Camera")
-    assert enrich(event(ANDROID_CHROME)).scanner_app == "Android Camera"
-    typed = enrich(event(IPHONE_SAFARI, marker=False))
+    assert enriched_as(ANDROID_CHROME).scanner_app == "Android Camera"
+    typed = enriched_as(IPHONE_SAFARI, marker=False)
     assert (typed.scan_method, typed.scanner_app) == ("manual_entry", None)
-    in_app_without_marker = enrich(event(IN_APP[0][0], marker=False))
+    in_app_without_marker = enriched_as(IN_APP[0][0], marker=False)
     assert in_app_without_marker.scan_method == "manual_entry"
 
 
 def test_a_desktop_with_the_marker_decoded_an_image() -> None:
-    enriched = enrich(event(WINDOWS_CHROME))
+    enriched = enriched_as(WINDOWS_CHROME)
     assert (enriched.scan_method, enriched.scanner_app) == ("file_upload", None)
 
 
 def test_head_requests_are_bots_even_from_a_browser() -> None:
-    assert enrich(event(IPHONE_SAFARI, method="HEAD")).is_bot
-    assert not enrich(event(IPHONE_SAFARI)).is_bot
+    assert enriched_as(IPHONE_SAFARI, method="HEAD").is_bot
+    assert not enriched_as(IPHONE_SAFARI).is_bot

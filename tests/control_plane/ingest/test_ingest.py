@@ -66,3 +66,17 @@ async def test_worker_reads_the_stream_and_acknowledges_after_commit(
     assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 20
     pending = await redis.xpending(keys.scans, INGEST_GROUP)
     assert pending["pending"] == 0
+
+
+async def test_a_batch_partly_stored_before_adds_only_its_new_scans(worker: IngestWorker, code: asyncpg.Record,
+                                                                    db: asyncpg.Connection[Any]) -> None:
+    events = [scan(code["id"], code["org_id"]) for _ in range(10)]
+    entries = [(f"1-{i}".encode(), {SCAN_FIELD: e.encode()}) for i, e in enumerate(events)]
+    assert await worker.ingest(entries[:4]) == 4
+    assert await worker.ingest(entries) == 6  # a duplicate sends the batch through the staging table
+    assert await db.fetchval("SELECT count(*) FROM scans") == 10
+    assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 10
+    assert await db.fetchval("SELECT sum(scans) FROM scan_rollups WHERE code_id = $1", code["id"]) == 10
+    metrics = worker.metrics.registry
+    assert metrics.get_sample_value("scanroute_ingest_scans_stored_total") == 10
+    assert metrics.get_sample_value("scanroute_ingest_duplicates_total") == 4

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -95,27 +97,92 @@ async def test_poison_entries_are_dead_lettered_and_do_not_block(
     assert (await redis.xpending(stream, INGEST_GROUP))["pending"] == 0
 
 
-async def test_entries_of_a_dead_consumer_are_claimed_and_worn_ones_dead_lettered(
+async def test_entries_of_a_dead_consumer_are_claimed_however_often_they_were_delivered(
         ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
         code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
     stream = RedisKeys(redis_namespace).scans
-    worker = make_worker(ingest_settings, pool, redis, claim_idle_ms=100, max_deliveries=3)
+    worker = make_worker(ingest_settings, pool, redis, claim_idle_ms=100, max_attempts=3)
     await worker.ensure_group()
     await add(redis, stream, [scan(code).encode() for _ in range(5)])
-    await redis.xreadgroup(INGEST_GROUP, "crashed", {stream: ">"}, count=5)  # read once, never acknowledged
-    worn = scan(code)
-    await add(redis, stream, [worn.encode()])
-    reply = await redis.xreadgroup(INGEST_GROUP, "crash-loop", {stream: ">"}, count=1)
-    worn_id = reply[0][1][0][0]
-    for _ in range(3):  # a consumer that crashes on it, again and again
-        await redis.xclaim(stream, INGEST_GROUP, "crash-loop", 0, [worn_id])
+    reply = await redis.xreadgroup(INGEST_GROUP, "crashed", {stream: ">"}, count=5)  # never acknowledged
+    for _ in range(10):  # delivered again and again (re-read, claimed), but never tried: no failed attempt
+        await redis.xclaim(stream, INGEST_GROUP, "crashed", 0, [entry_id for entry_id, _ in reply[0][1]])
     await asyncio.sleep(0.15)
 
     await worker.claim_from_dead_consumers()
 
     assert await db.fetchval("SELECT count(*) FROM scans") == 5
-    assert await db.fetchval("SELECT count(*) FROM scan_dead_letters WHERE error LIKE 'delivered%'") == 1
+    assert await db.fetchval("SELECT count(*) FROM scan_dead_letters") == 0
     assert (await redis.xpending(stream, INGEST_GROUP))["pending"] == 0
+
+
+async def test_an_entry_that_keeps_failing_is_set_aside_after_its_attempts_and_its_batch_goes_in(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
+    # An error that is neither an outage nor a rejected value: PostgreSQL refuses this one scan, every time.
+    await db.execute("""
+        CREATE FUNCTION refuse_cursed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.referer = 'cursed' THEN RAISE EXCEPTION 'cursed scan'; END IF; RETURN NEW; END $$;
+        CREATE TRIGGER refuse_cursed BEFORE INSERT ON scans FOR EACH ROW EXECUTE FUNCTION refuse_cursed();""")
+    stream = RedisKeys(redis_namespace).scans
+    cursed = scan(code, referer="cursed")
+    await add(redis, stream, [scan(code).encode(), cursed.encode(), *(scan(code).encode() for _ in range(8))])
+    worker = make_worker(ingest_settings, pool, redis, max_attempts=3)
+    await run_until(worker, lambda: db.fetchval("SELECT count(*) = 1 FROM scan_dead_letters"))
+
+    letter = await db.fetchrow("SELECT payload, error FROM scan_dead_letters")
+    assert bytes(letter["payload"]) == cursed.encode()
+    assert "cursed scan" in letter["error"]
+    assert await db.fetchval("SELECT count(*) FROM scans") == 9
+    assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 9
+    assert (await redis.xpending(stream, INGEST_GROUP))["pending"] == 0
+    assert await redis.exists(RedisKeys(redis_namespace).scan_attempts) == 0  # nothing left to count
+
+
+def unreachable_database_url(database_url: str) -> str:
+    """The same database on a port where nothing listens: PostgreSQL is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    parts = urlsplit(database_url)
+    netloc = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    return urlunsplit((parts.scheme, f"{netloc}127.0.0.1:{port}", parts.path, parts.query, parts.fragment))
+
+
+async def times_delivered(redis: aioredis.Redis, stream: str) -> list[int]:
+    pending = await redis.xpending_range(stream, INGEST_GROUP, "-", "+", 1000)
+    return [p["times_delivered"] for p in pending]
+
+
+async def test_no_scan_is_dead_lettered_after_a_database_outage_and_restarts(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any], db: asyncpg.Connection[Any], database_url: str) -> None:
+    stream = RedisKeys(redis_namespace).scans
+    total = 50
+    await make_worker(ingest_settings, pool, redis).ensure_group()
+    await add(redis, stream, [scan(code).encode() for _ in range(total)])
+    down = await create_pool(unreachable_database_url(database_url), min_size=0, max_size=2)
+    try:
+        # PostgreSQL is down: a worker retries (re-reading its pending entries), then is restarted under a new
+        # name, claims them (XAUTOCLAIM) and retries again — every time, the delivery counts rise.
+        for consumer, delivered in (("before-restart", 4), ("after-restart", 8)):
+            worker = make_worker(ingest_settings, down, redis, consumer=consumer, claim_idle_ms=100, max_attempts=2)
+            await run_until(worker, lambda n=delivered: _all_delivered(redis, stream, total, n))
+    finally:
+        await down.close()
+
+    # PostgreSQL is back, and so is the worker (a new process: a new consumer name), which claims them.
+    worker = make_worker(ingest_settings, pool, redis, consumer="back", claim_idle_ms=100, max_attempts=2)
+    await run_until(worker, lambda: db.fetchval("SELECT count(*) = $1 FROM scans", total))
+
+    assert await db.fetchval("SELECT count(*) FROM scan_dead_letters") == 0
+    assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == total
+    assert (await redis.xpending(stream, INGEST_GROUP))["pending"] == 0
+
+
+async def _all_delivered(redis: aioredis.Redis, stream: str, total: int, times: int) -> bool:
+    counts = await times_delivered(redis, stream)
+    return len(counts) == total and min(counts) >= times
 
 
 async def test_trimming_keeps_unread_and_pending_entries(

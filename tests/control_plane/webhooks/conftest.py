@@ -1,6 +1,6 @@
 """Webhook fixtures: a real local receiver (aiohttp server on 127.0.0.1), a frozen clock, a dispatcher.
 
-The environment allows 127.0.0.1 and localhost, and plain HTTP, as a developer's `.env` would (API.md §0).
+The environment allows 127.0.0.1 and localhost, and plain HTTP, as a developer's `.env` would (docs/api.md §0).
 """
 
 from __future__ import annotations

@@ -311,7 +311,7 @@ async def test_bulk_mint_and_group_delete_reach_subscribers(
     assert sorted(e["type"] for e in events) == ["qr.created"] * 3 + ["qr_group.created", "qr_group.deleted"]
     assert {e["data"]["object"]["id"] for e in events if e["type"] == "qr.created"} == \
         {c["id"] for c in minted.json()["data"]}
-    # The detached children get no event of their own: qr_group.deleted says it for all (README, Webhooks).
+    # The detached children get no event of their own: qr_group.deleted says it for all (docs/webhooks.md).
     assert not any(e["type"] == "qr.updated" for e in events)
 
 

@@ -1,0 +1,77 @@
+"""Custom short-URL hosts. A hostname belongs to one organisation; one that live codes use cannot go."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import asyncpg
+from pydantic import StringConstraints, field_validator
+
+from control_plane.services.context import ServiceContext
+from control_plane.services.keys import ApiKey
+from control_plane.services.listing import Listing, PageQuery, owned_page
+from control_plane.services.schemas import Body
+from shared.ids import new_id
+from shared.problems import Problem, field_error, not_found
+from shared.times import timestamp
+
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})+(:\d{{1,5}})?")
+OWNED = "id = $1 AND org_id = $2 AND livemode = $3"
+
+
+class DomainBody(Body):
+    hostname: Annotated[str, StringConstraints(min_length=3, max_length=253)]
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        if not HOSTNAME.fullmatch(value):
+            raise ValueError("must be a host name such as go.example.com")
+        return value
+
+
+def domain_object(row: asyncpg.Record) -> dict[str, Any]:
+    return {"id": row["id"], "object": "domain", "livemode": row["livemode"], "hostname": row["hostname"],
+            "created_at": timestamp(row["created_at"])}
+
+
+async def create_domain(ctx: ServiceContext, key: ApiKey, body: DomainBody) -> dict[str, Any]:
+    if body.hostname == ctx.settings.default_domain:
+        raise field_error("hostname", "is the default domain, which every organisation already uses")
+    try:
+        row = await ctx.db.fetchrow(
+            "INSERT INTO domains (id, org_id, livemode, hostname) VALUES ($1, $2, $3, $4) RETURNING *",
+            new_id("dom"), key.org_id, key.livemode, body.hostname)
+    except asyncpg.UniqueViolationError:
+        raise Problem(409, f"{body.hostname} is already registered.", type="domain-taken") from None
+    assert row is not None
+    return domain_object(row)
+
+
+async def list_domains(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[dict[str, Any]]:
+    rows, total = await owned_page(ctx.db, "domains", key, page)
+    return Listing([domain_object(r) for r in rows], total, page.limit, page.offset)
+
+
+async def get_domain(ctx: ServiceContext, key: ApiKey, domain_id: str) -> dict[str, Any]:
+    row = await ctx.db.fetchrow(f"SELECT * FROM domains WHERE {OWNED}", domain_id, key.org_id, key.livemode)
+    if row is None:
+        raise not_found("domain")
+    return domain_object(row)
+
+
+async def delete_domain(ctx: ServiceContext, key: ApiKey, domain_id: str) -> None:
+    async with ctx.transaction() as conn:
+        hostname = await conn.fetchval(f"SELECT hostname FROM domains WHERE {OWNED} FOR UPDATE",
+                                       domain_id, key.org_id, key.livemode)
+        if hostname is None:
+            raise not_found("domain")
+        in_use = await conn.fetchval("SELECT count(*) FROM qr_codes WHERE domain = $1 AND deleted_at IS NULL",
+                                     hostname)
+        if in_use:
+            raise Problem(409, f"{hostname} is used by {in_use} live codes; delete or keep them first.",
+                          type="domain-in-use")
+        await conn.execute("DELETE FROM domains WHERE hostname = $1", hostname)

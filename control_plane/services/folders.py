@@ -1,0 +1,61 @@
+"""Folders: named groupings of codes for people; deleting one leaves its codes without a folder."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import asyncpg
+from pydantic import StringConstraints
+
+from control_plane.services.context import ServiceContext
+from control_plane.services.keys import ApiKey
+from control_plane.services.listing import Listing, PageQuery, owned_page
+from control_plane.services.schemas import Body
+from shared.ids import new_id
+from shared.problems import not_found
+from shared.times import timestamp
+
+OWNED = "id = $1 AND org_id = $2 AND livemode = $3"
+
+
+class FolderBody(Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+def folder_object(row: asyncpg.Record) -> dict[str, Any]:
+    return {"id": row["id"], "object": "folder", "livemode": row["livemode"], "name": row["name"],
+            "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"])}
+
+
+async def create_folder(ctx: ServiceContext, key: ApiKey, body: FolderBody) -> dict[str, Any]:
+    row = await ctx.db.fetchrow("INSERT INTO folders (id, org_id, livemode, name) VALUES ($1, $2, $3, $4) RETURNING *",
+                                new_id("fld"), key.org_id, key.livemode, body.name)
+    assert row is not None
+    return folder_object(row)
+
+
+async def list_folders(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[dict[str, Any]]:
+    rows, total = await owned_page(ctx.db, "folders", key, page)
+    return Listing([folder_object(r) for r in rows], total, page.limit, page.offset)
+
+
+async def get_folder(ctx: ServiceContext, key: ApiKey, folder_id: str) -> dict[str, Any]:
+    row = await ctx.db.fetchrow(f"SELECT * FROM folders WHERE {OWNED}", folder_id, key.org_id, key.livemode)
+    if row is None:
+        raise not_found("folder")
+    return folder_object(row)
+
+
+async def rename_folder(ctx: ServiceContext, key: ApiKey, folder_id: str, body: FolderBody) -> dict[str, Any]:
+    row = await ctx.db.fetchrow(f"UPDATE folders SET name = $4, updated_at = now() WHERE {OWNED} RETURNING *",
+                                folder_id, key.org_id, key.livemode, body.name)
+    if row is None:
+        raise not_found("folder")
+    return folder_object(row)
+
+
+async def delete_folder(ctx: ServiceContext, key: ApiKey, folder_id: str) -> None:
+    deleted = await ctx.db.fetchval(f"DELETE FROM folders WHERE {OWNED} RETURNING id",
+                                    folder_id, key.org_id, key.livemode)
+    if deleted is None:
+        raise not_found("folder")

@@ -1,0 +1,46 @@
+"""Pages of an organisation's objects, and the list envelope every list answers with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, Field
+
+from control_plane.services.keys import ApiKey
+
+T = TypeVar("T")
+MAX_OFFSET = 10_000_000
+
+
+class PageQuery(BaseModel):
+    """`limit` and `offset` of every list; unknown query parameters are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    limit: Annotated[int, Field(ge=1, le=100)] = 25
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[T]):
+    data: list[T]
+    total: int
+    limit: int
+    offset: int
+
+    def envelope(self) -> dict[str, Any]:
+        return {"object": "list", "data": self.data, "total": self.total, "limit": self.limit,
+                "offset": self.offset, "has_more": self.offset + len(self.data) < self.total}
+
+
+async def owned_page(db: asyncpg.Pool[Any], table: str, key: ApiKey, page: PageQuery, *, where: str = "",
+                     args: Sequence[Any] = (), order: str = "created_at DESC, id") -> tuple[list[asyncpg.Record], int]:
+    """One page of the caller's org's and mode's rows of `table`, and how many there are in all."""
+    clause = "org_id = $1 AND livemode = $2" + (f" AND {where}" if where else "")
+    total: int = await db.fetchval(f"SELECT count(*) FROM {table} WHERE {clause}", key.org_id, key.livemode, *args)
+    rows = await db.fetch(f"SELECT * FROM {table} WHERE {clause} ORDER BY {order}"
+                          f" LIMIT {page.limit} OFFSET {page.offset}", key.org_id, key.livemode, *args)
+    return rows, total

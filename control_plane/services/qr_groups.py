@@ -1,0 +1,144 @@
+"""QR groups: a print run whose codes inherit its destination, status and params at scan time.
+
+Changing a group writes one edge row, whatever the number of its codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from control_plane.render.images import sync_designs
+from control_plane.services.context import Queryable, ServiceContext
+from control_plane.services.destinations import destination_columns, destination_object, merge_destination
+from control_plane.services.keys import ApiKey
+from control_plane.services.listing import Listing
+from control_plane.services.mint import mint
+from control_plane.services.params import apply_params, pairs_to_dict
+from control_plane.services.qr_codes import SELECT as CODE_SELECT
+from control_plane.services.qr_codes import code_objects
+from control_plane.services.schemas import MintCodes, QRGroupCreate, QRGroupListQuery, QRGroupUpdate
+from shared.edge_rows import GROUP_COLUMNS
+from shared.ids import new_id
+from shared.outbox import previous_attributes, record_event
+from shared.problems import not_found
+from shared.times import timestamp
+
+SELECT = f"""
+SELECT {GROUP_COLUMNS}, g.org_id, g.livemode, g.name, g.description, g.created_at, g.updated_at, g.code_count
+FROM qr_groups g"""
+OWNED = "g.org_id = $1 AND g.livemode = $2"
+
+
+def group_object(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"], "object": "qr_group", "livemode": row["livemode"], "name": row["name"],
+        "description": row["description"], "status": row["status"],
+        "destination": destination_object(row), "url_params": pairs_to_dict(row["url_params"]),
+        "properties": pairs_to_dict(row["properties"]), "code_count": row["code_count"],
+        "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"]),
+    }
+
+
+async def fetch_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool = False) -> asyncpg.Record:
+    """The caller's group; 404 for anyone else's, as if it did not exist."""
+    suffix = " FOR UPDATE OF g" if lock else ""
+    row: asyncpg.Record | None = await db.fetchrow(f"{SELECT} WHERE {OWNED} AND g.id = $3{suffix}",
+                                                   key.org_id, key.livemode, group_id)
+    if row is None:
+        raise not_found("QR group")
+    return row
+
+
+async def load_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool = False) -> dict[str, Any]:
+    return group_object(await fetch_group(db, key, group_id, lock=lock))
+
+
+async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) -> dict[str, Any]:
+    destination = merge_destination({}, body.destination, "destination" in body.model_fields_set)
+    async with ctx.transaction() as conn:
+        group_id = new_id("grp")
+        await conn.execute(
+            "INSERT INTO qr_groups (id, org_id, livemode, name, description, status, destination_type,"
+            " destination_url, destination_page, destination_chatbot, destination_knowledge_base)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            group_id, key.org_id, key.livemode, body.name, body.description, body.status,
+            *destination_columns(destination))
+        await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params, replace=True)
+        await apply_params(conn, "qr_group_properties", "group_id", group_id, body.properties, replace=True)
+        obj = await load_group(conn, key, group_id)
+        await record_event(conn, key.org_id, key.livemode, "qr_group.created", obj)
+    await ctx.cache.publish_group(ctx.db, group_id)
+    return obj
+
+
+async def list_groups(ctx: ServiceContext, key: ApiKey, query: QRGroupListQuery) -> Listing[dict[str, Any]]:
+    where, args = [OWNED], [key.org_id, key.livemode]
+    if query.status is not None:
+        args.append(query.status)
+        where.append(f"g.status = ${len(args)}")
+    if query.q:
+        args.append(f"%{query.q}%")
+        where.append(f"g.name ILIKE ${len(args)}")
+    clause = " AND ".join(where)
+    total = await ctx.db.fetchval(f"SELECT count(*) FROM qr_groups g WHERE {clause}", *args)
+    rows = await ctx.db.fetch(f"{SELECT} WHERE {clause} ORDER BY g.created_at DESC, g.id"
+                              f" LIMIT {query.limit} OFFSET {query.offset}", *args)
+    return Listing([group_object(r) for r in rows], total, query.limit, query.offset)
+
+
+async def get_group(ctx: ServiceContext, key: ApiKey, group_id: str) -> dict[str, Any]:
+    return await load_group(ctx.db, key, group_id)
+
+
+async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QRGroupUpdate) -> dict[str, Any]:
+    """JSON Merge Patch of a group; records `qr_group.updated`."""
+    fields = body.model_fields_set
+    async with ctx.transaction() as conn:
+        current = await fetch_group(conn, key, group_id, lock=True)
+        before = group_object(current)
+        destination = merge_destination(before["destination"], body.destination, "destination" in fields)
+        await conn.execute(
+            "UPDATE qr_groups SET name = $2, description = $3, status = $4, destination_type = $5,"
+            " destination_url = $6, destination_page = $7, destination_chatbot = $8,"
+            " destination_knowledge_base = $9, version = version + 1, updated_at = now() WHERE id = $1",
+            group_id,
+            (body.name or "") if "name" in fields else current["name"],
+            (body.description or "") if "description" in fields else current["description"],
+            body.status if "status" in fields else current["status"],
+            *destination_columns(destination))
+        if "url_params" in fields:
+            await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params)
+        if "properties" in fields:
+            await apply_params(conn, "qr_group_properties", "group_id", group_id, body.properties)
+        obj = await load_group(conn, key, group_id)
+        await record_event(conn, key.org_id, key.livemode, "qr_group.updated", obj,
+                           previous_attributes(before, obj))
+    await ctx.cache.publish_group(ctx.db, group_id)
+    return obj
+
+
+async def delete_group(ctx: ServiceContext, key: ApiKey, group_id: str) -> None:
+    """Its codes stay, detached (`group_id` null); one `qr_group.deleted` event says so for all of them."""
+    async with ctx.transaction() as conn:
+        current = await fetch_group(conn, key, group_id, lock=True)
+        await conn.execute("DELETE FROM qr_groups WHERE id = $1", group_id)
+        await record_event(conn, key.org_id, key.livemode, "qr_group.deleted", group_object(current))
+    await ctx.cache.publish_group(ctx.db, group_id)
+
+
+async def mint_codes(ctx: ServiceContext, key: ApiKey, group_id: str, body: MintCodes) -> list[dict[str, Any]]:
+    """N inheriting child codes in one transaction, in name order, one `qr.created` event each."""
+    async with ctx.transaction() as conn:
+        await fetch_group(conn, key, group_id)
+        code_ids = await mint(conn, key, group_id, body, ctx.settings.default_domain)
+        await sync_designs(conn, ctx.settings, code_ids)
+        order = {code_id: n for n, code_id in enumerate(code_ids)}
+        rows = sorted(await conn.fetch(f"{CODE_SELECT} WHERE c.id = ANY($1)", code_ids), key=lambda r: order[r["id"]])
+        objects = await code_objects(conn, rows, ctx.settings)
+        await conn.copy_records_to_table(
+            "events", columns=("id", "org_id", "livemode", "type", "data"),
+            records=[(new_id("evt"), key.org_id, key.livemode, "qr.created", {"object": obj}) for obj in objects])
+    await ctx.cache.publish_codes(ctx.db, code_ids)
+    return objects

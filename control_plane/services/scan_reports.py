@@ -1,0 +1,71 @@
+"""Scan analytics of one of the caller's codes or groups: the range rules, then `analytics.scan_analytics`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from control_plane.services.analytics import ScanFilter, scan_analytics
+from control_plane.services.context import ServiceContext
+from control_plane.services.keys import ApiKey
+from control_plane.services.qr_codes import fetch_code
+from control_plane.services.qr_groups import fetch_group
+from shared.problems import field_error
+
+DEFAULT_RANGE = timedelta(days=30)
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+MAX_RANGE = {"hour": timedelta(days=31), "day": timedelta(days=3660)}
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class AnalyticsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    since: Timestamp | None = Field(None, description="start (inclusive), RFC 3339 with a time zone; "
+                                                      "default: until - 30 days")
+    until: Timestamp | None = Field(None, description="end (exclusive); default: now")
+    group_by: Literal["day", "hour"] = Field(
+        "day", description=f"timeseries bucket; a range covers at most {MAX_RANGE['hour'].days} days by hour, "
+                           f"{MAX_RANGE['day'].days} days by day")
+    limit: Annotated[int, Field(ge=1, le=50, description="entries per breakdown")] = 10
+
+
+def _instant(name: str, raw: str | None, default: datetime) -> datetime:
+    if raw is None:
+        return default
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise field_error(name, "must be an RFC 3339 timestamp such as 2026-04-08T00:00:00Z") from None
+    if value.tzinfo is None:
+        raise field_error(name, "must include a time zone, such as Z or +02:00")
+    value = value.astimezone(UTC).replace(microsecond=0)
+    if not EARLIEST <= value <= LATEST:
+        raise field_error(name, "must be between 1970-01-01 and 9999-01-01")
+    return value
+
+
+def scan_filter(key: ApiKey, column: str, object_id: str, query: AnalyticsQuery) -> ScanFilter:
+    until = _instant("until", query.until, datetime.now(UTC).replace(microsecond=0))
+    since = _instant("since", query.since, until - DEFAULT_RANGE)
+    if since >= until:
+        raise field_error("since", "must be before until")
+    if until - since > MAX_RANGE[query.group_by]:
+        raise field_error("since", f"a range by {query.group_by} covers at most {MAX_RANGE[query.group_by].days} days")
+    return ScanFilter(column, object_id, key.org_id, key.livemode, since, until)
+
+
+async def code_scans(ctx: ServiceContext, key: ApiKey, code_id: str, query: AnalyticsQuery) -> dict[str, Any]:
+    """404 unless the caller's live (not deleted) code."""
+    f = scan_filter(key, "code_id", code_id, query)
+    await fetch_code(ctx.db, key, code_id)
+    return await scan_analytics(ctx.db, f, query.group_by, query.limit)
+
+
+async def group_scans(ctx: ServiceContext, key: ApiKey, group_id: str, query: AnalyticsQuery) -> dict[str, Any]:
+    """Every scan made while a code belonged to the group; 404 unless the caller's group."""
+    f = scan_filter(key, "group_id", group_id, query)
+    await fetch_group(ctx.db, key, group_id)
+    return await scan_analytics(ctx.db, f, query.group_by, query.limit)

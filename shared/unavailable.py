@@ -1,0 +1,16 @@
+"""The exceptions that mean "a datastore cannot be reached right now", as opposed to a bug or bad data.
+
+The API answers them with 503 and `Retry-After`; a worker backs off and retries. One tuple, so that every
+process draws the line in the same place.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.exceptions
+
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError, TimeoutError,
+    asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+)

@@ -1,0 +1,40 @@
+"""The scan record: one event definition, one row definition, held to the table they are stored in."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from control_plane.ingest.scan_row import COLUMNS, scan_row
+from shared.scan_event import ScanEvent
+
+
+async def test_a_row_has_the_columns_of_the_scans_table_in_table_order(db: asyncpg.Connection[Any]) -> None:
+    columns = await db.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = 'scans'"
+                             " ORDER BY ordinal_position")
+    assert COLUMNS == tuple(row["column_name"] for row in columns)
+
+
+def test_every_field_of_the_event_is_stored_under_its_own_name() -> None:
+    event = ScanEvent("0190a4b2-0000-7000-8000-000000000000", 1_700_000_000_123, "qr_x", "grp_x", "org_x", True,
+                      "redirected", "GET", True, "ip", "visitor", "curl/8.5.0", "https://ref.example/",
+                      "fr-FR", "FR", {"table": "4"})
+    row = scan_row(ScanEvent.decode(event.encode()))
+    carried = {f.name for f in fields(ScanEvent)} - {"ts_ms", "marker"}  # ts_ms becomes scanned_at
+    assert {name: getattr(row, name) for name in carried} == {name: getattr(event, name) for name in carried}
+    assert row.scanned_at == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
+    assert (row.is_bot, row.device_type) == (True, "bot")  # enriched from the user agent
+
+
+def test_an_event_with_a_field_missing_or_unknown_does_not_decode() -> None:
+    event = ScanEvent("0190a4b2-0000-7000-8000-000000000000", 0, "qr_x", None, "org_x", True, "redirected", "GET",
+                      True, "ip", "visitor").encode()
+    for broken in (event.replace(b'"code_id"', b'"code"'), b"[1, 2]", b"not json"):
+        try:
+            ScanEvent.decode(broken)
+        except (TypeError, ValueError):
+            continue
+        raise AssertionError(f"decoded {broken!r}")
