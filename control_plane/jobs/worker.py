@@ -53,7 +53,12 @@ class JobWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
                 continue
-            await self._supervise(job, stop)
+            try:
+                await self._supervise(job, stop)
+            except Exception:  # the database went away mid-job, say: the lease hands the job to a worker later
+                log.exception("job %s could not be ended; it returns to the queue after its lease", job["id"])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
 
     async def run_once(self) -> bool:
         """Claim and finish one job if any is waiting (tests and benchmarks drive the worker with this)."""

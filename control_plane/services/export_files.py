@@ -54,7 +54,7 @@ class FileSink:
             partial = self.store.partial_path(self.job_id, self.attempt)
             if not partial.exists():
                 partial.touch()
-            partial.replace(self.store.path(self.job_id))
+            partial.replace(self.store.path(self.job_id, self.attempt))
         return self.size
 
 
@@ -68,9 +68,10 @@ class FileStore:
         self.db = db
         self.directory = directory
 
-    def path(self, job_id: str) -> Path:
+    def path(self, job_id: str, attempt: int) -> Path:
+        """Named by attempt too: a stalled attempt finishing late can never replace the file of the one that won."""
         assert self.directory is not None
-        return self.directory / f"{job_id}.export"
+        return self.directory / f"{job_id}.{attempt}.export"
 
     def partial_path(self, job_id: str, attempt: int) -> Path:
         assert self.directory is not None
@@ -87,10 +88,15 @@ class FileStore:
         """After success: chunks of any other (taken-over) attempt go."""
         if self.directory is None:
             await self.db.execute("DELETE FROM job_file_chunks WHERE job_id = $1 AND attempt <> $2", job_id, attempt)
+            return
+        for path in self.directory.glob(f"{job_id}.*"):
+            if path != self.path(job_id, attempt):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
     async def read(self, job_id: str, attempt: int) -> AsyncIterator[bytes]:
         if self.directory is not None:
-            with self.path(job_id).open("rb") as handle:
+            with self.path(job_id, attempt).open("rb") as handle:
                 while chunk := await asyncio.to_thread(handle.read, CHUNK):
                     yield chunk
             return

@@ -6,18 +6,24 @@ import csv
 import io
 import uuid
 import zipfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pypdfium2 as pdfium
 import pytest
+import redis.asyncio as aioredis
 import resvg_py
 import zxingcpp
 from PIL import Image
 
-from control_plane.jobs.worker import JobWorker
+from control_plane.api.app import create_app
+from control_plane.jobs.worker import JobWorker, start_worker
+from shared.database import create_pool
+from shared.settings import ControlPlaneSettings, JobSettings
 from tests.conftest import KeyFactory, bearer
 from tests.control_plane.jobs.conftest import export, mint_group, run_job
 
@@ -178,3 +184,23 @@ async def test_a_request_that_cannot_be_served_is_refused_before_any_job(api: ht
     assert (await api.post("/v1/exports", headers=bearer(key), json={
         "format": "pdf_sheet", "group_id": "grp_nope"})).status_code == 404
     assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
+
+
+async def test_files_can_live_in_a_directory_every_process_shares(
+        cp_settings: ControlPlaneSettings, make_key: KeyFactory, redis: aioredis.Redis, db: asyncpg.Connection[Any],
+        tmp_path: Path) -> None:
+    settings = replace(cp_settings, export_dir=tmp_path)
+    app = create_app(settings)
+    pool = await create_pool(settings.stores.database_url, min_size=1, max_size=2)
+    try:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as api:
+            worker = await start_worker(JobSettings(control_plane=settings), pool, redis)
+            key = await make_key()
+            group_id, _ = await mint_group(api, key, 3)
+            job, data = await export(api, worker, key, {"format": "codes_csv", "group_id": group_id})
+    finally:
+        await pool.close()
+    assert [p.name for p in tmp_path.iterdir()] == [f"{job['id']}.1.export"]
+    assert (tmp_path / f"{job['id']}.1.export").read_bytes() == data
+    assert await db.fetchval("SELECT count(*) FROM job_file_chunks") == 0
