@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint fuzz-api bench-api bench-edge bench-render bench-ingest bench-export loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
+.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-edge bench-render bench-ingest bench-export loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -34,6 +34,22 @@ run: system-deps venv
 
 test: system-deps venv
 	$(PY) -m pytest -n 2 --timeout 180
+
+# The dashboard in a real browser: Playwright drives Debian's Chromium. Browsers are never downloaded
+# (`playwright install` is not used); screenshots land in artifacts/screenshots/.
+browser-deps: venv
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Chromium with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "make test-browser needs Chromium at /usr/bin/chromium (apt-get install chromium)"; exit 1; \
+		fi; \
+	}
+	@$(PY) -c 'import playwright' 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,browser]"
+
+test-browser: system-deps browser-deps
+	$(PY) -m pytest -m browser tests/browser --timeout 300
 
 # schemathesis against /openapi.json: no 5xx, responses match the schema, errors are problem+json.
 fuzz-api: system-deps venv

@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import re
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -20,15 +23,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge.invalidations import BLOCK_MS as INVALIDATION_BLOCK_MS
 from edge.invalidations import InvalidationFollower
 from edge.journal import ScanJournal
-from edge.local_cache import LocalCache
+from edge.local_cache import Fence, LocalCache
 from edge.lookup import CachedCode, RowLookup
 from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
 from edge.recorder import ScanRecorder
 from edge.redis_link import RedisLink
+from edge.redis_repair import RedisRepairWatch
 from shared.database import create_pool
 from shared.geo import CountryLookup
 from shared.keys import RedisKeys
@@ -68,12 +71,17 @@ class EdgeApp:
         self.pages = load_pages()
         self.hash_key = hashlib.sha256(settings.scan_hash_secret.encode()).digest()  # BLAKE2b takes ≤ 64 bytes
         self.link = RedisLink()
+        self.edge_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.fence = Fence()  # closed until the invalidation follower has caught up
         self.codes: LocalCache[CachedCode] = LocalCache(settings.cache_entries, settings.cache_ttl,
-                                                        settings.negative_ttl)
+                                                        settings.negative_ttl, self.fence)
         self.groups: LocalCache[GroupRow] = LocalCache(settings.cache_entries, settings.cache_ttl,
-                                                       settings.negative_ttl)
+                                                       settings.negative_ttl, self.fence)
         self.journal = ScanJournal(settings.journal_dir)
-        self.metrics = EdgeMetrics({"code": self.codes, "group": self.groups}, self.journal, self.link)
+        self.follower = InvalidationFollower(settings.stores.redis_url, self.keys, [self.codes, self.groups],
+                                             self.fence, self.edge_id, self._heard_from_redis)
+        self.metrics = EdgeMetrics({"code": self.codes, "group": self.groups}, self.journal, self.link,
+                                   self.follower)
         self.ops = Starlette(routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
                                      Route("/metrics", self.prometheus)])
 
@@ -174,46 +182,52 @@ class EdgeApp:
         self.journal.open()
         self.geo = CountryLookup(self.settings.geoip_db) if self.settings.geoip_db else None
         self.db = await create_pool(self.settings.stores.database_url, min_size=0, max_size=4)
-        url = self.settings.stores.redis_url
-        self.redis = create_redis(url, socket_timeout=2.0)
-        # XREAD BLOCK holds its connection; the socket timeout must outlast the block.
-        self.follower_redis = create_redis(url, socket_timeout=INVALIDATION_BLOCK_MS / 1000 + 2.0)
+        self.redis = create_redis(self.settings.stores.redis_url, socket_timeout=2.0)
         self.lookup = RowLookup(self.redis, self.db, self.keys, self.link, self.codes, self.groups,
                                 self.settings.templates)
         self.recorder = ScanRecorder(self.redis, self.keys.scans, self.journal, self.link,
                                      self.metrics.batch_size.observe)
-        follower = InvalidationFollower(self.follower_redis, self.keys.invalidations,
-                                        [self.codes, self.groups], self.link)
         self.link.on_down(self._forget_freshness)
-        self.follower = asyncio.create_task(follower.run())
+        self.loop = asyncio.get_running_loop()
+        self.follower.start()
         # Serve only once following the invalidations, or after a bounded wait if Redis is down
         # (then lookups go to PostgreSQL and scans to the journal until it returns).
-        ready = asyncio.create_task(follower.ready.wait())
-        await asyncio.wait([ready, self.follower], timeout=START_WAIT, return_when=asyncio.FIRST_COMPLETED)
-        ready.cancel()
+        await asyncio.to_thread(self.follower.ready.wait, START_WAIT)
+        self.repair = RedisRepairWatch(self.db, self.link)
+        await self.repair.check()
+        self.repair_watch = asyncio.create_task(self.repair.run())
         self.recorder.replay_soon()
+
+    def _heard_from_redis(self, failure: BaseException | None) -> None:
+        """Called by the follower's thread: hand the news to the event loop, which owns the link."""
+        with contextlib.suppress(RuntimeError):  # the loop is closing: nobody needs the news
+            if failure is None:
+                self.loop.call_soon_threadsafe(self.link.mark_up)
+            else:
+                self.loop.call_soon_threadsafe(self.link.mark_down, failure)
 
     def _forget_freshness(self) -> None:
         self.codes.clear()
         self.groups.clear()
 
     async def shutdown(self) -> None:
-        self.follower.cancel()
+        self.repair_watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self.follower
+            await self.repair_watch
+        await asyncio.to_thread(self.follower.stop)
         await self.recorder.drain()
         self.journal.close()
         if self.geo:
             self.geo.close()
         await self.redis.aclose()
-        await self.follower_redis.aclose()
         await self.db.close()
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        body = {"redis": "up" if self.link.up else "down", "journal_depth": self.journal.depth}
+        body = {"redis": "up" if self.link.up else "down", "journal_depth": self.journal.depth,
+                "freshness": self.metrics.freshness()}
         if not self.link.up:
             return JSONResponse({"status": "degraded", **body}, 503)
         return JSONResponse({"status": "ready", **body})

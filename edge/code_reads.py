@@ -81,7 +81,7 @@ class CodeReads:
         return found
 
     async def _from_redis(self, wanted: list[Wanted]) -> dict[Wanted, CodeRow]:
-        if not self.link.up:
+        if not self.link.rows_readable:
             return {}
         try:
             raws: list[bytes | str | None] = await self.redis.mget([self.keys.code(d, s) for d, s in wanted])

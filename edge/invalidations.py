@@ -1,97 +1,149 @@
-"""Follows the invalidation stream with plain XREAD (every edge process needs every message).
+"""Follows the invalidation stream with plain XREAD (every edge process needs every message), in a thread
+of its own with its own connection, so a saturated event loop does not delay it (docs/freshness.md).
 
-A message names a changed Redis key; the local entry of that name is dropped. When messages may have been
-missed — the connection was lost, the stream vanished (FLUSHALL, a Redis without persistence restarted) or
-was trimmed past the last id this process read — the whole local cache stops counting as fresh.
+A message names changed Redis keys; the local entries of those names are dropped. After every read the
+follower confirms in Redis the stream position it has applied (its heartbeat too), and when it has seen
+the end of the stream it opens the local cache's fence for half a lease, counted from the moment it sent
+that read. When messages may have been missed — the connection was lost, the stream vanished (FLUSHALL, a
+Redis without persistence restarted) or was trimmed past the last id this process read — the whole local
+cache stops counting as fresh.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
+import redis
 import redis.exceptions
 
-from edge.local_cache import LocalCache
-from edge.redis_link import RedisLink
-from shared.keys import INVALIDATION_FIELD
+from edge.local_cache import Fence, LocalCache
+from edge.metrics import Buckets
+from shared.edge_registry import CONFIRM, stream_id
+from shared.keys import EDGE_LEASE, INVALIDATION_FIELD, NEGATIVE_ENTRIES, RedisKeys
 
 log = logging.getLogger(__name__)
 
-BLOCK_MS = 1000  # an idle XREAD returns this often; a message wakes it at once
+# An idle XREAD returns this often, and the fence is counted from when it was sent: well under half a lease.
+BLOCK_MS = 100
 BATCH = 1000
-PROBE_INTERVAL = 0.2  # seconds between PINGs while Redis is down
+PROBE_INTERVAL = 0.2  # seconds between attempts while Redis is down
+SOCKET_TIMEOUT = BLOCK_MS / 1000 + 1.0  # XREAD BLOCK holds its connection: the timeout must outlast the block
 NO_ID = "0-0"
 FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
+LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
-
-def _id(value: bytes | str) -> tuple[int, int]:
-    text = value.decode() if isinstance(value, bytes) else value
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
+Notify = Callable[[BaseException | None], None]  # None: Redis answered again; else why it did not
 
 
 class InvalidationFollower:
-    def __init__(self, redis: aioredis.Redis, stream: str, caches: Sequence[LocalCache[Any]],
-                 link: RedisLink) -> None:
-        self.redis = redis  # a client of its own: XREAD BLOCK holds a connection
-        self.stream = stream
+    def __init__(self, redis_url: str, keys: RedisKeys, caches: Sequence[LocalCache[Any]], fence: Fence,
+                 edge_id: str, notify: Notify, lease: float = EDGE_LEASE) -> None:
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=1.0)
+        self.keys = keys
         self.caches = caches
-        self.link = link
+        self.fence = fence
+        self.edge_id = edge_id
+        self.notify = notify
+        self.lease = lease
         self.last_id: str | None = None  # None until the first successful contact
-        self.ready = asyncio.Event()  # set once following (tests and start-up wait on it)
+        self.caught_up_at = 0.0  # monotonic time of sending the last read that reached the stream's end
+        self.lag = Buckets(LAG_BUCKETS)  # seconds from an invalidation's XADD to its drop here
+        self.ready = threading.Event()  # set once following (start-up waits on it)
+        self._connected = False
+        self._confirm = self.redis.register_script(CONFIRM)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="invalidation-follower", daemon=True)
 
-    async def run(self) -> None:
-        while True:
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following and leave the registry, so that no write waits for this process any more."""
+        self._stop.set()
+        self._thread.join(SOCKET_TIMEOUT + 1.0)
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(self.keys.edge_leases, self.edge_id)
+                pipe.hdel(self.keys.edge_positions, self.edge_id)
+                pipe.execute()
+        except FAILURES as exc:
+            log.warning("could not leave the edge registry (the lease ends it): %r", exc)
+        self.redis.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
             try:
-                if self.last_id is None or not self.link.up:
-                    await self._connect()
-                await self._follow_once()
+                if not self._connected:
+                    self._connect()
+                self._follow_once()
             except FAILURES as exc:
-                self.link.mark_down(exc)
-                await asyncio.sleep(PROBE_INTERVAL)
-            except Exception:  # a bug must not stop the following for good: start over, forget freshness
+                self._lost(exc)
+            except Exception as exc:  # a bug must not stop the following for good: start over, forget freshness
                 log.exception("invalidation follower failed; clearing the local cache")
-                self._clear()
-                await asyncio.sleep(PROBE_INTERVAL)
+                self._lost(exc)
 
-    async def _connect(self) -> None:
-        info = await self._info()
+    def _lost(self, exc: BaseException) -> None:
+        self._connected = False
+        self.notify(exc)
+        self._stop.wait(PROBE_INTERVAL)
+
+    def _connect(self) -> None:
+        info = self._info()
         if self.last_id is None:
             self.last_id = info["last-generated-id"].decode() if info else NO_ID
         self._clear()  # whatever changed while we were away, we did not hear about it
-        self.link.mark_up()
+        self._connected = True
+        self.notify(None)
         self.ready.set()
 
-    async def _info(self) -> dict[str, Any] | None:
+    def _info(self) -> dict[str, Any] | None:
         try:
-            info: dict[str, Any] = await self.redis.xinfo_stream(self.stream)
+            info: dict[str, Any] = self.redis.xinfo_stream(self.keys.invalidations)
         except redis.exceptions.ResponseError:  # no such key: nothing was ever invalidated
             return None
         return info
 
-    async def _follow_once(self) -> None:
+    def _follow_once(self) -> None:
         since = self.last_id or NO_ID
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xread({self.stream: since}, count=BATCH, block=BLOCK_MS)
-            pipe.xinfo_stream(self.stream)
-            read, info = await pipe.execute(raise_on_error=False)
-        if isinstance(read, Exception):
-            raise read
-        for _, entries in read or []:
-            for entry_id, fields in entries:
-                key = fields.get(INVALIDATION_FIELD, b"").decode()
-                for cache in self.caches:
-                    cache.drop(key)
-                self.last_id = entry_id.decode()
+        sent = time.monotonic()
+        with self.redis.pipeline(transaction=False) as pipe:
+            # The confirmation of what was applied so far rides with the next read: one round trip.
+            self._confirm(keys=[self.keys.edge_positions, self.keys.edge_leases],
+                          args=[self.edge_id, since, int(self.lease * 1000)], client=pipe)
+            pipe.xread({self.keys.invalidations: since}, count=BATCH, block=BLOCK_MS)
+            pipe.xinfo_stream(self.keys.invalidations)
+            confirmed, read, info = pipe.execute(raise_on_error=False)
+        for failed in (confirmed, read):
+            if isinstance(failed, Exception):
+                raise failed
+        entries = read[0][1] if read else []
+        for entry_id, fields in entries:
+            self._apply(fields.get(INVALIDATION_FIELD, b"").decode())
+            self.last_id = entry_id.decode()
+            self.lag.observe(max(0.0, time.time() - stream_id(entry_id)[0] / 1000))
         if self._missed(since, info):
             log.warning("invalidation stream lost or trimmed past %s; local cache no longer fresh", since)
             self._clear()
             if isinstance(info, Exception):
                 self.last_id = NO_ID
+        if len(entries) < BATCH:  # the end of the stream, as of a moment after `sent`
+            self.caught_up_at = sent
+            self.fence.until = sent + self.lease / 2
+        if entries:  # confirm at once: a write is waiting for it
+            self._confirm(keys=[self.keys.edge_positions, self.keys.edge_leases],
+                          args=[self.edge_id, self.last_id or NO_ID, int(self.lease * 1000)])
+
+    def _apply(self, named: str) -> None:
+        for key in named.split("\n"):
+            for cache in self.caches:
+                if key == NEGATIVE_ENTRIES:
+                    cache.drop_negative()
+                else:
+                    cache.drop(key)
 
     def _clear(self) -> None:
         for cache in self.caches:
@@ -106,4 +158,4 @@ class InvalidationFollower:
         if isinstance(info, Exception):
             raise info
         first = info.get("first-entry")
-        return first is not None and _id(first[0]) > _id(since)
+        return first is not None and stream_id(first[0]) > stream_id(since)

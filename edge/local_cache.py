@@ -1,14 +1,22 @@
-"""The per-process cache of edge rows: LRU, TTL, negative entries, single flight, stale fallback.
+"""The per-process cache of edge rows: LRU, TTL, negative entries, single flight, a freshness fence, and a
+last-resort fallback.
 
 Keys are the rows' Redis key names, so an invalidation message names the local entry directly.
-Hand-written rather than `cachetools` because it needs two things a plain TTL cache lacks: entries of an
-older *generation* (cached before the invalidation stream was lost) stay usable as a last resort when no
-store can be reached, and a load that an invalidation overtook must not be cached.
+Hand-written rather than `cachetools` because it needs what a plain TTL cache lacks:
+
+- a *fence* (docs/freshness.md): an entry is an answer only while the invalidation follower has confirmed
+  being caught up recently — one clock comparison per lookup; otherwise the row is read again;
+- invalidations come from the follower's own thread, so a load they overtake must not be cached, and a
+  lookup must not join a load that started before an invalidation;
+- entries that are no longer fresh (fenced, or of an older generation) stay usable as a last resort when
+  no store can be reached, and each such answer is counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -16,6 +24,23 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class Fence:
+    """Until when (monotonic seconds) local entries may answer; moved forward by the invalidation follower."""
+
+    __slots__ = ("until",)
+
+    def __init__(self, until: float = 0.0) -> None:
+        self.until = until
+
+    def open(self) -> bool:
+        return time.monotonic() < self.until
+
+
+def open_fence() -> Fence:
+    """For a cache nobody invalidates from outside (unit tests): always fresh."""
+    return Fence(math.inf)
 
 
 @dataclass(slots=True)
@@ -26,87 +51,121 @@ class _Entry(Generic[T]):
 
 
 class _Load(Generic[T]):
-    __slots__ = ("future", "generation", "overtaken")
+    __slots__ = ("changes", "future", "generation")
 
-    def __init__(self, generation: int) -> None:
+    def __init__(self, generation: int, changes: int) -> None:
         self.future: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
         self.generation = generation
-        self.overtaken = False  # an invalidation of this key arrived while loading
+        self.changes = changes  # the cache's change count when the load started
 
 
 class LocalCache(Generic[T]):
-    def __init__(self, max_entries: int, ttl: float, negative_ttl: float) -> None:
+    """Read and filled on the event loop; `drop`, `drop_negative` and `clear` may come from another thread.
+
+    Every invalidation first sets `changes` to a new number, then removes entries. A load caches its row
+    only if `changes` did not move while it ran, and checks again after storing it (removing it if an
+    invalidation slipped in between), so a row read before a change can never outlive the invalidation of
+    that change. The numbers come from one counter (`next()` is atomic), so two threads invalidating at
+    once can never leave the value a load started with.
+    """
+
+    def __init__(self, max_entries: int, ttl: float, negative_ttl: float, fence: Fence | None = None) -> None:
         self.max_entries = max_entries
         self.ttl = ttl
         self.negative_ttl = negative_ttl
+        self.fence = fence if fence is not None else open_fence()
+        self._numbers = itertools.count(1)
         self.generation = 0
+        self.changes = 0
         self.hits = 0
         self.misses = 0
+        self.stale_answers = 0  # rows served unconfirmed because no store answered
         self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()
         self._loads: dict[str, _Load[T]] = {}
+        self._negative_keys: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     async def get(self, key: str, load: Callable[[], Awaitable[T | None]]) -> T | None:
         """The cached row (None if known not to exist); concurrent misses of one key share one `load`."""
+        now = time.monotonic()
         entry = self._entries.get(key)
-        if entry is not None and entry.generation == self.generation and entry.expires > time.monotonic():
-            self._entries.move_to_end(key)
+        if entry is not None and entry.generation == self.generation and min(entry.expires,
+                                                                             self.fence.until) > now:
+            try:
+                self._entries.move_to_end(key)
+            except KeyError:  # dropped by the follower this instant: still the answer of a fresh read
+                pass
             self.hits += 1
             return entry.value
         self.misses += 1
         pending = self._loads.get(key)
-        if pending is not None:
+        if pending is not None and pending.changes == self.changes and self.fence.until > now:
             return await asyncio.shield(pending.future)
-        return await self._load(key, load, entry)
+        return await self._load(key, load)
 
-    async def _load(self, key: str, load: Callable[[], Awaitable[T | None]], old: _Entry[T] | None) -> T | None:
-        pending: _Load[T] = _Load(self.generation)
+    async def _load(self, key: str, load: Callable[[], Awaitable[T | None]]) -> T | None:
+        pending: _Load[T] = _Load(self.generation, self.changes)
         self._loads[key] = pending
         try:
             value = await load()
         except BaseException as exc:
-            if old is not None and old.value is not None and isinstance(exc, Exception):
+            last = self._entries.get(key)
+            if last is not None and last.value is not None and isinstance(exc, Exception):
                 # No store answered: the last row we had beats an error page (never a negative one: a
-                # slug created since must not get a false 404).
-                value = old.value
-                pending.overtaken = True  # serve it, but do not make it fresh again
+                # slug created since must not get a false 404; never a dropped one: it is known stale).
+                self.stale_answers += 1
+                pending.future.set_result(last.value)
+                return last.value
+            if isinstance(exc, asyncio.CancelledError):
+                pending.future.cancel()
             else:
-                if isinstance(exc, asyncio.CancelledError):
-                    pending.future.cancel()
-                else:
-                    pending.future.set_exception(exc)
-                    pending.future.exception()  # mark retrieved: there may be no waiter
-                raise
+                pending.future.set_exception(exc)
+                pending.future.exception()  # mark retrieved: there may be no waiter
+            raise
         finally:
             if self._loads.get(key) is pending:
                 del self._loads[key]
-        if not pending.overtaken and pending.generation == self.generation:
+        if pending.changes == self.changes and pending.generation == self.generation:
             self._put(key, value)
+            if pending.changes != self.changes:  # an invalidation arrived from the follower meanwhile
+                self._entries.pop(key, None)
         pending.future.set_result(value)
         return value
 
     def _put(self, key: str, value: T | None) -> None:
         ttl = self.ttl if value is not None else self.negative_ttl
+        if value is None:
+            self._negative_keys.add(key)
+            if len(self._negative_keys) > self.max_entries:  # evicted ones linger here: forget them
+                self._negative_keys = {k for k, e in list(self._entries.items()) if e.value is None}
         self._entries[key] = _Entry(value, time.monotonic() + ttl, self.generation)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+            try:
+                self._entries.popitem(last=False)
+            except KeyError:  # emptied by the follower meanwhile
+                break
 
     def drop(self, key: str) -> None:
-        """The row changed: forget it, and do not cache a load that started before now."""
+        """The row changed: forget it, and let no load that started before now be cached or joined."""
+        self.changes = next(self._numbers)
         self._entries.pop(key, None)
-        pending = self._loads.pop(key, None)
-        if pending is not None:
-            pending.overtaken = True
+
+    def drop_negative(self) -> None:
+        """New rows exist: forget every "unknown" entry (they are few, and short-lived anyway)."""
+        self.changes = next(self._numbers)
+        keys, self._negative_keys = self._negative_keys, set()
+        for key in keys:
+            entry = self._entries.get(key)
+            if entry is not None and entry.value is None:
+                self._entries.pop(key, None)
 
     def clear(self) -> None:
         """Invalidations may have been missed: nothing cached so far counts as fresh any more.
 
         Old entries stay (until evicted) only as the fallback for when no store answers.
         """
-        self.generation += 1
-        for pending in self._loads.values():
-            pending.overtaken = True
-        self._loads.clear()
+        self.changes = next(self._numbers)
+        self.generation = next(self._numbers)

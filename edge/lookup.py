@@ -108,7 +108,7 @@ class RowLookup:
         return row
 
     async def _redis_get(self, key: str) -> bytes | str | None:
-        if not self.link.up:
+        if not self.link.rows_readable:
             return None
         try:
             raw: bytes | str | None = await self.redis.get(key)

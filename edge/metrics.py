@@ -8,8 +8,9 @@ Counter and Histogram take a lock per update, which cost a tenth of a scan.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -18,6 +19,9 @@ from prometheus_client.registry import Collector
 from edge.journal import ScanJournal
 from edge.local_cache import LocalCache
 from edge.redis_link import RedisLink
+
+if TYPE_CHECKING:
+    from edge.invalidations import InvalidationFollower
 
 OUTCOMES = ("redirected", "inactive", "archived", "unconfigured", "deleted", "unknown", "unavailable",
             "not_allowed")
@@ -46,10 +50,12 @@ class Buckets:
 
 
 class EdgeMetrics(Collector):
-    def __init__(self, caches: dict[str, LocalCache[Any]], journal: ScanJournal, link: RedisLink) -> None:
+    def __init__(self, caches: dict[str, LocalCache[Any]], journal: ScanJournal, link: RedisLink,
+                 follower: InvalidationFollower) -> None:
         self.caches = caches
         self.journal = journal
         self.link = link
+        self.follower = follower
         self.by_outcome = dict.fromkeys(OUTCOMES, 0)
         self.latency = Buckets(LATENCY_BUCKETS)
         self.batch_size = Buckets(BATCH_BUCKETS)
@@ -62,6 +68,19 @@ class EdgeMetrics(Collector):
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def freshness(self) -> dict[str, Any]:
+        """The read-your-writes state of this process (docs/freshness.md), for `/readyz`."""
+        follower = self.follower
+        now = time.monotonic()
+        return {
+            "edge_id": follower.edge_id,
+            "applied_position": follower.last_id,
+            "caught_up_seconds_ago": round(now - follower.caught_up_at, 3) if follower.caught_up_at else None,
+            "local_cache": "fresh" if follower.fence.until > now else "fenced",
+            "redis_rows": "current" if self.link.rows_current else "pending repair check",
+            "stale_answers": sum(cache.stale_answers for cache in self.caches.values()),
+        }
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("scanroute_edge_requests", "Scan requests answered, by outcome",
@@ -83,3 +102,29 @@ class EdgeMetrics(Collector):
                                 value=self.journal.depth)
         yield GaugeMetricFamily("scanroute_edge_redis_up", "1 while this process trusts Redis",
                                 value=int(self.link.up))
+        yield from self._freshness()
+
+    def _freshness(self) -> Iterator[Metric]:
+        follower, now = self.follower, time.monotonic()
+        stale = CounterMetricFamily("scanroute_edge_stale_answers",
+                                    "Rows answered from the local cache unconfirmed, because no store answered",
+                                    labels=["kind"])
+        for kind, cache in self.caches.items():
+            stale.add_metric([kind], cache.stale_answers)
+        yield stale
+        applied_ms = int((follower.last_id or "0-0").partition("-")[0])
+        yield GaugeMetricFamily("scanroute_edge_invalidation_applied_timestamp_seconds",
+                                "Time of the newest invalidation this process applied (its stream position)",
+                                value=applied_ms / 1000)
+        yield follower.lag.family("scanroute_edge_invalidation_lag_seconds",
+                                  "From an invalidation's XADD to its drop from this process's local cache")
+        age = now - follower.caught_up_at if follower.caught_up_at else float("inf")
+        yield GaugeMetricFamily("scanroute_edge_caught_up_age_seconds",
+                                "Since the follower last confirmed being at the end of the invalidation stream",
+                                value=age)
+        yield GaugeMetricFamily("scanroute_edge_local_cache_fresh",
+                                "1 while the lease lets the local cache answer, 0 while it is fenced",
+                                value=int(follower.fence.until > now))
+        yield GaugeMetricFamily("scanroute_edge_redis_rows_current",
+                                "1 while Redis's rows count (no repair of Redis pending)",
+                                value=int(self.link.rows_current))

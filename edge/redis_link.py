@@ -2,6 +2,10 @@
 
 One failed command marks Redis down, so that requests stop paying for timeouts and retries: lookups go
 to PostgreSQL, scans to the journal. Only the invalidation follower marks it up again, after a probe.
+
+Reachable is not enough to read rows from it: a Redis that comes back may hold rows older than
+PostgreSQL (writes made while it was away, until the cache sync repaired them), so after every contact
+its rows count only once PostgreSQL said no repair is pending (`rows_current`, docs/freshness.md).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ log = logging.getLogger(__name__)
 class RedisLink:
     def __init__(self) -> None:
         self.up = False  # until the invalidation follower has made contact
+        self.rows_current = False  # Redis's rows are as new as PostgreSQL's (checked after each contact)
+        self.contacts = 0  # how often contact was (re)made: a check started before the last one is void
         self._contacted = False
         self._on_down: list[Callable[[], None]] = []
         self._on_up: list[Callable[[], None]] = []
@@ -37,7 +43,14 @@ class RedisLink:
         if self.up:
             return
         if self._contacted:
-            log.warning("Redis reachable again")
+            log.warning("Redis reachable again; reading PostgreSQL until no repair of it is pending")
+        self.rows_current = False
+        self.contacts += 1
         self.up = self._contacted = True
         for callback in self._on_up:
             callback()
+
+    @property
+    def rows_readable(self) -> bool:
+        """Rows read from Redis now are as new as PostgreSQL's."""
+        return self.up and self.rows_current

@@ -8,10 +8,17 @@ from dataclasses import dataclass
 INGEST_GROUP = "ingest"
 # Field holding the encoded event in every scan-stream entry.
 SCAN_FIELD = b"e"
-# Field naming the dropped cache entry in every invalidation-stream entry.
+# Field naming the dropped cache entries in every invalidation-stream entry (keys joined by newlines).
 INVALIDATION_FIELD = b"k"
+# Keys named by one invalidation entry at most: a bulk change is a few entries, never one per code.
+INVALIDATION_KEYS_PER_ENTRY = 500
 # Invalidation stream entries kept (approximate MAXLEN); an edge that falls further behind clears its cache.
 INVALIDATION_MAXLEN = 10_000
+# The entry a creation appends instead of naming its keys: a new code can only be cached as "unknown".
+NEGATIVE_ENTRIES = "*negative*"
+# Read-your-writes lease (docs/freshness.md), in seconds: a write waits at most this long for an edge that
+# does not confirm; an edge answers from its local cache only within half of it after being caught up.
+EDGE_LEASE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +40,16 @@ class RedisKeys:
         """Stream of cache keys that changed, followed by every edge process with XREAD."""
         return f"{self.namespace}:invalidations"
 
+    @property
+    def edge_positions(self) -> str:
+        """Hash: edge process id -> the last invalidation-stream id it has applied."""
+        return f"{self.namespace}:edges:applied"
+
+    @property
+    def edge_leases(self) -> str:
+        """Sorted set: edge process id, scored by the Redis time (ms) its lease ends without a heartbeat."""
+        return f"{self.namespace}:edges:lease"
+
     def code(self, domain: str, slug: str) -> str:
         """String: the code's edge row (JSON, see shared.rows)."""
         return f"{self.namespace}:code:{domain}:{slug}"
@@ -44,6 +61,7 @@ class RedisKeys:
     def rendered_image(self, image_key: str, size: int, format: str) -> str:
         """String: rendered image bytes of a content-addressed spec (control plane; expires, re-renderable)."""
         return f"{self.namespace}:img:{image_key}:{size}.{format}"
+
 
 @dataclass(frozen=True, slots=True)
 class ApiKeys:
@@ -58,6 +76,22 @@ class ApiKeys:
     def rate_limit(self, owner: str) -> str:
         """Hash: the token bucket of one API key (tokens, last refill in ms)."""
         return f"{self.namespace}:rate:{owner}"
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardKeys:
+    """Keys of the dashboard's sign-in state (docs/dashboard.md)."""
+
+    namespace: str
+
+    def session(self, token_hash: str) -> str:
+        """Hash: one signed-in session (user id, mode, CSRF token); keyed by the SHA-256 of the cookie's token,
+        so that reading Redis does not hand out sessions. Expires after the idle timeout, renewed on use."""
+        return f"{self.namespace}:dash:session:{token_hash}"
+
+    def failed_sign_ins(self, subject: str) -> str:
+        """String: failed sign-ins of one e-mail address or client address in the current window (expires)."""
+        return f"{self.namespace}:dash:failed:{subject}"
 
 
 def cache_sync_cursor(namespace: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,7 @@ EVENT_TYPES = ("qr.created", "qr.updated", "qr.deleted", "qr.scan_threshold",
 
 
 async def record_event(conn: asyncpg.Connection[Any], org_id: str, livemode: bool, type: str,
-                       obj: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
+                       obj: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> str:
     assert type in EVENT_TYPES, type
     event_id = new_id("evt")
     data: dict[str, Any] = {"object": obj}
@@ -25,9 +26,9 @@ async def record_event(conn: asyncpg.Connection[Any], org_id: str, livemode: boo
     return event_id
 
 
-def previous_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+def previous_attributes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
     """The fields whose value changed, with their value before the change."""
-    ignored = {"updated_at", "resolved", "image_url"}
+    ignored = {"updated_at", "version", "resolved", "image_url"}
     return {k: v for k, v in before.items() if k not in ignored and after.get(k) != v}
 
 

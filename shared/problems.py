@@ -7,10 +7,11 @@ Raised below the HTTP layer (services, rendering, jobs); the API maps them to pr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NotRequired
 
 import orjson
 from pydantic import ValidationError
+from typing_extensions import TypedDict
 
 PROBLEM_BASE = "https://scanroute.dev/problems/"
 TITLES = {400: "Bad request", 401: "Unauthorized", 402: "Payment required", 403: "Forbidden",
@@ -20,6 +21,21 @@ TITLES = {400: "Bad request", 401: "Unauthorized", 402: "Payment required", 403:
 SLUGS = {400: "bad-request", 401: "unauthorized", 402: "payment-required", 403: "forbidden", 404: "not-found",
          405: "method-not-allowed", 409: "conflict", 413: "payload-too-large", 415: "unsupported-media-type",
          422: "validation", 429: "rate-limited", 500: "internal", 503: "unavailable"}
+
+
+class FieldError(TypedDict):
+    field: str  # dotted path of the field at fault, such as destination.url
+    message: str
+
+
+class ProblemDocument(TypedDict):
+    """An RFC 9457 problem+json body, as every API error answers."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: NotRequired[list[FieldError]]
 
 
 class Problem(Exception):

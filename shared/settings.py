@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -54,12 +54,19 @@ class _Reader:
             raise ConfigError(name, "is required but not set")
         return default
 
-    def url(self, name: str, schemes: tuple[str, ...], default: str | None = None) -> Secret:
-        value = self.text(name, default)
+    def url(self, name: str, schemes: tuple[str, ...]) -> Secret:
+        value = self.text(name)
         parts = urlsplit(value)
         if parts.scheme not in schemes or not parts.hostname:
             raise ConfigError(name, f"must be a {' or '.join(schemes)} URL with a host, got {parts.scheme!r}")
         return Secret(value)
+
+    def public_url(self, name: str, default: str) -> str:
+        value = self.text(name, default).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(name, f"must be an http or https URL such as https://qr-admin.example.com, got {value!r}")
+        return value
 
     def bind(self, name: str, default: str) -> tuple[str, int]:
         value = self.text(name, default)
@@ -188,9 +195,6 @@ class _FromEnv:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         return cls.read(_Reader(load_environment() if env is None else env))  # type: ignore[attr-defined, no-any-return]
 
-    def describe(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-
 
 @dataclass(frozen=True, slots=True)
 class ControlPlaneSettings(_FromEnv):
@@ -198,6 +202,7 @@ class ControlPlaneSettings(_FromEnv):
     bind: tuple[str, int]
     default_domain: str
     public_scheme: str
+    public_url: str  # scheme and host (and any path prefix) of this API as clients reach it: absolute image URLs
     templates: Templates = field(default_factory=Templates)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     rate_limit_per_second: float = 100.0
@@ -206,8 +211,6 @@ class ControlPlaneSettings(_FromEnv):
     # Keys the content-addressed image URLs, so that nobody can compute a code's image URL. Unset: the
     # control plane uses the secret generated in the database at migration (control_plane.render.images).
     image_url_secret: Secret | None = None
-    # Where people and print shops reach the control plane: export files' `file_url` and `signed_url`.
-    public_url: str = "http://127.0.0.1:8000"
     # Export files live in PostgreSQL unless a directory that every control-plane process shares is given.
     export_dir: Path | None = None
     export_ttl_hours: float = 24.0  # how long a finished export's file is kept and its signed URL valid
@@ -217,19 +220,20 @@ class ControlPlaneSettings(_FromEnv):
         edge_bind = r.bind("EDGE_BIND", "127.0.0.1:8080")
         default_domain, scheme = _public(r, edge_bind)
         bind = r.bind("CONTROL_PLANE_BIND", "127.0.0.1:8000")
+        host = f"[{bind[0]}]" if ":" in bind[0] else bind[0]
         export_dir = r.text("EXPORT_DIR", "-")
         return cls(
             stores=Stores.read(r),
             bind=bind,
             default_domain=default_domain,
             public_scheme=scheme,
+            public_url=r.public_url("CONTROL_PLANE_PUBLIC_URL", f"http://{host}:{bind[1]}"),
             templates=Templates.read(r),
             outbound=OutboundSettings.read(r),
             rate_limit_per_second=r.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
             rate_limit_burst=r.integer("RATE_LIMIT_BURST", 200, minimum=1),
             cache_sync_interval=r.number("CACHE_SYNC_INTERVAL", 1.0, minimum=0.0),
             image_url_secret=r.secret("IMAGE_URL_SECRET") if r.env.get("IMAGE_URL_SECRET", "").strip() else None,
-            public_url=r.url("CONTROL_PLANE_URL", ("http", "https"), f"{scheme}://{bind[0]}:{bind[1]}").rstrip("/"),
             export_dir=None if export_dir == "-" else Path(export_dir),
             export_ttl_hours=r.number("EXPORT_TTL_HOURS", 24.0, minimum=24.0),
         )

@@ -106,7 +106,9 @@ def env(database_url: str, redis_namespace: str) -> dict[str, str]:
     """The environment every process kind of one test reads its settings from."""
     return {
         "DATABASE_URL": database_url, "REDIS_URL": os.environ["REDIS_URL"], "REDIS_NAMESPACE": redis_namespace,
-        "DEFAULT_DOMAIN": "qr.test", "PUBLIC_SCHEME": "https", "SCAN_HASH_SECRET": "test-secret-0123456789",
+        "DEFAULT_DOMAIN": "qr.test", "PUBLIC_SCHEME": "https",
+        "SCAN_HASH_SECRET": "test-secret-0123456789",
+        "CONTROL_PLANE_PUBLIC_URL": "http://cp.test",  # the base URL of the `api` fixture's client
         "PAGE_URL_TEMPLATE": "https://pages.example.com/p/{id}",
         "CHATBOT_URL_TEMPLATE": "https://chat.example.com/c/{id}",
         "KNOWLEDGE_BASE_URL_TEMPLATE": "https://kb.example.com/k/{id}",

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from control_plane.api.body_limit import BodyLimitMiddleware
 from control_plane.api.http import json_response
@@ -33,6 +33,7 @@ from control_plane.api.routes import (
     webhook_endpoints,
 )
 from control_plane.api.state import AppState, app_state
+from control_plane.dashboard.routes import dashboard_mount
 from control_plane.render.images import with_image_secret
 from control_plane.services.cache import EdgeCache
 from control_plane.services.cache_sync import CacheSync
@@ -96,7 +97,7 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
             await state.db.close()
             await state.redis.aclose()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *qr_groups.routes,
@@ -120,7 +121,8 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
     async def docs(request: Request) -> Response:
         return HTMLResponse(docs_page(spec))
 
-    routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"])]
+    routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"]),
+               dashboard_mount()]
     # Outermost first: the body limit holds before the rate limiter, authentication or idempotency read anything.
     middleware = [Middleware(BodyLimitMiddleware), Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(), middleware=middleware)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -31,6 +32,8 @@ async def read_body(request: Request) -> bytes:
 
 async def parse_body(request: Request, model: type[Model], immutable: tuple[str, ...] = ()) -> Model:
     body = await read_body(request)
+    if not body.strip():
+        raise Problem(422, "Send a JSON object as the body.", errors=[{"field": "", "message": "a body is required"}])
     try:
         data = orjson.loads(body or b"{}")
     except orjson.JSONDecodeError as exc:
@@ -81,6 +84,21 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
         raise Problem(422, f"`{name}` must be an integer from {low} to {high}.",
                       errors=[{"field": name, "message": f"must be an integer from {low} to {high}"}])
     return value
+
+
+def if_match(request: Request) -> frozenset[int] | None:
+    """The versions `If-Match` accepts (`"3"`, `W/"3"`, a list of them); None when absent or `*`."""
+    raw = request.headers.get("if-match")
+    if raw is None or raw.strip() == "*":
+        return None
+    tags = [tag.strip().removeprefix("W/").strip('"') for tag in raw.split(",")]
+    # A tag that is no version of ours can match nothing: 412, as for a version that moved on.
+    return frozenset(int(tag) for tag in tags if tag.isascii() and tag.isdigit() and len(tag) <= 18)
+
+
+def versioned_response(obj: Mapping[str, Any], status: int = 200) -> Response:
+    """A code or group, with its version as the entity tag that `If-Match` takes back."""
+    return json_response(obj, status, {"ETag": f'"{obj["version"]}"'})
 
 
 def parse_query(request: Request, model: type[Model]) -> Model:

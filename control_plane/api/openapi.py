@@ -1,4 +1,8 @@
-"""OpenAPI 3.1 from the routes themselves: request bodies are the pydantic models that validate them."""
+"""OpenAPI 3.1 from the routes themselves, with no schema written by hand.
+
+Request bodies and query strings are the pydantic models that validate them; responses are the typed
+objects (`…Public`) that the services build, turned into JSON Schema by pydantic.
+"""
 
 from __future__ import annotations
 
@@ -8,105 +12,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from starlette.routing import BaseRoute, Route
+
+from control_plane.services.listing import ListEnvelope
+from shared.problems import ProblemDocument
 
 F = TypeVar("F", bound=Callable[..., Any])
 ERRORS = {"400": "Malformed request", "401": "Missing, invalid or revoked API key",
           "403": "The API key lacks the scope", "404": "No such object (or not yours)",
           "409": "Conflict", "413": "Body too large", "422": "Validation failed",
           "429": "Rate limited", "503": "A datastore is unreachable"}
-_ID = {"type": "string"}
-_TIME = {"type": "string", "format": "date-time"}
-_NULLABLE_STR = {"type": ["string", "null"]}
-_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
-_DESTINATION = {"type": "object", "required": ["type"], "properties": {
-    "type": {"enum": ["url", "page", "chatbot", "knowledge_base", None]}, "url": _NULLABLE_STR,
-    "page": _NULLABLE_STR, "chatbot": _NULLABLE_STR, "knowledge_base": _NULLABLE_STR}}
-_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-_PROGRESS = {"type": "object", "required": ["done", "total"], "properties": {
-    "done": {"type": "integer"}, "total": {"type": "integer"}}}
-_STATUS = {"enum": ["active", "inactive", "archived", None]}
-
-
-def _object(kind: str, properties: dict[str, Any]) -> dict[str, Any]:
-    props = {"id": _ID, "object": {"const": kind}, **properties}
-    return {"type": "object", "required": list(props), "properties": props}
-
-
-COMPONENTS: dict[str, dict[str, Any]] = {
-    "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object", "properties": {
-            "field": {"type": "string"}, "message": {"type": "string"}}}}}},
-    "QRCode": _object("qr_code", {
-        "livemode": {"type": "boolean"}, "kind": {"enum": ["dynamic", "static"]}, "type": {"type": "string"},
-        "name": {"type": "string"}, "slug": _NULLABLE_STR, "domain": _NULLABLE_STR, "short_url": _NULLABLE_STR,
-        "group_id": _NULLABLE_STR, "status": _STATUS, "destination": _DESTINATION,
-        "content": {"type": ["object", "null"]}, "url_params": _MAP, "properties": _MAP,
-        "design": {"type": ["object", "null"]}, "folder_id": _NULLABLE_STR,
-        "tags": {"type": "array", "items": {"type": "string"}}, "resolved": {"type": ["object", "null"]},
-        "image_url": _NULLABLE_STR, "download_url": {"type": "string"}, "preview_url": {"type": "string"},
-        "scan_count": {"type": ["integer", "null"]}, "created_at": _TIME, "updated_at": _TIME}),
-    "QRGroup": _object("qr_group", {
-        "livemode": {"type": "boolean"}, "name": {"type": "string"}, "description": {"type": "string"},
-        "status": _STATUS, "destination": _DESTINATION, "url_params": _MAP, "properties": _MAP,
-        "code_count": {"type": "integer"}, "created_at": _TIME, "updated_at": _TIME}),
-    "Folder": _object("folder", {"livemode": {"type": "boolean"}, "name": {"type": "string"},
-                                 "created_at": _TIME, "updated_at": _TIME}),
-    "Domain": _object("domain", {"livemode": {"type": "boolean"}, "hostname": {"type": "string"},
-                                 "created_at": _TIME}),
-    "ApiKey": _object("api_key", {"livemode": {"type": "boolean"}, "name": {"type": "string"},
-                                  "prefix": {"type": "string"}, "last4": {"type": "string"},
-                                  "scopes": {"type": "array", "items": {"type": "string"}},
-                                  "created_at": _TIME, "revoked_at": {"type": ["string", "null"]}}),
-    "Event": _object("event", {"type": {"type": "string"}, "livemode": {"type": "boolean"}, "created_at": _TIME,
-                               "data": {"type": "object", "required": ["object"]}}),
-    "WebhookEndpoint": _object("webhook_endpoint", {
-        "livemode": {"type": "boolean"}, "url": {"type": "string"},
-        "events": {"type": "array", "items": {"type": "string"}}, "description": {"type": "string"},
-        "enabled": {"type": "boolean"}, "disabled_reason": {"enum": ["gone", "failing", None]},
-        "created_at": _TIME, "updated_at": _TIME}),
-    "WebhookDelivery": _object("webhook_delivery", {
-        "endpoint_id": _ID, "event_id": _ID, "event_type": _NULLABLE_STR,
-        "status": {"enum": ["pending", "succeeded", "failed"]}, "attempt_count": {"type": "integer"},
-        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": _TIME,
-        "updated_at": _TIME, "attempts": {"type": "array", "items": {"type": "object", "required": [
-            "attempted_at", "status_code", "latency_ms", "error", "response_excerpt"], "properties": {
-            "attempted_at": _TIME, "status_code": {"type": ["integer", "null"]}, "latency_ms": {"type": "integer"},
-            "error": _NULLABLE_STR, "response_excerpt": {"type": "string"}}}}}),
-    "MapItem": {"type": "object", "required": ["object", "key", "value"], "properties": {
-        "object": {"enum": ["url_param", "property"]}, "key": {"type": "string"}, "value": {"type": "string"}}},
-    "ScanAnalytics": {"type": "object", "required": ["object", "since", "until", "group_by", "totals", "breakdowns",
-                                                     "timeseries"], "properties": {
-        "object": {"const": "scan_analytics"}, "qr_code_id": {"type": "string"}, "qr_group_id": {"type": "string"},
-        "since": _TIME, "until": _TIME, "group_by": {"enum": ["day", "hour"]},
-        "totals": {"type": "object", "required": ["total_scans", "unique_scans", "unique_ips"], "properties": {
-            "total_scans": {"type": "integer"}, "unique_scans": {"type": "integer"},
-            "unique_ips": {"type": "integer"}}},
-        "breakdowns": {"type": "object", "additionalProperties": {"type": "array", "items": {
-            "type": "object", "required": ["scans"], "properties": {"scans": {"type": "integer"}}}}},
-        "timeseries": {"type": "array", "items": {"type": "object", "required": ["bucket", "scans", "uniques"],
-                                                  "properties": {"bucket": _TIME, "scans": {"type": "integer"},
-                                                                 "uniques": {"type": "integer"}}}}}},
-    "Export": _object("export", {
-        "livemode": {"type": "boolean"}, "status": {"enum": ["queued", "running", "succeeded", "failed"]},
-        "format": {"enum": ["pdf_sheet", "zip", "codes_csv", "scans_csv"]}, "progress": _PROGRESS,
-        "file_url": _NULLABLE_STR, "signed_url": _NULLABLE_STR, "file_name": _NULLABLE_STR,
-        "file_size": {"type": ["integer", "null"]}, "error": {"type": ["object", "null"]}, "created_at": _TIME,
-        "finished_at": _NULLABLE_TIME, "expires_at": _NULLABLE_TIME}),
-    "Import": _object("import", {
-        "livemode": {"type": "boolean"}, "status": {"enum": ["queued", "running", "succeeded", "failed"]},
-        "dry_run": {"type": "boolean"}, "progress": _PROGRESS, "error": {"type": ["object", "null"]},
-        "result": {"type": ["object", "null"], "properties": {"created": {"type": "integer"}, "errors": {
-            "type": "array", "items": {"type": "object", "required": ["row", "field", "message"], "properties": {
-                "row": {"type": "integer"}, "field": {"type": "string"}, "message": {"type": "string"}}}}}},
-        "created_at": _TIME, "finished_at": _NULLABLE_TIME, "expires_at": _NULLABLE_TIME}),
-    "Usage": {"type": "object", "required": ["object", "plan", "qr_generated"], "properties": {
-        "object": {"const": "usage"}, "plan": {"type": "string"}, "period_start": _TIME, "period_end": _TIME,
-        "qr_generated": {"type": "integer"}, "included": {"type": ["integer", "null"]},
-        "overage": {"type": "integer"}, "overage_cost_usd": {"type": "number"}}},
-}
+OTHER_ERRORS = {"402": "The plan's monthly quota is used up", "412": "The object changed since the version in If-Match"}
 
 
 @dataclass(frozen=True)
@@ -123,12 +40,13 @@ class Operation:
     body: type[BaseModel] | None = None
     query: Sequence[Query] | type[BaseModel] = ()  # a model: its fields are the query parameters
     status: int = 200
-    returns: str | None = None  # component name; None for an empty response
+    returns: type[Any] | None = None  # the object answered (a TypedDict or model); None for an empty response
     many: bool = False  # a list envelope of `returns`
     also: tuple[int, ...] = ()  # other success statuses with the same body
     extra_errors: tuple[int, ...] = ()
     media: tuple[str, ...] = ()  # binary responses (images) instead of a JSON `returns`
-    body_media: str | None = None  # a request body that is a file of this type, not JSON
+    conditional: bool = False  # takes If-Match: "<version>" (412 when the object moved on)
+    body_media: str | None = None  # a request body that is a file of this media type (imports), not JSON
 
 
 def operation(summary: str, scope: str, **details: Any) -> Callable[[F], F]:
@@ -141,17 +59,32 @@ def operation(summary: str, scope: str, **details: Any) -> Callable[[F], F]:
     return mark
 
 
-def _response(op: Operation) -> dict[str, Any]:
+class Components:
+    """The schemas the document refers to, each generated once from its Python type."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {}
+
+    def ref(self, type_: type[Any], name: str | None = None, *, mode: str = "serialization") -> dict[str, str]:
+        name = name or type_.__name__
+        if name not in self.schemas:
+            schema = TypeAdapter(type_).json_schema(ref_template="#/components/schemas/{model}",
+                                                    mode=mode)  # type: ignore[arg-type]
+            self.schemas.update(schema.pop("$defs", {}))
+            self.schemas[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _response(op: Operation, components: Components) -> dict[str, Any]:
     if op.media:
         binary = {"schema": {"type": "string", "format": "binary"}}
         return {"description": "Success", "content": {media: binary for media in op.media}}
     if op.returns is None:
         return {"description": "Done"}
-    schema: dict[str, Any] = {"$ref": f"#/components/schemas/{op.returns}"}
     if op.many:
-        schema = {"type": "object", "required": ["object", "data", "total"], "properties": {
-            "object": {"const": "list"}, "data": {"type": "array", "items": schema}, "total": {"type": "integer"},
-            "limit": {"type": "integer"}, "offset": {"type": "integer"}, "has_more": {"type": "boolean"}}}
+        schema = components.ref(ListEnvelope[op.returns], f"{op.returns.__name__}List")  # type: ignore[name-defined]
+    else:
+        schema = components.ref(op.returns)
     return {"description": "Success", "content": {"application/json": {"schema": schema}}}
 
 
@@ -184,31 +117,32 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
 
 def build_spec(routes: Sequence[BaseRoute], *, version: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    schemas = dict(COMPONENTS)
-    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    components = Components()
+    problem = {"application/problem+json": {"schema": components.ref(ProblemDocument, "Problem")}}
     for route in routes:
         op: Operation | None = getattr(getattr(route, "endpoint", None), "__openapi__", None)
         if not isinstance(route, Route) or op is None:
             continue
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
         for method in sorted((route.methods or set()) - {"HEAD"}):
-            responses: dict[str, Any] = {str(code): _response(op) for code in (op.status, *op.also)}
-            for code in sorted({*ERRORS, *map(str, op.extra_errors)}):
-                responses[code] = {"description": ERRORS.get(code, "Error"), "content": problem}
+            responses: dict[str, Any] = {str(code): _response(op, components) for code in (op.status, *op.also)}
+            for code in sorted({*ERRORS, *map(str, op.extra_errors), *(["412"] if op.conditional else [])}):
+                responses[code] = {"description": ERRORS.get(code) or OTHER_ERRORS.get(code, "Error"),
+                                   "content": problem}
             entry: dict[str, Any] = {
                 "summary": op.summary, "operationId": f"{method.lower()}{path}".replace("/", "_"),
                 "security": [{"bearer": []}], "description": f"Scope: `{op.scope}`.",
                 "parameters": _path_parameters(route.path) + _query_parameters(op.query) + (
                     [{"name": "Idempotency-Key", "in": "header", "required": False,
-                      "schema": {"type": "string", "minLength": 1, "maxLength": 255}}] if method == "POST" else []),
+                      "schema": {"type": "string", "minLength": 1, "maxLength": 255}}] if method == "POST" else []) + (
+                    [{"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+                      "description": 'the version last read, as "3": 412 if the object changed since'}]
+                    if op.conditional else []),
                 "responses": responses,
             }
             if op.body is not None:
-                schema = op.body.model_json_schema(ref_template="#/components/schemas/{model}")
-                schemas.update(schema.pop("$defs", {}))
-                schemas[op.body.__name__] = schema
                 entry["requestBody"] = {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
+                    "schema": components.ref(op.body, mode="validation")}}}
             if op.body_media is not None:
                 entry["requestBody"] = {"required": True, "content": {op.body_media: {"schema": {"type": "string"}}}}
             paths.setdefault(path, {})[method.lower()] = entry
@@ -217,7 +151,7 @@ def build_spec(routes: Sequence[BaseRoute], *, version: str) -> dict[str, Any]:
         "info": {"title": "scanroute", "version": version,
                  "description": "Dynamic QR codes for print at volume. Errors are RFC 9457 problem+json."},
         "paths": paths,
-        "components": {"schemas": schemas, "securitySchemes": {
+        "components": {"schemas": components.schemas, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "qr_live_… or qr_test_… API key"}}},
     }
 

@@ -9,6 +9,7 @@ import asyncpg
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from shared.problems import Problem
 from shared.unavailable import STORE_UNAVAILABLE
@@ -24,10 +25,23 @@ async def handle_problem(request: Request, exc: Exception) -> Response:
     return problem_response(exc)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method of the path, over all of its routes (Starlette's own 405 names one route's only)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.scope["path"]):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def handle_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if exc.status_code != 404 else "No such route."
-    return problem_response(Problem(exc.status_code, detail, headers=exc.headers))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+        detail = f"{request.method} is not allowed here; use {headers['Allow']}."
+    return problem_response(Problem(exc.status_code, detail, headers=headers))
 
 
 async def handle_unavailable(request: Request, exc: Exception) -> Response:

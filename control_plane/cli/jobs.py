@@ -11,6 +11,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ async def _until_done(worker: JobWorker, db: asyncpg.Pool[Any], job_id: str) -> 
     raise Problem(503, f"Job {job_id} did not finish within {WAIT_LIMIT:.0f} s.")
 
 
-async def _run(settings: JobSettings, job: Any, output: Path | None) -> tuple[dict[str, Any], bool]:
+async def _run(settings: JobSettings, job: Any, output: Path | None) -> tuple[Mapping[str, object], bool]:
     db = await create_pool(settings.control_plane.stores.database_url, min_size=1, max_size=4)
     redis = create_redis(settings.control_plane.stores.redis_url)
     try:
@@ -85,7 +86,7 @@ async def _run(settings: JobSettings, job: Any, output: Path | None) -> tuple[di
         await redis.aclose()
 
 
-def _report(obj: dict[str, Any], ok: bool) -> int:
+def _report(obj: Mapping[str, object], ok: bool) -> int:
     print(json.dumps(obj, indent=2))
     return 0 if ok else 1
 
@@ -98,7 +99,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     settings = JobSettings.from_env()
 
-    async def queue(conn: asyncpg.Connection[Any], worker: JobWorker) -> dict[str, Any]:
+    async def queue(conn: asyncpg.Connection[Any], worker: JobWorker) -> Mapping[str, object]:
         return await create_export(conn, await _key(conn, args.org, args.test), body, worker.cp)
 
     return _guarded(lambda: _run(settings, queue, args.output))
@@ -111,7 +112,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 2
     settings = JobSettings.from_env()
 
-    async def queue(conn: asyncpg.Connection[Any], worker: JobWorker) -> dict[str, Any]:
+    async def queue(conn: asyncpg.Connection[Any], worker: JobWorker) -> Mapping[str, object]:
         return await create_import(conn, await _key(conn, args.org, args.test), data, args.dry_run)
 
     return _guarded(lambda: _run(settings, queue, None))

@@ -118,6 +118,44 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _create_user(database_url: str, org: str, email: str, role: str, password: str) -> dict[str, object]:
+    import asyncpg
+
+    from control_plane.services.keys import ensure_org
+    from control_plane.services.users import create_user
+
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        async with conn.transaction():
+            org_id = await ensure_org(conn, org)
+            user = await create_user(conn, org_id, email, role, password)
+    finally:
+        await conn.close()
+    return {"id": user.id, "org_id": user.org_id, "email": user.email, "role": user.role}
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from shared.problems import Problem
+    from shared.settings import Stores
+
+    if not args.password_stdin:
+        print("error: give the password on standard input with --password-stdin", file=sys.stderr)
+        return 2
+    # One line, as `docker login --password-stdin` reads it: the trailing newline is not part of the password.
+    password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    stores = Stores.from_env()
+    try:
+        created = asyncio.run(_create_user(stores.database_url, args.org, args.email, args.role, password))
+    except Problem as problem:
+        print(f"error: {problem.detail}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(created))
+    else:
+        print(f"user {created['id']} ({created['email']}, {created['role']}) in organisation {created['org_id']}")
+    return 0
+
+
 def cmd_orgs_set_plan(args: argparse.Namespace) -> int:
     import asyncpg
 
@@ -172,6 +210,15 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--test", action="store_true", help="a test-mode key (qr_test_…)")
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=cmd_keys_create)
+    users = sub.add_parser("users", help="dashboard users").add_subparsers(dest="action", required=True)
+    user = users.add_parser("create", help="create an organisation if needed and a dashboard user")
+    user.add_argument("--org", required=True, help="organisation name")
+    user.add_argument("--email", required=True, help="the address the user signs in with")
+    user.add_argument("--role", choices=("owner", "editor", "viewer"), default="owner",
+                      help="viewer reads; editor also writes codes and groups; owner also keys, webhooks, users")
+    user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    user.add_argument("--json", action="store_true", help="print JSON")
+    user.set_defaults(run=cmd_users_create)
     orgs = sub.add_parser("orgs", help="organisations").add_subparsers(dest="action", required=True)
     plan = orgs.add_parser("set-plan", help="change an organisation's plan")
     plan.add_argument("org_id")

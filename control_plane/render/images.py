@@ -70,12 +70,13 @@ def image_key(settings: ControlPlaneSettings, payload: str, design: dict[str, An
 
 
 def image_url(settings: ControlPlaneSettings, payload: str, design: dict[str, Any] | None) -> str:
+    """Absolute, so that it can be handed to a print shop or put in an e-mail as it is."""
     design = effective_design(design)
-    return f"/i/{image_key(settings, payload, design)}.{design['format']}"
+    return f"{settings.public_url}/i/{image_key(settings, payload, design)}.{design['format']}"
 
 
 def preview_url(settings: ControlPlaneSettings, payload: str, design: dict[str, Any] | None) -> str:
-    return f"/qr/{image_key(settings, payload, effective_design(design))}"
+    return f"{settings.public_url}/qr/{image_key(settings, payload, effective_design(design))}"
 
 
 async def check_design(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], settings: ControlPlaneSettings,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal, NotRequired
 
 import asyncpg
 from pydantic import Field, StringConstraints
+from typing_extensions import TypedDict
 
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey, create_key
@@ -22,13 +23,26 @@ class ApiKeyCreate(Body):
     scopes: Annotated[list[Scope], Field(min_length=1)]
 
 
-def key_object(row: asyncpg.Record) -> dict[str, Any]:
+class ApiKeyPublic(TypedDict):
+    id: str
+    object: Literal["api_key"]
+    livemode: bool
+    name: str
+    prefix: str
+    last4: str
+    scopes: list[Scope]
+    created_at: str
+    revoked_at: str | None
+    secret: NotRequired[str]  # only in the create response
+
+
+def key_object(row: asyncpg.Record) -> ApiKeyPublic:
     return {"id": row["id"], "object": "api_key", "livemode": row["livemode"], "name": row["name"],
             "prefix": row["prefix"], "last4": row["last4"], "scopes": row["scopes"],
             "created_at": timestamp(row["created_at"]), "revoked_at": timestamp(row["revoked_at"])}
 
 
-async def create_api_key(ctx: ServiceContext, caller: ApiKey, body: ApiKeyCreate) -> dict[str, Any]:
+async def create_api_key(ctx: ServiceContext, caller: ApiKey, body: ApiKeyCreate) -> ApiKeyPublic:
     """The new key's object with its `secret`, the only time it is shown."""
     # A key can hand out only the scopes it holds itself.
     if extra := sorted(set(body.scopes) - caller.scopes):
@@ -41,7 +55,7 @@ async def create_api_key(ctx: ServiceContext, caller: ApiKey, body: ApiKeyCreate
     return {**key_object(row), "secret": key.secret}
 
 
-async def list_api_keys(ctx: ServiceContext, caller: ApiKey, page: PageQuery) -> Listing[dict[str, Any]]:
+async def list_api_keys(ctx: ServiceContext, caller: ApiKey, page: PageQuery) -> Listing[ApiKeyPublic]:
     rows, total = await owned_page(ctx.db, "api_keys", caller, page, where="revoked_at IS NULL")
     return Listing([key_object(r) for r in rows], total, page.limit, page.offset)
 

@@ -1,62 +1,132 @@
-"""Cache write-through after commit: edge rows to Redis, then an invalidation message for every edge."""
+"""Publishing a committed change to the edges: rows through to Redis, an invalidation for every edge, and
+the wait for read-your-writes (docs/freshness.md). Every write that changes a scan's answer ends here.
+
+`publish_codes` / `publish_group` never fail the request: when Redis cannot be updated, they record in
+PostgreSQL that Redis needs repair (edges then read PostgreSQL until the cache sync has repaired it),
+retry within the lease, and return — the change is committed either way.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from control_plane.services.edge_confirmations import EdgeConfirmations
 from shared.edge_rows import RowStore, load_codes, load_groups
-from shared.keys import INVALIDATION_FIELD, INVALIDATION_MAXLEN, RedisKeys
+from shared.keys import (
+    EDGE_LEASE,
+    INVALIDATION_FIELD,
+    INVALIDATION_KEYS_PER_ENTRY,
+    INVALIDATION_MAXLEN,
+    NEGATIVE_ENTRIES,
+    RedisKeys,
+)
 from shared.rows import Destination, GroupRow
 
 log = logging.getLogger(__name__)
 DELETED_GROUP_VERSION = 2**62  # ids are never reused, so a tombstone is final
+FIRST_VERSION = 1  # a code at its first version was never cached anywhere except as "unknown"
+REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
+RETRY_PAUSE = 0.1  # seconds between write-through attempts while Redis does not answer
+# Redis must be repaired up to the outbox's newest event before its rows count again (see cache_sync).
+MARK_REPAIR = """UPDATE cache_repair
+    SET pending_through = GREATEST(pending_through, (SELECT COALESCE(max(seq), 0) FROM events), 1)"""
+
+Write = Callable[[], Awaitable[str | None]]  # writes through; returns the last invalidation's stream id
 
 
 class EdgeCache:
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, lease: float = EDGE_LEASE) -> None:
         self.redis = redis
         self.keys = keys
+        self.lease = lease
         self.rows = RowStore(redis, keys)
+        self.confirmations = EdgeConfirmations(redis, keys, lease)
 
-    async def publish_codes(self, db: asyncpg.Pool[Any], code_ids: list[str], *, raise_errors: bool = False) -> None:
-        """Write the codes' current rows and tell every edge to drop its copy."""
+    async def publish_codes(self, db: asyncpg.Pool[Any], code_ids: list[str]) -> None:
+        """After commit: the codes' rows to Redis, then wait until no edge can answer their old state."""
+        await self._publish(db, lambda: self.write_codes(db, code_ids))
+
+    async def publish_group(self, db: asyncpg.Pool[Any], group_id: str) -> None:
+        """After commit: the group's row to Redis (O(1) whatever its number of codes), then wait likewise."""
+        await self._publish(db, lambda: self.write_group(db, group_id))
+
+    async def write_codes(self, db: asyncpg.Pool[Any], code_ids: list[str]) -> str | None:
+        """Write the codes' current rows and tell every edge to drop its copy; raises if Redis fails.
+
+        New codes (first version) are only announced with one "forget unknown slugs" entry, so minting
+        10,000 codes appends one entry, not 10,000.
+        """
         records = await db.fetch("SELECT id, domain, slug FROM qr_codes WHERE id = ANY($1) AND slug IS NOT NULL",
                                  code_ids)
         if not records:
-            return
+            return None
         rows = await load_codes(db, [r["id"] for r in records])
-        try:
-            await self.rows.store_codes([(r["domain"], r["slug"], rows[r["id"]]) for r in records])
-            await self._invalidate([self.keys.code(r["domain"], r["slug"]) for r in records])
-        except redis.exceptions.RedisError as exc:
-            if raise_errors:
-                raise
-            log.warning("write-through of %d codes failed; the cache sync will repeat it: %r", len(records), exc)
+        await self.rows.store_codes([(r["domain"], r["slug"], rows[r["id"]]) for r in records])
+        changed = [self.keys.code(r["domain"], r["slug"]) for r in records if rows[r["id"]].version > FIRST_VERSION]
+        created = len(changed) < len(records)
+        return await self._invalidate(changed + ([NEGATIVE_ENTRIES] if created else []))
 
-    async def publish_group(self, db: asyncpg.Pool[Any], group_id: str, *, raise_errors: bool = False) -> None:
-        """Write one group row: O(1) whatever the number of its codes.
+    async def write_group(self, db: asyncpg.Pool[Any], group_id: str) -> str | None:
+        """Write one group row; raises if Redis fails.
 
         A deleted group becomes a final tombstone (no status, destination or params: exactly what its
         detached codes resolve against), so no late read-through can bring the old row back.
         """
         rows = await load_groups(db, [group_id])
         row = rows.get(group_id) or GroupRow(group_id, DELETED_GROUP_VERSION, None, Destination())
-        try:
-            await self.rows.store_group(row)
-            await self._invalidate([self.keys.group(group_id)])
-        except redis.exceptions.RedisError as exc:
-            if raise_errors:
-                raise
-            log.warning("write-through of group %s failed; the cache sync will repeat it: %r", group_id, exc)
+        await self.rows.store_group(row)
+        return await self._invalidate([self.keys.group(group_id)])
 
-    async def _invalidate(self, cache_keys: list[str]) -> None:
+    async def _invalidate(self, cache_keys: list[str]) -> str | None:
+        if not cache_keys:
+            return None
         async with self.redis.pipeline(transaction=False) as pipe:
-            for key in cache_keys:
-                pipe.xadd(self.keys.invalidations, {INVALIDATION_FIELD: key}, maxlen=INVALIDATION_MAXLEN,
+            for start in range(0, len(cache_keys), INVALIDATION_KEYS_PER_ENTRY):
+                named = "\n".join(cache_keys[start:start + INVALIDATION_KEYS_PER_ENTRY])
+                pipe.xadd(self.keys.invalidations, {INVALIDATION_FIELD: named}, maxlen=INVALIDATION_MAXLEN,
                           approximate=True)
-            await pipe.execute()
+            ids = await pipe.execute()
+        last: bytes | str = ids[-1]
+        return last.decode() if isinstance(last, bytes) else last
+
+    async def _publish(self, db: asyncpg.Pool[Any], write: Write) -> None:
+        deadline = time.monotonic() + self.lease
+        try:
+            async with asyncio.timeout(self.lease):
+                position = await write()
+        except REDIS_FAILURES as exc:
+            log.warning("write-through failed; edges read PostgreSQL until the cache sync repairs Redis: %r", exc)
+            await self._mark_repair(db)
+            position = await self._retry(write, deadline)
+        if position is not None:
+            await self.confirmations.wait(position)
+
+    async def _retry(self, write: Write, deadline: float) -> str | None:
+        """Try again until the lease is over. Redis may have come back already, and edges that reconnected
+        before the repair mark was set may trust its old rows: this write's own row must reach it.
+
+        Once the lease is over without success, every edge has been unable to confirm for that long
+        (Redis was unreachable), so none answers from its local cache any more.
+        """
+        while (remaining := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(RETRY_PAUSE, remaining))
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                    return await write()
+            except REDIS_FAILURES:
+                continue
+        return None
+
+    async def _mark_repair(self, db: asyncpg.Pool[Any]) -> None:
+        try:
+            await db.execute(MARK_REPAIR, timeout=self.lease)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("could not mark Redis for repair: %r", exc)

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
-import asyncpg
+from collections.abc import Mapping
+from typing import Any
 
-from control_plane.services.schemas import DestinationIn
+import asyncpg
+from typing_extensions import TypedDict
+
+from control_plane.services.schemas import DestinationIn, DestinationType
 from shared.problems import field_error
 
 FIELDS = ("type", "url", "page", "chatbot", "knowledge_base")
 Destination = dict[str, str | None]
 
 
-def destination_object(row: asyncpg.Record) -> Destination:
-    return {name: row[f"destination_{name}"] for name in FIELDS}
+class DestinationPublic(TypedDict):
+    """`type` null = inherit from the group; the companion field of the type holds the target."""
+
+    type: DestinationType | None
+    url: str | None
+    page: str | None
+    chatbot: str | None
+    knowledge_base: str | None
 
 
-def merge_destination(current: Destination, patch: DestinationIn | None, present: bool) -> Destination:
+def destination_object(row: asyncpg.Record) -> DestinationPublic:
+    return {"type": row["destination_type"], "url": row["destination_url"], "page": row["destination_page"],
+            "chatbot": row["destination_chatbot"], "knowledge_base": row["destination_knowledge_base"]}
+
+
+def merge_destination(current: Mapping[str, Any], patch: DestinationIn | None, present: bool) -> Destination:
     """RFC 7396 on the destination object: `null` clears it all, absent keys are kept."""
     merged: Destination = {name: current.get(name) for name in FIELDS}
     if present and patch is None:

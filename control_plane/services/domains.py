@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 import asyncpg
 from pydantic import StringConstraints, field_validator
+from typing_extensions import TypedDict
 
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
@@ -33,12 +34,20 @@ class DomainBody(Body):
         return value
 
 
-def domain_object(row: asyncpg.Record) -> dict[str, Any]:
+class DomainPublic(TypedDict):
+    id: str
+    object: Literal["domain"]
+    livemode: bool
+    hostname: str
+    created_at: str
+
+
+def domain_object(row: asyncpg.Record) -> DomainPublic:
     return {"id": row["id"], "object": "domain", "livemode": row["livemode"], "hostname": row["hostname"],
             "created_at": timestamp(row["created_at"])}
 
 
-async def create_domain(ctx: ServiceContext, key: ApiKey, body: DomainBody) -> dict[str, Any]:
+async def create_domain(ctx: ServiceContext, key: ApiKey, body: DomainBody) -> DomainPublic:
     if body.hostname == ctx.settings.default_domain:
         raise field_error("hostname", "is the default domain, which every organisation already uses")
     try:
@@ -51,12 +60,12 @@ async def create_domain(ctx: ServiceContext, key: ApiKey, body: DomainBody) -> d
     return domain_object(row)
 
 
-async def list_domains(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[dict[str, Any]]:
+async def list_domains(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[DomainPublic]:
     rows, total = await owned_page(ctx.db, "domains", key, page)
     return Listing([domain_object(r) for r in rows], total, page.limit, page.offset)
 
 
-async def get_domain(ctx: ServiceContext, key: ApiKey, domain_id: str) -> dict[str, Any]:
+async def get_domain(ctx: ServiceContext, key: ApiKey, domain_id: str) -> DomainPublic:
     row = await ctx.db.fetchrow(f"SELECT * FROM domains WHERE {OWNED}", domain_id, key.org_id, key.livemode)
     if row is None:
         raise not_found("domain")

@@ -11,10 +11,11 @@ import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import asyncpg
 from pydantic import Field, model_validator
+from typing_extensions import TypedDict
 
 from control_plane.render.design import Design, parse_design
 from control_plane.render.images import payload_for
@@ -40,6 +41,7 @@ from shared.times import timestamp
 
 MAX_CODES = 10_000
 Format = Literal["pdf_sheet", "zip", "codes_csv", "scans_csv"]
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
 ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")  # QR alphanumeric mode
 CODE_ORDER = "c.created_at, length(c.name), c.name, c.id"  # minted "Table 2" before "Table 10"
 
@@ -194,7 +196,7 @@ def print_check(rows: list[asyncpg.Record], body: ExportCreate, settings: Contro
 
 
 async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportCreate,
-                        settings: ControlPlaneSettings) -> dict[str, Any]:
+                        settings: ControlPlaneSettings) -> ExportPublic:
     """Validate, select the codes, run the print check and queue the job, in the caller's transaction."""
     if body.format == "pdf_sheet":
         sheet_for(body)
@@ -238,6 +240,28 @@ def signature_valid(settings: ControlPlaneSettings, job_id: str, expires: str, g
     return hmac.compare_digest(signature(settings, job_id, int(expires)), given)
 
 
+class Progress(TypedDict):
+    done: int
+    total: int
+
+
+class ExportPublic(TypedDict):
+    id: str
+    object: Literal["export"]
+    livemode: bool
+    status: JobStatus
+    format: Format
+    progress: Progress
+    file_url: str | None
+    signed_url: str | None
+    file_name: str | None
+    file_size: int | None
+    error: dict[str, Any] | None
+    created_at: str
+    finished_at: str | None
+    expires_at: str | None
+
+
 def job_fields(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "id": row["id"], "object": row["kind"], "livemode": row["livemode"], "status": row["status"],
@@ -247,10 +271,10 @@ def job_fields(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def export_object(row: asyncpg.Record, settings: ControlPlaneSettings) -> dict[str, Any]:
+def export_object(row: asyncpg.Record, settings: ControlPlaneSettings) -> ExportPublic:
     request = row["request"]
-    obj = {**job_fields(row), "format": request["format"], "file_url": None, "signed_url": None,
-           "file_name": row["file_name"], "file_size": row["file_size"]}
+    obj = cast(ExportPublic, {**job_fields(row), "format": request["format"], "file_url": None, "signed_url": None,
+                              "file_name": row["file_name"], "file_size": row["file_size"]})
     if row["status"] == "succeeded" and row["file_size"] is not None and row["expires_at"] is not None:
         file_url = f"{settings.public_url}/v1/exports/{row['id']}/file"
         expires = int(row["expires_at"].timestamp())
@@ -263,17 +287,17 @@ async def list_jobs(ctx: ServiceContext, key: ApiKey, kind: str, page: PageQuery
     return await owned_page(ctx.db, "jobs", key, page, where="kind = $3", args=(kind,))
 
 
-async def start_export(ctx: ServiceContext, key: ApiKey, body: ExportCreate) -> dict[str, Any]:
+async def start_export(ctx: ServiceContext, key: ApiKey, body: ExportCreate) -> ExportPublic:
     async with ctx.transaction() as conn:
         return await create_export(conn, key, body, ctx.settings)
 
 
-async def list_exports(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[dict[str, Any]]:
+async def list_exports(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[ExportPublic]:
     rows, total = await list_jobs(ctx, key, "export", page)
     return Listing([export_object(r, ctx.settings) for r in rows], total, page.limit, page.offset)
 
 
-async def get_export(ctx: ServiceContext, key: ApiKey, export_id: str) -> dict[str, Any]:
+async def get_export(ctx: ServiceContext, key: ApiKey, export_id: str) -> ExportPublic:
     return export_object(await fetch_job(ctx.db, key, export_id, "export"), ctx.settings)
 
 

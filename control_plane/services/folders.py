@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 import asyncpg
 from pydantic import StringConstraints
+from typing_extensions import TypedDict
 
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
@@ -22,31 +23,40 @@ class FolderBody(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-def folder_object(row: asyncpg.Record) -> dict[str, Any]:
+class FolderPublic(TypedDict):
+    id: str
+    object: Literal["folder"]
+    livemode: bool
+    name: str
+    created_at: str
+    updated_at: str
+
+
+def folder_object(row: asyncpg.Record) -> FolderPublic:
     return {"id": row["id"], "object": "folder", "livemode": row["livemode"], "name": row["name"],
             "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"])}
 
 
-async def create_folder(ctx: ServiceContext, key: ApiKey, body: FolderBody) -> dict[str, Any]:
+async def create_folder(ctx: ServiceContext, key: ApiKey, body: FolderBody) -> FolderPublic:
     row = await ctx.db.fetchrow("INSERT INTO folders (id, org_id, livemode, name) VALUES ($1, $2, $3, $4) RETURNING *",
                                 new_id("fld"), key.org_id, key.livemode, body.name)
     assert row is not None
     return folder_object(row)
 
 
-async def list_folders(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[dict[str, Any]]:
+async def list_folders(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[FolderPublic]:
     rows, total = await owned_page(ctx.db, "folders", key, page)
     return Listing([folder_object(r) for r in rows], total, page.limit, page.offset)
 
 
-async def get_folder(ctx: ServiceContext, key: ApiKey, folder_id: str) -> dict[str, Any]:
+async def get_folder(ctx: ServiceContext, key: ApiKey, folder_id: str) -> FolderPublic:
     row = await ctx.db.fetchrow(f"SELECT * FROM folders WHERE {OWNED}", folder_id, key.org_id, key.livemode)
     if row is None:
         raise not_found("folder")
     return folder_object(row)
 
 
-async def rename_folder(ctx: ServiceContext, key: ApiKey, folder_id: str, body: FolderBody) -> dict[str, Any]:
+async def rename_folder(ctx: ServiceContext, key: ApiKey, folder_id: str, body: FolderBody) -> FolderPublic:
     row = await ctx.db.fetchrow(f"UPDATE folders SET name = $4, updated_at = now() WHERE {OWNED} RETURNING *",
                                 folder_id, key.org_id, key.livemode, body.name)
     if row is None:

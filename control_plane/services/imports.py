@@ -11,15 +11,16 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 import asyncpg
 import orjson
 from pydantic import ValidationError
+from typing_extensions import TypedDict
 
 from control_plane.render.images import sync_designs
 from control_plane.services.context import ServiceContext
-from control_plane.services.exports import fetch_job, job_fields, list_jobs
+from control_plane.services.exports import JobStatus, Progress, fetch_job, job_fields, list_jobs
 from control_plane.services.keys import ApiKey
 from control_plane.services.listing import Listing, PageQuery
 from control_plane.services.qr_codes import SELECT, code_objects
@@ -239,11 +240,37 @@ async def create_codes(conn: asyncpg.Connection[Any], key: ApiKey, rows: list[Im
     return ids
 
 
-def import_object(row: asyncpg.Record) -> dict[str, Any]:
-    return {**job_fields(row), "dry_run": bool(row["request"].get("dry_run")), "result": row["result"]}
+class RowProblem(TypedDict):
+    row: int
+    field: str
+    message: str
 
 
-async def create_import(conn: asyncpg.Connection[Any], key: ApiKey, data: bytes, dry_run: bool) -> dict[str, Any]:
+class ImportResult(TypedDict):
+    created: int
+    errors: list[RowProblem]
+
+
+class ImportPublic(TypedDict):
+    id: str
+    object: Literal["import"]
+    livemode: bool
+    status: JobStatus
+    dry_run: bool
+    progress: Progress
+    result: ImportResult | None
+    error: dict[str, Any] | None
+    created_at: str
+    finished_at: str | None
+    expires_at: str | None
+
+
+def import_object(row: asyncpg.Record) -> ImportPublic:
+    obj = {**job_fields(row), "dry_run": bool(row["request"].get("dry_run")), "result": row["result"]}
+    return cast(ImportPublic, obj)
+
+
+async def create_import(conn: asyncpg.Connection[Any], key: ApiKey, data: bytes, dry_run: bool) -> ImportPublic:
     """Queue an import of `data` (the CSV as uploaded) in the caller's transaction."""
     job_id = new_id("imp")
     await conn.execute("INSERT INTO jobs (id, kind, org_id, livemode, request) VALUES ($1, 'import', $2, $3, $4)",
@@ -252,15 +279,15 @@ async def create_import(conn: asyncpg.Connection[Any], key: ApiKey, data: bytes,
     return import_object(await fetch_job(conn, key, job_id, "import"))
 
 
-async def start_import(ctx: ServiceContext, key: ApiKey, data: bytes, dry_run: bool) -> dict[str, Any]:
+async def start_import(ctx: ServiceContext, key: ApiKey, data: bytes, dry_run: bool) -> ImportPublic:
     async with ctx.transaction() as conn:
         return await create_import(conn, key, data, dry_run)
 
 
-async def list_imports(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[dict[str, Any]]:
+async def list_imports(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[ImportPublic]:
     rows, total = await list_jobs(ctx, key, "import", page)
     return Listing([import_object(r) for r in rows], total, page.limit, page.offset)
 
 
-async def get_import(ctx: ServiceContext, key: ApiKey, import_id: str) -> dict[str, Any]:
+async def get_import(ctx: ServiceContext, key: ApiKey, import_id: str) -> ImportPublic:
     return import_object(await fetch_job(ctx.db, key, import_id, "import"))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, NotRequired, TypeVar
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from control_plane.services.keys import ApiKey
 
@@ -24,6 +25,17 @@ class PageQuery(BaseModel):
     offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
 
 
+class ListEnvelope(TypedDict, Generic[T]):
+    """What every list answers; a bulk mint answers only `object`, `data` and `total`."""
+
+    object: Literal["list"]
+    data: list[T]
+    total: int
+    limit: NotRequired[int]
+    offset: NotRequired[int]
+    has_more: NotRequired[bool]
+
+
 @dataclass(frozen=True, slots=True)
 class Listing(Generic[T]):
     data: list[T]
@@ -31,7 +43,7 @@ class Listing(Generic[T]):
     limit: int
     offset: int
 
-    def envelope(self) -> dict[str, Any]:
+    def envelope(self) -> ListEnvelope[T]:
         return {"object": "list", "data": self.data, "total": self.total, "limit": self.limit,
                 "offset": self.offset, "has_more": self.offset + len(self.data) < self.total}
 

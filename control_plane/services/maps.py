@@ -5,12 +5,13 @@ Each change bumps the owner's version, records the owner's `…updated` event an
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import asyncpg
 from pydantic import StringConstraints
+from typing_extensions import TypedDict
 
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
@@ -22,9 +23,15 @@ from shared.outbox import previous_attributes, record_event
 from shared.problems import Problem, field_error
 
 MapField = Literal["url_params", "properties"]
-ITEM_KINDS: dict[MapField, str] = {"url_params": "url_param", "properties": "property"}
-Loader = Callable[[ServiceContext, "asyncpg.Connection[Any]", ApiKey, str, bool], Awaitable[dict[str, Any]]]
+ITEM_KINDS: dict[MapField, Literal["url_param", "property"]] = {"url_params": "url_param", "properties": "property"}
+Loader = Callable[[ServiceContext, "asyncpg.Connection[Any]", ApiKey, str, bool], Awaitable[Mapping[str, Any]]]
 Publisher = Callable[[ServiceContext, str], Awaitable[None]]
+
+
+class MapItemPublic(TypedDict):
+    object: Literal["url_param", "property"]
+    key: str
+    value: str
 
 
 class MapValue(Body):
@@ -42,7 +49,7 @@ class MapOwner:
 
 
 async def _load_code(ctx: ServiceContext, conn: asyncpg.Connection[Any], key: ApiKey, code_id: str,
-                     lock: bool) -> dict[str, Any]:
+                     lock: bool) -> Mapping[str, Any]:
     return await load_code(conn, key, code_id, ctx.settings, lock=lock)
 
 
@@ -51,7 +58,7 @@ async def _publish_code(ctx: ServiceContext, code_id: str) -> None:
 
 
 async def _load_group(ctx: ServiceContext, conn: asyncpg.Connection[Any], key: ApiKey, group_id: str,
-                      lock: bool) -> dict[str, Any]:
+                      lock: bool) -> Mapping[str, Any]:
     return await load_group(conn, key, group_id, lock=lock)
 
 
@@ -63,19 +70,19 @@ CODES = MapOwner("qr_codes", "qr_code", "code_id", "qr.updated", _load_code, _pu
 GROUPS = MapOwner("qr_groups", "qr_group", "group_id", "qr_group.updated", _load_group, _publish_group)
 
 
-def map_item(field: MapField, key: str, value: str) -> dict[str, str]:
+def map_item(field: MapField, key: str, value: str) -> MapItemPublic:
     return {"object": ITEM_KINDS[field], "key": key, "value": value}
 
 
 async def list_items(ctx: ServiceContext, key: ApiKey, owner: MapOwner, field: MapField,
-                     owner_id: str) -> list[dict[str, str]]:
+                     owner_id: str) -> list[MapItemPublic]:
     async with ctx.connection() as conn:
         obj = await owner.load(ctx, conn, key, owner_id, False)
     return [map_item(field, k, v) for k, v in obj[field].items()]
 
 
 async def set_item(ctx: ServiceContext, key: ApiKey, owner: MapOwner, field: MapField, owner_id: str, name: str,
-                   value: str | None) -> dict[str, str]:
+                   value: str | None) -> MapItemPublic:
     """Set one key (`value` None removes it: 404 if it is not set); returns the item."""
     if not 1 <= len(name) <= 64:
         raise field_error("key", "must be 1-64 characters")

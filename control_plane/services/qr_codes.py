@@ -5,20 +5,28 @@ Every change runs in one transaction with its event, then writes the edge rows t
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from typing import Any, Literal
 
 import asyncpg
+from typing_extensions import TypedDict
 
 from control_plane.render.content import encode_static, parse_content
 from control_plane.render.design import merge_design
 from control_plane.render.images import image_url, payload_for, preview_url, sync_design
 from control_plane.services.context import Queryable, ServiceContext
-from control_plane.services.destinations import destination_columns, destination_object, merge_destination
+from control_plane.services.destinations import (
+    DestinationPublic,
+    destination_columns,
+    destination_object,
+    merge_destination,
+)
 from control_plane.services.keys import ApiKey
 from control_plane.services.listing import Listing
 from control_plane.services.params import apply_params, pairs_to_dict
-from control_plane.services.schemas import QRCodeCreate, QRCodeListQuery, QRCodeUpdate
+from control_plane.services.schemas import CodeType, QRCodeCreate, QRCodeListQuery, QRCodeUpdate, Status
 from control_plane.services.usage import meter_created
+from control_plane.services.versions import check_version
 from shared.edge_rows import CODE_COLUMNS, code_row, load_groups
 from shared.ids import new_id, new_slug, slug_problem
 from shared.outbox import previous_attributes, record_event
@@ -39,21 +47,60 @@ SLUG_ATTEMPTS = 8
 STATIC_REFUSES = ("slug", "domain", "group_id", "status", "destination", "url_params", "properties")
 
 
-def resolved_object(row: asyncpg.Record, group: GroupRow | None, settings: ControlPlaneSettings) -> dict[str, Any]:
+class ResolvedPublic(TypedDict):
+    """What a scan without visitor params gets now, exactly as the edge resolves it."""
+
+    status: Status
+    destination: dict[str, str | None] | None  # the type and its companion field; None when unconfigured
+    source: Literal["code", "group"] | None
+    url: str | None  # the redirect target; None unless the code redirects
+
+
+class QRCodePublic(TypedDict):
+    id: str
+    object: Literal["qr_code"]
+    livemode: bool
+    version: int
+    kind: Literal["dynamic", "static"]
+    type: CodeType
+    name: str
+    slug: str | None
+    domain: str | None
+    short_url: str | None
+    group_id: str | None
+    status: Status | None
+    destination: DestinationPublic
+    content: dict[str, Any] | None
+    url_params: dict[str, str]
+    properties: dict[str, str]
+    design: dict[str, Any] | None
+    folder_id: str | None
+    tags: list[str]
+    resolved: ResolvedPublic | None
+    image_url: str
+    download_url: str
+    preview_url: str
+    scan_count: int | None
+    created_at: str
+    updated_at: str
+
+
+def resolved_object(row: asyncpg.Record, group: GroupRow | None, settings: ControlPlaneSettings) -> ResolvedPublic:
     resolution = resolve(code_row(row), group, settings.templates)
     return {
-        "status": resolution.status,
+        "status": resolution.status,  # type: ignore[typeddict-item]
         "destination": resolution.destination.compact() if resolution.destination else None,
-        "source": resolution.source,
+        "source": resolution.source,  # type: ignore[typeddict-item]
         "url": resolution.location.location if resolution.location else None,
     }
 
 
-def code_object(row: asyncpg.Record, group: GroupRow | None, settings: ControlPlaneSettings) -> dict[str, Any]:
+def code_object(row: asyncpg.Record, group: GroupRow | None, settings: ControlPlaneSettings) -> QRCodePublic:
     dynamic = row["kind"] == "dynamic"
     payload = payload_for(row, settings)
     return {
-        "id": row["id"], "object": "qr_code", "livemode": row["livemode"], "kind": row["kind"],
+        "id": row["id"], "object": "qr_code", "livemode": row["livemode"], "version": row["version"],
+        "kind": row["kind"],
         "type": row["type"], "name": row["name"], "slug": row["slug"], "domain": row["domain"],
         "short_url": f"{settings.public_scheme}://{row['domain']}/{row['slug']}" if dynamic else None,
         "group_id": row["group_id"], "status": row["status"], "destination": destination_object(row),
@@ -69,7 +116,7 @@ def code_object(row: asyncpg.Record, group: GroupRow | None, settings: ControlPl
 
 
 async def code_objects(db: Queryable, rows: list[asyncpg.Record],
-                       settings: ControlPlaneSettings) -> list[dict[str, Any]]:
+                       settings: ControlPlaneSettings) -> list[QRCodePublic]:
     groups = await load_groups(db, sorted({r["group_id"] for r in rows if r["group_id"]}))
     return [code_object(r, groups.get(r["group_id"]), settings) for r in rows]
 
@@ -85,7 +132,7 @@ async def fetch_code(db: Queryable, key: ApiKey, code_id: str, *, lock: bool = F
 
 
 async def load_code(conn: Queryable, key: ApiKey, code_id: str, settings: ControlPlaneSettings,
-                    *, lock: bool = False) -> dict[str, Any]:
+                    *, lock: bool = False) -> QRCodePublic:
     return (await code_objects(conn, [await fetch_code(conn, key, code_id, lock=lock)], settings))[0]
 
 
@@ -182,21 +229,21 @@ async def insert_code(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCr
 
 
 async def _create_in(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCreate,
-                     settings: ControlPlaneSettings) -> tuple[str, dict[str, Any]]:
+                     settings: ControlPlaneSettings) -> tuple[str, QRCodePublic]:
     code_id = await insert_code(conn, key, body, settings)
     obj = await load_code(conn, key, code_id, settings)
     await record_event(conn, key.org_id, key.livemode, "qr.created", obj)
     return code_id, obj
 
 
-async def create_code(ctx: ServiceContext, key: ApiKey, body: QRCodeCreate) -> dict[str, Any]:
+async def create_code(ctx: ServiceContext, key: ApiKey, body: QRCodeCreate) -> QRCodePublic:
     async with ctx.transaction() as conn:
         code_id, obj = await _create_in(conn, key, body, ctx.settings)
     await ctx.cache.publish_codes(ctx.db, [code_id])
     return obj
 
 
-async def upsert_code(ctx: ServiceContext, key: ApiKey, body: QRCodeCreate) -> tuple[dict[str, Any], bool]:
+async def upsert_code(ctx: ServiceContext, key: ApiKey, body: QRCodeCreate) -> tuple[QRCodePublic, bool]:
     """The live dynamic code with this exact destination URL (updated with the other fields given), or a new
     one; the flag says whether it was created."""
     url = body.destination.url if body.destination else None
@@ -242,7 +289,7 @@ def _filters(query: QRCodeListQuery, key: ApiKey) -> tuple[str, list[Any]]:
     return " AND ".join(where), args
 
 
-async def list_codes(ctx: ServiceContext, key: ApiKey, query: QRCodeListQuery) -> Listing[dict[str, Any]]:
+async def list_codes(ctx: ServiceContext, key: ApiKey, query: QRCodeListQuery) -> Listing[QRCodePublic]:
     clause, args = _filters(query, key)
     total = await ctx.db.fetchval(f"SELECT count(*) FROM qr_codes c WHERE {clause}", *args)
     rows = await ctx.db.fetch(f"{SELECT} WHERE {clause} ORDER BY {SORTS[query.sort]}"
@@ -250,15 +297,16 @@ async def list_codes(ctx: ServiceContext, key: ApiKey, query: QRCodeListQuery) -
     return Listing(await code_objects(ctx.db, rows, ctx.settings), total, query.limit, query.offset)
 
 
-async def get_code(ctx: ServiceContext, key: ApiKey, code_id: str) -> dict[str, Any]:
+async def get_code(ctx: ServiceContext, key: ApiKey, code_id: str) -> QRCodePublic:
     return await load_code(ctx.db, key, code_id, ctx.settings)
 
 
 async def _update_in(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str, body: QRCodeUpdate,
-                     settings: ControlPlaneSettings) -> dict[str, Any]:
+                     settings: ControlPlaneSettings, if_match: Collection[int] | None = None) -> QRCodePublic:
     """Merge-patch a code inside the caller's transaction; records `qr.updated`; returns the new object."""
     fields = body.model_fields_set
     current = await fetch_code(conn, key, code_id, lock=True)
+    check_version(current, if_match, "QR code")
     before = (await code_objects(conn, [current], settings))[0]
     if "group_id" in fields:
         await _check_reference(conn, key, "qr_groups", "group_id", body.group_id)
@@ -298,17 +346,21 @@ async def _update_in(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str, b
     return obj
 
 
-async def update_code(ctx: ServiceContext, key: ApiKey, code_id: str, body: QRCodeUpdate) -> dict[str, Any]:
+async def update_code(ctx: ServiceContext, key: ApiKey, code_id: str, body: QRCodeUpdate, *,
+                      if_match: Collection[int] | None = None) -> QRCodePublic:
+    """JSON Merge Patch of a code; `if_match`: 412 unless the code is at one of these versions."""
     async with ctx.transaction() as conn:
-        obj = await _update_in(conn, key, code_id, body, ctx.settings)
+        obj = await _update_in(conn, key, code_id, body, ctx.settings, if_match)
     await ctx.cache.publish_codes(ctx.db, [code_id])
     return obj
 
 
-async def delete_code(ctx: ServiceContext, key: ApiKey, code_id: str) -> None:
+async def delete_code(ctx: ServiceContext, key: ApiKey, code_id: str, *,
+                      if_match: Collection[int] | None = None) -> None:
     """Soft delete: the row stays for analytics; lists and reads stop showing it, the edge answers 410."""
     async with ctx.transaction() as conn:
         current = await fetch_code(conn, key, code_id, lock=True)
+        check_version(current, if_match, "QR code")
         obj = (await code_objects(conn, [current], ctx.settings))[0]
         await conn.execute("UPDATE qr_codes SET deleted_at = now(), version = version + 1, updated_at = now()"
                            " WHERE id = $1", code_id)

@@ -5,20 +5,28 @@ Changing a group writes one edge row, whatever the number of its codes.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from typing import Literal
 
 import asyncpg
+from typing_extensions import TypedDict
 
 from control_plane.render.images import sync_designs
 from control_plane.services.context import Queryable, ServiceContext
-from control_plane.services.destinations import destination_columns, destination_object, merge_destination
+from control_plane.services.destinations import (
+    DestinationPublic,
+    destination_columns,
+    destination_object,
+    merge_destination,
+)
 from control_plane.services.keys import ApiKey
 from control_plane.services.listing import Listing
 from control_plane.services.mint import mint
 from control_plane.services.params import apply_params, pairs_to_dict
 from control_plane.services.qr_codes import SELECT as CODE_SELECT
-from control_plane.services.qr_codes import code_objects
-from control_plane.services.schemas import MintCodes, QRGroupCreate, QRGroupListQuery, QRGroupUpdate
+from control_plane.services.qr_codes import QRCodePublic, code_objects
+from control_plane.services.schemas import MintCodes, QRGroupCreate, QRGroupListQuery, QRGroupUpdate, Status
+from control_plane.services.versions import check_version
 from shared.edge_rows import GROUP_COLUMNS
 from shared.ids import new_id
 from shared.outbox import previous_attributes, record_event
@@ -31,9 +39,26 @@ FROM qr_groups g"""
 OWNED = "g.org_id = $1 AND g.livemode = $2"
 
 
-def group_object(row: asyncpg.Record) -> dict[str, Any]:
+class QRGroupPublic(TypedDict):
+    id: str
+    object: Literal["qr_group"]
+    livemode: bool
+    version: int
+    name: str
+    description: str
+    status: Status | None
+    destination: DestinationPublic
+    url_params: dict[str, str]
+    properties: dict[str, str]
+    code_count: int
+    created_at: str
+    updated_at: str
+
+
+def group_object(row: asyncpg.Record) -> QRGroupPublic:
     return {
-        "id": row["id"], "object": "qr_group", "livemode": row["livemode"], "name": row["name"],
+        "id": row["id"], "object": "qr_group", "livemode": row["livemode"], "version": row["version"],
+        "name": row["name"],
         "description": row["description"], "status": row["status"],
         "destination": destination_object(row), "url_params": pairs_to_dict(row["url_params"]),
         "properties": pairs_to_dict(row["properties"]), "code_count": row["code_count"],
@@ -51,11 +76,11 @@ async def fetch_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool =
     return row
 
 
-async def load_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool = False) -> dict[str, Any]:
+async def load_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool = False) -> QRGroupPublic:
     return group_object(await fetch_group(db, key, group_id, lock=lock))
 
 
-async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) -> dict[str, Any]:
+async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) -> QRGroupPublic:
     destination = merge_destination({}, body.destination, "destination" in body.model_fields_set)
     async with ctx.transaction() as conn:
         group_id = new_id("grp")
@@ -73,7 +98,7 @@ async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) ->
     return obj
 
 
-async def list_groups(ctx: ServiceContext, key: ApiKey, query: QRGroupListQuery) -> Listing[dict[str, Any]]:
+async def list_groups(ctx: ServiceContext, key: ApiKey, query: QRGroupListQuery) -> Listing[QRGroupPublic]:
     where, args = [OWNED], [key.org_id, key.livemode]
     if query.status is not None:
         args.append(query.status)
@@ -88,15 +113,17 @@ async def list_groups(ctx: ServiceContext, key: ApiKey, query: QRGroupListQuery)
     return Listing([group_object(r) for r in rows], total, query.limit, query.offset)
 
 
-async def get_group(ctx: ServiceContext, key: ApiKey, group_id: str) -> dict[str, Any]:
+async def get_group(ctx: ServiceContext, key: ApiKey, group_id: str) -> QRGroupPublic:
     return await load_group(ctx.db, key, group_id)
 
 
-async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QRGroupUpdate) -> dict[str, Any]:
-    """JSON Merge Patch of a group; records `qr_group.updated`."""
+async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QRGroupUpdate, *,
+                       if_match: Collection[int] | None = None) -> QRGroupPublic:
+    """JSON Merge Patch of a group; records `qr_group.updated`; `if_match` as for codes."""
     fields = body.model_fields_set
     async with ctx.transaction() as conn:
         current = await fetch_group(conn, key, group_id, lock=True)
+        check_version(current, if_match, "QR group")
         before = group_object(current)
         destination = merge_destination(before["destination"], body.destination, "destination" in fields)
         await conn.execute(
@@ -119,16 +146,18 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
     return obj
 
 
-async def delete_group(ctx: ServiceContext, key: ApiKey, group_id: str) -> None:
+async def delete_group(ctx: ServiceContext, key: ApiKey, group_id: str, *,
+                       if_match: Collection[int] | None = None) -> None:
     """Its codes stay, detached (`group_id` null); one `qr_group.deleted` event says so for all of them."""
     async with ctx.transaction() as conn:
         current = await fetch_group(conn, key, group_id, lock=True)
+        check_version(current, if_match, "QR group")
         await conn.execute("DELETE FROM qr_groups WHERE id = $1", group_id)
         await record_event(conn, key.org_id, key.livemode, "qr_group.deleted", group_object(current))
     await ctx.cache.publish_group(ctx.db, group_id)
 
 
-async def mint_codes(ctx: ServiceContext, key: ApiKey, group_id: str, body: MintCodes) -> list[dict[str, Any]]:
+async def mint_codes(ctx: ServiceContext, key: ApiKey, group_id: str, body: MintCodes) -> list[QRCodePublic]:
     """N inheriting child codes in one transaction, in name order, one `qr.created` event each."""
     async with ctx.transaction() as conn:
         await fetch_group(conn, key, group_id)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.services.analytics import ScanFilter, scan_analytics
+from control_plane.services.analytics import ScanAnalyticsPublic, ScanFilter, scan_analytics
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
 from control_plane.services.qr_codes import fetch_code
@@ -57,14 +57,14 @@ def scan_filter(key: ApiKey, column: str, object_id: str, query: AnalyticsQuery)
     return ScanFilter(column, object_id, key.org_id, key.livemode, since, until)
 
 
-async def code_scans(ctx: ServiceContext, key: ApiKey, code_id: str, query: AnalyticsQuery) -> dict[str, Any]:
+async def code_scans(ctx: ServiceContext, key: ApiKey, code_id: str, query: AnalyticsQuery) -> ScanAnalyticsPublic:
     """404 unless the caller's live (not deleted) code."""
     f = scan_filter(key, "code_id", code_id, query)
     await fetch_code(ctx.db, key, code_id)
     return await scan_analytics(ctx.db, f, query.group_by, query.limit)
 
 
-async def group_scans(ctx: ServiceContext, key: ApiKey, group_id: str, query: AnalyticsQuery) -> dict[str, Any]:
+async def group_scans(ctx: ServiceContext, key: ApiKey, group_id: str, query: AnalyticsQuery) -> ScanAnalyticsPublic:
     """Every scan made while a code belonged to the group; 404 unless the caller's group."""
     f = scan_filter(key, "group_id", group_id, query)
     await fetch_group(ctx.db, key, group_id)

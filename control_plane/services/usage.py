@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
+from typing_extensions import TypedDict
 
 from control_plane.services.keys import ApiKey
 from shared.problems import Problem
@@ -18,6 +19,17 @@ PLANS: dict[str, tuple[int | None, Decimal | None]] = {
     "scale": (25_000, Decimal("0.03")),
     "enterprise": (None, Decimal("0")),
 }
+
+
+class UsagePublic(TypedDict):
+    object: Literal["usage"]
+    plan: str
+    period_start: str
+    period_end: str
+    qr_generated: int
+    included: int | None  # None: unlimited
+    overage: int
+    overage_cost_usd: float
 
 
 def period(today: date | None = None) -> tuple[date, date]:
@@ -48,7 +60,7 @@ async def meter_created(conn: asyncpg.Connection[Any], key: ApiKey, count: int) 
                       f"{total}. Upgrade the plan to create more.", type="quota-exceeded")
 
 
-async def usage(conn: asyncpg.Connection[Any] | asyncpg.Pool[Any], key: ApiKey) -> dict[str, Any]:
+async def usage(conn: asyncpg.Connection[Any] | asyncpg.Pool[Any], key: ApiKey) -> UsagePublic:
     """The `usage` object of the caller's organisation for this calendar month (test mode counts nothing)."""
     start, end = period()
     row = await conn.fetchrow(

@@ -6,10 +6,11 @@ The dispatcher (`control_plane.webhooks`) sends; this module is what the API, an
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 import asyncpg
 from pydantic import Field, StringConstraints, field_validator
+from typing_extensions import TypedDict
 
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
@@ -83,13 +84,51 @@ UPDATE webhook_deliveries SET next_attempt_at = NULL WHERE id IN (
     SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' FOR UPDATE SKIP LOCKED)"""
 
 
+class WebhookEndpointPublic(TypedDict):
+    id: str
+    object: Literal["webhook_endpoint"]
+    livemode: bool
+    url: str
+    events: list[str]
+    description: str
+    enabled: bool
+    disabled_reason: Literal["gone", "failing"] | None
+    created_at: str
+    updated_at: str
+    secret: NotRequired[str]  # only when created or rotated
+    previous_secret_expires_at: NotRequired[str | None]  # only when rotated
+
+
+class AttemptPublic(TypedDict):
+    attempted_at: str
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response_excerpt: str
+
+
+class WebhookDeliveryPublic(TypedDict):
+    id: str
+    object: Literal["webhook_delivery"]
+    endpoint_id: str
+    event_id: str
+    event_type: str | None
+    status: DeliveryStatus
+    attempt_count: int
+    next_attempt_at: str | None
+    created_at: str
+    updated_at: str
+    attempts: list[AttemptPublic]
+
+
 class DeliveryListQuery(PageQuery):
     status: DeliveryStatus | None = None
     event_id: str | None = None
 
 
-def endpoint_object(row: asyncpg.Record, secret: str | None = None) -> dict[str, Any]:
-    obj = {"id": row["id"], "object": "webhook_endpoint", "livemode": row["livemode"], "url": row["url"],
+def endpoint_object(row: asyncpg.Record, secret: str | None = None) -> WebhookEndpointPublic:
+    obj: WebhookEndpointPublic = {
+           "id": row["id"], "object": "webhook_endpoint", "livemode": row["livemode"], "url": row["url"],
            "events": list(row["events"]), "description": row["description"], "enabled": row["enabled"],
            "disabled_reason": row["disabled_reason"], "created_at": timestamp(row["created_at"]),
            "updated_at": timestamp(row["updated_at"])}
@@ -98,12 +137,12 @@ def endpoint_object(row: asyncpg.Record, secret: str | None = None) -> dict[str,
     return obj
 
 
-def attempt_object(row: asyncpg.Record) -> dict[str, Any]:
+def attempt_object(row: asyncpg.Record) -> AttemptPublic:
     return {"attempted_at": timestamp(row["attempted_at"]), "status_code": row["status_code"],
             "latency_ms": row["latency_ms"], "error": row["error"], "response_excerpt": row["response_excerpt"]}
 
 
-def delivery_object(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> dict[str, Any]:
+def delivery_object(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> WebhookDeliveryPublic:
     return {"id": row["id"], "object": "webhook_delivery", "endpoint_id": row["endpoint_id"],
             "event_id": row["event_id"], "event_type": row["event_type"], "status": row["status"],
             "attempt_count": row["attempt_count"], "next_attempt_at": timestamp(row["next_attempt_at"]),
@@ -131,7 +170,7 @@ async def fetch_endpoint(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], key: A
     return row
 
 
-async def create_endpoint(ctx: ServiceContext, key: ApiKey, body: WebhookEndpointCreate) -> dict[str, Any]:
+async def create_endpoint(ctx: ServiceContext, key: ApiKey, body: WebhookEndpointCreate) -> WebhookEndpointPublic:
     """The endpoint with its `secret`, the only time it is shown."""
     url = await checked_url(ctx.settings.outbound, body.url)
     secret = new_secret()
@@ -143,17 +182,17 @@ async def create_endpoint(ctx: ServiceContext, key: ApiKey, body: WebhookEndpoin
     return endpoint_object(row, secret)
 
 
-async def list_endpoints(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[dict[str, Any]]:
+async def list_endpoints(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[WebhookEndpointPublic]:
     rows, total = await owned_page(ctx.db, "webhook_endpoints", key, page)
     return Listing([endpoint_object(r) for r in rows], total, page.limit, page.offset)
 
 
-async def get_endpoint(ctx: ServiceContext, key: ApiKey, endpoint_id: str) -> dict[str, Any]:
+async def get_endpoint(ctx: ServiceContext, key: ApiKey, endpoint_id: str) -> WebhookEndpointPublic:
     return endpoint_object(await fetch_endpoint(ctx.db, key, endpoint_id))
 
 
 async def update_endpoint(ctx: ServiceContext, key: ApiKey, endpoint_id: str,
-                          body: WebhookEndpointUpdate) -> dict[str, Any]:
+                          body: WebhookEndpointUpdate) -> WebhookEndpointPublic:
     """Enabling a disabled endpoint makes its waiting deliveries due at once; disabling parks them."""
     fields = body.model_fields_set
     for name in ("url", "events", "enabled", "description"):
@@ -184,7 +223,7 @@ async def delete_endpoint(ctx: ServiceContext, key: ApiKey, endpoint_id: str) ->
         raise not_found("webhook endpoint")
 
 
-async def rotate_secret(ctx: ServiceContext, key: ApiKey, endpoint_id: str) -> dict[str, Any]:
+async def rotate_secret(ctx: ServiceContext, key: ApiKey, endpoint_id: str) -> WebhookEndpointPublic:
     """A new secret, shown once; the previous one keeps signing for ROTATION_GRACE."""
     secret = new_secret()
     async with ctx.transaction() as conn:
@@ -207,7 +246,7 @@ def test_event(endpoint: asyncpg.Record) -> dict[str, Any]:
             "data": {"object": endpoint_object(endpoint)}}
 
 
-async def send_test_event(ctx: ServiceContext, key: ApiKey, endpoint_id: str) -> dict[str, Any]:
+async def send_test_event(ctx: ServiceContext, key: ApiKey, endpoint_id: str) -> WebhookDeliveryPublic:
     """Queues a `webhook_endpoint.test` event for this endpoint only; 409 if it is disabled."""
     endpoint = await fetch_endpoint(ctx.db, key, endpoint_id)
     if not endpoint["enabled"]:
@@ -222,7 +261,7 @@ async def send_test_event(ctx: ServiceContext, key: ApiKey, endpoint_id: str) ->
 
 
 async def list_deliveries(ctx: ServiceContext, key: ApiKey, endpoint_id: str,
-                          query: DeliveryListQuery) -> Listing[dict[str, Any]]:
+                          query: DeliveryListQuery) -> Listing[WebhookDeliveryPublic]:
     """Deliveries newest first, each with its attempts."""
     db = ctx.db
     endpoint = await fetch_endpoint(db, key, endpoint_id)

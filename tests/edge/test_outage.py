@@ -15,7 +15,7 @@ from shared.keys import RedisKeys
 from tests.conftest import KeyFactory
 from tests.edge.conftest import control_plane, edge_client
 from tests.edge.private_redis import PrivateRedis
-from tests.edge.test_scan import FRESHNESS, make_code, stream_events
+from tests.edge.test_scan import make_code, stream_events
 
 
 class Load:
@@ -50,7 +50,6 @@ async def test_redis_outage_under_load_loses_no_scan(private_env: dict[str, str]
     async with control_plane(private_env) as api, edge_client(private_env) as (app, edge):
         codes = [await make_code(api, key, destination={"type": "url", "url": f"https://example.com/{i}"})
                  for i in range(4)]
-        await asyncio.sleep(FRESHNESS)
         load = Load(edge, [c["slug"] for c in codes])
         workers = [asyncio.create_task(load.run(w)) for w in range(8)]
         await asyncio.sleep(0.3)

@@ -14,12 +14,12 @@ from tests.conftest import KeyFactory, bearer
 from tests.edge.conftest import control_plane
 from tests.edge.private_redis import PrivateRedis
 from tests.edge.running_edge import running_edge
-from tests.edge.test_scan import FRESHNESS, make_code, stream_events
+from tests.edge.test_scan import make_code, stream_events
 
 QR_HOST = {"host": "qr.test"}
 
 
-async def test_scans_50ms_after_a_patch_never_see_the_old_state_on_any_worker(
+async def test_scans_right_after_a_patch_never_see_the_old_state_on_any_worker(
         api: httpx.AsyncClient, make_key: KeyFactory, env: dict[str, str]) -> None:
     key = await make_key()
     group = (await api.post("/v1/qr-groups", headers=bearer(key), json={
@@ -33,7 +33,6 @@ async def test_scans_50ms_after_a_patch_never_see_the_old_state_on_any_worker(
                 patched = await api.patch(f"/v1/qr-groups/{group['id']}", headers=bearer(key),
                                           json={"destination": {"url": f"https://v{i}.example/"}})
                 assert patched.status_code == 200
-                await asyncio.sleep(FRESHNESS)
                 for _ in range(2):
                     location = (await scans.get(f"/{code['slug']}")).headers["location"]
                     if location != f"https://v{i}.example/":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -13,10 +11,11 @@ from control_plane.api.http import json_response, parse_query
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import scan_reports
+from control_plane.services.analytics import ScanAnalyticsPublic
 from control_plane.services.scan_reports import AnalyticsQuery
 
 
-def _answer(request: Request, analytics: dict[str, Any]) -> Response:
+def _answer(request: Request, analytics: ScanAnalyticsPublic) -> Response:
     """JSON, or the timeseries as CSV for `Accept: text/csv` (spreadsheets, BI tools; docs/exports.md)."""
     if "text/csv" not in request.headers.get("accept", ""):
         return json_response(analytics)
@@ -24,7 +23,7 @@ def _answer(request: Request, analytics: dict[str, Any]) -> Response:
     return Response("\r\n".join(lines) + "\r\n", media_type="text/csv; charset=utf-8")
 
 
-@operation("Scan analytics of a code", "qr:read", returns="ScanAnalytics", query=AnalyticsQuery)
+@operation("Scan analytics of a code", "qr:read", returns=ScanAnalyticsPublic, query=AnalyticsQuery)
 async def code_scans(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     query = parse_query(request, AnalyticsQuery)
@@ -32,7 +31,7 @@ async def code_scans(request: Request) -> Response:
     return _answer(request, await scan_reports.code_scans(app_state(request).services, key, code_id, query))
 
 
-@operation("Scan analytics of all of a group's codes", "qr:read", returns="ScanAnalytics", query=AnalyticsQuery)
+@operation("Scan analytics of all of a group's codes", "qr:read", returns=ScanAnalyticsPublic, query=AnalyticsQuery)
 async def group_scans(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     query = parse_query(request, AnalyticsQuery)

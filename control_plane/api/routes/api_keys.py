@@ -11,19 +11,19 @@ from control_plane.api.http import json_response, list_response, parse_body, par
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import api_keys
-from control_plane.services.api_keys import ApiKeyCreate
+from control_plane.services.api_keys import ApiKeyCreate, ApiKeyPublic
 from control_plane.services.listing import PageQuery
 
 
 @operation("Create an API key (the secret is shown once)", "keys:write", body=ApiKeyCreate, status=201,
-           returns="ApiKey")
+           returns=ApiKeyPublic)
 async def create_api_key(request: Request) -> Response:
     caller = await authenticate(request, "keys:write")
     body = await parse_body(request, ApiKeyCreate)
     return json_response(await api_keys.create_api_key(app_state(request).services, caller, body), 201)
 
 
-@operation("List API keys", "keys:write", returns="ApiKey", many=True, query=PageQuery)
+@operation("List API keys", "keys:write", returns=ApiKeyPublic, many=True, query=PageQuery)
 async def list_api_keys(request: Request) -> Response:
     caller = await authenticate(request, "keys:write")
     page = parse_query(request, PageQuery)

@@ -11,25 +11,25 @@ from control_plane.api.http import json_response, list_response, parse_body, par
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import domains
-from control_plane.services.domains import DomainBody
+from control_plane.services.domains import DomainBody, DomainPublic
 from control_plane.services.listing import PageQuery
 
 
-@operation("Add a custom domain", "qr:write", body=DomainBody, status=201, returns="Domain")
+@operation("Add a custom domain", "qr:write", body=DomainBody, status=201, returns=DomainPublic)
 async def create_domain(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, DomainBody)
     return json_response(await domains.create_domain(app_state(request).services, key, body), 201)
 
 
-@operation("List domains", "qr:read", returns="Domain", many=True, query=PageQuery)
+@operation("List domains", "qr:read", returns=DomainPublic, many=True, query=PageQuery)
 async def list_domains(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     page = parse_query(request, PageQuery)
     return list_response(await domains.list_domains(app_state(request).services, key, page))
 
 
-@operation("Retrieve a domain", "qr:read", returns="Domain")
+@operation("Retrieve a domain", "qr:read", returns=DomainPublic)
 async def get_domain(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     return json_response(await domains.get_domain(app_state(request).services, key,

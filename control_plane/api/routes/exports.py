@@ -15,7 +15,8 @@ from control_plane.api.http import json_response, list_response, parse_body, par
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import exports, imports
-from control_plane.services.exports import ExportCreate, signature_valid
+from control_plane.services.exports import ExportCreate, ExportPublic, signature_valid
+from control_plane.services.imports import ImportPublic
 from control_plane.services.listing import PageQuery
 from shared.problems import Problem
 
@@ -36,21 +37,21 @@ class ImportQuery(BaseModel):
 
 
 @operation("Start an export (label sheets, image bundle, CSV)", "qr:read", body=ExportCreate, status=202,
-           returns="Export")
+           returns=ExportPublic)
 async def start_export(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     body = await parse_body(request, ExportCreate)
     return json_response(await exports.start_export(app_state(request).services, key, body), 202)
 
 
-@operation("List exports", "qr:read", returns="Export", many=True, query=PageQuery)
+@operation("List exports", "qr:read", returns=ExportPublic, many=True, query=PageQuery)
 async def list_exports(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     page = parse_query(request, PageQuery)
     return list_response(await exports.list_exports(app_state(request).services, key, page))
 
 
-@operation("Retrieve an export", "qr:read", returns="Export")
+@operation("Retrieve an export", "qr:read", returns=ExportPublic)
 async def get_export(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     return json_response(await exports.get_export(app_state(request).services, key,
@@ -74,7 +75,7 @@ async def export_file(request: Request) -> Response:
     return StreamingResponse(file.chunks, headers=headers, media_type=file.media_type)
 
 
-@operation("Import codes from a CSV file (all or nothing)", "qr:write", status=202, returns="Import",
+@operation("Import codes from a CSV file (all or nothing)", "qr:write", status=202, returns=ImportPublic,
            body_media="text/csv", extra_errors=(413, 415), query=ImportQuery)
 async def start_import(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
@@ -86,14 +87,14 @@ async def start_import(request: Request) -> Response:
     return json_response(await imports.start_import(app_state(request).services, key, data, query.dry_run), 202)
 
 
-@operation("List imports", "qr:read", returns="Import", many=True, query=PageQuery)
+@operation("List imports", "qr:read", returns=ImportPublic, many=True, query=PageQuery)
 async def list_imports(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     page = parse_query(request, PageQuery)
     return list_response(await imports.list_imports(app_state(request).services, key, page))
 
 
-@operation("Retrieve an import and its result", "qr:read", returns="Import")
+@operation("Retrieve an import and its result", "qr:read", returns=ImportPublic)
 async def get_import(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     return json_response(await imports.get_import(app_state(request).services, key,

@@ -11,32 +11,32 @@ from control_plane.api.http import json_response, list_response, parse_body, par
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import folders
-from control_plane.services.folders import FolderBody
+from control_plane.services.folders import FolderBody, FolderPublic
 from control_plane.services.listing import PageQuery
 
 
-@operation("Create a folder", "qr:write", body=FolderBody, status=201, returns="Folder")
+@operation("Create a folder", "qr:write", body=FolderBody, status=201, returns=FolderPublic)
 async def create_folder(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, FolderBody)
     return json_response(await folders.create_folder(app_state(request).services, key, body), 201)
 
 
-@operation("List folders", "qr:read", returns="Folder", many=True, query=PageQuery)
+@operation("List folders", "qr:read", returns=FolderPublic, many=True, query=PageQuery)
 async def list_folders(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     page = parse_query(request, PageQuery)
     return list_response(await folders.list_folders(app_state(request).services, key, page))
 
 
-@operation("Retrieve a folder", "qr:read", returns="Folder")
+@operation("Retrieve a folder", "qr:read", returns=FolderPublic)
 async def get_folder(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     return json_response(await folders.get_folder(app_state(request).services, key,
                                                   request.path_params["folder_id"]))
 
 
-@operation("Rename a folder", "qr:write", body=FolderBody, returns="Folder")
+@operation("Rename a folder", "qr:write", body=FolderBody, returns=FolderPublic)
 async def update_folder(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, FolderBody)

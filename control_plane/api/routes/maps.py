@@ -11,25 +11,25 @@ from control_plane.api.http import json_response, parse_body
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import maps
-from control_plane.services.maps import MapField, MapOwner, MapValue
+from control_plane.services.maps import MapField, MapItemPublic, MapOwner, MapValue
 
 SEGMENTS: dict[str, MapField] = {"url-params": "url_params", "properties": "properties"}
 
 
 def _routes_for(prefix: str, owner: MapOwner, segment: str, field: MapField) -> list[Route]:
-    @operation(f"List a code's or group's {field}", "qr:read", returns="MapItem", many=True)
+    @operation(f"List a code's or group's {field}", "qr:read", returns=MapItemPublic, many=True)
     async def list_items(request: Request) -> Response:
         key = await authenticate(request, "qr:read")
         items = await maps.list_items(app_state(request).services, key, owner, field, request.path_params["owner_id"])
         return json_response({"object": "list", "data": items, "total": len(items), "limit": 50, "offset": 0,
                               "has_more": False})
 
-    async def change(request: Request, value: str | None) -> dict[str, str]:
+    async def change(request: Request, value: str | None) -> MapItemPublic:
         key = await authenticate(request, "qr:write")
         return await maps.set_item(app_state(request).services, key, owner, field, request.path_params["owner_id"],
                                    request.path_params["key"], value)
 
-    @operation(f"Set one of {field}", "qr:write", body=MapValue, returns="MapItem")
+    @operation(f"Set one of {field}", "qr:write", body=MapValue, returns=MapItemPublic)
     async def put_item(request: Request) -> Response:
         await authenticate(request, "qr:write")
         body = await parse_body(request, MapValue)

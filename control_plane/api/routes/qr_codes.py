@@ -7,54 +7,59 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.api.auth import authenticate
-from control_plane.api.http import json_response, list_response, parse_body, parse_query
+from control_plane.api.http import if_match, list_response, parse_body, parse_query, versioned_response
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import qr_codes
+from control_plane.services.qr_codes import QRCodePublic
 from control_plane.services.schemas import IMMUTABLE_CODE_FIELDS, QRCodeCreate, QRCodeListQuery, QRCodeUpdate
 
 
-@operation("Create a QR code", "qr:write", body=QRCodeCreate, status=201, returns="QRCode", extra_errors=(402,))
+@operation("Create a QR code", "qr:write", body=QRCodeCreate, status=201, returns=QRCodePublic, extra_errors=(402,))
 async def create_code(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, QRCodeCreate)
-    return json_response(await qr_codes.create_code(app_state(request).services, key, body), 201)
+    return versioned_response(await qr_codes.create_code(app_state(request).services, key, body), 201)
 
 
 @operation("Find the live code with this destination URL, or create it", "qr:write", body=QRCodeCreate,
-           returns="QRCode", also=(201,), extra_errors=(402,))
+           returns=QRCodePublic, also=(201,), extra_errors=(402,))
 async def upsert_code(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, QRCodeCreate)
     obj, created = await qr_codes.upsert_code(app_state(request).services, key, body)
-    return json_response(obj, 201 if created else 200)
+    return versioned_response(obj, 201 if created else 200)
 
 
-@operation("List QR codes", "qr:read", returns="QRCode", many=True, query=QRCodeListQuery)
+@operation("List QR codes", "qr:read", returns=QRCodePublic, many=True, query=QRCodeListQuery)
 async def list_codes(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     query = parse_query(request, QRCodeListQuery)
     return list_response(await qr_codes.list_codes(app_state(request).services, key, query))
 
 
-@operation("Retrieve a QR code", "qr:read", returns="QRCode")
+@operation("Retrieve a QR code", "qr:read", returns=QRCodePublic)
 async def get_code(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
-    return json_response(await qr_codes.get_code(app_state(request).services, key, request.path_params["code_id"]))
+    return versioned_response(await qr_codes.get_code(app_state(request).services, key,
+                                                      request.path_params["code_id"]))
 
 
-@operation("Update a QR code (JSON Merge Patch)", "qr:write", body=QRCodeUpdate, returns="QRCode")
+@operation("Update a QR code (JSON Merge Patch)", "qr:write", body=QRCodeUpdate, returns=QRCodePublic,
+           conditional=True)
 async def update_code(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     body = await parse_body(request, QRCodeUpdate, immutable=IMMUTABLE_CODE_FIELDS)
     code_id = request.path_params["code_id"]
-    return json_response(await qr_codes.update_code(app_state(request).services, key, code_id, body))
+    return versioned_response(await qr_codes.update_code(app_state(request).services, key, code_id, body,
+                                                         if_match=if_match(request)))
 
 
-@operation("Delete a QR code (soft: the edge answers 410)", "qr:write", status=204)
+@operation("Delete a QR code (soft: the edge answers 410)", "qr:write", status=204, conditional=True)
 async def delete_code(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
-    await qr_codes.delete_code(app_state(request).services, key, request.path_params["code_id"])
+    await qr_codes.delete_code(app_state(request).services, key, request.path_params["code_id"],
+                               if_match=if_match(request))
     return Response(status_code=204)
 
 

@@ -10,10 +10,10 @@ from control_plane.api.auth import authenticate
 from control_plane.api.http import json_response
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
-from control_plane.services.usage import usage
+from control_plane.services.usage import UsagePublic, usage
 
 
-@operation("This month's usage meter", "qr:read", returns="Usage")
+@operation("This month's usage meter", "qr:read", returns=UsagePublic)
 async def get_usage(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     return json_response(await usage(app_state(request).db, key))

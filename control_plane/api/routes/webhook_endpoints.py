@@ -12,25 +12,31 @@ from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import webhook_endpoints as endpoints
 from control_plane.services.listing import PageQuery
-from control_plane.services.webhook_endpoints import DeliveryListQuery, WebhookEndpointCreate, WebhookEndpointUpdate
+from control_plane.services.webhook_endpoints import (
+    DeliveryListQuery,
+    WebhookDeliveryPublic,
+    WebhookEndpointCreate,
+    WebhookEndpointPublic,
+    WebhookEndpointUpdate,
+)
 
 
 @operation("Create a webhook endpoint (the secret is shown once)", "webhooks:write",
-           body=WebhookEndpointCreate, status=201, returns="WebhookEndpoint")
+           body=WebhookEndpointCreate, status=201, returns=WebhookEndpointPublic)
 async def create_endpoint(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     body = await parse_body(request, WebhookEndpointCreate)
     return json_response(await endpoints.create_endpoint(app_state(request).services, key, body), 201)
 
 
-@operation("List webhook endpoints", "webhooks:read", returns="WebhookEndpoint", many=True, query=PageQuery)
+@operation("List webhook endpoints", "webhooks:read", returns=WebhookEndpointPublic, many=True, query=PageQuery)
 async def list_endpoints(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")
     page = parse_query(request, PageQuery)
     return list_response(await endpoints.list_endpoints(app_state(request).services, key, page))
 
 
-@operation("Retrieve a webhook endpoint", "webhooks:read", returns="WebhookEndpoint")
+@operation("Retrieve a webhook endpoint", "webhooks:read", returns=WebhookEndpointPublic)
 async def get_endpoint(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")
     endpoint_id = request.path_params["endpoint_id"]
@@ -38,7 +44,7 @@ async def get_endpoint(request: Request) -> Response:
 
 
 @operation("Update a webhook endpoint", "webhooks:write", body=WebhookEndpointUpdate,
-           returns="WebhookEndpoint")
+           returns=WebhookEndpointPublic)
 async def update_endpoint(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     body = await parse_body(request, WebhookEndpointUpdate)
@@ -54,7 +60,7 @@ async def delete_endpoint(request: Request) -> Response:
 
 
 @operation("Rotate the signing secret (the old one signs too for 24 h)", "webhooks:write",
-           returns="WebhookEndpoint")
+           returns=WebhookEndpointPublic)
 async def rotate_secret(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     endpoint_id = request.path_params["endpoint_id"]
@@ -62,14 +68,14 @@ async def rotate_secret(request: Request) -> Response:
 
 
 @operation("Queue a test event for this endpoint only", "webhooks:write", status=202,
-           returns="WebhookDelivery")
+           returns=WebhookDeliveryPublic)
 async def send_test_event(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     endpoint_id = request.path_params["endpoint_id"]
     return json_response(await endpoints.send_test_event(app_state(request).services, key, endpoint_id), 202)
 
 
-@operation("List deliveries and their attempts, newest first", "webhooks:read", returns="WebhookDelivery",
+@operation("List deliveries and their attempts, newest first", "webhooks:read", returns=WebhookDeliveryPublic,
            many=True, query=DeliveryListQuery)
 async def list_deliveries(request: Request) -> Response:
     key = await authenticate(request, "webhooks:read")

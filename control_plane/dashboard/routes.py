@@ -1,0 +1,20 @@
+"""Everything under /app/: pages and the static assets they use."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from control_plane.dashboard.pages import members, overview, sign_in
+
+STATIC = "/app/static"
+
+
+def dashboard_mount() -> Mount:
+    routes: list[BaseRoute] = [
+        *overview.routes,
+        *sign_in.routes,
+        *members.routes,
+        Mount("/static", StaticFiles(packages=[("control_plane.dashboard", "static")]), name="static"),
+    ]
+    return Mount("/app", routes=routes)

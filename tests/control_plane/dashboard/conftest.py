@@ -1,0 +1,74 @@
+"""A dashboard user factory and a browser-like client (cookies kept) on the in-process control plane."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import httpx
+import pytest
+
+from control_plane.api.app import create_app
+from control_plane.services.keys import ensure_org
+from control_plane.services.users import User, create_user
+from shared.settings import ControlPlaneSettings
+
+PASSWORD = "correct horse battery"
+UserFactory = Callable[..., Awaitable[User]]
+
+
+@pytest.fixture
+def make_user(database_url: str) -> UserFactory:
+    async def make(email: str = "ana@example.com", role: str = "owner", org: str = "acme",
+                   password: str = PASSWORD) -> User:
+        conn = await asyncpg.connect(database_url, timeout=10)
+        try:
+            return await create_user(conn, await ensure_org(conn, org), email, role, password)
+        finally:
+            await conn.close()
+
+    return make
+
+
+@pytest.fixture
+async def app_transport(cp_settings: ControlPlaneSettings) -> AsyncIterator[httpx.ASGITransport]:
+    app = create_app(cp_settings)
+    async with app.router.lifespan_context(app):
+        yield httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+
+BrowserFactory = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture
+async def browser(app_transport: httpx.ASGITransport) -> AsyncIterator[BrowserFactory]:
+    """New cookie jars on the same app: each one is a separate person's browser."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make(base_url: str = "http://cp.test") -> httpx.AsyncClient:
+        clients.append(httpx.AsyncClient(transport=app_transport, base_url=base_url))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+async def sign_in(client: httpx.AsyncClient, email: str = "ana@example.com", password: str = PASSWORD,
+                  next_path: str = "") -> httpx.Response:
+    form = await client.get("/app/login")
+    return await client.post(f"/app/login{'?next=' + next_path if next_path else ''}",
+                             data={"email": email, "password": password, "csrf_token": csrf_of(form.text)})
+
+
+async def post_form(client: httpx.AsyncClient, page: str, action: str, data: dict[str, str]) -> httpx.Response:
+    """Submit a form the way a browser does: the CSRF token comes from the page the form is on."""
+    token = csrf_of((await client.get(page)).text)
+    return await client.post(action, data={**data, "csrf_token": token})

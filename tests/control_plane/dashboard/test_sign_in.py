@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+
+from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, csrf_of, post_form, sign_in
+
+
+def _cookie_attributes(set_cookie: str) -> str:
+    return set_cookie.lower()
+
+
+async def test_sign_in_opens_the_overview_with_a_session_cookie(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    client = browser()
+    response = await sign_in(client)
+    assert response.status_code == 303 and response.headers["location"] == "/app/"
+    set_cookie = _cookie_attributes(response.headers["set-cookie"])
+    assert "scanroute_session=" in set_cookie and "httponly" in set_cookie and "samesite=lax" in set_cookie
+    assert "secure" not in set_cookie  # plain http: a Secure cookie would never come back
+    page = await client.get("/app/")
+    assert page.status_code == 200 and "acme" in page.text and "Usage this month" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+async def test_the_session_cookie_is_secure_under_https(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    response = await sign_in(browser("https://cp.test"))
+    assert "secure" in _cookie_attributes(response.headers["set-cookie"])
+
+
+async def test_pages_need_a_session(browser: BrowserFactory):
+    response = await browser().get("/app/")
+    assert response.status_code == 303 and response.headers["location"] == "/app/login?next=/app/"
+
+
+async def test_wrong_password_and_unknown_email_are_refused_alike(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    client = browser()
+    wrong = await sign_in(client, password="not the password")
+    unknown = await sign_in(client, email="nobody@example.com")
+    for response in (wrong, unknown):
+        assert response.status_code == 401 and "e-mail address or password is wrong" in response.text
+        assert "scanroute_session" not in SimpleCookie(response.headers.get("set-cookie", ""))
+    assert (await client.get("/app/")).status_code == 303
+
+
+async def test_sign_in_without_the_form_token_is_refused(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    client = browser()
+    response = await client.post("/app/login", data={"email": "ana@example.com", "password": "correct horse battery"})
+    assert response.status_code == 403
+    assert (await client.get("/app/")).status_code == 303
+
+
+async def test_repeated_failures_throttle_even_the_right_password(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    client = browser()
+    for _ in range(5):
+        assert (await sign_in(client, password="guess guess guess")).status_code == 401
+    blocked = await sign_in(client)
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+    assert "Too many failed sign-ins" in blocked.text
+    assert (await client.get("/app/")).status_code == 303
+
+
+async def test_sign_in_goes_back_to_the_page_asked_for_but_never_off_site(browser: BrowserFactory,
+                                                                          make_user: UserFactory):
+    await make_user()
+    assert (await sign_in(browser(), next_path="/app/users")).headers["location"] == "/app/users"
+    assert (await sign_in(browser(), next_path="//evil.example/")).headers["location"] == "/app/"
+
+
+async def test_sign_out_ends_the_session_on_the_server(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    token = client.cookies["scanroute_session"]
+    response = await post_form(client, "/app/", "/app/logout", {})
+    assert response.status_code == 303 and response.headers["location"] == "/app/login"
+    replay = browser()
+    replay.cookies.set("scanroute_session", token)
+    assert (await replay.get("/app/")).status_code == 303
+
+
+async def test_a_post_without_the_csrf_token_is_refused(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    refused = await client.post("/app/mode", data={"mode": "test"})
+    forged = await client.post("/app/mode", data={"mode": "test", "csrf_token": "forged"})
+    for response in (refused, forged):
+        assert response.status_code == 403 and "did not come from the dashboard" in response.text
+    assert "Test mode" not in (await client.get("/app/")).text
+
+
+async def test_mode_switch_changes_only_this_session(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    one, other = browser(), browser()
+    await sign_in(one)
+    await sign_in(other)
+    switched = await post_form(one, "/app/", "/app/mode", {"mode": "test", "back": "/app/"})
+    assert switched.status_code == 303
+    assert "Test mode:" in (await one.get("/app/")).text
+    assert "Test mode:" not in (await other.get("/app/")).text
+    page = await one.get("/app/")
+    assert 'value="live"' in page.text and csrf_of(page.text)
