@@ -15,6 +15,8 @@ from control_plane.services.keys import ApiKey
 from shared.problems import Problem
 from shared.settings import ControlPlaneSettings
 
+PUBLISH_SLICE = 500  # codes written through to Redis per call
+
 # Called inside the import's own transaction, so the job ends exactly when its codes commit.
 Finish = Callable[["asyncpg.Connection[Any]", str, dict[str, Any], Problem | None], Awaitable[bool]]
 
@@ -42,5 +44,7 @@ async def run_import(db: asyncpg.Pool[Any], settings: ControlPlaneSettings, cach
             created = await create_codes(conn, key, rows, settings) if rows else []
             if not await finish(conn, "succeeded", {"created": len(created), "errors": []}, None):
                 raise JobLost(job["id"])  # taken over meanwhile: roll these codes back
-    # Like every create: the edge learns of the new codes after the commit (the cache sync repeats it on failure).
-    await cache.publish_codes(db, created)
+    # Like every create: the edges learn of the new codes after the commit. In slices, so that each
+    # write-through fits in the edge lease (a whole 10,000 would time out into a cache repair).
+    for start in range(0, len(created), PUBLISH_SLICE):
+        await cache.publish_codes(db, created[start:start + PUBLISH_SLICE])
