@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import re
 import secrets
@@ -29,6 +30,7 @@ from edge.local_cache import Fence, LocalCache
 from edge.lookup import CachedCode, RowLookup
 from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
+from edge.password_form import read_password
 from edge.recorder import ScanRecorder
 from edge.redis_link import RedisLink
 from edge.redis_repair import RedisRepairWatch
@@ -36,11 +38,14 @@ from shared.database import create_pool
 from shared.geo import CountryLookup
 from shared.keys import RedisKeys
 from shared.params import SCAN_MARKER
+from shared.passwords import PasswordChecks
 from shared.redis_client import create_redis
 from shared.resolve import Resolution
 from shared.rows import CodeRow, GroupRow
 from shared.scan_event import ScanEvent
+from shared.scan_plan import PAGE_STATUS, Decision
 from shared.settings import EdgeSettings
+from shared.visitor import Visitor
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,8 @@ HTML = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-
 UNAVAILABLE_EXCEPTIONS = (OSError, redis.exceptions.RedisError, TimeoutError, asyncpg.PostgresError,
                           asyncpg.InterfaceError)
 RETRY = [(b"retry-after", b"2")]
+# pages of docs/rules.md, by answer (the others take the status of their outcome, shared.resolve.HTTP_STATUS)
+ANSWER_STATUS = {**PAGE_STATUS, "password_throttled": 429}
 START_WAIT = 5.0  # seconds to wait for Redis at start-up before serving without it
 
 
@@ -78,6 +85,8 @@ class EdgeApp:
         self.groups: LocalCache[GroupRow] = LocalCache(settings.cache_entries, settings.cache_ttl,
                                                        settings.negative_ttl, self.fence)
         self.journal = ScanJournal(settings.journal_dir)
+        self.passwords = PasswordChecks()
+        self.clock: Callable[[], float] = time.time  # rules and validity read the time here (tests freeze it)
         self.follower = InvalidationFollower(settings.stores.redis_url, self.keys, [self.codes, self.groups],
                                              self.fence, self.edge_id, self._heard_from_redis)
         self.metrics = EdgeMetrics({"code": self.codes, "group": self.groups}, self.journal, self.link,
@@ -92,15 +101,14 @@ class EdgeApp:
             await self.ops(scope, receive, send)
         else:
             started = time.perf_counter()
-            outcome = await self.scan(scope, send)
+            outcome = await self.scan(scope, receive, send)
             self.metrics.answered(outcome, time.perf_counter() - started)
 
-    async def scan(self, scope: Scope, send: Send) -> str:
+    async def scan(self, scope: Scope, receive: Receive, send: Send) -> str:
         method = scope["method"]
         slug = scope["path"][1:].removesuffix("/")
-        if method not in ("GET", "HEAD"):
-            await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
-            return "not_allowed"
+        if method not in ("GET", "HEAD", "POST"):  # POST sends a password (docs/rules.md)
+            return await self._not_allowed(send, method)
         if not slug or "/" in slug:
             return await self.page(send, 404, "unknown", method)
         headers = _headers(scope)
@@ -112,30 +120,64 @@ class EdgeApp:
         if found is None:
             return await self.page(send, 404, "unknown", method)
         code, resolution = found
+        if method == "POST" and (resolution.plan is None or resolution.plan.password_hash is None):
+            return await self._not_allowed(send, method)  # only a password form posts to a code
+        client = scope.get("client")
+        visitor = self._visitor(scope, headers, client[0] if client else "")
+        decision, page, extra = await self._decide(method, receive, code, resolution, visitor)
         try:
-            await self.recorder.record(self._event(scope, headers, code, resolution))
+            await self.recorder.record(self._event(scope, headers, visitor, code, resolution, decision))
         except Exception:  # neither Redis nor the journal took it (logged per batch): never answer unrecorded
             return await self.page(send, 503, "unavailable", method, RETRY)
-        if resolution.location is None:
-            return await self.page(send, resolution.http_status, resolution.outcome, method)
-        location = resolution.location.render(scope["query_string"]).encode("ascii")
+        if decision.location is None:
+            return await self.page(send, ANSWER_STATUS.get(page) or resolution.http_status, page, method, extra)
+        location = decision.location.render(scope["query_string"]).encode("ascii")
         await self.respond(send, 302, [(b"location", location), (b"cache-control", b"private, no-store"),
                                        (b"content-type", b"text/plain")], b"", method)
         return "redirected"
 
-    def _event(self, scope: Scope, headers: dict[bytes, bytes], code: CodeRow, resolution: Resolution) -> bytes:
+    async def _not_allowed(self, send: Send, method: str) -> str:
+        await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
+        return "not_allowed"
+
+    async def _decide(self, method: str, receive: Receive, code: CodeRow, resolution: Resolution,
+                      visitor: Visitor) -> tuple[Decision, str, list[tuple[bytes, bytes]]]:
+        """Validity, password, rules and split (docs/rules.md): the decision, the page to answer with when it
+        does not redirect, and extra headers."""
+        plan, default = resolution.plan, resolution.location
+        if plan is None or default is None:
+            return Decision(resolution.outcome, default), resolution.outcome, []
+        now = self.clock()
+        if method != "POST" or plan.password_hash is None or plan.expiry(now) is not None:
+            decision = plan.decide(visitor, now, default)
+            return decision, decision.outcome, []
+        verdict = await self.passwords.check(code.id, visitor.client_ip, plan.password_hash,
+                                             await read_password(receive))
+        if verdict.result == "right":
+            decision = plan.decide(visitor, now, default, unlocked=True)  # recorded as a scan of its own
+            return decision, decision.outcome, []
+        if verdict.result == "wrong":
+            return Decision("password_failed", None), "password_failed", []
+        retry = str(max(1, math.ceil(verdict.retry_after))).encode()
+        return Decision("password_failed", None), "password_throttled", [(b"retry-after", retry)]
+
+    def _visitor(self, scope: Scope, headers: dict[bytes, bytes], ip: str) -> Visitor:
+        user_agent = headers.get(b"user-agent", b"")[:512].decode("latin-1")
+        return Visitor(user_agent=user_agent, accept_language=headers.get(b"accept-language", b"")[:256]
+                       .decode("latin-1"), country=self._country(headers, ip), query_string=scope["query_string"],
+                       client_ip=ip, visitor_hash=self._hash(f"{ip}\n{user_agent}"))
+
+    def _event(self, scope: Scope, headers: dict[bytes, bytes], visitor: Visitor, code: CodeRow,
+               resolution: Resolution, decision: Decision) -> bytes:
         scan_id = uuid_utils.uuid7()
-        client = scope.get("client")
-        ip = client[0] if client else ""
-        user_agent = headers.get(b"user-agent", b"").decode("latin-1")
         return ScanEvent(
             scan_id=str(scan_id), ts_ms=scan_id.timestamp, code_id=code.id, group_id=code.group_id,
-            org_id=code.org_id, livemode=code.livemode, outcome=resolution.outcome, method=scope["method"],
-            marker=_MARKER.search(scope["query_string"]) is not None, ip_hash=self._hash(ip),
-            visitor_hash=self._hash(f"{ip}\n{user_agent}"), user_agent=user_agent[:512],
+            org_id=code.org_id, livemode=code.livemode, outcome=decision.outcome, method=scope["method"],
+            marker=_MARKER.search(scope["query_string"]) is not None, ip_hash=self._hash(visitor.client_ip),
+            visitor_hash=visitor.visitor_hash, user_agent=visitor.user_agent,
             referer=headers.get(b"referer", b"")[:1024].decode("latin-1"),
-            accept_language=headers.get(b"accept-language", b"")[:256].decode("latin-1"),
-            country=self._country(headers, ip), properties=resolution.properties,
+            accept_language=visitor.accept_language, country=visitor.country, properties=resolution.properties,
+            rule=decision.rule, variant=decision.variant,
         ).encode()
 
     def _hash(self, value: str) -> str:
@@ -217,6 +259,7 @@ class EdgeApp:
         await asyncio.to_thread(self.follower.stop)
         await self.recorder.drain()
         self.journal.close()
+        self.passwords.close()
         if self.geo:
             self.geo.close()
         await self.redis.aclose()

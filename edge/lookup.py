@@ -41,8 +41,10 @@ class Resolutions:
         self._memo: dict[tuple[object, ...], Resolution] = {}
 
     def of(self, code: CodeRow, group: GroupRow | None) -> Resolution:
+        # A code's own split is drawn with its id, so codes with routing fields of their own share nothing.
         key = (code.group_id, group.version if group else None, code.status, code.destination, code.url_params,
-               code.properties, code.deleted)
+               code.properties, code.deleted, code.routing, code.routing and code.id, code.password_hash,
+               code.limit_reached)
         resolution = self._memo.get(key)
         if resolution is None:
             if len(self._memo) >= self.max_entries:
