@@ -208,6 +208,8 @@ class ControlPlaneSettings(_FromEnv):
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
     cache_sync_interval: float = 1.0  # seconds; 0 turns the outbox repair loop off
+    request_read_timeout: float = 10.0  # seconds a client has to send a request's headers (and each body pause)
+    max_connections: int = 1000  # concurrent connections and requests; more get a 503
     # Keys the content-addressed image URLs, so that nobody can compute a code's image URL. Unset: the
     # control plane uses the secret generated in the database at migration (control_plane.render.images).
     image_url_secret: Secret | None = None
@@ -233,6 +235,8 @@ class ControlPlaneSettings(_FromEnv):
             rate_limit_per_second=r.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
             rate_limit_burst=r.integer("RATE_LIMIT_BURST", 200, minimum=1),
             cache_sync_interval=r.number("CACHE_SYNC_INTERVAL", 1.0, minimum=0.0),
+            request_read_timeout=r.number("CONTROL_PLANE_READ_TIMEOUT", 10.0, minimum=0.1),
+            max_connections=r.integer("CONTROL_PLANE_MAX_CONNECTIONS", 1000, minimum=1),
             image_url_secret=r.secret("IMAGE_URL_SECRET") if r.env.get("IMAGE_URL_SECRET", "").strip() else None,
             export_dir=None if export_dir == "-" else Path(export_dir),
             export_ttl_hours=r.number("EXPORT_TTL_HOURS", 24.0, minimum=24.0),

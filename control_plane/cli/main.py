@@ -22,12 +22,16 @@ def _configure_logging(level: str = "INFO") -> None:
 def cmd_control_plane(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from control_plane.api.slow_clients import protocol_with_deadline
     from shared.settings import ControlPlaneSettings
 
     settings = ControlPlaneSettings.from_env()
     host, port = settings.bind
+    # No reverse proxy is assumed in front: slow or idle clients are cut off here (docs/security.md).
     uvicorn.run("control_plane.api.app:app_from_env", factory=True, host=host, port=port, loop="uvloop",
-                http="httptools", access_log=False, log_level="info", timeout_graceful_shutdown=10)
+                http=protocol_with_deadline(settings.request_read_timeout),
+                limit_concurrency=settings.max_connections, access_log=False, log_level="info",
+                timeout_graceful_shutdown=10)
     return 0
 
 

@@ -13,6 +13,7 @@ import asyncpg
 from control_plane.render.content import encode_static, parse_content
 from control_plane.render.design import merge_design
 from control_plane.render.images import image_url, payload_for, preview_url, sync_design
+from control_plane.render.logo import prefetch_logos
 from control_plane.services import routing_fields
 from control_plane.services.context import Queryable, ServiceContext
 from control_plane.services.destinations import (
@@ -247,6 +248,7 @@ async def _create_in(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCre
 
 
 async def create_code(ctx: ServiceContext, key: ApiKey, body: QRCodeCreate) -> QRCodePublic:
+    await prefetch_logos([body.design], ctx.settings.outbound)  # no network wait inside the transaction
     async with ctx.transaction() as conn:
         code_id, obj = await _create_in(conn, key, body, ctx.settings)
     await ctx.cache.publish_codes(ctx.db, [code_id])
@@ -259,6 +261,7 @@ async def upsert_code(ctx: ServiceContext, key: ApiKey, body: QRCodeCreate) -> t
     url = body.destination.url if body.destination else None
     if body.kind != "dynamic" or url is None:
         raise field_error("destination.url", "is required to upsert a dynamic code")
+    await prefetch_logos([body.design], ctx.settings.outbound)  # no network wait inside the transaction
     async with ctx.transaction() as conn:
         domain = await _domain_for(conn, key, body.domain, ctx.settings)
         # Serialise upserts of one URL: concurrent requests create exactly one code.
@@ -363,6 +366,10 @@ async def _update_in(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str, b
 async def update_code(ctx: ServiceContext, key: ApiKey, code_id: str, body: QRCodeUpdate, *,
                       if_match: Collection[int] | None = None) -> QRCodePublic:
     """JSON Merge Patch of a code; `if_match`: 412 unless the code is at one of these versions."""
+    if "design" in body.model_fields_set or "content" in body.model_fields_set:
+        # The design is checked again, logo included: fetch both logos before locking the row.
+        stored = await ctx.db.fetchval("SELECT design FROM qr_codes WHERE id = $1", code_id)
+        await prefetch_logos([stored, body.design], ctx.settings.outbound)
     async with ctx.transaction() as conn:
         obj = await _update_in(conn, key, code_id, body, ctx.settings, if_match)
     await ctx.cache.publish_codes(ctx.db, [code_id])

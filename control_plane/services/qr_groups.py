@@ -181,3 +181,12 @@ async def mint_codes(ctx: ServiceContext, key: ApiKey, group_id: str, body: Mint
             records=[(new_id("evt"), key.org_id, key.livemode, "qr.created", {"object": obj}) for obj in objects])
     await ctx.cache.publish_codes(ctx.db, code_ids)
     return objects
+
+
+async def scan_totals(ctx: ServiceContext, key: ApiKey, group_ids: list[str]) -> dict[str, int]:
+    """Scans of each group's current codes (the sum of their `scan_count`), for lists of groups."""
+    rows = await ctx.db.fetch(
+        "SELECT group_id, sum(scan_count)::bigint AS scans FROM qr_codes"
+        " WHERE group_id = ANY($3) AND org_id = $1 AND livemode = $2 AND deleted_at IS NULL GROUP BY group_id",
+        key.org_id, key.livemode, group_ids)
+    return {r["group_id"]: r["scans"] for r in rows}
