@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from control_plane.dashboard.pages import analytics, codes, design, groups, members, overview, sign_in
+from control_plane.dashboard.pages import analytics, codes, design, groups, members, overview, printing, sign_in
 
 STATIC = "/app/static"
 
@@ -19,6 +19,7 @@ def dashboard_mount() -> Mount:
         *codes.routes,
         *design.routes,
         *analytics.routes,
+        *printing.routes,
         Mount("/static", StaticFiles(packages=[("control_plane.dashboard", "static")]), name="static"),
     ]
     return Mount("/app", routes=routes)

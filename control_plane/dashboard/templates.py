@@ -26,6 +26,8 @@ _environment.globals["NAV"] = [
     ("/app/", "Overview", "qr:read"),
     ("/app/groups", "Groups", "qr:read"),
     ("/app/codes", "Codes", "qr:read"),
+    ("/app/exports", "Print", "qr:read"),
+    ("/app/imports", "Import", "qr:write"),
     ("/app/users", "Users", "users:write"),
 ]
 templates = Jinja2Templates(env=_environment)
