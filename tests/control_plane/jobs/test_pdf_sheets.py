@@ -118,3 +118,18 @@ async def test_a_template_too_small_names_the_sizes_that_would_print(api: httpx.
     error = refused.json()["errors"][0]
     assert error["field"] == "sheet.template"
     assert "avery-l7160 or avery-l7163" in error["message"]
+
+
+async def test_codes_keep_their_own_design_on_the_sheet(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                        worker: JobWorker) -> None:
+    key = await make_key()
+    group_id, plain = await mint_group(api, key, 4)
+    _, styled = await mint_group(api, key, 4, design={"style_preset": "sunset"})  # gradient, rounded, circles
+    dots = await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "name": "Dots", "destination": {"type": "url", "url": "https://example.com/d"},
+        "design": {"style_preset": "dots", "colors": {"foreground": "#0b3d91", "background": "#fff8e7"}}})
+    codes = [*plain, *styled, dots.json()]
+    _, pdf = await export(api, worker, key, {"format": "pdf_sheet", "code_ids": [c["id"] for c in codes],
+                                             "sheet": {"template": "avery-l7163"}})
+    assert b"/ShadingType 2" in pdf  # the sunset gradient as a vector shading, not an image
+    assert dict(codes_with_labels(pdf)) == expected(codes)
