@@ -5,7 +5,19 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from control_plane.dashboard.pages import analytics, codes, design, groups, members, overview, printing, sign_in
+from control_plane.dashboard.pages import (
+    analytics,
+    api_keys,
+    codes,
+    design,
+    groups,
+    members,
+    overview,
+    printing,
+    sign_in,
+    usage,
+    webhooks,
+)
 
 STATIC = "/app/static"
 
@@ -19,6 +31,9 @@ def dashboard_mount() -> Mount:
         *codes.routes,
         *design.routes,
         *analytics.routes,
+        *api_keys.routes,
+        *webhooks.routes,
+        *usage.routes,
         *printing.routes,
         Mount("/static", StaticFiles(packages=[("control_plane.dashboard", "static")]), name="static"),
     ]

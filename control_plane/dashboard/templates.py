@@ -28,6 +28,9 @@ _environment.globals["NAV"] = [
     ("/app/codes", "Codes", "qr:read"),
     ("/app/exports", "Print", "qr:read"),
     ("/app/imports", "Import", "qr:write"),
+    ("/app/api-keys", "API keys", "keys:write"),
+    ("/app/webhooks", "Webhooks", "webhooks:read"),
+    ("/app/usage", "Usage", "qr:read"),
     ("/app/users", "Users", "users:write"),
 ]
 templates = Jinja2Templates(env=_environment)
