@@ -99,7 +99,7 @@ bench-dashboard: system-deps venv
 bench-render: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_render
 
-# One ingest worker over 200,000 generated scans, then analytics on one code with 1,000,000 scans.
+# The ingest worker vs a bare COPY of the same rows, one vs two workers, lag, analytics on 1,000,000 scans.
 bench-ingest: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_ingest
 
