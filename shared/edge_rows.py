@@ -45,6 +45,7 @@ GROUP_COLUMNS = f"""
     COALESCE((SELECT array_agg(ARRAY[p.key, p.value] ORDER BY p.position)
               FROM qr_group_properties p WHERE p.group_id = g.id), '{{}}') AS properties"""
 
+CODE_BY_SLUG = f"SELECT {CODE_COLUMNS} FROM qr_codes c WHERE c.domain = $1 AND c.slug = $2"
 CODES_BY_SLUGS = f"""SELECT {CODE_COLUMNS}, c.domain, c.slug FROM qr_codes c
     JOIN unnest($1::text[], $2::text[]) AS wanted (domain, slug) ON c.domain = wanted.domain AND c.slug = wanted.slug"""
 CODES_BY_ID = f"SELECT {CODE_COLUMNS} FROM qr_codes c WHERE c.id = ANY($1::text[])"
@@ -103,6 +104,12 @@ def group_row(record: asyncpg.Record) -> GroupRow:
     return GroupRow(record["id"], record["version"], record["status"], _destination(record),
                     _pairs(record["url_params"]), _pairs(record["properties"]), routing_text(record),
                     record["password_hash"])
+
+
+async def load_code_by_slug(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], domain: str,
+                            slug: str) -> CodeRow | None:
+    record = await db.fetchrow(CODE_BY_SLUG, domain, slug)
+    return code_row(record) if record else None
 
 
 async def load_codes_by_slugs(db: asyncpg.Pool[Any] | asyncpg.Connection[Any],
