@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-edge bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
+.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-edge bench-freshness bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -89,6 +89,11 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# Read-your-writes (docs/freshness.md): write p99 with 0/1/2/4 edges idle and saturated, one edge frozen;
+# edge throughput with the mechanism on vs off in alternating rounds. Edges on CPU 0, the rest on CPU 1.
+bench-freshness: system-deps venv
+	flock /tmp/scanroute-bench.lock taskset -c 1 $(PY) -m loadtests.bench_freshness $(BENCH_ARGS)
 
 # Render costs (SVG/PNG/WebP, scannability check, cached hits); one benchmark at a time on a shared machine.
 bench-render: system-deps venv

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from edge.invalidations import InvalidationFollower
 from edge.journal import ScanJournal
-from edge.local_cache import Fence, LocalCache
+from edge.local_cache import Fence, LocalCache, open_fence
 from edge.lookup import CachedCode, RowLookup
 from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
@@ -72,14 +72,16 @@ class EdgeApp:
         self.hash_key = hashlib.sha256(settings.scan_hash_secret.encode()).digest()  # BLAKE2b takes ≤ 64 bytes
         self.link = RedisLink()
         self.edge_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.fence = Fence()  # closed until the invalidation follower has caught up
+        # Closed until the invalidation follower has caught up; always open without read-your-writes.
+        self.fence = Fence() if settings.read_your_writes else open_fence()
         self.codes: LocalCache[CachedCode] = LocalCache(settings.cache_entries, settings.cache_ttl,
                                                         settings.negative_ttl, self.fence)
         self.groups: LocalCache[GroupRow] = LocalCache(settings.cache_entries, settings.cache_ttl,
                                                        settings.negative_ttl, self.fence)
         self.journal = ScanJournal(settings.journal_dir)
         self.follower = InvalidationFollower(settings.stores.redis_url, self.keys, [self.codes, self.groups],
-                                             self.fence, self.edge_id, self._heard_from_redis)
+                                             self.fence, self.edge_id, self._heard_from_redis,
+                                             confirm=settings.read_your_writes)
         self.metrics = EdgeMetrics({"code": self.codes, "group": self.groups}, self.journal, self.link,
                                    self.follower)
         self.ops = Starlette(routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),

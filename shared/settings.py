@@ -246,6 +246,7 @@ class EdgeSettings(_FromEnv):
     cache_ttl: float = 60.0  # seconds; the backstop behind the invalidation stream
     negative_ttl: float = 2.0  # seconds an unknown slug stays cached as unknown
     journal_dir: Path = Path(".scanroute") / "journal"
+    read_your_writes: bool = True  # off only to measure what it costs (docs/freshness.md)
 
     @classmethod
     def read(cls, r: _Reader) -> EdgeSettings:
@@ -267,6 +268,7 @@ class EdgeSettings(_FromEnv):
             cache_ttl=r.number("EDGE_CACHE_TTL", 60.0, minimum=0.1),
             negative_ttl=r.number("EDGE_NEGATIVE_TTL", 2.0, minimum=0.0),
             journal_dir=Path(r.text("EDGE_JOURNAL_DIR", str(Path(".scanroute") / "journal"))),
+            read_your_writes=r.flag("EDGE_READ_YOUR_WRITES", True),
         )
 
 
