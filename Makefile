@@ -69,8 +69,8 @@ loadtest: system-deps load-deps
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.run_loadtest
 
 # The same scenario, short, so that it cannot rot (run by CI).
-# Until read-your-writes lands (docs/freshness.md), CI forgives writes this many seconds old; then 0.
-LOAD_GRACE ?= 0.25
+# With read-your-writes (docs/freshness.md) no write is forgiven: a scan after its 2xx must see it.
+LOAD_GRACE ?= 0
 LOADTEST_CI := LOAD_USERS=8 LOAD_SPAWN_RATE=8 LOAD_DURATION=8s LOAD_CODES=500 LOAD_ADMIN_WAIT=0.5 LOAD_GRACE=$(LOAD_GRACE)
 loadtest-ci: system-deps load-deps
 	$(LOADTEST_CI) $(PY) -m loadtests.run_loadtest

@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -55,6 +56,10 @@ UNAVAILABLE_EXCEPTIONS = (OSError, redis.exceptions.RedisError, TimeoutError, as
                           asyncpg.InterfaceError)
 RETRY = [(b"retry-after", b"2")]
 START_WAIT = 5.0  # seconds to wait for Redis at start-up before serving without it
+# How long the invalidation follower's thread may wait for the GIL while the event loop is busy (Python's
+# default is 5 ms, paid several times per message): a shorter wait keeps the follower's lag, and so the
+# writes' latency, small under load (BENCHMARKS.md). Only the follower ever waits for it.
+GIL_SWITCH_INTERVAL = 0.001
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -191,6 +196,7 @@ class EdgeApp:
                                      self.metrics.batch_size.observe)
         self.link.on_down(self._forget_freshness)
         self.loop = asyncio.get_running_loop()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         self.follower.start()
         # Serve only once following the invalidations, or after a bounded wait if Redis is down
         # (then lookups go to PostgreSQL and scans to the journal until it returns).

@@ -141,7 +141,10 @@ class LocalCache(Generic[T]):
             if len(self._negative_keys) > self.max_entries:  # evicted ones linger here: forget them
                 self._negative_keys = {k for k, e in list(self._entries.items()) if e.value is None}
         self._entries[key] = _Entry(value, time.monotonic() + ttl, self.generation)
-        self._entries.move_to_end(key)
+        try:
+            self._entries.move_to_end(key)
+        except KeyError:  # dropped by the follower this instant
+            pass
         while len(self._entries) > self.max_entries:
             try:
                 self._entries.popitem(last=False)
