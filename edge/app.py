@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
+import math
 import os
-import re
 import secrets
 import socket
 import sys
@@ -17,7 +16,6 @@ from typing import Any
 
 import asyncpg
 import redis.exceptions
-import uuid_utils
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,21 +25,24 @@ from starlette.routing import Route
 from edge.invalidations import InvalidationFollower
 from edge.journal import ScanJournal
 from edge.local_cache import Fence, LocalCache, open_fence
-from edge.lookup import CachedCode, RowLookup
+from edge.lookup import CachedCode, RowLookup, code_weight, group_weight
 from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
+from edge.password_form import read_password
 from edge.recorder import ScanRecorder
 from edge.redis_link import RedisLink
 from edge.redis_repair import RedisRepairWatch
+from edge.scan_path import ScanPath
 from shared.database import create_pool
 from shared.geo import CountryLookup
 from shared.keys import RedisKeys
-from shared.params import SCAN_MARKER
+from shared.passwords import PasswordChecks
 from shared.redis_client import create_redis
 from shared.resolve import Resolution
 from shared.rows import CodeRow, GroupRow
-from shared.scan_event import ScanEvent
+from shared.scan_plan import PAGE_STATUS, Decision
 from shared.settings import EdgeSettings
+from shared.visitor import Visitor
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ HTML = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-
 UNAVAILABLE_EXCEPTIONS = (OSError, redis.exceptions.RedisError, TimeoutError, asyncpg.PostgresError,
                           asyncpg.InterfaceError)
 RETRY = [(b"retry-after", b"2")]
+# pages of docs/rules.md, by answer (the others take the status of their outcome, shared.resolve.HTTP_STATUS)
+ANSWER_STATUS = {**PAGE_STATUS, "password_throttled": 429}
 START_WAIT = 5.0  # seconds to wait for Redis at start-up before serving without it
 # How long the invalidation follower's thread may wait for the GIL while the event loop is busy (Python's
 # default is 5 ms, paid several times per message): a shorter wait keeps the follower's lag, and so the
@@ -66,24 +69,24 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope["headers"])  # a repeated header keeps its last value
 
 
-_MARKER = re.compile(rb"(?:^|&)" + SCAN_MARKER.encode() + rb"(?:[=&]|$)")
-
-
 class EdgeApp:
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
         self.keys = RedisKeys(settings.stores.redis_namespace)
         self.pages = load_pages()
-        self.hash_key = hashlib.sha256(settings.scan_hash_secret.encode()).digest()  # BLAKE2b takes ≤ 64 bytes
         self.link = RedisLink()
         self.edge_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         # Closed until the invalidation follower has caught up; always open without read-your-writes.
         self.fence = Fence() if settings.read_your_writes else open_fence()
         self.codes: LocalCache[CachedCode] = LocalCache(settings.cache_entries, settings.cache_ttl,
-                                                        settings.negative_ttl, self.fence)
+                                                        settings.negative_ttl, self.fence, settings.cache_bytes,
+                                                        code_weight)
         self.groups: LocalCache[GroupRow] = LocalCache(settings.cache_entries, settings.cache_ttl,
-                                                       settings.negative_ttl, self.fence)
+                                                       settings.negative_ttl, self.fence, settings.cache_bytes,
+                                                       group_weight)
         self.journal = ScanJournal(settings.journal_dir)
+        self.passwords = PasswordChecks()
+        self.clock: Callable[[], float] = time.time  # rules and validity read the time here (tests freeze it)
         self.follower = InvalidationFollower(settings.stores.redis_url, self.keys, [self.codes, self.groups],
                                              self.fence, self.edge_id, self._heard_from_redis,
                                              confirm=settings.read_your_writes)
@@ -99,63 +102,83 @@ class EdgeApp:
             await self.ops(scope, receive, send)
         else:
             started = time.perf_counter()
-            outcome = await self.scan(scope, send)
+            outcome = await self.scan(scope, receive, send)
             self.metrics.answered(outcome, time.perf_counter() - started)
 
-    async def scan(self, scope: Scope, send: Send) -> str:
+    async def scan(self, scope: Scope, receive: Receive, send: Send) -> str:
         method = scope["method"]
-        slug = scope["path"][1:].removesuffix("/")
-        if method not in ("GET", "HEAD"):
-            await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
-            return "not_allowed"
-        if not slug or "/" in slug:
-            return await self.page(send, 404, "unknown", method)
+        if method not in ("GET", "HEAD", "POST"):  # POST sends a password (docs/rules.md)
+            return await self._not_allowed(send, method)
         headers = _headers(scope)
-        domain = headers.get(b"host", b"").decode("latin-1").lower().rstrip(".")
+        target = self.scans.target(scope["path"], headers.get(b"host", b""))
+        if target is None:
+            return await self.page(send, 404, "unknown", method)
         try:
-            found = await self.lookup.find(domain, slug)
+            found = await self.lookup.find(*target)
         except UNAVAILABLE_EXCEPTIONS:  # counted as "unavailable" in /metrics; no log line per request
             return await self.page(send, 503, "unavailable", method, RETRY)
         if found is None:
             return await self.page(send, 404, "unknown", method)
         code, resolution = found
+        if method == "POST" and not self.takes_password(resolution):
+            return await self._not_allowed(send, method)  # only a password form posts to a code
+        query = scope["query_string"]
+        visitor = self.scans.visitor(query, headers, self._client_ip(scope))
+        decision, page, extra = self.decide(method, resolution, visitor) or \
+            await self.check_password(code, resolution, visitor, await read_password(receive))
         try:
-            await self.recorder.record(self._event(scope, headers, code, resolution))
+            await self.recorder.record(self.scans.event(method, query, headers, visitor, code, resolution, decision))
         except Exception:  # neither Redis nor the journal took it (logged per batch): never answer unrecorded
             return await self.page(send, 503, "unavailable", method, RETRY)
-        if resolution.location is None:
-            return await self.page(send, resolution.http_status, resolution.outcome, method)
-        location = resolution.location.render(scope["query_string"]).encode("ascii")
+        if decision.location is None:
+            return await self.page(send, ANSWER_STATUS.get(page) or resolution.http_status, page, method, extra)
+        location = decision.location.render(query).encode("ascii")
         await self.respond(send, 302, [(b"location", location), (b"cache-control", b"private, no-store"),
                                        (b"content-type", b"text/plain")], b"", method)
         return "redirected"
 
-    def _event(self, scope: Scope, headers: dict[bytes, bytes], code: CodeRow, resolution: Resolution) -> bytes:
-        scan_id = uuid_utils.uuid7()
+    def _client_ip(self, scope: Scope) -> str:
         client = scope.get("client")
-        ip = client[0] if client else ""
-        user_agent = headers.get(b"user-agent", b"").decode("latin-1")
-        return ScanEvent(
-            scan_id=str(scan_id), ts_ms=scan_id.timestamp, code_id=code.id, group_id=code.group_id,
-            org_id=code.org_id, livemode=code.livemode, outcome=resolution.outcome, method=scope["method"],
-            marker=_MARKER.search(scope["query_string"]) is not None, ip_hash=self._hash(ip),
-            visitor_hash=self._hash(f"{ip}\n{user_agent}"), user_agent=user_agent[:512],
-            referer=headers.get(b"referer", b"")[:1024].decode("latin-1"),
-            accept_language=headers.get(b"accept-language", b"")[:256].decode("latin-1"),
-            country=self._country(headers, ip), properties=resolution.properties,
-        ).encode()
+        peer = str(client[0]) if client else ""
+        if not self.settings.trusted_proxies:
+            return peer
+        forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
+        return self.scans.client_address.of(peer, forwarded)
 
-    def _hash(self, value: str) -> str:
-        # Keyed BLAKE2b is a MAC in one call, and cheaper per scan than HMAC-SHA256.
-        return hashlib.blake2b(value.encode(), key=self.hash_key, digest_size=16).hexdigest()
+    async def _not_allowed(self, send: Send, method: str) -> str:
+        await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
+        return "not_allowed"
 
-    def _country(self, headers: dict[bytes, bytes], ip: str) -> str | None:
-        """A trusted CDN header first; else the GeoIP database, looked up here since IPs never leave the edge."""
-        name = self.settings.trusted_country_header
-        value = headers.get(name.encode(), b"").decode("latin-1").strip().upper() if name else ""
-        if len(value) == 2 and value.isalpha():
-            return value
-        return self.geo.country(ip) if self.geo and ip else None
+    @staticmethod
+    def takes_password(resolution: Resolution) -> bool:
+        return resolution.plan is not None and resolution.plan.password_hash is not None
+
+    def decide(self, method: str, resolution: Resolution,
+               visitor: Visitor) -> tuple[Decision, str, list[tuple[bytes, bytes]]] | None:
+        """Validity, password, rules and split (docs/rules.md), without I/O: the decision, the page to answer
+        with when it does not redirect, and extra headers; None when a posted password must be checked."""
+        plan, default = resolution.plan, resolution.location
+        if plan is None or default is None:
+            return Decision(resolution.outcome, default), resolution.outcome, []
+        now = self.clock()
+        if method != "POST" or plan.password_hash is None or plan.expiry(now) is not None:
+            decision = plan.decide(visitor, now, default)
+            return decision, decision.outcome, []
+        return None
+
+    async def check_password(self, code: CodeRow, resolution: Resolution, visitor: Visitor,
+                             password: str) -> tuple[Decision, str, list[tuple[bytes, bytes]]]:
+        """The answer to a posted password (off the event loop, throttled: shared.passwords)."""
+        plan, default = resolution.plan, resolution.location
+        assert plan is not None and plan.password_hash is not None and default is not None
+        verdict = await self.passwords.check(code.id, visitor.client_ip, plan.password_hash, password)
+        if verdict.result == "right":
+            decision = plan.decide(visitor, self.clock(), default, unlocked=True)  # recorded as a scan of its own
+            return decision, decision.outcome, []
+        if verdict.result == "wrong":
+            return Decision("password_failed", None), "password_failed", []
+        retry = str(max(1, math.ceil(verdict.retry_after))).encode()
+        return Decision("password_failed", None), "password_throttled", [(b"retry-after", retry)]
 
     async def page(self, send: Send, status: int, outcome: str, method: str,
                    extra: list[tuple[bytes, bytes]] | None = None) -> str:
@@ -188,6 +211,7 @@ class EdgeApp:
     async def startup(self) -> None:
         self.journal.open()
         self.geo = CountryLookup(self.settings.geoip_db) if self.settings.geoip_db else None
+        self.scans = ScanPath(self.settings, self.geo)
         self.db = await create_pool(self.settings.stores.database_url, min_size=0, max_size=4)
         self.redis = create_redis(self.settings.stores.redis_url, socket_timeout=2.0)
         self.lookup = RowLookup(self.redis, self.db, self.keys, self.link, self.codes, self.groups,
@@ -225,6 +249,7 @@ class EdgeApp:
         await asyncio.to_thread(self.follower.stop)
         await self.recorder.drain()
         self.journal.close()
+        self.passwords.close()
         if self.geo:
             self.geo.close()
         await self.redis.aclose()
@@ -234,11 +259,15 @@ class EdgeApp:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        status, body = self.readiness()
+        return JSONResponse(body, status)
+
+    def readiness(self) -> tuple[int, dict[str, object]]:
         body = {"redis": "up" if self.link.up else "down", "journal_depth": self.journal.depth,
                 "freshness": self.metrics.freshness()}
         if not self.link.up:
-            return JSONResponse({"status": "degraded", **body}, 503)
-        return JSONResponse({"status": "ready", **body})
+            return 503, {"status": "degraded", **body}
+        return 200, {"status": "ready", **body}
 
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)

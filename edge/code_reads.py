@@ -36,6 +36,18 @@ def _decoded(raw: bytes | str | None) -> CodeRow | None:
         return None
 
 
+def _answer(batch: list[tuple[Wanted, asyncio.Future[CodeRow | None]]], found: dict[Wanted, CodeRow]) -> None:
+    for wanted, done in batch:
+        if not done.done():
+            done.set_result(found.get(wanted))
+
+
+def _fail(batch: list[tuple[Wanted, asyncio.Future[CodeRow | None]]], exc: Exception) -> None:
+    for _, done in batch:
+        if not done.done():
+            done.set_exception(exc)
+
+
 class CodeReads:
     def __init__(self, redis: aioredis.Redis, db: asyncpg.Pool[Any], keys: RedisKeys, link: RedisLink) -> None:
         self.redis = redis
@@ -59,16 +71,26 @@ class CodeReads:
                 batch, self._pending = self._pending, []
                 try:
                     found = await self._read([wanted for wanted, _ in batch])
-                except Exception as exc:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
+                except asyncpg.PostgresError as exc:  # PostgreSQL rejected the query, perhaps for one key
+                    if len(batch) == 1:
+                        _fail(batch, exc)
+                    else:
+                        await self._read_one_by_one(batch)
                     continue
-                for wanted, done in batch:
-                    if not done.done():
-                        done.set_result(found.get(wanted))
+                except Exception as exc:
+                    _fail(batch, exc)
+                    continue
+                _answer(batch, found)
         finally:
             self._reader = None
+
+    async def _read_one_by_one(self, batch: list[tuple[Wanted, asyncio.Future[CodeRow | None]]]) -> None:
+        """One bad key must not fail the scans it shared a batch with (it answers 503 alone)."""
+        for item in batch:
+            try:
+                _answer([item], await self._read([item[0]]))
+            except Exception as exc:
+                _fail([item], exc)
 
     async def _read(self, wanted: list[Wanted]) -> dict[Wanted, CodeRow]:
         found = await self._from_redis(wanted)

@@ -24,6 +24,14 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+ENTRY_BYTES = 200  # an entry's own objects (OrderedDict slot, _Entry, float, key str header), measured roughly
+
+
+class Miss:
+    """`peek` found nothing fresh: the caller must load."""
+
+
+MISS = Miss()
 
 
 class Fence:
@@ -48,6 +56,7 @@ class _Entry(Generic[T]):
     value: T | None  # None: the row does not exist (negative entry)
     expires: float
     generation: int
+    size: int  # estimated bytes
 
 
 class _Load(Generic[T]):
@@ -69,8 +78,13 @@ class LocalCache(Generic[T]):
     once can never leave the value a load started with.
     """
 
-    def __init__(self, max_entries: int, ttl: float, negative_ttl: float, fence: Fence | None = None) -> None:
+    def __init__(self, max_entries: int, ttl: float, negative_ttl: float, fence: Fence | None = None,
+                 max_bytes: int = 64 << 20, weigh: Callable[[T], int] = lambda value: 0) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.weigh = weigh  # a value's estimated bytes beyond its key and ENTRY_BYTES
+        self.bytes = 0  # of the entries, as counted on the event loop (see `_evict`)
+        self._dropped = 0  # entries removed from another thread since `bytes` was last recounted
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.fence = fence if fence is not None else open_fence()
@@ -87,18 +101,25 @@ class LocalCache(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get(self, key: str, load: Callable[[], Awaitable[T | None]]) -> T | None:
-        """The cached row (None if known not to exist); concurrent misses of one key share one `load`."""
-        now = time.monotonic()
+    def peek(self, key: str) -> T | None | Miss:
+        """The fresh cached row, None if known not to exist, MISS otherwise: the hit path, without a task."""
         entry = self._entries.get(key)
         if entry is not None and entry.generation == self.generation and min(entry.expires,
-                                                                             self.fence.until) > now:
+                                                                             self.fence.until) > time.monotonic():
             try:
                 self._entries.move_to_end(key)
             except KeyError:  # dropped by the follower this instant: still the answer of a fresh read
                 pass
             self.hits += 1
             return entry.value
+        return MISS
+
+    async def get(self, key: str, load: Callable[[], Awaitable[T | None]]) -> T | None:
+        """The cached row (None if known not to exist); concurrent misses of one key share one `load`."""
+        value = self.peek(key)
+        if not isinstance(value, Miss):
+            return value
+        now = time.monotonic()
         self.misses += 1
         pending = self._loads.get(key)
         if pending is not None and pending.changes == self.changes and self.fence.until > now:
@@ -130,7 +151,9 @@ class LocalCache(Generic[T]):
         if pending.changes == self.changes and pending.generation == self.generation:
             self._put(key, value)
             if pending.changes != self.changes:  # an invalidation arrived from the follower meanwhile
-                self._entries.pop(key, None)
+                removed = self._entries.pop(key, None)
+                if removed is not None:
+                    self.bytes -= removed.size
         pending.future.set_result(value)
         return value
 
@@ -140,21 +163,32 @@ class LocalCache(Generic[T]):
             self._negative_keys.add(key)
             if len(self._negative_keys) > self.max_entries:  # evicted ones linger here: forget them
                 self._negative_keys = {k for k, e in list(self._entries.items()) if e.value is None}
-        self._entries[key] = _Entry(value, time.monotonic() + ttl, self.generation)
-        try:
-            self._entries.move_to_end(key)
-        except KeyError:  # dropped by the follower this instant
-            pass
-        while len(self._entries) > self.max_entries:
+        size = ENTRY_BYTES + len(key) + (self.weigh(value) if value is not None else 0)
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old.size
+        self._entries[key] = _Entry(value, time.monotonic() + ttl, self.generation, size)
+        self.bytes += size
+        self._evict()
+
+    def _evict(self) -> None:
+        if self.bytes > self.max_bytes and self._dropped:
+            # Entries the follower's thread removed still count: recount here rather than share a counter
+            # between threads (only this thread writes `bytes`).
+            self._dropped = 0
+            self.bytes = sum(entry.size for entry in list(self._entries.values()))
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             try:
-                self._entries.popitem(last=False)
+                self.bytes -= self._entries.popitem(last=False)[1].size
             except KeyError:  # emptied by the follower meanwhile
+                self.bytes = 0
                 break
 
     def drop(self, key: str) -> None:
         """The row changed: forget it, and let no load that started before now be cached or joined."""
         self.changes = next(self._numbers)
-        self._entries.pop(key, None)
+        if self._entries.pop(key, None) is not None:
+            self._dropped += 1
 
     def drop_negative(self) -> None:
         """New rows exist: forget every "unknown" entry (they are few, and short-lived anyway)."""
@@ -164,6 +198,7 @@ class LocalCache(Generic[T]):
             entry = self._entries.get(key)
             if entry is not None and entry.value is None:
                 self._entries.pop(key, None)
+                self._dropped += 1
 
     def clear(self) -> None:
         """Invalidations may have been missed: nothing cached so far counts as fresh any more.

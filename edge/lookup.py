@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from edge.code_reads import CodeReads
-from edge.local_cache import LocalCache
+from edge.local_cache import LocalCache, Miss
 from edge.redis_link import RedisLink
 from shared.edge_rows import RowStore, load_groups
 from shared.keys import RedisKeys
@@ -41,8 +41,10 @@ class Resolutions:
         self._memo: dict[tuple[object, ...], Resolution] = {}
 
     def of(self, code: CodeRow, group: GroupRow | None) -> Resolution:
+        # A code's own split is drawn with its id, so codes with routing fields of their own share nothing.
         key = (code.group_id, group.version if group else None, code.status, code.destination, code.url_params,
-               code.properties, code.deleted)
+               code.properties, code.deleted, code.routing, code.routing and code.id, code.password_hash,
+               code.limit_reached)
         resolution = self._memo.get(key)
         if resolution is None:
             if len(self._memo) >= self.max_entries:
@@ -68,6 +70,15 @@ class CachedCode:
         return self._resolution
 
 
+def code_weight(code: CachedCode) -> int:
+    """Estimated bytes of a cached code beyond its key: its JSON, about doubled once held as objects."""
+    return 2 * len(code.row.encode()) + 400
+
+
+def group_weight(group: GroupRow) -> int:
+    return 2 * len(group.encode()) + 400
+
+
 class RowLookup:
     def __init__(self, redis: aioredis.Redis, db: asyncpg.Pool[Any], keys: RedisKeys, link: RedisLink,
                  codes: LocalCache[CachedCode], groups: LocalCache[GroupRow], templates: Templates) -> None:
@@ -80,6 +91,17 @@ class RowLookup:
         self.resolutions = Resolutions(templates)
         self.rows = RowStore(redis, keys)
         self.code_reads = CodeReads(redis, db, keys, link)
+
+    def find_cached(self, domain: str, slug: str) -> tuple[CodeRow, Resolution] | None | Miss:
+        """What `find` would answer, from the local cache alone; MISS when it has to load."""
+        code = self.codes.peek(self.keys.code(domain, slug))
+        if code is None or isinstance(code, Miss):
+            return code
+        group_id = code.row.group_id
+        group = self.groups.peek(self.keys.group(group_id)) if group_id else None
+        if isinstance(group, Miss):
+            return group
+        return code.row, code.resolution(group, self.resolutions)
 
     async def find(self, domain: str, slug: str) -> tuple[CodeRow, Resolution] | None:
         """The code and what a scan of it resolves to (without the visitor's query); None if unknown."""

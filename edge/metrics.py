@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from edge.invalidations import InvalidationFollower
 
 OUTCOMES = ("redirected", "inactive", "archived", "unconfigured", "deleted", "unknown", "unavailable",
-            "not_allowed")
+            "not_allowed", "scheduled", "expired", "password_prompt", "password_failed", "password_throttled",
+            "malformed")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
 BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 

@@ -67,11 +67,16 @@ class ScanRecorder:
         link.on_up(self.replay_soon)
 
     async def record(self, event: bytes) -> None:
+        await self.submit(event)
+
+    def submit(self, event: bytes) -> asyncio.Future[None]:
+        """Queue `event` for the next batch; the future is done once it is stored (the protocol server's hit
+        path adds a callback to it instead of awaiting it in a task)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((event, done))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        await done
+        return done
 
     async def _flush(self) -> None:
         try:

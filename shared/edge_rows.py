@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import orjson
 import redis.asyncio as aioredis
 
 from shared.keys import RedisKeys
 from shared.rows import CodeRow, Destination, GroupRow
+from shared.times import timestamp
 
 
 def _destination_columns(alias: str) -> str:
@@ -22,16 +24,22 @@ def _destination_columns(alias: str) -> str:
             f" {alias}.destination_knowledge_base::text AS destination_knowledge_base")
 
 
+def _routing_columns(alias: str) -> str:
+    return (f"{alias}.rules, {alias}.split, {alias}.valid_from, {alias}.valid_until, {alias}.max_scans,"
+            f" {alias}.expired_destination, {alias}.password_hash")
+
+
 CODE_COLUMNS = f"""
     c.id, c.version, c.org_id, c.livemode, c.group_id, c.status, c.deleted_at IS NOT NULL AS deleted,
-    {_destination_columns('c')},
+    {_destination_columns('c')}, {_routing_columns('c')},
+    c.scan_limit_reached_at IS NOT NULL AS limit_reached,
     COALESCE((SELECT array_agg(ARRAY[p.key, p.value] ORDER BY p.position)
               FROM qr_code_url_params p WHERE p.code_id = c.id), '{{}}') AS url_params,
     COALESCE((SELECT array_agg(ARRAY[p.key, p.value] ORDER BY p.position)
               FROM qr_code_properties p WHERE p.code_id = c.id), '{{}}') AS properties"""
 
 GROUP_COLUMNS = f"""
-    g.id, g.version, g.status, {_destination_columns('g')},
+    g.id, g.version, g.status, {_destination_columns('g')}, {_routing_columns('g')},
     COALESCE((SELECT array_agg(ARRAY[p.key, p.value] ORDER BY p.position)
               FROM qr_group_url_params p WHERE p.group_id = g.id), '{{}}') AS url_params,
     COALESCE((SELECT array_agg(ARRAY[p.key, p.value] ORDER BY p.position)
@@ -72,15 +80,30 @@ def _pairs(items: list[list[str]]) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in items)
 
 
+ROUTING_FIELDS = ("rules", "split", "valid_from", "valid_until", "max_scans", "expired_destination")
+
+
+def routing_text(record: asyncpg.Record) -> str:
+    """The fields of docs/rules.md that are set, as one JSON text: hashable, so the edge can share one
+    compiled plan between rows that carry the same text, and decoded only when a row is compiled."""
+    fields = {name: record[name] for name in ROUTING_FIELDS if record[name] is not None}
+    for name in ("valid_from", "valid_until"):
+        if name in fields:
+            fields[name] = timestamp(fields[name])
+    return orjson.dumps(fields).decode() if fields else ""
+
+
 def code_row(record: asyncpg.Record) -> CodeRow:
     return CodeRow(record["id"], record["version"], record["org_id"], record["livemode"], record["group_id"],
                    record["status"], _destination(record), _pairs(record["url_params"]),
-                   _pairs(record["properties"]), record["deleted"])
+                   _pairs(record["properties"]), record["deleted"], routing_text(record), record["password_hash"],
+                   record["limit_reached"])
 
 
 def group_row(record: asyncpg.Record) -> GroupRow:
     return GroupRow(record["id"], record["version"], record["status"], _destination(record),
-                    _pairs(record["url_params"]), _pairs(record["properties"]))
+                    _pairs(record["url_params"]), _pairs(record["properties"]), routing_text(record),
+                    record["password_hash"])
 
 
 async def load_code_by_slug(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], domain: str,

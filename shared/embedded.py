@@ -5,6 +5,11 @@ children of the calling process with a parent-death signal, so they stop with it
 PostgreSQL refuses to run as root: as root, initdb and postgres run as the `postgres` system user (created
 by the OS package) through `setpriv`, in a data folder that user owns.
 
+Other local users get nothing (docs/security.md, "Embedded servers"): PostgreSQL authenticates with
+scram-sha-256 and Redis with `requirepass`, both with passwords generated on first start and kept in
+`credentials.env` (0600) under the root folder; data folders are 0700 and every file the servers write
+is 0600 (they run with umask 077). Passwords go to the servers through files, never on a command line.
+
 Standard library only: `python3 -m shared.embedded check` runs before any virtualenv exists.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -21,7 +27,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
+from shared.private_files import write_private
 from shared.processes import spawn, stop
 
 INSTALL_HINT = (
@@ -32,6 +40,7 @@ INSTALL_HINT = (
     "or point DATABASE_URL and REDIS_URL at servers you already run."
 )
 START_TIMEOUT = 30.0
+OWNER_ONLY = 0o077  # umask of the servers: data and logs readable by their owner alone
 
 
 class EmbeddedError(RuntimeError):
@@ -102,14 +111,16 @@ class EmbeddedServices:
         self.redis_port = free_port()
         self._postgres: subprocess.Popen[bytes] | None = None
         self._redis: subprocess.Popen[bytes] | None = None
+        self.pg_password = ""
+        self.redis_password = ""
 
     @property
     def database_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/scanroute"
+        return f"postgresql://postgres:{self.pg_password}@127.0.0.1:{self.pg_port}/scanroute"
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return f"redis://:{self.redis_password}@127.0.0.1:{self.redis_port}/0"
 
     def __enter__(self) -> EmbeddedServices:
         self.start()
@@ -123,6 +134,7 @@ class EmbeddedServices:
         if missing:
             raise EmbeddedError(f"missing {', '.join(missing)}.\n{INSTALL_HINT}")
         self.root.mkdir(parents=True, exist_ok=True)
+        self._load_credentials()
         try:
             self._start_postgres()
             self._start_redis()
@@ -138,6 +150,48 @@ class EmbeddedServices:
             stop(self._postgres, signal.SIGINT)  # fast shutdown: disconnects clients, exits cleanly
             self._postgres = None
 
+    def _load_credentials(self) -> None:
+        path = self.root / "credentials.env"
+        stored = dict(line.split("=", 1) for line in path.read_text().split()) if path.exists() else {}
+        # URL-safe alphabet: the passwords go into DATABASE_URL / REDIS_URL unquoted.
+        self.pg_password = stored.get("PG_PASSWORD") or secrets.token_urlsafe(24)
+        self.redis_password = stored.get("REDIS_PASSWORD") or secrets.token_urlsafe(24)
+        if not path.exists():
+            write_private(path, f"PG_PASSWORD={self.pg_password}\nREDIS_PASSWORD={self.redis_password}\n")
+
+    def _psql(self, sql: str, database: str = "postgres") -> subprocess.CompletedProcess[str]:
+        argv = [str(find_binary("psql")), "-qtA", "-w", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres",
+                "-d", database, "-c", sql]
+        return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": self.pg_password})
+
+    def _initdb(self, data: Path) -> None:
+        pwfile = self.root / ".initdb-password"
+        write_private(pwfile, self.pg_password + "\n")
+        if as_root():
+            user = _postgres_user()
+            os.chown(pwfile, user.pw_uid, user.pw_gid)
+        try:
+            initdb = [str(find_binary("initdb")), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
+                      f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]
+            result = subprocess.run(_pg_argv(initdb), capture_output=True, text=True)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise EmbeddedError(f"initdb failed:\n{result.stdout}{result.stderr}")
+
+    def _require_passwords(self, data: Path) -> None:
+        """A cluster made by an older version trusts every local user: give it our password, then scram."""
+        hba = data / "pg_hba.conf"
+        lines = hba.read_text().splitlines(keepends=True)
+        if not any(line.split()[-1:] == ["trust"] for line in lines if not line.lstrip().startswith("#")):
+            return
+        escaped = self.pg_password.replace("'", "''")
+        self._psql(f"SET password_encryption = 'scram-sha-256'; ALTER USER postgres PASSWORD '{escaped}'")
+        hba.write_text("".join(line.replace("trust", "scram-sha-256") if not line.lstrip().startswith("#")
+                               else line for line in lines))
+        if self._psql("SELECT pg_reload_conf()").returncode != 0:
+            raise EmbeddedError("could not switch the existing PostgreSQL cluster to password authentication")
+
     def _start_postgres(self) -> None:
         data = self.root / "pgdata"
         if as_root():
@@ -151,39 +205,38 @@ class EmbeddedServices:
                     " run from a folder such as /srv or /tmp, or set DATABASE_URL"
                 )
         if not (data / "PG_VERSION").exists():
-            initdb = [str(find_binary("initdb")), "-D", str(data), "-U", "postgres", "-A", "trust",
-                      "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]
-            result = subprocess.run(_pg_argv(initdb), capture_output=True, text=True)
-            if result.returncode != 0:
-                raise EmbeddedError(f"initdb failed:\n{result.stdout}{result.stderr}")
+            self._initdb(data)
         options = ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
                    "-c", "max_connections=300", "-c", "shared_buffers=128MB"]
         if not self.persistent:
             options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        log = open(self.root / "postgres.log", "ab")
+        log = _private_log(self.root / "postgres.log")
         self._postgres = spawn(_pg_argv([str(find_binary("postgres")), "-D", str(data),
                                          "-p", str(self.pg_port), *options]),
-                               death_signal=signal.SIGINT, stdout=log, stderr=subprocess.STDOUT)
+                               death_signal=signal.SIGINT, umask=OWNER_ONLY, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         isready = [str(find_binary("pg_isready")), "-q", "-h", "127.0.0.1", "-p", str(self.pg_port)]
         self._wait("postgres", self._postgres, lambda: subprocess.run(isready).returncode == 0)
-        createdb = [str(find_binary("psql")), "-q", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U",
-                    "postgres", "-d", "postgres", "-c", "CREATE DATABASE scanroute"]
-        exists = [str(find_binary("psql")), "-tA", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U",
-                  "postgres", "-d", "postgres", "-c", "SELECT 1 FROM pg_database WHERE datname='scanroute'"]
-        if subprocess.run(exists, capture_output=True, text=True).stdout.strip() != "1":
-            subprocess.run(createdb, check=True, capture_output=True)
+        self._require_passwords(data)
+        if self._psql("SELECT 1 FROM pg_database WHERE datname='scanroute'").stdout.strip() != "1":
+            created = self._psql("CREATE DATABASE scanroute")
+            if created.returncode != 0:
+                raise EmbeddedError(f"could not create the scanroute database:\n{created.stderr}")
 
     def _start_redis(self) -> None:
         folder = self.root / "redis"
-        folder.mkdir(exist_ok=True)
-        argv = [str(find_binary("redis-server")), "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                "--dir", str(folder), "--save", "", "--daemonize", "no", "--databases", "16",
+        folder.mkdir(mode=0o700, exist_ok=True)
+        _owner_only(folder)  # files an older version left readable
+        config = self.root / "redis.conf"
+        write_private(config, f"requirepass {self.redis_password}\n")
+        argv = [str(find_binary("redis-server")), str(config), "--port", str(self.redis_port),
+                "--bind", "127.0.0.1", "--dir", str(folder), "--save", "", "--daemonize", "no", "--databases", "16",
                 "--appendonly", "yes" if self.persistent else "no"]
-        log = open(self.root / "redis.log", "ab")
-        self._redis = spawn(argv, death_signal=signal.SIGTERM, stdout=log, stderr=subprocess.STDOUT)
+        log = _private_log(self.root / "redis.log")
+        self._redis = spawn(argv, death_signal=signal.SIGTERM, umask=OWNER_ONLY, stdout=log,
+                            stderr=subprocess.STDOUT)
         log.close()
-        self._wait("redis-server", self._redis, lambda: redis_answers(self.redis_port))
+        self._wait("redis-server", self._redis, lambda: redis_answers(self.redis_port, self.redis_password))
 
     def _wait(self, name: str, process: subprocess.Popen[bytes], ready: object) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -196,20 +249,38 @@ class EmbeddedServices:
         raise EmbeddedError(f"{name} did not accept connections within {START_TIMEOUT:.0f}s")
 
 
-def redis_answers(port: int) -> bool:
+def redis_answers(port: int, password: str | None = None) -> bool:
     """Whether a redis-server on 127.0.0.1:`port` answers PING (no client library needed)."""
+    auth = f"AUTH {password}\r\n".encode() if password else b""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall(auth + b"PING\r\n")
+            reply = b""
+            while reply.count(b"\r\n") < (2 if auth else 1) and len(reply) < 256:
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                reply += chunk
+            return reply.endswith(b"+PONG\r\n")
     except OSError:
         return False
+
+
+def _private_log(path: Path) -> BinaryIO:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
+
+
+def _owner_only(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def temporary_root(prefix: str = "scanroute-") -> Path:
     """A fresh folder that the postgres user can enter (mkdtemp makes it 0700)."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
-    root.chmod(0o755)
+    root.chmod(0o711)  # the postgres user may pass through, nobody may list
     return root
 
 

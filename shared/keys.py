@@ -51,8 +51,12 @@ class RedisKeys:
         return f"{self.namespace}:edges:lease"
 
     def code(self, domain: str, slug: str) -> str:
-        """String: the code's edge row (JSON, see shared.rows)."""
-        return f"{self.namespace}:code:{domain}:{slug}"
+        """String: the code's edge row (JSON, see shared.rows).
+
+        The domain's length comes first, so that no (domain, slug) pair can spell another pair's key
+        (`127.0.0.1` + `28080:abc` against `127.0.0.1:28080` + `abc`), whatever either contains.
+        """
+        return f"{self.namespace}:code:{len(domain)}:{domain}:{slug}"
 
     def group(self, group_id: str) -> str:
         """String: the group's edge row (JSON, see shared.rows)."""

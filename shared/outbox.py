@@ -10,7 +10,7 @@ import asyncpg
 from shared.ids import new_id
 from shared.times import timestamp
 
-EVENT_TYPES = ("qr.created", "qr.updated", "qr.deleted", "qr.scan_threshold",
+EVENT_TYPES = ("qr.created", "qr.updated", "qr.deleted", "qr.scan_threshold", "qr.expired",
                "qr_group.created", "qr_group.updated", "qr_group.deleted")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
 import signal
 import subprocess
 from collections.abc import Sequence
@@ -12,10 +13,12 @@ from typing import Any
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(sig: int) -> Any:
+def _die_with_parent(sig: int, umask: int | None = None) -> Any:
     def set_parent_death_signal() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if umask is not None:
+            os.umask(umask)
 
     return set_parent_death_signal
 
@@ -25,9 +28,11 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     _die_with_parent(sig)()
 
 
-def spawn(argv: Sequence[str], *, death_signal: int = signal.SIGTERM, **kwargs: Any) -> subprocess.Popen[bytes]:
-    """Popen whose child gets `death_signal` if this process dies, even by SIGKILL (Linux)."""
-    return subprocess.Popen(list(argv), preexec_fn=_die_with_parent(death_signal), **kwargs)
+def spawn(argv: Sequence[str], *, death_signal: int = signal.SIGTERM, umask: int | None = None,
+          **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Popen whose child gets `death_signal` if this process dies, even by SIGKILL (Linux); `umask` applies
+    to the files the child creates (0o077: owner-only)."""
+    return subprocess.Popen(list(argv), preexec_fn=_die_with_parent(death_signal, umask), **kwargs)
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from shared.params import LocationTemplate
 from shared.rows import CodeRow, Destination, GroupRow
+from shared.scan_plan import ScanPlan, build_plan
 from shared.settings import Templates
 
 # outcome → HTTP status the edge answers with
@@ -20,6 +21,7 @@ class Resolution:
     source: str | None  # where the destination came from: "code", "group" or None
     location: LocationTemplate | None  # set when outcome is "redirected"
     properties: dict[str, str]
+    plan: ScanPlan | None = None  # rules, split, validity, password (docs/rules.md), when redirected
 
     @property
     def http_status(self) -> int:
@@ -47,7 +49,8 @@ def resolve(code: CodeRow, group: GroupRow | None, templates: Templates) -> Reso
         outcome = "unconfigured"
     else:
         outcome = "redirected"
-    location = None
+    location, plan = None, None
     if target is not None and outcome == "redirected":
         location = LocationTemplate.build(target, group.url_params if group else (), code.url_params)
-    return Resolution(outcome, status, destination, source, location, properties)
+        plan = build_plan(code, group, code.destination.type is None, templates)
+    return Resolution(outcome, status, destination, source, location, properties, plan)

@@ -55,17 +55,19 @@ class GroupRow:
     destination: Destination
     url_params: Pairs = ()
     properties: Pairs = ()
+    routing: str = ""  # rules, split and validity as JSON text (shared.edge_rows.routing_text); "" if none
+    password_hash: str | None = None
 
     def encode(self) -> bytes:
         return orjson.dumps({"id": self.id, "v": self.version, "status": self.status,
                              "dest": self.destination.as_dict(), "params": self.url_params,
-                             "props": self.properties})
+                             "props": self.properties, "routing": self.routing, "pw": self.password_hash})
 
     @classmethod
     def decode(cls, raw: bytes | str) -> GroupRow:
         d: dict[str, Any] = orjson.loads(raw)
         return cls(d["id"], d["v"], d["status"], Destination(**d["dest"]),
-                   _pairs(d["params"]), _pairs(d["props"]))
+                   _pairs(d["params"]), _pairs(d["props"]), d.get("routing", ""), d.get("pw"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,18 +82,23 @@ class CodeRow:
     url_params: Pairs = ()
     properties: Pairs = ()
     deleted: bool = False
+    routing: str = ""  # rules, split and validity as JSON text (shared.edge_rows.routing_text); "" if none
+    password_hash: str | None = None
+    limit_reached: bool = False  # the ingest worker counted max_scans human scans
 
     def encode(self) -> bytes:
         return orjson.dumps({"id": self.id, "v": self.version, "org": self.org_id, "live": self.livemode,
                              "group": self.group_id, "status": self.status,
                              "dest": self.destination.as_dict(), "params": self.url_params,
-                             "props": self.properties, "deleted": self.deleted})
+                             "props": self.properties, "deleted": self.deleted, "routing": self.routing,
+                             "pw": self.password_hash, "limit": self.limit_reached})
 
     @classmethod
     def decode(cls, raw: bytes | str) -> CodeRow:
         d: dict[str, Any] = orjson.loads(raw)
         return cls(d["id"], d["v"], d["org"], d["live"], d["group"], d["status"],
-                   Destination(**d["dest"]), _pairs(d["params"]), _pairs(d["props"]), d["deleted"])
+                   Destination(**d["dest"]), _pairs(d["params"]), _pairs(d["props"]), d["deleted"],
+                   d.get("routing", ""), d.get("pw"), d.get("limit", False))
 
 
 def _pairs(items: list[list[str]]) -> Pairs:

@@ -20,8 +20,8 @@ class ScanEvent:
     group_id: str | None
     org_id: str
     livemode: bool
-    outcome: str  # redirected | inactive | archived | unconfigured | deleted
-    method: str  # GET | HEAD
+    outcome: str  # redirected | inactive | archived | unconfigured | deleted | scheduled | expired | password_…
+    method: str  # GET | HEAD | POST (a password sent)
     marker: bool  # the `qr` marker printed in every image was present
     ip_hash: str
     visitor_hash: str
@@ -30,6 +30,8 @@ class ScanEvent:
     accept_language: str = ""
     country: str | None = None
     properties: dict[str, str] = field(default_factory=dict)
+    rule: int | None = None  # index of the rule that chose the destination (docs/rules.md)
+    variant: int | None = None  # index of the split variant that chose it
 
     def encode(self) -> bytes:
         return orjson.dumps(self)  # orjson writes dataclasses natively, ten times faster than asdict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
@@ -113,6 +114,15 @@ class _Reader:
             return False
         raise ConfigError(name, f"must be true or false, got {value!r}")
 
+    def networks(self, name: str) -> tuple[IPv4Network | IPv6Network, ...]:
+        value = self.text(name, "-")
+        if value == "-":
+            return ()
+        try:
+            return tuple(ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+        except ValueError as exc:
+            raise ConfigError(name, f"must be comma-separated CIDRs or addresses: {exc}") from None
+
     def template(self, name: str, default: str) -> str:
         value = self.text(name, default)
         if "{id}" not in value or urlsplit(value).scheme not in ("http", "https"):
@@ -208,6 +218,8 @@ class ControlPlaneSettings(_FromEnv):
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
     cache_sync_interval: float = 1.0  # seconds; 0 turns the outbox repair loop off
+    request_read_timeout: float = 10.0  # seconds a client has to send a request's headers (and each body pause)
+    max_connections: int = 1000  # concurrent connections and requests; more get a 503
     # Keys the content-addressed image URLs, so that nobody can compute a code's image URL. Unset: the
     # control plane uses the secret generated in the database at migration (control_plane.render.images).
     image_url_secret: Secret | None = None
@@ -229,6 +241,8 @@ class ControlPlaneSettings(_FromEnv):
             rate_limit_per_second=r.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
             rate_limit_burst=r.integer("RATE_LIMIT_BURST", 200, minimum=1),
             cache_sync_interval=r.number("CACHE_SYNC_INTERVAL", 1.0, minimum=0.0),
+            request_read_timeout=r.number("CONTROL_PLANE_READ_TIMEOUT", 10.0, minimum=0.1),
+            max_connections=r.integer("CONTROL_PLANE_MAX_CONNECTIONS", 1000, minimum=1),
             image_url_secret=r.secret("IMAGE_URL_SECRET") if r.env.get("IMAGE_URL_SECRET", "").strip() else None,
         )
 
@@ -243,10 +257,17 @@ class EdgeSettings(_FromEnv):
     trusted_country_header: str | None = None
     geoip_db: Path | None = None  # MaxMind-format database: country by IP when no trusted header says
     cache_entries: int = 200_000  # code, group and negative rows kept per edge process
+    cache_bytes: int = 64 << 20  # estimated memory of each local cache (codes; groups), negative entries included
     cache_ttl: float = 60.0  # seconds; the backstop behind the invalidation stream
     negative_ttl: float = 2.0  # seconds an unknown slug stays cached as unknown
     journal_dir: Path = Path(".scanroute") / "journal"
     read_your_writes: bool = True  # off only to measure what it costs (docs/freshness.md)
+    # Peers whose X-Forwarded-For is believed (docs/edge.md); none by default: the peer is the client.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    header_timeout: float = 10.0  # seconds a client has to send a request's complete head
+    keepalive_timeout: float = 15.0  # seconds an idle keep-alive connection is kept open
+    max_connections: int = 4096  # per process; past it the process stops accepting until one closes
+    drain_timeout: float = 10.0  # seconds a stopping process waits for requests in flight
 
     @classmethod
     def read(cls, r: _Reader) -> EdgeSettings:
@@ -269,6 +290,12 @@ class EdgeSettings(_FromEnv):
             negative_ttl=r.number("EDGE_NEGATIVE_TTL", 2.0, minimum=0.0),
             journal_dir=Path(r.text("EDGE_JOURNAL_DIR", str(Path(".scanroute") / "journal"))),
             read_your_writes=r.flag("EDGE_READ_YOUR_WRITES", True),
+            cache_bytes=r.integer("EDGE_CACHE_MB", 64, minimum=1) << 20,
+            trusted_proxies=r.networks("TRUSTED_PROXIES"),
+            header_timeout=r.number("EDGE_HEADER_TIMEOUT", 10.0, minimum=0.01),
+            keepalive_timeout=r.number("EDGE_KEEPALIVE_TIMEOUT", 15.0, minimum=0.01),
+            max_connections=r.integer("EDGE_MAX_CONNECTIONS", 4096, minimum=1),
+            drain_timeout=r.number("EDGE_DRAIN_TIMEOUT", 10.0, minimum=0.0),
         )
 
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable
 
@@ -22,25 +23,37 @@ def _configure_logging(level: str = "INFO") -> None:
 def cmd_control_plane(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from control_plane.api.slow_clients import protocol_with_deadline
     from shared.settings import ControlPlaneSettings
 
     settings = ControlPlaneSettings.from_env()
     host, port = settings.bind
+    # No reverse proxy is assumed in front: slow or idle clients are cut off here (docs/security.md).
     uvicorn.run("control_plane.api.app:app_from_env", factory=True, host=host, port=port, loop="uvloop",
-                http="httptools", access_log=False, log_level="info", timeout_graceful_shutdown=10)
+                http=protocol_with_deadline(settings.request_read_timeout),
+                limit_concurrency=settings.max_connections, access_log=False, log_level="info",
+                timeout_graceful_shutdown=10)
     return 0
 
 
 def cmd_edge(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from shared.settings import EdgeSettings
 
     settings = EdgeSettings.from_env()
+    if args.server == "protocol":
+        from edge.server import run
+
+        run(settings, workers=args.workers)
+        return 0
+    import uvicorn
+
     host, port = settings.bind
+    # proxy_headers off: the edge itself reads X-Forwarded-For, from TRUSTED_PROXIES only (docs/edge.md).
     uvicorn.run("edge.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
-                loop="uvloop", http="httptools", access_log=False, log_level="info",
-                timeout_graceful_shutdown=10, backlog=4096)
+                loop="uvloop", http="httptools", access_log=False, log_level="info", proxy_headers=False,
+                timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
+                timeout_keep_alive=math.ceil(settings.keepalive_timeout),
+                limit_concurrency=settings.max_connections, backlog=4096)
     return 0
 
 
@@ -188,6 +201,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("control-plane", help="the admin API").set_defaults(run=cmd_control_plane)
     edge = sub.add_parser("edge", help="the redirect edge")
     edge.add_argument("--workers", type=int, default=1, help="processes, each with its own cache")
+    edge.add_argument("--server", choices=("protocol", "asgi"), default="protocol",
+                      help="protocol: the edge's own HTTP/1.1 server (default); asgi: the ASGI app under uvicorn")
     edge.set_defaults(run=cmd_edge)
     sub.add_parser("ingest", help="the scan ingest worker").set_defaults(run=cmd_ingest)
     sub.add_parser("webhooks", help="the webhook dispatcher").set_defaults(run=cmd_webhooks)

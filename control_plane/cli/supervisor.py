@@ -1,7 +1,8 @@
 """`scanroute up`: private servers when no URLs are given, migrations, a demo key, then every process kind.
 
 Children get a parent-death signal, so even a `kill -9` of the supervisor leaves nothing listening.
-Ctrl-C (or SIGTERM) stops the children gracefully, then the private servers.
+A child that exits is restarted with backoff (control_plane.cli.supervision); only Ctrl-C (or SIGTERM)
+stops the stack: the children gracefully, then the private servers.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import hashlib
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from control_plane.cli.supervision import Child, Supervisor
 from shared.embedded import EmbeddedError, EmbeddedServices, as_root, reachable_by_postgres
-from shared.processes import die_with_parent, spawn, stop
+from shared.private_files import write_private
+from shared.processes import die_with_parent
 from shared.settings import SERVICES_ENV, ControlPlaneSettings, EdgeSettings, load_environment
 
 STATE = Path(".scanroute")
@@ -47,14 +49,12 @@ def _scan_hash_secret(env: dict[str, str]) -> str:
         return env["SCAN_HASH_SECRET"]
     path = STATE / "scan_hash_secret"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
 def _write_services_env(values: dict[str, str]) -> None:
-    SERVICES_ENV.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    SERVICES_ENV.chmod(0o600)
+    write_private(SERVICES_ENV, "".join(f"{k}={v}\n" for k, v in values.items()))
 
 
 async def _prepare_database(database_url: str) -> str | None:
@@ -84,6 +84,7 @@ def run_stack() -> int:
     env = load_environment(services=False)
     env.setdefault("PUBLIC_SCHEME", "http")  # a local stack serves plain HTTP
     STATE.mkdir(exist_ok=True)
+    STATE.chmod(0o711)  # secrets inside are 0600; as root the postgres user must pass through to pgdata
     services: EmbeddedServices | None = None
     if not (env.get("DATABASE_URL") and env.get("REDIS_URL")):
         services = EmbeddedServices(_data_root(), persistent=True)
@@ -96,7 +97,8 @@ def run_stack() -> int:
         _say(f"started private PostgreSQL ({services.database_url}) and Redis ({services.redis_url})")
     env["SCAN_HASH_SECRET"] = _scan_hash_secret(env)
     _write_services_env({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SCAN_HASH_SECRET")})
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    supervisor = Supervisor([Child(kind, [sys.executable, "-m", "control_plane.cli", kind], env)
+                             for kind in PROCESS_KINDS], _say, STATE / "processes.json")
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -108,11 +110,9 @@ def run_stack() -> int:
     try:
         demo_key = asyncio.run(_prepare_database(env["DATABASE_URL"]))
         if demo_key:
-            DEMO_KEY_FILE.write_text(demo_key + "\n")
-            DEMO_KEY_FILE.chmod(0o600)
+            write_private(DEMO_KEY_FILE, demo_key + "\n")
         cp, edge = ControlPlaneSettings.from_env(env), EdgeSettings.from_env(env)
-        for kind in PROCESS_KINDS:
-            children[kind] = spawn([sys.executable, "-m", "control_plane.cli", kind], env=env)
+        supervisor.start()
         _say(f"\nscanroute is up\n  control plane  http://{cp.bind[0]}:{cp.bind[1]}  (API under /v1)\n"
              f"  edge           http://{edge.bind[0]}:{edge.bind[1]}  (short URLs on {edge.default_domain})\n"
              "  ingest worker  running\n  webhooks       dispatcher running\n")
@@ -122,21 +122,15 @@ def run_stack() -> int:
             _say(f"demo API key: see {DEMO_KEY_FILE}, or make one with `scanroute keys create --org demo`\n")
         _say("press Ctrl-C to stop")
         while not stopping:
-            for kind, child in children.items():
-                if child.poll() is not None:
-                    _say(f"error: {kind} exited with {child.returncode}; stopping everything")
-                    stopping = True
-                    break
+            supervisor.check()
             time.sleep(0.2)
-        failed = any(c.returncode not in (None, 0) for c in children.values())
     finally:
-        for child in children.values():
-            stop(child, signal.SIGTERM)
+        supervisor.stop()
         if services is not None:
             services.stop()
             SERVICES_ENV.unlink(missing_ok=True)
         _say("stopped")
-    return 1 if failed else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from control_plane.dashboard.pages import members, overview, sign_in
+from control_plane.dashboard.pages import analytics, codes, design, groups, members, overview, sign_in
 
 STATIC = "/app/static"
 
@@ -15,6 +15,10 @@ def dashboard_mount() -> Mount:
         *overview.routes,
         *sign_in.routes,
         *members.routes,
+        *groups.routes,
+        *codes.routes,
+        *design.routes,
+        *analytics.routes,
         Mount("/static", StaticFiles(packages=[("control_plane.dashboard", "static")]), name="static"),
     ]
     return Mount("/app", routes=routes)

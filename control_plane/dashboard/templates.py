@@ -19,10 +19,13 @@ SECURITY_HEADERS = {
 }
 
 _environment = Environment(loader=PackageLoader("control_plane.dashboard", "templates"),
-                           autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
+                           autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True,
+                           extensions=["jinja2.ext.do"])
 # The main navigation: (path, label, scope a user needs to see it).
 _environment.globals["NAV"] = [
     ("/app/", "Overview", "qr:read"),
+    ("/app/groups", "Groups", "qr:read"),
+    ("/app/codes", "Codes", "qr:read"),
     ("/app/users", "Users", "users:write"),
 ]
 templates = Jinja2Templates(env=_environment)

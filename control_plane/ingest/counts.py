@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from shared.outbox import record_event
+from shared.scan_limits import refresh_codes
 
 # Rows are locked in id order first: two workers bumping the same codes then never deadlock.
 LOCK = "SELECT id FROM qr_codes WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
@@ -40,6 +41,7 @@ async def add_scans(conn: asyncpg.Connection[Any], counts: dict[str, int]) -> in
     ids = sorted(counts)
     await conn.execute(LOCK, ids)
     crossed = await conn.fetch(BUMP, ids, [counts[i] for i in ids])
+    await refresh_codes(conn, ids)  # max_scans reached: the expiry sweep publishes the rows and announces it
     for row in crossed:
         await record_event(conn, row["org_id"], row["livemode"], "qr.scan_threshold",
                            threshold_object(row["id"], row["after"], row["threshold"]))

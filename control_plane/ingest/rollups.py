@@ -32,7 +32,9 @@ class RollupKey(NamedTuple):
     scan_method: str
     scanner_app: str
     outcome: str
-    org_id: str
+    org_id: str  # not in the primary key, but fixed by code_id: sorting stays in primary-key order
+    rule: int  # -1 for none
+    variant: int
 
 
 class SketchKey(NamedTuple):
@@ -48,14 +50,19 @@ class SketchKey(NamedTuple):
 UPSERT = f"""
 INSERT INTO scan_rollups AS r ({", ".join(RollupKey._fields)}, scans)
 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::boolean[], $5::text[], $6::text[], $7::text[],
-                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[])
+                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::smallint[], $14::smallint[],
+                     $15::bigint[])
 ON CONFLICT (code_id, hour, group_id, livemode, country, device_type, os, browser, scan_method, scanner_app,
-             outcome) DO UPDATE SET scans = r.scans + EXCLUDED.scans
+             outcome, rule, variant) DO UPDATE SET scans = r.scans + EXCLUDED.scans
 """
 
 
 def _hour(row: ScanRow) -> datetime:
     return row.scanned_at.replace(minute=0, second=0, microsecond=0)
+
+
+def _index(value: int | None) -> int:
+    return -1 if value is None else value
 
 
 def count_humans(rows: Iterable[ScanRow]) -> Counter[RollupKey]:
@@ -65,7 +72,7 @@ def count_humans(rows: Iterable[ScanRow]) -> Counter[RollupKey]:
         if not row.is_bot:
             counts[RollupKey(row.code_id, _hour(row), row.group_id or "", row.livemode, row.country or "",
                              row.device_type, row.os, row.browser, row.scan_method, row.scanner_app or "",
-                             row.outcome, row.org_id)] += 1
+                             row.outcome, row.org_id, _index(row.rule), _index(row.variant))] += 1
     return counts
 
 

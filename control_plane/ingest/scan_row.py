@@ -34,6 +34,8 @@ class ScanRow(NamedTuple):
     os: str
     browser: str
     scanner_app: str | None
+    rule: int | None
+    variant: int | None
 
 
 COLUMNS = ScanRow._fields
@@ -48,4 +50,4 @@ def scan_row(event: ScanEvent) -> ScanRow:
         method=event.method, scan_method=agent.scan_method, ip_hash=event.ip_hash, visitor_hash=event.visitor_hash,
         user_agent=event.user_agent, referer=event.referer, accept_language=event.accept_language,
         country=event.country, is_bot=agent.is_bot, properties=event.properties, device_type=agent.device_type,
-        os=agent.os, browser=agent.browser, scanner_app=agent.scanner_app)
+        os=agent.os, browser=agent.browser, scanner_app=agent.scanner_app, rule=event.rule, variant=event.variant)

@@ -23,6 +23,7 @@ import redis.exceptions
 
 from control_plane.ingest import dead_letters
 from control_plane.ingest.dead_letters import DeadLetter
+from control_plane.ingest.expiry import ExpirySweep
 from control_plane.ingest.metrics import IngestMetrics
 from control_plane.ingest.partitions import ScanPartitions
 from control_plane.ingest.scan_row import ScanRow, scan_row
@@ -50,6 +51,7 @@ POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueErr
 UNDECODABLE = (ValueError, TypeError, AttributeError, OverflowError)
 MAINTENANCE_INTERVAL_S = 3600.0
 GAUGE_INTERVAL_S = 5.0
+EXPIRY_INTERVAL_S = 0.5  # max_scans is enforced within the ingest delay plus this (docs/rules.md)
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ class IngestWorker:
         self.keys = RedisKeys(settings.stores.redis_namespace)
         self.stream = ScanStream(redis, self.keys.scans, self.keys.scan_attempts, settings.consumer)
         self.partitions = ScanPartitions(db)
+        self.expiry = ExpirySweep(db, redis, self.keys)
         self.metrics = metrics or IngestMetrics()
         self.ingested = 0  # entries done with: stored now or before
         self.dead_lettered = 0
@@ -144,6 +147,8 @@ class IngestWorker:
             await self.partitions.drop_expired(self.settings.retention_days)
         if self._is_due("report", self.settings.metrics_interval_s):
             await self.report()
+        if self._is_due("expiry", EXPIRY_INTERVAL_S):
+            await self.expiry.run_once()
 
     async def claim_from_dead_consumers(self) -> None:
         claimed = await self.stream.claim_idle(self.settings.claim_idle_ms, self.settings.batch_size)

@@ -9,6 +9,8 @@ import hashlib
 import io
 import re
 import warnings
+from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,6 +62,22 @@ async def fetch_logo(url: str, outbound: OutboundSettings) -> bytes:
     return normalise_logo(fetched.body)
 
 
+# Logos fetched for the request in progress, by URL: a fetch (DNS and download, up to ~10 s) must not run
+# inside a transaction holding a pooled connection and row locks, so the services fetch before opening one.
+_prefetched: ContextVar[dict[str, bytes] | None] = ContextVar("prefetched_logos", default=None)
+
+
+async def prefetch_logos(designs: Iterable[Any], outbound: OutboundSettings) -> None:
+    """Fetch the remote logos these raw designs name, now, for the rest of this request (task) to use."""
+    fetched: dict[str, bytes] = {}
+    for design in designs:
+        logo = design.get("logo") if isinstance(design, dict) else None
+        url = logo.get("url") if isinstance(logo, dict) else None
+        if isinstance(url, str) and url.lower().startswith(("https:", "http:")) and url not in fetched:
+            fetched[url] = await fetch_logo(url, outbound)
+    _prefetched.set(fetched)
+
+
 _DATA_URL = re.compile(r"data:(image/(?:png|jpeg|webp|gif));base64,([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
 
 
@@ -86,6 +104,8 @@ async def obtain_logo(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], url: str,
         return png
     if url.lower().startswith("data:"):
         return normalise_logo(decode_data_url(url))
+    if (png := (_prefetched.get() or {}).get(url)) is not None:
+        return png
     return await fetch_logo(url, outbound)
 
 

@@ -29,7 +29,10 @@ DIMENSIONS: dict[str, tuple[str, str]] = {
     "scan_method": ("scan_method", "scan_method"),
     "scanner_app": ("scanner_app", "scanner_app"),
     "outcome": ("outcome", "outcome"),
+    "rule": ("rule", "rule"),  # docs/rules.md: which rule, or split variant, chose the destination
+    "variant": ("variant", "variant"),
 }
+NUMERIC_DIMENSIONS = frozenset({"rule", "variant"})
 BUCKETS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 # Up to this many scans in a range, unique visitors and IPs are counted exactly from the scans; above it they
 # are estimated from hourly HyperLogLog sketches (about 3% standard error), which costs the same at any size.
@@ -98,11 +101,12 @@ class ScanFilter:
         partial hours at either end (`$6`, `$7` bound the whole hours)."""
         return f"""(
             SELECT hour AS at, nullif(country, '') AS country, device_type, os, browser, scan_method,
-                   nullif(scanner_app, '') AS scanner_app, outcome, scans
+                   nullif(scanner_app, '') AS scanner_app, outcome, nullif(rule, -1) AS rule,
+                   nullif(variant, -1) AS variant, scans
             FROM scan_rollups
             WHERE {self.column} = $1 AND livemode = $2 AND org_id = $3 AND hour >= $6 AND hour < $7
             UNION ALL
-            SELECT scanned_at, country, device_type, os, browser, scan_method, scanner_app, outcome, 1
+            SELECT scanned_at, country, device_type, os, browser, scan_method, scanner_app, outcome, rule, variant, 1
             FROM scans WHERE {self.where} AND (scanned_at < $6 OR scanned_at >= $7)
         ) AS counted"""
 
@@ -110,7 +114,7 @@ class ScanFilter:
 def _breakdown_sql(f: ScanFilter) -> str:
     sets = ", ".join(f"({column})" for column, _ in DIMENSIONS.values())
     which = " ".join(f"WHEN GROUPING({column}) = 0 THEN '{name}'" for name, (column, _) in DIMENSIONS.items())
-    value = " ".join(f"WHEN GROUPING({column}) = 0 THEN {column}" for column, _ in DIMENSIONS.values())
+    value = " ".join(f"WHEN GROUPING({column}) = 0 THEN {column}::text" for column, _ in DIMENSIONS.values())
     return (f"SELECT CASE {which} END AS dimension, CASE {value} END AS value, sum(scans)::bigint AS scans"
             f" FROM {f.counted} GROUP BY GROUPING SETS ({sets})")
 
@@ -130,8 +134,11 @@ async def breakdowns(db: asyncpg.Pool[Any], f: ScanFilter, limit: int) -> dict[s
     # Most scans first; ties by value so that the order is stable between calls (unknown values last).
     for row in sorted(rows, key=lambda r: (-r["scans"], r["value"] is None, r["value"] or "")):
         entries = result[row["dimension"]]
+        value = row["value"]
+        if value is not None and row["dimension"] in NUMERIC_DIMENSIONS:
+            value = int(value)
         if len(entries) < limit:
-            entries.append({DIMENSIONS[row["dimension"]][1]: row["value"], "scans": row["scans"]})
+            entries.append({DIMENSIONS[row["dimension"]][1]: value, "scans": row["scans"]})
     return result
 
 

@@ -30,7 +30,8 @@ def destination_object(row: asyncpg.Record) -> DestinationPublic:
             "chatbot": row["destination_chatbot"], "knowledge_base": row["destination_knowledge_base"]}
 
 
-def merge_destination(current: Mapping[str, Any], patch: DestinationIn | None, present: bool) -> Destination:
+def merge_destination(current: Mapping[str, Any], patch: DestinationIn | None, present: bool,
+                      field: str = "destination") -> Destination:
     """RFC 7396 on the destination object: `null` clears it all, absent keys are kept."""
     merged: Destination = {name: current.get(name) for name in FIELDS}
     if present and patch is None:
@@ -41,7 +42,7 @@ def merge_destination(current: Mapping[str, Any], patch: DestinationIn | None, p
             merged[name] = None if value is None else str(value)
     kind = merged["type"]
     if kind is not None and not merged[kind]:
-        raise field_error(f"destination.{kind}", f"is required when destination.type is '{kind}'")
+        raise field_error(f"{field}.{kind}", f"is required when {field}.type is '{kind}'")
     return merged
 
 

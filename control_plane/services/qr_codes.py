@@ -9,11 +9,12 @@ from collections.abc import Collection
 from typing import Any, Literal
 
 import asyncpg
-from typing_extensions import TypedDict
 
 from control_plane.render.content import encode_static, parse_content
 from control_plane.render.design import merge_design
 from control_plane.render.images import image_url, payload_for, preview_url, sync_design
+from control_plane.render.logo import prefetch_logos
+from control_plane.services import routing_fields
 from control_plane.services.context import Queryable, ServiceContext
 from control_plane.services.destinations import (
     DestinationPublic,
@@ -24,6 +25,7 @@ from control_plane.services.destinations import (
 from control_plane.services.keys import ApiKey
 from control_plane.services.listing import Listing
 from control_plane.services.params import apply_params, pairs_to_dict
+from control_plane.services.routing_fields import ResolvedRoutingPublic, RoutingPublic, resolved_routing, routing_object
 from control_plane.services.schemas import CodeType, QRCodeCreate, QRCodeListQuery, QRCodeUpdate, Status
 from control_plane.services.usage import meter_created
 from control_plane.services.versions import check_version
@@ -44,10 +46,11 @@ OWNED = "c.org_id = $1 AND c.livemode = $2 AND c.deleted_at IS NULL"
 SORTS = {"created_at": "c.created_at, c.id", "-created_at": "c.created_at DESC, c.id DESC",
          "name": "c.name, c.id", "-scan_count": "c.scan_count DESC, c.id"}
 SLUG_ATTEMPTS = 8
-STATIC_REFUSES = ("slug", "domain", "group_id", "status", "destination", "url_params", "properties")
+STATIC_REFUSES = ("slug", "domain", "group_id", "status", "destination", "url_params", "properties", "rules",
+                  "split", "valid_from", "valid_until", "max_scans", "expired_destination", "password")
 
 
-class ResolvedPublic(TypedDict):
+class ResolvedPublic(ResolvedRoutingPublic):
     """What a scan without visitor params gets now, exactly as the edge resolves it."""
 
     status: Status
@@ -56,7 +59,7 @@ class ResolvedPublic(TypedDict):
     url: str | None  # the redirect target; None unless the code redirects
 
 
-class QRCodePublic(TypedDict):
+class QRCodePublic(RoutingPublic):
     id: str
     object: Literal["qr_code"]
     livemode: bool
@@ -86,12 +89,16 @@ class QRCodePublic(TypedDict):
 
 
 def resolved_object(row: asyncpg.Record, group: GroupRow | None, settings: ControlPlaneSettings) -> ResolvedPublic:
-    resolution = resolve(code_row(row), group, settings.templates)
+    code = code_row(row)
+    if group is not None and group.id != code.group_id:
+        group = None
+    resolution = resolve(code, group, settings.templates)
     return {
         "status": resolution.status,  # type: ignore[typeddict-item]
         "destination": resolution.destination.compact() if resolution.destination else None,
         "source": resolution.source,  # type: ignore[typeddict-item]
         "url": resolution.location.location if resolution.location else None,
+        **resolved_routing(code, group),
     }
 
 
@@ -106,7 +113,8 @@ def code_object(row: asyncpg.Record, group: GroupRow | None, settings: ControlPl
         "group_id": row["group_id"], "status": row["status"], "destination": destination_object(row),
         "content": row["content"], "url_params": pairs_to_dict(row["url_params"]),
         "properties": pairs_to_dict(row["properties"]), "design": row["design"], "folder_id": row["folder_id"],
-        "tags": row["tags"], "resolved": resolved_object(row, group, settings) if dynamic else None,
+        "tags": row["tags"], **routing_object(row),
+        "resolved": resolved_object(row, group, settings) if dynamic else None,
         "image_url": image_url(settings, payload, row["design"]),
         "download_url": f"/v1/qr-codes/{row['id']}/download",
         "preview_url": preview_url(settings, payload, row["design"]),
@@ -221,6 +229,9 @@ async def insert_code(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCr
     destination = merge_destination({}, body.destination, False)
     domain = await _domain_for(conn, key, body.domain, settings)
     code_id = await _insert_dynamic(conn, key, body, domain, destination)
+    if routing_fields.touched(body):
+        values = routing_fields.routing_values(body, None, await routing_fields.password_hash(body))
+        await routing_fields.store(conn, "qr_codes", code_id, values)
     await meter_created(conn, key, 1)
     await apply_params(conn, "qr_code_url_params", "code_id", code_id, body.url_params, replace=True)
     await apply_params(conn, "qr_code_properties", "code_id", code_id, body.properties, replace=True)
@@ -237,6 +248,7 @@ async def _create_in(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCre
 
 
 async def create_code(ctx: ServiceContext, key: ApiKey, body: QRCodeCreate) -> QRCodePublic:
+    await prefetch_logos([body.design], ctx.settings.outbound)  # no network wait inside the transaction
     async with ctx.transaction() as conn:
         code_id, obj = await _create_in(conn, key, body, ctx.settings)
     await ctx.cache.publish_codes(ctx.db, [code_id])
@@ -249,6 +261,7 @@ async def upsert_code(ctx: ServiceContext, key: ApiKey, body: QRCodeCreate) -> t
     url = body.destination.url if body.destination else None
     if body.kind != "dynamic" or url is None:
         raise field_error("destination.url", "is required to upsert a dynamic code")
+    await prefetch_logos([body.design], ctx.settings.outbound)  # no network wait inside the transaction
     async with ctx.transaction() as conn:
         domain = await _domain_for(conn, key, body.domain, ctx.settings)
         # Serialise upserts of one URL: concurrent requests create exactly one code.
@@ -335,6 +348,10 @@ async def _update_in(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str, b
         code_id, pick("name", ""), pick("group_id"), pick("status"), *destination_columns(destination),
         merge_design(current["design"], body.design) if "design" in fields else current["design"],
         pick("folder_id"), pick("tags", []), content)
+    if routing_fields.touched(body):
+        values = routing_fields.routing_values(body, current, await routing_fields.password_hash(body))
+        await routing_fields.store(conn, "qr_codes", code_id, values)
+    await routing_fields.after_code_change(conn, code_id, fields)
     if "design" in fields or "content" in fields:  # a new payload must be proven scannable too
         await sync_design(conn, settings, code_id)
     if "url_params" in fields:
@@ -349,6 +366,10 @@ async def _update_in(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str, b
 async def update_code(ctx: ServiceContext, key: ApiKey, code_id: str, body: QRCodeUpdate, *,
                       if_match: Collection[int] | None = None) -> QRCodePublic:
     """JSON Merge Patch of a code; `if_match`: 412 unless the code is at one of these versions."""
+    if "design" in body.model_fields_set or "content" in body.model_fields_set:
+        # The design is checked again, logo included: fetch both logos before locking the row.
+        stored = await ctx.db.fetchval("SELECT design FROM qr_codes WHERE id = $1", code_id)
+        await prefetch_logos([stored, body.design], ctx.settings.outbound)
     async with ctx.transaction() as conn:
         obj = await _update_in(conn, key, code_id, body, ctx.settings, if_match)
     await ctx.cache.publish_codes(ctx.db, [code_id])

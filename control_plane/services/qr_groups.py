@@ -9,9 +9,9 @@ from collections.abc import Collection
 from typing import Literal
 
 import asyncpg
-from typing_extensions import TypedDict
 
 from control_plane.render.images import sync_designs
+from control_plane.services import routing_fields
 from control_plane.services.context import Queryable, ServiceContext
 from control_plane.services.destinations import (
     DestinationPublic,
@@ -25,6 +25,7 @@ from control_plane.services.mint import mint
 from control_plane.services.params import apply_params, pairs_to_dict
 from control_plane.services.qr_codes import SELECT as CODE_SELECT
 from control_plane.services.qr_codes import QRCodePublic, code_objects
+from control_plane.services.routing_fields import RoutingPublic, routing_object
 from control_plane.services.schemas import MintCodes, QRGroupCreate, QRGroupListQuery, QRGroupUpdate, Status
 from control_plane.services.versions import check_version
 from shared.edge_rows import GROUP_COLUMNS
@@ -39,7 +40,7 @@ FROM qr_groups g"""
 OWNED = "g.org_id = $1 AND g.livemode = $2"
 
 
-class QRGroupPublic(TypedDict):
+class QRGroupPublic(RoutingPublic):
     id: str
     object: Literal["qr_group"]
     livemode: bool
@@ -61,7 +62,7 @@ def group_object(row: asyncpg.Record) -> QRGroupPublic:
         "name": row["name"],
         "description": row["description"], "status": row["status"],
         "destination": destination_object(row), "url_params": pairs_to_dict(row["url_params"]),
-        "properties": pairs_to_dict(row["properties"]), "code_count": row["code_count"],
+        "properties": pairs_to_dict(row["properties"]), **routing_object(row), "code_count": row["code_count"],
         "created_at": timestamp(row["created_at"]), "updated_at": timestamp(row["updated_at"]),
     }
 
@@ -90,6 +91,9 @@ async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) ->
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             group_id, key.org_id, key.livemode, body.name, body.description, body.status,
             *destination_columns(destination))
+        if routing_fields.touched(body):
+            values = routing_fields.routing_values(body, None, await routing_fields.password_hash(body))
+            await routing_fields.store(conn, "qr_groups", group_id, values)
         await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params, replace=True)
         await apply_params(conn, "qr_group_properties", "group_id", group_id, body.properties, replace=True)
         obj = await load_group(conn, key, group_id)
@@ -135,6 +139,10 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
             (body.description or "") if "description" in fields else current["description"],
             body.status if "status" in fields else current["status"],
             *destination_columns(destination))
+        if routing_fields.touched(body):
+            values = routing_fields.routing_values(body, current, await routing_fields.password_hash(body))
+            await routing_fields.store(conn, "qr_groups", group_id, values)
+        limits_changed = await routing_fields.after_group_change(conn, group_id, fields)
         if "url_params" in fields:
             await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params)
         if "properties" in fields:
@@ -143,6 +151,8 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
         await record_event(conn, key.org_id, key.livemode, "qr_group.updated", obj,
                            previous_attributes(before, obj))
     await ctx.cache.publish_group(ctx.db, group_id)
+    if limits_changed:
+        await ctx.cache.publish_codes(ctx.db, limits_changed)
     return obj
 
 
@@ -171,3 +181,12 @@ async def mint_codes(ctx: ServiceContext, key: ApiKey, group_id: str, body: Mint
             records=[(new_id("evt"), key.org_id, key.livemode, "qr.created", {"object": obj}) for obj in objects])
     await ctx.cache.publish_codes(ctx.db, code_ids)
     return objects
+
+
+async def scan_totals(ctx: ServiceContext, key: ApiKey, group_ids: list[str]) -> dict[str, int]:
+    """Scans of each group's current codes (the sum of their `scan_count`), for lists of groups."""
+    rows = await ctx.db.fetch(
+        "SELECT group_id, sum(scan_count)::bigint AS scans FROM qr_codes"
+        " WHERE group_id = ANY($3) AND org_id = $1 AND livemode = $2 AND deleted_at IS NULL GROUP BY group_id",
+        key.org_id, key.livemode, group_ids)
+    return {r["group_id"]: r["scans"] for r in rows}

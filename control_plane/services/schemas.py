@@ -8,7 +8,10 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from control_plane.services.listing import PageQuery
+from shared.passwords import Password
+from shared.rules import Moment, Rules, Split
 from shared.urls import InvalidURL, normalize_destination_url
+from shared.validity import MaxScans
 
 DestinationType = Literal["url", "page", "chatbot", "knowledge_base"]
 Status = Literal["active", "inactive", "archived"]
@@ -46,7 +49,20 @@ class DestinationIn(Body):
             raise ValueError(str(exc)) from None
 
 
-class QRCodeCreate(Body):
+class RoutingFields(Body):
+    """Rules, split, validity and password (docs/rules.md), on codes and groups alike. On update, a list is
+    replaced as a whole and `expired_destination` is merge-patched like `destination`."""
+
+    rules: Rules | None = None
+    split: Split | None = None
+    valid_from: Moment | None = None
+    valid_until: Moment | None = None
+    max_scans: MaxScans | None = None
+    expired_destination: DestinationIn | None = None
+    password: Password | None = None
+
+
+class QRCodeCreate(RoutingFields):
     kind: Literal["dynamic", "static"] = "dynamic"
     type: CodeType = "url"
     name: Name = ""
@@ -63,7 +79,7 @@ class QRCodeCreate(Body):
     tags: Annotated[list[Tag], Field(max_length=10)] = []
 
 
-class QRCodeUpdate(Body):
+class QRCodeUpdate(RoutingFields):
     """JSON Merge Patch of a code: absent keys are kept, `null` clears."""
 
     name: Name | None = None
@@ -78,7 +94,7 @@ class QRCodeUpdate(Body):
     tags: Annotated[list[Tag], Field(max_length=10)] | None = None
 
 
-class QRGroupCreate(Body):
+class QRGroupCreate(RoutingFields):
     name: Name = ""
     description: Annotated[str, StringConstraints(max_length=2000)] = ""
     status: Status | None = None
@@ -87,7 +103,7 @@ class QRGroupCreate(Body):
     properties: ParamMap | None = None
 
 
-class QRGroupUpdate(Body):
+class QRGroupUpdate(RoutingFields):
     name: Name | None = None
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     status: Status | None = None

@@ -65,7 +65,9 @@ def stack(env: dict[str, str]) -> Iterator[Stack]:
     cp_port, edge_port = free_port(), free_port()
     full_env = {**os.environ, **env, "CONTROL_PLANE_BIND": f"127.0.0.1:{cp_port}",
                 "EDGE_BIND": f"127.0.0.1:{edge_port}", "DEFAULT_DOMAIN": f"127.0.0.1:{edge_port}",
-                "PUBLIC_SCHEME": "http", "INGEST_BLOCK_MS": "50", "CACHE_SYNC_INTERVAL": "0.2"}
+                "PUBLIC_SCHEME": "http",
+                "CONTROL_PLANE_PUBLIC_URL": f"http://127.0.0.1:{cp_port}", "INGEST_BLOCK_MS": "50",
+                "CACHE_SYNC_INTERVAL": "0.2"}
     processes = {kind: spawn([sys.executable, "-m", "control_plane.cli", kind], env=full_env)
                  for kind in ("control-plane", "edge", "ingest")}
     try:

@@ -1,4 +1,8 @@
-"""Edge fixtures: the edge app in this process, with its journal in the test's own folder."""
+"""Edge fixtures: the edge app in this process, with its journal in the test's own folder.
+
+`edge` is parametrised over both servers (the protocol server on a real socket, and the ASGI app), so
+the edge test suite proves they answer alike.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 
 from control_plane.api.app import create_app
 from edge.app import EdgeApp
+from edge.server import EdgeServer, bind
 from shared.settings import ControlPlaneSettings, EdgeSettings
 from tests.edge.private_redis import PrivateRedis
 
@@ -30,11 +35,50 @@ async def edge_app(edge_settings: EdgeSettings) -> AsyncIterator[EdgeApp]:
         await app.shutdown()
 
 
+SERVERS = ("protocol", "asgi")
+
+
+@pytest.fixture(params=SERVERS)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def edge(edge_app: EdgeApp) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=edge_app, client=("203.0.113.7", 5000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as client:
+async def edge(edge_app: EdgeApp, server_kind: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(edge_app, server_kind) as client:
         yield client
+
+
+@asynccontextmanager
+async def protocol_server(app: EdgeApp) -> AsyncIterator[EdgeServer]:
+    """The protocol server on a free port of 127.0.0.1, in this event loop."""
+    sock = bind(("127.0.0.1", 0))
+    server = EdgeServer(app, sock)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.drain()
+        sock.close()
+
+
+def address(server: EdgeServer) -> tuple[str, int]:
+    host, port = server.sock.getsockname()[:2]
+    return host, port
+
+
+@asynccontextmanager
+async def serving(app: EdgeApp, kind: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client of `app` served by `kind`; requests name the host `qr.test`."""
+    if kind == "asgi":
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as client:
+            yield client
+        return
+    async with protocol_server(app) as server:
+        host, port = address(server)
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", headers={"host": "qr.test"}) as client:
+            yield client
 
 
 @pytest.fixture
@@ -63,12 +107,11 @@ async def control_plane(env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]
 
 
 @asynccontextmanager
-async def edge_client(env: dict[str, str]) -> AsyncIterator[tuple[EdgeApp, httpx.AsyncClient]]:
+async def edge_client(env: dict[str, str], kind: str = "protocol") -> AsyncIterator[tuple[EdgeApp, httpx.AsyncClient]]:
     app = EdgeApp(EdgeSettings.from_env(env))
     await app.startup()
     try:
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as client:
+        async with serving(app, kind) as client:
             yield app, client
     finally:
         await app.shutdown()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections import Counter
@@ -98,3 +99,37 @@ async def test_kill_9_loses_no_scan_that_was_answered(private_env: dict[str, str
         finally:
             await redis.aclose()
     assert missing == [], f"{len(missing)} answered scans were lost"
+
+
+def worker_pids(parent: int) -> list[int]:
+    with open(f"/proc/{parent}/task/{parent}/children") as children:
+        return [int(pid) for pid in children.read().split()]
+
+
+async def test_sigterm_to_a_worker_under_load_fails_no_request(env: dict[str, str], api: httpx.AsyncClient,
+                                                               make_key: KeyFactory) -> None:
+    key = await make_key()
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/"})
+    new_connection_each_time = httpx.Limits(max_keepalive_connections=0)
+    statuses: Counter[object] = Counter()
+    running = True
+
+    async def scan(client: httpx.AsyncClient) -> None:
+        while running:
+            try:
+                statuses[(await client.get(f"/{code['slug']}")).status_code] += 1
+            except httpx.HTTPError as exc:
+                statuses[type(exc).__name__] += 1
+
+    with running_edge(env, workers=2) as edge:
+        async with httpx.AsyncClient(base_url=edge.url, headers=QR_HOST, limits=new_connection_each_time,
+                                     timeout=10) as client:
+            load = [asyncio.create_task(scan(client)) for _ in range(16)]
+            await asyncio.sleep(0.5)
+            stopped = worker_pids(edge.process.pid)[0]
+            os.kill(stopped, signal.SIGTERM)
+            await asyncio.sleep(1.0)
+            assert stopped not in worker_pids(edge.process.pid)  # drained and gone (the parent replaces it)
+            running = False
+            await asyncio.gather(*load)
+    assert set(statuses) == {302} and statuses[302] > 100, statuses

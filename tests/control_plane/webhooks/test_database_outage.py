@@ -74,7 +74,7 @@ async def test_deliveries_resume_when_postgresql_returns(
         api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, webhook_settings: WebhookSettings,
         database_url: str, proxy: Proxy) -> None:
     parts = urlsplit(database_url)
-    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
     key = await make_key(scopes=WEBHOOK_SCOPES)
     endpoint = await create_endpoint(api, key, receiver.url())
     pool = await create_pool(via_proxy, min_size=0, max_size=4)

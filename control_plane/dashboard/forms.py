@@ -1,0 +1,52 @@
+"""HTML form fields to the API's request models and back, so both meet the same validation."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from shared.problems import Problem, field_error, from_validation_error
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: dict[str, Any]) -> M:
+    """The API's model of `data`; its validation errors become the same 422 problem the API answers."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+def field_errors(problem: Problem) -> dict[str, str]:
+    """Messages by field (`destination.url`, …); a problem about no field in particular under ""."""
+    errors = {e["field"]: e["message"] for e in problem.errors if "field" in e}
+    return errors or {"": problem.detail}
+
+
+def parse_pairs(text: str, field: str) -> dict[str, str]:
+    """`key=value` lines (URL params, properties) as a mapping; blank lines are skipped."""
+    pairs: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise field_error(field, f"line {number} is not key=value")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def pairs_text(pairs: dict[str, str] | None) -> str:
+    return "\n".join(f"{k}={v}" for k, v in (pairs or {}).items())
+
+
+def pairs_patch(before: dict[str, str] | None, after: dict[str, str]) -> dict[str, str | None]:
+    """A JSON Merge Patch that turns `before` into `after`: removed keys are set to null."""
+    return {**{k: None for k in (before or {}) if k not in after}, **after}
+
+
+def optional(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None

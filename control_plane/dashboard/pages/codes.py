@@ -1,0 +1,148 @@
+"""Codes: list with search, the API's filters and sorting; create, edit, pause/resume, delete."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from control_plane.dashboard.forms import field_errors, optional, pairs_patch, pairs_text, parse_pairs, validated
+from control_plane.dashboard.paging import pages
+from control_plane.dashboard.visit import Visit, page
+from control_plane.services import qr_codes, qr_groups
+from control_plane.services.schemas import QRCodeCreate, QRCodeListQuery, QRCodeUpdate, QRGroupListQuery
+from shared.problems import Problem
+
+STATUSES = ("active", "inactive", "archived")
+SORTS = {"-created_at": "newest first", "created_at": "oldest first", "name": "name", "-scan_count": "most scanned"}
+FILTERS = ("q", "group_id", "status", "kind", "tag", "sort", "offset", "limit")
+
+
+async def _group_choices(visit: Visit) -> list[Mapping[str, Any]]:
+    listing = await qr_groups.list_groups(visit.stores.services, visit.principal, QRGroupListQuery(limit=100))
+    return list(listing.data)
+
+
+@page()
+async def code_list(visit: Visit) -> Response:
+    params = {k: v for k, v in visit.request.query_params.items() if v and k in FILTERS}
+    query = validated(QRCodeListQuery, params)
+    listing = await qr_codes.list_codes(visit.stores.services, visit.principal, query)
+    return visit.render("codes/list.html", {"listing": listing, "query": query, "statuses": STATUSES,
+                                            "sorts": SORTS, "pages": pages(visit.request, listing),
+                                            "groups": await _group_choices(visit)})
+
+
+def _tags(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _code_fields(form: dict[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": form.get("name", "").strip(), "tags": _tags(form.get("tags", "")),
+                            "status": optional(form.get("status")), "group_id": optional(form.get("group_id"))}
+    url = optional(form.get("destination_url"))
+    body["destination"] = {"type": "url", "url": url, "page": None, "chatbot": None, "knowledge_base": None} \
+        if url else None
+    errors: dict[str, str] = {}
+    for field in ("url_params", "properties"):
+        try:
+            body[field] = parse_pairs(form.get(field, ""), field)
+        except Problem as problem:
+            errors.update(field_errors(problem))
+    if errors:
+        raise Problem(422, "The form has errors.", errors=[{"field": k, "message": v} for k, v in errors.items()])
+    return body
+
+
+def _form_values(code: Mapping[str, Any]) -> dict[str, str]:
+    return {"name": code["name"], "status": code["status"] or "", "group_id": code["group_id"] or "",
+            "destination_url": code["destination"]["url"] or "", "tags": ", ".join(code["tags"]),
+            "url_params": pairs_text(code["url_params"]), "properties": pairs_text(code["properties"]),
+            "version": str(code["version"])}
+
+
+@page()
+async def new_code(visit: Visit) -> Response:
+    values = {"group_id": visit.request.query_params.get("group_id", "")}
+    return visit.render("codes/new.html", {"values": values, "errors": {}, "statuses": STATUSES,
+                                           "groups": await _group_choices(visit)})
+
+
+@page("qr:write")
+async def create_code(visit: Visit) -> Response:
+    try:
+        body = {k: v for k, v in _code_fields(visit.form).items() if v not in (None, {}, [])}
+        code = await qr_codes.create_code(visit.stores.services, visit.principal, validated(QRCodeCreate, body))
+    except Problem as problem:
+        return visit.render("codes/new.html", {"values": visit.form, "errors": field_errors(problem),
+                                               "statuses": STATUSES, "groups": await _group_choices(visit)},
+                            problem.status)
+    return RedirectResponse(f"/app/codes/{code['id']}?created=1", 303)
+
+
+async def _detail(visit: Visit, code: Mapping[str, Any], *, values: dict[str, str] | None = None,
+                  errors: dict[str, str] | None = None, status: int = 200, notice: str = "") -> Response:
+    if visit.request.query_params.get("created"):
+        notice = notice or "Code created."
+    return visit.render("codes/detail.html", {
+        "code": code, "values": values or _form_values(code), "errors": errors or {}, "statuses": STATUSES,
+        "notice": notice, "groups": await _group_choices(visit)}, status)
+
+
+@page()
+async def code_detail(visit: Visit) -> Response:
+    code = await qr_codes.get_code(visit.stores.services, visit.principal, visit.request.path_params["code_id"])
+    return await _detail(visit, code)
+
+
+def _version(form: dict[str, str]) -> list[int] | None:
+    # The version the form was opened at: a change made meanwhile by someone else is not overwritten (412).
+    value = form.get("version", "")
+    return [int(value)] if value.isdigit() else None
+
+
+@page("qr:write")
+async def update_code(visit: Visit) -> Response:
+    ctx, key, code_id = visit.stores.services, visit.principal, visit.request.path_params["code_id"]
+    before = await qr_codes.get_code(ctx, key, code_id)
+    try:
+        body = _code_fields(visit.form)
+        body["url_params"] = pairs_patch(before["url_params"], body["url_params"])
+        body["properties"] = pairs_patch(before["properties"], body["properties"])
+        if body["destination"] is None and before["destination"]["type"] not in (None, "url"):
+            del body["destination"]
+        code = await qr_codes.update_code(ctx, key, code_id, validated(QRCodeUpdate, body),
+                                          if_match=_version(visit.form))
+    except Problem as problem:
+        message = "Someone changed this code since you opened it: reload to see their change." \
+            if problem.status == 412 else ""
+        errors = {"": message} if message else field_errors(problem)
+        return await _detail(visit, before, values=visit.form, errors=errors, status=problem.status)
+    return await _detail(visit, code, notice="Saved. The next scan follows the change.")
+
+
+@page("qr:write")
+async def set_status(visit: Visit) -> Response:
+    ctx, key, code_id = visit.stores.services, visit.principal, visit.request.path_params["code_id"]
+    body = QRCodeUpdate(status="inactive" if visit.form.get("pause") == "1" else "active")
+    await qr_codes.update_code(ctx, key, code_id, body)
+    return RedirectResponse(f"/app/codes/{code_id}", 303)
+
+
+@page("qr:write")
+async def delete_code(visit: Visit) -> Response:
+    await qr_codes.delete_code(visit.stores.services, visit.principal, visit.request.path_params["code_id"])
+    return RedirectResponse("/app/codes", 303)
+
+
+routes = [
+    Route("/codes", code_list, methods=["GET"]),
+    Route("/codes", create_code, methods=["POST"]),
+    Route("/codes/new", new_code, methods=["GET"]),
+    Route("/codes/{code_id}", code_detail, methods=["GET"]),
+    Route("/codes/{code_id}", update_code, methods=["POST"]),
+    Route("/codes/{code_id}/status", set_status, methods=["POST"]),
+    Route("/codes/{code_id}/delete", delete_code, methods=["POST"]),
+]

@@ -1,0 +1,138 @@
+"""Groups: list, create, edit (destination, status, URL params, properties), mint codes, delete."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from control_plane.dashboard.forms import field_errors, optional, pairs_patch, pairs_text, parse_pairs, validated
+from control_plane.dashboard.paging import pages
+from control_plane.dashboard.visit import Visit, page
+from control_plane.services import qr_groups
+from control_plane.services.schemas import MintCodes, QRGroupCreate, QRGroupListQuery, QRGroupUpdate
+from shared.problems import Problem
+
+STATUSES = ("active", "inactive", "archived")
+
+
+@page()
+async def group_list(visit: Visit) -> Response:
+    params = dict(visit.request.query_params)
+    query = validated(QRGroupListQuery, {k: v for k, v in params.items() if v})
+    listing = await qr_groups.list_groups(visit.stores.services, visit.principal, query)
+    scans = await qr_groups.scan_totals(visit.stores.services, visit.principal, [g["id"] for g in listing.data])
+    return visit.render("groups/list.html", {"listing": listing, "scans": scans, "query": query,
+                                             "statuses": STATUSES, "pages": pages(visit.request, listing)})
+
+
+def _group_fields(form: dict[str, str]) -> dict[str, Any]:
+    """The fields the group forms edit, as the API's JSON body; pairs are parsed, empty destination omitted."""
+    body: dict[str, Any] = {"name": form.get("name", "").strip(), "description": form.get("description", "")}
+    if form.get("status"):
+        body["status"] = form["status"]
+    url = optional(form.get("destination_url"))
+    body["destination"] = {"type": "url", "url": url, "page": None, "chatbot": None, "knowledge_base": None} \
+        if url else None
+    errors: dict[str, str] = {}
+    for field in ("url_params", "properties"):
+        try:
+            body[field] = parse_pairs(form.get(field, ""), field)
+        except Problem as problem:
+            errors.update(field_errors(problem))
+    if errors:
+        raise Problem(422, "The form has errors.", errors=[{"field": k, "message": v} for k, v in errors.items()])
+    return body
+
+
+def _form_values(group: Mapping[str, Any]) -> dict[str, str]:
+    return {"name": group["name"], "description": group["description"], "status": group["status"] or "",
+            "destination_url": (group["destination"] or {}).get("url") or "",
+            "url_params": pairs_text(group["url_params"]), "properties": pairs_text(group["properties"])}
+
+
+@page()
+async def new_group(visit: Visit) -> Response:
+    return visit.render("groups/new.html", {"values": {"status": "active"}, "errors": {}, "statuses": STATUSES})
+
+
+@page("qr:write")
+async def create_group(visit: Visit) -> Response:
+    try:
+        body = _group_fields(visit.form)
+        if body["destination"] is None:
+            del body["destination"]
+        group = await qr_groups.create_group(visit.stores.services, visit.principal, validated(QRGroupCreate, body))
+    except Problem as problem:
+        return visit.render("groups/new.html", {"values": visit.form, "errors": field_errors(problem),
+                                                "statuses": STATUSES}, problem.status)
+    return RedirectResponse(f"/app/groups/{group['id']}?created=1", 303)
+
+
+async def _detail(visit: Visit, group: Mapping[str, Any], *, values: dict[str, str] | None = None,
+                  errors: dict[str, str] | None = None, status: int = 200, notice: str = "") -> Response:
+    scans = await qr_groups.scan_totals(visit.stores.services, visit.principal, [group["id"]])
+    if visit.request.query_params.get("created"):
+        notice = notice or "Group created."
+    return visit.render("groups/detail.html", {
+        "group": group, "scans": scans.get(group["id"], 0), "values": values or _form_values(group),
+        "errors": errors or {}, "statuses": STATUSES, "notice": notice}, status)
+
+
+@page()
+async def group_detail(visit: Visit) -> Response:
+    group = await qr_groups.get_group(visit.stores.services, visit.principal, visit.request.path_params["group_id"])
+    return await _detail(visit, group)
+
+
+@page("qr:write")
+async def update_group(visit: Visit) -> Response:
+    ctx, key, group_id = visit.stores.services, visit.principal, visit.request.path_params["group_id"]
+    before = await qr_groups.get_group(ctx, key, group_id)
+    try:
+        body = _group_fields(visit.form)
+        body["url_params"] = pairs_patch(before["url_params"], body["url_params"])
+        body["properties"] = pairs_patch(before["properties"], body["properties"])
+        if body["destination"] is None and before["destination"]["type"] != "url":
+            del body["destination"]  # a page/chatbot destination set through the API is left as it is
+        group = await qr_groups.update_group(ctx, key, group_id, validated(QRGroupUpdate, body))
+    except Problem as problem:
+        return await _detail(visit, before, values=visit.form, errors=field_errors(problem), status=problem.status)
+    return await _detail(visit, group, notice="Saved. The next scan of any of its codes follows the change.")
+
+
+@page("qr:write")
+async def mint_codes(visit: Visit) -> Response:
+    ctx, key, group_id = visit.stores.services, visit.principal, visit.request.path_params["group_id"]
+    try:
+        count = int(visit.form.get("count", "0") or "0")
+    except ValueError:
+        count = 0
+    try:
+        body = validated(MintCodes, {"count": count, "name_prefix": visit.form.get("name_prefix", "")})
+        minted = await qr_groups.mint_codes(ctx, key, group_id, body)
+    except Problem as problem:
+        group = await qr_groups.get_group(ctx, key, group_id)
+        errors = {f"mint.{k}": v for k, v in field_errors(problem).items()}
+        return await _detail(visit, group, errors=errors, status=problem.status)
+    group = await qr_groups.get_group(ctx, key, group_id)
+    return await _detail(visit, group, notice=f"Minted {len(minted)} codes.")
+
+
+@page("qr:write")
+async def delete_group(visit: Visit) -> Response:
+    await qr_groups.delete_group(visit.stores.services, visit.principal, visit.request.path_params["group_id"])
+    return RedirectResponse("/app/groups", 303)
+
+
+routes = [
+    Route("/groups", group_list, methods=["GET"]),
+    Route("/groups", create_group, methods=["POST"]),
+    Route("/groups/new", new_group, methods=["GET"]),
+    Route("/groups/{group_id}", group_detail, methods=["GET"]),
+    Route("/groups/{group_id}", update_group, methods=["POST"]),
+    Route("/groups/{group_id}/mint", mint_codes, methods=["POST"]),
+    Route("/groups/{group_id}/delete", delete_group, methods=["POST"]),
+]

@@ -1,0 +1,311 @@
+"""One HTTP/1.1 connection of the edge's protocol server: httptools parses, `ScanHandler` answers.
+
+The connection owns what makes HTTP/1.1 correct and bounded (docs/edge.md): responses leave in request
+order whatever order they are ready in (pipelining), one `transport.write` per batch of ready responses,
+the 8 KiB head limit (431), bounded bodies (413), malformed input (400 and close), HTTP/1.0 and
+`Connection: close`, `Expect: 100-continue`, and reading paused while too many answers are pending or the
+client does not read what we write (backpressure). Timeouts are enforced by the server's sweep, from the
+deadline each connection keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from edge import responses
+from edge.password_form import FORM_LIMIT
+
+if TYPE_CHECKING:
+    from edge.server import EdgeServer
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD = 8192  # request line + headers (API.md §3.4)
+MAX_BODY = 64 * 1024  # the edge takes no uploads; a password form is a few hundred bytes
+MAX_PENDING = 32  # answers waiting in one connection before we stop reading its requests
+LINGER = 2.0  # seconds we keep reading (and discarding) after our last answer, so it is not lost to a reset
+_HEAD_END = b"\r\n\r\n"
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+class Slot:
+    """A place in the connection's answer order; `data` is None until the answer is ready."""
+
+    __slots__ = ("close", "data")
+
+    def __init__(self, close: bool) -> None:
+        self.data: bytes | None = None
+        self.close = close  # close the connection once this answer is written
+
+
+class HttpConnection(asyncio.Protocol):
+    def __init__(self, server: EdgeServer) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.slots: deque[Slot] = deque()
+        self.deadline = math.inf  # the sweep closes the connection past it
+        self.done = False  # no further request will be read (closing, or closed)
+        self.reading = True
+        self.writable = True
+        # the request being parsed
+        self.in_request = False
+        self.head_complete = False
+        self.url = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.forwarded_for = b""
+        self.hosts = 0
+        self.head_bytes = 0
+        self.partial_head = 0  # bytes of a head not yet complete, counted from the raw data
+        self.body_bytes = 0
+        self.body = b""  # kept for POST only (a password form), at most FORM_LIMIT + 1 bytes
+        self.keep_body = False
+        self.started = 0.0  # loop time at which the request's first byte was parsed
+        self.completed_in_chunk = False
+        self.client_eof = False
+        self.requests = 0  # read on this connection so far
+        self.lingering = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if peer else ""
+        self.deadline = self.loop.time() + self.server.settings.header_timeout
+        self.server.opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.done = True
+        self.transport = None
+        self.slots.clear()
+        self.server.closed(self)
+
+    def pause_writing(self) -> None:
+        self.writable = False
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        self._maybe_resume_reading()
+
+    def eof_received(self) -> bool:
+        """The client sent its last byte: answer what it asked, then close (a half-closed client still reads)."""
+        self.client_eof = True
+        self.done = True
+        if self.slots:
+            self.slots[-1].close = True
+            return True  # keep the transport open for our answers
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        if self.done:
+            return
+        self.completed_in_chunk = False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if not isinstance(cause, _Rejected):
+                raise
+            if cause.status:
+                self._reject(cause.status)
+        except httptools.HttpParserUpgrade:
+            self.done = True  # we speak HTTP/1.1 only: answer what was asked, then close
+            self._close_after_answers()
+        except httptools.HttpParserError:
+            self._reject(400)
+        else:
+            self._check_partial_head(data)
+        self._set_deadline()
+
+    def _check_partial_head(self, data: bytes) -> None:
+        """A head that spans several reads is buffered by the parser: bound it before it is complete."""
+        if not self.in_request or self.head_complete:
+            return
+        if self.completed_in_chunk:  # the head began inside this read, after the previous request's end
+            start = data.rfind(_HEAD_END)
+            self.partial_head = len(data) - (start + len(_HEAD_END) if start >= 0 else 0)
+        else:
+            self.partial_head += len(data)
+        if self.partial_head > MAX_HEAD:
+            self._reject(431)
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.done:
+            raise _Rejected(0)  # pipelined after a request that closes the connection: not read
+        self.started = self.loop.time()
+        self.in_request = True
+        self.head_complete = False
+        self.url = b""
+        self.headers = {}
+        self.forwarded_for = b""
+        self.hosts = 0
+        self.head_bytes = 0
+        self.body_bytes = 0
+        self.body = b""
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_bytes += len(url)
+        if self.head_bytes > MAX_HEAD:
+            raise _Rejected(431)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > MAX_HEAD:
+            raise _Rejected(431)
+        name = name.lower()
+        if name == b"host":
+            self.hosts += 1
+        elif name == b"x-forwarded-for":
+            self.forwarded_for = self.forwarded_for + b"," + value if self.forwarded_for else value
+        self.headers[name] = value
+
+    def on_headers_complete(self) -> None:
+        self.head_complete = True
+        self.partial_head = 0
+        self.keep_body = self.parser.get_method() == b"POST"
+        if self.hosts != 1 and self.parser.get_http_version() == "1.1":
+            raise _Rejected(400)  # RFC 9112 §3.2: exactly one Host in HTTP/1.1
+        expect = self.headers.get(b"expect")
+        if expect is not None:
+            if expect.lower() != b"100-continue":
+                raise _Rejected(417)
+            if not self.slots and self.transport is not None:
+                self.transport.write(responses.CONTINUE)  # in order: nothing else is pending
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)  # discarded, except a password form's first bytes
+        if self.body_bytes > MAX_BODY:
+            raise _Rejected(413)
+        if self.keep_body and len(self.body) <= FORM_LIMIT:
+            self.body += body[:FORM_LIMIT + 1 - len(self.body)]
+
+    def on_message_complete(self) -> None:
+        self.requests += 1
+        self.in_request = False
+        self.completed_in_chunk = True
+        keep_alive = self.parser.should_keep_alive() and not self.server.draining
+        slot = Slot(close=not keep_alive)
+        self.slots.append(slot)
+        if not keep_alive:
+            self.done = True
+        self.server.handler.handle(self, slot, self.parser.get_method(), self.url, self.headers,
+                                   self.forwarded_for, self.body)
+        if len(self.slots) >= MAX_PENDING:
+            self._pause_reading()
+
+    # answers
+
+    def fill(self, slot: Slot, data: bytes) -> None:
+        slot.data = data
+        if self.slots and self.slots[0] is slot:
+            self._flush()
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        ready = []
+        close = False
+        while self.slots and (data := self.slots[0].data) is not None:
+            ready.append(data)
+            close = self.slots.popleft().close
+            if close:
+                break
+        if ready:
+            transport.write(ready[0] if len(ready) == 1 else b"".join(ready))
+        if close:
+            self.done = True
+            self.slots.clear()
+            self._linger(transport)
+            return
+        if not self.slots:
+            if self.done or self.server.draining and not self.in_request:
+                self._linger(transport)
+                return
+            self._set_deadline()
+        self._maybe_resume_reading()
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Close our side only: a client still sending would otherwise get a reset, and a reset can discard
+        our last answer before the client has read it. The sweep closes the connection after LINGER."""
+        if transport.is_closing() or self.lingering:
+            return
+        self.lingering = True
+        if transport.can_write_eof() and not self.client_eof:
+            transport.write_eof()
+            self.deadline = self.loop.time() + LINGER
+        else:
+            transport.close()
+
+    def _reject(self, status: int) -> None:
+        """Answer a request we cannot serve (after those before it), then close."""
+        self.done = True
+        self.server.handler.rejected(status)
+        slot = Slot(close=True)
+        self.slots.append(slot)
+        self.fill(slot, responses.error(status).encode(self.server.date, responses.CLOSE))
+
+    def _close_after_answers(self) -> None:
+        if not self.slots and self.transport is not None:
+            self.transport.close()
+        elif self.slots:
+            self.slots[-1].close = True
+
+    # flow control and timeouts
+
+    def _pause_reading(self) -> None:
+        if self.reading and self.transport is not None:
+            self.reading = False
+            self.transport.pause_reading()
+
+    def _maybe_resume_reading(self) -> None:
+        if not self.reading and self.writable and len(self.slots) < MAX_PENDING // 2 and self.transport is not None \
+                and not self.transport.is_closing():
+            self.reading = True
+            self.transport.resume_reading()
+
+    def _set_deadline(self) -> None:
+        if self.done:
+            return  # closing: the deadline is the linger's
+        if self.in_request:  # more bytes do not buy more time: a slow client cannot hold the connection
+            self.deadline = self.started + self.server.settings.header_timeout
+        elif self.slots:
+            self.deadline = math.inf  # waiting for us, not for the client
+        else:
+            self.deadline = self.loop.time() + self.server.settings.keepalive_timeout
+
+    def expire(self, now: float) -> bool:
+        """Called by the sweep: close a connection whose client kept us waiting too long."""
+        if now < self.deadline or self.transport is None:
+            return False
+        self.done = True
+        self.transport.close()
+        return True
+
+    def drain(self) -> None:
+        """The process is stopping: finish the answers in flight, read nothing new, then close.
+
+        A connection accepted but not yet read from is kept: its client has probably sent a request
+        already, which is answered (with `connection: close`) within the header timeout."""
+        if self.slots:
+            self.slots[-1].close = True
+        elif not self.in_request and self.requests and self.transport is not None:
+            self.done = True
+            self.transport.close()

@@ -1,0 +1,192 @@
+"""The protocol server's answers: `GET|HEAD /{slug}` and the operations routes.
+
+A scan whose rows are in the local cache is answered without a task: the event joins the recorder's next
+batch, and the batch's acknowledgement callback fills the connection's slot with the pre-assembled 302.
+Only a cache miss awaits (in a task): the lookup goes to Redis or PostgreSQL, which the ASGI app's path
+calls too (`RowLookup.find`), so both servers answer every scan the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+import httptools
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from edge import responses
+from edge.app import ANSWER_STATUS, UNAVAILABLE_EXCEPTIONS, EdgeApp
+from edge.local_cache import Miss
+from edge.password_form import password_from_form
+from shared.resolve import HTTP_STATUS, Resolution
+from shared.rows import CodeRow
+from shared.scan_plan import Decision
+from shared.visitor import Visitor
+
+if TYPE_CHECKING:
+    from edge.protocol import HttpConnection, Slot
+
+log = logging.getLogger(__name__)
+
+PAGE_STATUS = {**HTTP_STATUS, **ANSWER_STATUS, "unknown": 404, "unavailable": 503}
+GET, HEAD, POST = b"GET", b"HEAD", b"POST"
+Answer = tuple[Decision, str, list[tuple[bytes, bytes]]]  # EdgeApp.decide's
+
+
+class ScanHandler:
+    def __init__(self, app: EdgeApp, date: Callable[[], bytes]) -> None:
+        self.app = app
+        self.date = date
+        self.pages = responses.pages(app.pages, PAGE_STATUS)
+        self.not_allowed = responses.Fixed(405, responses.ALLOW + responses.HTML, b"")
+        self.tasks: set[asyncio.Task[None]] = set()  # misses in flight (kept referenced until done)
+
+    def rejected(self, status: int) -> None:
+        self.app.metrics.answered("malformed", 0.0)
+
+    def handle(self, conn: HttpConnection, slot: Slot, method: bytes, url: bytes, headers: dict[bytes, bytes],
+               forwarded_for: bytes, body: bytes) -> None:
+        started = time.perf_counter()
+        connection = responses.CLOSE if slot.close else responses.KEEP_ALIVE
+        head_only = method == HEAD
+        path, _, query = url.partition(b"?") if url.startswith(b"/") else _absolute(url)
+        path_text = path.decode("latin-1")
+        if "%" in path_text:
+            path_text = unquote(path_text)
+        if path_text in OPS:
+            return conn.fill(slot, self._operations(path_text, method, connection))
+        if method != GET and not head_only and method != POST:  # POST sends a password (docs/rules.md)
+            return self._not_allowed(conn, slot, connection, started)
+        target = self.app.scans.target(path_text, headers.get(b"host", b""))
+        if target is None:
+            return self._page(conn, slot, "unknown", connection, head_only, started)
+        ip = self.app.scans.client_address.of(conn.peer, forwarded_for) if forwarded_for else conn.peer
+        request = _Request(conn, slot, method.decode(), query, headers, ip, connection, started, body)
+        found = self.app.lookup.find_cached(*target)
+        if isinstance(found, Miss):
+            task = asyncio.get_running_loop().create_task(self._after_lookup(request, target))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        elif found is None:
+            self._page(conn, slot, "unknown", connection, head_only, started)
+        else:
+            self._answer(request, *found)
+
+    async def _after_lookup(self, request: _Request, target: tuple[str, str]) -> None:
+        head_only = request.method == "HEAD"
+        try:
+            found = await self.app.lookup.find(*target)
+        except UNAVAILABLE_EXCEPTIONS:  # counted as "unavailable" in /metrics; no log line per request
+            return self._page(request.conn, request.slot, "unavailable", request.connection, head_only,
+                              request.started)
+        except Exception:
+            log.exception("scan lookup failed")
+            return self._page(request.conn, request.slot, "unavailable", request.connection, head_only,
+                              request.started)
+        if found is None:
+            return self._page(request.conn, request.slot, "unknown", request.connection, head_only,
+                              request.started)
+        self._answer(request, *found)
+
+    def _answer(self, request: _Request, code: CodeRow, resolution: Resolution) -> None:
+        if request.method == "POST" and not self.app.takes_password(resolution):
+            return self._not_allowed(request.conn, request.slot, request.connection, request.started)
+        visitor = self.app.scans.visitor(request.query, request.headers, request.ip)
+        decided = self.app.decide(request.method, resolution, visitor)
+        if decided is not None:
+            return self._record(request, code, resolution, visitor, decided)
+        task = asyncio.get_running_loop().create_task(self._after_password(request, code, resolution, visitor))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _after_password(self, request: _Request, code: CodeRow, resolution: Resolution,
+                              visitor: Visitor) -> None:
+        try:
+            decided = await self.app.check_password(code, resolution, visitor, password_from_form(request.body))
+        except Exception:
+            log.exception("password check failed")
+            return self._page(request.conn, request.slot, "unavailable", request.connection, False, request.started)
+        self._record(request, code, resolution, visitor, decided)
+
+    def _record(self, request: _Request, code: CodeRow, resolution: Resolution, visitor: Visitor,
+                decided: Answer) -> None:
+        decision, page, extra = decided
+        event = self.app.scans.event(request.method, request.query, request.headers, visitor, code, resolution,
+                                     decision)
+        if decision.location is None:
+            outcome = page
+            fixed = self.pages[page] if not extra else responses.Fixed(
+                PAGE_STATUS[page], responses.HTML + b"".join(k + b": " + v + b"\r\n" for k, v in extra),
+                self.app.pages[page])
+            answer = fixed.encode(self.date(), request.connection, request.method == "HEAD")
+        else:
+            outcome = "redirected"
+            location = decision.location.render(request.query).encode("ascii")
+            answer = responses.redirect(location, self.date(), request.connection)
+        stored = self.app.recorder.submit(event)
+        stored.add_done_callback(partial(self._recorded, request, answer, outcome))
+
+    def _recorded(self, request: _Request, answer: bytes, outcome: str, stored: asyncio.Future[None]) -> None:
+        if stored.cancelled() or stored.exception() is not None:  # neither Redis nor the journal took it
+            self._page(request.conn, request.slot, "unavailable", request.connection, request.method == "HEAD",
+                       request.started)
+            return
+        self._count(outcome, request.started)
+        request.conn.fill(request.slot, answer)
+
+    def _not_allowed(self, conn: HttpConnection, slot: Slot, connection: bytes, started: float) -> None:
+        self._count("not_allowed", started)
+        conn.fill(slot, self.not_allowed.encode(self.date(), connection))
+
+    def _page(self, conn: HttpConnection, slot: Slot, outcome: str, connection: bytes, head_only: bool,
+              started: float) -> None:
+        self._count(outcome, started)
+        conn.fill(slot, self.pages[outcome].encode(self.date(), connection, head_only))
+
+    def _count(self, outcome: str, started: float) -> None:
+        self.app.metrics.answered(outcome, time.perf_counter() - started)
+
+    def _operations(self, path: str, method: bytes, connection: bytes) -> bytes:
+        if method not in (GET, HEAD):
+            return responses.Fixed(405, responses.ALLOW, b"").encode(self.date(), connection)
+        if path == "/healthz":
+            answer = responses.json_response(200, {"status": "ok"})
+        elif path == "/readyz":
+            answer = responses.json_response(*self.app.readiness())
+        else:
+            answer = responses.text_response(200, METRICS_TYPE, self.app.metrics.render())
+        return answer.encode(self.date(), connection, method == HEAD)
+
+
+OPS = frozenset({"/healthz", "/readyz", "/metrics"})
+METRICS_TYPE = CONTENT_TYPE_LATEST
+
+
+def _absolute(url: bytes) -> tuple[bytes, bytes, bytes]:
+    """`GET http://host/slug` (absolute form): its path and query; the Host header still names the domain."""
+    try:
+        parsed = httptools.parse_url(url)
+    except httptools.HttpParserInvalidURLError:
+        return b"", b"", b""
+    return parsed.path or b"", b"", parsed.query or b""
+
+
+class _Request:
+    __slots__ = ("body", "conn", "connection", "headers", "ip", "method", "query", "slot", "started")
+
+    def __init__(self, conn: HttpConnection, slot: Slot, method: str, query: bytes, headers: dict[bytes, bytes],
+                 ip: str, connection: bytes, started: float, body: bytes) -> None:
+        self.conn = conn
+        self.slot = slot
+        self.method = method
+        self.query = query
+        self.headers = headers
+        self.ip = ip
+        self.connection = connection
+        self.started = started
+        self.body = body  # a POST's form, cut at FORM_LIMIT + 1 bytes

@@ -1,0 +1,183 @@
+"""The edge's protocol server: listening, connection bounds, timeouts, graceful drain and worker processes.
+
+Workers share one listening socket bound by the parent before it forks, so the kernel hands each new
+connection to a worker that is accepting: a worker that stops (SIGTERM) stops accepting first, finishes
+the requests it has, and the others take the new connections. A worker holding `max_connections` stops
+accepting in the same way until one closes, so excess clients wait in the kernel's backlog instead of
+costing memory here (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+
+import uvloop
+
+from edge.app import EdgeApp
+from edge.protocol import HttpConnection
+from edge.responses import http_date
+from edge.scan_handler import ScanHandler
+from shared.processes import die_with_parent
+from shared.settings import EdgeSettings
+
+log = logging.getLogger(__name__)
+
+BACKLOG = 4096
+TICK = 0.25  # seconds between sweeps for expired connections (and `date` header updates)
+RESPAWN_PAUSE = 1.0  # seconds before replacing a worker that died, so a crash loop cannot spin
+
+
+class EdgeServer:
+    def __init__(self, app: EdgeApp, sock: socket.socket) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self.handler = ScanHandler(app, self.current_date)
+        self.connections: set[HttpConnection] = set()
+        self.draining = False
+        self.date = http_date()
+        self._listener: asyncio.Server | None = None
+        self._resuming = False
+        self._ticker: asyncio.TimerHandle | None = None
+
+    def current_date(self) -> bytes:
+        return self.date
+
+    async def start(self) -> None:
+        await self._listen()
+        self._tick()
+
+    async def _listen(self) -> None:
+        # A duplicate of the shared socket: closing it stops this process accepting, the socket stays open.
+        self._listener = await self.loop.create_server(lambda: HttpConnection(self), sock=self.sock.dup(),
+                                                       backlog=BACKLOG)
+
+    def _stop_accepting(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def opened(self, connection: HttpConnection) -> None:
+        self.connections.add(connection)
+        if len(self.connections) >= self.settings.max_connections:
+            self._stop_accepting()
+        if self.draining:
+            connection.drain()
+
+    def closed(self, connection: HttpConnection) -> None:
+        self.connections.discard(connection)
+        if (self._listener is None and not self.draining and not self._resuming
+                and len(self.connections) < self.settings.max_connections):
+            self._resuming = True
+            self.loop.create_task(self._resume())
+
+    async def _resume(self) -> None:
+        try:
+            if not self.draining:
+                await self._listen()
+        finally:
+            self._resuming = False
+
+    def _tick(self) -> None:
+        self.date = http_date()
+        now = self.loop.time()
+        for connection in [c for c in self.connections if c.deadline <= now]:
+            connection.expire(now)
+        self._ticker = self.loop.call_later(TICK, self._tick)
+
+    async def drain(self) -> None:
+        """Stop accepting, answer every request already read, close connections as they fall idle."""
+        self.draining = True
+        self._stop_accepting()
+        for connection in list(self.connections):
+            connection.drain()
+        deadline = time.monotonic() + self.settings.drain_timeout
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        if self._ticker is not None:
+            self._ticker.cancel()
+
+
+def bind(address: tuple[str, int]) -> socket.socket:
+    host, port = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve_process(settings: EdgeSettings, sock: socket.socket) -> None:
+    """One edge process: start the app, serve until SIGTERM or SIGINT, drain, stop the app."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    app = EdgeApp(settings)
+    await app.startup()
+    server = EdgeServer(app, sock)
+    try:
+        await server.start()
+        log.info("edge process %d serving on %s:%d", os.getpid(), *settings.bind)
+        await stop.wait()
+        log.info("edge process %d draining", os.getpid())
+        await server.drain()
+    finally:
+        await app.shutdown()
+
+
+def _fork_worker(settings: EdgeSettings, sock: socket.socket) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            die_with_parent()  # a worker whose parent is gone (even by SIGKILL) drains and stops
+            uvloop.run(serve_process(settings, sock))
+        except BaseException:
+            log.exception("edge worker failed")
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def run(settings: EdgeSettings, workers: int = 1) -> None:
+    sock = bind(settings.bind)
+    if workers <= 1:
+        uvloop.run(serve_process(settings, sock))
+        return
+    stopping = False
+    children = {_fork_worker(settings, sock) for _ in range(workers)}
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while children:
+        pid, status = os.wait()
+        children.discard(pid)
+        if not stopping:
+            log.error("edge worker %d exited (status %d); starting another", pid, status)
+            time.sleep(RESPAWN_PAUSE)
+            if not stopping:
+                children.add(_fork_worker(settings, sock))
+    sock.close()

@@ -1,0 +1,59 @@
+"""A slow logo fetch holds no row lock or pooled connection: other writes to the same code go through."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiohttp import web
+
+from tests.conftest import KeyFactory, bearer
+from tests.control_plane.render.logos import logo_png
+from tests.local_http import local_server
+
+BOUND = 30.0  # seconds; a bound on a wait, not a measurement
+
+
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    return {**env, "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1"}
+
+
+class SlowLogo:
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requested.set()
+        await asyncio.wait_for(self.release.wait(), BOUND)
+        return web.Response(body=logo_png(), content_type="image/png")
+
+
+@pytest.fixture
+async def slow_logo() -> AsyncIterator[tuple[SlowLogo, str]]:
+    logo = SlowLogo()
+    async with local_server([web.get("/logo.png", logo.handle)]) as base:
+        yield logo, f"{base}/logo.png"
+
+
+async def test_a_patch_waiting_for_its_logo_does_not_block_another_patch(
+        api: httpx.AsyncClient, make_key: KeyFactory, slow_logo: tuple[SlowLogo, str]) -> None:
+    logo, url = slow_logo
+    key = await make_key()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/menu"}})).json()
+    with_logo = asyncio.create_task(api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
+                                              json={"design": {"logo": {"url": url, "scale": 0.2}}}))
+    await asyncio.wait_for(logo.requested.wait(), BOUND)
+    try:
+        renamed = await asyncio.wait_for(
+            api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key), json={"name": "renamed"}), BOUND)
+        assert renamed.status_code == 200 and not with_logo.done()
+    finally:
+        logo.release.set()
+    patched = await with_logo
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["name"] == "renamed" and len(patched.json()["design"]["logo"]["sha256"]) == 64

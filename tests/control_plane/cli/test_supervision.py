@@ -1,0 +1,100 @@
+"""A child that exits is restarted with backoff and reported; the others keep running; crash loops are loud."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from control_plane.cli.supervision import CRASH_LOOP_EXITS, MAX_BACKOFF, Child, Supervisor
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
+CRASHER = [sys.executable, "-c", "import sys; sys.exit(3)"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def wait_exit(child: Child) -> None:
+    assert child.process is not None
+    child.process.wait(30)
+
+
+def test_a_killed_child_is_restarted_and_the_others_keep_running(tmp_path: Path) -> None:
+    lines: list[str] = []
+    clock = Clock()
+    ingest, edge = Child("ingest", SLEEPER, dict(os.environ)), Child("edge", SLEEPER, dict(os.environ))
+    supervisor = Supervisor([ingest, edge], lines.append, tmp_path / "processes.json", clock)
+    supervisor.start()
+    try:
+        assert ingest.process is not None and edge.process is not None
+        first_ingest, edge_pid = ingest.process.pid, edge.process.pid
+        os.kill(first_ingest, signal.SIGKILL)
+        wait_exit(ingest)
+        supervisor.check()
+        assert any("ingest exited with signal SIGKILL; restarting in 0.5 s" in line for line in lines)
+        status = json.loads((tmp_path / "processes.json").read_text())
+        assert status["ingest"]["state"] == "restarting"
+        clock.now += 0.5
+        supervisor.check()
+        status = json.loads((tmp_path / "processes.json").read_text())
+        assert status["ingest"]["restarts"] == 1 and status["ingest"]["pid"] not in (None, first_ingest)
+        assert status["edge"] == {"pid": edge_pid, "restarts": 0, "last_exit": None, "state": "running"}
+        assert edge.process.poll() is None
+    finally:
+        supervisor.stop()
+    assert ingest.process is not None and ingest.process.poll() is not None and edge.process.poll() is not None
+    assert not (tmp_path / "processes.json").exists()
+
+
+def test_a_crash_loop_backs_off_and_is_reported_loudly_but_never_dropped(tmp_path: Path) -> None:
+    lines: list[str] = []
+    clock = Clock()
+    crasher = Child("webhooks", CRASHER, dict(os.environ))
+    supervisor = Supervisor([crasher], lines.append, tmp_path / "processes.json", clock)
+    supervisor.start()
+    delays = []
+    try:
+        for _ in range(CRASH_LOOP_EXITS + 4):
+            wait_exit(crasher)
+            supervisor.check()
+            assert crasher.restart_at is not None
+            delays.append(crasher.restart_at - clock.now)
+            clock.now = crasher.restart_at
+            supervisor.check()
+            assert crasher.process is not None  # restarted, never given up on
+    finally:
+        supervisor.stop()
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0] and delays[-1] == MAX_BACKOFF
+    assert any(line.startswith("ERROR: webhooks keeps crashing") for line in lines)
+    assert crasher.restarts == CRASH_LOOP_EXITS + 4
+
+
+def test_a_child_that_ran_for_a_while_restarts_quickly_again(tmp_path: Path) -> None:
+    clock = Clock()
+    child = Child("ingest", SLEEPER, dict(os.environ))
+    supervisor = Supervisor([child], lambda line: None, tmp_path / "processes.json", clock)
+    supervisor.start()
+    try:
+        for _ in range(3):  # three quick crashes: backoff grows
+            assert child.process is not None
+            child.process.kill()
+            wait_exit(child)
+            supervisor.check()
+            clock.now = child.restart_at or clock.now
+            supervisor.check()
+        clock.now += 3600  # then an hour of service
+        assert child.process is not None
+        child.process.kill()
+        wait_exit(child)
+        supervisor.check()
+        assert child.restart_at == clock.now + 0.5
+    finally:
+        supervisor.stop()

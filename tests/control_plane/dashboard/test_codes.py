@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.conftest import KeyFactory, bearer
+from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, post_form, sign_in
+
+CODE = {"name": "Table 1", "destination_url": "https://example.com/menu", "tags": "menu, fall",
+        "url_params": "utm_medium=table", "properties": "", "status": "", "group_id": ""}
+
+
+def _code_id(response: httpx.Response) -> str:
+    assert response.status_code == 303, response.text
+    found = re.fullmatch(r"/app/codes/(qr_\w+)\?created=1", response.headers["location"])
+    assert found
+    return found.group(1)
+
+
+async def test_create_edit_pause_resume_and_delete_a_code(browser: BrowserFactory, make_user: UserFactory,
+                                                          make_key: KeyFactory, api: httpx.AsyncClient):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    code_id = _code_id(await post_form(client, "/app/codes/new", "/app/codes", CODE))
+    key = await make_key()
+    code = (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()
+    assert code["tags"] == ["menu", "fall"] and code["resolved"]["url"] == "https://example.com/menu?utm_medium=table"
+    page = f"/app/codes/{code_id}"
+    detail = await client.get(page)
+    assert code["image_url"] in detail.text and code["short_url"] in detail.text
+    saved = await post_form(client, page, page, {**CODE, "destination_url": "https://example.com/b", "url_params": "",
+                                                  "version": str(code["version"])})
+    assert "Saved." in saved.text
+    assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()["resolved"]["url"] == \
+        "https://example.com/b"
+    await post_form(client, page, f"{page}/status", {"pause": "1"})
+    assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()["status"] == "inactive"
+    assert "Resume</button>" in (await client.get(page)).text
+    await post_form(client, page, f"{page}/status", {"pause": "0"})
+    assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()["status"] == "active"
+    await post_form(client, page, f"{page}/delete", {"confirm": "yes"})
+    assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).status_code == 404
+
+
+async def test_a_stale_form_does_not_overwrite_a_newer_change(browser: BrowserFactory, make_user: UserFactory,
+                                                              make_key: KeyFactory, api: httpx.AsyncClient):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    code_id = _code_id(await post_form(client, "/app/codes/new", "/app/codes", CODE))
+    key = await make_key()
+    await api.patch(f"/v1/qr-codes/{code_id}", json={"name": "renamed by a script"}, headers=bearer(key))
+    stale = await post_form(client, f"/app/codes/{code_id}", f"/app/codes/{code_id}", {**CODE, "version": "1"})
+    assert stale.status_code == 412 and "Someone changed this code" in stale.text
+    assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()["name"] == "renamed by a script"
+
+
+async def test_the_list_searches_filters_and_sorts_as_the_api_does(browser: BrowserFactory, make_user: UserFactory,
+                                                                   make_key: KeyFactory, api: httpx.AsyncClient):
+    await make_user()
+    key = await make_key()
+    for name, tag in (("Alpha poster", "poster"), ("Beta flyer", "flyer"), ("Gamma poster", "poster")):
+        created = await api.post("/v1/qr-codes", json={"name": name, "tags": [tag], "destination": {
+            "type": "url", "url": "https://example.com"}}, headers=bearer(key))
+        assert created.status_code == 201
+    client = browser()
+    await sign_in(client)
+    names = re.compile(r'<a href="/app/codes/qr_\w+">([^<]+)</a>')
+    assert names.findall((await client.get("/app/codes", params={"q": "poster", "sort": "name"})).text) == \
+        ["Alpha poster", "Gamma poster"]
+    assert names.findall((await client.get("/app/codes", params={"tag": "flyer"})).text) == ["Beta flyer"]
+    assert names.findall((await client.get("/app/codes", params={"limit": "2", "sort": "name", "offset": "2"})).text) \
+        == ["Gamma poster"]
+
+
+async def test_code_validation_errors_come_from_the_api_and_sit_by_their_field(browser: BrowserFactory,
+                                                                               make_user: UserFactory):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    too_many = await post_form(client, "/app/codes/new", "/app/codes",
+                               {**CODE, "tags": ",".join(f"t{n}" for n in range(11))})
+    assert too_many.status_code == 422 and 'id="f-tags-error">List should have at most 10 items' in too_many.text
+    no_group = await post_form(client, "/app/codes/new", "/app/codes", {**CODE, "group_id": "grp_nope"})
+    assert no_group.status_code == 422 and 'id="f-group_id-error">no such QR group' in no_group.text

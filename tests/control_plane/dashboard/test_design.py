@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import KeyFactory, bearer
+from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, post_form, sign_in
+
+DESIGN = {"foreground": "#1b5e20", "background": "#fffde7", "body": "rounded", "eye_frame": "square",
+          "eye_ball": "circle", "error_correction": "Q", "margin": "4"}
+
+
+async def _code(api: httpx.AsyncClient, key: str) -> dict:
+    created = await api.post("/v1/qr-codes", json={"destination": {"type": "url", "url": "https://example.com"}},
+                             headers=bearer(key))
+    return created.json()
+
+
+async def test_the_preview_renders_the_edited_design_and_judges_it(browser: BrowserFactory, make_user: UserFactory,
+                                                                   make_key: KeyFactory, api: httpx.AsyncClient):
+    await make_user("vic@example.com", "viewer")
+    code = await _code(api, await make_key())
+    client = browser()
+    await sign_in(client, "vic@example.com")
+    good = (await client.get(f"/app/codes/{code['id']}/design/preview", params=DESIGN)).json()
+    assert good["scannable"] and good["image"].startswith("data:image/svg+xml;base64,")
+    faint = (await client.get(f"/app/codes/{code['id']}/design/preview",
+                              params={**DESIGN, "foreground": "#eeeeee", "background": "#ffffff"})).json()
+    assert not faint["scannable"] and "contrast" in faint["verdict"].lower()
+    assert faint["image"] != good["image"]
+
+
+async def test_saving_a_design_changes_the_apis_image(browser: BrowserFactory, make_user: UserFactory,
+                                                      make_key: KeyFactory, api: httpx.AsyncClient):
+    await make_user()
+    key = await make_key()
+    code = await _code(api, key)
+    client = browser()
+    await sign_in(client)
+    page = f"/app/codes/{code['id']}/design"
+    saved = await post_form(client, page, page, DESIGN)
+    assert saved.status_code == 303
+    after = (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()
+    assert after["design"]["colors"] == {"foreground": "#1b5e20", "background": "#fffde7"}
+    assert after["design"]["shapes"]["body"] == "rounded" and after["image_url"] != code["image_url"]
+    assert f'id="saved-image" src="{after["image_url"]}"' in (await client.get(page)).text
+
+
+async def test_an_unscannable_design_is_refused_with_the_apis_reason(browser: BrowserFactory,
+                                                                     make_user: UserFactory, make_key: KeyFactory,
+                                                                     api: httpx.AsyncClient):
+    await make_user()
+    key = await make_key()
+    code = await _code(api, key)
+    client = browser()
+    await sign_in(client)
+    page = f"/app/codes/{code['id']}/design"
+    refused = await post_form(client, page, page, {**DESIGN, "foreground": "#f0f0f0", "background": "#ffffff"})
+    assert refused.status_code == 422 and "contrast" in refused.text.lower()
+    assert (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()["image_url"] == code["image_url"]

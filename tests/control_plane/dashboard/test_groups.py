@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.conftest import KeyFactory, bearer
+from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, post_form, sign_in
+
+GROUP = {"name": "Fall menus", "description": "", "status": "active", "destination_url": "https://example.com/menu",
+         "url_params": "utm_campaign=fall24\nutm_source=print", "properties": "store=12"}
+
+
+async def _group_id(response: httpx.Response) -> str:
+    assert response.status_code == 303, response.text
+    found = re.fullmatch(r"/app/groups/(grp_\w+)\?created=1", response.headers["location"])
+    assert found
+    return found.group(1)
+
+
+async def test_a_group_made_in_the_dashboard_is_the_apis_group(browser: BrowserFactory, make_user: UserFactory,
+                                                               make_key: KeyFactory, api: httpx.AsyncClient):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    group_id = await _group_id(await post_form(client, "/app/groups/new", "/app/groups", GROUP))
+    key = await make_key(scopes=("qr:read", "webhooks:read"))
+    group = (await api.get(f"/v1/qr-groups/{group_id}", headers=bearer(key))).json()
+    assert group["url_params"] == {"utm_campaign": "fall24", "utm_source": "print"}
+    assert group["properties"] == {"store": "12"} and group["destination"]["url"] == "https://example.com/menu"
+    events = (await api.get("/v1/events", headers=bearer(key))).json()["data"]
+    assert [e["type"] for e in events] == ["qr_group.created"]
+
+
+async def test_minting_and_editing_a_group(browser: BrowserFactory, make_user: UserFactory, make_key: KeyFactory,
+                                           api: httpx.AsyncClient):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    group_id = await _group_id(await post_form(client, "/app/groups/new", "/app/groups", GROUP))
+    page = f"/app/groups/{group_id}"
+    minted = await post_form(client, page, f"{page}/mint", {"count": "20", "name_prefix": "table-"})
+    assert "Minted 20 codes." in minted.text
+    edited = await post_form(client, page, page, {**GROUP, "destination_url": "https://example.com/winter",
+                                                  "url_params": "utm_campaign=winter"})
+    assert "Saved." in edited.text
+    key = await make_key()
+    codes = (await api.get("/v1/qr-codes", params={"group_id": group_id, "limit": 100}, headers=bearer(key))).json()
+    assert codes["total"] == 20
+    assert {c["resolved"]["url"] for c in codes["data"]} == {"https://example.com/winter?utm_campaign=winter"}
+    listing = await client.get("/app/groups")
+    row = re.search(rf'href="/app/groups/{group_id}">Fall menus</a>.*?</tr>', listing.text, re.S)
+    assert row and '<td class="num">20</td>' in row.group(0)
+
+
+async def test_errors_are_shown_next_to_their_field(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    bad = await post_form(client, "/app/groups/new", "/app/groups",
+                          {**GROUP, "destination_url": "ftp://example.com", "url_params": "no equals sign"})
+    assert bad.status_code == 422
+    assert 'id="f-url_params-error">line 1 is not key=value' in bad.text
+    bad_url = await post_form(client, "/app/groups/new", "/app/groups", {**GROUP, "destination_url": "ftp://x.example"})
+    assert bad_url.status_code == 422 and "Destination URL:" in bad_url.text
+    assert (await client.get("/app/groups")).text.count("<tr>") == 2  # header and "No groups."
+
+
+async def test_a_viewer_reads_groups_but_cannot_change_them(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    await make_user("vic@example.com", "viewer")
+    owner, viewer = browser(), browser()
+    await sign_in(owner)
+    await sign_in(viewer, "vic@example.com")
+    group_id = await _group_id(await post_form(owner, "/app/groups/new", "/app/groups", GROUP))
+    page = await viewer.get(f"/app/groups/{group_id}")
+    assert page.status_code == 200 and "utm_campaign=fall24" in page.text
+    assert "<button" not in page.text.split("</header>")[1]
+    assert "New group" not in (await viewer.get("/app/groups")).text
+    refused = await post_form(viewer, f"/app/groups/{group_id}", f"/app/groups/{group_id}/delete", {"confirm": "yes"})
+    assert refused.status_code == 403
+    assert (await owner.get(f"/app/groups/{group_id}")).status_code == 200
+
+
+async def test_deleting_a_group_warns_and_detaches_its_codes(browser: BrowserFactory, make_user: UserFactory,
+                                                             make_key: KeyFactory, api: httpx.AsyncClient):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    group_id = await _group_id(await post_form(client, "/app/groups/new", "/app/groups", GROUP))
+    page = f"/app/groups/{group_id}"
+    await post_form(client, page, f"{page}/mint", {"count": "3"})
+    assert "Its 3 codes are not deleted: they detach." in (await client.get(page)).text
+    deleted = await post_form(client, page, f"{page}/delete", {"confirm": "yes"})
+    assert deleted.status_code == 303
+    assert (await client.get(page)).status_code == 404
+    codes = (await api.get("/v1/qr-codes", headers=bearer(await make_key()))).json()
+    assert codes["total"] == 3 and {c["group_id"] for c in codes["data"]} == {None}
+
+
+async def test_test_mode_shows_only_test_groups(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    await post_form(client, "/app/groups/new", "/app/groups", GROUP)
+    await post_form(client, "/app/", "/app/mode", {"mode": "test"})
+    assert "Fall menus" not in (await client.get("/app/groups")).text

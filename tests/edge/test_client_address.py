@@ -1,0 +1,48 @@
+"""API.md §3.4: the client address is the peer, or behind TRUSTED_PROXIES the right-most untrusted
+address of X-Forwarded-For; a client cannot choose the address its scans are counted under."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from edge.client_address import ClientAddress
+from tests.conftest import KeyFactory
+from tests.edge.conftest import edge_client
+from tests.edge.test_scan import make_code, stream_events
+
+PROXIES = (ip_network("10.0.0.0/8"), ip_network("127.0.0.1/32"))
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "client"), [
+    ("198.51.100.1", b"203.0.113.9", "198.51.100.1"),  # an untrusted peer's header proves nothing
+    ("10.1.1.1", b"203.0.113.9", "203.0.113.9"),
+    ("10.1.1.1", b"1.2.3.4, 203.0.113.9, 10.2.2.2", "203.0.113.9"),  # right-most untrusted
+    ("10.1.1.1", b"10.3.3.3, 10.2.2.2", "10.3.3.3"),  # all trusted: the farthest hop
+    ("10.1.1.1", b"203.0.113.9, nonsense", "10.1.1.1"),  # garbage: only the last trusted hop is known
+    ("10.1.1.1", b"", "10.1.1.1"),
+    ("10.1.1.1", b" 2001:db8::1 ", "2001:db8::1"),
+])
+def test_right_most_untrusted_address(peer: str, forwarded: bytes, client: str) -> None:
+    assert ClientAddress(PROXIES).of(peer, forwarded) == client
+    assert ClientAddress(()).of(peer, forwarded) == peer  # no proxies configured: always the peer
+
+
+async def test_scans_are_counted_under_the_forwarded_address_only_from_trusted_proxies(
+        env: dict[str, str], api: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str, server_kind: str) -> None:
+    key = await make_key()
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/"})
+    forwarded = {"x-forwarded-for": "192.0.2.50, 198.51.100.7"}
+    async with edge_client(env, server_kind) as (app, edge):  # no TRUSTED_PROXIES
+        assert (await edge.get(f"/{code['slug']}", headers=forwarded)).status_code == 302
+        untrusted = app.scans.hash("198.51.100.7")
+    trusting = {**env, "TRUSTED_PROXIES": "127.0.0.1/32, 203.0.113.7"}  # the test peers of both servers
+    async with edge_client(trusting, server_kind) as (app, edge):
+        assert (await edge.get(f"/{code['slug']}", headers=forwarded)).status_code == 302
+        trusted = app.scans.hash("198.51.100.7")
+    first, second = await stream_events(redis, redis_namespace)
+    assert first.ip_hash != untrusted and second.ip_hash == trusted == untrusted
