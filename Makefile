@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-edge bench-freshness bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
+.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-dashboard bench-edge bench-freshness bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -69,7 +69,7 @@ loadtest: system-deps load-deps
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.run_loadtest
 
 # The same scenario, short, so that it cannot rot (run by CI).
-# With read-your-writes (docs/freshness.md) no write is forgiven: a scan after its 2xx must see it.
+# No grace window: with read-your-writes (docs/freshness.md) a scan after a write's 2xx must see it.
 LOAD_GRACE ?= 0
 LOADTEST_CI := LOAD_USERS=8 LOAD_SPAWN_RATE=8 LOAD_DURATION=8s LOAD_CODES=500 LOAD_ADMIN_WAIT=0.5 LOAD_GRACE=$(LOAD_GRACE)
 loadtest-ci: system-deps load-deps
@@ -91,15 +91,20 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 # Read-your-writes (docs/freshness.md): write p99 with 0/1/2/4 edges idle and saturated, one edge frozen;
-# edge throughput with the mechanism on vs off in alternating rounds. Edges on CPU 0, the rest on CPU 1.
+# edge throughput with the mechanism on vs off, both loaded at once. Edges on CPU 0, the rest on CPU 1.
 bench-freshness: system-deps venv
 	flock /tmp/scanroute-bench.lock taskset -c 1 $(PY) -m loadtests.bench_freshness $(BENCH_ARGS)
+
+# Dashboard pages rendered server-side: groups list (1,000 groups), codes list (100,000 codes), analytics of a
+# code with 1M scans; p95 against the API's JSON for the same data, and page weight.
+bench-dashboard: system-deps venv
+	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_dashboard $(BENCH_ARGS)
 
 # Render costs (SVG/PNG/WebP, scannability check, cached hits); one benchmark at a time on a shared machine.
 bench-render: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_render
 
-# One ingest worker over 200,000 generated scans, then analytics on one code with 1,000,000 scans.
+# The ingest worker vs a bare COPY of the same rows, one vs two workers, lag, analytics on 1,000,000 scans.
 bench-ingest: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_ingest
 

@@ -8,6 +8,8 @@ figure, so only the ratios measured in the same run mean much.
   (b) nginx `return 302`, if nginx is installed
   (c) the edge on 100 hot codes: group + code params + visitor query merged, every scan acknowledged by Redis
   (d) the edge over 1,000,000 codes with Zipf-distributed slugs, rows read through from PostgreSQL
+  (e) as (c), but the codes' group has 20 rules (every condition type, none matching) and a split
+      (docs/rules.md): the budget is (e)/(c) ≥ 0.9
 
 All servers run side by side (an idle one costs nothing) and every round measures each scenario in turn.
 """
@@ -35,10 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
+from pydantic import TypeAdapter
 
 from control_plane.cli.migrate import migrate
 from shared.embedded import EmbeddedServices, free_port, temporary_root
 from shared.processes import spawn, stop
+from shared.rules import Rules, Split, dump_rules, dump_split
 
 SERVER_CPU, LOAD_CPU = "0", "1"
 HOST = "bench.test"
@@ -147,6 +152,7 @@ async def seed(database_url: str, codes: int) -> None:
             " FROM generate_series(1, 100) g", HOST)
         await conn.execute("INSERT INTO qr_code_url_params (code_id, key, value)"
                            " SELECT 'qr_h' || g, 'utm_medium', 'table' FROM generate_series(1, 100) g")
+        await seed_rules(conn)
         await conn.copy_records_to_table(
             "qr_codes", columns=["id", "org_id", "livemode", "kind", "type", "slug", "domain", "group_id"],
             records=((f"qr_z{n}", "org_bench", True, "dynamic", "url", f"z{n}", HOST, "grp_bench")
@@ -154,6 +160,34 @@ async def seed(database_url: str, codes: int) -> None:
         await conn.execute("ANALYZE qr_codes")
     finally:
         await conn.close()
+
+
+# Five kinds of condition, four times over: a visitor (wrk: no user agent, no language, no country) reaches
+# the split only after evaluating all twenty.
+BENCH_RULES = [{"country": ["DE"]}, {"device": ["android"]}, {"language": ["fr"]},
+               {"weekday": ["sun"], "time": {"from": "22:00", "to": "02:00"}, "timezone": "Europe/Berlin"},
+               {"ip": ["10.0.0.0/8"], "query": {"src": "flyer"}}] * 4
+
+
+async def seed_rules(conn: asyncpg.Connection[Any]) -> None:
+    """100 hot codes like (c)'s, in a group with 20 rules and a split."""
+    rules = dump_rules(TypeAdapter(Rules).validate_python(
+        [{"if": c, "destination": {"type": "url", "url": f"https://example.com/rule{n}"}}
+         for n, c in enumerate(BENCH_RULES)]))
+    split = dump_split(TypeAdapter(Split).validate_python(
+        [{"weight": 50, "destination": {"type": "url", "url": f"https://example.com/{v}?lang=en"}} for v in "ab"]))
+    await conn.execute(
+        "INSERT INTO qr_groups (id, org_id, livemode, destination_type, destination_url, rules, split)"
+        " VALUES ('grp_rules', 'org_bench', true, 'url', 'https://example.com/menu?lang=en#top', $1, $2)",
+        orjson.dumps(rules).decode(), orjson.dumps(split).decode())
+    await conn.executemany("INSERT INTO qr_group_url_params (group_id, key, value) VALUES ('grp_rules', $1, $2)",
+                           [("utm_campaign", "fall24"), ("utm_medium", "print")])
+    await conn.execute(
+        "INSERT INTO qr_codes (id, org_id, livemode, kind, type, slug, domain, group_id)"
+        " SELECT 'qr_r' || g, 'org_bench', true, 'dynamic', 'url', 'r' || g, $1, 'grp_rules'"
+        " FROM generate_series(1, 100) g", HOST)
+    await conn.execute("INSERT INTO qr_code_url_params (code_id, key, value)"
+                       " SELECT 'qr_r' || g, 'utm_medium', 'table' FROM generate_series(1, 100) g")
 
 
 def main() -> int:
@@ -203,6 +237,8 @@ def run_rounds(measure: Any, services: EmbeddedServices, root: Path, args: argpa
             "c": {"name": "(c) edge, 100 hot codes, full resolution", "url": edge, "script": hot},
             "d": {"name": f"(d) edge, {args.codes:,} codes, Zipf 0.99", "url": edge, "script": zipf,
                   "env": zipf_env},
+            "e": {"name": "(e) edge, 100 hot codes, 20 rules + split", "url": edge, "script": hot,
+                  "env": {"HOT_PREFIX": "r"}},
         }
         if nginx_binary:
             scenarios["b"] = {"name": "(b) nginx return 302", "url": stack.enter_context(nginx(nginx_binary,
@@ -232,6 +268,9 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
     print(f"\n(c)/(a) = {ratios['c']:.2f} (target ≥ 0.5)   (d)/(a) = {ratios['d']:.2f} (target ≥ 0.4)   "
           f"edge p99 = {statistics.median(r.p99_ms for r in rounds['c']):.2f} / "
           f"{statistics.median(r.p99_ms for r in rounds['d']):.2f} ms (target < 10 ms)")
+    with_rules = [e.rps / c.rps for e, c in zip(rounds["e"], rounds["c"], strict=True)]
+    print(f"(e)/(c) = {statistics.median(with_rules):.2f} (target ≥ 0.90), per round "
+          f"{', '.join(f'{r:.2f}' for r in with_rules)}; spread {max(with_rules) - min(with_rules):.2f}")
 
 
 if __name__ == "__main__":
