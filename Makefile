@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-edge bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
+.PHONY: chaos chaos-ci run test test-browser browser-deps lint fuzz-api bench-api bench-edge bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -105,3 +105,12 @@ bench-edge: system-deps venv
 
 clean:
 	rm -rf $(VENV) .scanroute .mypy_cache .ruff_cache .pytest_cache
+
+# Faults under `scanroute up` with a scan load (kill -9 of each process kind, Redis paused, edge SIGTERM):
+# prints a table, exits non-zero on any lost or duplicated scan (RELIABILITY.md). Loopback only, bounded.
+chaos: system-deps venv
+	$(PY) -m loadtests.chaos
+
+# The same scenarios, short, so that they cannot rot (run by CI).
+chaos-ci: system-deps venv
+	CHAOS_SECONDS=6 CHAOS_DRAIN=60 $(PY) -m loadtests.chaos
