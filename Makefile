@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: chaos chaos-ci run test test-browser browser-deps lint fuzz-api bench-api bench-edge bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
+.PHONY: chaos chaos-ci run test test-browser browser-deps lint fuzz-api bench-api bench-dashboard bench-edge bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -90,11 +90,16 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# Dashboard pages rendered server-side: groups list (1,000 groups), codes list (100,000 codes), analytics of a
+# code with 1M scans; p95 against the API's JSON for the same data, and page weight.
+bench-dashboard: system-deps venv
+	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_dashboard $(BENCH_ARGS)
+
 # Render costs (SVG/PNG/WebP, scannability check, cached hits); one benchmark at a time on a shared machine.
 bench-render: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_render
 
-# One ingest worker over 200,000 generated scans, then analytics on one code with 1,000,000 scans.
+# The ingest worker vs a bare COPY of the same rows, one vs two workers, lag, analytics on 1,000,000 scans.
 bench-ingest: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_ingest
 
