@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: chaos chaos-ci run test test-browser browser-deps lint fuzz-api bench-api bench-dashboard bench-edge bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
+.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-dashboard bench-edge bench-render bench-ingest bench-export loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -103,6 +103,11 @@ bench-render: system-deps venv
 bench-ingest: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_ingest
 
+# Print at volume: 10,000-code PDF sheets and zips, a 10,000-row import, 1,000,000 scans as CSV, with the job
+# worker's peak memory (docs/exports.md).
+bench-export: system-deps venv
+	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_export
+
 # Edge throughput/latency as ratios to a bare uvicorn 302 (BENCHMARKS.md). The script runs on CPU 1 so the
 # private PostgreSQL and Redis it starts share that CPU with wrk; the server under test gets CPU 0.
 bench-edge: system-deps venv
@@ -111,6 +116,7 @@ bench-edge: system-deps venv
 clean:
 	rm -rf $(VENV) .scanroute .mypy_cache .ruff_cache .pytest_cache
 
+.PHONY: chaos chaos-ci
 # Faults under `scanroute up` with a scan load (kill -9 of each process kind, Redis paused, edge SIGTERM):
 # prints a table, exits non-zero on any lost or duplicated scan (RELIABILITY.md). Loopback only, bounded.
 chaos: system-deps venv
