@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-edge bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
+.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-dashboard bench-edge bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -69,8 +69,8 @@ loadtest: system-deps load-deps
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.run_loadtest
 
 # The same scenario, short, so that it cannot rot (run by CI).
-# Until read-your-writes lands (docs/freshness.md), CI forgives writes this many seconds old; then 0.
-LOAD_GRACE ?= 0.25
+# No grace window: with read-your-writes (docs/freshness.md) a scan after a write's 2xx must see it.
+LOAD_GRACE ?= 0
 LOADTEST_CI := LOAD_USERS=8 LOAD_SPAWN_RATE=8 LOAD_DURATION=8s LOAD_CODES=500 LOAD_ADMIN_WAIT=0.5 LOAD_GRACE=$(LOAD_GRACE)
 loadtest-ci: system-deps load-deps
 	$(LOADTEST_CI) $(PY) -m loadtests.run_loadtest
@@ -90,11 +90,16 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# Dashboard pages rendered server-side: groups list (1,000 groups), codes list (100,000 codes), analytics of a
+# code with 1M scans; p95 against the API's JSON for the same data, and page weight.
+bench-dashboard: system-deps venv
+	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_dashboard $(BENCH_ARGS)
+
 # Render costs (SVG/PNG/WebP, scannability check, cached hits); one benchmark at a time on a shared machine.
 bench-render: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_render
 
-# One ingest worker over 200,000 generated scans, then analytics on one code with 1,000,000 scans.
+# The ingest worker vs a bare COPY of the same rows, one vs two workers, lag, analytics on 1,000,000 scans.
 bench-ingest: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_ingest
 

@@ -14,7 +14,9 @@ The edge, as its protocol server (`scanroute edge`) and as the ASGI app under uv
   (a) one hot code: group + code + visitor params, a phone's headers;
   (b) --codes codes with Zipf(1.1) popularity, their rows warm in Redis, the local cache cold at the
       start (the first window after start-up is reported separately as "first touch");
-  (c) as (b) with 10 % of the requests for unknown slugs, all distinct.
+  (c) as (b) with 10 % of the requests for unknown slugs, all distinct;
+  (e) as (a), but the code's group has 20 rules (every condition type, none matching) and a split
+      (docs/rules.md): the budget is (e)/(a) ≥ 0.9, judged per round.
 Then p99 at 64 connections at 80 % of each server's measured maximum (a small open-loop client,
 loadtests/fixed_rate.py), and the edge's RSS after --flood distinct unknown slugs on ~200-byte hosts.
 Every scan is acknowledged by Redis (group-committed XADD) before its answer.
@@ -45,7 +47,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import redis
+from pydantic import TypeAdapter
 
 from control_plane.cli.migrate import migrate
 from loadtests import fixed_rate
@@ -53,6 +57,7 @@ from shared.edge_rows import load_code_by_slug, load_groups
 from shared.embedded import EmbeddedServices, free_port, temporary_root
 from shared.keys import RedisKeys
 from shared.processes import spawn, stop
+from shared.rules import Rules, Split, dump_rules, dump_split
 
 SERVER_CPU, LOAD_CPU = "0", "1"
 HOST = "bench.test"
@@ -193,10 +198,39 @@ async def seed(database_url: str, codes: int) -> None:
             "qr_codes", columns=["id", "org_id", "livemode", "kind", "type", "slug", "domain", "group_id"],
             records=((f"qr_z{n}", "org_bench", True, "dynamic", "url", f"z{n}", HOST, "grp_bench")
                      for n in range(1, codes + 1)))
+        await seed_rules(conn)
         await conn.execute("ANALYZE qr_codes")
         await warm_redis(conn, codes)
     finally:
         await conn.close()
+
+
+# Five kinds of condition, four times over: the benchmark's visitor (an iPhone in German, no country) reaches
+# the split only after evaluating all twenty.
+BENCH_RULES = [{"country": ["DE"]}, {"device": ["android"]}, {"language": ["fr"]},
+               {"weekday": ["sun"], "time": {"from": "22:00", "to": "02:00"}, "timezone": "Europe/Berlin"},
+               {"ip": ["10.0.0.0/8"], "query": {"src": "flyer"}}] * 4
+
+
+async def seed_rules(conn: asyncpg.Connection[Any]) -> None:
+    """100 hot codes like (a)'s, in a group with 20 rules and a split."""
+    rules = dump_rules(TypeAdapter(Rules).validate_python(
+        [{"if": c, "destination": {"type": "url", "url": f"https://example.com/rule{n}"}}
+         for n, c in enumerate(BENCH_RULES)]))
+    split = dump_split(TypeAdapter(Split).validate_python(
+        [{"weight": 50, "destination": {"type": "url", "url": f"https://example.com/{v}?lang=en"}} for v in "ab"]))
+    await conn.execute(
+        "INSERT INTO qr_groups (id, org_id, livemode, destination_type, destination_url, rules, split)"
+        " VALUES ('grp_rules', 'org_bench', true, 'url', 'https://example.com/menu?lang=en#top', $1, $2)",
+        orjson.dumps(rules).decode(), orjson.dumps(split).decode())
+    await conn.executemany("INSERT INTO qr_group_url_params (group_id, key, value) VALUES ('grp_rules', $1, $2)",
+                           [("utm_campaign", "fall24"), ("utm_medium", "print")])
+    await conn.execute(
+        "INSERT INTO qr_codes (id, org_id, livemode, kind, type, slug, domain, group_id)"
+        " SELECT 'qr_r' || g, 'org_bench', true, 'dynamic', 'url', 'r' || g, $1, 'grp_rules'"
+        " FROM generate_series(1, 100) g", HOST)
+    await conn.execute("INSERT INTO qr_code_url_params (code_id, key, value)"
+                       " SELECT 'qr_r' || g, 'utm_medium', 'table' FROM generate_series(1, 100) g")
 
 
 async def warm_redis(conn: asyncpg.Connection[Any], codes: int) -> None:
@@ -303,6 +337,8 @@ def measure_all(wrk: str, services: EmbeddedServices, root: Path, args: argparse
                                       "script": zipf, "env": zipf_env}
             scenarios[f"{kind}-c"] = {"name": f"edge {kind}: (c) as (b), 10 % unknown", "url": url,
                                       "script": zipf, "env": {**zipf_env, "UNKNOWN_SHARE": "0.1"}}
+            scenarios[f"{kind}-e"] = {"name": f"edge {kind}: (e) as (a), 20 rules + split", "url": url,
+                                      "script": hot, "env": {"HOT_PREFIX": "r"}}
 
         # First touch: the Zipf load on a local cache that has seen nothing (Redis rows warm).
         first_touch = {kind: measure(**{k: v for k, v in scenarios[f"{kind}-b"].items() if k != "name"})
@@ -355,6 +391,9 @@ def throughput_report(scenarios: dict[str, dict[str, Any]], rounds: dict[str, li
                          f"{', larger than the spread' if abs(median - target) > spread else ', within the spread'})")
         b, c = statistics.median(ratios[f"{kind}-b"]), statistics.median(ratios[f"{kind}-c"])
         lines.append(f"edge {kind} (c) / (b) = {c / b:.2f} (unknown slugs cost no more than known ones: ≥ 1.0)")
+        with_rules = [e.rps / a.rps for e, a in zip(rounds[f"{kind}-e"], rounds[f"{kind}-a"], strict=True)]
+        lines.append(f"edge {kind} (e) / (a) = {statistics.median(with_rules):.2f} ± "
+                     f"{(max(with_rules) - min(with_rules)) / 2:.2f} (20 rules + split within 10 %: ≥ 0.90)")
     return lines
 
 

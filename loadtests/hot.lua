@@ -1,5 +1,7 @@
--- wrk script: one hot code (or HOT_N round robin) with a visitor query to merge and a phone's headers.
+-- wrk script: one hot code /<HOT_PREFIX>1 (or HOT_N round robin; prefix "h") with a visitor query to merge
+-- and a phone's headers.
 local n = tonumber(os.getenv("HOT_N") or "1")
+local prefix = os.getenv("HOT_PREFIX") or "h"
 local i = 0
 local headers = {}
 
@@ -14,5 +16,5 @@ end
 
 request = function()
   i = i % n + 1
-  return wrk.format("GET", "/h" .. i .. "?qr=1&utm_source=bench&utm_content=tbl", headers)
+  return wrk.format("GET", "/" .. prefix .. i .. "?qr=1&utm_source=bench&utm_content=tbl", headers)
 end

@@ -5,7 +5,8 @@ duplicated, wrong-outcome or stale scan, and on any admin write the API did not 
 Settings (environment): LOAD_USERS (default 50), LOAD_SPAWN_RATE (10/s), LOAD_DURATION (60s),
 LOAD_PROCESSES (locust processes, default 1), LOAD_EDGE_WORKERS (edge processes, default 1), LOAD_DRAIN
 (seconds to wait for the ingest, 120), LOAD_FAULT (`503:N`, `duplicate:N` or `drop:N`: put the broken edge
-of loadtests/fault_proxy.py in front of the real one), plus the campaign knobs of loadtests/campaign.py.
+of loadtests/fault_proxy.py in front of the real one), LOAD_BURN_CPUS (busy-loop processes run while scanning,
+to make the machine busy on purpose; default 0), plus the campaign knobs of loadtests/campaign.py.
 Runs against a scratch stack (loadtests/stack.py): private servers unless DATABASE_URL/REDIS_URL are set.
 """
 
@@ -101,6 +102,18 @@ class CpuMeter:
 
 
 @contextmanager
+def cpu_burners(count: int) -> Iterator[None]:
+    """`count` processes spinning on the CPU: a machine made busy on purpose."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+@contextmanager
 def fault_proxy(spec: str, edge_url: str) -> Iterator[tuple[str, FaultProxy | None]]:
     """The edge's URL, or the URL of a broken edge in front of it when LOAD_FAULT is set."""
     if not spec:
@@ -146,7 +159,8 @@ def main() -> int:
             history.add(Write(group_id, version, 0.0, 0.0, state))
         stop_admins = threading.Event()
         admins, threads = start_admins(campaign, knobs.admins, stop_admins)
-        with fault_proxy(env.get("LOAD_FAULT", ""), stack.urls["edge"]) as (target, proxy):
+        burners = int(env.get("LOAD_BURN_CPUS", "0"))
+        with fault_proxy(env.get("LOAD_FAULT", ""), stack.urls["edge"]) as (target, proxy), cpu_burners(burners):
             command = [str(Path(sys.executable).with_name("locust")), "-f", "loadtests/locustfile.py",
                        "--headless", "-u", env.get("LOAD_USERS", "50"), "-r", env.get("LOAD_SPAWN_RATE", "10"),
                        "-t", env.get("LOAD_DURATION", "60s"), "--host", target, "--stop-timeout", "10",
@@ -173,6 +187,8 @@ def main() -> int:
               f"{latency_line(answers)}")
         print(f"CPU while scanning: edge {meter.cores('edge'):.2f} cores, "
               f"load generator {meter.cores('load generator'):.2f} cores (of {psutil.cpu_count()})")
+        if burners:
+            print(f"{burners} CPU burner processes spun while scanning")
         print(f"admin writes acknowledged: {len(writes)}; admin requests failed: {len(admin_failures)}; "
               f"grace window: {knobs.grace * 1000:.0f} ms")
         if proxy is not None:

@@ -102,7 +102,8 @@ def scratch_stack(kinds: tuple[str, ...] = ("control-plane",), **extra_env: str)
                "REDIS_NAMESPACE": namespace, "CONTROL_PLANE_BIND": f"127.0.0.1:{cp_port}",
                "EDGE_BIND": f"127.0.0.1:{edge_port}", "DEFAULT_DOMAIN": f"127.0.0.1:{edge_port}",
                "SCAN_HASH_SECRET": secrets.token_hex(16), "RATE_LIMIT_PER_SECOND": "1000000",
-               "RATE_LIMIT_BURST": "1000000", **extra_env}
+               "RATE_LIMIT_BURST": "1000000", "ADDRESS_RATE_LIMIT_PER_SECOND": "1000000",
+               "ADDRESS_RATE_LIMIT_BURST": "1000000", **extra_env}
         stack = Stack(env["DATABASE_URL"], redis_url, namespace, key, env)
         for kind in kinds:
             process = spawn([sys.executable, "-m", "control_plane.cli", *kind.split()], env=env)

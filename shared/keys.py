@@ -78,7 +78,8 @@ class ApiKeys:
         return f"{self.namespace}:idem:{owner}:{key}"
 
     def rate_limit(self, owner: str) -> str:
-        """Hash: the token bucket of one API key (tokens, last refill in ms)."""
+        """Hash: one token bucket (tokens, last refill in ms): `key:{hash of the API key}`, or
+        `anonymous:{address}` / `public:{address}` for traffic without a (valid) key."""
         return f"{self.namespace}:rate:{owner}"
 
 

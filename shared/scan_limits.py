@@ -20,18 +20,22 @@ WITH effective AS (
 UPDATE qr_codes c SET scan_limit_reached_at = CASE WHEN e.reached THEN now() END,
     -- a code that can be scanned again may expire again later, and is announced again then
     expired_notified_at = CASE WHEN e.reached THEN c.expired_notified_at END,
-    version = c.version + 1
+    version = c.version + {bump}
 FROM effective e
 WHERE c.id = e.id AND e.reached <> (c.scan_limit_reached_at IS NOT NULL)
 RETURNING c.id
 """
-REFRESH_CODES = _REFRESH.format(where="c.id = ANY($1::text[])")
-REFRESH_GROUP = _REFRESH.format(where="c.group_id = $1")
+REFRESH_CODES = _REFRESH.format(where="c.id = ANY($1::text[])", bump=1)
+REFRESH_CHANGED_CODE = _REFRESH.format(where="c.id = ANY($1::text[])", bump=0)
+REFRESH_GROUP = _REFRESH.format(where="c.group_id = $1", bump=1)
 
 
-async def refresh_codes(conn: asyncpg.Connection[Any], code_ids: list[str]) -> list[str]:
-    """Marks or unmarks these codes; returns those whose mark changed."""
-    return [r["id"] for r in await conn.fetch(REFRESH_CODES, code_ids)] if code_ids else []
+async def refresh_codes(conn: asyncpg.Connection[Any], code_ids: list[str], *, bumped: bool = False) -> list[str]:
+    """Marks or unmarks these codes; returns those whose mark changed. `bumped`: the caller's transaction
+    has already raised their version (an API change of the code itself: one change, one version)."""
+    if not code_ids:
+        return []
+    return [r["id"] for r in await conn.fetch(REFRESH_CHANGED_CODE if bumped else REFRESH_CODES, code_ids)]
 
 
 async def refresh_group(conn: asyncpg.Connection[Any], group_id: str) -> list[str]:

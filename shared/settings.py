@@ -217,6 +217,11 @@ class ControlPlaneSettings(_FromEnv):
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
+    # Per client address: requests without a key or with a key that failed, and the public image routes.
+    address_rate_limit_per_second: float = 50.0
+    address_rate_limit_burst: int = 200
+    webhook_endpoints_live: int = 16  # endpoints per organisation in live mode
+    webhook_endpoints_test: int = 3  # and in test mode, whose events are free
     cache_sync_interval: float = 1.0  # seconds; 0 turns the outbox repair loop off
     request_read_timeout: float = 10.0  # seconds a client has to send a request's headers (and each body pause)
     max_connections: int = 1000  # concurrent connections and requests; more get a 503
@@ -240,6 +245,10 @@ class ControlPlaneSettings(_FromEnv):
             outbound=OutboundSettings.read(r),
             rate_limit_per_second=r.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
             rate_limit_burst=r.integer("RATE_LIMIT_BURST", 200, minimum=1),
+            address_rate_limit_per_second=r.number("ADDRESS_RATE_LIMIT_PER_SECOND", 50.0, minimum=0.001),
+            address_rate_limit_burst=r.integer("ADDRESS_RATE_LIMIT_BURST", 200, minimum=1),
+            webhook_endpoints_live=r.integer("WEBHOOK_ENDPOINTS_PER_ORG", 16, minimum=1),
+            webhook_endpoints_test=r.integer("WEBHOOK_TEST_ENDPOINTS_PER_ORG", 3, minimum=1),
             cache_sync_interval=r.number("CACHE_SYNC_INTERVAL", 1.0, minimum=0.0),
             request_read_timeout=r.number("CONTROL_PLANE_READ_TIMEOUT", 10.0, minimum=0.1),
             max_connections=r.integer("CONTROL_PLANE_MAX_CONNECTIONS", 1000, minimum=1),

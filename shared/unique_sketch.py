@@ -14,6 +14,7 @@ from collections.abc import Iterable
 PRECISION = 10
 REGISTERS = 1 << PRECISION
 _REST_BITS = 64 - PRECISION
+_REST_MASK = (1 << _REST_BITS) - 1
 _ALPHA = 0.7213 / (1 + 1.079 / REGISTERS)
 _INVERSE_POWERS = [2.0 ** -rank for rank in range(_REST_BITS + 2)]
 
@@ -22,12 +23,33 @@ def empty() -> bytearray:
     return bytearray(REGISTERS)
 
 
-def add(registers: bytearray, value: str) -> None:
+def register(value: str) -> tuple[int, int]:
+    """The register `value` falls in, and the rank it sets there."""
     h = _uniform_64_bits(value)
-    index = h >> _REST_BITS
-    rank = _REST_BITS + 1 - (h & ((1 << _REST_BITS) - 1)).bit_length()
+    return h >> _REST_BITS, _REST_BITS + 1 - (h & _REST_MASK).bit_length()
+
+
+def add(registers: bytearray, value: str) -> None:
+    index, rank = register(value)
     if rank > registers[index]:
         registers[index] = rank
+
+
+def note(ranks: dict[int, int], value: str) -> None:
+    """Adds `value` to a sparse sketch (register → rank): a batch adds a few values per code and hour, so
+    carrying only the registers it touched is cheaper than a whole sketch."""
+    index, rank = register(value)
+    if rank > ranks.get(index, 0):
+        ranks[index] = rank
+
+
+def apply(registers: bytes, ranks: dict[int, int]) -> bytes:
+    """`registers` with a sparse sketch added: the union of the two."""
+    merged = bytearray(registers)
+    for index, rank in ranks.items():
+        if rank > merged[index]:
+            merged[index] = rank
+    return bytes(merged)
 
 
 def _uniform_64_bits(value: str) -> int:

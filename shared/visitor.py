@@ -7,7 +7,7 @@ without rules (or whose rules test only the country) pays nothing for parsing th
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from functools import lru_cache
 from urllib.parse import parse_qs
 
@@ -15,7 +15,9 @@ from shared.user_agents import AgentTraits, agent_traits
 
 MIN_LANGUAGE_QUALITY = 0.5
 LANGUAGE_CACHE_ENTRIES = 4096  # the edge cuts Accept-Language to 256 characters
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+ADDRESS_CACHE_ENTRIES = 4096
+QUERY_CACHE_ENTRIES = 4096  # printed codes are scanned with the same few queries (`?qr=1`)
+Address = tuple[int, int]  # (IP version, the address as an integer)
 
 
 @lru_cache(maxsize=LANGUAGE_CACHE_ENTRIES)
@@ -42,6 +44,27 @@ def _quality(params: str) -> float:
     return 1.0
 
 
+@lru_cache(maxsize=ADDRESS_CACHE_ENTRIES)
+def address_bits(client_ip: str) -> Address | None:
+    """The client address as (version, integer) — what `ip` rules compare with their networks' bits —
+    or None when it is not an IP address (e.g. a Unix socket peer)."""
+    for family, version in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
+        try:
+            bits = int.from_bytes(socket.inet_pton(family, client_ip), "big")
+        except (OSError, ValueError):
+            continue
+        if version == 6 and bits >> 32 == 0xFFFF:
+            return 4, bits & 0xFFFFFFFF  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
+        return version, bits
+    return None
+
+
+@lru_cache(maxsize=QUERY_CACHE_ENTRIES)
+def parsed_query(query_string: bytes) -> dict[str, list[str]]:
+    """The visitor's query, decoded (shared between scans with the same query: read it, never change it)."""
+    return parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
+
+
 class Visitor:
     __slots__ = ("_agent", "_ip", "_ip_parsed", "_languages", "_query", "accept_language", "client_ip", "country",
                  "query_string", "user_agent", "visitor_hash")
@@ -57,7 +80,7 @@ class Visitor:
         self._agent: AgentTraits | None = None
         self._languages: frozenset[str] | None = None
         self._query: dict[str, list[str]] | None = None
-        self._ip: IPAddress | None = None
+        self._ip: Address | None = None
         self._ip_parsed = False
 
     @property
@@ -75,18 +98,12 @@ class Visitor:
     @property
     def query(self) -> dict[str, list[str]]:
         if self._query is None:
-            self._query = parse_qs(self.query_string.decode("latin-1"), keep_blank_values=True)
+            self._query = parsed_query(self.query_string)
         return self._query
 
     @property
-    def ip(self) -> IPAddress | None:
+    def ip(self) -> Address | None:
         if not self._ip_parsed:
             self._ip_parsed = True
-            try:
-                address = ipaddress.ip_address(self.client_ip)
-                if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-                    address = address.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
-                self._ip = address
-            except ValueError:
-                self._ip = None  # not an address (e.g. a Unix socket peer): no `ip` rule matches
+            self._ip = address_bits(self.client_ip)
         return self._ip

@@ -30,10 +30,11 @@ IN_FLIGHT_TTL = 120  # seconds a crashed request can block its key
 NOT_CACHED = {401, 403, 429}  # the request never ran: a retry must run it
 STORE_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.RedisError, *STORE_UNAVAILABLE)
 
-# A token bucket refilled continuously at ARGV[1] tokens/s up to ARGV[2]. Returns
-# {allowed, tokens left, seconds until full, seconds until the next token}.
+# A token bucket refilled continuously at ARGV[1] tokens/s up to ARGV[2]; a request costs ARGV[3] tokens
+# (0: only look whether one is left). Returns {allowed, tokens left, seconds until full, seconds until the
+# next token}.
 TOKEN_BUCKET = """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3] or '1')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -41,7 +42,7 @@ local tokens, ts = tonumber(state[1]) or burst, tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
 local allowed = 0
 if tokens >= 1 then
-  tokens = tokens - 1
+  tokens = tokens - cost
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
@@ -77,36 +78,75 @@ def _applies(scope: Scope) -> bool:
     return scope["type"] == "http" and str(scope["path"]).startswith("/v1/")
 
 
+# Served to anyone without a key (images embedded in pages, previews, logos): limited per client address.
+PUBLIC_PREFIXES = ("/i/", "/qr/", "/logos/")
+
+
 class RateLimitMiddleware:
+    """Token buckets in Redis: per API key under /v1; per client address for requests without a key, for
+    requests whose key failed authentication (so random tokens cannot each get a fresh bucket) and for
+    the public image routes."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        owner = caller(scope) if _applies(scope) else None
-        if owner is None:
+        path = str(scope["path"]) if scope["type"] == "http" else ""
+        if path.startswith(PUBLIC_PREFIXES):
+            return await self._limit(scope, receive, send, address_bucket(scope, "public"), per_address=True)
+        if not path.startswith("/v1/"):
             return await self.app(scope, receive, send)
+        owner = caller(scope)
+        anonymous = address_bucket(scope, "anonymous")
+        if owner is None:
+            return await self._limit(scope, receive, send, anonymous, per_address=True)
+        # An address whose failed-auth budget is spent is refused before its key is even looked at.
+        if not await self._take(scope, anonymous, per_address=True, cost=0):
+            return await self._limit(scope, receive, send, anonymous, per_address=True)
+
+        async def charge_failures(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                await self._take(scope, anonymous, per_address=True, cost=1)
+            await send(message)
+
+        await self._limit(scope, receive, charge_failures, f"key:{owner}", per_address=False)
+
+    async def _take(self, scope: Scope, bucket: str, *, per_address: bool, cost: int) -> bool:
+        try:
+            return bool((await self._bucket(scope, bucket, per_address, cost))[0])
+        except redis.exceptions.RedisError:
+            return True  # _limit logs the outage
+
+    @staticmethod
+    async def _bucket(scope: Scope, bucket: str, per_address: bool, cost: int) -> list[int]:
         state = scope_state(scope)
         settings = state.settings
+        rate, burst = ((settings.address_rate_limit_per_second, settings.address_rate_limit_burst) if per_address
+                       else (settings.rate_limit_per_second, settings.rate_limit_burst))
+        result: list[int] = await state.rate_limiter(
+            keys=[ApiKeys(settings.stores.redis_namespace).rate_limit(bucket)], args=[rate, burst, cost])
+        return result
+
+    async def _limit(self, scope: Scope, receive: Receive, send: Send, bucket: str, *, per_address: bool) -> None:
+        settings = scope_state(scope).settings
         try:
-            allowed, remaining, reset, retry = await state.rate_limiter(
-                keys=[ApiKeys(settings.stores.redis_namespace).rate_limit(owner)],
-                args=[settings.rate_limit_per_second, settings.rate_limit_burst])
+            allowed, remaining, reset, retry = await self._bucket(scope, bucket, per_address, 1)
         except redis.exceptions.RedisError as exc:
             log.warning("rate limiter unavailable, letting the request through: %r", exc)
             return await self.app(scope, receive, send)
-        headers = [(b"ratelimit-limit", str(settings.rate_limit_burst).encode()),
+        burst = settings.address_rate_limit_burst if per_address else settings.rate_limit_burst
+        headers = [(b"ratelimit-limit", str(burst).encode()),
                    (b"ratelimit-remaining", str(remaining).encode()), (b"ratelimit-reset", str(reset).encode())]
         if not allowed:
             problem = Problem(429, f"Rate limit exceeded; retry in {max(retry, 1)} s.",
                               headers={"Retry-After": str(max(retry, 1))})
             return await _with_headers(problem_response(problem), headers)(scope, receive, send)
+        await _with_headers(self.app, headers)(scope, receive, send)
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *headers]
-            await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+def address_bucket(scope: Scope, kind: str) -> str:
+    client = scope.get("client")
+    return f"{kind}:{client[0] if client else 'unknown'}"
 
 
 def _with_headers(app: Any, headers: list[tuple[bytes, bytes]]) -> ASGIApp:

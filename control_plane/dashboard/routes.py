@@ -5,7 +5,18 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from control_plane.dashboard.pages import analytics, codes, design, groups, members, overview, sign_in
+from control_plane.dashboard.pages import (
+    analytics,
+    api_keys,
+    codes,
+    design,
+    groups,
+    members,
+    overview,
+    sign_in,
+    usage,
+    webhooks,
+)
 
 STATIC = "/app/static"
 
@@ -19,6 +30,9 @@ def dashboard_mount() -> Mount:
         *codes.routes,
         *design.routes,
         *analytics.routes,
+        *api_keys.routes,
+        *webhooks.routes,
+        *usage.routes,
         Mount("/static", StaticFiles(packages=[("control_plane.dashboard", "static")]), name="static"),
     ]
     return Mount("/app", routes=routes)

@@ -26,6 +26,9 @@ _environment.globals["NAV"] = [
     ("/app/", "Overview", "qr:read"),
     ("/app/groups", "Groups", "qr:read"),
     ("/app/codes", "Codes", "qr:read"),
+    ("/app/api-keys", "API keys", "keys:write"),
+    ("/app/webhooks", "Webhooks", "webhooks:read"),
+    ("/app/usage", "Usage", "qr:read"),
     ("/app/users", "Users", "users:write"),
 ]
 templates = Jinja2Templates(env=_environment)

@@ -62,11 +62,16 @@ class Visit:
     user: User
     stores: Stores
     form: dict[str, str] = field(default_factory=dict)
+    form_items: list[tuple[str, str]] = field(default_factory=list)  # repeated fields (checkboxes) in order
 
     @property
     def principal(self) -> ApiKey:
         """The caller as the services know it: the user's organisation, mode and role's scopes."""
         return ApiKey(self.user.id, self.user.org_id, self.session.livemode, self.user.scopes)
+
+    def values(self, name: str) -> list[str]:
+        """Every value of a repeated form field, such as a group of checkboxes."""
+        return [v for k, v in self.form_items if k == name]
 
     def can(self, scope: str) -> bool:
         return scope in self.user.scopes
@@ -100,7 +105,8 @@ def page(scope: str = "qr:read") -> Callable[[Handler], Callable[[Request], Awai
             visit = Visit(request, session, user, found)
             if request.method == "POST":
                 form = await request.form(max_files=0, max_fields=2000)
-                visit.form = {k: v for k, v in form.items() if isinstance(v, str)}
+                visit.form_items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+                visit.form = dict(visit.form_items)
                 sent = visit.form.get(CSRF_FIELD) or request.headers.get("x-csrf-token")
                 if not _csrf_ok(session, sent):
                     return visit.error(403, "This form has expired or did not come from the dashboard. "

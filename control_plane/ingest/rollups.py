@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -57,23 +58,42 @@ ON CONFLICT (code_id, hour, group_id, livemode, country, device_type, os, browse
 """
 
 
-def _hour(row: ScanRow) -> datetime:
-    return row.scanned_at.replace(minute=0, second=0, microsecond=0)
+Ranks = dict[int, int]  # a sparse sketch: register → rank (shared.unique_sketch.note)
 
 
-def _index(value: int | None) -> int:
-    return -1 if value is None else value
+@dataclass(slots=True)
+class Summary:
+    """What a batch of rows adds to the rollups, the sketches and `scan_count`: human scans only."""
+
+    counts: Counter[RollupKey]
+    sketches: dict[SketchKey, tuple[Ranks, Ranks]]  # visitors, IPs
+
+    def per_code(self) -> Counter[str]:
+        per_code: Counter[str] = Counter()
+        for key, n in self.counts.items():
+            per_code[key.code_id] += n
+        return per_code
 
 
-def count_humans(rows: Iterable[ScanRow]) -> Counter[RollupKey]:
-    """Human scans per rollup key."""
+def summarise(rows: Iterable[ScanRow]) -> Summary:
+    """One pass over the rows; the hottest loop of the worker after decoding."""
     counts: Counter[RollupKey] = Counter()
+    sketches: dict[SketchKey, tuple[Ranks, Ranks]] = {}
     for row in rows:
-        if not row.is_bot:
-            counts[RollupKey(row.code_id, _hour(row), row.group_id or "", row.livemode, row.country or "",
-                             row.device_type, row.os, row.browser, row.scan_method, row.scanner_app or "",
-                             row.outcome, row.org_id, _index(row.rule), _index(row.variant))] += 1
-    return counts
+        if row.is_bot:
+            continue
+        hour = row.scanned_at.replace(minute=0, second=0, microsecond=0)
+        group_id = row.group_id or ""
+        counts[RollupKey(row.code_id, hour, group_id, row.livemode, row.country or "", row.device_type, row.os,
+                         row.browser, row.scan_method, row.scanner_app or "", row.outcome, row.org_id,
+                         -1 if row.rule is None else row.rule, -1 if row.variant is None else row.variant)] += 1
+        key = SketchKey(row.code_id, hour, group_id, row.livemode, row.org_id)
+        ranks = sketches.get(key)
+        if ranks is None:
+            ranks = sketches[key] = ({}, {})
+        unique_sketch.note(ranks[0], row.visitor_hash)
+        unique_sketch.note(ranks[1], row.ip_hash)
+    return Summary(counts, sketches)
 
 
 def _columns(rows: list[Any]) -> list[list[Any]]:
@@ -110,42 +130,23 @@ DO UPDATE SET visitors = sketch_union(s.visitors, EXCLUDED.visitors), ips = sket
 """
 
 
-def sketch_humans(rows: Iterable[ScanRow]) -> dict[SketchKey, tuple[bytearray, bytearray]]:
-    """Visitor and IP sketches of the human scans per code and hour."""
-    sketches: dict[SketchKey, tuple[bytearray, bytearray]] = {}
-    for row in rows:
-        if not row.is_bot:
-            key = SketchKey(row.code_id, _hour(row), row.group_id or "", row.livemode, row.org_id)
-            visitors, ips = sketches.get(key) or sketches.setdefault(key, (unique_sketch.empty(),
-                                                                           unique_sketch.empty()))
-            unique_sketch.add(visitors, row.visitor_hash)
-            unique_sketch.add(ips, row.ip_hash)
-    return sketches
-
-
-async def add_sketches(conn: asyncpg.Connection[Any],
-                       sketches: dict[SketchKey, tuple[bytearray, bytearray]]) -> None:
+async def add_sketches(conn: asyncpg.Connection[Any], sketches: dict[SketchKey, tuple[Ranks, Ranks]]) -> None:
     if not sketches:
         return
     keys = sorted(sketches)
     by_row = {k[:4]: k for k in keys}  # (code_id, hour, group_id, livemode): the primary key
     existing = await conn.fetch(SKETCH_LOCK, *_columns(list(by_row)))
+    sketches = dict(sketches)  # the caller's stays whole
     if existing:
         merged = []
         for row in existing:
             row_key = (row["code_id"], row["hour"], row["group_id"], row["livemode"])
             visitors, ips = sketches.pop(by_row[row_key])
-            merged.append((*row_key, unique_sketch.union([row["visitors"], visitors]),
-                           unique_sketch.union([row["ips"], ips])))
+            merged.append((*row_key, unique_sketch.apply(row["visitors"], visitors),
+                           unique_sketch.apply(row["ips"], ips)))
         await conn.execute(SKETCH_UPDATE, *_columns(merged))
     fresh = [k for k in keys if k in sketches]
     if fresh:
-        await conn.execute(SKETCH_INSERT, *_columns(fresh), [bytes(sketches[k][0]) for k in fresh],
-                           [bytes(sketches[k][1]) for k in fresh])
-
-
-def humans_per_code(counts: Counter[RollupKey]) -> Counter[str]:
-    per_code: Counter[str] = Counter()
-    for key, n in counts.items():
-        per_code[key.code_id] += n
-    return per_code
+        empty = bytes(unique_sketch.REGISTERS)
+        await conn.execute(SKETCH_INSERT, *_columns(fresh), [unique_sketch.apply(empty, sketches[k][0]) for k in fresh],
+                           [unique_sketch.apply(empty, sketches[k][1]) for k in fresh])

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from control_plane.ingest.counts import add_scans
-from control_plane.ingest.rollups import add_rollups, add_sketches, count_humans, humans_per_code, sketch_humans
+from control_plane.ingest.rollups import Summary, add_rollups, add_sketches, summarise
 from control_plane.ingest.scan_row import COLUMNS, ScanRow
 
 STAGING = "CREATE TEMP TABLE IF NOT EXISTS scans_staging (LIKE scans) ON COMMIT DELETE ROWS"
@@ -25,15 +25,20 @@ ON CONFLICT DO NOTHING RETURNING scan_id::text
 """
 
 
-async def store_rows(conn: asyncpg.Connection[Any], rows: list[ScanRow]) -> list[ScanRow]:
-    """Stores the rows not stored before and what derives from them; returns those. Commits, or raises."""
-    rows = list({row.scan_id: row for row in rows}.values())  # one row per scan_id
+async def store_rows(conn: asyncpg.Connection[Any], rows: list[ScanRow], summary: Summary | None = None
+                     ) -> list[ScanRow]:
+    """Stores the rows not stored before and what derives from them; returns those. Commits, or raises.
+
+    `summary` is `summarise(rows)` worked out ahead (while PostgreSQL stored the previous batch); it is used
+    when every row is new, which is the common case."""
+    unique = list({row.scan_id: row for row in rows}.values())
     async with conn.transaction():
-        new = await _insert_new(conn, rows)
-        counts = count_humans(new)
-        await add_rollups(conn, counts)
-        await add_sketches(conn, sketch_humans(new))
-        await add_scans(conn, humans_per_code(counts))
+        new = await _insert_new(conn, unique)
+        if summary is None or len(new) < len(rows):
+            summary = summarise(new)
+        await add_rollups(conn, summary.counts)
+        await add_sketches(conn, summary.sketches)
+        await add_scans(conn, summary.per_code())
     return new
 
 

@@ -75,13 +75,18 @@ class ScanStream:
                 pipe.hincrby(self.attempts_key, entry_id, -1)
             await pipe.execute()
 
-    async def ack(self, ids: list[bytes]) -> None:
-        """Done with these entries (stored or dead-lettered): acknowledged, their attempts forgotten."""
-        if ids:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self.key, INGEST_GROUP, *ids)
-                pipe.hdel(self.attempts_key, *ids)
-                await pipe.execute()
+    async def ack(self, ids: list[bytes], *, counted: bool = False) -> None:
+        """Done with these entries (stored or dead-lettered): acknowledged, and their attempts forgotten when
+        they were `counted`."""
+        if not ids:
+            return
+        if not counted:
+            await self.redis.xack(self.key, INGEST_GROUP, *ids)
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.key, INGEST_GROUP, *ids)
+            pipe.hdel(self.attempts_key, *ids)
+            await pipe.execute()
 
     async def trim_acknowledged(self) -> int:
         """Deletes entries every consumer has acknowledged: below the oldest pending one, or, with none

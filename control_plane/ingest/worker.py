@@ -26,6 +26,7 @@ from control_plane.ingest.dead_letters import DeadLetter
 from control_plane.ingest.expiry import ExpirySweep
 from control_plane.ingest.metrics import IngestMetrics
 from control_plane.ingest.partitions import ScanPartitions
+from control_plane.ingest.rollups import Summary, summarise
 from control_plane.ingest.scan_row import ScanRow, scan_row
 from control_plane.ingest.store import store_rows
 from control_plane.ingest.stream import Entry, ScanStream
@@ -63,15 +64,23 @@ class Pending:
     row: ScanRow
 
 
-def decode(entries: list[Entry]) -> tuple[list[Pending], list[DeadLetter]]:
-    decoded, rejected = [], []
+@dataclass(slots=True)
+class Batch:
+    entries: list[Entry]
+    decoded: list[Pending]
+    undecodable: list[DeadLetter]
+    summary: Summary  # of every decoded row: what the batch adds when none was stored before
+
+
+def decode(entries: list[Entry]) -> Batch:
+    decoded, undecodable = [], []
     for entry_id, fields in entries:
         payload = (fields or {}).get(SCAN_FIELD, b"")
         try:
             decoded.append(Pending(entry_id, payload, scan_row(ScanEvent.decode(payload))))
         except UNDECODABLE as exc:
-            rejected.append(DeadLetter(entry_id.decode(), payload, f"undecodable: {exc!r}"))
-    return decoded, rejected
+            undecodable.append(DeadLetter(entry_id.decode(), payload, f"undecodable: {exc!r}"))
+    return Batch(entries, decoded, undecodable, summarise(p.row for p in decoded))
 
 
 class IngestWorker:
@@ -108,12 +117,12 @@ class IngestWorker:
                 entries = await self.stream.read(cursor, self.settings.batch_size,
                                                  None if cursor == "0" else self.settings.block_ms)
                 if entries and cursor == "0":
-                    await self.store(entries, *decode(entries), redelivered=True)  # re-read until stored
+                    await self.store(decode(entries), redelivered=True)  # re-read until stored
                 elif entries:
                     batch = decode(entries)
                     if storing is not None:
                         await storing
-                    storing = asyncio.create_task(self.store(entries, *batch))
+                    storing = asyncio.create_task(self.store(batch))
                 elif cursor == "0":
                     cursor = ">"
                 backoff = 0.1
@@ -154,32 +163,31 @@ class IngestWorker:
         claimed = await self.stream.claim_idle(self.settings.claim_idle_ms, self.settings.batch_size)
         if claimed:
             log.info("claimed %d scan entries left unacknowledged by a dead consumer", len(claimed))
-            await self.store(claimed, *decode(claimed), redelivered=True)
+            await self.store(decode(claimed), redelivered=True)
 
     async def ingest(self, entries: list[Entry]) -> int:
         """Insert a batch; returns the number of new rows. Acknowledges every entry after COMMIT."""
-        return await self.store(entries, *decode(entries))
+        return await self.store(decode(entries))
 
-    async def store(self, entries: list[Entry], decoded: list[Pending], undecodable: list[DeadLetter], *,
-                    redelivered: bool = False) -> int:
+    async def store(self, batch: Batch, *, redelivered: bool = False) -> int:
         """Stores the decoded entries, dead-letters the rest, acknowledges all; returns the rows inserted.
 
         A redelivered batch counts an attempt per entry, once PostgreSQL has handed over a connection."""
-        self.metrics.read.inc(len(entries))
-        self.metrics.dead_letters.labels("undecodable").inc(len(undecodable))
-        inserted, rejected = 0, list(undecodable)
-        if decoded:
-            await self.partitions.ensure({p.row.scanned_at.date() for p in decoded})
+        self.metrics.read.inc(len(batch.entries))
+        self.metrics.dead_letters.labels("undecodable").inc(len(batch.undecodable))
+        inserted, rejected = 0, list(batch.undecodable)
+        if batch.decoded:
+            await self.partitions.ensure({p.row.scanned_at.date() for p in batch.decoded})
             async with self.db.acquire() as conn:
                 plain = cast("asyncpg.Connection[Any]", conn)  # the pool's proxy has every Connection method
                 if redelivered:
-                    inserted, failed = await self._store_counting_attempts(plain, decoded)
+                    inserted, failed = await self._store_counting_attempts(plain, batch.decoded)
                 else:
-                    inserted, failed = await self._store_isolating(plain, decoded, POISON)
+                    inserted, failed = await self._store_isolating(plain, batch.decoded, POISON, batch.summary)
             rejected += failed
         if rejected:
             await self._dead_letter(rejected)
-        await self.stream.ack([entry_id for entry_id, _ in entries])
+        await self.stream.ack([entry_id for entry_id, _ in batch.entries], counted=redelivered)
         return inserted
 
     async def _store_counting_attempts(self, conn: asyncpg.Connection[Any],
@@ -202,12 +210,13 @@ class IngestWorker:
         return inserted, worn + rejected
 
     async def _store_isolating(self, conn: asyncpg.Connection[Any], batch: list[Pending],
-                               poison: tuple[type[Exception], ...]) -> tuple[int, list[DeadLetter]]:
+                               poison: tuple[type[Exception], ...], summary: Summary | None = None
+                               ) -> tuple[int, list[DeadLetter]]:
         """Stores the batch; if it is rejected, halves it until the entries at fault are alone."""
         if not batch:
             return 0, []
         try:
-            new = await store_rows(conn, [p.row for p in batch])
+            new = await store_rows(conn, [p.row for p in batch], summary)
         except OUTAGE:
             raise
         except poison as exc:

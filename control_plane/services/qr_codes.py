@@ -9,6 +9,7 @@ from collections.abc import Collection
 from typing import Any, Literal
 
 import asyncpg
+from typing_extensions import TypedDict
 
 from control_plane.render.content import encode_static, parse_content
 from control_plane.render.design import merge_design
@@ -26,7 +27,14 @@ from control_plane.services.keys import ApiKey
 from control_plane.services.listing import Listing
 from control_plane.services.params import apply_params, pairs_to_dict
 from control_plane.services.routing_fields import ResolvedRoutingPublic, RoutingPublic, resolved_routing, routing_object
-from control_plane.services.schemas import CodeType, QRCodeCreate, QRCodeListQuery, QRCodeUpdate, Status
+from control_plane.services.schemas import (
+    CodeType,
+    QRCodeBulkUpdate,
+    QRCodeCreate,
+    QRCodeListQuery,
+    QRCodeUpdate,
+    Status,
+)
 from control_plane.services.usage import meter_created
 from control_plane.services.versions import check_version
 from shared.edge_rows import CODE_COLUMNS, code_row, load_groups
@@ -387,3 +395,21 @@ async def delete_code(ctx: ServiceContext, key: ApiKey, code_id: str, *,
                            " WHERE id = $1", code_id)
         await record_event(conn, key.org_id, key.livemode, "qr.deleted", obj)
     await ctx.cache.publish_codes(ctx.db, [code_id])
+
+
+class BulkUpdatePublic(TypedDict):
+    updated: int
+
+
+async def bulk_update(ctx: ServiceContext, key: ApiKey, body: QRCodeBulkUpdate) -> BulkUpdatePublic:
+    """Every named code or none: one transaction, each code patched (and its `qr.updated` recorded) as a PATCH
+    of the same fields would; an unknown id or a refused change rolls all of them back."""
+    changes = QRCodeUpdate.model_validate(body.set.model_dump(exclude_unset=True))
+    if not changes.model_fields_set:
+        raise field_error("set", "must set at least one of tags, folder_id, status, group_id")
+    code_ids = list(dict.fromkeys(body.ids))
+    async with ctx.transaction() as conn:
+        for code_id in code_ids:
+            await _update_in(conn, key, code_id, changes, ctx.settings)
+    await ctx.cache.publish_codes(ctx.db, code_ids)
+    return {"updated": len(code_ids)}

@@ -138,7 +138,7 @@ async def after_code_change(conn: asyncpg.Connection[Any], code_id: str, fields:
     if "valid_until" in fields:
         await conn.execute("UPDATE qr_codes SET expired_notified_at = NULL WHERE id = $1", code_id)
     if "max_scans" in fields or "group_id" in fields:
-        await refresh_codes(conn, [code_id])
+        await refresh_codes(conn, [code_id], bumped=True)
 
 
 async def after_group_change(conn: asyncpg.Connection[Any], group_id: str, fields: set[str]) -> list[str]:

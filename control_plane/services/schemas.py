@@ -119,6 +119,20 @@ class MintCodes(Body):
     design: dict[str, Any] | None = None
 
 
+class BulkChanges(Body):
+    """What a bulk update may set on every code it names (a PATCH of these fields, `null` clears)."""
+
+    tags: Annotated[list[Tag], Field(max_length=10)] | None = None
+    folder_id: Reference | None = None
+    status: Status | None = None
+    group_id: Reference | None = None
+
+
+class QRCodeBulkUpdate(Body):
+    ids: Annotated[list[Reference], Field(min_length=1, max_length=1000)]
+    set: BulkChanges
+
+
 IMMUTABLE_CODE_FIELDS = ("kind", "slug", "domain")
 CodeSort = Literal["created_at", "-created_at", "name", "-scan_count"]
 

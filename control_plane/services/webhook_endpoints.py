@@ -174,10 +174,22 @@ async def create_endpoint(ctx: ServiceContext, key: ApiKey, body: WebhookEndpoin
     """The endpoint with its `secret`, the only time it is shown."""
     url = await checked_url(ctx.settings.outbound, body.url)
     secret = new_secret()
-    row = await ctx.db.fetchrow(
-        "INSERT INTO webhook_endpoints (id, org_id, livemode, url, events, description, enabled, secret)"
-        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}",
-        new_id("we"), key.org_id, key.livemode, url, body.events, body.description, body.enabled, secret)
+    # Every endpoint multiplies each event of the org into one more delivery: cap them per org and mode
+    # (test mode lower: its mints are free, so its events cost the org nothing).
+    cap = ctx.settings.webhook_endpoints_live if key.livemode else ctx.settings.webhook_endpoints_test
+    async with ctx.transaction() as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                           f"webhook-endpoints|{key.org_id}|{key.livemode}")
+        count = await conn.fetchval("SELECT count(*) FROM webhook_endpoints WHERE org_id = $1 AND livemode = $2",
+                                    key.org_id, key.livemode)
+        if count >= cap:
+            raise Problem(409, f"This organisation already has {count} webhook endpoints in "
+                          f"{'live' if key.livemode else 'test'} mode, the most allowed ({cap}); delete one first.",
+                          type="webhook-endpoint-limit")
+        row = await conn.fetchrow(
+            "INSERT INTO webhook_endpoints (id, org_id, livemode, url, events, description, enabled, secret)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}",
+            new_id("we"), key.org_id, key.livemode, url, body.events, body.description, body.enabled, secret)
     assert row is not None
     return endpoint_object(row, secret)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from shared.passwords import PasswordChecks
 from shared.settings import EdgeSettings
 from shared.throttle import KeyedThrottle
 from tests.conftest import KeyFactory, bearer
+from tests.edge.conftest import address, protocol_server
 from tests.edge.test_scan import stream_events
 
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -28,7 +30,33 @@ EDGE_IP = "203.0.113.7"  # the address the `edge` fixture's client scans from
 
 @pytest.fixture
 def edge_settings(env: dict[str, str]) -> EdgeSettings:
-    return EdgeSettings.from_env({**env, "TRUSTED_COUNTRY_HEADER": "CF-IPCountry"})
+    # The protocol server's client is 127.0.0.1: as a trusted proxy, it names the visitor's address.
+    return EdgeSettings.from_env({**env, "TRUSTED_COUNTRY_HEADER": "CF-IPCountry", "TRUSTED_PROXIES": "127.0.0.1/32"})
+
+
+_protocol_urls: dict[int, str] = {}  # id(edge app) → its protocol server, for the tests run on that server
+
+
+@pytest.fixture(autouse=True)
+async def served(edge_app: EdgeApp, server_kind: str) -> AsyncIterator[None]:
+    """Every test here runs on both servers: the protocol server (the default) and the ASGI app."""
+    if server_kind == "asgi":
+        yield
+        return
+    async with protocol_server(edge_app) as server:
+        host, port = address(server)
+        _protocol_urls[id(edge_app)] = f"http://{host}:{port}"
+        try:
+            yield
+        finally:
+            del _protocol_urls[id(edge_app)]
+
+
+def client_of(app: EdgeApp, ip: str = EDGE_IP) -> httpx.AsyncClient:
+    """A client of the server the test runs on, scanning from `ip`."""
+    if id(app) in _protocol_urls:
+        return httpx.AsyncClient(base_url=_protocol_urls[id(app)], headers={"host": "qr.test", "x-forwarded-for": ip})
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 5000)), base_url="http://qr.test")
 
 
 def url(target: str) -> dict[str, str]:
@@ -55,8 +83,7 @@ async def scan(app: EdgeApp, slug: str, *, ip: str = EDGE_IP, query: str = "", n
                method: str = "GET", data: dict[str, str] | None = None, **headers: str) -> httpx.Response:
     if now is not None:
         app.clock = lambda: now
-    transport = httpx.ASGITransport(app=app, client=(ip, 5000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as client:
+    async with client_of(app, ip) as client:
         return await client.request(method, f"/{slug}{query}", data=data,
                                     headers={k.replace("_", "-"): v for k, v in headers.items()})
 
@@ -127,8 +154,7 @@ async def test_split_is_sticky_per_visitor_and_follows_the_weights(
         {"weight": 30, "destination": url("https://example.com/b")}])
     code = await create(api, key, group_id=group["id"], url_params={"utm_medium": "table"})
     seen: Counter[str | int] = Counter()
-    transport = httpx.ASGITransport(app=edge_app, client=(EDGE_IP, 5000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://qr.test") as client:
+    async with client_of(edge_app) as client:
         for n in range(10_000):  # distinct visitors: the same address, each with its own phone
             seen[answer(await client.get(f"/{code['slug']}", headers={"user-agent": f"visitor {n}"}))] += 1
     assert abs(seen["https://example.com/a?utm_medium=table"] / 10_000 - 0.7) <= 0.02, seen

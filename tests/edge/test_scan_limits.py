@@ -18,7 +18,16 @@ from shared.keys import RedisKeys
 from shared.settings import IngestSettings
 from shared.times import timestamp
 from tests.conftest import KeyFactory, bearer
-from tests.edge.test_rules import IPHONE, WINDOWS, answer, create, patch, scan, url
+from tests.edge.test_rules import (
+    IPHONE,
+    WINDOWS,
+    answer,
+    create,
+    patch,
+    scan,
+    served,  # noqa: F401  (autouse: these tests run on both servers too)
+    url,
+)
 
 PREVIEWER = "WhatsApp/2.23.20.0"
 

@@ -192,3 +192,20 @@ def test_splits_of_different_owners_are_drawn_independently() -> None:
     same = sum(one.choose(Visitor(visitor_hash=h), NOON) == other.choose(Visitor(visitor_hash=h), NOON)
                for h in visitors(2_000))
     assert 0.45 <= same / 2_000 <= 0.55  # not the same coin for every code
+
+
+def test_remembered_answers_are_the_answers_of_a_fresh_evaluation() -> None:
+    rules = (({"device": ["ios"], "language": ["de"]}, "a"), ({"ip": ["203.0.113.0/24"]}, "b"),
+             ({"query": {"src": None}, "country": ["DE"]}, "c"), ({"after": "2026-06-03T12:30:00Z"}, "d"),
+             ({"weekday": ["wed"], "time": {"from": "12:10", "to": "12:20"}, "timezone": "Europe/Berlin"}, "e"))
+    remembering = routing(*rules)
+    visitors = [Visitor(user_agent=agent, accept_language=language, country=country, client_ip=ip,
+                        query_string=query)
+                for agent in (IPHONE, WINDOWS_EDGE) for language in ("de", "fr") for country in ("DE", None)
+                for ip in ("203.0.113.9", "198.51.100.1") for query in (b"src=x", b"")]
+    instants = [NOON + minutes * 60 - 7200 for minutes in range(0, 45, 3)]  # 10:00 UTC = 12:00 in Berlin
+    for _ in range(2):  # the second pass is answered from memory
+        for visitor in visitors:
+            for now in instants:
+                assert remembering.choose(visitor, now) == routing(*rules).choose(visitor, now)
+    assert remembering.memo

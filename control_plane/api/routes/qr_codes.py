@@ -7,12 +7,25 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.api.auth import authenticate
-from control_plane.api.http import if_match, list_response, parse_body, parse_query, versioned_response
+from control_plane.api.http import (
+    if_match,
+    json_response,
+    list_response,
+    parse_body,
+    parse_query,
+    versioned_response,
+)
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import qr_codes
-from control_plane.services.qr_codes import QRCodePublic
-from control_plane.services.schemas import IMMUTABLE_CODE_FIELDS, QRCodeCreate, QRCodeListQuery, QRCodeUpdate
+from control_plane.services.qr_codes import BulkUpdatePublic, QRCodePublic
+from control_plane.services.schemas import (
+    IMMUTABLE_CODE_FIELDS,
+    QRCodeBulkUpdate,
+    QRCodeCreate,
+    QRCodeListQuery,
+    QRCodeUpdate,
+)
 
 
 @operation("Create a QR code", "qr:write", body=QRCodeCreate, status=201, returns=QRCodePublic, extra_errors=(402,))
@@ -63,9 +76,18 @@ async def delete_code(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@operation("Set tags, folder, status or group on up to 1,000 codes at once (all or nothing)", "qr:write",
+           body=QRCodeBulkUpdate, returns=BulkUpdatePublic)
+async def bulk_update(request: Request) -> Response:
+    key = await authenticate(request, "qr:write")
+    body = await parse_body(request, QRCodeBulkUpdate)
+    return json_response(await qr_codes.bulk_update(app_state(request).services, key, body))
+
+
 routes = [
     Route("/v1/qr-codes", create_code, methods=["POST"]),
     Route("/v1/qr-codes/upsert", upsert_code, methods=["POST"]),
+    Route("/v1/qr-codes/bulk-update", bulk_update, methods=["POST"]),
     Route("/v1/qr-codes", list_codes, methods=["GET"]),
     Route("/v1/qr-codes/{code_id}", get_code, methods=["GET"]),
     Route("/v1/qr-codes/{code_id}", update_code, methods=["PATCH"]),

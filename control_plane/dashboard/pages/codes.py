@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,13 @@ from control_plane.dashboard.forms import field_errors, optional, pairs_patch, p
 from control_plane.dashboard.paging import pages
 from control_plane.dashboard.visit import Visit, page
 from control_plane.services import qr_codes, qr_groups
-from control_plane.services.schemas import QRCodeCreate, QRCodeListQuery, QRCodeUpdate, QRGroupListQuery
+from control_plane.services.schemas import (
+    QRCodeBulkUpdate,
+    QRCodeCreate,
+    QRCodeListQuery,
+    QRCodeUpdate,
+    QRGroupListQuery,
+)
 from shared.problems import Problem
 
 STATUSES = ("active", "inactive", "archived")
@@ -30,9 +37,38 @@ async def code_list(visit: Visit) -> Response:
     params = {k: v for k, v in visit.request.query_params.items() if v and k in FILTERS}
     query = validated(QRCodeListQuery, params)
     listing = await qr_codes.list_codes(visit.stores.services, visit.principal, query)
+    updated = visit.request.query_params.get("updated", "")
+    notice = f"Updated {updated} codes." if updated.isdigit() else ""
     return visit.render("codes/list.html", {"listing": listing, "query": query, "statuses": STATUSES,
                                             "sorts": SORTS, "pages": pages(visit.request, listing),
-                                            "groups": await _group_choices(visit)})
+                                            "groups": await _group_choices(visit), "notice": notice,
+                                            "here": str(visit.request.url.path) + (
+                                                f"?{visit.request.url.query}" if visit.request.url.query else "")})
+
+
+def _bulk_changes(form: dict[str, str]) -> dict[str, Any]:
+    action = form.get("action")
+    if action in ("pause", "resume"):
+        return {"status": "inactive" if action == "pause" else "active"}
+    if action == "tags":
+        return {"tags": _tags(form.get("tags", ""))}
+    if action == "group":
+        return {"group_id": optional(form.get("group_id"))}
+    raise Problem(422, "Choose what to do with the selected codes.")
+
+
+@page("qr:write")
+async def bulk_update(visit: Visit) -> Response:
+    """Checked rows of the list, changed in one all-or-nothing call of the API's bulk update."""
+    ids = visit.values("ids")
+    if not ids:
+        raise Problem(422, "Select at least one code first.")
+    body = validated(QRCodeBulkUpdate, {"ids": ids, "set": _bulk_changes(visit.form)})
+    result = await qr_codes.bulk_update(visit.stores.services, visit.principal, body)
+    back = visit.form.get("back", "")
+    back = back if back.startswith("/app/codes") else "/app/codes"
+    back = re.sub(r"[?&]updated=\d+", "", back)
+    return RedirectResponse(f"{back}{'&' if '?' in back else '?'}updated={result['updated']}", 303)
 
 
 def _tags(text: str) -> list[str]:
@@ -141,6 +177,7 @@ routes = [
     Route("/codes", code_list, methods=["GET"]),
     Route("/codes", create_code, methods=["POST"]),
     Route("/codes/new", new_code, methods=["GET"]),
+    Route("/codes/bulk", bulk_update, methods=["POST"]),
     Route("/codes/{code_id}", code_detail, methods=["GET"]),
     Route("/codes/{code_id}", update_code, methods=["POST"]),
     Route("/codes/{code_id}/status", set_status, methods=["POST"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import httpx
@@ -68,7 +69,7 @@ async def sign_in(client: httpx.AsyncClient, email: str = "ana@example.com", pas
                              data={"email": email, "password": password, "csrf_token": csrf_of(form.text)})
 
 
-async def post_form(client: httpx.AsyncClient, page: str, action: str, data: dict[str, str]) -> httpx.Response:
+async def post_form(client: httpx.AsyncClient, page: str, action: str, data: dict[str, Any]) -> httpx.Response:
     """Submit a form the way a browser does: the CSRF token comes from the page the form is on."""
     token = csrf_of((await client.get(page)).text)
     return await client.post(action, data={**data, "csrf_token": token})

@@ -85,3 +85,23 @@ async def test_code_validation_errors_come_from_the_api_and_sit_by_their_field(b
     assert too_many.status_code == 422 and 'id="f-tags-error">List should have at most 10 items' in too_many.text
     no_group = await post_form(client, "/app/codes/new", "/app/codes", {**CODE, "group_id": "grp_nope"})
     assert no_group.status_code == 422 and 'id="f-group_id-error">no such QR group' in no_group.text
+
+
+async def test_bulk_select_pauses_and_tags_through_the_bulk_update(browser: BrowserFactory, make_user: UserFactory,
+                                                                   make_key: KeyFactory, api: httpx.AsyncClient):
+    await make_user()
+    key = await make_key()
+    ids = [(await api.post("/v1/qr-codes", headers=bearer(key), json={"name": f"Card {n}"})).json()["id"]
+           for n in range(3)]
+    client = browser()
+    await sign_in(client)
+    paused = await post_form(client, "/app/codes?sort=name", "/app/codes/bulk",
+                             {"ids": ids[:2], "action": "pause", "back": "/app/codes?sort=name"})
+    assert paused.status_code == 303 and paused.headers["location"] == "/app/codes?sort=name&updated=2"
+    assert "Updated 2 codes." in (await client.get(paused.headers["location"])).text
+    await post_form(client, "/app/codes", "/app/codes/bulk", {"ids": ids[1:], "action": "tags", "tags": "spring, a4"})
+    codes = {c["id"]: c for c in (await api.get("/v1/qr-codes", headers=bearer(key))).json()["data"]}
+    assert [codes[i]["status"] for i in ids] == ["inactive", "inactive", None]
+    assert [codes[i]["tags"] for i in ids] == [[], ["spring", "a4"], ["spring", "a4"]]
+    nothing = await post_form(client, "/app/codes", "/app/codes/bulk", {"action": "pause"})
+    assert nothing.status_code == 422 and "Select at least one code" in nothing.text
