@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-dashboard bench-edge bench-render bench-ingest loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
+.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-dashboard bench-edge bench-render bench-ingest bench-export loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -102,6 +102,11 @@ bench-render: system-deps venv
 # The ingest worker vs a bare COPY of the same rows, one vs two workers, lag, analytics on 1,000,000 scans.
 bench-ingest: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_ingest
+
+# Print at volume: 10,000-code PDF sheets and zips, a 10,000-row import, 1,000,000 scans as CSV, with the job
+# worker's peak memory (docs/exports.md).
+bench-export: system-deps venv
+	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_export
 
 # Edge throughput/latency as ratios to a bare uvicorn 302 (BENCHMARKS.md). The script runs on CPU 1 so the
 # private PostgreSQL and Redis it starts share that CPU with wrk; the server under test gets CPU 0.

@@ -11,7 +11,7 @@ from shared.ids import new_id
 from shared.times import timestamp
 
 EVENT_TYPES = ("qr.created", "qr.updated", "qr.deleted", "qr.scan_threshold", "qr.expired",
-               "qr_group.created", "qr_group.updated", "qr_group.deleted")
+               "qr_group.created", "qr_group.updated", "qr_group.deleted", "export.succeeded", "export.failed")
 
 
 async def record_event(conn: asyncpg.Connection[Any], org_id: str, livemode: bool, type: str,

@@ -228,6 +228,9 @@ class ControlPlaneSettings(_FromEnv):
     # Keys the content-addressed image URLs, so that nobody can compute a code's image URL. Unset: the
     # control plane uses the secret generated in the database at migration (control_plane.render.images).
     image_url_secret: Secret | None = None
+    # Export files live in PostgreSQL unless a directory that every control-plane process shares is given.
+    export_dir: Path | None = None
+    export_ttl_hours: float = 24.0  # how long a finished export's file is kept and its signed URL valid
 
     @classmethod
     def read(cls, r: _Reader) -> ControlPlaneSettings:
@@ -235,6 +238,7 @@ class ControlPlaneSettings(_FromEnv):
         default_domain, scheme = _public(r, edge_bind)
         bind = r.bind("CONTROL_PLANE_BIND", "127.0.0.1:8000")
         host = f"[{bind[0]}]" if ":" in bind[0] else bind[0]
+        export_dir = r.text("EXPORT_DIR", "-")
         return cls(
             stores=Stores.read(r),
             bind=bind,
@@ -253,6 +257,8 @@ class ControlPlaneSettings(_FromEnv):
             request_read_timeout=r.number("CONTROL_PLANE_READ_TIMEOUT", 10.0, minimum=0.1),
             max_connections=r.integer("CONTROL_PLANE_MAX_CONNECTIONS", 1000, minimum=1),
             image_url_secret=r.secret("IMAGE_URL_SECRET") if r.env.get("IMAGE_URL_SECRET", "").strip() else None,
+            export_dir=None if export_dir == "-" else Path(export_dir),
+            export_ttl_hours=r.number("EXPORT_TTL_HOURS", 24.0, minimum=24.0),
         )
 
 
@@ -352,4 +358,21 @@ class WebhookSettings(_FromEnv):
             batch_size=r.integer("WEBHOOK_BATCH_SIZE", 25, minimum=1),
             poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 0.5, minimum=0.01),
             metrics_bind=r.optional_bind("WEBHOOKS_METRICS_BIND"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobSettings(_FromEnv):
+    """The export/import worker (`scanroute jobs`): what it renders needs the control plane's settings."""
+
+    control_plane: ControlPlaneSettings
+    poll_interval: float = 0.5  # seconds to wait when no job is queued
+    lease: float = 60.0  # seconds without a heartbeat after which another worker takes a running job over
+
+    @classmethod
+    def read(cls, r: _Reader) -> JobSettings:
+        return cls(
+            control_plane=ControlPlaneSettings.read(r),
+            poll_interval=r.number("JOBS_POLL_INTERVAL", 0.5, minimum=0.01),
+            lease=r.number("JOBS_LEASE", 60.0, minimum=1.0),
         )

@@ -40,6 +40,7 @@ def test_the_tree_as_it_is_keeps_every_contract(tree: Path) -> None:
     ("control_plane/webhooks/dispatcher.py", "import control_plane.api.app", "the webhook dispatcher imports only"),
     ("edge/lookup.py", "import control_plane", "the edge imports only shared"),
     ("shared/resolve.py", "import starlette", "shared imports neither side"),
+    ("control_plane/jobs/worker.py", "import control_plane.api.http", "the export/import job worker imports"),
     ("control_plane/services/qr_codes.py", "import starlette.requests", "services are below HTTP"),
     ("control_plane/api/routes/qr_groups.py", "import control_plane.api.routes.qr_codes", "route modules are"),
     ("control_plane/dashboard/visit.py", "import control_plane.api.routes.qr_codes",

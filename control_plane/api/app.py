@@ -23,6 +23,7 @@ from control_plane.api.routes import (
     api_keys,
     domains,
     events,
+    exports,
     folders,
     images,
     maps,
@@ -110,6 +111,7 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         *webhook_endpoints.routes,
         *images.routes,
         *analytics.routes,
+        *exports.routes,
     ]
     spec = build_spec(routes, version=__version__)
 

@@ -46,6 +46,7 @@ class Operation:
     extra_errors: tuple[int, ...] = ()
     media: tuple[str, ...] = ()  # binary responses (images) instead of a JSON `returns`
     conditional: bool = False  # takes If-Match: "<version>" (412 when the object moved on)
+    body_media: str | None = None  # a request body that is a file of this media type (imports), not JSON
 
 
 def operation(summary: str, scope: str, **details: Any) -> Callable[[F], F]:
@@ -142,6 +143,8 @@ def build_spec(routes: Sequence[BaseRoute], *, version: str) -> dict[str, Any]:
             if op.body is not None:
                 entry["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": components.ref(op.body, mode="validation")}}}
+            if op.body_media is not None:
+                entry["requestBody"] = {"required": True, "content": {op.body_media: {"schema": {"type": "string"}}}}
             paths.setdefault(path, {})[method.lower()] = entry
     return {
         "openapi": "3.1.0",

@@ -77,6 +77,16 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_jobs(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from control_plane.jobs.worker import serve
+    from shared.settings import JobSettings
+
+    uvloop.run(serve(JobSettings.from_env()))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from control_plane.cli.migrate import migrate_url
     from shared.settings import Stores
@@ -206,6 +216,7 @@ def parser() -> argparse.ArgumentParser:
     edge.set_defaults(run=cmd_edge)
     sub.add_parser("ingest", help="the scan ingest worker").set_defaults(run=cmd_ingest)
     sub.add_parser("webhooks", help="the webhook dispatcher").set_defaults(run=cmd_webhooks)
+    sub.add_parser("jobs", help="the export/import worker").set_defaults(run=cmd_jobs)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="create an organisation if needed and an API key")
@@ -234,7 +245,28 @@ def parser() -> argparse.ArgumentParser:
     letters.add_argument("--all", action="store_true", help="list replayed ones too")
     letters.add_argument("--json", action="store_true", help="print JSON")
     letters.set_defaults(run=cmd_dead_letters)
+    add_job_commands(sub)
     return top
+
+
+def add_job_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`export` and `import`; their modules load only when one of them runs."""
+
+    def lazy(name: str) -> Callable[[argparse.Namespace], int]:
+        def run(args: argparse.Namespace) -> int:
+            from control_plane.cli import jobs
+
+            command: Callable[[argparse.Namespace], int] = getattr(jobs, name)
+            return command(args)
+
+        return run
+
+    from control_plane.cli.job_arguments import add_export_arguments, add_import_arguments
+
+    add_export_arguments(sub.add_parser("export", help="export codes (label sheets, images, CSV) to a file"),
+                         lazy("cmd_export"))
+    add_import_arguments(sub.add_parser("import", help="create codes from a CSV file (all or nothing)"),
+                         lazy("cmd_import"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from shared.settings import SERVICES_ENV, ControlPlaneSettings, EdgeSettings, lo
 
 STATE = Path(".scanroute")
 DEMO_KEY_FILE = STATE / "demo_key"
-PROCESS_KINDS = ("control-plane", "edge", "ingest", "webhooks")
+PROCESS_KINDS = ("control-plane", "edge", "ingest", "webhooks", "jobs")
 
 
 def _say(message: str) -> None:
@@ -115,7 +115,8 @@ def run_stack() -> int:
         supervisor.start()
         _say(f"\nscanroute is up\n  control plane  http://{cp.bind[0]}:{cp.bind[1]}  (API under /v1)\n"
              f"  edge           http://{edge.bind[0]}:{edge.bind[1]}  (short URLs on {edge.default_domain})\n"
-             "  ingest worker  running\n  webhooks       dispatcher running\n")
+             "  ingest worker  running\n  webhooks       dispatcher running\n"
+             "  jobs           export/import worker running\n")
         if demo_key:
             _say(f"demo API key (shown once, also saved in {DEMO_KEY_FILE}):\n  {demo_key}\n")
         else:

@@ -13,6 +13,7 @@ from control_plane.dashboard.pages import (
     groups,
     members,
     overview,
+    printing,
     sign_in,
     usage,
     webhooks,
@@ -33,6 +34,7 @@ def dashboard_mount() -> Mount:
         *api_keys.routes,
         *webhooks.routes,
         *usage.routes,
+        *printing.routes,
         Mount("/static", StaticFiles(packages=[("control_plane.dashboard", "static")]), name="static"),
     ]
     return Mount("/app", routes=routes)

@@ -26,6 +26,8 @@ _environment.globals["NAV"] = [
     ("/app/", "Overview", "qr:read"),
     ("/app/groups", "Groups", "qr:read"),
     ("/app/codes", "Codes", "qr:read"),
+    ("/app/exports", "Print", "qr:read"),
+    ("/app/imports", "Import", "qr:write"),
     ("/app/api-keys", "API keys", "keys:write"),
     ("/app/webhooks", "Webhooks", "webhooks:read"),
     ("/app/usage", "Usage", "qr:read"),

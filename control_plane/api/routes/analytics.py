@@ -15,12 +15,20 @@ from control_plane.services.analytics import ScanAnalyticsPublic
 from control_plane.services.scan_reports import AnalyticsQuery
 
 
+def _answer(request: Request, analytics: ScanAnalyticsPublic) -> Response:
+    """JSON, or the timeseries as CSV for `Accept: text/csv` (spreadsheets, BI tools; docs/exports.md)."""
+    if "text/csv" not in request.headers.get("accept", ""):
+        return json_response(analytics)
+    lines = ["bucket,scans,uniques"] + [f"{p['bucket']},{p['scans']},{p['uniques']}" for p in analytics["timeseries"]]
+    return Response("\r\n".join(lines) + "\r\n", media_type="text/csv; charset=utf-8")
+
+
 @operation("Scan analytics of a code", "qr:read", returns=ScanAnalyticsPublic, query=AnalyticsQuery)
 async def code_scans(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     query = parse_query(request, AnalyticsQuery)
     code_id = request.path_params["code_id"]
-    return json_response(await scan_reports.code_scans(app_state(request).services, key, code_id, query))
+    return _answer(request, await scan_reports.code_scans(app_state(request).services, key, code_id, query))
 
 
 @operation("Scan analytics of all of a group's codes", "qr:read", returns=ScanAnalyticsPublic, query=AnalyticsQuery)
@@ -28,7 +36,7 @@ async def group_scans(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     query = parse_query(request, AnalyticsQuery)
     group_id = request.path_params["group_id"]
-    return json_response(await scan_reports.group_scans(app_state(request).services, key, group_id, query))
+    return _answer(request, await scan_reports.group_scans(app_state(request).services, key, group_id, query))
 
 
 routes = [

@@ -221,3 +221,16 @@ async def test_sketch_estimates_stay_within_a_few_percent(api: httpx.AsyncClient
     assert totals["total_scans"] == visitors
     assert abs(totals["unique_scans"] - visitors) / visitors < 0.05
     assert abs(totals["unique_ips"] - 5000) / 5000 < 0.05
+
+
+async def test_accept_text_csv_answers_the_timeseries_as_csv(api: httpx.AsyncClient, dataset: dict[str, Any]) -> None:
+    for path in (f"/v1/qr-codes/{dataset['code']['id']}/scans", f"/v1/qr-groups/{dataset['group']['id']}/scans"):
+        response = await api.get(path, params=WINDOW, headers={**bearer(dataset["key"]), "Accept": "text/csv"})
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/csv; charset=utf-8"
+        lines = response.text.splitlines()
+        assert lines[0] == "bucket,scans,uniques" and len(lines) == 4
+    code_csv = await api.get(f"/v1/qr-codes/{dataset['code']['id']}/scans", params=WINDOW,
+                             headers={**bearer(dataset["key"]), "Accept": "text/csv"})
+    assert code_csv.text.splitlines()[1:] == ["2026-04-01T00:00:00Z,4,2", "2026-04-02T00:00:00Z,0,0",
+                                              "2026-04-03T00:00:00Z,3,2"]

@@ -37,9 +37,13 @@ async def test_every_route_isolates_orgs_and_modes_and_checks_scopes(
     event = (await api.get("/v1/events", headers=bearer(owner))).json()["data"][0]
     endpoint = (await api.post("/v1/webhook-endpoints", headers=bearer(owner), json={
         "url": "https://93.184.215.14/hook", "events": ["*"]})).json()
+    export = (await api.post("/v1/exports", headers=bearer(owner), json={"format": "codes_csv",
+                                                                         "group_id": group["id"]})).json()
+    imported = (await api.post("/v1/imports?dry_run=true", headers={**bearer(owner), "Content-Type": "text/csv"},
+                               content=b"name\nA\n")).json()
     params = {"code_id": code["id"], "group_id": group["id"], "owner_id": None, "folder_id": folder["id"],
               "domain_id": domain["id"], "key_id": spare["id"], "event_id": event["id"], "key": "k",
-              "endpoint_id": endpoint["id"]}
+              "endpoint_id": endpoint["id"], "export_id": export["id"], "import_id": imported["id"]}
     checked = 0
     for method, template in v1_routes(cp_settings):
         owner_id = code["id"] if template.startswith("/v1/qr-codes/") else group["id"]

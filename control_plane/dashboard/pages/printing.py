@@ -1,0 +1,98 @@
+"""Print at volume in the dashboard: start exports and download their files, import codes from CSV
+(docs/exports.md). Both go through the same services as `/v1/exports` and `/v1/imports`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from control_plane.dashboard.forms import field_errors, validated
+from control_plane.dashboard.visit import Visit, page
+from control_plane.services import exports, imports, qr_groups
+from control_plane.services.exports import ExportCreate
+from control_plane.services.listing import PageQuery
+from control_plane.services.schemas import QRGroupListQuery
+from shared.problems import Problem
+
+FORMATS = ("pdf_sheet", "zip", "codes_csv")
+TEMPLATES = ("avery-l7160", "avery-l7163", "avery-5160")
+LABELS = ("name", "slug", "short_url", "none")
+IMAGE_FORMATS = ("svg", "png", "pdf")
+
+
+def _export_body(form: dict[str, str]) -> dict[str, Any]:
+    """The form as the API's `ExportCreate` body: a group's codes, on one of the label templates or as images."""
+    body: dict[str, Any] = {"format": form.get("format", "pdf_sheet"), "group_id": form.get("group_id") or None}
+    if body["format"] == "pdf_sheet":
+        body["sheet"] = {"template": form.get("template") or "avery-l7160", "label": form.get("label") or "name",
+                         "crop_marks": form.get("crop_marks") == "on"}
+    elif body["format"] == "zip":
+        body["image_format"] = form.get("image_format") or "svg"
+    return body
+
+
+async def _exports_page(visit: Visit, status: int = 200, errors: dict[str, str] | None = None) -> Response:
+    ctx, key = visit.stores.services, visit.principal
+    listing = await exports.list_exports(ctx, key, PageQuery(limit=25))
+    groups = await qr_groups.list_groups(ctx, key, validated(QRGroupListQuery, {"limit": 100}))
+    values = visit.form or {"group_id": visit.request.query_params.get("group_id", "")}
+    return visit.render("exports.html", {
+        "listing": listing, "groups": groups.data, "values": values, "errors": errors or {}, "formats": FORMATS,
+        "templates": TEMPLATES, "labels": LABELS, "image_formats": IMAGE_FORMATS,
+        "started": visit.request.query_params.get("started", "")}, status)
+
+
+@page()
+async def export_list(visit: Visit) -> Response:
+    return await _exports_page(visit)
+
+
+@page()
+async def start_export(visit: Visit) -> Response:
+    try:
+        body = validated(ExportCreate, _export_body(visit.form))
+        started = await exports.start_export(visit.stores.services, visit.principal, body)
+    except Problem as problem:
+        return await _exports_page(visit, problem.status, field_errors(problem))
+    return RedirectResponse(f"/app/exports?started={started['id']}", 303)
+
+
+@page()
+async def export_file(visit: Visit) -> Response:
+    """The file, for the signed-in user (the session stands in for the API key)."""
+    file = await exports.export_file(visit.stores.services, visit.principal, visit.request.path_params["export_id"])
+    return StreamingResponse(file.chunks, media_type=file.media_type, headers={
+        "Content-Disposition": f'attachment; filename="{file.name}"', "Content-Length": str(file.size),
+        "Cache-Control": "private, no-store"})
+
+
+async def _imports_page(visit: Visit, status: int = 200, errors: dict[str, str] | None = None) -> Response:
+    listing = await imports.list_imports(visit.stores.services, visit.principal, PageQuery(limit=25))
+    return visit.render("imports.html", {"listing": listing, "values": visit.form, "errors": errors or {},
+                                         "started": visit.request.query_params.get("started", "")}, status)
+
+
+@page("qr:write")
+async def import_list(visit: Visit) -> Response:
+    return await _imports_page(visit)
+
+
+@page("qr:write")
+async def start_import(visit: Visit) -> Response:
+    text = visit.form.get("csv", "")
+    if not text.strip():
+        return await _imports_page(visit, 422, {"csv": "paste a CSV file with a header row"})
+    started = await imports.start_import(visit.stores.services, visit.principal, text.encode("utf-8"),
+                                         visit.form.get("dry_run") == "on")
+    return RedirectResponse(f"/app/imports?started={started['id']}", 303)
+
+
+routes = [
+    Route("/exports", export_list, methods=["GET"]),
+    Route("/exports", start_export, methods=["POST"]),
+    Route("/exports/{export_id}/file", export_file, methods=["GET"]),
+    Route("/imports", import_list, methods=["GET"]),
+    Route("/imports", start_import, methods=["POST"]),
+]

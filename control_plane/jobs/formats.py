@@ -1,0 +1,132 @@
+"""The export formats as synchronous writers into a `Buffer` (run in a thread; the worker drains the buffer
+into the file store after every batch, so memory holds one batch, never the whole file)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from control_plane.render.output import render_bytes, render_raster
+from control_plane.render.sheets import PrintItem, single_code_pdf
+
+MAX_IMAGE_PIXELS = 8000  # a side; 30 mm at 1200 dpi is 1417
+MANIFEST_COLUMNS = ("id", "slug", "short_url", "name", "group", "folder", "tags", "file")
+CODES_COLUMNS = ("id", "kind", "name", "slug", "short_url", "destination_type", "url", "group_id", "folder_id",
+                 "tags", "status", "scan_count", "created_at")
+SCANS_COLUMNS = ("scan_id", "scanned_at", "code_id", "group_id", "outcome", "scan_method", "is_bot", "country",
+                 "device_type", "os", "browser", "scanner_app", "referer", "accept_language", "user_agent",
+                 "visitor_hash")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class Buffer:
+    """A write-only file for zipfile, csv and the PDF writer; `take()` hands over what was written."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.offset = 0
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        self.offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.offset
+
+    def flush(self) -> None:
+        return None
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        return data
+
+
+def cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (user text starting with = + - @)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def csv_lines(rows: Iterable[Iterable[Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerows([cell(v) for v in row] for row in rows)
+    return out.getvalue().encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class ZipEntry:
+    item: PrintItem
+    file: str
+
+
+def image_pixels(size_mm: float, dpi: int) -> int:
+    return round(size_mm / 25.4 * dpi)
+
+
+class ZipWriter:
+    """manifest.csv first (streamed), then one image per code named by slug."""
+
+    def __init__(self, out: Buffer, image_format: str, size_mm: float, dpi: int) -> None:
+        self.zip = zipfile.ZipFile(out, "w")  # type: ignore[call-overload]  # write/tell/flush is all it needs
+        self.format = image_format
+        self.size_mm = size_mm
+        self.dpi = dpi
+        self.manifest: Any = None
+
+    def manifest_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        if self.manifest is None:
+            self.manifest = self.zip.open("manifest.csv", "w")
+            self.manifest.write(csv_lines([MANIFEST_COLUMNS]))
+        self.manifest.write(csv_lines(rows))
+
+    def add(self, entries: list[ZipEntry]) -> None:
+        if self.manifest is not None:
+            self.manifest.close()
+            self.manifest = None
+        for entry in entries:
+            data = self._image(entry.item)
+            compress = zipfile.ZIP_STORED if self.format == "png" else zipfile.ZIP_DEFLATED
+            self.zip.writestr(zipfile.ZipInfo(entry.file, date_time=(2026, 1, 1, 0, 0, 0)), data, compress)
+
+    def _image(self, item: PrintItem) -> bytes:
+        if self.format == "pdf":
+            out = io.BytesIO()
+            single_code_pdf(out, item, self.size_mm)
+            return out.getvalue()
+        pixels = image_pixels(self.size_mm, self.dpi)
+        if self.format == "svg":
+            svg = render_bytes(item.payload, item.design, "svg", pixels, item.logo_png)
+            # Physical size, so that the SVG prints at size_mm whatever program opens it.
+            return svg.replace(f'width="{pixels}" height="{pixels}"'.encode(),
+                               f'width="{self.size_mm:g}mm" height="{self.size_mm:g}mm"'.encode(), 1)
+        image = render_raster(item.payload, item.design, pixels, item.logo_png)
+        out = io.BytesIO()
+        image.save(out, "PNG", dpi=(self.dpi, self.dpi), compress_level=6)
+        return out.getvalue()
+
+    def close(self) -> None:
+        if self.manifest is not None:
+            self.manifest.close()
+        self.zip.close()
+
+
+class UniqueNames:
+    """File names by slug; a slug used twice (on two domains) gets the code id appended."""
+
+    def __init__(self, extension: str) -> None:
+        self.extension = extension
+        self.used: set[str] = set()
+
+    def name(self, code_id: str, slug: str | None) -> str:
+        stem = slug or code_id
+        if stem in self.used:
+            stem = f"{stem}-{code_id}"
+        self.used.add(stem)
+        return f"{stem}.{self.extension}"

@@ -1,0 +1,327 @@
+"""Export jobs (docs/exports.md): what is asked for, which codes, the print check, and the `export` object.
+
+Everything that can be refused is refused here, when the job is requested, before any work starts; the
+job worker (`control_plane.jobs`) then only renders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal, cast
+
+import asyncpg
+from pydantic import Field, model_validator
+from typing_extensions import TypedDict
+
+from control_plane.render.design import Design, parse_design
+from control_plane.render.images import payload_for
+from control_plane.render.matrix import PayloadTooLarge
+from control_plane.render.sheets import (
+    MIN_MODULE_MM,
+    TEMPLATES,
+    Sheet,
+    grid_sheet,
+    module_count,
+    smallest_size,
+    template_sheet,
+)
+from control_plane.services.context import Queryable, ServiceContext
+from control_plane.services.export_files import FileStore
+from control_plane.services.keys import ApiKey
+from control_plane.services.listing import Listing, PageQuery, owned_page
+from control_plane.services.schemas import Body, Reference, Tag
+from shared.ids import new_id
+from shared.problems import Problem, field_error, not_found
+from shared.settings import ControlPlaneSettings
+from shared.times import timestamp
+
+MAX_CODES = 10_000
+Format = Literal["pdf_sheet", "zip", "codes_csv", "scans_csv"]
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")  # QR alphanumeric mode
+CODE_ORDER = "c.created_at, length(c.name), c.name, c.id"  # minted "Table 2" before "Table 10"
+
+
+class SheetOptions(Body):
+    paper: Literal["a4", "letter"] | None = None
+    template: Literal["avery-l7160", "avery-l7163", "avery-5160", "grid"] = "avery-l7160"
+    columns: Annotated[int, Field(ge=1, le=20)] | None = None
+    rows: Annotated[int, Field(ge=1, le=30)] | None = None
+    qr_size_mm: Annotated[float, Field(ge=1, le=280)] | None = None
+    label: Literal["name", "slug", "short_url", "none"] = "name"
+    crop_marks: bool = False
+
+
+class ExportCreate(Body):
+    format: Format
+    group_id: Reference | None = None
+    code_ids: Annotated[list[Reference], Field(min_length=1, max_length=MAX_CODES)] | None = None
+    folder_id: Reference | None = None
+    tag: Tag | None = None
+    sheet: SheetOptions | None = None
+    image_format: Literal["svg", "png", "pdf"] | None = None
+    size_mm: Annotated[float, Field(ge=5, le=500)] = 30.0  # zip: the printed side of each image
+    dpi: Annotated[int, Field(ge=72, le=1200)] = 300  # zip, png: pixels per inch
+    since: datetime | None = None  # scans_csv
+    until: datetime | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExportCreate:
+        chosen = [name for name in ("group_id", "code_ids") if getattr(self, name) is not None]
+        if self.folder_id is not None or self.tag is not None:
+            chosen.append("folder_id/tag")
+        if len(chosen) > 1:
+            raise ValueError(f"choose one selection: {' or '.join(chosen)}")
+        if not chosen and self.format in ("pdf_sheet", "zip"):
+            raise ValueError("select codes with group_id, code_ids, folder_id or tag")
+        if self.format == "zip" and self.image_format is None:
+            raise ValueError("a zip export needs image_format: svg, png or pdf")
+        for given in (self.since, self.until):
+            if given is not None and given.tzinfo is None:
+                raise ValueError("since and until need a time zone, such as Z")
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError("since must be before until")
+        return self
+
+
+def sheet_for(body: ExportCreate) -> Sheet:
+    """The layout a `pdf_sheet` export asks for; 422 when it cannot exist."""
+    options = body.sheet or SheetOptions()
+    try:
+        if options.template != "grid":
+            return template_sheet(options.template, options.paper, options.label, options.crop_marks)
+        if options.columns is None or options.rows is None or options.qr_size_mm is None:
+            raise field_error("sheet", "a grid needs columns, rows and qr_size_mm")
+        return grid_sheet(options.paper or "a4", options.columns, options.rows, options.qr_size_mm, options.label,
+                          options.crop_marks)
+    except ValueError as exc:
+        raise field_error("sheet", str(exc)) from None
+
+
+def _selection(key: ApiKey, body: ExportCreate) -> tuple[str, list[Any]]:
+    where, args = ["c.org_id = $1", "c.livemode = $2", "c.deleted_at IS NULL"], [key.org_id, key.livemode]
+
+    def add(condition: str, value: Any) -> None:
+        args.append(value)
+        where.append(condition.replace("?", f"${len(args)}"))
+
+    if body.group_id is not None:
+        add("c.group_id = ?", body.group_id)
+    if body.code_ids is not None:
+        add("c.id = ANY(?::text[])", body.code_ids)
+    if body.folder_id is not None:
+        add("c.folder_id = ?", body.folder_id)
+    if body.tag is not None:
+        add("? = ANY(c.tags)", body.tag)
+    return " AND ".join(where), args
+
+
+async def select_codes(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportCreate) -> list[asyncpg.Record]:
+    if body.group_id is not None and not await conn.fetchval(
+            "SELECT 1 FROM qr_groups WHERE id = $1 AND org_id = $2 AND livemode = $3",
+            body.group_id, key.org_id, key.livemode):
+        raise not_found("QR group")
+    clause, args = _selection(key, body)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT c.id, c.kind, c.type, c.content, c.domain, c.slug, c.design FROM qr_codes c WHERE {clause}"
+        f" ORDER BY {CODE_ORDER} LIMIT {MAX_CODES + 1}", *args)
+    if body.code_ids is not None and len(rows) < len(set(body.code_ids)):
+        found = {r["id"] for r in rows}
+        missing = [code_id for code_id in body.code_ids if code_id not in found]
+        raise field_error("code_ids", f"no such QR codes: {', '.join(missing[:5])}")
+    if len(rows) > MAX_CODES:
+        raise field_error("selection", f"an export holds at most {MAX_CODES} codes; narrow it with a tag or folder")
+    return rows
+
+
+def _printed_size(body: ExportCreate) -> tuple[float, str]:
+    """The side each code prints at (mm) and the request field that decides it."""
+    if body.format == "pdf_sheet":
+        grid = (body.sheet or SheetOptions()).template == "grid"
+        return sheet_for(body).qr_size, "sheet.qr_size_mm" if grid else "sheet.template"
+    return body.size_mm, "size_mm"
+
+
+def _largest_symbol(rows: list[asyncpg.Record], settings: ControlPlaneSettings) -> int:
+    """Most modules across any selected code. The symbol size depends only on the encoding mode, the
+    payload's length, the error correction and the margin, so one symbol is built per such class."""
+    classes: dict[tuple[str, int, str, int], tuple[str, Design]] = {}
+    designs: dict[str, Design] = {}
+    for row in rows:
+        payload = payload_for(row, settings)
+        raw = row["design"] or {}
+        design_key = f"{raw.get('error_correction')}|{raw.get('margin')}|{bool(raw.get('logo'))}"
+        design = designs.get(design_key) or designs.setdefault(design_key, parse_design(_sizing_fields(raw)))
+        mode = "n" if payload.isdigit() else "a" if set(payload) <= ALPHANUMERIC else "b"
+        key = (mode, len(payload.encode()), design.effective_error_correction, design.margin)
+        classes.setdefault(key, (payload, design))
+    try:
+        return max((module_count(payload, design) for payload, design in classes.values()), default=0)
+    except PayloadTooLarge as exc:
+        raise field_error("selection", str(exc)) from None
+
+
+def _sizing_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """The design fields that decide how many modules a symbol has (a logo forces error correction Q)."""
+    fields = {k: raw[k] for k in ("error_correction", "margin") if raw.get(k) is not None}
+    if raw.get("logo"):
+        fields["logo"] = {"url": "https://logo.invalid/x.png"}
+    return fields
+
+
+def print_check(rows: list[asyncpg.Record], body: ExportCreate, settings: ControlPlaneSettings) -> None:
+    """422 `too-small-to-print` when any module would print under 0.4 mm, naming the smallest size that passes."""
+    if body.format not in ("pdf_sheet", "zip") or not rows:
+        return
+    size, field = _printed_size(body)
+    modules = _largest_symbol(rows, settings)
+    module_mm = size / modules
+    if module_mm >= MIN_MODULE_MM:
+        return
+    needed = smallest_size(modules)
+    if field == "sheet.template":
+        label = sheet_for(body).label
+        fits = [name for name in TEMPLATES if template_sheet(name, None, label, False).qr_size >= needed]
+        hint = (f"use {' or '.join(fits)}, or " if fits else "use ") + f"a grid with qr_size_mm ≥ {needed}"
+        message = f"codes print at {size:.1f} mm on this template; they need at least {needed} mm: {hint}"
+    else:
+        message = f"must be at least {needed} mm"
+    raise Problem(422, f"Modules would print at {module_mm:.2f} mm, under the {MIN_MODULE_MM} mm that scans reliably; "
+                  f"the smallest size that prints these codes is {needed} mm ({modules} modules across).",
+                  type="too-small-to-print", title="Too small to print", errors=[{"field": field, "message": message}])
+
+
+async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportCreate,
+                        settings: ControlPlaneSettings) -> ExportPublic:
+    """Validate, select the codes, run the print check and queue the job, in the caller's transaction."""
+    if body.format == "pdf_sheet":
+        sheet_for(body)
+    elif body.sheet is not None:
+        raise field_error("sheet", "only pdf_sheet exports are laid out on sheets")
+    needs_codes = body.format != "scans_csv" or body.group_id or body.code_ids or body.folder_id or body.tag
+    rows = await select_codes(conn, key, body) if needs_codes else []
+    print_check(rows, body, settings)
+    job_id = new_id("exp")
+    await conn.execute(
+        "INSERT INTO jobs (id, kind, org_id, livemode, request, progress_total) VALUES ($1, 'export', $2, $3, $4, $5)",
+        job_id, key.org_id, key.livemode,
+        {**body.model_dump(mode="json", exclude_none=True), "all_codes": not needs_codes}, len(rows))
+    await conn.execute("INSERT INTO job_codes (job_id, position, code_id)"
+                       " SELECT $1, p, id FROM unnest($2::text[]) WITH ORDINALITY AS t(id, p)",
+                       job_id, [r["id"] for r in rows])
+    return export_object(await fetch_job(conn, key, job_id, "export"), settings)
+
+
+async def fetch_job(db: Queryable, key: ApiKey, job_id: str,
+                    kind: str) -> asyncpg.Record:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM jobs WHERE id = $1 AND org_id = $2 AND livemode = $3 AND kind = $4",
+        job_id, key.org_id, key.livemode, kind)
+    if row is None:
+        raise not_found(kind)
+    return row
+
+
+def signature(settings: ControlPlaneSettings, job_id: str, expires: int) -> str:
+    """HMAC of the job and expiry, keyed by the image-URL secret (separated from image hashes by a prefix)."""
+    if settings.image_url_secret is None:
+        raise RuntimeError("the URL secret was not loaded: pass settings through with_image_secret()")
+    message = f"export-file|{job_id}|{expires}".encode()
+    return hmac.new(settings.image_url_secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signature_valid(settings: ControlPlaneSettings, job_id: str, expires: str, given: str, now: float) -> bool:
+    if not expires.isdigit() or int(expires) < now:
+        return False
+    return hmac.compare_digest(signature(settings, job_id, int(expires)), given)
+
+
+class Progress(TypedDict):
+    done: int
+    total: int
+
+
+class ExportPublic(TypedDict):
+    id: str
+    object: Literal["export"]
+    livemode: bool
+    status: JobStatus
+    format: Format
+    progress: Progress
+    file_url: str | None
+    signed_url: str | None
+    file_name: str | None
+    file_size: int | None
+    error: dict[str, Any] | None
+    created_at: str
+    finished_at: str | None
+    expires_at: str | None
+
+
+def job_fields(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"], "object": row["kind"], "livemode": row["livemode"], "status": row["status"],
+        "progress": {"done": row["progress_done"], "total": row["progress_total"]}, "error": row["error"],
+        "created_at": timestamp(row["created_at"]), "finished_at": timestamp(row["finished_at"]),
+        "expires_at": timestamp(row["expires_at"]),
+    }
+
+
+def export_object(row: asyncpg.Record, settings: ControlPlaneSettings) -> ExportPublic:
+    request = row["request"]
+    obj = cast(ExportPublic, {**job_fields(row), "format": request["format"], "file_url": None, "signed_url": None,
+                              "file_name": row["file_name"], "file_size": row["file_size"]})
+    if row["status"] == "succeeded" and row["file_size"] is not None and row["expires_at"] is not None:
+        file_url = f"{settings.public_url}/v1/exports/{row['id']}/file"
+        expires = int(row["expires_at"].timestamp())
+        obj["file_url"] = file_url
+        obj["signed_url"] = f"{file_url}?expires={expires}&signature={signature(settings, row['id'], expires)}"
+    return obj
+
+
+async def list_jobs(ctx: ServiceContext, key: ApiKey, kind: str, page: PageQuery) -> tuple[list[asyncpg.Record], int]:
+    return await owned_page(ctx.db, "jobs", key, page, where="kind = $3", args=(kind,))
+
+
+async def start_export(ctx: ServiceContext, key: ApiKey, body: ExportCreate) -> ExportPublic:
+    async with ctx.transaction() as conn:
+        return await create_export(conn, key, body, ctx.settings)
+
+
+async def list_exports(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[ExportPublic]:
+    rows, total = await list_jobs(ctx, key, "export", page)
+    return Listing([export_object(r, ctx.settings) for r in rows], total, page.limit, page.offset)
+
+
+async def get_export(ctx: ServiceContext, key: ApiKey, export_id: str) -> ExportPublic:
+    return export_object(await fetch_job(ctx.db, key, export_id, "export"), ctx.settings)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFile:
+    name: str
+    media_type: str
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
+async def export_file(ctx: ServiceContext, key: ApiKey | None, export_id: str) -> ExportFile:
+    """The file of the caller's export (`key`), or of any export (`None`: a signed URL checked by the caller)."""
+    if key is not None:
+        row = await fetch_job(ctx.db, key, export_id, "export")
+    else:
+        found: asyncpg.Record | None = await ctx.db.fetchrow("SELECT * FROM jobs WHERE id = $1 AND kind = 'export'",
+                                                             export_id)
+        if found is None:
+            raise not_found("export")
+        row = found
+    if row["status"] != "succeeded":
+        raise Problem(409, f"The export is {row['status']}; its file is not ready.", type="export-not-ready")
+    if row["file_size"] is None:
+        raise Problem(410, "The export's file has expired; request the export again.", type="export-expired")
+    chunks = FileStore(ctx.db, ctx.settings.export_dir).read(export_id, row["attempt"])
+    return ExportFile(row["file_name"], row["media_type"], row["file_size"], chunks)

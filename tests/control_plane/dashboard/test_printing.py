@@ -1,0 +1,67 @@
+"""Print and import from the dashboard: the same services and jobs as /v1/exports and /v1/imports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pypdfium2 as pdfium
+import pytest
+import redis.asyncio as aioredis
+
+from control_plane.jobs.worker import JobWorker, start_worker
+from shared.database import create_pool
+from shared.settings import ControlPlaneSettings, JobSettings
+from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, post_form, sign_in
+
+
+@pytest.fixture
+async def worker(cp_settings: ControlPlaneSettings, redis: aioredis.Redis) -> AsyncIterator[JobWorker]:
+    db = await create_pool(cp_settings.stores.database_url, min_size=1, max_size=2)
+    try:
+        yield await start_worker(JobSettings(control_plane=cp_settings), db, redis)
+    finally:
+        await db.close()
+
+
+async def test_an_editor_imports_a_campaign_then_prints_its_labels(
+        browser: BrowserFactory, make_user: UserFactory, worker: JobWorker, db: asyncpg.Connection) -> None:
+    await make_user(role="editor")
+    client = browser()
+    await sign_in(client)
+    bad = await post_form(client, "/app/imports", "/app/imports", {"csv": "name,url\nA,https://example.com/a\nB,nope\n"})
+    assert bad.status_code == 303
+    while await worker.run_once():
+        pass
+    page = (await client.get("/app/imports")).text
+    assert "failed" in page and "row 3, url" in page
+    assert await db.fetchval("SELECT count(*) FROM qr_codes") == 0
+
+    group = await post_form(client, "/app/groups/new", "/app/groups", {"name": "Tables", "status": "active"})
+    group_id = group.headers["location"].split("/")[-1].split("?")[0]
+    rows = "".join(f"Table {n},https://example.com/{n},{group_id}\n" for n in range(1, 4))
+    await post_form(client, "/app/imports", "/app/imports", {"csv": "name,url,group_id\n" + rows})
+    while await worker.run_once():
+        pass
+    assert await db.fetchval("SELECT count(*) FROM qr_codes WHERE group_id = $1", group_id) == 3
+
+    started = await post_form(client, "/app/exports", "/app/exports", {
+        "group_id": group_id, "format": "pdf_sheet", "template": "avery-5160", "label": "name"})
+    assert started.status_code == 303
+    export_id = started.headers["location"].split("started=")[1]
+    while await worker.run_once():
+        pass
+    page = (await client.get("/app/exports")).text
+    assert f"/app/exports/{export_id}/file" in page
+    file = await client.get(f"/app/exports/{export_id}/file")
+    assert file.status_code == 200 and file.headers["content-type"] == "application/pdf"
+    text = pdfium.PdfDocument(file.content)[0].get_textpage().get_text_range()
+    assert all(f"Table {n}" in text for n in range(1, 4))
+
+
+async def test_a_viewer_can_print_but_not_import(browser: BrowserFactory, make_user: UserFactory) -> None:
+    await make_user(role="viewer")
+    client = browser()
+    await sign_in(client)
+    assert (await client.get("/app/exports")).status_code == 200
+    assert (await client.get("/app/imports")).status_code == 403

@@ -1,0 +1,206 @@
+"""Image bundles, CSV files, signed links for print shops, events, and jobs that survive a dead worker."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+import zipfile
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pypdfium2 as pdfium
+import pytest
+import redis.asyncio as aioredis
+import resvg_py
+import zxingcpp
+from PIL import Image
+
+from control_plane.api.app import create_app
+from control_plane.jobs.worker import JobWorker, start_worker
+from shared.database import create_pool
+from shared.settings import ControlPlaneSettings, JobSettings
+from tests.conftest import KeyFactory, bearer
+from tests.control_plane.jobs.conftest import export, mint_group, run_job
+
+
+def decode(data: bytes, image_format: str) -> list[str]:
+    if image_format == "pdf":
+        image = pdfium.PdfDocument(data)[0].render(scale=300 / 72).to_pil()
+    else:
+        if image_format == "svg":  # an independent renderer, not our raster code
+            data = bytes(resvg_py.svg_to_bytes(svg_string=data.decode(), skip_system_fonts=True, dpi=300))
+        image = Image.open(io.BytesIO(data))
+    return [r.text for r in zxingcpp.read_barcodes(image.convert("RGB"))]
+
+
+@pytest.mark.parametrize("image_format", ["svg", "png", "pdf"])
+async def test_a_zip_holds_one_decodable_image_per_code_named_by_slug_and_a_manifest(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, image_format: str) -> None:
+    key = await make_key()
+    group_id, codes = await mint_group(api, key, 50, tags=["fall24"])
+    job, data = await export(api, worker, key, {"format": "zip", "group_id": group_id,
+                                                "image_format": image_format, "size_mm": 25, "dpi": 300})
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert archive.namelist()[0] == "manifest.csv"
+    by_slug = {code["slug"]: code for code in codes}
+    assert sorted(archive.namelist()[1:]) == sorted(f"{slug}.{image_format}" for slug in by_slug)
+    for name in archive.namelist()[1:]:
+        assert decode(archive.read(name), image_format) == [f"{by_slug[name.rsplit('.', 1)[0]]['short_url']}?qr=1"]
+    manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+    assert [row["name"] for row in manifest] == [f"Table {n}" for n in range(1, 51)]  # print order
+    first = manifest[0]
+    code = next(c for c in codes if c["name"] == "Table 1")
+    assert first == {"id": code["id"], "slug": code["slug"], "short_url": code["short_url"], "name": "Table 1",
+                     "group": group_id, "folder": "", "tags": "fall24", "file": f"{code['slug']}.{image_format}"}
+    if image_format == "png":
+        with Image.open(io.BytesIO(archive.read(first["file"]))) as image:
+            assert image.size == (295, 295)  # 25 mm at 300 dpi
+            assert round(image.info["dpi"][0]) == 300
+    assert job["file_name"].endswith(".zip")
+
+
+async def test_codes_csv_lists_the_selection_and_defuses_formulas(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                                   worker: JobWorker) -> None:
+    key = await make_key()
+    made = await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "name": "=HYPERLINK(\"x\")", "destination": {"type": "url", "url": "https://example.com/a"}, "tags": ["t"]})
+    assert made.status_code == 201
+    _, data = await export(api, worker, key, {"format": "codes_csv", "tag": "t"})
+    rows = list(csv.DictReader(io.StringIO(data.decode())))
+    assert len(rows) == 1
+    assert rows[0]["id"] == made.json()["id"] and rows[0]["url"] == "https://example.com/a"
+    assert rows[0]["name"] == "'=HYPERLINK(\"x\")"
+
+
+async def _scans(db: asyncpg.Connection[Any], code: dict[str, Any], org_id: str, when: datetime,
+                 bots: list[bool]) -> None:
+    await db.execute("SELECT ensure_scan_partitions($1::date, $1::date)", when.date())
+    await db.executemany(
+        "INSERT INTO scans (scan_id, scanned_at, code_id, group_id, org_id, livemode, outcome, method, scan_method,"
+        " ip_hash, visitor_hash, user_agent, is_bot) VALUES ($1, $2, $3, NULL, $4, true, 'redirected', 'GET',"
+        " 'camera', 'iphash-secret', 'visitor', 'ua', $5)",
+        [(uuid.uuid4(), when + timedelta(seconds=n), code["id"], org_id, bot) for n, bot in enumerate(bots)])
+
+
+async def test_scans_csv_has_one_row_per_scan_in_range_bots_flagged_and_no_ip(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/a"}})).json()
+    org_id = await db.fetchval("SELECT org_id FROM qr_codes WHERE id = $1", code["id"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    await _scans(db, code, org_id, now - timedelta(hours=2), [False, True, False])
+    await _scans(db, code, org_id, now - timedelta(days=3), [False])  # outside the range
+    job, data = await export(api, worker, key, {
+        "format": "scans_csv", "code_ids": [code["id"]], "since": (now - timedelta(days=1)).isoformat(),
+        "until": now.isoformat()})
+    rows = list(csv.DictReader(io.StringIO(data.decode())))
+    assert [row["is_bot"] for row in rows] == ["false", "true", "false"]
+    assert job["progress"] == {"done": 3, "total": 3}
+    assert "ip_hash" not in rows[0] and b"iphash-secret" not in data
+    assert {row["code_id"] for row in rows} == {code["id"]}
+
+
+async def test_a_signed_url_serves_the_file_without_a_key_until_it_expires(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 3)
+    job, data = await export(api, worker, key, {"format": "pdf_sheet", "group_id": group_id})
+    expires = datetime.fromisoformat(job["expires_at"])
+    assert expires - datetime.now(UTC) > timedelta(hours=23, minutes=59)
+    path = job["signed_url"].split("://", 1)[1].split("/", 1)[1]
+    shop = await api.get(f"/{path}")
+    assert shop.status_code == 200 and shop.content == data
+    assert shop.headers["content-type"] == "application/pdf"
+    tampered = await api.get(f"/{path}".replace("signature=", "signature=0"))
+    assert tampered.status_code == 403
+    assert (await api.get(f"/v1/exports/{job['id']}/file")).status_code == 401
+    other = await make_key("globex")
+    assert (await api.get(f"/v1/exports/{job['id']}", headers=bearer(other))).status_code == 404
+
+    await db.execute("UPDATE jobs SET expires_at = now() - interval '1 second' WHERE id = $1", job["id"])
+    assert await worker.remove_expired() == 1
+    assert (await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(key))).status_code == 410
+    assert await db.fetchval("SELECT count(*) FROM job_file_chunks WHERE job_id = $1", job["id"]) == 0
+
+
+async def test_exports_announce_success_and_failure_as_events(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                              worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key(scopes=("qr:read", "qr:write", "webhooks:read"))
+    group_id, codes = await mint_group(api, key, 2)
+    job, _ = await export(api, worker, key, {"format": "zip", "group_id": group_id, "image_format": "svg"})
+    events = (await api.get("/v1/events?type=export.succeeded", headers=bearer(key))).json()["data"]
+    assert [e["data"]["object"]["id"] for e in events] == [job["id"]]
+    assert events[0]["data"]["object"]["status"] == "succeeded"
+
+    started = await api.post("/v1/exports", headers=bearer(key), json={
+        "format": "zip", "group_id": group_id, "image_format": "png"})
+    await db.execute("UPDATE jobs SET request = request || '{\"dpi\": 1}' WHERE id = $1", started.json()["id"])
+    failed = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
+    assert failed["status"] == "failed" and failed["error"]["status"] >= 400 and failed["file_url"] is None
+    events = (await api.get("/v1/events?type=export.failed", headers=bearer(key))).json()["data"]
+    assert [e["data"]["object"]["id"] for e in events] == [failed["id"]]
+
+
+async def test_a_job_whose_worker_died_is_taken_over_and_finished(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 3)
+    first = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    second = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    # Two workers claiming at once get different jobs (SKIP LOCKED), never the same one.
+    async with db.transaction():
+        await db.execute("SELECT id FROM jobs WHERE id = $1 FOR UPDATE", first.json()["id"])
+        claimed = await worker.db.fetchrow("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at"
+                                           " LIMIT 1 FOR UPDATE SKIP LOCKED")
+        assert claimed is not None and claimed["id"] == second.json()["id"]
+    # A worker claimed the first job and died: no heartbeat since long before the lease.
+    await db.execute("UPDATE jobs SET status = 'running', attempt = 1, heartbeat_at = now() - interval '1 hour'"
+                     " WHERE id = $1", first.json()["id"])
+    done = await run_job(api, worker, key, f"/v1/exports/{first.json()['id']}")
+    assert done["status"] == "succeeded"
+    assert await db.fetchval("SELECT attempt FROM jobs WHERE id = $1", first.json()["id"]) == 2
+    file = await api.get(f"/v1/exports/{done['id']}/file", headers=bearer(key))
+    assert len(list(csv.DictReader(io.StringIO(file.text)))) == 3
+
+
+async def test_a_request_that_cannot_be_served_is_refused_before_any_job(api: httpx.AsyncClient,
+                                                                          make_key: KeyFactory) -> None:
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 1)
+    for body in ({"format": "zip", "group_id": group_id},
+                 {"format": "pdf_sheet"},
+                 {"format": "pdf_sheet", "group_id": group_id, "code_ids": ["qr_x"]},
+                 {"format": "pdf_sheet", "group_id": group_id, "sheet": {"template": "avery-5160", "paper": "a4"}},
+                 {"format": "pdf_sheet", "group_id": group_id, "sheet": {"template": "grid"}},
+                 {"format": "pdf_sheet", "code_ids": ["qr_nope"]}):
+        response = await api.post("/v1/exports", headers=bearer(key), json=body)
+        assert response.status_code == 422, (body, response.text)
+    assert (await api.post("/v1/exports", headers=bearer(key), json={
+        "format": "pdf_sheet", "group_id": "grp_nope"})).status_code == 404
+    assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
+
+
+async def test_files_can_live_in_a_directory_every_process_shares(
+        cp_settings: ControlPlaneSettings, make_key: KeyFactory, redis: aioredis.Redis, db: asyncpg.Connection[Any],
+        tmp_path: Path) -> None:
+    settings = replace(cp_settings, export_dir=tmp_path)
+    app = create_app(settings)
+    pool = await create_pool(settings.stores.database_url, min_size=1, max_size=2)
+    try:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://cp.test") as api:
+            worker = await start_worker(JobSettings(control_plane=settings), pool, redis)
+            key = await make_key()
+            group_id, _ = await mint_group(api, key, 3)
+            job, data = await export(api, worker, key, {"format": "codes_csv", "group_id": group_id})
+    finally:
+        await pool.close()
+    assert [p.name for p in tmp_path.iterdir()] == [f"{job['id']}.1.export"]
+    assert (tmp_path / f"{job['id']}.1.export").read_bytes() == data
+    assert await db.fetchval("SELECT count(*) FROM job_file_chunks") == 0
