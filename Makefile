@@ -60,7 +60,7 @@ bench-api: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_api
 
 load-deps: venv
-	@$(PY) -c 'import locust' 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,load]"
+	@$(PY) -c 'import locust, psutil, granian' 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,load]"
 
 # A printed campaign at volume, accounted scan by scan: exits non-zero on any failed (5xx, timeout), lost,
 # duplicated, wrong-outcome or stale scan. Knobs: LOAD_USERS, LOAD_PROCESSES, LOAD_DURATION, LOAD_CODES, …
@@ -110,7 +110,7 @@ bench-export: system-deps venv
 
 # Edge throughput/latency as ratios to a bare uvicorn 302 (BENCHMARKS.md). The script runs on CPU 1 so the
 # private PostgreSQL and Redis it starts share that CPU with wrk; the server under test gets CPU 0.
-bench-edge: system-deps venv
+bench-edge: system-deps load-deps
 	flock /tmp/scanroute-bench.lock taskset -c 1 $(PY) -m loadtests.bench_edge $(BENCH_ARGS)
 
 clean:
