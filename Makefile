@@ -60,7 +60,7 @@ bench-api: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_api
 
 load-deps: venv
-	@$(PY) -c 'import locust' 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,load]"
+	@$(PY) -c 'import locust, psutil, granian' 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,load]"
 
 # A printed campaign at volume, accounted scan by scan: exits non-zero on any failed (5xx, timeout), lost,
 # duplicated, wrong-outcome or stale scan. Knobs: LOAD_USERS, LOAD_PROCESSES, LOAD_DURATION, LOAD_CODES, …
@@ -115,8 +115,18 @@ bench-export: system-deps venv
 
 # Edge throughput/latency as ratios to a bare uvicorn 302 (BENCHMARKS.md). The script runs on CPU 1 so the
 # private PostgreSQL and Redis it starts share that CPU with wrk; the server under test gets CPU 0.
-bench-edge: system-deps venv
+bench-edge: system-deps load-deps
 	flock /tmp/scanroute-bench.lock taskset -c 1 $(PY) -m loadtests.bench_edge $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .scanroute .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: chaos chaos-ci
+# Faults under `scanroute up` with a scan load (kill -9 of each process kind, Redis paused, edge SIGTERM):
+# prints a table, exits non-zero on any lost or duplicated scan (RELIABILITY.md). Loopback only, bounded.
+chaos: system-deps venv
+	$(PY) -m loadtests.chaos
+
+# The same scenarios, short, so that they cannot rot (run by CI).
+chaos-ci: system-deps venv
+	CHAOS_SECONDS=6 CHAOS_DRAIN=60 $(PY) -m loadtests.chaos
