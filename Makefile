@@ -115,3 +115,13 @@ bench-edge: system-deps load-deps
 
 clean:
 	rm -rf $(VENV) .scanroute .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: chaos chaos-ci
+# Faults under `scanroute up` with a scan load (kill -9 of each process kind, Redis paused, edge SIGTERM):
+# prints a table, exits non-zero on any lost or duplicated scan (RELIABILITY.md). Loopback only, bounded.
+chaos: system-deps venv
+	$(PY) -m loadtests.chaos
+
+# The same scenarios, short, so that they cannot rot (run by CI).
+chaos-ci: system-deps venv
+	CHAOS_SECONDS=6 CHAOS_DRAIN=60 $(PY) -m loadtests.chaos
