@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-dashboard bench-edge bench-render bench-ingest bench-export loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
+.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-dashboard bench-edge bench-freshness bench-render bench-ingest bench-export loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -60,7 +60,7 @@ bench-api: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_api
 
 load-deps: venv
-	@$(PY) -c 'import locust' 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,load]"
+	@$(PY) -c 'import locust, psutil, granian' 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,load]"
 
 # A printed campaign at volume, accounted scan by scan: exits non-zero on any failed (5xx, timeout), lost,
 # duplicated, wrong-outcome or stale scan. Knobs: LOAD_USERS, LOAD_PROCESSES, LOAD_DURATION, LOAD_CODES, …
@@ -90,6 +90,11 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# Read-your-writes (docs/freshness.md): write p99 with 0/1/2/4 edges idle and saturated, one edge frozen;
+# edge throughput with the mechanism on vs off, both loaded at once. Edges on CPU 0, the rest on CPU 1.
+bench-freshness: system-deps venv
+	flock /tmp/scanroute-bench.lock taskset -c 1 $(PY) -m loadtests.bench_freshness $(BENCH_ARGS)
+
 # Dashboard pages rendered server-side: groups list (1,000 groups), codes list (100,000 codes), analytics of a
 # code with 1M scans; p95 against the API's JSON for the same data, and page weight.
 bench-dashboard: system-deps venv
@@ -110,8 +115,18 @@ bench-export: system-deps venv
 
 # Edge throughput/latency as ratios to a bare uvicorn 302 (BENCHMARKS.md). The script runs on CPU 1 so the
 # private PostgreSQL and Redis it starts share that CPU with wrk; the server under test gets CPU 0.
-bench-edge: system-deps venv
+bench-edge: system-deps load-deps
 	flock /tmp/scanroute-bench.lock taskset -c 1 $(PY) -m loadtests.bench_edge $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .scanroute .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: chaos chaos-ci
+# Faults under `scanroute up` with a scan load (kill -9 of each process kind, Redis paused, edge SIGTERM):
+# prints a table, exits non-zero on any lost or duplicated scan (RELIABILITY.md). Loopback only, bounded.
+chaos: system-deps venv
+	$(PY) -m loadtests.chaos
+
+# The same scenarios, short, so that they cannot rot (run by CI).
+chaos-ci: system-deps venv
+	CHAOS_SECONDS=6 CHAOS_DRAIN=60 $(PY) -m loadtests.chaos

@@ -9,6 +9,7 @@ import math
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -23,7 +24,7 @@ from starlette.routing import Route
 
 from edge.invalidations import InvalidationFollower
 from edge.journal import ScanJournal
-from edge.local_cache import Fence, LocalCache
+from edge.local_cache import Fence, LocalCache, open_fence
 from edge.lookup import CachedCode, RowLookup, code_weight, group_weight
 from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
@@ -58,6 +59,10 @@ RETRY = [(b"retry-after", b"2")]
 # pages of docs/rules.md, by answer (the others take the status of their outcome, shared.resolve.HTTP_STATUS)
 ANSWER_STATUS = {**PAGE_STATUS, "password_throttled": 429}
 START_WAIT = 5.0  # seconds to wait for Redis at start-up before serving without it
+# How long the invalidation follower's thread may wait for the GIL while the event loop is busy (Python's
+# default is 5 ms, paid several times per message): a shorter wait keeps the follower's lag, and so the
+# writes' latency, small under load (BENCHMARKS.md). Only the follower ever waits for it.
+GIL_SWITCH_INTERVAL = 0.001
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -71,7 +76,8 @@ class EdgeApp:
         self.pages = load_pages()
         self.link = RedisLink()
         self.edge_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.fence = Fence()  # closed until the invalidation follower has caught up
+        # Closed until the invalidation follower has caught up; always open without read-your-writes.
+        self.fence = Fence() if settings.read_your_writes else open_fence()
         self.codes: LocalCache[CachedCode] = LocalCache(settings.cache_entries, settings.cache_ttl,
                                                         settings.negative_ttl, self.fence, settings.cache_bytes,
                                                         code_weight)
@@ -82,7 +88,8 @@ class EdgeApp:
         self.passwords = PasswordChecks()
         self.clock: Callable[[], float] = time.time  # rules and validity read the time here (tests freeze it)
         self.follower = InvalidationFollower(settings.stores.redis_url, self.keys, [self.codes, self.groups],
-                                             self.fence, self.edge_id, self._heard_from_redis)
+                                             self.fence, self.edge_id, self._heard_from_redis,
+                                             confirm=settings.read_your_writes)
         self.metrics = EdgeMetrics({"code": self.codes, "group": self.groups}, self.journal, self.link,
                                    self.follower)
         self.ops = Starlette(routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
@@ -213,6 +220,7 @@ class EdgeApp:
                                      self.metrics.batch_size.observe)
         self.link.on_down(self._forget_freshness)
         self.loop = asyncio.get_running_loop()
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         self.follower.start()
         # Serve only once following the invalidations, or after a bounded wait if Redis is down
         # (then lookups go to PostgreSQL and scans to the journal until it returns).

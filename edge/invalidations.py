@@ -41,7 +41,7 @@ Notify = Callable[[BaseException | None], None]  # None: Redis answered again; e
 
 class InvalidationFollower:
     def __init__(self, redis_url: str, keys: RedisKeys, caches: Sequence[LocalCache[Any]], fence: Fence,
-                 edge_id: str, notify: Notify, lease: float = EDGE_LEASE) -> None:
+                 edge_id: str, notify: Notify, lease: float = EDGE_LEASE, *, confirm: bool = True) -> None:
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=1.0)
         self.keys = keys
         self.caches = caches
@@ -49,6 +49,7 @@ class InvalidationFollower:
         self.edge_id = edge_id
         self.notify = notify
         self.lease = lease
+        self.confirms = confirm  # False: follow without registering or fencing (to measure the cost)
         self.last_id: str | None = None  # None until the first successful contact
         self.caught_up_at = 0.0  # monotonic time of sending the last read that reached the stream's end
         self.lag = Buckets(LAG_BUCKETS)  # seconds from an invalidation's XADD to its drop here
@@ -111,13 +112,13 @@ class InvalidationFollower:
         since = self.last_id or NO_ID
         sent = time.monotonic()
         with self.redis.pipeline(transaction=False) as pipe:
-            # The confirmation of what was applied so far rides with the next read: one round trip.
-            self._confirm(keys=[self.keys.edge_positions, self.keys.edge_leases],
-                          args=[self.edge_id, since, int(self.lease * 1000)], client=pipe)
+            if self.confirms:  # what was applied so far rides with the next read: one round trip
+                self._confirm(keys=[self.keys.edge_positions, self.keys.edge_leases],
+                              args=[self.edge_id, since, int(self.lease * 1000)], client=pipe)
             pipe.xread({self.keys.invalidations: since}, count=BATCH, block=BLOCK_MS)
             pipe.xinfo_stream(self.keys.invalidations)
-            confirmed, read, info = pipe.execute(raise_on_error=False)
-        for failed in (confirmed, read):
+            *confirmed, read, info = pipe.execute(raise_on_error=False)
+        for failed in (*confirmed, read):
             if isinstance(failed, Exception):
                 raise failed
         entries = read[0][1] if read else []
@@ -132,8 +133,9 @@ class InvalidationFollower:
                 self.last_id = NO_ID
         if len(entries) < BATCH:  # the end of the stream, as of a moment after `sent`
             self.caught_up_at = sent
-            self.fence.until = sent + self.lease / 2
-        if entries:  # confirm at once: a write is waiting for it
+            if self.confirms:
+                self.fence.until = sent + self.lease / 2
+        if entries and self.confirms:  # confirm at once: a write is waiting for it
             self._confirm(keys=[self.keys.edge_positions, self.keys.edge_leases],
                           args=[self.edge_id, self.last_id or NO_ID, int(self.lease * 1000)])
 

@@ -94,11 +94,14 @@ class EdgeMetrics(Collector):
         hits = CounterMetricFamily("scanroute_edge_cache_hits", "Local cache hits", labels=["kind"])
         misses = CounterMetricFamily("scanroute_edge_cache_misses", "Local cache misses", labels=["kind"])
         size = GaugeMetricFamily("scanroute_edge_cache_entries", "Local cache entries", labels=["kind"])
+        weight = GaugeMetricFamily("scanroute_edge_cache_bytes", "Local cache size, estimated (bounded by"
+                                   " EDGE_CACHE_MB)", labels=["kind"])
         for kind, cache in self.caches.items():
             hits.add_metric([kind], cache.hits)
             misses.add_metric([kind], cache.misses)
             size.add_metric([kind], len(cache))
-        yield from (hits, misses, size)
+            weight.add_metric([kind], cache.bytes)
+        yield from (hits, misses, size, weight)
         yield GaugeMetricFamily("scanroute_edge_journal_depth", "Scans in the local journal, not yet in Redis",
                                 value=self.journal.depth)
         yield GaugeMetricFamily("scanroute_edge_redis_up", "1 while this process trusts Redis",

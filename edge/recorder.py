@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -47,6 +48,26 @@ async def _already_in_stream(redis: aioredis.Redis, stream: str, events: set[byt
     return found
 
 
+Stored = Callable[[BaseException | None], None]
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+def _tell(batch: list[tuple[bytes, Stored]], error: BaseException | None) -> None:
+    for _, stored in batch:
+        try:
+            stored(error)
+        except Exception:  # one waiter's bug must not keep the others of the batch waiting
+            log.exception("scan acknowledgement callback failed")
+
+
 class ScanRecorder:
     """`record` returns once Redis has acknowledged the batch holding the event, or it is on disk."""
 
@@ -58,7 +79,7 @@ class ScanRecorder:
         self.link = link
         self.on_batch = on_batch
         self._xadd_all = redis.register_script(XADD_ALL)
-        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._pending: list[tuple[bytes, Stored]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
         self._unacknowledged: set[bytes] = set()  # journaled after a failed XADD batch
@@ -67,16 +88,16 @@ class ScanRecorder:
         link.on_up(self.replay_soon)
 
     async def record(self, event: bytes) -> None:
-        await self.submit(event)
-
-    def submit(self, event: bytes) -> asyncio.Future[None]:
-        """Queue `event` for the next batch; the future is done once it is stored (the protocol server's hit
-        path adds a callback to it instead of awaiting it in a task)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, done))
+        self.submit(event, partial(_settle, done))
+        await done
+
+    def submit(self, event: bytes, stored: Stored) -> None:
+        """Queue `event` for the next batch; `stored(None)` is called once it is stored, `stored(error)` if it
+        could not be (the protocol server's hit path: no future, no task per scan)."""
+        self._pending.append((event, stored))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        return done
 
     async def _flush(self) -> None:
         try:
@@ -87,13 +108,9 @@ class ScanRecorder:
                     await self._store([event for event, _ in batch])
                 except Exception as exc:
                     log.error("cannot record %d scans in Redis nor in the journal: %r", len(batch), exc)
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
+                    _tell(batch, exc)
                     continue
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+                _tell(batch, None)
         finally:
             self._flusher = None
 

@@ -128,11 +128,10 @@ class ScanHandler:
             outcome = "redirected"
             location = decision.location.render(request.query).encode("ascii")
             answer = responses.redirect(location, self.date(), request.connection)
-        stored = self.app.recorder.submit(event)
-        stored.add_done_callback(partial(self._recorded, request, answer, outcome))
+        self.app.recorder.submit(event, partial(self._recorded, request, answer, outcome))
 
-    def _recorded(self, request: _Request, answer: bytes, outcome: str, stored: asyncio.Future[None]) -> None:
-        if stored.cancelled() or stored.exception() is not None:  # neither Redis nor the journal took it
+    def _recorded(self, request: _Request, answer: bytes, outcome: str, error: BaseException | None) -> None:
+        if error is not None:  # neither Redis nor the journal took it
             self._page(request.conn, request.slot, "unavailable", request.connection, request.method == "HEAD",
                        request.started)
             return

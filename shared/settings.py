@@ -276,6 +276,7 @@ class EdgeSettings(_FromEnv):
     cache_ttl: float = 60.0  # seconds; the backstop behind the invalidation stream
     negative_ttl: float = 2.0  # seconds an unknown slug stays cached as unknown
     journal_dir: Path = Path(".scanroute") / "journal"
+    read_your_writes: bool = True  # off only to measure what it costs (docs/freshness.md)
     # Peers whose X-Forwarded-For is believed (docs/edge.md); none by default: the peer is the client.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     header_timeout: float = 10.0  # seconds a client has to send a request's complete head
@@ -303,6 +304,7 @@ class EdgeSettings(_FromEnv):
             cache_ttl=r.number("EDGE_CACHE_TTL", 60.0, minimum=0.1),
             negative_ttl=r.number("EDGE_NEGATIVE_TTL", 2.0, minimum=0.0),
             journal_dir=Path(r.text("EDGE_JOURNAL_DIR", str(Path(".scanroute") / "journal"))),
+            read_your_writes=r.flag("EDGE_READ_YOUR_WRITES", True),
             cache_bytes=r.integer("EDGE_CACHE_MB", 64, minimum=1) << 20,
             trusted_proxies=r.networks("TRUSTED_PROXIES"),
             header_timeout=r.number("EDGE_HEADER_TIMEOUT", 10.0, minimum=0.01),

@@ -43,6 +43,7 @@ class Totals(TypedDict):
     total_scans: int
     unique_scans: int  # distinct visitors (IP + user agent)
     unique_ips: int
+    bot_scans: int  # bots and link previewers, left out of every other figure
 
 
 class Bucket(TypedDict):
@@ -80,6 +81,12 @@ class ScanFilter:
         """Raw scans in [since, until)."""
         assert self.column in ("code_id", "group_id")
         return (f"{self.column} = $1 AND livemode = $2 AND org_id = $3 AND NOT is_bot"
+                " AND scanned_at >= $4 AND scanned_at < $5")
+
+    @property
+    def bots(self) -> str:
+        """Bot scans in [since, until) (partial indexes `scans_code_bots`, `scans_group_bots`)."""
+        return (f"{self.column} = $1 AND livemode = $2 AND org_id = $3 AND is_bot"
                 " AND scanned_at >= $4 AND scanned_at < $5")
 
     @property
@@ -140,6 +147,11 @@ async def breakdowns(db: asyncpg.Pool[Any], f: ScanFilter, limit: int) -> dict[s
         if len(entries) < limit:
             entries.append({DIMENSIONS[row["dimension"]][1]: value, "scans": row["scans"]})
     return result
+
+
+async def bot_scans(db: asyncpg.Pool[Any], f: ScanFilter) -> int:
+    count: int = await db.fetchval(f"SELECT count(*) FROM scans WHERE {f.bots}", *f.args[:5])
+    return count
 
 
 async def bucket_counts(db: asyncpg.Pool[Any], f: ScanFilter, group_by: str) -> list[tuple[datetime, int]]:
@@ -208,13 +220,14 @@ def _bucket(moment: datetime, group_by: str) -> datetime:
 
 async def scan_analytics(db: asyncpg.Pool[Any], f: ScanFilter, group_by: str, limit: int) -> ScanAnalyticsPublic:
     # The sketches are read alongside, whatever the size: cheaper than waiting for the total to decide.
-    broken_down, series, (sketches, edges) = await asyncio.gather(
-        breakdowns(db, f, limit), bucket_counts(db, f, group_by), sketch_inputs(db, f))
+    broken_down, series, (sketches, edges), bots = await asyncio.gather(
+        breakdowns(db, f, limit), bucket_counts(db, f, group_by), sketch_inputs(db, f), bot_scans(db, f))
     total = sum(scans for _, scans in series)
     if total <= EXACT_UNIQUES_UP_TO:
         counted, uniques = await exact_uniques(db, f, group_by)
     else:
         counted, uniques = estimated_uniques(sketches, edges, total, group_by)
+    counted["bot_scans"] = bots
     timeseries = [{"bucket": timestamp(bucket), "scans": scans, "uniques": min(scans, uniques.get(bucket, 0))}
                   for bucket, scans in series]
     id_field = "qr_code_id" if f.column == "code_id" else "qr_group_id"

@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
+from edge.app import EdgeApp
 from shared.edge_rows import RowStore, load_code_by_slug
 from shared.keys import RedisKeys
 from shared.rows import Destination
@@ -86,3 +87,31 @@ async def test_after_flushall_every_code_still_resolves(private_env: dict[str, s
             assert await redis.exists(*(keys.code("qr.test", c["slug"]) for c in codes)) == 3  # read through
         finally:
             await redis.aclose()
+
+
+async def test_minting_10000_codes_appends_one_invalidation_and_keeps_the_edge_cache(
+        api: httpx.AsyncClient, edge: httpx.AsyncClient, edge_app: EdgeApp, make_key: KeyFactory,
+        redis: aioredis.Redis, redis_namespace: str) -> None:
+    key = await make_key()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/g"}})).json()
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/kept"})
+    await edge.get(f"/{code['slug']}")
+    stream = RedisKeys(redis_namespace).invalidations
+    before = await redis.xlen(stream)
+    minted = await api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key), json={"count": 10_000})
+    assert minted.status_code == 201
+    assert await redis.xlen(stream) == before + 1
+    hits = edge_app.codes.hits
+    assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/kept"
+    assert edge_app.codes.hits == hits + 1  # still answered from the local cache
+    newest = minted.json()["data"][-1]
+    assert (await edge.get(f"/{newest['slug']}")).headers["location"] == "https://example.com/g"
+
+
+async def test_readyz_shows_the_read_your_writes_state(edge: httpx.AsyncClient) -> None:
+    freshness = (await edge.get("/readyz")).json()["freshness"]
+    assert freshness["applied_position"] is not None and freshness["redis_rows"] == "current"
+    assert freshness["local_cache"] in ("fresh", "fenced") and freshness["stale_answers"] == 0
+    metrics = (await edge.get("/metrics")).text
+    assert "scanroute_edge_local_cache_fresh" in metrics and "scanroute_edge_invalidation_lag_seconds" in metrics

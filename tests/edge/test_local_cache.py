@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from edge.local_cache import LocalCache
+from edge.local_cache import Fence, LocalCache
 
 
 class Source:
@@ -106,3 +107,41 @@ async def test_least_recently_used_rows_are_evicted() -> None:
     assert source.loads == 3
     await rows.get("b", source.load)
     assert source.loads == 4
+
+
+async def test_a_fenced_entry_is_read_again_and_served_only_when_no_store_answers() -> None:
+    fence = Fence(time.monotonic() + 60)
+    rows, source = LocalCache[str](100, 60.0, 60.0, fence), Source()
+    assert await rows.get("k", source.load) == "row-1"
+    assert await rows.get("k", source.load) == "row-1" and source.loads == 1  # fence open: a hit
+    fence.until = 0.0  # the follower has not confirmed lately
+    source.value = "row-2"
+    assert await rows.get("k", source.load) == "row-2" and source.loads == 2
+    source.failing = True
+    assert await rows.get("k", source.load) == "row-2"  # no store: the last row, counted
+    assert rows.stale_answers == 1
+
+
+async def test_a_lookup_does_not_join_a_load_that_started_before_an_invalidation() -> None:
+    rows, source = cache(), Source()
+    source.gate.clear()
+    first = asyncio.create_task(rows.get("k", source.load))
+    await asyncio.sleep(0)
+    await asyncio.to_thread(rows.drop, "other")  # any invalidation, from the follower's thread
+    source.value = "row-2"
+    second = asyncio.create_task(rows.get("k", source.load))
+    await asyncio.sleep(0)
+    source.gate.set()
+    assert await first == "row-2"  # both loads read after the gate opened here; only the second is kept
+    assert await second == "row-2" and source.loads == 2
+
+
+async def test_new_rows_forget_unknown_entries_only() -> None:
+    rows, known, unknown = cache(), Source(), Source(value=None)
+    await rows.get("known", known.load)
+    assert await rows.get("unknown", unknown.load) is None
+    unknown.value = "created"
+    rows.drop_negative()
+    assert await rows.get("unknown", unknown.load) == "created"
+    await rows.get("known", known.load)
+    assert known.loads == 1

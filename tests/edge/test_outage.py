@@ -82,12 +82,14 @@ async def test_without_any_store_only_cached_codes_redirect(private_env: dict[st
     async with edge_client({**private_env, "DATABASE_URL": dead_database}) as (app, edge):
         assert (await edge.get(f"/{cached['slug']}")).status_code == 302  # from Redis, now cached locally
         private_redis.stop()
+        await wait_until(lambda: not app.fence.open())  # no confirmation for half a lease: fenced
         still = await edge.get(f"/{cached['slug']}")
         assert still.status_code == 302 and still.headers["location"] == "https://example.com/cached"
         for slug in (uncached["slug"], "never-made"):
             response = await edge.get(f"/{slug}")
             assert response.status_code == 503 and response.headers["retry-after"] == "2"  # never a false 404
         assert app.journal.depth == 1
+        assert 'scanroute_edge_stale_answers_total{kind="code"} 1.0' in (await edge.get("/metrics")).text
         ready = await edge.get("/readyz")
         assert ready.status_code == 503 and ready.json()["journal_depth"] == 1
 

@@ -84,7 +84,7 @@ async def test_code_analytics_shape_and_arithmetic(api: httpx.AsyncClient, datas
     assert {k: body[k] for k in ("object", "qr_code_id", "since", "until", "group_by")} == {
         "object": "scan_analytics", "qr_code_id": code_id, "since": "2026-04-01T00:00:00Z",
         "until": "2026-04-04T00:00:00Z", "group_by": "day"}
-    assert body["totals"] == {"total_scans": 7, "unique_scans": 4, "unique_ips": 3}
+    assert body["totals"] == {"total_scans": 7, "unique_scans": 4, "unique_ips": 3, "bot_scans": 3}  # 2 bots, 1 HEAD
     assert body["timeseries"] == [
         {"bucket": "2026-04-01T00:00:00Z", "scans": 4, "uniques": 2},
         {"bucket": "2026-04-02T00:00:00Z", "scans": 0, "uniques": 0},  # only bots that day
@@ -126,7 +126,7 @@ async def test_group_analytics_cover_every_code_of_the_group(api: httpx.AsyncCli
     response = await get(api, f"/v1/qr-groups/{dataset['group']['id']}/scans", dataset["key"], **WINDOW)
     body = response.json()
     assert body["qr_group_id"] == dataset["group"]["id"] and "qr_code_id" not in body
-    assert body["totals"] == {"total_scans": 8, "unique_scans": 5, "unique_ips": 4}
+    assert body["totals"] == {"total_scans": 8, "unique_scans": 5, "unique_ips": 4, "bot_scans": 3}
 
 
 async def test_scan_count_matches_the_analytics_total(api: httpx.AsyncClient, dataset: dict[str, Any]) -> None:
@@ -202,7 +202,7 @@ async def test_large_ranges_estimate_uniques_from_sketches(api: httpx.AsyncClien
     assert estimated == exact  # these few visitors fall in distinct registers: the estimate is exact
     hourly = {"group_by": "hour", "since": "2026-04-01T10:30:00Z", "until": "2026-04-03T05:30:00Z"}
     assert (await get(api, path, dataset["key"], **hourly)).json()["totals"] == {
-        "total_scans": 3, "unique_scans": 2, "unique_ips": 2}  # partial hours at both ends
+        "total_scans": 3, "unique_scans": 2, "unique_ips": 2, "bot_scans": 2}  # partial hours at both ends
 
 
 async def test_sketch_estimates_stay_within_a_few_percent(api: httpx.AsyncClient, make_key: KeyFactory,
