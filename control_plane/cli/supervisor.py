@@ -14,6 +14,8 @@ import secrets
 import signal
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from control_plane.cli.supervision import Child, Supervisor
@@ -79,6 +81,26 @@ async def _prepare_database(database_url: str) -> str | None:
         await conn.close()
 
 
+STARTUP_WAIT = 60.0  # seconds for the HTTP processes to answer /healthz before "is up" is printed anyway
+
+
+def _wait_until_serving(supervisor: Supervisor, urls: list[str], stopping: Callable[[], bool]) -> list[str]:
+    """Polls each URL's /healthz (keeping the children supervised) until all answer or STARTUP_WAIT passes;
+    returns those still silent."""
+    waiting, deadline = list(urls), time.monotonic() + STARTUP_WAIT
+    while waiting and time.monotonic() < deadline and not stopping():
+        supervisor.check()
+        for url in list(waiting):
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                    waiting.remove(url)
+            except OSError:
+                pass
+        if waiting:
+            time.sleep(0.2)
+    return waiting
+
+
 def run_stack() -> int:
     die_with_parent(signal.SIGTERM)
     env = load_environment(services=False)
@@ -113,6 +135,10 @@ def run_stack() -> int:
             write_private(DEMO_KEY_FILE, demo_key + "\n")
         cp, edge = ControlPlaneSettings.from_env(env), EdgeSettings.from_env(env)
         supervisor.start()
+        silent = _wait_until_serving(supervisor, [f"http://{cp.bind[0]}:{cp.bind[1]}",
+                                                  f"http://{edge.bind[0]}:{edge.bind[1]}"], lambda: stopping)
+        for url in silent:
+            _say(f"warning: {url} does not answer /healthz yet; see the log above")
         _say(f"\nscanroute is up\n  control plane  http://{cp.bind[0]}:{cp.bind[1]}  (API under /v1)\n"
              f"  edge           http://{edge.bind[0]}:{edge.bind[1]}  (short URLs on {edge.default_domain})\n"
              "  ingest worker  running\n  webhooks       dispatcher running\n"
