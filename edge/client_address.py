@@ -1,4 +1,4 @@
-"""The client's address (API.md §3.4): the peer, or behind trusted proxies the right-most untrusted
+"""The client's address (docs/api.md §3.4): the peer, or behind trusted proxies the right-most untrusted
 address of `X-Forwarded-For`. Every proxy appends the address it received the request from, so entries
 left of the first untrusted one were written by the client itself and prove nothing."""
 

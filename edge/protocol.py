@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_HEAD = 8192  # request line + headers (API.md §3.4)
+MAX_HEAD = 8192  # request line + headers (docs/api.md §3.4)
 MAX_BODY = 64 * 1024  # the edge takes no uploads; a password form is a few hundred bytes
 MAX_PENDING = 32  # answers waiting in one connection before we stop reading its requests
 LINGER = 2.0  # seconds we keep reading (and discarding) after our last answer, so it is not lost to a reset

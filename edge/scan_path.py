@@ -32,7 +32,7 @@ class ScanPath:
         self.client_address = ClientAddress(settings.trusted_proxies)
 
     def target(self, path: str, host: bytes) -> tuple[str, str] | None:
-        """(domain, slug) if the request can name a code at all (API.md §3.4), else None: a 404 at once."""
+        """(domain, slug) if the request can name a code at all (docs/api.md §3.4), else None: a 404 at once."""
         slug = slug_of(path)
         if slug is None:
             return None

@@ -1,4 +1,4 @@
-"""Which code a request names, decided before any lookup (API.md §3.4, docs/edge.md).
+"""Which code a request names, decided before any lookup (docs/api.md §3.4, docs/edge.md).
 
 A request whose slug or `Host` could not belong to any code gets the 404 page at once: it never reaches
 the local cache, Redis or PostgreSQL, so hostile input can neither fill a cache nor break a batch read.

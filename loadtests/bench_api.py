@@ -1,4 +1,4 @@
-"""`make bench-api`: control-plane budgets from DESIGN.md, measured over HTTP against a real server.
+"""`make bench-api`: control-plane budgets (BENCHMARKS.md), measured over HTTP against a real server.
 
 - mint 1,000 codes into a group (target < 1 s), median of several runs;
 - group PATCH latency with 10 codes (the reference) and with 10,000 codes (target p99 < 20 ms and

@@ -1,4 +1,4 @@
-"""API.md §3.4: the client address is the peer, or behind TRUSTED_PROXIES the right-most untrusted
+"""docs/api.md §3.4: the client address is the peer, or behind TRUSTED_PROXIES the right-most untrusted
 address of X-Forwarded-For; a client cannot choose the address its scans are counted under."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""API.md §3.4: hostile input never reaches a lookup, never grows a cache, never breaks other scans."""
+"""docs/api.md §3.4: hostile input never reaches a lookup, never grows a cache, never breaks other scans."""
 
 from __future__ import annotations
 

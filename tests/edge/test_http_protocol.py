@@ -1,4 +1,4 @@
-"""API.md §3.4 on the wire: the protocol server behaves as a standard HTTP/1.1 server does.
+"""docs/api.md §3.4 on the wire: the protocol server behaves as a standard HTTP/1.1 server does.
 
 Requests are written by h11 or by hand (raw sockets); answers are parsed by h11, independently of the
 parser the server uses.
