@@ -25,7 +25,7 @@ from starlette.routing import Route
 from edge.invalidations import InvalidationFollower
 from edge.journal import ScanJournal
 from edge.local_cache import Fence, LocalCache, open_fence
-from edge.lookup import CachedCode, RowLookup, code_weight, group_weight
+from edge.lookup import CachedCode, PreparedScan, RowLookup, code_weight, group_weight
 from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
 from edge.password_form import read_password
@@ -119,20 +119,20 @@ class EdgeApp:
             return await self.page(send, 503, "unavailable", method, RETRY)
         if found is None:
             return await self.page(send, 404, "unknown", method)
-        code, resolution = found
+        resolution = found.resolution
         if method == "POST" and not self.takes_password(resolution):
             return await self._not_allowed(send, method)  # only a password form posts to a code
         query = scope["query_string"]
         visitor = self.scans.visitor(query, headers, self._client_ip(scope))
-        decision, page, extra = self.decide(method, resolution, visitor) or \
-            await self.check_password(code, resolution, visitor, await read_password(receive))
+        decision, page, extra = self.decide(method, found, visitor) or \
+            await self.check_password(found.code, resolution, visitor, await read_password(receive))
         try:
-            await self.recorder.record(self.scans.event(method, query, headers, visitor, code, resolution, decision))
+            await self.recorder.record(self.scans.event(method, query, headers, visitor, found.event, decision))
         except Exception:  # neither Redis nor the journal took it (logged per batch): never answer unrecorded
             return await self.page(send, 503, "unavailable", method, RETRY)
         if decision.location is None:
             return await self.page(send, ANSWER_STATUS.get(page) or resolution.http_status, page, method, extra)
-        location = decision.location.render(query).encode("ascii")
+        location = decision.location.render_bytes(query)
         await self.respond(send, 302, [(b"location", location), (b"cache-control", b"private, no-store"),
                                        (b"content-type", b"text/plain")], b"", method)
         return "redirected"
@@ -153,10 +153,13 @@ class EdgeApp:
     def takes_password(resolution: Resolution) -> bool:
         return resolution.plan is not None and resolution.plan.password_hash is not None
 
-    def decide(self, method: str, resolution: Resolution,
+    def decide(self, method: str, scan: PreparedScan,
                visitor: Visitor) -> tuple[Decision, str, list[tuple[bytes, bytes]]] | None:
         """Validity, password, rules and split (docs/rules.md), without I/O: the decision, the page to answer
         with when it does not redirect, and extra headers; None when a posted password must be checked."""
+        if scan.plain is not None:  # nothing to decide: prepared with the code
+            return scan.plain, scan.plain.outcome, []
+        resolution = scan.resolution
         plan, default = resolution.plan, resolution.location
         if plan is None or default is None:
             return Decision(resolution.outcome, default), resolution.outcome, []

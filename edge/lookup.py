@@ -16,6 +16,8 @@ from shared.edge_rows import RowStore, load_groups
 from shared.keys import RedisKeys
 from shared.resolve import Resolution, resolve
 from shared.rows import CodeRow, GroupRow
+from shared.scan_event import EventHead
+from shared.scan_plan import Decision
 from shared.settings import Templates
 
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
@@ -53,26 +55,43 @@ class Resolutions:
         return resolution
 
 
-class CachedCode:
-    """A code row and its resolution, memoised per group row (rows are immutable, so identity is version)."""
+class PreparedScan:
+    """What every scan of one code needs, computed once per (code row, group row) when the rows enter the local
+    cache: the resolution (Location templates with the group's and the code's params merged, rules compiled),
+    the scan event's constant members, and for a code without rules, split, validity or password (the usual
+    case) its whole decision. A scan adds only the visitor's part."""
 
-    __slots__ = ("_group", "_resolution", "row")
+    __slots__ = ("code", "event", "plain", "resolution")
+
+    def __init__(self, code: CodeRow, resolution: Resolution) -> None:
+        self.code = code
+        self.resolution = resolution
+        self.event = EventHead(code.id, code.group_id, code.org_id, code.livemode, resolution.properties)
+        # Every scan's decision when nothing about the visitor or the time can change it.
+        self.plain = Decision(resolution.outcome, resolution.location) if resolution.plan is None else None
+
+
+class CachedCode:
+    """A code row and its prepared scan, memoised per group row (rows are immutable, so identity is version)."""
+
+    __slots__ = ("_group", "_scan", "row")
 
     def __init__(self, row: CodeRow) -> None:
         self.row = row
         self._group: GroupRow | None = None
-        self._resolution: Resolution | None = None
+        self._scan: PreparedScan | None = None
 
-    def resolution(self, group: GroupRow | None, resolutions: Resolutions) -> Resolution:
-        if self._resolution is None or group is not self._group:
-            self._resolution = resolutions.of(self.row, group)
+    def scan(self, group: GroupRow | None, resolutions: Resolutions) -> PreparedScan:
+        if self._scan is None or group is not self._group:
+            self._scan = PreparedScan(self.row, resolutions.of(self.row, group))
             self._group = group
-        return self._resolution
+        return self._scan
 
 
 def code_weight(code: CachedCode) -> int:
-    """Estimated bytes of a cached code beyond its key: its JSON, about doubled once held as objects."""
-    return 2 * len(code.row.encode()) + 400
+    """Estimated bytes of a cached code beyond its key: its JSON, about doubled once held as objects, and its
+    prepared scan (the event's constant members, about the JSON's size again, and three small objects)."""
+    return 3 * len(code.row.encode()) + 700
 
 
 def group_weight(group: GroupRow) -> int:
@@ -92,7 +111,7 @@ class RowLookup:
         self.rows = RowStore(redis, keys)
         self.code_reads = CodeReads(redis, db, keys, link)
 
-    def find_cached(self, domain: str, slug: str) -> tuple[CodeRow, Resolution] | None | Miss:
+    def find_cached(self, domain: str, slug: str) -> PreparedScan | None | Miss:
         """What `find` would answer, from the local cache alone; MISS when it has to load."""
         code = self.codes.peek(self.keys.code(domain, slug))
         if code is None or isinstance(code, Miss):
@@ -101,9 +120,9 @@ class RowLookup:
         group = self.groups.peek(self.keys.group(group_id)) if group_id else None
         if isinstance(group, Miss):
             return group
-        return code.row, code.resolution(group, self.resolutions)
+        return code.scan(group, self.resolutions)
 
-    async def find(self, domain: str, slug: str) -> tuple[CodeRow, Resolution] | None:
+    async def find(self, domain: str, slug: str) -> PreparedScan | None:
         """The code and what a scan of it resolves to (without the visitor's query); None if unknown."""
         code = await self.codes.get(self.keys.code(domain, slug), lambda: self._load_code(domain, slug))
         if code is None:
@@ -111,7 +130,7 @@ class RowLookup:
         group_id = code.row.group_id
         group = await self.groups.get(self.keys.group(group_id), lambda: self._load_group(group_id)) \
             if group_id else None
-        return code.row, code.resolution(group, self.resolutions)
+        return code.scan(group, self.resolutions)
 
     async def _load_code(self, domain: str, slug: str) -> CachedCode | None:
         row = await self.code_reads.read(domain, slug)

@@ -22,9 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from edge import responses
 from edge.app import ANSWER_STATUS, UNAVAILABLE_EXCEPTIONS, EdgeApp
 from edge.local_cache import Miss
+from edge.lookup import PreparedScan
 from edge.password_form import password_from_form
-from shared.resolve import HTTP_STATUS, Resolution
-from shared.rows import CodeRow
+from shared.resolve import HTTP_STATUS
 from shared.scan_plan import Decision
 from shared.visitor import Visitor
 
@@ -75,7 +75,7 @@ class ScanHandler:
         elif found is None:
             self._page(conn, slot, "unknown", connection, head_only, started)
         else:
-            self._answer(request, *found)
+            self._answer(request, found)
 
     async def _after_lookup(self, request: _Request, target: tuple[str, str]) -> None:
         head_only = request.method == "HEAD"
@@ -91,33 +91,31 @@ class ScanHandler:
         if found is None:
             return self._page(request.conn, request.slot, "unknown", request.connection, head_only,
                               request.started)
-        self._answer(request, *found)
+        self._answer(request, found)
 
-    def _answer(self, request: _Request, code: CodeRow, resolution: Resolution) -> None:
-        if request.method == "POST" and not self.app.takes_password(resolution):
+    def _answer(self, request: _Request, scan: PreparedScan) -> None:
+        if request.method == "POST" and not self.app.takes_password(scan.resolution):
             return self._not_allowed(request.conn, request.slot, request.connection, request.started)
         visitor = self.app.scans.visitor(request.query, request.headers, request.ip)
-        decided = self.app.decide(request.method, resolution, visitor)
+        decided = self.app.decide(request.method, scan, visitor)
         if decided is not None:
-            return self._record(request, code, resolution, visitor, decided)
-        task = asyncio.get_running_loop().create_task(self._after_password(request, code, resolution, visitor))
+            return self._record(request, scan, visitor, decided)
+        task = asyncio.get_running_loop().create_task(self._after_password(request, scan, visitor))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _after_password(self, request: _Request, code: CodeRow, resolution: Resolution,
-                              visitor: Visitor) -> None:
+    async def _after_password(self, request: _Request, scan: PreparedScan, visitor: Visitor) -> None:
         try:
-            decided = await self.app.check_password(code, resolution, visitor, password_from_form(request.body))
+            decided = await self.app.check_password(scan.code, scan.resolution, visitor,
+                                                    password_from_form(request.body))
         except Exception:
             log.exception("password check failed")
             return self._page(request.conn, request.slot, "unavailable", request.connection, False, request.started)
-        self._record(request, code, resolution, visitor, decided)
+        self._record(request, scan, visitor, decided)
 
-    def _record(self, request: _Request, code: CodeRow, resolution: Resolution, visitor: Visitor,
-                decided: Answer) -> None:
+    def _record(self, request: _Request, scan: PreparedScan, visitor: Visitor, decided: Answer) -> None:
         decision, page, extra = decided
-        event = self.app.scans.event(request.method, request.query, request.headers, visitor, code, resolution,
-                                     decision)
+        event = self.app.scans.event(request.method, request.query, request.headers, visitor, scan.event, decision)
         if decision.location is None:
             outcome = page
             fixed = self.pages[page] if not extra else responses.Fixed(
@@ -126,8 +124,8 @@ class ScanHandler:
             answer = fixed.encode(self.date(), request.connection, request.method == "HEAD")
         else:
             outcome = "redirected"
-            location = decision.location.render(request.query).encode("ascii")
-            answer = responses.redirect(location, self.date(), request.connection)
+            answer = responses.redirect(decision.location.render_bytes(request.query), self.date(),
+                                        request.connection)
         self.app.recorder.submit(event, partial(self._recorded, request, answer, outcome))
 
     def _recorded(self, request: _Request, answer: bytes, outcome: str, error: BaseException | None) -> None:

@@ -12,9 +12,7 @@ from edge.client_address import ClientAddress
 from edge.scan_target import Domains, slug_of
 from shared.geo import CountryLookup
 from shared.params import SCAN_MARKER
-from shared.resolve import Resolution
-from shared.rows import CodeRow
-from shared.scan_event import ScanEvent
+from shared.scan_event import EventHead
 from shared.scan_plan import Decision
 from shared.settings import EdgeSettings
 from shared.visitor import Visitor
@@ -26,7 +24,8 @@ Headers = dict[bytes, bytes]  # lower-case names; a repeated header keeps its la
 class ScanPath:
     def __init__(self, settings: EdgeSettings, geo: CountryLookup | None) -> None:
         self.geo = geo
-        self.hash_key = hashlib.sha256(settings.scan_hash_secret.encode()).digest()  # BLAKE2b takes ≤ 64 bytes
+        hash_key = hashlib.sha256(settings.scan_hash_secret.encode()).digest()  # BLAKE2b takes ≤ 64 bytes
+        self._keyed = hashlib.blake2b(key=hash_key, digest_size=16)
         self.country_header = settings.trusted_country_header.encode() if settings.trusted_country_header else None
         self.domains = Domains()
         self.client_address = ClientAddress(settings.trusted_proxies)
@@ -45,22 +44,24 @@ class ScanPath:
                        .decode("latin-1"), country=self.country(headers, ip), query_string=query,
                        client_ip=ip, visitor_hash=self.hash(f"{ip}\n{user_agent}"))
 
-    def event(self, method: str, query: bytes, headers: Headers, visitor: Visitor, code: CodeRow,
-              resolution: Resolution, decision: Decision) -> bytes:
+    def event(self, method: str, query: bytes, headers: Headers, visitor: Visitor, head: EventHead,
+              decision: Decision) -> bytes:
+        """The scan event: the code's constant members encoded once (`head`), this scan's added."""
         scan_id = uuid_utils.uuid7()
-        return ScanEvent(
-            scan_id=str(scan_id), ts_ms=scan_id.timestamp, code_id=code.id, group_id=code.group_id,
-            org_id=code.org_id, livemode=code.livemode, outcome=decision.outcome, method=method,
-            marker=_MARKER.search(query) is not None, ip_hash=self.hash(visitor.client_ip),
-            visitor_hash=visitor.visitor_hash, user_agent=visitor.user_agent,
-            referer=headers.get(b"referer", b"")[:1024].decode("latin-1"),
-            accept_language=visitor.accept_language, country=visitor.country, properties=resolution.properties,
-            rule=decision.rule, variant=decision.variant,
-        ).encode()
+        return head.finish({
+            "scan_id": str(scan_id), "ts_ms": scan_id.timestamp, "outcome": decision.outcome, "method": method,
+            "marker": b"qr" in query and _MARKER.search(query) is not None, "ip_hash": self.hash(visitor.client_ip),
+            "visitor_hash": visitor.visitor_hash, "user_agent": visitor.user_agent,
+            "referer": headers.get(b"referer", b"")[:1024].decode("latin-1"),
+            "accept_language": visitor.accept_language, "country": visitor.country, "rule": decision.rule,
+            "variant": decision.variant})
 
     def hash(self, value: str) -> str:
-        # Keyed BLAKE2b is a MAC in one call, and cheaper per scan than HMAC-SHA256.
-        return hashlib.blake2b(value.encode(), key=self.hash_key, digest_size=16).hexdigest()
+        # Keyed BLAKE2b is a MAC in one call, and cheaper per scan than HMAC-SHA256; copying a keyed state is
+        # cheaper than keying a new one.
+        keyed = self._keyed.copy()
+        keyed.update(value.encode())
+        return keyed.hexdigest()
 
     def country(self, headers: Headers, ip: str) -> str | None:
         """A trusted CDN header first; else the GeoIP database, looked up here since IPs never leave the edge."""

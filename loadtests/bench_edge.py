@@ -261,6 +261,9 @@ def main() -> int:
     parser.add_argument("--codes", type=int, default=1_000_000, help="codes with Zipf popularity in (b), (c)")
     parser.add_argument("--flood", type=int, default=1_000_000, help="distinct unknown slugs for the RSS check")
     parser.add_argument("--latency-seconds", type=int, default=10, help="seconds at 80 %% of the maximum rate")
+    parser.add_argument("--only", default="", help="comma-separated scenario keys to measure (e.g. ref,protocol-a;"
+                        " default all), for a quick look while working; skips the first touch, latency and flood"
+                        " unless their scenarios are named (protocol-b, latency, flood)")
     args = parser.parse_args()
     wrk = find_or_install("wrk")
     if wrk is None:
@@ -295,8 +298,6 @@ def measure_all(wrk: str, services: EmbeddedServices, root: Path, args: argparse
                 nginx_binary: str | None) -> list[str]:
     measure = functools.partial(run_wrk, wrk, seconds=args.seconds, connections=args.connections)
     python = sys.executable
-    hot, zipf = str(HERE / "hot.lua"), str(HERE / "zipf.lua")
-    zipf_env = {"ZIPF_N": str(args.codes), "ZIPF_S": "1.1"}
     lines: list[str] = []
     with contextlib.ExitStack() as stack:
         def start(name: str, argv: list[str], port: int, env: dict[str, str] | None = None) -> Server:
@@ -321,28 +322,13 @@ def measure_all(wrk: str, services: EmbeddedServices, root: Path, args: argparse
         lines.append("\npinning read back with taskset -p (server: pid's affinity):")
         lines.extend(f"  {s.name:<22} {s.pinning()}" for s in servers.values())
 
-        scenarios: dict[str, dict[str, Any]] = {
-            "ref": {"name": "bare uvicorn ASGI, fixed 302 (reference)", "url": servers["bare"].url},
-            "raw": {"name": "raw uvloop + httptools, fixed 302", "url": servers["raw"].url},
-        }
-        if "granian" in servers:
-            scenarios["granian"] = {"name": "granian RSGI, fixed 302", "url": servers["granian"].url}
-        if "nginx" in servers:
-            scenarios["nginx"] = {"name": "nginx return 302", "url": servers["nginx"].url}
-        for kind in ("protocol", "asgi"):
-            url = servers[kind].url
-            scenarios[f"{kind}-a"] = {"name": f"edge {kind}: (a) hot code, params + phone", "url": url,
-                                      "script": hot}
-            scenarios[f"{kind}-b"] = {"name": f"edge {kind}: (b) {args.codes:,} codes, Zipf 1.1", "url": url,
-                                      "script": zipf, "env": zipf_env}
-            scenarios[f"{kind}-c"] = {"name": f"edge {kind}: (c) as (b), 10 % unknown", "url": url,
-                                      "script": zipf, "env": {**zipf_env, "UNKNOWN_SHARE": "0.1"}}
-            scenarios[f"{kind}-e"] = {"name": f"edge {kind}: (e) as (a), 20 rules + split", "url": url,
-                                      "script": hot, "env": {"HOT_PREFIX": "r"}}
-
+        scenarios = build_scenarios(servers, args)
+        only = set(filter(None, args.only.split(",")))
+        if only:
+            scenarios = {key: s for key, s in scenarios.items() if key in only or key == "ref"}
         # First touch: the Zipf load on a local cache that has seen nothing (Redis rows warm).
         first_touch = {kind: measure(**{k: v for k, v in scenarios[f"{kind}-b"].items() if k != "name"})
-                       for kind in ("protocol", "asgi")}
+                       for kind in ("protocol", "asgi") if f"{kind}-b" in scenarios}
         for key, scenario in scenarios.items():
             if not key.endswith("-b"):
                 measure(**{k: v for k, v in scenario.items() if k != "name"}, seconds=2)  # warm-up
@@ -354,9 +340,35 @@ def measure_all(wrk: str, services: EmbeddedServices, root: Path, args: argparse
                 rounds[key].append(measure(**{k: v for k, v in scenario.items() if k not in ("name", "env")},
                                            env=env))
         lines.extend(throughput_report(scenarios, rounds, first_touch, args))
-        lines.extend(latency_report(servers, rounds, args))
-        lines.extend(flood_report(wrk, servers["protocol"], args))
+        if not only or "latency" in only:
+            lines.extend(latency_report(servers, rounds, args))
+        if not only or "flood" in only:
+            lines.extend(flood_report(wrk, servers["protocol"], args))
     return lines
+
+
+def build_scenarios(servers: dict[str, Server], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    hot, zipf = str(HERE / "hot.lua"), str(HERE / "zipf.lua")
+    zipf_env = {"ZIPF_N": str(args.codes), "ZIPF_S": "1.1"}
+    scenarios: dict[str, dict[str, Any]] = {
+        "ref": {"name": "bare uvicorn ASGI, fixed 302 (reference)", "url": servers["bare"].url},
+        "raw": {"name": "raw uvloop + httptools, fixed 302", "url": servers["raw"].url},
+    }
+    if "granian" in servers:
+        scenarios["granian"] = {"name": "granian RSGI, fixed 302", "url": servers["granian"].url}
+    if "nginx" in servers:
+        scenarios["nginx"] = {"name": "nginx return 302", "url": servers["nginx"].url}
+    for kind in ("protocol", "asgi"):
+        url = servers[kind].url
+        scenarios[f"{kind}-a"] = {"name": f"edge {kind}: (a) hot code, params + phone", "url": url,
+                                  "script": hot}
+        scenarios[f"{kind}-b"] = {"name": f"edge {kind}: (b) {args.codes:,} codes, Zipf 1.1", "url": url,
+                                  "script": zipf, "env": zipf_env}
+        scenarios[f"{kind}-c"] = {"name": f"edge {kind}: (c) as (b), 10 % unknown", "url": url,
+                                  "script": zipf, "env": {**zipf_env, "UNKNOWN_SHARE": "0.1"}}
+        scenarios[f"{kind}-e"] = {"name": f"edge {kind}: (e) as (a), 20 rules + split", "url": url,
+                                  "script": hot, "env": {"HOT_PREFIX": "r"}}
+    return scenarios
 
 
 def throughput_report(scenarios: dict[str, dict[str, Any]], rounds: dict[str, list[Result]],
@@ -383,14 +395,19 @@ def throughput_report(scenarios: dict[str, dict[str, Any]], rounds: dict[str, li
     lines.append("")
     for kind in ("protocol", "asgi"):
         for scenario, target in (("a", 1.0), ("b", 0.7)):
+            if f"{kind}-{scenario}" not in ratios:
+                continue
             values = ratios[f"{kind}-{scenario}"]
             median, spread = statistics.median(values), (max(values) - min(values)) / 2
             verdict = "met" if median >= target else "missed"
             lines.append(f"edge {kind} ({scenario}) / bare uvicorn = {median:.2f} ± {spread:.2f} "
                          f"(target ≥ {target}: {verdict}; margin {median - target:+.2f}"
                          f"{', larger than the spread' if abs(median - target) > spread else ', within the spread'})")
-        b, c = statistics.median(ratios[f"{kind}-b"]), statistics.median(ratios[f"{kind}-c"])
-        lines.append(f"edge {kind} (c) / (b) = {c / b:.2f} (unknown slugs cost no more than known ones: ≥ 1.0)")
+        if f"{kind}-b" in ratios and f"{kind}-c" in ratios:
+            b, c = statistics.median(ratios[f"{kind}-b"]), statistics.median(ratios[f"{kind}-c"])
+            lines.append(f"edge {kind} (c) / (b) = {c / b:.2f} (unknown slugs cost no more than known ones: ≥ 1.0)")
+        if f"{kind}-e" not in rounds or f"{kind}-a" not in rounds:
+            continue
         with_rules = [e.rps / a.rps for e, a in zip(rounds[f"{kind}-e"], rounds[f"{kind}-a"], strict=True)]
         lines.append(f"edge {kind} (e) / (a) = {statistics.median(with_rules):.2f} ± "
                      f"{(max(with_rules) - min(with_rules)) / 2:.2f} (20 rules + split within 10 %: ≥ 0.90)")

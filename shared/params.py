@@ -73,6 +73,14 @@ def _group(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     return grouped
 
 
+# Locations rendered with a visitor's query, remembered per (template, query): a printed code is scanned with
+# the query printed on it (`?qr=1`, campaign params), so a hot code renders each of its few queries once.
+# Bounded in entries and in query length; a flood of distinct queries only empties it now and then.
+RENDER_MEMO_ENTRIES = 4096
+RENDER_MEMO_QUERY = 512  # bytes; longer visitor queries are rendered every time
+_rendered: dict[tuple[int, bytes], tuple[LocationTemplate, bytes]] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class LocationTemplate:
     """A destination with every stored layer merged; `render` adds the visitor's query."""
@@ -81,6 +89,7 @@ class LocationTemplate:
     params: Pairs
     fragment: str  # "" or "#…"
     location: str  # the rendered URL without visitor params
+    encoded: bytes = b""  # `location` as the bytes of a Location header
 
     @classmethod
     def build(cls, url: str, *layers: Iterable[tuple[str, str]]) -> LocationTemplate:
@@ -92,7 +101,8 @@ class LocationTemplate:
                 merged[key] = [encode_param(key, value)]
         params: Pairs = tuple((k, tuple(v)) for k, v in merged.items())
         fragment = f"#{parts.fragment}" if parts.fragment else ""
-        return cls(prefix, params, fragment, _join(prefix, dict(params), fragment))
+        location = _join(prefix, dict(params), fragment)
+        return cls(prefix, params, fragment, location, _header_bytes(location))
 
     def render(self, visitor_query: bytes) -> str:
         if not visitor_query:
@@ -104,6 +114,30 @@ class LocationTemplate:
         merged: dict[str, tuple[str, ...] | list[str]] = dict(self.params)
         merged.update(visitor)
         return _join(self.prefix, merged, self.fragment)
+
+    def render_bytes(self, visitor_query: bytes) -> bytes:
+        """`render` as a Location header's bytes, remembered per (template, query) in a bounded memo."""
+        if not visitor_query:
+            return self.encoded
+        key = (id(self), visitor_query)  # the memo holds the template, so its id is not reused meanwhile
+        known = _rendered.get(key)
+        if known is not None and known[0] is self:
+            return known[1]
+        rendered = _header_bytes(self.render(visitor_query))
+        if len(visitor_query) <= RENDER_MEMO_QUERY:
+            if len(_rendered) >= RENDER_MEMO_ENTRIES:
+                _rendered.clear()
+            _rendered[key] = (self, rendered)
+        return rendered
+
+
+_PRINTABLE = "".join(map(chr, range(0x21, 0x7F)))
+
+
+def _header_bytes(location: str) -> bytes:
+    """ASCII for a Location header: stored URLs are ASCII already (shared.urls); a destination template from the
+    settings might not be, and its other characters are percent-encoded (UTF-8) rather than failing a scan."""
+    return location.encode("ascii") if location.isascii() else quote(location, safe=_PRINTABLE).encode("ascii")
 
 
 def _join(prefix: str, params: dict[str, tuple[str, ...]] | dict[str, tuple[str, ...] | list[str]],

@@ -43,6 +43,25 @@ class ScanEvent:
         return _DECODER.decode(raw)
 
 
+class EventHead:
+    """The members of a code's scan events that are the same for every scan of it (the code's identity and
+    merged properties), JSON-encoded once when its row enters the edge's local cache; `finish` adds a
+    scan's own members. `ScanEvent.decode` reads the result like `ScanEvent.encode`'s (a JSON object's
+    members in any order)."""
+
+    __slots__ = ("head",)
+
+    def __init__(self, code_id: str, group_id: str | None, org_id: str, livemode: bool,
+                 properties: dict[str, str]) -> None:
+        encoded = orjson.dumps({"code_id": code_id, "group_id": group_id, "org_id": org_id, "livemode": livemode,
+                                "properties": properties})
+        self.head = encoded[:-1] + b","  # without its closing brace: the scan's members follow
+
+    def finish(self, scan: dict[str, object]) -> bytes:
+        """The whole event: these members and `scan`'s (every other field of ScanEvent)."""
+        return self.head + orjson.dumps(scan)[1:]
+
+
 # msgspec builds the dataclass straight from the JSON, checking every field's type: twice as fast as
 # orjson.loads followed by ScanEvent(**fields), which checks nothing.
 _DECODER = msgspec.json.Decoder(ScanEvent)

@@ -89,6 +89,31 @@ async def test_a_change_is_seen_by_the_next_scan(api: httpx.AsyncClient, edge: h
     assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://two.example/"
 
 
+async def test_what_is_prepared_per_code_follows_every_change(
+        api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str) -> None:
+    """The edge prepares a code's Location and its events' constant part once (docs/edge.md): a change of the
+    group's or the code's params and properties reaches the very next scan, with the same visitor query."""
+    key = await make_key()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://one.example/"}, "url_params": {"c": "1"},
+        "properties": {"venue": "a"}})).json()
+    code = await make_code(api, key, group_id=group["id"], properties={"table": "1"})
+    scan = f"/{code['slug']}?qr=1&v=x"
+    assert (await edge.get(scan)).headers["location"] == "https://one.example/?c=1&v=x"
+    await api.patch(f"/v1/qr-groups/{group['id']}", headers=bearer(key),
+                    json={"url_params": {"c": "2"}, "properties": {"venue": "b"}})
+    assert (await edge.get(scan)).headers["location"] == "https://one.example/?c=2&v=x"
+    await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
+                    json={"url_params": {"d": "3"}, "properties": {"table": "2"}})
+    assert (await edge.get(scan)).headers["location"] == "https://one.example/?c=2&d=3&v=x"
+    events = await stream_events(redis, redis_namespace)
+    assert [e.properties for e in events] == [{"venue": "a", "table": "1"}, {"venue": "b", "table": "1"},
+                                              {"venue": "b", "table": "2"}]
+    assert {(e.code_id, e.group_id) for e in events} == {(code["id"], group["id"])}
+    assert len({e.org_id for e in events}) == 1
+
+
 async def test_rows_missing_from_redis_are_read_from_postgres(
         api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
         redis_namespace: str) -> None:

@@ -47,3 +47,17 @@ def test_template_without_visitor_query_is_precomputed() -> None:
     template = LocationTemplate.build("https://x.example/a?z=1", [("y", "2")])
     assert template.render(b"") is template.location
     assert template.render(b"qr=1") is template.location
+
+
+def test_rendered_bytes_are_the_rendered_location_for_every_query() -> None:
+    template = LocationTemplate.build("https://x.example/a?z=1#f", [("y", "2 3")])
+    other = LocationTemplate.build("https://x.example/b", [])
+    for query in (b"", b"qr=1", b"qr=1&utm_source=email", b"z=9&a=%zz&b=\r\n", b"k=\xc3\xa9"):
+        for _ in range(2):  # the second time from the memo
+            assert template.render_bytes(query) == template.render(query).encode("ascii")
+            assert other.render_bytes(query) == other.render(query).encode("ascii")
+
+
+def test_a_location_template_from_non_ascii_settings_is_percent_encoded() -> None:
+    template = LocationTemplate.build("https://pages.example.com/p/café", [])
+    assert template.encoded == b"https://pages.example.com/p/caf%C3%A9"

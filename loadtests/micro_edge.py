@@ -1,0 +1,170 @@
+"""The protocol edge's per-scan CPU work without the network: `ScanHandler.handle` called in a loop on a
+cached code, in process CPU time (`python -m loadtests.micro_edge`, BENCHMARKS.md "Edge").
+
+It starts private PostgreSQL and Redis, seeds the codes of `make bench-edge` (a group with params, hot codes
+with their own params, a group with 20 rules and a split), starts the edge app in this process and waits
+until its local cache may answer. Each scan then goes through everything the protocol server does for a
+request it has parsed — target, client address, lookup, visitor, decision, scan event, Location, answer —
+except the network: the recorder's batch is acknowledged at once instead of by Redis, so what is measured
+is the Python work per scan that precomputation can remove. `--profile` wraps the loop in pyinstrument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import time
+from typing import Any
+
+from edge.app import EdgeApp
+from edge.protocol import HttpConnection, Slot
+from edge.server import EdgeServer
+from loadtests.bench_edge import HOST, NAMESPACE, PHONE, seed
+from shared.embedded import EmbeddedServices, temporary_root
+from shared.settings import EdgeSettings
+
+HEADERS = {b"host": HOST.encode(), b"user-agent": PHONE.encode(),
+           b"accept": b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+           b"accept-language": b"de-DE,de;q=0.9,en;q=0.8", b"accept-encoding": b"gzip, deflate, br"}
+CASES = {
+    "hot": b"/h1?qr=1&utm_source=bench&utm_content=tbl",  # bench-edge (a)
+    "plain": b"/h1?qr=1",  # what a printed code sends
+    "rules": b"/r1?qr=1&utm_source=bench&utm_content=tbl",  # bench-edge (e)
+    "unknown": b"/u-unknown-slug?qr=1",  # an unknown slug, answered from the local cache's negative entry
+}
+
+
+class _Transport:
+    """What HttpConnection needs of a transport; counts the bytes written."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("198.51.100.23", 40000) if name == "peername" else None
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class _Connection:
+    """What ScanHandler needs of a connection: the peer, and `fill` for the answer."""
+
+    def __init__(self) -> None:
+        self.peer = "198.51.100.23"
+        self.answers = 0
+
+    def fill(self, slot: Slot, data: bytes) -> None:
+        self.answers += 1
+
+
+def _line(case: str, how: str, per_scan: list[float], args: argparse.Namespace) -> str:
+    return (f"{case:<8} {how:<8} {statistics.median(per_scan):6.2f} µs per scan (median of {args.repeats} × "
+            f"{args.scans:,}; min {min(per_scan):.2f}, max {max(per_scan):.2f})")
+
+
+def _request(url: bytes) -> bytes:
+    return b"GET " + url + b" HTTP/1.1\r\n" + b"".join(k.title() + b": " + v + b"\r\n" for k, v in HEADERS.items()) \
+        + b"\r\n"
+
+
+def _acknowledge_at_once(event: bytes, stored: Any) -> None:
+    stored(None)
+
+
+async def run(args: argparse.Namespace, services: EmbeddedServices, root: str) -> list[str]:
+    env = {"DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url, "REDIS_NAMESPACE": NAMESPACE,
+           "DEFAULT_DOMAIN": HOST, "SCAN_HASH_SECRET": "bench-secret-0123456789",
+           "EDGE_JOURNAL_DIR": f"{root}/journal"}
+    os.environ.update(env)
+    app = EdgeApp(EdgeSettings.from_env())
+    await app.startup()
+    lines = []
+    try:
+        while app.fence.until <= time.monotonic():
+            await asyncio.sleep(0.05)
+        server = EdgeServer(app, socket.socket())
+        handler = server.handler
+        app.recorder.submit = _acknowledge_at_once  # type: ignore[method-assign]
+        conn = _Connection()
+        for case in args.cases:
+            url = CASES[case]
+            await app.lookup.find(HOST, url[1:].partition(b"?")[0].decode())  # into the local cache (or negative)
+            per_scan = []
+            for _ in range(args.repeats):
+                app.fence.until = time.monotonic() + 3600  # the follower is not needed for this measurement
+                await app.lookup.find(HOST, url[1:].partition(b"?")[0].decode())
+                started = time.process_time()
+                for _ in range(args.scans):
+                    handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
+                per_scan.append((time.process_time() - started) / args.scans * 1e6)
+            lines.append(_line(case, "handler", per_scan, args))
+        for case in args.cases:  # the same through the connection: parsing, the answer's order, the write
+            request = _request(CASES[case])
+            connection = HttpConnection(server)
+            transport = _Transport()
+            connection.connection_made(transport)  # type: ignore[arg-type]
+            per_scan = []
+            for _ in range(args.repeats):
+                app.fence.until = time.monotonic() + 3600
+                await app.lookup.find(HOST, CASES[case][1:].partition(b"?")[0].decode())  # a negative entry expires
+                started = time.process_time()
+                for _ in range(args.scans):
+                    connection.data_received(request)
+                per_scan.append((time.process_time() - started) / args.scans * 1e6)
+            assert transport.written, f"{case}: no answer written"
+            lines.append(_line(case, "server", per_scan, args))
+        if args.profile:
+            from pyinstrument import Profiler
+
+            url = CASES[args.profile]
+            profiler = Profiler(interval=0.0001)
+            connection = HttpConnection(server)
+            connection.connection_made(_Transport())  # type: ignore[arg-type]
+            request = _request(url)
+            profiler.start()
+            for _ in range(args.scans):
+                connection.data_received(request)
+            profiler.stop()
+            lines.append(profiler.output_text(unicode=True, color=False, show_all=False))
+    finally:
+        await app.shutdown()
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scans", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--profile", choices=list(CASES), help="profile this case with pyinstrument")
+    args = parser.parse_args()
+    root = temporary_root("scanroute-micro-")
+    services = EmbeddedServices(root, persistent=False)
+    services.start()
+    os.environ["BENCH_REDIS_URL"] = services.redis_url
+    try:
+        import uvloop
+
+        uvloop.run(seed(services.database_url, 1000))
+        print("\n".join(uvloop.run(run(args, services, str(root)))))
+    finally:
+        services.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

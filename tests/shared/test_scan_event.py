@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.scan_event import EventHead, ScanEvent
+
+
+@pytest.mark.parametrize(("group_id", "properties", "rule", "variant"), [
+    ("grp_1", {"venue": "Brunswick", "table": "12"}, None, None),
+    (None, {}, 3, None),
+    ("grp_2", {'quote "and" \\ back': "café ☕\n"}, None, 1),
+])
+def test_an_event_from_its_prepared_head_reads_like_the_whole_event(
+        group_id: str | None, properties: dict[str, str], rule: int | None, variant: int | None) -> None:
+    """The edge encodes a code's constant members once; the ingest worker must read exactly what it would
+    have read from the event encoded whole."""
+    whole = ScanEvent("0190a4b2-0000-7000-8000-000000000000", 1_700_000_000_123, "qr_1", group_id, "org_1", False,
+                      "redirected", "HEAD", True, "a" * 32, "b" * 32, 'Mozilla/5.0 "x"', "https://r.example/",
+                      "de-DE", "DE", properties, rule, variant)
+    head = EventHead(whole.code_id, whole.group_id, whole.org_id, whole.livemode, properties)
+    scan = {name: getattr(whole, name) for name in ScanEvent.__dataclass_fields__
+            if name not in ("code_id", "group_id", "org_id", "livemode", "properties")}
+    assert ScanEvent.decode(head.finish(scan)) == whole == ScanEvent.decode(whole.encode())
