@@ -74,10 +74,11 @@ class PreparedScan:
 class CachedCode:
     """A code row and its prepared scan, memoised per group row (rows are immutable, so identity is version)."""
 
-    __slots__ = ("_group", "_scan", "row")
+    __slots__ = ("_group", "_scan", "group_key", "row")
 
-    def __init__(self, row: CodeRow) -> None:
+    def __init__(self, row: CodeRow, group_key: str | None) -> None:
         self.row = row
+        self.group_key = group_key  # the local cache key of its group row, None without a group
         self._group: GroupRow | None = None
         self._scan: PreparedScan | None = None
 
@@ -116,8 +117,7 @@ class RowLookup:
         code = self.codes.peek(self.keys.code(domain, slug))
         if code is None or isinstance(code, Miss):
             return code
-        group_id = code.row.group_id
-        group = self.groups.peek(self.keys.group(group_id)) if group_id else None
+        group = self.groups.peek(code.group_key) if code.group_key is not None else None
         if isinstance(group, Miss):
             return group
         return code.scan(group, self.resolutions)
@@ -134,7 +134,9 @@ class RowLookup:
 
     async def _load_code(self, domain: str, slug: str) -> CachedCode | None:
         row = await self.code_reads.read(domain, slug)
-        return CachedCode(row) if row is not None else None
+        if row is None:
+            return None
+        return CachedCode(row, self.keys.group(row.group_id) if row.group_id else None)
 
     async def _load_group(self, group_id: str) -> GroupRow | None:
         raw = await self._redis_get(self.keys.group(group_id))

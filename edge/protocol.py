@@ -214,8 +214,16 @@ class HttpConnection(asyncio.Protocol):
 
     def fill(self, slot: Slot, data: bytes) -> None:
         slot.data = data
-        if self.slots and self.slots[0] is slot:
-            self._flush()
+        slots = self.slots
+        if not slots or slots[0] is not slot:
+            return  # written once the answers before it are ready
+        if len(slots) == 1 and not slot.close and self.reading and not self.done and not self.server.draining \
+                and self.transport is not None:  # the usual case: the only answer pending, connection stays open
+            slots.popleft()
+            self.transport.write(data)
+            self._set_deadline()
+            return
+        self._flush()
 
     def _flush(self) -> None:
         transport = self.transport

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PAGE_STATUS = {**HTTP_STATUS, **ANSWER_STATUS, "unknown": 404, "unavailable": 503}
 GET, HEAD, POST = b"GET", b"HEAD", b"POST"
+METHODS = {GET: "GET", HEAD: "HEAD", POST: "POST"}
 Answer = tuple[Decision, str, list[tuple[bytes, bytes]]]  # EdgeApp.decide's
 
 
@@ -66,7 +67,7 @@ class ScanHandler:
         if target is None:
             return self._page(conn, slot, "unknown", connection, head_only, started)
         ip = self.app.scans.client_address.of(conn.peer, forwarded_for) if forwarded_for else conn.peer
-        request = _Request(conn, slot, method.decode(), query, headers, ip, connection, started, body)
+        request = _Request(conn, slot, METHODS[method], query, headers, ip, connection, started, body)
         found = self.app.lookup.find_cached(*target)
         if isinstance(found, Miss):
             task = asyncio.get_running_loop().create_task(self._after_lookup(request, target))
