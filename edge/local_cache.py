@@ -25,8 +25,11 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 # An entry's own objects beyond its key's characters: the key's str header, the OrderedDict slot and link,
-# _Entry, its float, the negative-key set's slot; 500 matched the RSS growth of a million negative entries.
+# _Entry (or a negative entry's tuple), its float; 500 matched the RSS growth of a million negative entries.
 ENTRY_BYTES = 500
+# Unknown keys ("negative entries") are kept apart from the rows, in this share of the cache's byte bound:
+# a flood of distinct unknown slugs recycles that share only and can never evict a row (docs/edge.md).
+NEGATIVE_SHARE = 16
 
 
 class Miss:
@@ -96,12 +99,16 @@ class LocalCache(Generic[T]):
         self.hits = 0
         self.misses = 0
         self.stale_answers = 0  # rows served unconfirmed because no store answered
-        self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()
+        self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()  # rows
         self._loads: dict[str, _Load[T]] = {}
-        self._negative_keys: set[str] = set()
+        # Unknown keys: key → (expires, generation), oldest first, within their own byte bound.
+        self._negatives: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self.negative_max_bytes = max_bytes // NEGATIVE_SHARE
+        self.negative_bytes = 0
+        self._negatives_dropped = False
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._negatives)
 
     def peek(self, key: str) -> T | None | Miss:
         """The fresh cached row, None if known not to exist, MISS otherwise: the hit path, without a task."""
@@ -114,6 +121,11 @@ class LocalCache(Generic[T]):
                 pass
             self.hits += 1
             return entry.value
+        negative = self._negatives.get(key) if entry is None else None
+        if negative is not None and negative[1] == self.generation and min(negative[0],
+                                                                           self.fence.until) > time.monotonic():
+            self.hits += 1
+            return None
         return MISS
 
     async def get(self, key: str, load: Callable[[], Awaitable[T | None]]) -> T | None:
@@ -156,22 +168,37 @@ class LocalCache(Generic[T]):
                 removed = self._entries.pop(key, None)
                 if removed is not None:
                     self.bytes -= removed.size
+                self._negatives.pop(key, None)
         pending.future.set_result(value)
         return value
 
     def _put(self, key: str, value: T | None) -> None:
-        ttl = self.ttl if value is not None else self.negative_ttl
-        if value is None:
-            self._negative_keys.add(key)
-            if len(self._negative_keys) > self.max_entries:  # evicted ones linger here: forget them
-                self._negative_keys = {k for k, e in list(self._entries.items()) if e.value is None}
-        size = ENTRY_BYTES + len(key) + (self.weigh(value) if value is not None else 0)
         old = self._entries.pop(key, None)
         if old is not None:
             self.bytes -= old.size
-        self._entries[key] = _Entry(value, time.monotonic() + ttl, self.generation, size)
+        if self._negatives.pop(key, None) is not None:
+            self.negative_bytes -= ENTRY_BYTES + len(key)
+        if value is None:
+            self._put_negative(key)
+            return
+        size = ENTRY_BYTES + len(key) + self.weigh(value)
+        self._entries[key] = _Entry(value, time.monotonic() + self.ttl, self.generation, size)
         self.bytes += size
         self._evict()
+
+    def _put_negative(self, key: str) -> None:
+        negatives = self._negatives
+        negatives[key] = (time.monotonic() + self.negative_ttl, self.generation)
+        self.negative_bytes += ENTRY_BYTES + len(key)
+        if self.negative_bytes > self.negative_max_bytes and self._negatives_dropped:
+            self._negatives_dropped = False  # some were removed from the follower's thread: count again
+            self.negative_bytes = sum(ENTRY_BYTES + len(k) for k in list(negatives))
+        while self.negative_bytes > self.negative_max_bytes or len(negatives) > self.max_entries:
+            try:
+                self.negative_bytes -= ENTRY_BYTES + len(negatives.popitem(last=False)[0])
+            except KeyError:  # emptied by the follower meanwhile
+                self.negative_bytes = 0
+                break
 
     def _evict(self) -> None:
         if self.bytes > self.max_bytes and self._dropped:
@@ -191,16 +218,14 @@ class LocalCache(Generic[T]):
         self.changes = next(self._numbers)
         if self._entries.pop(key, None) is not None:
             self._dropped += 1
+        if self._negatives.pop(key, None) is not None:
+            self._negatives_dropped = True
 
     def drop_negative(self) -> None:
-        """New rows exist: forget every "unknown" entry (they are few, and short-lived anyway)."""
+        """New rows exist: forget every "unknown" entry (kept apart from the rows: one assignment)."""
         self.changes = next(self._numbers)
-        keys, self._negative_keys = self._negative_keys, set()
-        for key in keys:
-            entry = self._entries.get(key)
-            if entry is not None and entry.value is None:
-                self._entries.pop(key, None)
-                self._dropped += 1
+        self._negatives = OrderedDict()
+        self._negatives_dropped = True
 
     def clear(self) -> None:
         """Invalidations may have been missed: nothing cached so far counts as fresh any more.

@@ -100,7 +100,7 @@ class EdgeMetrics(Collector):
             hits.add_metric([kind], cache.hits)
             misses.add_metric([kind], cache.misses)
             size.add_metric([kind], len(cache))
-            weight.add_metric([kind], cache.bytes)
+            weight.add_metric([kind], cache.bytes + cache.negative_bytes)
         yield from (hits, misses, size, weight)
         yield GaugeMetricFamily("scanroute_edge_journal_depth", "Scans in the local journal, not yet in Redis",
                                 value=self.journal.depth)

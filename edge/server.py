@@ -138,14 +138,25 @@ async def serve_process(settings: EdgeSettings, sock: socket.socket) -> None:
         await app.shutdown()
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def _fork_worker(settings: EdgeSettings, sock: socket.socket) -> int:
+    """Fork one worker. The caller blocks STOP_SIGNALS around this call (`_started`), so that a stop signal
+    can reach neither the parent before it knows the new pid nor the child before it has the handlers of its
+    own: otherwise a worker told to stop at birth would run the parent's handler (forwarding the signal to its
+    siblings) and keep serving, a stray worker."""
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until serve_process drains on it instead
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             die_with_parent()  # a worker whose parent is gone (even by SIGKILL) drains and stops
+            if os.getppid() != parent:  # the parent died before we asked to be told: nobody will tell us
+                os._exit(0)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a signal sent meanwhile stops us now
             uvloop.run(serve_process(settings, sock))
         except BaseException:
             log.exception("edge worker failed")
@@ -155,23 +166,35 @@ def _fork_worker(settings: EdgeSettings, sock: socket.socket) -> int:
     return pid
 
 
+def _started(settings: EdgeSettings, sock: socket.socket, children: set[int]) -> None:
+    """A new worker, in `children` before any stop signal can be handled."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        children.add(_fork_worker(settings, sock))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 def run(settings: EdgeSettings, workers: int = 1) -> None:
     sock = bind(settings.bind)
     if workers <= 1:
         uvloop.run(serve_process(settings, sock))
         return
     stopping = False
-    children = {_fork_worker(settings, sock) for _ in range(workers)}
+    children: set[int] = set()
 
     def forward(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
-        for child in children:
+        for child in list(children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    for _ in range(workers):
+        if not stopping:
+            _started(settings, sock, children)
     while children:
         pid, status = os.wait()
         children.discard(pid)
@@ -179,5 +202,5 @@ def run(settings: EdgeSettings, workers: int = 1) -> None:
             log.error("edge worker %d exited (status %d); starting another", pid, status)
             time.sleep(RESPAWN_PAUSE)
             if not stopping:
-                children.add(_fork_worker(settings, sock))
+                _started(settings, sock, children)
     sock.close()

@@ -145,3 +145,20 @@ async def test_new_rows_forget_unknown_entries_only() -> None:
     assert await rows.get("unknown", unknown.load) == "created"
     await rows.get("known", known.load)
     assert known.loads == 1
+
+
+async def test_a_flood_of_unknown_keys_evicts_no_row() -> None:
+    """Distinct unknown slugs are cached apart from the rows, in a small share of the byte bound: a flood of
+    them (each one new) recycles only that share, and every cached code keeps answering from memory."""
+    rows: LocalCache[str] = LocalCache(10**9, 60.0, 60.0, max_bytes=100_000, weigh=len)
+    known, unknown = Source("row" * 100), Source(value=None)
+    for i in range(50):
+        await rows.get(f"ns:code:8:qr.test:known{i}", known.load)
+    for i in range(5000):
+        assert await rows.get(f"ns:code:{200 + len(str(i))}:{'h' * 200}:flood{i}", unknown.load) is None
+    for i in range(50):
+        assert await rows.get(f"ns:code:8:qr.test:known{i}", known.load) == "row" * 100
+    assert known.loads == 50 and unknown.loads == 5000
+    assert rows.negative_bytes <= 100_000 // 16 and rows.bytes + rows.negative_bytes <= 100_000
+    assert await rows.get(f"ns:code:204:{'h' * 200}:flood4999", unknown.load) is None
+    assert unknown.loads == 5000  # the most recent unknown keys are still known to be unknown

@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import redis.asyncio as aioredis
 
+from shared.embedded import free_port
+from shared.processes import spawn, stop
 from tests.conftest import KeyFactory, bearer
 from tests.edge.conftest import control_plane
 from tests.edge.private_redis import PrivateRedis
 from tests.edge.running_edge import running_edge
 from tests.edge.test_scan import make_code, stream_events
+from tests.test_e2e import wait_healthy
 
 QR_HOST = {"host": "qr.test"}
 
@@ -133,3 +138,59 @@ async def test_sigterm_to_a_worker_under_load_fails_no_request(env: dict[str, st
             running = False
             await asyncio.gather(*load)
     assert set(statuses) == {302} and statuses[302] > 100, statuses
+
+
+# Runs the multi-worker edge with os.fork wrapped: the parent logs every worker's pid, and the worker of the
+# third fork (the first replacement) is sent SIGTERM the instant it exists — the race of a stop signal
+# arriving between the fork and the worker's own signal handling.
+SIGTERM_AT_BIRTH = """
+import os, signal, sys
+real_fork, forks = os.fork, []
+def fork():
+    forks.append(None)
+    pid = real_fork()
+    if pid == 0 and len(forks) == 3:
+        os.kill(os.getpid(), signal.SIGTERM)
+    elif pid:
+        with open(sys.argv[1], "a") as log:
+            log.write(f"{pid}\\n")
+    return pid
+os.fork = fork
+from edge.server import run
+from shared.settings import EdgeSettings
+run(EdgeSettings.from_env(), workers=2)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_a_worker_told_to_stop_as_it_is_forked_stops(env: dict[str, str], tmp_path: Path) -> None:
+    """A stop signal that reaches a new worker before its own handlers are set stops it: it never forwards
+    the signal to its siblings as if it were the parent, nor keeps serving as a stray worker."""
+    forked = tmp_path / "forked"
+    port = free_port()
+    parent = spawn([sys.executable, "-c", SIGTERM_AT_BIRTH, str(forked)],
+                   env={**os.environ, **env, "EDGE_BIND": f"127.0.0.1:{port}"})
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", parent)
+        first, second = (int(pid) for pid in forked.read_text().split())
+        os.kill(first, signal.SIGTERM)  # the parent replaces it: the third fork, told to stop at birth
+        deadline = time.monotonic() + 20
+        while len(forked.read_text().split()) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        pids = [int(pid) for pid in forked.read_text().split()]
+        assert len(pids) >= 4, "the worker told to stop at birth was not replaced"
+        await asyncio.sleep(1.0)
+        assert not alive(pids[2]), "the worker told to stop at birth kept running"
+        assert alive(second), "a sibling was stopped by the new worker"
+        assert set(worker_pids(parent.pid)) == {second, pids[3]}
+    finally:
+        stop(parent)
+    assert parent.returncode == 0
+    assert not [pid for pid in [int(p) for p in forked.read_text().split()] if alive(pid)]
