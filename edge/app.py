@@ -33,6 +33,7 @@ from edge.recorder import ScanRecorder
 from edge.redis_link import RedisLink
 from edge.redis_repair import RedisRepairWatch
 from edge.scan_path import ScanPath
+from edge.scan_stream import ScanStream
 from shared.database import create_pool
 from shared.geo import CountryLookup
 from shared.keys import RedisKeys
@@ -59,6 +60,7 @@ RETRY = [(b"retry-after", b"2")]
 # pages of docs/rules.md, by answer (the others take the status of their outcome, shared.resolve.HTTP_STATUS)
 ANSWER_STATUS = {**PAGE_STATUS, "password_throttled": 429}
 START_WAIT = 5.0  # seconds to wait for Redis at start-up before serving without it
+SCAN_STREAM_TIMEOUT = 2.0  # seconds for a batch of scans to be acknowledged (the other Redis commands' too)
 # How long the invalidation follower's thread may wait for the GIL while the event loop is busy (Python's
 # default is 5 ms, paid several times per message): a shorter wait keeps the follower's lag, and so the
 # writes' latency, small under load (BENCHMARKS.md). Only the follower ever waits for it.
@@ -219,7 +221,8 @@ class EdgeApp:
         self.redis = create_redis(self.settings.stores.redis_url, socket_timeout=2.0)
         self.lookup = RowLookup(self.redis, self.db, self.keys, self.link, self.codes, self.groups,
                                 self.settings.templates)
-        self.recorder = ScanRecorder(self.redis, self.keys.scans, self.journal, self.link,
+        self.scan_stream = ScanStream(self.settings.stores.redis_url, SCAN_STREAM_TIMEOUT, self.redis)
+        self.recorder = ScanRecorder(self.redis, self.keys.scans, self.journal, self.link, self.scan_stream,
                                      self.metrics.batch_size.observe)
         self.link.on_down(self._forget_freshness)
         self.loop = asyncio.get_running_loop()
@@ -251,6 +254,7 @@ class EdgeApp:
             await self.repair_watch
         await asyncio.to_thread(self.follower.stop)
         await self.recorder.drain()
+        self.scan_stream.close()
         self.journal.close()
         self.passwords.close()
         if self.geo:

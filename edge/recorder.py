@@ -1,4 +1,4 @@
-"""Scan recording with group commit: every request in flight shares one pipelined XADD batch.
+"""Scan recording with group commit: every request in flight shares one XADD batch (one EVAL).
 
 While Redis is unreachable — or while the journal still holds scans from an outage, so that the stream
 keeps their order — batches go to the scan journal instead, and are replayed once Redis is back.
@@ -19,17 +19,12 @@ import redis.exceptions
 
 from edge.journal import ScanJournal
 from edge.redis_link import RedisLink
+from edge.scan_stream import ScanStream
 from shared.keys import SCAN_FIELD
 
 log = logging.getLogger(__name__)
 
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
-# One command per batch instead of one per scan: a third of the client-side cost of a pipeline, and the
-# batch is all or nothing (Redis runs a script atomically).
-XADD_ALL = """
-for i = 2, #ARGV do redis.call('XADD', KEYS[1], '*', ARGV[1], ARGV[i]) end
-return #ARGV - 1
-"""
 CLOCK_SLACK_MS = 5_000  # the stream's ids come from Redis's clock, `sent_at` from ours
 SEARCH_PAGES = 200  # × 1000 entries: past that, replay anyway (ingest deduplicates on scan_id)
 
@@ -72,13 +67,13 @@ class ScanRecorder:
     """`record` returns once Redis has acknowledged the batch holding the event, or it is on disk."""
 
     def __init__(self, redis: aioredis.Redis, stream: str, journal: ScanJournal, link: RedisLink,
-                 on_batch: Callable[[int], None] = lambda size: None) -> None:
+                 writer: ScanStream, on_batch: Callable[[int], None] = lambda size: None) -> None:
         self.redis = redis
+        self.writer = writer  # one EVAL per batch (edge/scan_stream.py)
         self.stream = stream
         self.journal = journal
         self.link = link
         self.on_batch = on_batch
-        self._xadd_all = redis.register_script(XADD_ALL)
         self._pending: list[tuple[bytes, Stored]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
@@ -129,7 +124,7 @@ class ScanRecorder:
 
     async def _xadd(self, events: list[bytes]) -> None:
         if events:
-            await self._xadd_all(keys=[self.stream], args=[SCAN_FIELD, *events])
+            await self.writer.xadd_all(self.stream, SCAN_FIELD, events)
 
     def replay_soon(self) -> None:
         if self._replayer is None and self.link.up and self.journal.depth:
