@@ -22,10 +22,13 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.connection import UnixDomainSocketConnection, parse_url
 
-# One command per batch instead of one per scan, and all or nothing (Redis runs a script atomically).
+# One command per batch instead of one per scan, and all or nothing (Redis runs a script atomically). ARGV[1]
+# is the stream's limit in entries (0: none): a batch that would pass it is refused whole (-1).
 XADD_ALL = """
-for i = 2, #ARGV do redis.call('XADD', KEYS[1], '*', ARGV[1], ARGV[i]) end
-return #ARGV - 1
+local limit = tonumber(ARGV[1])
+if limit > 0 and redis.call('XLEN', KEYS[1]) + #ARGV - 2 > limit then return -1 end
+for i = 3, #ARGV do redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[i]) end
+return #ARGV - 2
 """
 
 
@@ -33,10 +36,12 @@ def _command(*args: bytes) -> bytes:
     return b"".join([b"*%d\r\n" % len(args), *(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)])
 
 
-def xadd_all_command(stream: bytes, field: bytes, events: list[bytes]) -> bytes:
+def xadd_all_command(stream: bytes, limit: int, field: bytes, events: list[bytes]) -> bytes:
     """EVAL of XADD_ALL for `events`, in RESP."""
-    return b"".join([b"*%d\r\n$4\r\nEVAL\r\n" % (len(events) + 5), _SCRIPT, b"$1\r\n1\r\n",
-                     b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(stream), stream, len(field), field),
+    limit_text = b"%d" % limit
+    return b"".join([b"*%d\r\n$4\r\nEVAL\r\n" % (len(events) + 6), _SCRIPT, b"$1\r\n1\r\n",
+                     b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                         len(stream), stream, len(limit_text), limit_text, len(field), field),
                      *[b"$%d\r\n%s\r\n" % (len(e), e) for e in events]])
 
 
@@ -85,7 +90,8 @@ class _Connection(asyncio.Protocol):
 
 
 class ScanStream:
-    """`xadd_all(stream, field, events)`: every event in one EVAL; returns once Redis has acknowledged all."""
+    """`xadd_all(stream, limit, field, events)`: every event in one EVAL, once Redis has acknowledged them all;
+    returns the script's answer (the number stored, or -1 when the stream's limit refused the batch)."""
 
     def __init__(self, url: str, timeout: float, fallback: aioredis.Redis) -> None:
         self.timeout = timeout
@@ -99,13 +105,14 @@ class ScanStream:
         self._connection: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
 
-    async def xadd_all(self, stream: str, field: bytes, events: list[bytes]) -> None:
+    async def xadd_all(self, stream: str, limit: int, field: bytes, events: list[bytes]) -> int:
         if not self._direct:
-            await self._script(keys=[stream], args=[field, *events])
-            return
-        reply = await self._call(xadd_all_command(stream.encode(), field, events))
+            stored: int = await self._script(keys=[stream], args=[limit, field, *events])
+            return stored
+        reply = await self._call(xadd_all_command(stream.encode(), limit, field, events))
         if isinstance(reply, Exception):
             raise redis.exceptions.ResponseError(str(reply))
+        return int(reply)
 
     async def _call(self, payload: bytes) -> Any:
         connection = await self._connected()

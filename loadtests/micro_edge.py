@@ -112,6 +112,17 @@ async def run(args: argparse.Namespace, services: EmbeddedServices, root: str) -
                     handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
                 per_scan.append((time.process_time() - started) / args.scans * 1e6)
             lines.append(_line(case, "handler", per_scan, args))
+        if args.misses:  # distinct unknown slugs, 64 at a time (the lookups run: batched MGET, then PostgreSQL)
+            per_scan = []
+            for repeat in range(args.repeats):
+                started = time.process_time()
+                for batch in range(args.misses // 64):
+                    for n in range(64):
+                        url = f"/miss{repeat}-{batch}-{n}?qr=1".encode()
+                        handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
+                    await asyncio.gather(*handler.tasks)
+                per_scan.append((time.process_time() - started) / (args.misses // 64 * 64) * 1e6)
+            lines.append(_line("miss", "handler", per_scan, args) + " (each a distinct unknown slug)")
         for case in args.cases:  # the same through the connection: parsing, the answer's order, the write
             request = _request(CASES[case])
             connection = HttpConnection(server)
@@ -150,6 +161,7 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--misses", type=int, default=0, help="also this many distinct unknown slugs per repeat")
     parser.add_argument("--profile", choices=list(CASES), help="profile this case with pyinstrument")
     args = parser.parse_args()
     root = temporary_root("scanroute-micro-")

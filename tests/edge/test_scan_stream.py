@@ -24,8 +24,8 @@ async def test_a_batch_is_stored_whole_in_order_on_the_urls_database(redis_names
     key = f"{redis_namespace}:scans"
     events = [b'{"n":%d,"text":"\\r\\n$*"}' % n for n in range(300)] + [b"x" * 70_000]
     try:
-        await stream.xadd_all(key, SCAN_FIELD, events)
-        await stream.xadd_all(key, SCAN_FIELD, [b"last"])
+        await stream.xadd_all(key, 0, SCAN_FIELD, events)
+        await stream.xadd_all(key, 0, SCAN_FIELD, [b"last"])
         stored = [fields[SCAN_FIELD] for _, fields in await client.xrange(key)]
         assert stored == [*events, b"last"]
     finally:
@@ -40,8 +40,10 @@ async def test_an_error_reply_fails_its_batch_only(redis: aioredis.Redis, redis_
     await redis.set(taken, "a string")
     try:
         with pytest.raises(ResponseError):
-            await stream.xadd_all(taken, SCAN_FIELD, [b"e"])
-        await stream.xadd_all(f"{redis_namespace}:scans", SCAN_FIELD, [b"e"])
+            await stream.xadd_all(taken, 0, SCAN_FIELD, [b"e"])
+        assert await stream.xadd_all(f"{redis_namespace}:scans", 0, SCAN_FIELD, [b"e"]) == 1
+        assert await redis.xlen(f"{redis_namespace}:scans") == 1
+        assert await stream.xadd_all(f"{redis_namespace}:scans", 2, SCAN_FIELD, [b"f", b"g"]) == -1  # over the limit
         assert await redis.xlen(f"{redis_namespace}:scans") == 1
     finally:
         stream.close()
@@ -54,4 +56,4 @@ async def test_a_wrong_password_is_a_connection_failure(redis: aioredis.Redis) -
     scheme, rest = url.split("://", 1)
     stream = ScanStream(f"{scheme}://:wrong@{rest.split('@', 1)[1]}", 2.0, redis)
     with pytest.raises(RedisConnectionError):  # AuthenticationError is one
-        await stream.xadd_all("never", SCAN_FIELD, [b"e"])
+        await stream.xadd_all("never", 0, SCAN_FIELD, [b"e"])
