@@ -22,6 +22,7 @@ from typing import Any
 
 from edge.app import EdgeApp
 from edge.protocol import HttpConnection, Slot
+from edge.scan_handler import ScanHandler
 from edge.server import EdgeServer
 from loadtests.bench_edge import HOST, NAMESPACE, PHONE, seed
 from shared.embedded import EmbeddedServices, temporary_root
@@ -71,6 +72,20 @@ class _Connection:
         self.answers += 1
 
 
+async def _misses(handler: ScanHandler, conn: _Connection, args: argparse.Namespace) -> str:
+    """Distinct unknown slugs, 64 at a time: the lookups run (a batched MGET, then PostgreSQL)."""
+    per_scan = []
+    for repeat in range(args.repeats):
+        started = time.process_time()
+        for batch in range(args.misses // 64):
+            for n in range(64):
+                url = f"/miss{repeat}-{batch}-{n}?qr=1".encode()
+                handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
+            await asyncio.gather(*handler.tasks)
+        per_scan.append((time.process_time() - started) / (args.misses // 64 * 64) * 1e6)
+    return _line("miss", "handler", per_scan, args) + " (each a distinct unknown slug)"
+
+
 def _line(case: str, how: str, per_scan: list[float], args: argparse.Namespace) -> str:
     return (f"{case:<8} {how:<8} {statistics.median(per_scan):6.2f} µs per scan (median of {args.repeats} × "
             f"{args.scans:,}; min {min(per_scan):.2f}, max {max(per_scan):.2f})")
@@ -112,17 +127,8 @@ async def run(args: argparse.Namespace, services: EmbeddedServices, root: str) -
                     handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
                 per_scan.append((time.process_time() - started) / args.scans * 1e6)
             lines.append(_line(case, "handler", per_scan, args))
-        if args.misses:  # distinct unknown slugs, 64 at a time (the lookups run: batched MGET, then PostgreSQL)
-            per_scan = []
-            for repeat in range(args.repeats):
-                started = time.process_time()
-                for batch in range(args.misses // 64):
-                    for n in range(64):
-                        url = f"/miss{repeat}-{batch}-{n}?qr=1".encode()
-                        handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
-                    await asyncio.gather(*handler.tasks)
-                per_scan.append((time.process_time() - started) / (args.misses // 64 * 64) * 1e6)
-            lines.append(_line("miss", "handler", per_scan, args) + " (each a distinct unknown slug)")
+        if args.misses:
+            lines.append(await _misses(handler, conn, args))
         for case in args.cases:  # the same through the connection: parsing, the answer's order, the write
             request = _request(CASES[case])
             connection = HttpConnection(server)
