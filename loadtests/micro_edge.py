@@ -22,6 +22,7 @@ from typing import Any
 
 from edge.app import EdgeApp
 from edge.protocol import HttpConnection, Slot
+from edge.recorder import ScanRecorder
 from edge.scan_handler import ScanHandler
 from edge.server import EdgeServer
 from loadtests.bench_edge import HOST, NAMESPACE, PHONE, seed
@@ -70,6 +71,38 @@ class _Connection:
 
     def fill(self, slot: Slot, data: bytes) -> None:
         self.answers += 1
+
+
+async def _recorder(app: EdgeApp, args: argparse.Namespace) -> list[str]:
+    """The recorder alone against the private Redis: batches of scans submitted and awaited, written as RESP on
+    the recorder's own connection (edge/scan_stream.py), then through redis-py as before it."""
+    event = b'{"code_id":"qr_h1","group_id":"grp_bench","org_id":"org_bench","livemode":true,"properties":{},' \
+        + b'"user_agent":"' + PHONE.encode() + b'","scan_id":"0193a4b2-0000-7000-8000-000000000000"}'
+    lines = []
+    for direct in (True, False):
+        app.scan_stream._direct = direct
+        recorder = ScanRecorder(app.redis, f"{NAMESPACE}:micro-scans", app.journal, app.link, app.scan_stream)
+        for batch in (1, 16, 64):
+            per_scan = []
+            for _ in range(args.repeats):
+                started = time.process_time()
+                for _ in range(2048 // batch):
+                    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                    left = [batch]
+
+                    def stored(error: BaseException | None, done: asyncio.Future[None] = done,
+                               left: list[int] = left) -> None:
+                        left[0] -= 1
+                        if not left[0]:
+                            done.set_result(None)
+                    for _ in range(batch):
+                        recorder.submit(event, stored)
+                    await done
+                per_scan.append((time.process_time() - started) / (2048 // batch * batch) * 1e6)
+            lines.append(f"recorder {'own RESP' if direct else 'redis-py'}, batches of {batch:>2}: "
+                         f"{statistics.median(per_scan):6.2f} µs per scan (median of {args.repeats})")
+    app.scan_stream._direct = True
+    return lines
 
 
 async def _misses(handler: ScanHandler, conn: _Connection, args: argparse.Namespace) -> str:
@@ -129,6 +162,8 @@ async def run(args: argparse.Namespace, services: EmbeddedServices, root: str) -
             lines.append(_line(case, "handler", per_scan, args))
         if args.misses:
             lines.append(await _misses(handler, conn, args))
+        if args.recorder:
+            lines.extend(await _recorder(app, args))
         for case in args.cases:  # the same through the connection: parsing, the answer's order, the write
             request = _request(CASES[case])
             connection = HttpConnection(server)
@@ -167,6 +202,7 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--recorder", action="store_true", help="also the recorder alone, both ways")
     parser.add_argument("--misses", type=int, default=0, help="also this many distinct unknown slugs per repeat")
     parser.add_argument("--profile", choices=list(CASES), help="profile this case with pyinstrument")
     args = parser.parse_args()
