@@ -90,9 +90,15 @@ class CachedCode:
 
 
 def code_weight(code: CachedCode) -> int:
-    """Estimated bytes of a cached code beyond its key: its JSON, about doubled once held as objects, and its
-    prepared scan (the event's constant members, about the JSON's size again, and three small objects)."""
-    return 3 * len(code.row.encode()) + 700
+    """Estimated bytes of a cached code beyond its key and ENTRY_BYTES: its row and its prepared scan.
+
+    Calibrated on the RSS growth of 100,000 cached and prepared codes (docs/edge.md): a code that takes all
+    its routing from its group shares its group's resolution and costs about twice its JSON (245 bytes of
+    JSON: 553 bytes); a code with a destination, params or properties of its own has a resolution of its
+    own, about eight times its JSON (473 bytes of JSON: 3,689 bytes)."""
+    row = code.row
+    own = row.destination.type is not None or row.url_params or row.properties or row.routing or row.password_hash
+    return (8 if own else 2) * len(row.encode()) + 400
 
 
 def group_weight(group: GroupRow) -> int:
