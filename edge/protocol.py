@@ -264,6 +264,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _reject(self, status: int) -> None:
         """Answer a request we cannot serve (after those before it), then close."""
+        if self.done:  # an earlier answer closes the connection: bytes after it are not read, nor answered
+            return
         self.done = True
         self.server.handler.rejected(status)
         slot = Slot(close=True)
