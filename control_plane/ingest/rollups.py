@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -67,7 +67,6 @@ class Summary:
 
     counts: dict[RollupKey, int] = field(default_factory=dict)
     sketches: dict[SketchKey, tuple[Ranks, Ranks]] = field(default_factory=dict)  # visitors, IPs
-    _hours: dict[datetime, datetime] = field(default_factory=dict)  # a scan's time → its hour
 
     def per_code(self) -> Counter[str]:
         per_code: Counter[str] = Counter()
@@ -76,36 +75,46 @@ class Summary:
         return per_code
 
     def add(self, rows: Iterable[ScanRow]) -> None:
-        """One pass over the rows; the hottest loop of the worker after decoding. Keys are made in field
-        order (`_key`), not by keyword, which costs three times as much (tests/control_plane/ingest/
-        test_rollups.py holds them to their names); the hour of a time is worked out once per distinct time."""
-        counts, sketches, hours = self.counts, self.sketches, self._hours
-        register = unique_sketch.register
-        for row in rows:
-            if row.is_bot:
+        """One pass over the rows; the hottest loop of the worker after decoding. Each row is unpacked in field
+        order and keys are made in field order, not by name, which costs three times as much (_ROW_FIELDS and
+        tests/control_plane/ingest/test_rollups.py hold them to their names); the hour of a scan is worked
+        out once per hour, as rows come in time order."""
+        counts, sketches = self.counts, self.sketches
+        hour, next_hour = _EPOCH, _EPOCH
+        for (_, at, code_id, group_id, org_id, livemode, outcome, _, scan_method, ip_hash, visitor_hash, _, _, _,
+             country, is_bot, _, device_type, os, browser, scanner_app, rule, variant) in rows:
+            if is_bot:
                 continue
-            at = row.scanned_at
-            hour = hours.get(at)
-            if hour is None:
-                hour = hours[at] = at.replace(minute=0, second=0, microsecond=0)
-            group_id = row.group_id or ""
-            rule, variant = row.rule, row.variant
-            key = _key(RollupKey, (row.code_id, hour, group_id, row.livemode, row.country or "", row.device_type,
-                                   row.os, row.browser, row.scan_method, row.scanner_app or "", row.outcome,
-                                   row.org_id, -1 if rule is None else rule, -1 if variant is None else variant))
+            if not hour <= at < next_hour:
+                hour = at.replace(minute=0, second=0, microsecond=0)
+                next_hour = hour + _HOUR
+            group_id = group_id or ""
+            key = _key(RollupKey, (code_id, hour, group_id, livemode, country or "", device_type, os, browser,
+                                   scan_method, scanner_app or "", outcome, org_id, -1 if rule is None else rule,
+                                   -1 if variant is None else variant))
             counts[key] = counts.get(key, 0) + 1
-            sketch_key = _key(SketchKey, (row.code_id, hour, group_id, row.livemode, row.org_id))
+            sketch_key = _key(SketchKey, (code_id, hour, group_id, livemode, org_id))
             ranks = sketches.get(sketch_key)
             if ranks is None:
                 ranks = sketches[sketch_key] = ({}, {})
-            index, rank = register(row.visitor_hash)
-            if rank > ranks[0].get(index, 0):
-                ranks[0][index] = rank
-            index, rank = register(row.ip_hash)
-            if rank > ranks[1].get(index, 0):
-                ranks[1][index] = rank
+            visitors, ips = ranks
+            index, rank = _register(visitor_hash)
+            if rank > visitors.get(index, 0):
+                visitors[index] = rank
+            index, rank = _register(ip_hash)
+            if rank > ips.get(index, 0):
+                ips[index] = rank
 
 
+# The names `Summary.add` unpacks a row into, in ScanRow's field order (checked on import).
+_ROW_FIELDS = ("scan_id", "scanned_at", "code_id", "group_id", "org_id", "livemode", "outcome", "method",
+               "scan_method", "ip_hash", "visitor_hash", "user_agent", "referer", "accept_language", "country",
+               "is_bot", "properties", "device_type", "os", "browser", "scanner_app", "rule", "variant")
+if ScanRow._fields != _ROW_FIELDS:
+    raise ImportError("control_plane.ingest.rollups unpacks ScanRow by position: update Summary.add")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = timedelta(hours=1)
+_register = unique_sketch.register
 _key = tuple.__new__
 
 
