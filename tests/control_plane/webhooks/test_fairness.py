@@ -179,3 +179,28 @@ async def test_an_endpoint_that_keeps_failing_is_paused_then_probed(
     assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'") == 20
     await dispatcher.measure_queue()
     assert registry.get_sample_value("scanroute_webhook_endpoints", {"state": "paused"}) == 0
+
+
+async def test_claims_go_round_organisations_and_endpoints_within_their_bounds(
+        api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, dispatcher: Dispatcher,
+        pool: asyncpg.Pool[Any]) -> None:
+    busy_key = await make_key(scopes=WEBHOOK_SCOPES)
+    busy = [await create_endpoint(api, busy_key, receiver.url(f"/busy{n}")) for n in range(3)]
+    await record_events(pool, await org_of(pool, busy[0]), 4)  # 12 deliveries
+    other_key = await make_key("globex", scopes=WEBHOOK_SCOPES)
+    other = await create_endpoint(api, other_key, receiver.url("/other"))
+    await record_events(pool, await org_of(pool, other), 3)
+    dispatcher.settings = dataclasses.replace(dispatcher.settings, endpoint_concurrency=2, org_concurrency=5)
+    await dispatcher.fan_out()
+
+    def per_endpoint(rows: list[asyncpg.Record]) -> list[int]:
+        return [sum(r["endpoint_id"] == e["id"] for r in rows) for e in [*busy, other]]
+
+    first = per_endpoint(await dispatcher.claim(6))
+    # Every organisation's first before anyone's second; the busy one's spread over its endpoints.
+    assert sorted(first[:3]) == [1, 1, 2] and first[3] == 2
+    # What is left: one more for the busy organisation (5 in flight), none for /other (2 in flight).
+    second = per_endpoint(await dispatcher.claim(100))
+    assert sum(second[:3]) == 1 and second[3] == 0
+    assert all(a + b <= 2 for a, b in zip(first, second, strict=True))
+    assert await dispatcher.claim(100) == []
