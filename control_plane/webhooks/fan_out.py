@@ -22,16 +22,18 @@ Pair: TypeAlias = tuple[str, bool]  # (org_id, livemode)
 MAX_PAIRS = 1000  # pairs looked at per round
 PAIR_BATCH = 100  # events taken from one pair per turn
 
-# A skip scan of events_undispatched_org: one index probe per pair, however many events each holds.
-PAIRS_WITH_EVENTS = """
+# A skip scan of events_undispatched_org: one index probe per pair, however many events each holds;
+# the pairs after ($1, $2), in order.
+PAIRS_AFTER = """
 WITH RECURSIVE pairs AS (
-    (SELECT org_id, livemode FROM events WHERE dispatched_at IS NULL ORDER BY org_id, livemode LIMIT 1)
+    (SELECT org_id, livemode FROM events
+     WHERE dispatched_at IS NULL AND (org_id, livemode) > ($1, $2) ORDER BY org_id, livemode LIMIT 1)
     UNION ALL
     SELECT n.org_id, n.livemode FROM pairs p CROSS JOIN LATERAL (
         SELECT org_id, livemode FROM events
         WHERE dispatched_at IS NULL AND (org_id, livemode) > (p.org_id, p.livemode)
         ORDER BY org_id, livemode LIMIT 1) n)
-SELECT org_id, livemode FROM pairs LIMIT $1"""
+SELECT org_id, livemode FROM pairs LIMIT $3"""
 # Pending deliveries that will be sent (parked ones wait for a disabled endpoint and do not count),
 # counted no further than the bound.
 PENDING_OF_PAIR = """
@@ -65,12 +67,14 @@ class FanOutRound:
     held: set[Pair] = field(default_factory=set)
 
 
-def rotated(pairs: list[Pair], after: Pair | None) -> list[Pair]:
-    """`pairs` (sorted) starting with the first one after `after`: every pair gets its turn."""
-    if after is None:
-        return pairs
-    later = [p for p in pairs if p > after]
-    return later + [p for p in pairs if p <= after]
+async def pairs_in_turn(conn: Conn, after: Pair | None) -> list[Pair]:
+    """Up to MAX_PAIRS pairs with undispatched events, starting after `after` and wrapping round."""
+    start: Pair = after or ("", False)
+    pairs = [(r["org_id"], r["livemode"]) for r in await conn.fetch(PAIRS_AFTER, *start, MAX_PAIRS)]
+    if after is not None and len(pairs) < MAX_PAIRS:
+        wrapped = await conn.fetch(PAIRS_AFTER, "", False, MAX_PAIRS - len(pairs))
+        pairs += [(r["org_id"], r["livemode"]) for r in wrapped if (r["org_id"], r["livemode"]) <= after]
+    return pairs
 
 
 async def fan_out_round(conn: Conn, now: datetime, *, limit: int, org_queue: int,
@@ -78,8 +82,7 @@ async def fan_out_round(conn: Conn, now: datetime, *, limit: int, org_queue: int
     """Dispatch up to about `limit` events, a turn per pair; returns the round and the last pair served."""
     done = FanOutRound()
     last = after
-    pairs = [(r["org_id"], r["livemode"]) for r in await conn.fetch(PAIRS_WITH_EVENTS, MAX_PAIRS)]
-    for pair in rotated(pairs, after):
+    for pair in await pairs_in_turn(conn, after):
         if done.dispatched >= limit:
             break
         last = pair

@@ -18,7 +18,9 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+import pytest
 
+from control_plane.webhooks import fan_out
 from control_plane.webhooks.delivery import create_session
 from control_plane.webhooks.dispatcher import Dispatcher
 from shared.database import create_pool
@@ -204,3 +206,24 @@ async def test_claims_go_round_organisations_and_endpoints_within_their_bounds(
     assert sum(second[:3]) == 1 and second[3] == 0
     assert all(a + b <= 2 for a, b in zip(first, second, strict=True))
     assert await dispatcher.claim(100) == []
+
+
+async def test_fan_out_gives_every_organisation_its_turn(
+        make_key: KeyFactory, dispatcher: Dispatcher, pool: asyncpg.Pool[Any], clock: FrozenClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fan_out, "MAX_PAIRS", 1)  # one pair looked at per round, one event per turn
+    monkeypatch.setattr(fan_out, "PAIR_BATCH", 1)
+    orgs = []
+    for name in ("acme", "globex", "initech"):
+        await make_key(name)
+        orgs.append(await pool.fetchval("SELECT id FROM organisations WHERE name = $1", name))
+        await record_events(pool, orgs[-1], 2)
+
+    served = []
+    for _ in range(6):
+        clock.advance(timedelta(seconds=1))
+        assert await dispatcher.fan_out() == 1
+        served.append(await pool.fetchval("SELECT org_id FROM events WHERE dispatched_at IS NOT NULL"
+                                          " ORDER BY dispatched_at DESC LIMIT 1"))
+    assert sorted(served[:3]) == sorted(orgs) and served[3:] == served[:3], "in turn, round and round"
+    assert await dispatcher.fan_out() == 0
