@@ -96,7 +96,7 @@ async def test_a_receiver_that_hangs_does_not_delay_another_organisations_delive
                                         slow_org)
         receiver.release.set()
 
-    assert waited < 3, f"the other organisation's delivery waited {waited:.1f} s behind a hanging receiver"
+    assert waited < 5, f"the other organisation's delivery waited {waited:.1f} s behind a hanging receiver"
     assert slow_done == 0 and hanging > 0, "the slow receiver was still holding its requests"
     assert receiver.most_in_flight["/slow"] == settings.endpoint_concurrency
 
