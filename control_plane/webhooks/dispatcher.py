@@ -311,7 +311,8 @@ class Dispatcher:
                     return
             if not self._finished:
                 self._to_record.clear()
-                await _wait_any(stop, self._to_record, 0.5)
+                with contextlib.suppress(TimeoutError):  # not on `stop`: after it, this waits for the sends
+                    await asyncio.wait_for(self._to_record.wait(), 0.5)
                 continue
             batch, self._finished = self._finished, []
             try:
