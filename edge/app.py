@@ -246,10 +246,11 @@ class EdgeApp:
         self.groups.clear()
 
     async def shutdown(self) -> None:
-        for watch in (self.repair_watch, self.memory_watch):
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+        self.repair_watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.repair_watch
+        self.recorder.stop_watching()
+        await self.memory_watch
         await asyncio.to_thread(self.follower.stop)
         await self.recorder.drain()
         self.journal.close()

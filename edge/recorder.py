@@ -107,6 +107,7 @@ class ScanRecorder:
         self.stream_limit = stream_limit  # entries; 0: unbounded
         self.memory_share = memory_share  # of Redis's maxmemory, past which scans are shed (0: never)
         self.memory_full = False  # as of the last look (watch_memory)
+        self._stop_watching = asyncio.Event()
         self.shed: dict[str, int] = dict.fromkeys(SHED_REASONS, 0)  # scans refused, by reason
         self.shedding = False  # the last batch was shed (logged once per episode; /readyz says so)
         self._xadd_all = redis.register_script(XADD_ALL)
@@ -181,8 +182,11 @@ class ScanRecorder:
 
     async def watch_memory(self) -> None:
         """Look at Redis's memory every second: shed before Redis refuses writes at its `maxmemory` (or
-        evicts keys), rather than after. Without a `maxmemory`, only the stream's own limit applies."""
-        while True:
+        evicts keys), rather than after. Without a `maxmemory`, only the stream's own limit applies.
+
+        Runs until `stop_watching`: a task cancelled while redis-py reads a reply does not always stop.
+        """
+        while not self._stop_watching.is_set():
             if self.memory_share and self.link.up:
                 try:
                     info: dict[str, Any] = await self.redis.info("memory")
@@ -195,7 +199,11 @@ class ScanRecorder:
                         log.warning("Redis uses %d of its %d bytes of maxmemory: %s", int(info["used_memory"]),
                                     limit, "shedding scans" if full else "recording scans in it again")
                     self.memory_full = full
-            await asyncio.sleep(MEMORY_CHECK_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_watching.wait(), MEMORY_CHECK_INTERVAL)
+
+    def stop_watching(self) -> None:
+        self._stop_watching.set()
 
     def replay_soon(self) -> None:
         if self._replayer is None and self.link.up and self.journal.depth:
