@@ -97,7 +97,7 @@ async def test_select_all_then_pause_pauses_every_code_on_the_page(stack: Stack,
     await page.get_by_label("With the selected codes").select_option("pause")
     await screenshots(page, "codes-bulk")
     await page.get_by_role("button", name="Apply to selected").click()
-    await expect(page.get_by_role("status").first).to_have_text("Updated 5 codes.")
+    await expect(page.get_by_role("status")).to_have_text("Updated 5 codes.")
 
     listed = await _api(stack, key, "GET", "/v1/qr-codes?limit=100")
     assert [c["status"] for c in listed["data"]] == ["inactive"] * 5
