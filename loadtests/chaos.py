@@ -158,6 +158,7 @@ class Run:
     stack: Stack
     knobs: Knobs
     writes: Writes
+    slug: str
     load: asyncio.Task[Tally] | None = None
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -211,7 +212,9 @@ async def start_stack(root: Path, knobs: Knobs) -> Stack:
         env = {"INGEST_CLAIM_IDLE_MS": "5000", **os.environ, "EDGE_BIND": edge, "CONTROL_PLANE_BIND": api,
                "DEFAULT_DOMAIN": edge, "PYTHONUNBUFFERED": "1", "DATABASE_URL": services.database_url,
                "REDIS_URL": services.redis_url, "EDGE_WORKERS": str(knobs.edge_workers),
-               "EDGE_JOURNAL_DIR": str(journal), "RATE_LIMIT_PER_SECOND": "100000", "RATE_LIMIT_BURST": "100000"}
+               "EDGE_JOURNAL_DIR": str(journal), "RATE_LIMIT_PER_SECOND": "100000", "RATE_LIMIT_BURST": "100000",
+               # journal-full fills the disk itself: no reserve kept free, so the write meets a full disk
+               "EDGE_JOURNAL_MIN_FREE_MB": "0"}
         log = open(root / "up.log", "ab")
         process = subprocess.Popen([sys.executable, "-m", "control_plane.cli", "up"], cwd=root, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
@@ -299,22 +302,31 @@ async def scan_load(stack: Stack, slug: str, scenario: str, seconds: float, conc
     return tally
 
 
+async def _fetch(stack: Stack, query: str, *args: object) -> list[asyncpg.Record]:
+    """The run's own reads, patient with a machine so busy that connecting takes seconds."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            conn = await asyncpg.connect(stack.database_url, timeout=30)
+            try:
+                return list(await conn.fetch(query, *args, timeout=60))
+            finally:
+                await conn.close()
+        except (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                asyncpg.CannotConnectNowError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1)
+
+
 async def stored(stack: Stack, scenario: str) -> dict[str, int]:
-    conn = await asyncpg.connect(stack.database_url, timeout=10)
-    try:
-        rows = await conn.fetch("SELECT referer, count(*) AS n FROM scans WHERE starts_with(referer, $1)"
-                                " GROUP BY referer", f"{REFERER_BASE}{scenario}/")
-    finally:
-        await conn.close()
+    rows = await _fetch(stack, "SELECT referer, count(*) AS n FROM scans WHERE starts_with(referer, $1)"
+                               " GROUP BY referer", f"{REFERER_BASE}{scenario}/")
     return {row["referer"]: row["n"] for row in rows}
 
 
 async def dead_letters(stack: Stack) -> int:
-    conn = await asyncpg.connect(stack.database_url, timeout=10)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM scan_dead_letters"))
-    finally:
-        await conn.close()
+    return int((await _fetch(stack, "SELECT count(*) AS n FROM scan_dead_letters"))[0]["n"])
 
 
 async def drain(stack: Stack, scenario: str, expected: int, limit: float) -> dict[str, int]:
@@ -375,19 +387,18 @@ async def signal_edge_workers(run: Run, sig: int, which: str) -> None:
     stack = run.stack
     await asyncio.sleep(2)
     before = stack.edge_workers()
-    victims = before if which == "each" else before[:1] if which == "one" else [stack.pid("edge")]
+    parent = [stack.pid("edge")] if before != [stack.pid("edge")] else []  # several processes: their parent too
+    victims = before + parent if which == "each" else before[:1] if which == "one" else [stack.pid("edge")]
     for victim in victims:
         os.kill(victim, sig)
-        survivors = set(stack.edge_workers()) - {victim}
 
         async def replaced(victim: int = victim) -> bool:
             now = stack.edge_workers()
             return victim not in now and len(now) == len(before) and await _edge_answers(stack)
 
         back = await _until(replaced, RESTART_TIMEOUT, "the edge process replaced")
-        what = "the edge's parent" if which == "parent" else f"edge process {victim}"
-        run.notes.append(f"{signal.Signals(sig).name} to {what} ({len(survivors)} left serving): "
-                         f"replaced in {back:.1f} s")
+        what = "the edge's parent" if victim in parent or which == "parent" else f"edge process {victim}"
+        run.notes.append(f"{signal.Signals(sig).name} to {what}: replaced in {back:.1f} s")
         run.check(back < 10, f"{what} back within 10 s")
         await asyncio.sleep(1.5)
 
@@ -499,6 +510,48 @@ async def stop_postgres(run: Run, outage: float) -> None:
                              f"restarted" if not restarted else f"processes restarted: {dict(restarted)}")
 
 
+async def _redirects(stack: Stack, slug: str) -> bool:
+    """One scan outside every scenario's accounting (its own Referer): is the edge redirecting?"""
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.get(f"{stack.edge}/{slug}", allow_redirects=False, headers={
+                    "Referer": f"{REFERER_BASE}probe/"}, timeout=aiohttp.ClientTimeout(total=2)) as response:
+                return response.status == 302
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+
+async def fill_journal_disk(run: Run, down: float) -> None:
+    """Redis stopped, so that the edge journals every scan, on a file system left with 1 MiB free (a tmpfs
+    filled with a file), or with a 1 MiB file-size limit on each edge process (`prlimit --fsize`) when the
+    run cannot mount one."""
+    stack = run.stack
+    await asyncio.sleep(2)
+    filler = stack.journal / "filler"
+    workers = stack.edge_workers()
+    if stack.journal_tmpfs:
+        free = os.statvfs(stack.journal)
+        size = free.f_bavail * free.f_frsize - (1 << 20)
+        with filler.open("wb") as file:
+            os.posix_fallocate(file.fileno(), 0, size)
+        how = f"tmpfs filled to 1 MiB free ({size >> 20} MiB filler)"
+    else:
+        for pid in workers:
+            subprocess.run(["prlimit", f"--pid={pid}", f"--fsize={1 << 20}"], check=True)
+        how = f"prlimit --fsize=1MiB on {len(workers)} edge processes"
+    await asyncio.to_thread(stack.services.stop_redis)
+    await asyncio.sleep(down)
+    if stack.journal_tmpfs:
+        filler.unlink()
+    else:
+        for pid in workers:
+            subprocess.run(["prlimit", f"--pid={pid}", "--fsize=unlimited"], check=False)
+    await asyncio.to_thread(stack.services.start_redis)
+    slug = run.slug
+    back = await _until(lambda: _redirects(stack, slug), RESTART_TIMEOUT, "the edge redirecting again")
+    run.notes.append(f"{how}, Redis stopped {down:g} s; redirecting again {back:.1f} s after the space came back")
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -530,12 +583,14 @@ SCENARIOS = [
              lambda k: max(k.seconds, k.redis_down + 6), True),
     Scenario("postgres-stop", "PostgreSQL stopped {pg_outage:g} s (fast shutdown), then started",
              lambda r: stop_postgres(r, r.knobs.pg_outage), lambda k: max(k.seconds, k.pg_outage + 8), True),
-    Scenario("edge-sigterm", "SIGTERM each of {edge_workers} edge processes in turn",
+    Scenario("edge-sigterm", "SIGTERM each of {edge_workers} edge processes in turn, then their parent",
              lambda r: signal_edge_workers(r, signal.SIGTERM, "each"), _base, True),
     Scenario("edge-kill9", "kill -9 one of {edge_workers} edge processes",
              lambda r: signal_edge_workers(r, signal.SIGKILL, "one"), _base, False),
     Scenario("edge-parent-kill9", "kill -9 the edge's parent process (scanroute up restarts it)",
-             lambda r: signal_edge_workers(r, signal.SIGKILL, "parent"), _base, False),
+             lambda r: signal_edge_workers(r, signal.SIGKILL, "parent"), _base, True),
+    Scenario("journal-full", "the journal's disk full while Redis is stopped {redis_down:g} s",
+             lambda r: fill_journal_disk(r, r.knobs.redis_down), lambda k: max(k.seconds, k.redis_down + 8), False),
 ]
 
 
@@ -565,7 +620,7 @@ class Result:
 async def run_scenario(stack: Stack, slug: str, writes: Writes, scenario: Scenario, knobs: Knobs) -> Result:
     restarts_before = sum(stack.restarts().values())
     dead_before = await dead_letters(stack)
-    run = Run(stack, knobs, writes)
+    run = Run(stack, knobs, writes, slug)
     run.load = asyncio.create_task(scan_load(stack, slug, scenario.name, scenario.seconds(knobs), knobs.concurrency,
                                              scenario.scans(knobs)))
     try:

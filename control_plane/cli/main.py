@@ -48,9 +48,13 @@ def cmd_edge(args: argparse.Namespace) -> int:
         return 0
     import uvicorn
 
+    from shared.listen import inherited
+
     host, port = settings.bind
+    sock = inherited(settings.bind)  # from `scanroute up` (shared/listen.py)
     # proxy_headers off: the edge itself reads X-Forwarded-For, from TRUSTED_PROXIES only (docs/edge.md).
     uvicorn.run("edge.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                fd=sock.fileno() if sock is not None else None,
                 loop="uvloop", http="httptools", access_log=False, log_level="info", proxy_headers=False,
                 timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
                 timeout_keep_alive=math.ceil(settings.keepalive_timeout),

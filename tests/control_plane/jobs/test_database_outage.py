@@ -35,7 +35,8 @@ async def proxy(database_url: str) -> AsyncIterator[Proxy]:
 
 
 async def _export_succeeds(api: httpx.AsyncClient, key: str, group_id: str, worker_alive: object) -> None:
-    started = await api.post("/v1/exports", headers=bearer(key), json={"format": "zip", "group_id": group_id, "image_format": "svg"})
+    started = await api.post("/v1/exports", headers=bearer(key),
+                             json={"format": "zip", "group_id": group_id, "image_format": "svg"})
     assert started.status_code == 202, started.text
     deadline = time.monotonic() + 60
     while (await api.get(f"/v1/exports/{started.json()['id']}", headers=bearer(key))).json()["status"] != "succeeded":
