@@ -276,6 +276,9 @@ class EdgeSettings(_FromEnv):
     cache_ttl: float = 60.0  # seconds; the backstop behind the invalidation stream
     negative_ttl: float = 2.0  # seconds an unknown slug stays cached as unknown
     journal_dir: Path = Path(".scanroute") / "journal"
+    journal_bytes: int = 1024 << 20  # per process; past it scans are shed (503) until the journal is replayed
+    journal_min_free: int = 256 << 20  # bytes the journal leaves free on its file system
+    scan_stream_entries: int = 1_000_000  # scan-stream entries past which scans are shed (0: no limit)
     read_your_writes: bool = True  # off only to measure what it costs (docs/freshness.md)
     # Peers whose X-Forwarded-For is believed (docs/edge.md); none by default: the peer is the client.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -305,6 +308,9 @@ class EdgeSettings(_FromEnv):
             cache_ttl=r.number("EDGE_CACHE_TTL", 60.0, minimum=0.1),
             negative_ttl=r.number("EDGE_NEGATIVE_TTL", 2.0, minimum=0.0),
             journal_dir=Path(r.text("EDGE_JOURNAL_DIR", str(Path(".scanroute") / "journal"))),
+            journal_bytes=int(r.number("EDGE_JOURNAL_MB", 1024, minimum=0.001) * (1 << 20)),
+            journal_min_free=r.integer("EDGE_JOURNAL_MIN_FREE_MB", 256, minimum=0) << 20,
+            scan_stream_entries=r.integer("SCAN_STREAM_MAX_ENTRIES", 1_000_000, minimum=0),
             read_your_writes=r.flag("EDGE_READ_YOUR_WRITES", True),
             cache_bytes=r.integer("EDGE_CACHE_MB", 64, minimum=1) << 20,
             trusted_proxies=r.networks("TRUSTED_PROXIES"),
