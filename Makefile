@@ -130,5 +130,5 @@ chaos: system-deps venv
 
 # The same scenarios, scaled down so that they cannot rot (run by CI, ~3 min).
 chaos-ci: system-deps venv
-	CHAOS_SECONDS=6 CHAOS_DRAIN=60 CHAOS_KILL_SCANS=10000 CHAOS_KILL_EVERY=3 CHAOS_PG_OUTAGE=6 \
+	CHAOS_SECONDS=6 CHAOS_DRAIN=60 CHAOS_KILL_SCANS=30000 CHAOS_KILL_EVERY=2 CHAOS_PG_OUTAGE=6 \
 	CHAOS_REDIS_DOWN=2 $(PY) -m loadtests.chaos

@@ -40,6 +40,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -343,15 +344,18 @@ async def drain(stack: Stack, scenario: str, expected: int, limit: float) -> dic
 
 
 async def stream_backlog(stack: Stack) -> tuple[int, int]:
-    """The ingest group's entries not yet read (lag) and read but not acknowledged (pending)."""
-    client = aioredis.Redis.from_url(stack.redis_url, socket_timeout=5)
+    """The ingest group's entries not yet read and read but not acknowledged (pending)."""
+    stream = RedisKeys("sr").scans
+    client = aioredis.Redis.from_url(stack.redis_url, socket_timeout=30)
     try:
-        groups = await client.xinfo_groups(RedisKeys("sr").scans)
+        for group in await client.xinfo_groups(stream):
+            if group["name"] in (INGEST_GROUP, INGEST_GROUP.encode()):
+                last = group["last-delivered-id"]
+                start = b"(" + (last if isinstance(last, bytes) else last.encode())
+                unread: list[Any] = await client.xrange(stream, min=start)  # type: ignore[assignment]
+                return len(unread), int(group["pending"])
     finally:
         await client.aclose()
-    for group in groups:
-        if group["name"] in (INGEST_GROUP, INGEST_GROUP.encode()):
-            return int(group.get("lag") or 0), int(group["pending"])
     return 0, 0
 
 
@@ -363,11 +367,11 @@ async def _back(stack: Stack, kind: str, victim: int) -> bool:
 
 
 async def kill_repeatedly(run: Run, kind: str, sig: int, every: float, times: int | None = None) -> None:
-    """Kill `kind` every `every` seconds, `times` times or for as long as the load runs."""
+    """Kill `kind` every `every` seconds, `times` times or for as long as the load runs (at least once)."""
     stack, killed = run.stack, 0
-    while (killed < times) if times is not None else run.loading():
+    while (killed < times) if times is not None else run.loading() or not killed:
         await asyncio.sleep(every)
-        if times is None and not run.loading():
+        if times is None and not run.loading() and killed:
             break
         victim = stack.pid(kind)
         os.kill(victim, sig)
