@@ -20,7 +20,8 @@ Knobs (environment): CHAOS_SECONDS (scan load per scenario, default 20), CHAOS_C
 CHAOS_SCENARIOS (comma-separated names, default all), CHAOS_DRAIN (seconds to wait for the ingest, 120),
 CHAOS_KILL_SCANS and CHAOS_KILL_EVERY (the ingest kill loop: 100000 scans, a kill every 10 s),
 CHAOS_PG_OUTAGE (seconds PostgreSQL stays stopped, 30), CHAOS_REDIS_DOWN (seconds per Redis stop, 3),
-CHAOS_EDGE_WORKERS (edge processes, 2), CHAOS_KEEP=1 (keep the scratch folder).
+CHAOS_EDGE_WORKERS (edge processes, 2), CHAOS_JOURNAL_TMPFS=0 (journal-full with `prlimit --fsize` even
+where a tmpfs could be mounted), CHAOS_KEEP=1 (keep the scratch folder).
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ async def _answers(session: aiohttp.ClientSession, url: str) -> bool:
 
 def _mount_tmpfs(folder: Path, megabytes: int) -> bool:
     folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
     if os.geteuid() != 0 or not shutil.which("mount"):
         return False
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0700", "tmpfs", str(folder)],
@@ -205,7 +207,7 @@ async def start_stack(root: Path, knobs: Knobs) -> Stack:
     services = EmbeddedServices(root / "servers", persistent=True)
     await asyncio.to_thread(services.start)
     journal = root / "journal"
-    tmpfs = _mount_tmpfs(journal, 64)
+    tmpfs = os.environ.get("CHAOS_JOURNAL_TMPFS", "1") != "0" and _mount_tmpfs(journal, 64)
     try:
         edge, api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         # A killed ingest worker's unacknowledged entries are claimed by its successor after this idle time
