@@ -353,8 +353,11 @@ class IngestSettings(_FromEnv):
 class WebhookSettings(_FromEnv):
     stores: Stores
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
-    workers: int = 4  # delivery loops, each with its own claimed batch and connection
-    batch_size: int = 25  # deliveries claimed (and sent concurrently) per loop
+    concurrency: int = 128  # deliveries in flight in one dispatcher process, all endpoints together
+    endpoint_concurrency: int = 8  # deliveries in flight to one endpoint, across every dispatcher
+    org_concurrency: int = 32  # deliveries in flight for one organisation and mode, across every dispatcher
+    org_queue: int = 10_000  # pending deliveries of one organisation and mode before its events wait in the outbox
+    lease: float = 60.0  # seconds a claimed delivery is held before another dispatcher may send it again
     poll_interval: float = 0.5  # seconds to wait when nothing was due
     delivery_timeout: float = 10.0  # seconds for one whole request (docs/api.md §2.5)
     metrics_bind: tuple[str, int] | None = None  # Prometheus /metrics; off by default
@@ -364,8 +367,12 @@ class WebhookSettings(_FromEnv):
         return cls(
             stores=Stores.read(r),
             outbound=OutboundSettings.read(r),
-            workers=r.integer("WEBHOOK_WORKERS", 4, minimum=1),
-            batch_size=r.integer("WEBHOOK_BATCH_SIZE", 25, minimum=1),
+            concurrency=r.integer("WEBHOOK_CONCURRENCY", 128, minimum=1),
+            endpoint_concurrency=r.integer("WEBHOOK_ENDPOINT_CONCURRENCY", 8, minimum=1),
+            org_concurrency=r.integer("WEBHOOK_ORG_CONCURRENCY", 32, minimum=1),
+            org_queue=r.integer("WEBHOOK_ORG_QUEUE", 10_000, minimum=1),
+            # Longer than one attempt (DNS and the 10 s request): a live dispatcher never loses its lease.
+            lease=r.number("WEBHOOK_LEASE", 60.0, minimum=20.0),
             poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 0.5, minimum=0.01),
             metrics_bind=r.optional_bind("WEBHOOKS_METRICS_BIND"),
         )
