@@ -249,3 +249,21 @@ async def test_a_test_event_ends_the_pause_and_probes_at_once(
     closed = await pool.fetchrow("SELECT consecutive_failures, paused_until FROM webhook_endpoints WHERE id = $1",
                                  endpoint["id"])
     assert closed["consecutive_failures"] == 0 and closed["paused_until"] is None
+
+
+async def test_pointing_a_paused_endpoint_elsewhere_closes_its_circuit(
+        api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, dispatcher: Dispatcher,
+        pool: asyncpg.Pool[Any], clock: FrozenClock) -> None:
+    key = await make_key(scopes=WEBHOOK_SCOPES)
+    endpoint = await create_endpoint(api, key, receiver.url("/old"))
+    await record_events(pool, await org_of(pool, endpoint), 10)
+    receiver.script["/old"] = [503] * 10
+    dispatcher.settings = dataclasses.replace(dispatcher.settings, endpoint_concurrency=5)
+    assert await dispatcher.drain() == 5  # five failures in a row: paused for 30 s, five more waiting
+
+    moved = await api.patch(f"/v1/webhook-endpoints/{endpoint['id']}", headers=bearer(key),
+                            json={"url": receiver.url("/new")})
+    assert moved.status_code == 200, moved.text
+    clock.advance(timedelta(seconds=10))  # the pause would last another 20 s
+    assert await dispatcher.drain() == 5
+    assert len(receiver.at("/new")) == 5
