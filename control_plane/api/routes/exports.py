@@ -76,7 +76,7 @@ async def export_file(request: Request) -> Response:
 
 
 @operation("Import codes from a CSV file (all or nothing)", "qr:write", status=202, returns=ImportPublic,
-           body_media="text/csv", extra_errors=(413, 415), query=ImportQuery)
+           body_media="text/csv", body_pattern=imports.IMPORT_FILE_PATTERN, extra_errors=(413, 415), query=ImportQuery)
 async def start_import(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     query = parse_query(request, ImportQuery)
