@@ -20,6 +20,7 @@ class Session:
     user_id: str
     livemode: bool
     csrf: str
+    epoch: int  # the user's session epoch at sign-in; a reset, role change or removal since ends the session
 
 
 def _hash(token: str) -> str:
@@ -31,12 +32,13 @@ class SessionStore:
         self.redis = redis
         self.keys = keys
 
-    async def create(self, user_id: str, livemode: bool = True) -> str:
+    async def create(self, user_id: str, epoch: int, livemode: bool = True) -> str:
         """A new session for the user; returns the cookie's token (never stored as such)."""
         token = secrets.token_urlsafe(32)
         key = self.keys.session(_hash(token))
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"user_id": user_id, "livemode": int(livemode), "csrf": secrets.token_urlsafe(32)})
+            pipe.hset(key, mapping={"user_id": user_id, "livemode": int(livemode), "csrf": secrets.token_urlsafe(32),
+                                    "epoch": epoch})
             pipe.expire(key, IDLE_SECONDS)
             await pipe.execute()
         return token
@@ -52,14 +54,22 @@ class SessionStore:
             fields, _ = await pipe.execute()
         if not fields or b"user_id" not in fields:
             return None
-        return Session(token_hash, fields[b"user_id"].decode(), fields[b"livemode"] == b"1", fields[b"csrf"].decode())
+        return Session(token_hash, fields[b"user_id"].decode(), fields[b"livemode"] == b"1", fields[b"csrf"].decode(),
+                       int(fields.get(b"epoch", b"0")))
 
     async def set_mode(self, session: Session, livemode: bool) -> None:
+        await self._set(session, "livemode", int(livemode))
+
+    async def set_epoch(self, session: Session, epoch: int) -> None:
+        """Keeps this session open across a change that ends the user's others (their own password reset)."""
+        await self._set(session, "epoch", epoch)
+
+    async def _set(self, session: Session, name: str, value: int) -> None:
         # HSET XX semantics: a session deleted meanwhile must not come back as a partial hash.
         key = self.keys.session(session.token_hash)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.exists(key)
-            pipe.hset(key, "livemode", int(livemode))
+            pipe.hset(key, name, value)
             exists, _ = await pipe.execute()
         if not exists:
             await self.redis.delete(key)

@@ -100,6 +100,9 @@ def page(scope: str = "qr:read") -> Callable[[Handler], Callable[[Request], Awai
             found = stores(request)
             session = await found.sessions.load(request.cookies.get(COOKIE, ""))
             user = await get_user(found.db, session.user_id) if session is not None else None
+            if session is not None and (user is None or user.session_epoch != session.epoch):
+                await found.sessions.delete(session)  # removed, or reset/role changed since: signed out
+                user = None
             if session is None or user is None:
                 return RedirectResponse(f"/app/login?next={quote(request.url.path)}", 303)
             visit = Visit(request, session, user, found)

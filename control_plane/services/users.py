@@ -32,7 +32,7 @@ _hasher = PasswordHasher()
 # Verified when the e-mail is unknown, so that a sign-in takes as long whether or not the account exists.
 _DUMMY_HASH = _hasher.hash("scanroute-no-such-user")
 
-_COLUMNS = "u.id, u.org_id, o.name AS org_name, u.email, u.role, u.created_at"
+_COLUMNS = "u.id, u.org_id, o.name AS org_name, u.email, u.role, u.session_epoch, u.created_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,8 @@ class User:
     org_name: str
     email: str
     role: str
+    # Bumped by a password reset, a role change or a removal: sessions signed in before it end (docs/dashboard.md).
+    session_epoch: int = 0
 
     @property
     def scopes(self) -> frozenset[str]:
@@ -49,7 +51,7 @@ class User:
 
 
 def _user(row: asyncpg.Record) -> User:
-    return User(row["id"], row["org_id"], row["org_name"], row["email"], row["role"])
+    return User(row["id"], row["org_id"], row["org_name"], row["email"], row["role"], row["session_epoch"])
 
 
 def normalise_email(email: str) -> str:
@@ -144,15 +146,18 @@ async def _check_owners_remain(conn: Connection, org_id: str, user_id: str) -> N
         raise Problem(409, "An organisation keeps at least one owner: make someone else owner first.")
 
 
-async def set_role(pool: asyncpg.Pool[Any], org_id: str, user_id: str, role: str) -> None:
+async def set_role(pool: asyncpg.Pool[Any], org_id: str, user_id: str, role: str) -> int:
+    """Gives the user `role`; a change ends their sessions. Returns their session epoch after the change."""
     check_role(role)
     async with pool.acquire() as conn, conn.transaction():
         if role != "owner":
             await _check_owners_remain(conn, org_id, user_id)
-        result = await conn.execute("UPDATE users SET role = $3, updated_at = now() WHERE org_id = $1 AND id = $2",
-                                    org_id, user_id, role)
-        if result == "UPDATE 0":
+        epoch: int | None = await conn.fetchval(
+            "UPDATE users SET session_epoch = session_epoch + (role <> $3)::int, role = $3, updated_at = now()"
+            " WHERE org_id = $1 AND id = $2 RETURNING session_epoch", org_id, user_id, role)
+        if epoch is None:
             raise Problem(404, "No such user.")
+        return epoch
 
 
 async def remove_user(pool: asyncpg.Pool[Any], org_id: str, user_id: str) -> None:
@@ -161,9 +166,12 @@ async def remove_user(pool: asyncpg.Pool[Any], org_id: str, user_id: str) -> Non
         await conn.execute("DELETE FROM users WHERE org_id = $1 AND id = $2", org_id, user_id)
 
 
-async def reset_password(db: asyncpg.Pool[Any], org_id: str, user_id: str, password: str) -> None:
+async def reset_password(db: asyncpg.Pool[Any], org_id: str, user_id: str, password: str) -> int:
+    """Sets a new password and ends every session signed in with the old one; returns the new session epoch."""
     password_hash = await hash_password(password)
-    result = await db.execute("UPDATE users SET password_hash = $3, updated_at = now()"
-                              " WHERE org_id = $1 AND id = $2", org_id, user_id, password_hash)
-    if result == "UPDATE 0":
+    epoch: int | None = await db.fetchval(
+        "UPDATE users SET password_hash = $3, session_epoch = session_epoch + 1, updated_at = now()"
+        " WHERE org_id = $1 AND id = $2 RETURNING session_epoch", org_id, user_id, password_hash)
+    if epoch is None:
         raise Problem(404, "No such user.")
+    return epoch

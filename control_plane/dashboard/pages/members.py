@@ -51,16 +51,20 @@ async def change(visit: Visit) -> Response:
     user_id = visit.request.path_params["user_id"]
     action = visit.form.get("action")
     try:
+        epoch: int | None = None
         if action == "role":
-            await set_role(visit.stores.db, visit.user.org_id, user_id, visit.form.get("role", ""))
+            epoch = await set_role(visit.stores.db, visit.user.org_id, user_id, visit.form.get("role", ""))
         elif action == "password":
-            await reset_password(visit.stores.db, visit.user.org_id, user_id, visit.form.get("password", ""))
+            epoch = await reset_password(visit.stores.db, visit.user.org_id, user_id, visit.form.get("password", ""))
         elif action == "remove":
             await remove_user(visit.stores.db, visit.user.org_id, user_id)
         else:
             raise Problem(400, "Unknown action.")
     except Problem as problem:
         return await _page(visit, problem.status, {f"{user_id}.{k}": v for k, v in _field_errors(problem).items()})
+    if user_id == visit.user.id and epoch is not None:
+        # The change ends the user's sessions; for an owner changing their own account, all but this one.
+        await visit.stores.sessions.set_epoch(visit.session, epoch)
     return RedirectResponse("/app/users", 303)
 
 

@@ -64,7 +64,7 @@ async def login(request: Request) -> Response:
         await throttle.failed(email, client)
         return _login_page(request, 401, "The e-mail address or password is wrong.", email)
     await throttle.succeeded(email)
-    token = await found.sessions.create(user.id)
+    token = await found.sessions.create(user.id, user.session_epoch)
     response = RedirectResponse(_next(request), 303)
     response.set_cookie(COOKIE, token, max_age=IDLE_SECONDS, path="/app", httponly=True, samesite="lax",
                         secure=_secure(request))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import redis.asyncio as aioredis
+
 from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, post_form, sign_in
 
 
@@ -63,6 +65,8 @@ async def test_role_change_reset_and_removal_apply_to_open_sessions(browser: Bro
     await sign_in(owner)
     await sign_in(ben, "ben@example.com")
     await post_form(owner, "/app/users", f"/app/users/{ben_user.id}", {"action": "role", "role": "viewer"})
+    assert (await ben.get("/app/users")).headers["location"] == "/app/login?next=/app/users"
+    await sign_in(ben, "ben@example.com")
     assert (await ben.get("/app/users")).status_code == 403
     await post_form(owner, "/app/users", f"/app/users/{ben_user.id}",
                     {"action": "password", "password": "new password 1"})
@@ -70,6 +74,42 @@ async def test_role_change_reset_and_removal_apply_to_open_sessions(browser: Bro
     await post_form(owner, "/app/users", f"/app/users/{ben_user.id}", {"action": "remove"})
     assert (await ben.get("/app/")).status_code == 303
     assert (await sign_in(browser(), "ben@example.com", "new password 1")).status_code == 401
+
+
+async def test_a_password_reset_ends_the_users_open_sessions(browser: BrowserFactory, make_user: UserFactory,
+                                                           redis: aioredis.Redis, redis_namespace: str):
+    await make_user()
+    ben_user = await make_user("ben@example.com", "editor")
+    owner, ben_phone, ben_laptop = browser(), browser(), browser()
+    await sign_in(owner)
+    await sign_in(ben_phone, "ben@example.com")
+    await sign_in(ben_laptop, "ben@example.com")
+    assert (await ben_phone.get("/app/codes")).status_code == 200
+    assert len(await redis.keys(f"{redis_namespace}:dash:session:*")) == 3
+    await post_form(owner, "/app/users", f"/app/users/{ben_user.id}",
+                    {"action": "password", "password": "new password 1"})
+    for device in (ben_phone, ben_laptop):  # whoever holds one of the old cookies is signed out
+        gone = await device.get("/app/codes")
+        assert gone.status_code == 303 and gone.headers["location"] == "/app/login?next=/app/codes"
+        assert (await device.post("/app/codes/bulk", data={"action": "pause"})).status_code == 303
+    assert len(await redis.keys(f"{redis_namespace}:dash:session:*")) == 1  # the owner's; the old ones deleted
+    assert (await sign_in(ben_phone, "ben@example.com")).status_code == 401  # the old password no longer works
+    assert (await sign_in(ben_phone, "ben@example.com", "new password 1")).status_code == 303
+    assert (await ben_phone.get("/app/codes")).status_code == 200
+    assert (await owner.get("/app/users")).status_code == 200  # the owner's own session is untouched
+
+
+async def test_an_owner_resetting_their_own_password_stays_signed_in_here_only(browser: BrowserFactory,
+                                                                              make_user: UserFactory):
+    ana = await make_user()
+    here, elsewhere = browser(), browser()
+    await sign_in(here)
+    await sign_in(elsewhere)
+    reset = await post_form(here, "/app/users", f"/app/users/{ana.id}",
+                            {"action": "password", "password": "new password 1"})
+    assert reset.status_code == 303
+    assert (await here.get("/app/users")).status_code == 200
+    assert (await elsewhere.get("/app/users")).status_code == 303
 
 
 async def test_users_of_another_organisation_are_out_of_reach(browser: BrowserFactory, make_user: UserFactory):
