@@ -84,7 +84,7 @@ class EdgeApp:
         self.groups: LocalCache[GroupRow] = LocalCache(settings.cache_entries, settings.cache_ttl,
                                                        settings.negative_ttl, self.fence, settings.cache_bytes,
                                                        group_weight)
-        self.journal = ScanJournal(settings.journal_dir)
+        self.journal = ScanJournal(settings.journal_dir, settings.journal_bytes, settings.journal_min_free)
         self.passwords = PasswordChecks()
         self.clock: Callable[[], float] = time.time  # rules and validity read the time here (tests freeze it)
         self.follower = InvalidationFollower(settings.stores.redis_url, self.keys, [self.codes, self.groups],
@@ -217,7 +217,8 @@ class EdgeApp:
         self.lookup = RowLookup(self.redis, self.db, self.keys, self.link, self.codes, self.groups,
                                 self.settings.templates)
         self.recorder = ScanRecorder(self.redis, self.keys.scans, self.journal, self.link,
-                                     self.metrics.batch_size.observe)
+                                     self.metrics.batch_size.observe, self.settings.scan_stream_entries)
+        self.metrics.recorder = self.recorder
         self.link.on_down(self._forget_freshness)
         self.loop = asyncio.get_running_loop()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
@@ -263,9 +264,10 @@ class EdgeApp:
         return JSONResponse(body, status)
 
     def readiness(self) -> tuple[int, dict[str, object]]:
+        shedding = self.recorder.shedding
         body = {"redis": "up" if self.link.up else "down", "journal_depth": self.journal.depth,
-                "freshness": self.metrics.freshness()}
-        if not self.link.up:
+                "journal_bytes": self.journal.size, "shedding": shedding, "freshness": self.metrics.freshness()}
+        if not self.link.up or shedding:
             return 503, {"status": "degraded", **body}
         return 200, {"status": "ready", **body}
 

@@ -22,6 +22,7 @@ from edge.redis_link import RedisLink
 
 if TYPE_CHECKING:
     from edge.invalidations import InvalidationFollower
+    from edge.recorder import ScanRecorder
 
 OUTCOMES = ("redirected", "inactive", "archived", "unconfigured", "deleted", "unknown", "unavailable",
             "not_allowed", "scheduled", "expired", "password_prompt", "password_failed", "password_throttled",
@@ -57,6 +58,7 @@ class EdgeMetrics(Collector):
         self.journal = journal
         self.link = link
         self.follower = follower
+        self.recorder: ScanRecorder | None = None  # set at start-up
         self.by_outcome = dict.fromkeys(OUTCOMES, 0)
         self.latency = Buckets(LATENCY_BUCKETS)
         self.batch_size = Buckets(BATCH_BUCKETS)
@@ -104,6 +106,14 @@ class EdgeMetrics(Collector):
         yield from (hits, misses, size, weight)
         yield GaugeMetricFamily("scanroute_edge_journal_depth", "Scans in the local journal, not yet in Redis",
                                 value=self.journal.depth)
+        yield GaugeMetricFamily("scanroute_edge_journal_bytes", "Size of the local journal (bounded by"
+                                " EDGE_JOURNAL_MB)", value=self.journal.size)
+        shed = CounterMetricFamily("scanroute_edge_shed", "Scans answered 503 because neither the scan stream nor"
+                                   " the journal had room, by reason", labels=["reason"])
+        if self.recorder is not None:
+            for reason, count in self.recorder.shed.items():
+                shed.add_metric([reason], count)
+        yield shed
         yield GaugeMetricFamily("scanroute_edge_redis_up", "1 while this process trusts Redis",
                                 value=int(self.link.up))
         yield from self._freshness()

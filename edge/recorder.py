@@ -2,6 +2,11 @@
 
 While Redis is unreachable — or while the journal still holds scans from an outage, so that the stream
 keeps their order — batches go to the scan journal instead, and are replayed once Redis is back.
+
+Both are bounded (docs/edge.md, "Scan journal and stream caps"). The stream takes a batch only while it
+holds fewer than `stream_limit` entries (checked in the same script as the XADD, so no trim ever drops an
+unconsumed scan); past it, or past the journal's limit, a batch is shed: its requests answer 503 and
+`scanroute_edge_shed_total{reason}` counts them. A replay waits for room instead: its scans were answered.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from functools import partial
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from edge.journal import ScanJournal
+from edge.journal import JournalFull, ScanJournal
 from edge.redis_link import RedisLink
 from shared.keys import SCAN_FIELD
 
@@ -25,11 +30,15 @@ log = logging.getLogger(__name__)
 
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
 # One command per batch instead of one per scan: a third of the client-side cost of a pipeline, and the
-# batch is all or nothing (Redis runs a script atomically).
+# batch is all or nothing (Redis runs a script atomically). ARGV[1] is the stream's limit in entries (0: none):
+# a batch that would pass it is refused whole (-1).
 XADD_ALL = """
-for i = 2, #ARGV do redis.call('XADD', KEYS[1], '*', ARGV[1], ARGV[i]) end
-return #ARGV - 1
+local limit = tonumber(ARGV[1])
+if limit > 0 and redis.call('XLEN', KEYS[1]) + #ARGV - 2 > limit then return -1 end
+for i = 3, #ARGV do redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[i]) end
+return #ARGV - 2
 """
+STREAM_FULL_PAUSE = 0.5  # seconds a replay waits for the ingest workers to make room in the stream
 CLOCK_SLACK_MS = 5_000  # the stream's ids come from Redis's clock, `sent_at` from ours
 SEARCH_PAGES = 200  # × 1000 entries: past that, replay anyway (ingest deduplicates on scan_id)
 
@@ -51,6 +60,13 @@ async def _already_in_stream(redis: aioredis.Redis, stream: str, events: set[byt
 Stored = Callable[[BaseException | None], None]
 
 
+class StreamFull(Exception):
+    """The scan stream holds its limit of entries: the ingest workers are behind (PostgreSQL down?)."""
+
+    reason = "stream_full"
+
+
+
 def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
     if done.done():
         return
@@ -68,23 +84,30 @@ def _tell(batch: list[tuple[bytes, Stored]], error: BaseException | None) -> Non
             log.exception("scan acknowledgement callback failed")
 
 
+SHED_REASONS = ("journal_full", "disk_full", "journal_error", "stream_full")
+
+
 class ScanRecorder:
     """`record` returns once Redis has acknowledged the batch holding the event, or it is on disk."""
 
     def __init__(self, redis: aioredis.Redis, stream: str, journal: ScanJournal, link: RedisLink,
-                 on_batch: Callable[[int], None] = lambda size: None) -> None:
+                 on_batch: Callable[[int], None] = lambda size: None, stream_limit: int = 0) -> None:
         self.redis = redis
         self.stream = stream
         self.journal = journal
         self.link = link
         self.on_batch = on_batch
+        self.stream_limit = stream_limit  # entries; 0: unbounded
+        self.shed: dict[str, int] = dict.fromkeys(SHED_REASONS, 0)  # scans refused, by reason
+        self.shedding = False  # the last batch was shed (logged once per episode; /readyz says so)
         self._xadd_all = redis.register_script(XADD_ALL)
         self._pending: list[tuple[bytes, Stored]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
         self._unacknowledged: set[bytes] = set()  # journaled after a failed XADD batch
         self._unacknowledged_since = math.inf  # when the first of those batches was sent (unix seconds)
-        self._delivered: set[bytes] = set()  # of those, the ones found in the stream: not replayed
+        # Of those, the ones found in the stream, and pieces a replay sent before it stopped: not replayed.
+        self._delivered: set[bytes] = set()
         link.on_up(self.replay_soon)
 
     async def record(self, event: bytes) -> None:
@@ -106,10 +129,20 @@ class ScanRecorder:
                 self.on_batch(len(batch))
                 try:
                     await self._store([event for event, _ in batch])
+                except (JournalFull, StreamFull) as exc:
+                    if not self.shedding:
+                        log.error("shedding scans (answered 503) until there is room: %s", exc)
+                    self.shedding = True
+                    self.shed[exc.reason] += len(batch)
+                    _tell(batch, exc)
+                    continue
                 except Exception as exc:
                     log.error("cannot record %d scans in Redis nor in the journal: %r", len(batch), exc)
                     _tell(batch, exc)
                     continue
+                if self.shedding:
+                    log.warning("recording scans again")
+                    self.shedding = False
                 _tell(batch, None)
         finally:
             self._flusher = None
@@ -128,8 +161,8 @@ class ScanRecorder:
         self.replay_soon()
 
     async def _xadd(self, events: list[bytes]) -> None:
-        if events:
-            await self._xadd_all(keys=[self.stream], args=[SCAN_FIELD, *events])
+        if events and await self._xadd_all(keys=[self.stream], args=[self.stream_limit, SCAN_FIELD, *events]) < 0:
+            raise StreamFull(f"the scan stream holds {self.stream_limit} entries or more (SCAN_STREAM_MAX_ENTRIES)")
 
     def replay_soon(self) -> None:
         if self._replayer is None and self.link.up and self.journal.depth:
@@ -141,7 +174,14 @@ class ScanRecorder:
                 self._delivered |= await _already_in_stream(self.redis, self.stream, self._unacknowledged,
                                                             self._unacknowledged_since)
                 self._unacknowledged, self._unacknowledged_since = set(), math.inf
-            await self.journal.replay(self._xadd_undelivered)
+            while True:
+                try:
+                    await self.journal.replay(self._xadd_undelivered)
+                    break
+                except StreamFull:  # answered scans are never shed: they wait in the journal for room
+                    await asyncio.sleep(STREAM_FULL_PAUSE)
+                    if not self.link.up:
+                        return
             self._delivered = set()
             log.warning("journal replayed into the scan stream")
         except REDIS_FAILURES as exc:
@@ -150,7 +190,17 @@ class ScanRecorder:
             self._replayer = None
 
     async def _xadd_undelivered(self, events: list[bytes]) -> None:
-        await self._xadd([event for event in events if event not in self._delivered])
+        """One chunk of the journal, in pieces that fit a stream at most half full; the pieces sent before
+        one fails are remembered, so the retry of the chunk does not send them twice."""
+        fresh = [event for event in events if event not in self._delivered]
+        step = max(1, self.stream_limit // 2) if self.stream_limit else max(1, len(fresh))
+        for start in range(0, len(fresh), step):
+            try:
+                await self._xadd(fresh[start:start + step])
+            except BaseException:
+                self._delivered.update(fresh[:start])
+                raise
+        self._delivered.difference_update(events)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Graceful shutdown: finish the batch in flight; an unfinished replay stays in the journal."""

@@ -76,23 +76,73 @@ async def pinning(pool: asyncpg.Pool[Any], redis: aioredis.Redis, workers: list[
                      for name, pids in parts if pids)
 
 
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU of a process (and of its children it has reaped), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class Cpu:
+    """CPU spent by the processes of a measured phase: PostgreSQL's (the postmaster's children, live or reaped),
+    Redis's, and given processes'."""
+
+    def __init__(self, postmaster: int, redis_pid: int) -> None:
+        self.postmaster = postmaster
+        self.redis_pid = redis_pid
+
+    def postgres(self) -> float:
+        children = 0.0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                if parent == self.postmaster:
+                    children += cpu_seconds(int(entry.name))
+        return cpu_seconds(self.postmaster, children=True) + children
+
+    def sample(self, pids: list[int]) -> dict[str, float]:
+        return {"client": sum(cpu_seconds(pid) for pid in pids), "postgres": self.postgres(),
+                "redis": cpu_seconds(self.redis_pid)}
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float], scans: int) -> dict[str, float]:
+        """µs of CPU per scan, by process kind."""
+        return {kind: (after[kind] - before[kind]) / scans * 1e6 for kind in before}
+
+
+async def cpu_meter(pool: asyncpg.Pool[Any], redis: aioredis.Redis) -> Cpu:
+    backend = await pool.fetchval("SELECT pg_backend_pid()")
+    postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return Cpu(postmaster, int((await redis.info("server"))["process_id"]))
+
+
 def batches(rows: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(rows), size):
         yield rows[start:start + size]
 
 
-async def bare_copy(pool: asyncpg.Pool[Any], warm: list[ScanRow], rows: list[ScanRow], batch: int) -> float:
-    """The ceiling: rows/s of a bare COPY into `scans`, one transaction per batch, on one connection."""
+async def bare_copy(pool: asyncpg.Pool[Any], warm: list[ScanRow], rows: list[ScanRow], batch: int,
+                    cpu: Cpu | None = None) -> tuple[float, dict[str, float]]:
+    """The ceiling: rows/s of a bare COPY into `scans`, one transaction per batch, on one connection; and the
+    CPU it took per row."""
     async with pool.acquire() as conn:
         await conn.execute(RESET)
         for chunk in batches(warm, batch):
             await conn.copy_records_to_table("scans", records=chunk, columns=COLUMNS)
         await conn.execute("CHECKPOINT")
+        before = cpu.sample([os.getpid()]) if cpu else {}
         started = time.perf_counter()
         for chunk in batches(rows, batch):
             async with conn.transaction():
                 await conn.copy_records_to_table("scans", records=chunk, columns=COLUMNS)
-        return len(rows) / (time.perf_counter() - started)
+        rate = len(rows) / (time.perf_counter() - started)
+        return rate, Cpu.spent(before, cpu.sample([os.getpid()]), len(rows)) if cpu else {}
 
 
 async def breakdown(pool: asyncpg.Pool[Any], warm: list[bytes], payloads: list[bytes], batch: int) -> str:
@@ -159,8 +209,10 @@ async def wait_until(check: Any, timeout: float, what: str) -> None:
 
 
 async def workers_run(pool: asyncpg.Pool[Any], redis: aioredis.Redis, env: dict[str, str], warm: list[bytes],
-                      payloads: list[bytes], workers: int, batch: int) -> tuple[float, str]:
-    """Scans/s of `workers` ingest processes over `payloads`, after `warm`; and the pinning read back."""
+                      payloads: list[bytes], workers: int, batch: int, cpu: Cpu
+                      ) -> tuple[float, str, dict[str, float]]:
+    """Scans/s of `workers` ingest processes over `payloads`, after `warm`; the pinning read back; and the CPU
+    the phase took per scan (the bench's own polling is not counted)."""
     await pool.execute(RESET)
     stream = RedisKeys(env["REDIS_NAMESPACE"]).scans
     await redis.delete(stream, RedisKeys(env["REDIS_NAMESPACE"]).scan_attempts)
@@ -177,11 +229,14 @@ async def workers_run(pool: asyncpg.Pool[Any], redis: aioredis.Redis, env: dict[
         for process in processes:
             process.send_signal(signal.SIGSTOP)
         await xadd_all(redis, stream, payloads)
+        pids = [p.pid for p in processes]
+        before = cpu.sample(pids)
         started = time.perf_counter()
         for process in processes:
             process.send_signal(signal.SIGCONT)
         await wait_until(lambda: all_acknowledged(redis, stream), 600, "ingesting every event")
         rate = len(payloads) / (time.perf_counter() - started)
+        spent = Cpu.spent(before, cpu.sample(pids), len(payloads))
         pinned = await pinning(pool, redis, [p.pid for p in processes])
     finally:
         for process in processes:
@@ -191,7 +246,7 @@ async def workers_run(pool: asyncpg.Pool[Any], redis: aioredis.Redis, env: dict[
     stored = await pool.fetchval("SELECT count(*) FROM scans")
     assert stored == len(warm) + len(payloads), f"{stored} of {len(warm) + len(payloads)} scans stored"
     assert await pool.fetchval("SELECT count(*) FROM scan_dead_letters") == 0
-    return rate, pinned
+    return rate, pinned, spent
 
 
 async def bench_throughput(database_url: str, redis_url: str, count: int, batch: int, rounds: int) -> None:
@@ -218,21 +273,30 @@ async def bench_throughput(database_url: str, redis_url: str, count: int, batch:
               f" {len(set(r.user_agent for r in rows))} user agents, batch {batch:,}; warm-up {warm_count:,} events"
               f" per worker; {rounds} interleaved rounds; load average before: {os.getloadavg()[0]:.1f}")
         results: dict[str, list[float]] = {"copy": [], "one": [], "two": []}
+        cpu_results: dict[str, list[dict[str, float]]] = {"copy": [], "one": []}
+        cpu = await cpu_meter(pool, redis)
         pinned = ""
         for round_number in range(1, rounds + 1):
-            results["copy"].append(await bare_copy(pool, warm_rows, rows, batch))
-            one, _ = await workers_run(pool, redis, env, warm, payloads, 1, batch)
+            rate, spent = await bare_copy(pool, warm_rows, rows, batch, cpu)
+            results["copy"].append(rate)
+            cpu_results["copy"].append(spent)
+            one, _, spent = await workers_run(pool, redis, env, warm, payloads, 1, batch, cpu)
             results["one"].append(one)
-            two, pinned = await workers_run(pool, redis, env, warm_two, payloads, 2, batch)
+            cpu_results["one"].append(spent)
+            two, pinned, _ = await workers_run(pool, redis, env, warm_two, payloads, 2, batch, cpu)
             results["two"].append(two)
             print(f"  round {round_number}: bare COPY {results['copy'][-1]:,.0f} rows/s, one worker {one:,.0f} scans/s,"
-                  f" two workers {two:,.0f} scans/s")
+                  f" two workers {two:,.0f} scans/s; CPU µs per scan: bare COPY {cpu_text(cpu_results['copy'][-1])};"
+                  f" one worker {cpu_text(cpu_results['one'][-1])}")
         print(f"  where one worker's time goes (same rows, steps in turn): "
               f"{await breakdown(pool, warm, payloads, batch)}; bare COPY right after:"
-              f" {await bare_copy(pool, warm_rows, rows, batch):,.0f} rows/s")
+              f" {(await bare_copy(pool, warm_rows, rows, batch))[0]:,.0f} rows/s")
         ceiling, one, two = (statistics.median(results[k]) for k in ("copy", "one", "two"))
         print(f"ingest, medians: bare COPY {ceiling:,.0f} rows/s; one worker {one:,.0f} scans/s = {one / ceiling:.2f}x"
               f" the bare COPY (target >= 0.70x); two workers {two:,.0f} scans/s = {two / one:.2f}x one worker")
+        copy_cpu, one_cpu = (statistics.median(sum(c.values()) for c in cpu_results[k]) for k in ("copy", "one"))
+        print(f"  CPU per scan, medians (all processes: client, PostgreSQL, Redis): bare COPY {copy_cpu:.1f} µs,"
+              f" one worker {one_cpu:.1f} µs = {copy_cpu / one_cpu:.2f}x: the ratio's bound when the cores are busy")
         print(f"pinning applied: none; CPU affinity read back: {pinned}; load average after:"
               f" {os.getloadavg()[0]:.1f}")
     finally:
@@ -241,6 +305,10 @@ async def bench_throughput(database_url: str, redis_url: str, count: int, batch:
             await redis.delete(*keys)
         await redis.aclose()
         await pool.close()
+
+
+def cpu_text(spent: dict[str, float]) -> str:
+    return " + ".join(f"{kind} {value:.1f}" for kind, value in spent.items()) + f" = {sum(spent.values()):.1f}"
 
 
 async def bench_lag(database_url: str, redis_url: str, rate: int, seconds: float) -> list[float]:

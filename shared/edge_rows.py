@@ -51,24 +51,57 @@ CODES_BY_SLUGS = f"""SELECT {CODE_COLUMNS}, c.domain, c.slug FROM qr_codes c
 CODES_BY_ID = f"SELECT {CODE_COLUMNS} FROM qr_codes c WHERE c.id = ANY($1::text[])"
 GROUPS_BY_ID = f"SELECT {GROUP_COLUMNS} FROM qr_groups g WHERE g.id = ANY($1::text[])"
 
+# Whether Redis's row `current` is newer than ARGV[version] (then a write of that version keeps out).
+_NEWER = """
+local function newer(current, version)
+  local ok, row = pcall(cjson.decode, current)
+  return ok and type(row) == 'table' and tonumber(row['v']) ~= nil and tonumber(row['v']) > tonumber(version)
+end
+"""
 # Replace each row only when the stored one is not newer: an older write never overwrites a newer one.
-# KEYS[i] gets ARGV[2i-1] (the row) if ARGV[2i] (its version) is not older; returns how many were stored.
-SET_IF_NEWER = """
-local stored = 0
+# KEYS[i] gets ARGV[2i-1] (the row) if ARGV[2i] (its version) is not older. Returns, for each row kept out,
+# its index and what Redis holds instead (whoever holds a newer version than the database is corrupt:
+# the control plane checks, see control_plane/services/cache.py).
+SET_IF_NEWER = _NEWER + """
+local kept = {}
 for i, key in ipairs(KEYS) do
   local current = redis.call('GET', key)
-  local keep = false
-  if current then
-    local ok, row = pcall(cjson.decode, current)
-    keep = ok and type(row) == 'table' and tonumber(row['v']) ~= nil and tonumber(row['v']) > tonumber(ARGV[2 * i])
-  end
-  if not keep then
+  if current and newer(current, ARGV[2 * i]) then
+    kept[#kept + 1] = i
+    kept[#kept + 1] = current
+  else
     redis.call('SET', key, ARGV[2 * i - 1])
-    stored = stored + 1
   end
 end
-return stored
+return kept
 """
+# A repair: KEYS[i] gets ARGV[3i-1] (a row of version ARGV[3i], read from PostgreSQL) if Redis still holds
+# ARGV[3i-2] — the row PostgreSQL contradicts — else only if no newer row arrived meanwhile. An empty row
+# (a code PostgreSQL does not have) deletes the key if Redis still holds what was seen.
+REPLACE_IF_UNCHANGED = _NEWER + """
+local replaced = 0
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if ARGV[3 * i - 1] == '' then
+    if current == ARGV[3 * i - 2] then
+      redis.call('DEL', key)
+      replaced = replaced + 1
+    end
+  elseif current == ARGV[3 * i - 2] or not (current and newer(current, ARGV[3 * i])) then
+    redis.call('SET', key, ARGV[3 * i - 1])
+    replaced = replaced + 1
+  end
+end
+return replaced
+"""
+
+
+def stored_version(raw: bytes) -> float | None:
+    """The version of a row as the version check reads it (None: it has none)."""
+    try:
+        return float(orjson.loads(raw)["v"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _destination(record: asyncpg.Record) -> Destination:
@@ -135,15 +168,40 @@ class RowStore:
         self.redis = redis
         self.keys = keys
         self._set_if_newer = redis.register_script(SET_IF_NEWER)
+        self._replace_if_unchanged = redis.register_script(REPLACE_IF_UNCHANGED)
 
     async def store_code(self, domain: str, slug: str, row: CodeRow) -> bool:
-        return bool(await self._set_if_newer(keys=[self.keys.code(domain, slug)], args=[row.encode(), row.version]))
+        return not await self.store_codes_kept([(domain, slug, row)])
 
     async def store_codes(self, rows: list[tuple[str, str, CodeRow]]) -> int:
         """Many (domain, slug, row) in one command; returns how many were stored."""
+        return len(rows) - len(await self.store_codes_kept(rows))
+
+    async def store_codes_kept(self, rows: list[tuple[str, str, CodeRow]]) -> list[tuple[int, bytes]]:
+        """Like `store_codes`; returns the rows kept out by a newer version: (index in `rows`, what Redis holds)."""
+        if not rows:
+            return []
         keys = [self.keys.code(domain, slug) for domain, slug, _ in rows]
         args = [value for _, _, row in rows for value in (row.encode(), row.version)]
-        return int(await self._set_if_newer(keys=keys, args=args)) if rows else 0
+        return _kept(await self._set_if_newer(keys=keys, args=args))
 
     async def store_group(self, row: GroupRow) -> bool:
-        return bool(await self._set_if_newer(keys=[self.keys.group(row.id)], args=[row.encode(), row.version]))
+        return await self.store_group_kept(row) is None
+
+    async def store_group_kept(self, row: GroupRow) -> bytes | None:
+        """Like `store_group`; returns what Redis holds instead when a newer version kept the row out."""
+        kept = _kept(await self._set_if_newer(keys=[self.keys.group(row.id)], args=[row.encode(), row.version]))
+        return kept[0][1] if kept else None
+
+    async def replace(self, rows: list[tuple[str, bytes, CodeRow | GroupRow | None]]) -> int:
+        """(key, what Redis was seen holding, the database's row or None): replaces (or deletes) what was seen,
+        whatever its version; returns how many keys it changed."""
+        if not rows:
+            return 0
+        args = [value for _, seen, row in rows
+                for value in ((seen, row.encode(), row.version) if row is not None else (seen, b"", 0))]
+        return int(await self._replace_if_unchanged(keys=[key for key, _, _ in rows], args=args))
+
+
+def _kept(reply: list[Any]) -> list[tuple[int, bytes]]:
+    return [(int(reply[n]) - 1, reply[n + 1]) for n in range(0, len(reply), 2)]

@@ -276,6 +276,9 @@ class EdgeSettings(_FromEnv):
     cache_ttl: float = 60.0  # seconds; the backstop behind the invalidation stream
     negative_ttl: float = 2.0  # seconds an unknown slug stays cached as unknown
     journal_dir: Path = Path(".scanroute") / "journal"
+    journal_bytes: int = 1024 << 20  # per process; past it scans are shed (503) until the journal is replayed
+    journal_min_free: int = 256 << 20  # bytes the journal leaves free on its file system
+    scan_stream_entries: int = 1_000_000  # scan-stream entries past which scans are shed (0: no limit)
     read_your_writes: bool = True  # off only to measure what it costs (docs/freshness.md)
     # Peers whose X-Forwarded-For is believed (docs/edge.md); none by default: the peer is the client.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -304,6 +307,9 @@ class EdgeSettings(_FromEnv):
             cache_ttl=r.number("EDGE_CACHE_TTL", 60.0, minimum=0.1),
             negative_ttl=r.number("EDGE_NEGATIVE_TTL", 2.0, minimum=0.0),
             journal_dir=Path(r.text("EDGE_JOURNAL_DIR", str(Path(".scanroute") / "journal"))),
+            journal_bytes=int(r.number("EDGE_JOURNAL_MB", 1024, minimum=0.001) * (1 << 20)),
+            journal_min_free=r.integer("EDGE_JOURNAL_MIN_FREE_MB", 256, minimum=0) << 20,
+            scan_stream_entries=r.integer("SCAN_STREAM_MAX_ENTRIES", 1_000_000, minimum=0),
             read_your_writes=r.flag("EDGE_READ_YOUR_WRITES", True),
             cache_bytes=r.integer("EDGE_CACHE_MB", 64, minimum=1) << 20,
             trusted_proxies=r.networks("TRUSTED_PROXIES"),
@@ -345,8 +351,11 @@ class IngestSettings(_FromEnv):
 class WebhookSettings(_FromEnv):
     stores: Stores
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
-    workers: int = 4  # delivery loops, each with its own claimed batch and connection
-    batch_size: int = 25  # deliveries claimed (and sent concurrently) per loop
+    concurrency: int = 128  # deliveries in flight in one dispatcher process, all endpoints together
+    endpoint_concurrency: int = 8  # deliveries in flight to one endpoint, across every dispatcher
+    org_concurrency: int = 32  # deliveries in flight for one organisation and mode, across every dispatcher
+    org_queue: int = 10_000  # pending deliveries of one organisation and mode before its events wait in the outbox
+    lease: float = 60.0  # seconds a claimed delivery is held before another dispatcher may send it again
     poll_interval: float = 0.5  # seconds to wait when nothing was due
     delivery_timeout: float = 10.0  # seconds for one whole request (docs/api.md §2.5)
     metrics_bind: tuple[str, int] | None = None  # Prometheus /metrics; off by default
@@ -356,8 +365,12 @@ class WebhookSettings(_FromEnv):
         return cls(
             stores=Stores.read(r),
             outbound=OutboundSettings.read(r),
-            workers=r.integer("WEBHOOK_WORKERS", 4, minimum=1),
-            batch_size=r.integer("WEBHOOK_BATCH_SIZE", 25, minimum=1),
+            concurrency=r.integer("WEBHOOK_CONCURRENCY", 128, minimum=1),
+            endpoint_concurrency=r.integer("WEBHOOK_ENDPOINT_CONCURRENCY", 8, minimum=1),
+            org_concurrency=r.integer("WEBHOOK_ORG_CONCURRENCY", 32, minimum=1),
+            org_queue=r.integer("WEBHOOK_ORG_QUEUE", 10_000, minimum=1),
+            # Longer than one attempt (DNS and the 10 s request): a live dispatcher never loses its lease.
+            lease=r.number("WEBHOOK_LEASE", 60.0, minimum=20.0),
             poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 0.5, minimum=0.01),
             metrics_bind=r.optional_bind("WEBHOOKS_METRICS_BIND"),
         )

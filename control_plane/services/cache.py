@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from control_plane.services.edge_confirmations import EdgeConfirmations
-from shared.edge_rows import RowStore, load_codes, load_groups
+from shared.edge_rows import RowStore, load_codes, load_groups, stored_version
 from shared.keys import (
     EDGE_LEASE,
     INVALIDATION_FIELD,
@@ -28,7 +28,7 @@ from shared.keys import (
     NEGATIVE_ENTRIES,
     RedisKeys,
 )
-from shared.rows import Destination, GroupRow
+from shared.rows import CodeRow, Destination, GroupRow
 
 log = logging.getLogger(__name__)
 DELETED_GROUP_VERSION = 2**62  # ids are never reused, so a tombstone is final
@@ -40,6 +40,13 @@ MARK_REPAIR = """UPDATE cache_repair
     SET pending_through = GREATEST(pending_through, (SELECT COALESCE(max(seq), 0) FROM events), 1)"""
 
 Write = Callable[[], Awaitable[str | None]]  # writes through; returns the last invalidation's stream id
+Repair = tuple[str, bytes, CodeRow | GroupRow | None]  # key, what Redis holds, the database's row (None: none)
+
+
+def tombstone(group_id: str) -> GroupRow:
+    """A deleted group's final row: no status, destination or params, exactly what its detached codes resolve
+    against."""
+    return GroupRow(group_id, DELETED_GROUP_VERSION, None, Destination())
 
 
 class EdgeCache:
@@ -69,10 +76,37 @@ class EdgeCache:
         if not records:
             return None
         rows = await load_codes(db, [r["id"] for r in records])
-        await self.rows.store_codes([(r["domain"], r["slug"], rows[r["id"]]) for r in records])
+        entries = [(r["domain"], r["slug"], rows[r["id"]]) for r in records]
+        kept = await self.rows.store_codes_kept(entries)
+        repaired = await self._repair_codes(db, [(entries[i], held) for i, held in kept]) if kept else []
         changed = [self.keys.code(r["domain"], r["slug"]) for r in records if rows[r["id"]].version > FIRST_VERSION]
         created = len(changed) < len(records)
-        return await self._invalidate(changed + ([NEGATIVE_ENTRIES] if created else []))
+        changed += [key for key in repaired if key not in changed]  # a planted row may be cached at any version
+        return await self.invalidate(changed + ([NEGATIVE_ENTRIES] if created else []))
+
+    async def _repair_codes(self, db: asyncpg.Pool[Any],
+                            kept: list[tuple[tuple[str, str, CodeRow], bytes]]) -> list[str]:
+        """Rows that Redis kept out because it holds a newer version: either a write that committed after
+        this one's read (it wins), or a row ahead of the database's own version — which no writer of ours
+        makes, since versions come from PostgreSQL: something else wrote Redis. Those are replaced."""
+        current = await load_codes(db, [row.id for (_, _, row), _ in kept])  # read after Redis answered
+        repairs: list[Repair] = []
+        for (domain, slug, row), held in kept:
+            fresh = current.get(row.id)
+            version = stored_version(held)
+            if fresh is not None and (version is None or version > fresh.version):
+                repairs.append((self.keys.code(domain, slug), held, fresh))
+        return await self.replace(repairs)
+
+    async def replace(self, repairs: list[Repair]) -> list[str]:
+        """Replace rows that PostgreSQL contradicts (docs/security.md); returns their keys."""
+        if not repairs:
+            return []
+        log.warning("Redis held %d edge row(s) that PostgreSQL contradicts (written by something other than"
+                    " scanroute?); replaced from PostgreSQL: %s", len(repairs),
+                    ", ".join(key for key, _, _ in repairs[:10]))
+        await self.rows.replace(repairs)
+        return [key for key, _, _ in repairs]
 
     async def write_group(self, db: asyncpg.Pool[Any], group_id: str) -> str | None:
         """Write one group row; raises if Redis fails.
@@ -81,11 +115,17 @@ class EdgeCache:
         detached codes resolve against), so no late read-through can bring the old row back.
         """
         rows = await load_groups(db, [group_id])
-        row = rows.get(group_id) or GroupRow(group_id, DELETED_GROUP_VERSION, None, Destination())
-        await self.rows.store_group(row)
-        return await self._invalidate([self.keys.group(group_id)])
+        row = rows.get(group_id) or tombstone(group_id)
+        held = await self.rows.store_group_kept(row)
+        if held is not None:  # a newer version in Redis: a later write's, or one ahead of the database (above)
+            fresh = (await load_groups(db, [group_id])).get(group_id) or tombstone(group_id)
+            version = stored_version(held)
+            if version is None or version > fresh.version:
+                await self.replace([(self.keys.group(group_id), held, fresh)])
+        return await self.invalidate([self.keys.group(group_id)])
 
-    async def _invalidate(self, cache_keys: list[str]) -> str | None:
+    async def invalidate(self, cache_keys: list[str]) -> str | None:
+        """Tell every edge to drop these keys (without waiting for them); returns the last entry's id."""
         if not cache_keys:
             return None
         async with self.redis.pipeline(transaction=False) as pipe:

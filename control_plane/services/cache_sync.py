@@ -9,6 +9,8 @@ A write that could not reach Redis marks it for repair in PostgreSQL (`cache_rep
 PostgreSQL instead of Redis's rows until this loop has re-applied the outbox past that mark and cleared
 it (docs/freshness.md). The cursor lives in Redis: a Redis restored from an older snapshot brings back an
 older cursor, so everything written since is re-applied.
+
+Each pass also takes one step of the audit that replaces rows PostgreSQL contradicts (cache_audit.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncpg
 import redis.exceptions
 
 from control_plane.services.cache import EdgeCache
+from control_plane.services.cache_audit import CacheAudit
 from shared.keys import cache_sync_cursor
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ class CacheSync:
         self.db = db
         self.cache = cache
         self.cursor_key = cache_sync_cursor(namespace)
+        self.audit = CacheAudit(db, cache)
 
     async def run_once(self) -> int:
         """One pass over the events after the cursor; returns how many it re-applied."""
@@ -66,6 +70,7 @@ class CacheSync:
         while not stop.is_set():
             try:
                 applied = await self.run_once()
+                await self.audit.run_once()
                 backoff = self.interval
             except (OSError, redis.exceptions.RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("cache sync paused: %r", exc)

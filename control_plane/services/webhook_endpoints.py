@@ -224,6 +224,9 @@ async def update_endpoint(ctx: ServiceContext, key: ApiKey, endpoint_id: str,
             "UPDATE webhook_endpoints SET url = $2, events = $3, description = $4, enabled = $5,"
             " disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END,"
             " failing_since = CASE WHEN $5 AND NOT enabled THEN NULL ELSE failing_since END,"
+            # Enabled again, or pointed elsewhere: the circuit breaker starts afresh (docs/webhooks.md).
+            " consecutive_failures = CASE WHEN ($5 AND NOT enabled) OR url <> $2 THEN 0 ELSE consecutive_failures END,"
+            " paused_until = CASE WHEN ($5 AND NOT enabled) OR url <> $2 THEN NULL ELSE paused_until END,"
             f" updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
             current["id"], url or current["url"], body.events or current["events"],
             current["description"] if body.description is None else body.description, enabled)

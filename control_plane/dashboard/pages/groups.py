@@ -8,10 +8,19 @@ from typing import Any
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from control_plane.dashboard.forms import destination_and_pairs, field_errors, pairs_patch, pairs_text, validated
+from control_plane.dashboard.forms import (
+    destination_and_pairs,
+    field_errors,
+    pairs_patch,
+    pairs_text,
+    validated,
+)
+from control_plane.dashboard.pages import routing
 from control_plane.dashboard.paging import pages
 from control_plane.dashboard.visit import Visit, page
 from control_plane.services import qr_groups
+from control_plane.services.context import ServiceContext
+from control_plane.services.keys import ApiKey
 from control_plane.services.schemas import MintCodes, QRGroupCreate, QRGroupListQuery, QRGroupUpdate
 from shared.problems import Problem
 
@@ -61,13 +70,17 @@ async def create_group(visit: Visit) -> Response:
 
 
 async def _detail(visit: Visit, group: Mapping[str, Any], *, values: dict[str, str] | None = None,
-                  errors: dict[str, str] | None = None, status: int = 200, notice: str = "") -> Response:
+                  errors: dict[str, str] | None = None, status: int = 200, notice: str = "",
+                  failed: routing.Failed | None = None) -> Response:
     scans = await qr_groups.scan_totals(visit.stores.services, visit.principal, [group["id"]])
     if visit.request.query_params.get("created"):
         notice = notice or "Group created."
     return visit.render("groups/detail.html", {
         "group": group, "scans": scans.get(group["id"], 0), "values": values or _form_values(group),
-        "errors": errors or {}, "statuses": STATUSES, "notice": notice}, status)
+        "errors": errors or {}, "statuses": STATUSES, "notice": notice or routing.notice(visit),
+        "routing": routing.editor("groups", group, failed),
+        "rules_intro": "Tried in order on every scan of the group's codes that use the group's destination; the"
+                       " first rule whose conditions all match sends the visitor to its URL."}, status)
 
 
 @page()
@@ -116,7 +129,20 @@ async def delete_group(visit: Visit) -> Response:
     return RedirectResponse("/app/groups", 303)
 
 
+async def _update_routing(ctx: ServiceContext, key: ApiKey, group_id: str, body: dict[str, Any],
+                          version: int | None) -> Any:
+    return await qr_groups.update_group(ctx, key, group_id, validated(QRGroupUpdate, body),
+                                        if_match=[version] if version is not None else None)
+
+
+async def _routing_refused(visit: Visit, group: Mapping[str, Any], failed: routing.Failed, status: int) -> Response:
+    return await _detail(visit, group, failed=failed, status=status)
+
+
+ROUTING = routing.Kind("groups", "group", qr_groups.get_group, _update_routing, _routing_refused)
+
 routes = [
+    *routing.routes(ROUTING),
     Route("/groups", group_list, methods=["GET"]),
     Route("/groups", create_group, methods=["POST"]),
     Route("/groups/new", new_group, methods=["GET"]),

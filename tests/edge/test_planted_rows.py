@@ -1,0 +1,107 @@
+"""docs/security.md: a row written into Redis by something other than scanroute — here with a version far
+ahead of the database's, as a local user who could write Redis did — never outlives the next write of its
+code or group, nor the cache sync's audit."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import asyncpg
+import httpx
+import redis.asyncio as aioredis
+
+from control_plane.services.cache import EdgeCache
+from control_plane.services.cache_audit import CacheAudit
+from shared.database import create_pool
+from shared.edge_rows import load_code_by_slug, load_groups
+from shared.keys import RedisKeys
+from shared.rows import CodeRow, Destination, GroupRow
+from tests.conftest import KeyFactory, bearer
+from tests.edge.test_freshness import wait_for_location
+from tests.edge.test_scan import make_code
+
+PLANTED = "https://attacker.example/"
+AHEAD = 10**9
+
+
+async def plant_code(redis: aioredis.Redis, keys: RedisKeys, db: asyncpg.Connection[Any], slug: str,
+                     version: int = AHEAD, domain: str = "qr.test") -> bytes:
+    row = await load_code_by_slug(db, "qr.test", slug)
+    assert row is not None
+    planted = dataclasses.replace(row, version=version, destination=Destination("url", PLANTED)).encode()
+    await redis.set(keys.code(domain, slug), planted)
+    return planted
+
+
+async def test_a_code_row_ahead_of_the_database_is_replaced_by_the_next_patch(
+        api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    keys = RedisKeys(redis_namespace)
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/one"})
+    await plant_code(redis, keys, db, code["slug"])
+    assert (await edge.get(f"/{code['slug']}")).headers["location"] == PLANTED  # what the attack did
+
+    patched = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
+                              json={"destination": {"url": "https://example.com/two"}})
+    assert patched.status_code == 200
+    assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/two"
+    stored = CodeRow.decode(await redis.get(keys.code("qr.test", code["slug"])))
+    assert stored.version == patched.json()["version"] and stored.destination.url == "https://example.com/two"
+
+
+async def test_a_group_row_ahead_of_the_database_is_replaced_by_the_next_patch(
+        api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str) -> None:
+    key = await make_key()
+    keys = RedisKeys(redis_namespace)
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/g1"}})).json()
+    code = await make_code(api, key, group_id=group["id"])
+    held = GroupRow.decode(await redis.get(keys.group(group["id"])))
+    await redis.set(keys.group(group["id"]),
+                    dataclasses.replace(held, version=AHEAD, destination=Destination("url", PLANTED)).encode())
+    assert (await edge.get(f"/{code['slug']}")).headers["location"] == PLANTED
+
+    patched = await api.patch(f"/v1/qr-groups/{group['id']}", headers=bearer(key),
+                              json={"destination": {"url": "https://example.com/g2"}})
+    assert patched.status_code == 200
+    assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/g2"
+
+
+async def test_the_audit_replaces_planted_rows_without_any_write(
+        api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str, db: asyncpg.Connection[Any], database_url: str) -> None:
+    key = await make_key()
+    keys = RedisKeys(redis_namespace)
+    ahead = await make_code(api, key, destination={"type": "url", "url": "https://example.com/ahead"})
+    level = await make_code(api, key, destination={"type": "url", "url": "https://example.com/level"})
+    honest = await make_code(api, key, destination={"type": "url", "url": "https://example.com/honest"})
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/g"}})).json()
+    member = await make_code(api, key, group_id=group["id"])
+    await plant_code(redis, keys, db, ahead["slug"])
+    await plant_code(redis, keys, db, level["slug"], version=level["version"])  # at the database's version
+    await plant_code(redis, keys, db, honest["slug"], domain="qr.other")  # a (domain, slug) with no code
+    honest_row = await redis.get(keys.code("qr.test", honest["slug"]))
+    group_row = (await load_groups(db, [group["id"]]))[group["id"]]
+    await redis.set(keys.group(group["id"]), dataclasses.replace(
+        group_row, version=AHEAD, destination=Destination("url", PLANTED)).encode())
+    for slug in (ahead["slug"], level["slug"], member["slug"]):
+        assert (await edge.get(f"/{slug}")).headers["location"] == PLANTED
+
+    pool = await create_pool(database_url)
+    try:
+        audit = CacheAudit(pool, EdgeCache(redis, keys), slice=100)
+        repaired = await audit.run_once()
+        while audit.cursor:  # one full walk of the keyspace
+            repaired += await audit.run_once()
+    finally:
+        await pool.close()
+    assert repaired == 4
+    await wait_for_location(edge, ahead["slug"], "https://example.com/ahead")
+    await wait_for_location(edge, level["slug"], "https://example.com/level")
+    await wait_for_location(edge, member["slug"], "https://example.com/g")
+    assert not await redis.exists(keys.code("qr.other", honest["slug"]))
+    assert await redis.get(keys.code("qr.test", honest["slug"])) == honest_row  # an honest row is left alone
