@@ -26,16 +26,14 @@ import httpx
 import redis.asyncio as aioredis
 
 from control_plane.api.app import create_app
-from control_plane.cli.migrate import migrate
-from control_plane.ingest.worker import IngestWorker
 from control_plane.services.keys import SCOPES, create_key, ensure_org
 from control_plane.services.users import create_user
 from loadtests.bench_api import percentile
-from loadtests.bench_ingest import admin, stores, with_database
-from loadtests.scan_traffic import Code, scan_events
+from loadtests.bench_ingest import ingest_month_of_scans
+from loadtests.scan_traffic import Code
+from loadtests.stack import scratch_database
 from shared.database import create_pool
-from shared.keys import SCAN_FIELD
-from shared.settings import ControlPlaneSettings, IngestSettings
+from shared.settings import ControlPlaneSettings
 
 PASSWORD = "bench password 123"
 RUNS = 60
@@ -75,18 +73,7 @@ async def scanned_code(database_url: str, redis_url: str, org_id: str, scans: in
         await pool.execute("INSERT INTO qr_codes (id, org_id, livemode, kind, type, name, slug, domain)"
                            " VALUES ($1, $2, true, 'dynamic', 'url', 'Scanned a million times', $3, 'bench.test')",
                            code_id, org_id, secrets.token_hex(5))
-        settings = IngestSettings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                                            "REDIS_NAMESPACE": f"bench{secrets.token_hex(4)}"})
-        worker = IngestWorker(settings, pool, redis)
-        chunks = max(1, -(-scans // 50_000))
-        now_ms = int(time.time() * 1000) - 60_000
-        for chunk, start in enumerate(range(0, scans, 50_000)):  # chunk by chunk back from now, 30 days in all
-            payloads = scan_events([Code(code_id, org_id, None)], min(50_000, scans - start), hours=30 * 24 / chunks,
-                                   seed=start, visitors=max(scans // 2, 1),
-                                   end_ms=now_ms - chunk * 30 * 86_400_000 // chunks)
-            for at in range(0, len(payloads), 5000):
-                await worker.ingest([(b"0-1", {SCAN_FIELD: p}) for p in payloads[at:at + 5000]])
-        await pool.execute("VACUUM ANALYZE scans")
+        await ingest_month_of_scans(pool, redis, database_url, redis_url, Code(code_id, org_id, None), scans)
     finally:
         await redis.aclose()
         await pool.close()
@@ -181,26 +168,19 @@ async def bench(database_url: str, redis_url: str, args: argparse.Namespace) -> 
                       f" ({len(gzip.compress(html)):,} B HTML gzipped)")
             # The same search without the trigram indexes of migration 0012, in this run: what they save.
             with_indexes, _ = await timed(client, "/app/codes?q=Table+4242")
-            await admin(database_url, "DROP INDEX qr_codes_name_trgm, qr_codes_slug_trgm")
+            conn = await asyncpg.connect(database_url, timeout=10)
+            try:
+                await conn.execute("DROP INDEX qr_codes_name_trgm, qr_codes_slug_trgm")
+            finally:
+                await conn.close()
             without, _ = await timed(client, "/app/codes?q=Table+4242")
             print(line("codes list, searched, without the trigram indexes (reference)", without)
                   + f"; with them, again: p95 {percentile(with_indexes, 95):.1f} ms")
 
 
-async def main(args: argparse.Namespace) -> None:
-    with stores() as (server_url, redis_url):
-        name = f"scanroute_bench_{secrets.token_hex(4)}"
-        await admin(server_url, f'CREATE DATABASE "{name}"')
-        database_url = with_database(server_url, name)
-        try:
-            conn = await asyncpg.connect(database_url, timeout=10)
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
-            await bench(database_url, redis_url, args)
-        finally:
-            await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def main(args: argparse.Namespace) -> None:
+    with scratch_database() as scratch:
+        asyncio.run(bench(scratch.database_url, scratch.redis_url, args))
 
 
 if __name__ == "__main__":
@@ -208,4 +188,4 @@ if __name__ == "__main__":
     parser.add_argument("--groups", type=int, default=1000)
     parser.add_argument("--codes", type=int, default=100_000)
     parser.add_argument("--analytics-scans", type=int, default=1_000_000)
-    asyncio.run(main(parser.parse_args()))
+    main(parser.parse_args())

@@ -8,7 +8,13 @@ from typing import Any
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from control_plane.dashboard.forms import field_errors, optional, pairs_patch, pairs_text, parse_pairs, validated
+from control_plane.dashboard.forms import (
+    destination_and_pairs,
+    field_errors,
+    pairs_patch,
+    pairs_text,
+    validated,
+)
 from control_plane.dashboard.pages import routing
 from control_plane.dashboard.paging import pages
 from control_plane.dashboard.visit import Visit, page
@@ -36,18 +42,7 @@ def _group_fields(form: dict[str, str]) -> dict[str, Any]:
     body: dict[str, Any] = {"name": form.get("name", "").strip(), "description": form.get("description", "")}
     if form.get("status"):
         body["status"] = form["status"]
-    url = optional(form.get("destination_url"))
-    body["destination"] = {"type": "url", "url": url, "page": None, "chatbot": None, "knowledge_base": None} \
-        if url else None
-    errors: dict[str, str] = {}
-    for field in ("url_params", "properties"):
-        try:
-            body[field] = parse_pairs(form.get(field, ""), field)
-        except Problem as problem:
-            errors.update(field_errors(problem))
-    if errors:
-        raise Problem(422, "The form has errors.", errors=[{"field": k, "message": v} for k, v in errors.items()])
-    return body
+    return {**body, **destination_and_pairs(form)}
 
 
 def _form_values(group: Mapping[str, Any]) -> dict[str, str]:
