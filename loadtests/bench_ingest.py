@@ -14,8 +14,8 @@ law over 48 hours in stream order, ~190 user agents) and in interleaved rounds:
 Every measured phase starts from the same table state (truncated, then the warm-up rows) after a
 CHECKPOINT. No CPU pinning is applied; the affinity of every process involved is read back and printed.
 
-Uses DATABASE_URL/REDIS_URL when both are set (a scratch database and Redis namespace are made and removed),
-else private servers started for the run, as the tests do.
+Runs on a scratch database (loadtests/stack.py: on DATABASE_URL/REDIS_URL when both are set, removed
+afterwards, else on private servers started for the run, as the tests do).
 
     python -m loadtests.bench_ingest [--events 200000] [--rounds 2] [--analytics-scans 1000000]
 """
@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -34,23 +33,20 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
 from control_plane.api.app import create_app
-from control_plane.cli.migrate import migrate
 from control_plane.ingest import store
 from control_plane.ingest.scan_row import COLUMNS, ScanRow, scan_row
 from control_plane.ingest.worker import IngestWorker, decode
 from loadtests.scan_traffic import Code, make_codes, make_key, scan_events, user_agents
+from loadtests.stack import Scratch, scratch_database
 from shared.database import create_pool
-from shared.embedded import EmbeddedServices, temporary_root
 from shared.keys import INGEST_GROUP, SCAN_FIELD, RedisKeys
 from shared.processes import spawn, stop
 from shared.scan_event import ScanEvent
@@ -58,33 +54,6 @@ from shared.settings import ControlPlaneSettings, IngestSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESET = "TRUNCATE scans, scan_rollups, scan_sketches, scan_dead_letters, events; UPDATE qr_codes SET scan_count = 0"
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
-@contextmanager
-def stores() -> Iterator[tuple[str, str]]:
-    if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
-        yield os.environ["DATABASE_URL"], os.environ["REDIS_URL"]
-        return
-    services = EmbeddedServices(temporary_root("scanroute-bench-"), persistent=False)
-    services.start()
-    try:
-        yield services.database_url, services.redis_url
-    finally:
-        services.stop()
-        shutil.rmtree(services.root, ignore_errors=True)
-
-
-async def admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 def cpus_of(pid: int) -> str:
@@ -402,6 +371,23 @@ async def bench_lag(database_url: str, redis_url: str, rate: int, seconds: float
         await pool.close()
 
 
+async def ingest_month_of_scans(pool: asyncpg.Pool[Any], redis: aioredis.Redis, database_url: str, redis_url: str,
+                                code: Code, scans: int) -> None:
+    """`scans` scans of `code` over the last 30 days, stored by the real ingest path (rollups and sketches too)."""
+    settings = IngestSettings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                                        "REDIS_NAMESPACE": f"bench{secrets.token_hex(4)}"})
+    worker = IngestWorker(settings, pool, redis)
+    chunk = 50_000
+    for start in range(0, scans, chunk):
+        share = min(chunk, scans - start)
+        end_ms = int(time.time() * 1000) - 60_000 - 30 * 86_400_000 * start // scans
+        payloads = scan_events([code], share, hours=30 * 24 * share / scans, seed=start, visitors=max(scans // 2, 1),
+                               end_ms=end_ms)
+        for at in range(0, len(payloads), 5000):
+            await worker.ingest([(b"0-1", {SCAN_FIELD: p}) for p in payloads[at:at + 5000]])
+    await pool.execute("VACUUM ANALYZE scans")
+
+
 async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: int) -> dict[str, float]:
     """One code with `scans` scans over 30 days, stored by the real ingest path (rollups and sketches too)."""
     pool = await create_pool(database_url, min_size=1, max_size=2)
@@ -411,18 +397,7 @@ async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: i
             codes = await make_codes(conn, 1, orgs=1, groups=1)
             key = await make_key(conn, codes[0].org_id)
         code_id = codes[0].id
-        settings = IngestSettings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                                            "REDIS_NAMESPACE": f"bench{secrets.token_hex(4)}"})
-        worker = IngestWorker(settings, pool, redis)
-        chunk = 50_000
-        for start in range(0, scans, chunk):
-            share = min(chunk, scans - start)
-            end_ms = int(time.time() * 1000) - 60_000 - 30 * 86_400_000 * start // scans
-            payloads = scan_events(codes, share, hours=30 * 24 * share / scans, seed=start, visitors=scans // 2,
-                                   end_ms=end_ms)
-            for at in range(0, len(payloads), 5000):
-                await worker.ingest([(b"0-1", {SCAN_FIELD: p}) for p in payloads[at:at + 5000]])
-        await pool.execute("VACUUM ANALYZE scans")
+        await ingest_month_of_scans(pool, redis, database_url, redis_url, codes[0], scans)
         exact = await pool.fetchrow(
             "SELECT count(DISTINCT visitor_hash) AS visitors, count(DISTINCT ip_hash) AS ips FROM scans"
             " WHERE code_id = $1 AND NOT is_bot AND scanned_at >= now() - interval '30 days'", code_id, timeout=300)
@@ -453,29 +428,23 @@ async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: i
     return results
 
 
-async def main(args: argparse.Namespace) -> None:
-    with stores() as (server_url, redis_url):
-        name = f"scanroute_bench_{secrets.token_hex(4)}"
-        await admin(server_url, f'CREATE DATABASE "{name}"')
-        database_url = with_database(server_url, name)
-        try:
-            conn = await asyncpg.connect(database_url, timeout=10)
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
-            await bench_throughput(database_url, redis_url, args.events, args.batch_size, args.rounds)
-            if args.lag_seconds > 0:
-                lags = sorted(await bench_lag(database_url, redis_url, args.lag_rate, args.lag_seconds))
-                print(f"end-to-end lag at {args.lag_rate:,} scans/s for {args.lag_seconds:.0f} s (one worker process):"
-                      f" p50 {lags[len(lags) // 2] * 1000:.0f} ms, p99 {lags[int(len(lags) * 0.99)] * 1000:.0f} ms,"
-                      f" max {lags[-1] * 1000:.0f} ms (target p99 < 2000 ms)")
-            if args.analytics_scans > 0:
-                results = await bench_analytics(database_url, redis_url, args.analytics_scans, args.runs)
-                for label, value in results.items():
-                    print(f"analytics, one code with {args.analytics_scans:,} scans over 30 days, {label}: {value:.0f}")
-        finally:
-            await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+async def bench(scratch: Scratch, args: argparse.Namespace) -> None:
+    database_url, redis_url = scratch.database_url, scratch.redis_url
+    await bench_throughput(database_url, redis_url, args.events, args.batch_size, args.rounds)
+    if args.lag_seconds > 0:
+        lags = sorted(await bench_lag(database_url, redis_url, args.lag_rate, args.lag_seconds))
+        print(f"end-to-end lag at {args.lag_rate:,} scans/s for {args.lag_seconds:.0f} s (one worker process):"
+              f" p50 {lags[len(lags) // 2] * 1000:.0f} ms, p99 {lags[int(len(lags) * 0.99)] * 1000:.0f} ms,"
+              f" max {lags[-1] * 1000:.0f} ms (target p99 < 2000 ms)")
+    if args.analytics_scans > 0:
+        results = await bench_analytics(database_url, redis_url, args.analytics_scans, args.runs)
+        for label, value in results.items():
+            print(f"analytics, one code with {args.analytics_scans:,} scans over 30 days, {label}: {value:.0f}")
+
+
+def main(args: argparse.Namespace) -> None:
+    with scratch_database() as scratch:
+        asyncio.run(bench(scratch, args))
 
 
 if __name__ == "__main__":
@@ -487,4 +456,4 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--lag-rate", type=int, default=10_000)
     parser.add_argument("--lag-seconds", type=float, default=20.0, help="0 skips the lag part")
-    asyncio.run(main(parser.parse_args()))
+    main(parser.parse_args())

@@ -294,6 +294,7 @@ class EdgeSettings(_FromEnv):
     keepalive_timeout: float = 15.0  # seconds an idle keep-alive connection is kept open
     max_connections: int = 4096  # per process; past it the process stops accepting until one closes
     drain_timeout: float = 10.0  # seconds a stopping process waits for requests in flight
+    workers: int = 1  # processes sharing the listening socket when `--workers` is not given
 
     @classmethod
     def read(cls, r: _Reader) -> EdgeSettings:
@@ -326,6 +327,7 @@ class EdgeSettings(_FromEnv):
             keepalive_timeout=r.number("EDGE_KEEPALIVE_TIMEOUT", 15.0, minimum=0.01),
             max_connections=r.integer("EDGE_MAX_CONNECTIONS", 4096, minimum=1),
             drain_timeout=r.number("EDGE_DRAIN_TIMEOUT", 10.0, minimum=0.0),
+            workers=r.integer("EDGE_WORKERS", 1, minimum=1),
         )
 
 

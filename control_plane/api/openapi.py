@@ -47,6 +47,7 @@ class Operation:
     media: tuple[str, ...] = ()  # binary responses (images) instead of a JSON `returns`
     conditional: bool = False  # takes If-Match: "<version>" (412 when the object moved on)
     body_media: str | None = None  # a request body that is a file of this media type (imports), not JSON
+    body_pattern: str | None = None  # what such a file must match (a request that does not is a 422)
     notes: str = ""  # appended to the description: limits, side effects
     error_details: tuple[tuple[int, str], ...] = ()  # what an error status means for this operation
 
@@ -147,7 +148,8 @@ def build_spec(routes: Sequence[BaseRoute], *, version: str) -> dict[str, Any]:
                 entry["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": components.ref(op.body, mode="validation")}}}
             if op.body_media is not None:
-                entry["requestBody"] = {"required": True, "content": {op.body_media: {"schema": {"type": "string"}}}}
+                file: dict[str, Any] = {"type": "string"} | ({"pattern": op.body_pattern} if op.body_pattern else {})
+                entry["requestBody"] = {"required": True, "content": {op.body_media: {"schema": file}}}
             paths.setdefault(path, {})[method.lower()] = entry
     return {
         "openapi": "3.1.0",

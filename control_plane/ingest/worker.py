@@ -42,9 +42,12 @@ from shared.settings import IngestSettings
 log = logging.getLogger(__name__)
 
 # Not the entries' fault: a store that fails with these is retried, and never counts against the entries.
+# InternalClientError: a server that ends the connection in the middle of a COPY (a fast shutdown) can leave
+# asyncpg unable to reset it when the pool takes it back; the pool then drops the connection.
 OUTAGE = (OSError, TimeoutError, redis.exceptions.RedisError, asyncpg.InterfaceError,
           asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
-          asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.TransactionRollbackError)
+          asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.TransactionRollbackError,
+          asyncpg.exceptions.InternalClientError)
 # Retried with backoff; any other PostgreSQL error counts as a failed attempt (control_plane.ingest.stream).
 RETRYABLE = (*OUTAGE, asyncpg.PostgresError)
 # The data itself is bad: rejected by PostgreSQL, or by asyncpg's encoders while COPYing (a scan_id that is not

@@ -26,7 +26,7 @@ from control_plane.webhooks.dispatcher import Dispatcher
 from shared.database import create_pool
 from shared.outbox import record_event
 from shared.settings import WebhookSettings
-from tests.conftest import KeyFactory
+from tests.conftest import KeyFactory, bearer
 from tests.control_plane.webhooks.conftest import (
     WEBHOOK_SCOPES,
     FrozenClock,
@@ -227,3 +227,43 @@ async def test_fan_out_gives_every_organisation_its_turn(
                                           " ORDER BY dispatched_at DESC LIMIT 1"))
     assert sorted(served[:3]) == sorted(orgs) and served[3:] == served[:3], "in turn, round and round"
     assert await dispatcher.fan_out() == 0
+
+
+async def test_a_test_event_ends_the_pause_and_probes_at_once(
+        api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, dispatcher: Dispatcher,
+        pool: asyncpg.Pool[Any], clock: FrozenClock) -> None:
+    key = await make_key(scopes=WEBHOOK_SCOPES)
+    endpoint = await create_endpoint(api, key, receiver.url("/fixed"))
+    await record_events(pool, await org_of(pool, endpoint), 5)
+    receiver.script["/fixed"] = [503] * 5
+    dispatcher.settings = dataclasses.replace(dispatcher.settings, endpoint_concurrency=5)
+    assert await dispatcher.drain() == 5  # five failures in a row: paused for 30 s
+
+    # The receiver is fixed; its owner sends a test event rather than wait for the pause to end.
+    sent = await api.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=bearer(key))
+    assert sent.status_code == 202, sent.text
+    clock.advance(timedelta(seconds=5))  # the API queued it at the database's now, after the clock stopped
+    assert await dispatcher.drain() == 1
+    [probe] = receiver.requests[5:]
+    assert orjson.loads(probe.body)["type"] == "webhook_endpoint.test"
+    closed = await pool.fetchrow("SELECT consecutive_failures, paused_until FROM webhook_endpoints WHERE id = $1",
+                                 endpoint["id"])
+    assert closed["consecutive_failures"] == 0 and closed["paused_until"] is None
+
+
+async def test_pointing_a_paused_endpoint_elsewhere_closes_its_circuit(
+        api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, dispatcher: Dispatcher,
+        pool: asyncpg.Pool[Any], clock: FrozenClock) -> None:
+    key = await make_key(scopes=WEBHOOK_SCOPES)
+    endpoint = await create_endpoint(api, key, receiver.url("/old"))
+    await record_events(pool, await org_of(pool, endpoint), 10)
+    receiver.script["/old"] = [503] * 10
+    dispatcher.settings = dataclasses.replace(dispatcher.settings, endpoint_concurrency=5)
+    assert await dispatcher.drain() == 5  # five failures in a row: paused for 30 s, five more waiting
+
+    moved = await api.patch(f"/v1/webhook-endpoints/{endpoint['id']}", headers=bearer(key),
+                            json={"url": receiver.url("/new")})
+    assert moved.status_code == 200, moved.text
+    clock.advance(timedelta(seconds=10))  # the pause would last another 20 s
+    assert await dispatcher.drain() == 5
+    assert len(receiver.at("/new")) == 5
