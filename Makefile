@@ -122,11 +122,13 @@ clean:
 	rm -rf $(VENV) .scanroute .mypy_cache .ruff_cache .pytest_cache
 
 .PHONY: chaos chaos-ci
-# Faults under `scanroute up` with a scan load (kill -9 of each process kind, Redis paused, edge SIGTERM):
-# prints a table, exits non-zero on any lost or duplicated scan (RELIABILITY.md). Loopback only, bounded.
+# Faults under `scanroute up` with a scan load (kill -9 of each process kind, edge processes stopped,
+# Redis paused and restarted, PostgreSQL stopped 30 s, the journal's disk full): prints a table, exits
+# non-zero on any lost, duplicated or stale scan (RELIABILITY.md). Loopback only, bounded (~15 min).
 chaos: system-deps venv
 	$(PY) -m loadtests.chaos
 
-# The same scenarios, short, so that they cannot rot (run by CI).
+# The same scenarios, scaled down so that they cannot rot (run by CI, ~3 min).
 chaos-ci: system-deps venv
-	CHAOS_SECONDS=6 CHAOS_DRAIN=60 $(PY) -m loadtests.chaos
+	CHAOS_SECONDS=6 CHAOS_DRAIN=60 CHAOS_KILL_SCANS=30000 CHAOS_KILL_EVERY=2 CHAOS_PG_OUTAGE=6 \
+	CHAOS_REDIS_DOWN=2 $(PY) -m loadtests.chaos

@@ -223,7 +223,8 @@ class EdgeApp:
                                 self.settings.templates)
         self.scan_stream = ScanStream(self.settings.stores.redis_url, SCAN_STREAM_TIMEOUT, self.redis)
         self.recorder = ScanRecorder(self.redis, self.keys.scans, self.journal, self.link, self.scan_stream,
-                                     self.metrics.batch_size.observe, self.settings.scan_stream_entries)
+                                     self.metrics.batch_size.observe, self.settings.scan_stream_entries,
+                                     self.settings.redis_memory_share)
         self.metrics.recorder = self.recorder
         self.link.on_down(self._forget_freshness)
         self.loop = asyncio.get_running_loop()
@@ -235,6 +236,7 @@ class EdgeApp:
         self.repair = RedisRepairWatch(self.db, self.link)
         await self.repair.check()
         self.repair_watch = asyncio.create_task(self.repair.run())
+        self.memory_watch = asyncio.create_task(self.recorder.watch_memory())
         self.recorder.replay_soon()
 
     def _heard_from_redis(self, failure: BaseException | None) -> None:
@@ -253,6 +255,8 @@ class EdgeApp:
         self.repair_watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.repair_watch
+        self.recorder.stop_watching()
+        await self.memory_watch
         await asyncio.to_thread(self.follower.stop)
         await self.recorder.drain()
         self.scan_stream.close()

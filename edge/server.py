@@ -23,6 +23,7 @@ from edge.app import EdgeApp
 from edge.protocol import HttpConnection
 from edge.responses import http_date
 from edge.scan_handler import ScanHandler
+from shared.listen import inherited
 from shared.processes import die_with_parent
 from shared.settings import EdgeSettings
 
@@ -176,7 +177,7 @@ def _started(settings: EdgeSettings, sock: socket.socket, children: set[int]) ->
 
 
 def run(settings: EdgeSettings, workers: int = 1) -> None:
-    sock = bind(settings.bind)
+    sock = inherited(settings.bind) or bind(settings.bind)  # inherited: from `scanroute up` (shared/listen.py)
     if workers <= 1:
         uvloop.run(serve_process(settings, sock))
         return

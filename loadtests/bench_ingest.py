@@ -14,8 +14,8 @@ law over 48 hours in stream order, ~190 user agents) and in interleaved rounds:
 Every measured phase starts from the same table state (truncated, then the warm-up rows) after a
 CHECKPOINT. No CPU pinning is applied; the affinity of every process involved is read back and printed.
 
-Uses DATABASE_URL/REDIS_URL when both are set (a scratch database and Redis namespace are made and removed),
-else private servers started for the run, as the tests do.
+Runs on a scratch database (loadtests/stack.py: on DATABASE_URL/REDIS_URL when both are set, removed
+afterwards, else on private servers started for the run, as the tests do).
 
     python -m loadtests.bench_ingest [--events 200000] [--rounds 2] [--analytics-scans 1000000]
 """
@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -34,23 +33,20 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
 from control_plane.api.app import create_app
-from control_plane.cli.migrate import migrate
 from control_plane.ingest import store
 from control_plane.ingest.scan_row import COLUMNS, ScanRow, scan_row
 from control_plane.ingest.worker import IngestWorker, decode
 from loadtests.scan_traffic import Code, make_codes, make_key, scan_events, user_agents
+from loadtests.stack import Scratch, scratch_database
 from shared.database import create_pool
-from shared.embedded import EmbeddedServices, temporary_root
 from shared.keys import INGEST_GROUP, SCAN_FIELD, RedisKeys
 from shared.processes import spawn, stop
 from shared.scan_event import ScanEvent
@@ -58,33 +54,6 @@ from shared.settings import ControlPlaneSettings, IngestSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESET = "TRUNCATE scans, scan_rollups, scan_sketches, scan_dead_letters, events; UPDATE qr_codes SET scan_count = 0"
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
-@contextmanager
-def stores() -> Iterator[tuple[str, str]]:
-    if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
-        yield os.environ["DATABASE_URL"], os.environ["REDIS_URL"]
-        return
-    services = EmbeddedServices(temporary_root("scanroute-bench-"), persistent=False)
-    services.start()
-    try:
-        yield services.database_url, services.redis_url
-    finally:
-        services.stop()
-        shutil.rmtree(services.root, ignore_errors=True)
-
-
-async def admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 def cpus_of(pid: int) -> str:
@@ -107,23 +76,73 @@ async def pinning(pool: asyncpg.Pool[Any], redis: aioredis.Redis, workers: list[
                      for name, pids in parts if pids)
 
 
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU of a process (and of its children it has reaped), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class Cpu:
+    """CPU spent by the processes of a measured phase: PostgreSQL's (the postmaster's children, live or reaped),
+    Redis's, and given processes'."""
+
+    def __init__(self, postmaster: int, redis_pid: int) -> None:
+        self.postmaster = postmaster
+        self.redis_pid = redis_pid
+
+    def postgres(self) -> float:
+        children = 0.0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                if parent == self.postmaster:
+                    children += cpu_seconds(int(entry.name))
+        return cpu_seconds(self.postmaster, children=True) + children
+
+    def sample(self, pids: list[int]) -> dict[str, float]:
+        return {"client": sum(cpu_seconds(pid) for pid in pids), "postgres": self.postgres(),
+                "redis": cpu_seconds(self.redis_pid)}
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float], scans: int) -> dict[str, float]:
+        """µs of CPU per scan, by process kind."""
+        return {kind: (after[kind] - before[kind]) / scans * 1e6 for kind in before}
+
+
+async def cpu_meter(pool: asyncpg.Pool[Any], redis: aioredis.Redis) -> Cpu:
+    backend = await pool.fetchval("SELECT pg_backend_pid()")
+    postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return Cpu(postmaster, int((await redis.info("server"))["process_id"]))
+
+
 def batches(rows: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(rows), size):
         yield rows[start:start + size]
 
 
-async def bare_copy(pool: asyncpg.Pool[Any], warm: list[ScanRow], rows: list[ScanRow], batch: int) -> float:
-    """The ceiling: rows/s of a bare COPY into `scans`, one transaction per batch, on one connection."""
+async def bare_copy(pool: asyncpg.Pool[Any], warm: list[ScanRow], rows: list[ScanRow], batch: int,
+                    cpu: Cpu | None = None) -> tuple[float, dict[str, float]]:
+    """The ceiling: rows/s of a bare COPY into `scans`, one transaction per batch, on one connection; and the
+    CPU it took per row."""
     async with pool.acquire() as conn:
         await conn.execute(RESET)
         for chunk in batches(warm, batch):
             await conn.copy_records_to_table("scans", records=chunk, columns=COLUMNS)
         await conn.execute("CHECKPOINT")
+        before = cpu.sample([os.getpid()]) if cpu else {}
         started = time.perf_counter()
         for chunk in batches(rows, batch):
             async with conn.transaction():
                 await conn.copy_records_to_table("scans", records=chunk, columns=COLUMNS)
-        return len(rows) / (time.perf_counter() - started)
+        rate = len(rows) / (time.perf_counter() - started)
+        return rate, Cpu.spent(before, cpu.sample([os.getpid()]), len(rows)) if cpu else {}
 
 
 async def breakdown(pool: asyncpg.Pool[Any], warm: list[bytes], payloads: list[bytes], batch: int) -> str:
@@ -190,8 +209,10 @@ async def wait_until(check: Any, timeout: float, what: str) -> None:
 
 
 async def workers_run(pool: asyncpg.Pool[Any], redis: aioredis.Redis, env: dict[str, str], warm: list[bytes],
-                      payloads: list[bytes], workers: int, batch: int) -> tuple[float, str]:
-    """Scans/s of `workers` ingest processes over `payloads`, after `warm`; and the pinning read back."""
+                      payloads: list[bytes], workers: int, batch: int, cpu: Cpu
+                      ) -> tuple[float, str, dict[str, float]]:
+    """Scans/s of `workers` ingest processes over `payloads`, after `warm`; the pinning read back; and the CPU
+    the phase took per scan (the bench's own polling is not counted)."""
     await pool.execute(RESET)
     stream = RedisKeys(env["REDIS_NAMESPACE"]).scans
     await redis.delete(stream, RedisKeys(env["REDIS_NAMESPACE"]).scan_attempts)
@@ -208,11 +229,14 @@ async def workers_run(pool: asyncpg.Pool[Any], redis: aioredis.Redis, env: dict[
         for process in processes:
             process.send_signal(signal.SIGSTOP)
         await xadd_all(redis, stream, payloads)
+        pids = [p.pid for p in processes]
+        before = cpu.sample(pids)
         started = time.perf_counter()
         for process in processes:
             process.send_signal(signal.SIGCONT)
         await wait_until(lambda: all_acknowledged(redis, stream), 600, "ingesting every event")
         rate = len(payloads) / (time.perf_counter() - started)
+        spent = Cpu.spent(before, cpu.sample(pids), len(payloads))
         pinned = await pinning(pool, redis, [p.pid for p in processes])
     finally:
         for process in processes:
@@ -222,7 +246,7 @@ async def workers_run(pool: asyncpg.Pool[Any], redis: aioredis.Redis, env: dict[
     stored = await pool.fetchval("SELECT count(*) FROM scans")
     assert stored == len(warm) + len(payloads), f"{stored} of {len(warm) + len(payloads)} scans stored"
     assert await pool.fetchval("SELECT count(*) FROM scan_dead_letters") == 0
-    return rate, pinned
+    return rate, pinned, spent
 
 
 async def bench_throughput(database_url: str, redis_url: str, count: int, batch: int, rounds: int) -> None:
@@ -249,21 +273,30 @@ async def bench_throughput(database_url: str, redis_url: str, count: int, batch:
               f" {len(set(r.user_agent for r in rows))} user agents, batch {batch:,}; warm-up {warm_count:,} events"
               f" per worker; {rounds} interleaved rounds; load average before: {os.getloadavg()[0]:.1f}")
         results: dict[str, list[float]] = {"copy": [], "one": [], "two": []}
+        cpu_results: dict[str, list[dict[str, float]]] = {"copy": [], "one": []}
+        cpu = await cpu_meter(pool, redis)
         pinned = ""
         for round_number in range(1, rounds + 1):
-            results["copy"].append(await bare_copy(pool, warm_rows, rows, batch))
-            one, _ = await workers_run(pool, redis, env, warm, payloads, 1, batch)
+            rate, spent = await bare_copy(pool, warm_rows, rows, batch, cpu)
+            results["copy"].append(rate)
+            cpu_results["copy"].append(spent)
+            one, _, spent = await workers_run(pool, redis, env, warm, payloads, 1, batch, cpu)
             results["one"].append(one)
-            two, pinned = await workers_run(pool, redis, env, warm_two, payloads, 2, batch)
+            cpu_results["one"].append(spent)
+            two, pinned, _ = await workers_run(pool, redis, env, warm_two, payloads, 2, batch, cpu)
             results["two"].append(two)
             print(f"  round {round_number}: bare COPY {results['copy'][-1]:,.0f} rows/s, one worker {one:,.0f} scans/s,"
-                  f" two workers {two:,.0f} scans/s")
+                  f" two workers {two:,.0f} scans/s; CPU µs per scan: bare COPY {cpu_text(cpu_results['copy'][-1])};"
+                  f" one worker {cpu_text(cpu_results['one'][-1])}")
         print(f"  where one worker's time goes (same rows, steps in turn): "
               f"{await breakdown(pool, warm, payloads, batch)}; bare COPY right after:"
-              f" {await bare_copy(pool, warm_rows, rows, batch):,.0f} rows/s")
+              f" {(await bare_copy(pool, warm_rows, rows, batch))[0]:,.0f} rows/s")
         ceiling, one, two = (statistics.median(results[k]) for k in ("copy", "one", "two"))
         print(f"ingest, medians: bare COPY {ceiling:,.0f} rows/s; one worker {one:,.0f} scans/s = {one / ceiling:.2f}x"
               f" the bare COPY (target >= 0.70x); two workers {two:,.0f} scans/s = {two / one:.2f}x one worker")
+        copy_cpu, one_cpu = (statistics.median(sum(c.values()) for c in cpu_results[k]) for k in ("copy", "one"))
+        print(f"  CPU per scan, medians (all processes: client, PostgreSQL, Redis): bare COPY {copy_cpu:.1f} µs,"
+              f" one worker {one_cpu:.1f} µs = {copy_cpu / one_cpu:.2f}x: the ratio's bound when the cores are busy")
         print(f"pinning applied: none; CPU affinity read back: {pinned}; load average after:"
               f" {os.getloadavg()[0]:.1f}")
     finally:
@@ -272,6 +305,10 @@ async def bench_throughput(database_url: str, redis_url: str, count: int, batch:
             await redis.delete(*keys)
         await redis.aclose()
         await pool.close()
+
+
+def cpu_text(spent: dict[str, float]) -> str:
+    return " + ".join(f"{kind} {value:.1f}" for kind, value in spent.items()) + f" = {sum(spent.values()):.1f}"
 
 
 async def bench_lag(database_url: str, redis_url: str, rate: int, seconds: float) -> list[float]:
@@ -334,6 +371,23 @@ async def bench_lag(database_url: str, redis_url: str, rate: int, seconds: float
         await pool.close()
 
 
+async def ingest_month_of_scans(pool: asyncpg.Pool[Any], redis: aioredis.Redis, database_url: str, redis_url: str,
+                                code: Code, scans: int) -> None:
+    """`scans` scans of `code` over the last 30 days, stored by the real ingest path (rollups and sketches too)."""
+    settings = IngestSettings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                                        "REDIS_NAMESPACE": f"bench{secrets.token_hex(4)}"})
+    worker = IngestWorker(settings, pool, redis)
+    chunk = 50_000
+    for start in range(0, scans, chunk):
+        share = min(chunk, scans - start)
+        end_ms = int(time.time() * 1000) - 60_000 - 30 * 86_400_000 * start // scans
+        payloads = scan_events([code], share, hours=30 * 24 * share / scans, seed=start, visitors=max(scans // 2, 1),
+                               end_ms=end_ms)
+        for at in range(0, len(payloads), 5000):
+            await worker.ingest([(b"0-1", {SCAN_FIELD: p}) for p in payloads[at:at + 5000]])
+    await pool.execute("VACUUM ANALYZE scans")
+
+
 async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: int) -> dict[str, float]:
     """One code with `scans` scans over 30 days, stored by the real ingest path (rollups and sketches too)."""
     pool = await create_pool(database_url, min_size=1, max_size=2)
@@ -343,18 +397,7 @@ async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: i
             codes = await make_codes(conn, 1, orgs=1, groups=1)
             key = await make_key(conn, codes[0].org_id)
         code_id = codes[0].id
-        settings = IngestSettings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                                            "REDIS_NAMESPACE": f"bench{secrets.token_hex(4)}"})
-        worker = IngestWorker(settings, pool, redis)
-        chunk = 50_000
-        for start in range(0, scans, chunk):
-            share = min(chunk, scans - start)
-            end_ms = int(time.time() * 1000) - 60_000 - 30 * 86_400_000 * start // scans
-            payloads = scan_events(codes, share, hours=30 * 24 * share / scans, seed=start, visitors=scans // 2,
-                                   end_ms=end_ms)
-            for at in range(0, len(payloads), 5000):
-                await worker.ingest([(b"0-1", {SCAN_FIELD: p}) for p in payloads[at:at + 5000]])
-        await pool.execute("VACUUM ANALYZE scans")
+        await ingest_month_of_scans(pool, redis, database_url, redis_url, codes[0], scans)
         exact = await pool.fetchrow(
             "SELECT count(DISTINCT visitor_hash) AS visitors, count(DISTINCT ip_hash) AS ips FROM scans"
             " WHERE code_id = $1 AND NOT is_bot AND scanned_at >= now() - interval '30 days'", code_id, timeout=300)
@@ -385,29 +428,23 @@ async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: i
     return results
 
 
-async def main(args: argparse.Namespace) -> None:
-    with stores() as (server_url, redis_url):
-        name = f"scanroute_bench_{secrets.token_hex(4)}"
-        await admin(server_url, f'CREATE DATABASE "{name}"')
-        database_url = with_database(server_url, name)
-        try:
-            conn = await asyncpg.connect(database_url, timeout=10)
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
-            await bench_throughput(database_url, redis_url, args.events, args.batch_size, args.rounds)
-            if args.lag_seconds > 0:
-                lags = sorted(await bench_lag(database_url, redis_url, args.lag_rate, args.lag_seconds))
-                print(f"end-to-end lag at {args.lag_rate:,} scans/s for {args.lag_seconds:.0f} s (one worker process):"
-                      f" p50 {lags[len(lags) // 2] * 1000:.0f} ms, p99 {lags[int(len(lags) * 0.99)] * 1000:.0f} ms,"
-                      f" max {lags[-1] * 1000:.0f} ms (target p99 < 2000 ms)")
-            if args.analytics_scans > 0:
-                results = await bench_analytics(database_url, redis_url, args.analytics_scans, args.runs)
-                for label, value in results.items():
-                    print(f"analytics, one code with {args.analytics_scans:,} scans over 30 days, {label}: {value:.0f}")
-        finally:
-            await admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+async def bench(scratch: Scratch, args: argparse.Namespace) -> None:
+    database_url, redis_url = scratch.database_url, scratch.redis_url
+    await bench_throughput(database_url, redis_url, args.events, args.batch_size, args.rounds)
+    if args.lag_seconds > 0:
+        lags = sorted(await bench_lag(database_url, redis_url, args.lag_rate, args.lag_seconds))
+        print(f"end-to-end lag at {args.lag_rate:,} scans/s for {args.lag_seconds:.0f} s (one worker process):"
+              f" p50 {lags[len(lags) // 2] * 1000:.0f} ms, p99 {lags[int(len(lags) * 0.99)] * 1000:.0f} ms,"
+              f" max {lags[-1] * 1000:.0f} ms (target p99 < 2000 ms)")
+    if args.analytics_scans > 0:
+        results = await bench_analytics(database_url, redis_url, args.analytics_scans, args.runs)
+        for label, value in results.items():
+            print(f"analytics, one code with {args.analytics_scans:,} scans over 30 days, {label}: {value:.0f}")
+
+
+def main(args: argparse.Namespace) -> None:
+    with scratch_database() as scratch:
+        asyncio.run(bench(scratch, args))
 
 
 if __name__ == "__main__":
@@ -419,4 +456,4 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--lag-rate", type=int, default=10_000)
     parser.add_argument("--lag-seconds", type=float, default=20.0, help="0 skips the lag part")
-    asyncio.run(main(parser.parse_args()))
+    main(parser.parse_args())

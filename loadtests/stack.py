@@ -1,7 +1,8 @@
 """A scratch scanroute stack for benchmark and fuzz drivers.
 
 Private PostgreSQL and Redis (unless DATABASE_URL/REDIS_URL are given), a migrated scratch database with
-one organisation and an all-scopes key, and the requested process kinds on free ports. Everything is
+one organisation and an all-scopes key (`scratch_database`), and the requested process kinds on free ports
+(`scratch_stack`). Everything is
 removed on exit, including the scratch database and Redis keys on servers given by URL.
 """
 
@@ -84,8 +85,18 @@ def _wait_healthy(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not become healthy")
 
 
+@dataclass(frozen=True)
+class Scratch:
+    database_url: str  # a migrated database of its own
+    redis_url: str
+    namespace: str  # a Redis key prefix of its own
+    key: str  # an all-scopes live API key of the organisation "bench"
+
+
 @contextmanager
-def scratch_stack(kinds: tuple[str, ...] = ("control-plane",), **extra_env: str) -> Iterator[Stack]:
+def scratch_database() -> Iterator[Scratch]:
+    """The stores of a scratch stack without its processes, for drivers that run the code in-process.
+    Call it outside an event loop (it runs its own to prepare and drop the database)."""
     with ExitStack() as cleanup:
         database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
         if not (database_url and redis_url):
@@ -97,14 +108,21 @@ def scratch_stack(kinds: tuple[str, ...] = ("control-plane",), **extra_env: str)
         key = asyncio.run(_prepare(database_url, name))
         cleanup.callback(lambda: asyncio.run(_drop(database_url, name)))
         cleanup.callback(_clear_namespace, redis_url, namespace)
+        yield Scratch(with_database(database_url, name), redis_url, namespace, key)
+
+
+@contextmanager
+def scratch_stack(kinds: tuple[str, ...] = ("control-plane",), **extra_env: str) -> Iterator[Stack]:
+    with ExitStack() as cleanup:
+        scratch = cleanup.enter_context(scratch_database())
         cp_port, edge_port = free_port(), free_port()
-        env = {**os.environ, "DATABASE_URL": with_database(database_url, name), "REDIS_URL": redis_url,
-               "REDIS_NAMESPACE": namespace, "CONTROL_PLANE_BIND": f"127.0.0.1:{cp_port}",
+        env = {**os.environ, "DATABASE_URL": scratch.database_url, "REDIS_URL": scratch.redis_url,
+               "REDIS_NAMESPACE": scratch.namespace, "CONTROL_PLANE_BIND": f"127.0.0.1:{cp_port}",
                "EDGE_BIND": f"127.0.0.1:{edge_port}", "DEFAULT_DOMAIN": f"127.0.0.1:{edge_port}",
                "SCAN_HASH_SECRET": secrets.token_hex(16), "RATE_LIMIT_PER_SECOND": "1000000",
                "RATE_LIMIT_BURST": "1000000", "ADDRESS_RATE_LIMIT_PER_SECOND": "1000000",
                "ADDRESS_RATE_LIMIT_BURST": "1000000", **extra_env}
-        stack = Stack(env["DATABASE_URL"], redis_url, namespace, key, env)
+        stack = Stack(scratch.database_url, scratch.redis_url, scratch.namespace, scratch.key, env)
         for kind in kinds:
             process = spawn([sys.executable, "-m", "control_plane.cli", *kind.split()], env=env)
             cleanup.callback(stop, process, signal.SIGTERM)

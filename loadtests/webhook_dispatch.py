@@ -1,6 +1,7 @@
-"""How fast one `scanroute webhooks` process drains a backlog to a receiver that answers at once.
+"""How fast one `scanroute webhooks` process drains a backlog to a receiver that answers at once, and
+how long another organisation's single event waits meanwhile (docs/webhooks.md "Fairness").
 
-    flock /tmp/scanroute-bench.lock .venv/bin/python -m loadtests.webhook_dispatch [EVENTS]
+    flock /tmp/scanroute-heavy.lock .venv/bin/python -m loadtests.webhook_dispatch [EVENTS]
 
 Private PostgreSQL/Redis servers unless DATABASE_URL is set (then a scratch database is created in it).
 The receiver is an aiohttp server in this process; the dispatcher is the real process kind.
@@ -35,6 +36,7 @@ async def bench(server_url: str, events: int) -> None:
     await admin.execute(f'CREATE DATABASE "{name}"')
     database_url = server_url.rsplit("/", 1)[0] + f"/{name}"
     received = 0
+    other_arrived = asyncio.Event()
 
     async def handle(request: web.Request) -> web.Response:
         nonlocal received
@@ -42,8 +44,14 @@ async def bench(server_url: str, events: int) -> None:
         received += 1
         return web.Response(text="ok")
 
+    async def handle_other(request: web.Request) -> web.Response:
+        await request.read()
+        other_arrived.set()
+        return web.Response(text="ok")
+
     app = web.Application()
     app.router.add_post("/hook", handle)
+    app.router.add_post("/other", handle_other)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -53,9 +61,11 @@ async def bench(server_url: str, events: int) -> None:
         async with pool.acquire() as conn:
             await migrate(conn)
             org_id = await ensure_org(conn, "bench")
-            await conn.execute("INSERT INTO webhook_endpoints (id, org_id, livemode, url, events, secret)"
-                               " VALUES ($1, $2, true, $3, '{*}', $4)",
-                               new_id("we"), org_id, f"http://127.0.0.1:{port}/hook", new_secret())
+            other_org = await ensure_org(conn, "bench-other")
+            for owner, path in ((org_id, "hook"), (other_org, "other")):
+                await conn.execute("INSERT INTO webhook_endpoints (id, org_id, livemode, url, events, secret)"
+                                   " VALUES ($1, $2, true, $3, '{*}', $4)",
+                                   new_id("we"), owner, f"http://127.0.0.1:{port}/{path}", new_secret())
             async with conn.transaction():
                 for n in range(events):
                     await record_event(conn, org_id, True, "qr.created", {"id": f"qr_{n}", "object": "qr"})
@@ -64,14 +74,25 @@ async def bench(server_url: str, events: int) -> None:
         started = time.monotonic()
         process = spawn([sys.executable, "-m", "control_plane.cli", "webhooks"], env=env)
         try:
-            while await pool.fetchval("SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'") < events:
+            while received < events // 10:  # the backlog is being delivered: now another organisation's event
+                assert process.poll() is None and time.monotonic() - started < 600
+                await asyncio.sleep(0.01)
+            async with pool.acquire() as conn:
+                await record_event(conn, other_org, True, "qr.created", {"id": "qr_other", "object": "qr"})
+            enqueued, backlog_at_enqueue = time.monotonic(), received
+            await asyncio.wait_for(other_arrived.wait(), 600)
+            other_wait, backlog_meanwhile = time.monotonic() - enqueued, received - backlog_at_enqueue
+            succeeded = "SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'"
+            while await pool.fetchval(succeeded) < events + 1:
                 assert process.poll() is None and time.monotonic() - started < 600
                 await asyncio.sleep(0.05)
             elapsed = time.monotonic() - started
         finally:
             stop(process, signal.SIGTERM)
         sys.stdout.write(f"{events} events delivered in {elapsed:.2f} s ({events / elapsed:.0f}/s, process start"
-                         f" included); receiver saw {received} requests\n")
+                         f" included); receiver saw {received} requests\n"
+                         f"another organisation's event, queued behind {events - backlog_at_enqueue} of them:"
+                         f" delivered in {other_wait * 1000:.0f} ms (the backlog got {backlog_meanwhile} meanwhile)\n")
     finally:
         await pool.close()
         await runner.cleanup()

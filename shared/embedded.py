@@ -143,12 +143,30 @@ class EmbeddedServices:
             raise
 
     def stop(self) -> None:
+        self.stop_redis()
+        self.stop_postgres()
+
+    # One server at a time, on the same port and data folder (the chaos suite restarts each under load).
+
+    def stop_redis(self) -> None:
+        """SIGTERM: Redis finishes its append-only file (when persistent) and exits."""
         if self._redis is not None:
             stop(self._redis, signal.SIGTERM)
             self._redis = None
+
+    def start_redis(self) -> None:
+        if self._redis is None:
+            self._start_redis()
+
+    def stop_postgres(self) -> None:
+        """SIGINT: PostgreSQL's fast shutdown (`pg_ctl stop -m fast`): disconnects clients, exits cleanly."""
         if self._postgres is not None:
-            stop(self._postgres, signal.SIGINT)  # fast shutdown: disconnects clients, exits cleanly
+            stop(self._postgres, signal.SIGINT)
             self._postgres = None
+
+    def start_postgres(self) -> None:
+        if self._postgres is None:
+            self._start_postgres()
 
     def _load_credentials(self) -> None:
         path = self.root / "credentials.env"

@@ -18,6 +18,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.times import parse_rfc3339
 from shared.urls import InvalidURL, normalize_destination_url
 from shared.user_agents import BROWSERS, DEVICES, Browser, Device
 
@@ -106,6 +108,12 @@ def _zone(value: str) -> str:
     return value
 
 
+def _rfc3339(value: object) -> datetime:
+    if isinstance(value, datetime):  # a body parsed once and validated again from Python; never from JSON
+        return value
+    return parse_rfc3339(value)
+
+
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
@@ -114,7 +122,9 @@ Language = Annotated[str, AfterValidator(_language)]
 Country = Annotated[str, AfterValidator(_country)]
 Cidr = Annotated[str, StringConstraints(max_length=64), AfterValidator(_cidr)]
 Clock = Annotated[str, AfterValidator(_clock)]
-Moment = Annotated[AwareDatetime, AfterValidator(_utc)]  # RFC 3339 with an offset; stored in UTC
+# An RFC 3339 string with an offset (a JSON number is not a date-time); stored in UTC. The schema says
+# `type: string, format: date-time`.
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_utc)]
 QueryKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 QueryValue = Annotated[str, StringConstraints(max_length=512)]
 

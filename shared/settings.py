@@ -193,6 +193,13 @@ class Stores:
         )
 
 
+def _percent(r: _Reader, name: str, default: float) -> float:
+    value = r.number(name, default)
+    if value > 100:
+        raise ConfigError(name, f"must be a percentage from 0 to 100, got {value:g}")
+    return value
+
+
 def _public(r: _Reader, edge_bind: tuple[str, int]) -> tuple[str, str]:
     default_domain = r.text("DEFAULT_DOMAIN", f"{edge_bind[0]}:{edge_bind[1]}").lower()
     return default_domain, r.choice("PUBLIC_SCHEME", "https", ("https", "http"))
@@ -279,6 +286,7 @@ class EdgeSettings(_FromEnv):
     journal_bytes: int = 1024 << 20  # per process; past it scans are shed (503) until the journal is replayed
     journal_min_free: int = 256 << 20  # bytes the journal leaves free on its file system
     scan_stream_entries: int = 1_000_000  # scan-stream entries past which scans are shed (0: no limit)
+    redis_memory_share: float = 0.9  # of Redis's maxmemory (if set), past which scans are shed (0: never)
     read_your_writes: bool = True  # off only to measure what it costs (docs/freshness.md)
     # Peers whose X-Forwarded-For is believed (docs/edge.md); none by default: the peer is the client.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -286,6 +294,7 @@ class EdgeSettings(_FromEnv):
     keepalive_timeout: float = 15.0  # seconds an idle keep-alive connection is kept open
     max_connections: int = 4096  # per process; past it the process stops accepting until one closes
     drain_timeout: float = 10.0  # seconds a stopping process waits for requests in flight
+    workers: int = 1  # processes sharing the listening socket when `--workers` is not given
 
     @classmethod
     def read(cls, r: _Reader) -> EdgeSettings:
@@ -310,6 +319,7 @@ class EdgeSettings(_FromEnv):
             journal_bytes=int(r.number("EDGE_JOURNAL_MB", 1024, minimum=0.001) * (1 << 20)),
             journal_min_free=r.integer("EDGE_JOURNAL_MIN_FREE_MB", 256, minimum=0) << 20,
             scan_stream_entries=r.integer("SCAN_STREAM_MAX_ENTRIES", 1_000_000, minimum=0),
+            redis_memory_share=_percent(r, "EDGE_REDIS_MEMORY_PERCENT", 90) / 100,
             read_your_writes=r.flag("EDGE_READ_YOUR_WRITES", True),
             cache_bytes=r.integer("EDGE_CACHE_MB", 64, minimum=1) << 20,
             trusted_proxies=r.networks("TRUSTED_PROXIES"),
@@ -317,6 +327,7 @@ class EdgeSettings(_FromEnv):
             keepalive_timeout=r.number("EDGE_KEEPALIVE_TIMEOUT", 15.0, minimum=0.01),
             max_connections=r.integer("EDGE_MAX_CONNECTIONS", 4096, minimum=1),
             drain_timeout=r.number("EDGE_DRAIN_TIMEOUT", 10.0, minimum=0.0),
+            workers=r.integer("EDGE_WORKERS", 1, minimum=1),
         )
 
 
@@ -351,8 +362,11 @@ class IngestSettings(_FromEnv):
 class WebhookSettings(_FromEnv):
     stores: Stores
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
-    workers: int = 4  # delivery loops, each with its own claimed batch and connection
-    batch_size: int = 25  # deliveries claimed (and sent concurrently) per loop
+    concurrency: int = 128  # deliveries in flight in one dispatcher process, all endpoints together
+    endpoint_concurrency: int = 8  # deliveries in flight to one endpoint, across every dispatcher
+    org_concurrency: int = 32  # deliveries in flight for one organisation and mode, across every dispatcher
+    org_queue: int = 10_000  # pending deliveries of one organisation and mode before its events wait in the outbox
+    lease: float = 60.0  # seconds a claimed delivery is held before another dispatcher may send it again
     poll_interval: float = 0.5  # seconds to wait when nothing was due
     delivery_timeout: float = 10.0  # seconds for one whole request (docs/api.md §2.5)
     metrics_bind: tuple[str, int] | None = None  # Prometheus /metrics; off by default
@@ -362,8 +376,12 @@ class WebhookSettings(_FromEnv):
         return cls(
             stores=Stores.read(r),
             outbound=OutboundSettings.read(r),
-            workers=r.integer("WEBHOOK_WORKERS", 4, minimum=1),
-            batch_size=r.integer("WEBHOOK_BATCH_SIZE", 25, minimum=1),
+            concurrency=r.integer("WEBHOOK_CONCURRENCY", 128, minimum=1),
+            endpoint_concurrency=r.integer("WEBHOOK_ENDPOINT_CONCURRENCY", 8, minimum=1),
+            org_concurrency=r.integer("WEBHOOK_ORG_CONCURRENCY", 32, minimum=1),
+            org_queue=r.integer("WEBHOOK_ORG_QUEUE", 10_000, minimum=1),
+            # Longer than one attempt (DNS and the 10 s request): a live dispatcher never loses its lease.
+            lease=r.number("WEBHOOK_LEASE", 60.0, minimum=20.0),
             poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 0.5, minimum=0.01),
             metrics_bind=r.optional_bind("WEBHOOKS_METRICS_BIND"),
         )

@@ -25,7 +25,16 @@ def empty() -> bytearray:
 
 def register(value: str) -> tuple[int, int]:
     """The register `value` falls in, and the rank it sets there."""
-    h = _uniform_64_bits(value)
+    # The edge's hashes are 32 hex digits of a keyed HMAC, uniform already: their first 64 bits will do.
+    # Anything else (older events, tests) is hashed first.
+    h = -1
+    if len(value) == 32:
+        try:
+            h = int(value[:16], 16)
+        except ValueError:
+            pass
+    if h < 0:
+        h = int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
     return h >> _REST_BITS, _REST_BITS + 1 - (h & _REST_MASK).bit_length()
 
 
@@ -50,17 +59,6 @@ def apply(registers: bytes, ranks: dict[int, int]) -> bytes:
         if rank > merged[index]:
             merged[index] = rank
     return bytes(merged)
-
-
-def _uniform_64_bits(value: str) -> int:
-    # The edge's hashes are 32 hex digits of a keyed HMAC, uniform already: their first 64 bits will do.
-    # Anything else (older events, tests) is hashed first.
-    if len(value) == 32:
-        try:
-            return int(value[:16], 16)
-        except ValueError:
-            pass
-    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
 
 
 def union(sketches: Iterable[bytes | bytearray]) -> bytes:

@@ -18,22 +18,25 @@ Browser = Literal["chrome", "safari", "firefox", "edge", "samsung", "opera", "we
                   "line", "kakaotalk", "snapchat", "tiktok", "alipay", "pinterest", "google_lens"]
 DEVICES: tuple[str, ...] = get_args(Device)
 BROWSERS: tuple[str, ...] = get_args(Browser)
-# In-app browsers, by the token their user agent carries; checked before the engine's family because the
-# app, not the engine, is what a campaign targets ("people who opened it from Instagram").
-IN_APP_BROWSERS: tuple[tuple[str, str], ...] = (
-    ("MicroMessenger/", "wechat"),
-    ("Instagram", "instagram"),
-    ("FBAN/", "facebook"),
-    ("FBAV/", "facebook"),
-    ("FB_IAB/", "facebook"),
-    (" Line/", "line"),
-    ("KAKAOTALK", "kakaotalk"),
-    ("Snapchat", "snapchat"),
-    ("musical_ly", "tiktok"),
-    ("BytedanceWebview", "tiktok"),
-    ("AlipayClient", "alipay"),
-    ("Pinterest", "pinterest"),
-    ("GSA/", "google_lens"),  # the Google app, which hosts Lens on iOS
+# In-app browsers, by the token their user agent carries: (token, the `browser` that routing rules match,
+# the app as analytics name it in `scanner_app`). The one table for the edge's rules and the ingest worker's
+# enrichment (docs/rules.md, docs/concepts.md). Order matters: Messenger webviews also say FBAN, Instagram's
+# carry FBAV-like tokens. Checked before the engine's family because the app, not the engine, is what a
+# campaign targets ("people who opened it from Instagram").
+IN_APP_BROWSERS: tuple[tuple[str, str, str], ...] = (
+    ("MicroMessenger/", "wechat", "WeChat"),
+    ("Instagram", "instagram", "Instagram"),
+    ("FBAN/", "facebook", "Facebook"),
+    ("FBAV/", "facebook", "Facebook"),
+    ("FB_IAB/", "facebook", "Facebook"),
+    (" Line/", "line", "LINE"),
+    ("KAKAOTALK", "kakaotalk", "KakaoTalk"),
+    ("Snapchat", "snapchat", "Snapchat"),
+    ("musical_ly", "tiktok", "TikTok"),
+    ("BytedanceWebview", "tiktok", "TikTok"),
+    ("AlipayClient", "alipay", "Alipay"),
+    ("Pinterest", "pinterest", "Pinterest"),
+    ("GSA/", "google_lens", "Google Lens"),  # the Google app, which hosts Lens on iOS
 )
 ENGINE_BROWSERS: tuple[tuple[str, str], ...] = (  # ua-parser family prefix → browser name
     ("Samsung Internet", "samsung"),
@@ -79,8 +82,12 @@ def _form_factor(user_agent: str, os_tag: str | None, device: str) -> str | None
     return "desktop" if os_tag in _DESKTOP_OS else None
 
 
+def in_app_browser(user_agent: str) -> tuple[str, str] | None:
+    """The in-app browser that sent `user_agent`, as (its `browser` for rules, the app's name), or None."""
+    return next(((browser, app) for token, browser, app in IN_APP_BROWSERS if token in user_agent), None)
+
+
 def _browser(user_agent: str, family: str) -> str | None:
-    for token, name in IN_APP_BROWSERS:
-        if token in user_agent:
-            return name
+    if in_app := in_app_browser(user_agent):
+        return in_app[0]
     return next((name for prefix, name in ENGINE_BROWSERS if family.startswith(prefix)), None)

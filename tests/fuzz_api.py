@@ -5,12 +5,6 @@ API is right and the generator cannot know it are configured, each with its reas
 one more is here: the document is fuzzed without its `Idempotency-Key` header. The generator reuses header
 values across requests, and the same key with another body is a 422 by contract (docs/api.md §1), so every
 schema-valid create would look refused. Keys and replays are tested in tests/control_plane/api/.
-
-Three checks are switched off until the bugs they found are fixed (tracked in the architecture issue):
-`negative_data_rejection` (`valid_from`/`valid_until` accept a number — pydantic's lax datetime — and
-`POST /v1/imports` takes any text as a CSV), `positive_data_acceptance` (cross-field rules of exports and
-bulk updates are not in the schema) and `missing_required_header` (an export file's link without a key and
-with an empty signature is a 403, not a 401).
 """
 
 from __future__ import annotations
@@ -27,7 +21,6 @@ from typing import Any
 from loadtests.stack import scratch_stack
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-KNOWN_FAILING = "negative_data_rejection,positive_data_acceptance,missing_required_header"
 
 
 def without_idempotency_keys(spec: dict[str, Any]) -> dict[str, Any]:
@@ -46,8 +39,7 @@ def main() -> int:
         schema.write_text(json.dumps(spec))
         command = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG), "run",
                    str(schema), "--url", stack.urls["api"], "--header", f"Authorization: Bearer {stack.key}",
-                   "--checks", "all", "--exclude-checks", KNOWN_FAILING,
-                   "--phases", "examples,coverage,fuzzing,stateful",
+                   "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
                    "--max-examples", os.environ.get("FUZZ_EXAMPLES", "25"), "--workers", "1",
                    "--suppress-health-check", "all", "--request-timeout", "10",
                    "--seed", os.environ.get("FUZZ_SEED", "1")]

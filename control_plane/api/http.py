@@ -50,7 +50,10 @@ async def parse_body(request: Request, model: type[Model], immutable: tuple[str,
         raise Problem(422, f"{', '.join(fixed)} cannot change after creation.",
                       errors=[{"field": name, "message": "cannot change after creation"} for name in fixed])
     try:
-        return model.model_validate(data)
+        # Strict, from the JSON itself: a number is not a string, a date-time, or a boolean ("1", 1 and "true"
+        # are refused where the schema says integer or boolean), while strings still give UUIDs and RFC 3339
+        # date-times (shared.rules.Moment). Dashboard forms, whose fields are all text, are parsed apart.
+        return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
 

@@ -47,6 +47,9 @@ class Operation:
     media: tuple[str, ...] = ()  # binary responses (images) instead of a JSON `returns`
     conditional: bool = False  # takes If-Match: "<version>" (412 when the object moved on)
     body_media: str | None = None  # a request body that is a file of this media type (imports), not JSON
+    body_pattern: str | None = None  # what such a file must match (a request that does not is a 422)
+    notes: str = ""  # appended to the description: limits, side effects
+    error_details: tuple[tuple[int, str], ...] = ()  # what an error status means for this operation
 
 
 def operation(summary: str, scope: str, **details: Any) -> Callable[[F], F]:
@@ -126,12 +129,13 @@ def build_spec(routes: Sequence[BaseRoute], *, version: str) -> dict[str, Any]:
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
         for method in sorted((route.methods or set()) - {"HEAD"}):
             responses: dict[str, Any] = {str(code): _response(op, components) for code in (op.status, *op.also)}
+            described = {**ERRORS, **OTHER_ERRORS, **{str(code): text for code, text in op.error_details}}
             for code in sorted({*ERRORS, *map(str, op.extra_errors), *(["412"] if op.conditional else [])}):
-                responses[code] = {"description": ERRORS.get(code) or OTHER_ERRORS.get(code, "Error"),
-                                   "content": problem}
+                responses[code] = {"description": described.get(code, "Error"), "content": problem}
             entry: dict[str, Any] = {
                 "summary": op.summary, "operationId": f"{method.lower()}{path}".replace("/", "_"),
-                "security": [{"bearer": []}], "description": f"Scope: `{op.scope}`.",
+                "security": [{"bearer": []}],
+                "description": f"Scope: `{op.scope}`." + (f" {op.notes}" if op.notes else ""),
                 "parameters": _path_parameters(route.path) + _query_parameters(op.query) + (
                     [{"name": "Idempotency-Key", "in": "header", "required": False,
                       "schema": {"type": "string", "minLength": 1, "maxLength": 255}}] if method == "POST" else []) + (
@@ -144,7 +148,8 @@ def build_spec(routes: Sequence[BaseRoute], *, version: str) -> dict[str, Any]:
                 entry["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": components.ref(op.body, mode="validation")}}}
             if op.body_media is not None:
-                entry["requestBody"] = {"required": True, "content": {op.body_media: {"schema": {"type": "string"}}}}
+                file: dict[str, Any] = {"type": "string"} | ({"pattern": op.body_pattern} if op.body_pattern else {})
+                entry["requestBody"] = {"required": True, "content": {op.body_media: {"schema": file}}}
             paths.setdefault(path, {})[method.lower()] = entry
     return {
         "openapi": "3.1.0",

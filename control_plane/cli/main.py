@@ -40,16 +40,21 @@ def cmd_edge(args: argparse.Namespace) -> int:
     from shared.settings import EdgeSettings
 
     settings = EdgeSettings.from_env()
+    workers = settings.workers if args.workers is None else args.workers
     if args.server == "protocol":
         from edge.server import run
 
-        run(settings, workers=args.workers)
+        run(settings, workers=workers)
         return 0
     import uvicorn
 
+    from shared.listen import inherited
+
     host, port = settings.bind
+    sock = inherited(settings.bind)  # from `scanroute up` (shared/listen.py)
     # proxy_headers off: the edge itself reads X-Forwarded-For, from TRUSTED_PROXIES only (docs/edge.md).
-    uvicorn.run("edge.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
+    uvicorn.run("edge.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                fd=sock.fileno() if sock is not None else None,
                 loop="uvloop", http="httptools", access_log=False, log_level="info", proxy_headers=False,
                 timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
                 timeout_keep_alive=math.ceil(settings.keepalive_timeout),
@@ -210,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="run everything on this machine").set_defaults(run=cmd_up)
     sub.add_parser("control-plane", help="the admin API").set_defaults(run=cmd_control_plane)
     edge = sub.add_parser("edge", help="the redirect edge")
-    edge.add_argument("--workers", type=int, default=1, help="processes, each with its own cache")
+    edge.add_argument("--workers", type=int, help="processes, each with its own cache (default: EDGE_WORKERS, 1)")
     edge.add_argument("--server", choices=("protocol", "asgi"), default="protocol",
                       help="protocol: the edge's own HTTP/1.1 server (default); asgi: the ASGI app under uvicorn")
     edge.set_defaults(run=cmd_edge)

@@ -39,9 +39,10 @@ class Child:
     quick_exits: int = 0  # consecutive exits within STABLE_AFTER of starting
     last_exit: int | None = None
     exits: deque[float] = field(default_factory=lambda: deque(maxlen=CRASH_LOOP_EXITS))
+    pass_fds: tuple[int, ...] = ()  # descriptors each start inherits (the edge's listening socket)
 
     def start(self, now: float) -> None:
-        self.process = spawn(list(self.argv), env=self.env)
+        self.process = spawn(list(self.argv), env=self.env, pass_fds=self.pass_fds)
         self.started_at, self.restart_at = now, None
 
     def backoff(self) -> float:

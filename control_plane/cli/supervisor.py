@@ -12,6 +12,7 @@ import hashlib
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 import urllib.request
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from control_plane.cli.supervision import Child, Supervisor
 from shared.embedded import EmbeddedError, EmbeddedServices, as_root, reachable_by_postgres
+from shared.listen import LISTEN_FD_VAR, listen
 from shared.private_files import write_private
 from shared.processes import die_with_parent
 from shared.settings import SERVICES_ENV, ControlPlaneSettings, EdgeSettings, load_environment
@@ -101,6 +103,15 @@ def _wait_until_serving(supervisor: Supervisor, urls: list[str], stopping: Calla
     return waiting
 
 
+def _supervisor(env: dict[str, str], edge_socket: socket.socket) -> Supervisor:
+    children = [Child(kind, [sys.executable, "-m", "control_plane.cli", kind], env) for kind in PROCESS_KINDS]
+    for child in children:
+        if child.kind == "edge":
+            child.env = {**env, LISTEN_FD_VAR: str(edge_socket.fileno())}
+            child.pass_fds = (edge_socket.fileno(),)
+    return Supervisor(children, _say, STATE / "processes.json")
+
+
 def run_stack() -> int:
     die_with_parent(signal.SIGTERM)
     env = load_environment(services=False)
@@ -119,8 +130,19 @@ def run_stack() -> int:
         _say(f"started private PostgreSQL ({services.database_url}) and Redis ({services.redis_url})")
     env["SCAN_HASH_SECRET"] = _scan_hash_secret(env)
     _write_services_env({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SCAN_HASH_SECRET")})
-    supervisor = Supervisor([Child(kind, [sys.executable, "-m", "control_plane.cli", kind], env)
-                             for kind in PROCESS_KINDS], _say, STATE / "processes.json")
+    try:
+        cp, edge = ControlPlaneSettings.from_env(env), EdgeSettings.from_env(env)
+        # Held here for the life of the stack and handed to each edge process: connections that arrive while
+        # the edge restarts wait in the backlog instead of being refused (shared/listen.py).
+        edge_socket = listen(edge.bind)
+    except BaseException as exc:
+        if services is not None:
+            services.stop()
+        if not isinstance(exc, OSError):
+            raise
+        _say(f"error: cannot listen on {env.get('EDGE_BIND', 'the edge address')}: {exc}")
+        return 1
+    supervisor = _supervisor(env, edge_socket)
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -133,7 +155,6 @@ def run_stack() -> int:
         demo_key = asyncio.run(_prepare_database(env["DATABASE_URL"]))
         if demo_key:
             write_private(DEMO_KEY_FILE, demo_key + "\n")
-        cp, edge = ControlPlaneSettings.from_env(env), EdgeSettings.from_env(env)
         supervisor.start()
         silent = _wait_until_serving(supervisor, [f"http://{cp.bind[0]}:{cp.bind[1]}",
                                                   f"http://{edge.bind[0]}:{edge.bind[1]}"], lambda: stopping)
@@ -153,6 +174,7 @@ def run_stack() -> int:
             time.sleep(0.2)
     finally:
         supervisor.stop()
+        edge_socket.close()
         if services is not None:
             services.stop()
             SERVICES_ENV.unlink(missing_ok=True)

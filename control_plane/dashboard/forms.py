@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -36,6 +37,25 @@ def parse_pairs(text: str, field: str) -> dict[str, str]:
             raise field_error(field, f"line {number} is not key=value")
         pairs[key.strip()] = value.strip()
     return pairs
+
+
+def destination_and_pairs(form: Mapping[str, str]) -> dict[str, Any]:
+    """The fields the code and group forms share, as the API's JSON: `destination` (a URL, or None when the
+    field is empty), `url_params` and `properties` from their `key=value` lines. One 422 names every pair
+    field at fault."""
+    url = optional(form.get("destination_url"))
+    body: dict[str, Any] = {
+        "destination": {"type": "url", "url": url, "page": None, "chatbot": None, "knowledge_base": None}
+        if url else None}
+    errors: dict[str, str] = {}
+    for field in ("url_params", "properties"):
+        try:
+            body[field] = parse_pairs(form.get(field, ""), field)
+        except Problem as problem:
+            errors.update(field_errors(problem))
+    if errors:
+        raise Problem(422, "The form has errors.", errors=[{"field": k, "message": v} for k, v in errors.items()])
+    return body
 
 
 def pairs_text(pairs: dict[str, str] | None) -> str:

@@ -1,6 +1,7 @@
 """Turning a raw scan event into analytics columns: device, OS, browser, bot, scan method, scanner app.
 
-The rules are tabled in docs/concepts.md ("Enrichment"). User agents repeat heavily (a print run is
+The rules are tabled in docs/concepts.md ("Enrichment"); in-app browsers are recognised by the table the edge's
+routing rules use too (`shared.user_agents`). User agents repeat heavily (a print run is
 scanned by the same few phone models), so the parsed result is cached per user agent string.
 """
 
@@ -12,23 +13,8 @@ from functools import lru_cache
 from crawlerdetect import CrawlerDetect
 from ua_parser import parse
 
-# Tokens that in-app browsers add to the user agent: the app whose scanner (or chat) opened the link.
-# Order matters: Facebook Messenger webviews also say FBAN, Instagram's also carry FBAV-like tokens.
-IN_APP_TOKENS: tuple[tuple[str, str], ...] = (
-    ("MicroMessenger/", "WeChat"),
-    ("Instagram", "Instagram"),
-    ("FBAN/", "Facebook"),
-    ("FBAV/", "Facebook"),
-    ("FB_IAB/", "Facebook"),
-    (" Line/", "LINE"),
-    ("KAKAOTALK", "KakaoTalk"),
-    ("Snapchat", "Snapchat"),
-    ("musical_ly", "TikTok"),
-    ("BytedanceWebview", "TikTok"),
-    ("AlipayClient", "Alipay"),
-    ("Pinterest", "Pinterest"),
-    ("GSA/", "Google Lens"),  # the Google app, which hosts Lens on iOS
-)
+from shared.user_agents import in_app_browser
+
 # Link-preview fetchers that crawlerdetect does not know by name.
 PREVIEW_TOKENS = ("WhatsApp/", "TelegramBot", "Discordbot", "SkypeUriPreview", "Iframely", "Embedly",
                   "redditbot", "Applebot", "vkShare", "Viber")
@@ -71,7 +57,7 @@ def classify_agent(user_agent: str) -> Agent:
     device = parsed.device.family if parsed.device else ""
     crawler = (device == "Spider" or any(token in user_agent for token in PREVIEW_TOKENS)
                or _crawlers.isCrawler(user_agent))
-    in_app = next((app for token, app in IN_APP_TOKENS if token in user_agent), None)
+    in_app = app[1] if (app := in_app_browser(user_agent)) else None
     return Agent(_device_type(user_agent, os_name, device, crawler), os_name, browser, in_app, crawler)
 
 

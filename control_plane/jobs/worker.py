@@ -29,9 +29,11 @@ from shared.problems import Problem
 from shared.processes import stop_on_signals
 from shared.redis_client import create_redis
 from shared.settings import ControlPlaneSettings, JobSettings
+from shared.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 CLEANUP_INTERVAL = 60.0  # seconds between sweeps for expired export files
+OUTAGE_FIRST_BACKOFF, OUTAGE_MAX_BACKOFF = 0.1, 5.0  # seconds between tries while PostgreSQL is unreachable
 
 
 class JobWorker:
@@ -46,12 +48,19 @@ class JobWorker:
         self.finished = 0
 
     async def run(self, stop: asyncio.Event) -> None:
+        backoff = OUTAGE_FIRST_BACKOFF
         while not stop.is_set():
-            await self._cleanup_if_due()
-            job = await claims.claim(self.db, self.settings.lease)
+            try:
+                await self._cleanup_if_due()
+                job = await claims.claim(self.db, self.settings.lease)
+            except STORE_UNAVAILABLE as exc:  # PostgreSQL is down or restarting: wait for it, never exit
+                log.warning("job worker paused, retrying in %.1fs: %r", backoff, exc)
+                await _wait(stop, backoff)
+                backoff = min(backoff * 2, OUTAGE_MAX_BACKOFF)
+                continue
+            backoff = OUTAGE_FIRST_BACKOFF
             if job is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
+                await _wait(stop, self.settings.poll_interval)
                 continue
             try:
                 await self._supervise(job, stop)
@@ -187,13 +196,36 @@ async def start_worker(settings: JobSettings, db: asyncpg.Pool[Any], redis: Any)
     return JobWorker(settings, db, EdgeCache(redis, keys), control_plane)
 
 
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _start_when_reachable(settings: JobSettings, db: asyncpg.Pool[Any], redis: Any,
+                                stop: asyncio.Event) -> JobWorker | None:
+    """The worker, once PostgreSQL answers; None if stopped first. A worker started (or restarted by
+    `scanroute up`) during an outage waits instead of exiting."""
+    backoff = OUTAGE_FIRST_BACKOFF
+    while not stop.is_set():
+        try:
+            return await start_worker(settings, db, redis)
+        except STORE_UNAVAILABLE as exc:
+            log.warning("job worker waiting for the database, retrying in %.1fs: %r", backoff, exc)
+            await _wait(stop, backoff)
+            backoff = min(backoff * 2, OUTAGE_MAX_BACKOFF)
+    return None
+
+
 async def serve(settings: JobSettings) -> None:
     """Run until SIGTERM/SIGINT; a job in progress goes back to the queue."""
     stop = stop_on_signals()
-    db = await create_pool(settings.control_plane.stores.database_url, min_size=1, max_size=4)
+    # min_size=0: creating the pool connects to nothing, so the worker starts while PostgreSQL is down.
+    db = await create_pool(settings.control_plane.stores.database_url, min_size=0, max_size=4)
     redis = create_redis(settings.control_plane.stores.redis_url)
     try:
-        worker = await start_worker(settings, db, redis)
+        worker = await _start_when_reachable(settings, db, redis, stop)
+        if worker is None:
+            return
         log.info("job worker started")
         await worker.run(stop)
         log.info("job worker stopped after %d jobs", worker.finished)

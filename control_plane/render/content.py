@@ -28,7 +28,8 @@ CRLF = "\r\n"
 
 
 class _Content(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: content comes as JSON, where a number is no text, date or boolean (`"hidden": 1` is a 422).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class UrlContent(_Content):
@@ -79,7 +80,9 @@ def _when(value: Any) -> Any:
         return date.fromisoformat(value)
     if isinstance(value, str):
         return datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    return value
+    if isinstance(value, date):  # stored content, read back
+        return value
+    raise ValueError('must be a date such as "2026-05-08" or a date-time such as "2026-05-08T19:00:00Z"')
 
 
 When = Annotated[datetime | date, BeforeValidator(_when)]

@@ -23,7 +23,9 @@ _LEVELS = "LMQH"
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a design comes as JSON (or from the dashboard, already typed), where "4" is no margin and 1 no
+    # boolean.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Colors(_Part):

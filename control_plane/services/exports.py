@@ -10,11 +10,10 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal, cast
 
 import asyncpg
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
 from control_plane.render.design import Design, parse_design
@@ -36,6 +35,7 @@ from control_plane.services.listing import Listing, PageQuery, owned_page
 from control_plane.services.schemas import Body, Reference, Tag
 from shared.ids import new_id
 from shared.problems import Problem, field_error, not_found
+from shared.rules import Moment
 from shared.settings import ControlPlaneSettings
 from shared.times import timestamp
 
@@ -46,7 +46,32 @@ ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")  # QR 
 CODE_ORDER = "c.created_at, length(c.name), c.name, c.id"  # minted "Table 2" before "Table 10"
 
 
+def _given(*names: str) -> dict[str, Any]:
+    """JSON Schema: each of `names` is present and not null."""
+    return {"required": list(names), "properties": {name: {"not": {"type": "null"}} for name in names}}
+
+
+def _unset(*names: str) -> dict[str, Any]:
+    """JSON Schema: each of `names` is absent or null."""
+    return {"properties": {name: {"type": "null"} for name in names}}
+
+
+def _when(condition: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    return {"if": condition, "then": then}
+
+
 class SheetOptions(Body):
+    # The rules between fields, in the schema as the checks below (and sheets.template_sheet) make them.
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        _when({"required": ["template"], "properties": {"template": {"const": "grid"}}},
+              _given("columns", "rows", "qr_size_mm")),
+        # An absent template is avery-l7160, an A4 sheet.
+        _when({"properties": {"template": {"enum": ["avery-l7160", "avery-l7163"]}}},
+              {"properties": {"paper": {"enum": ["a4", None]}}}),
+        _when({"required": ["template"], "properties": {"template": {"const": "avery-5160"}}},
+              {"properties": {"paper": {"enum": ["letter", None]}}}),
+    ]})
+
     paper: Literal["a4", "letter"] | None = None
     template: Literal["avery-l7160", "avery-l7163", "avery-5160", "grid"] = "avery-l7160"
     columns: Annotated[int, Field(ge=1, le=20)] | None = None
@@ -57,6 +82,20 @@ class SheetOptions(Body):
 
 
 class ExportCreate(Body):
+    # The selection and format rules of `_consistent`, in the schema: one selection at most (folder_id and
+    # tag combine), one required for pdf_sheet and zip, image_format for zip, sheet for pdf_sheet only.
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"anyOf": [
+            {**_given("group_id"), **_unset("code_ids", "folder_id", "tag")},
+            {**_given("code_ids"), **_unset("group_id", "folder_id", "tag")},
+            {**_unset("group_id", "code_ids"), "anyOf": [_given("folder_id"), _given("tag")]},
+            {"properties": {**_unset("group_id", "code_ids", "folder_id", "tag")["properties"],
+                            "format": {"enum": ["codes_csv", "scans_csv"]}}},
+        ]},
+        _when({"properties": {"format": {"const": "zip"}}}, _given("image_format")),
+        _when({"properties": {"format": {"not": {"const": "pdf_sheet"}}}}, _unset("sheet")),
+    ]})
+
     format: Format
     group_id: Reference | None = None
     code_ids: Annotated[list[Reference], Field(min_length=1, max_length=MAX_CODES)] | None = None
@@ -66,8 +105,8 @@ class ExportCreate(Body):
     image_format: Literal["svg", "png", "pdf"] | None = None
     size_mm: Annotated[float, Field(ge=5, le=500)] = 30.0  # zip: the printed side of each image
     dpi: Annotated[int, Field(ge=72, le=1200)] = 300  # zip, png: pixels per inch
-    since: datetime | None = None  # scans_csv
-    until: datetime | None = None
+    since: Moment | None = None  # scans_csv
+    until: Moment | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ExportCreate:
@@ -80,9 +119,6 @@ class ExportCreate(Body):
             raise ValueError("select codes with group_id, code_ids, folder_id or tag")
         if self.format == "zip" and self.image_format is None:
             raise ValueError("a zip export needs image_format: svg, png or pdf")
-        for given in (self.since, self.until):
-            if given is not None and given.tzinfo is None:
-                raise ValueError("since and until need a time zone, such as Z")
         if self.since and self.until and self.since >= self.until:
             raise ValueError("since must be before until")
         return self

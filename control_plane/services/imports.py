@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -44,6 +45,21 @@ class ImportRow:
     body: QRCodeCreate
 
 
+# What makes a body an import, checked on the request (422 otherwise) and published as the body's schema
+# (`pattern`): UTF-8 text whose first line is a header of at most 100 known columns, each maybe quoted and
+# padded with a few spaces or tabs (a parameter's key: at most 100 characters). Rows, and a column named
+# twice, are the job's to check (errors by line in its result). Every repetition is bounded, so no line
+# longer than MAX_HEADER_CHARS matches and the check never reads further.
+MAX_COLUMNS, MAX_HEADER_CHARS = 100, 16_384
+_PAD = r"[ \t]{0,8}"
+_COLUMN = rf'(?:(?:name|url|group_id|folder_id|tags|slug){_PAD}|(?:utm_|param:){_PAD}[^,"\r\n \t][^,"\r\n]{{0,99}})'
+_CELL = rf'(?:{_PAD}{_COLUMN}|"{_PAD}{_COLUMN}")'
+HEADER_LINE = rf"\uFEFF?{_CELL}(?:,{_CELL}){{0,{MAX_COLUMNS - 1}}}"
+IMPORT_FILE_PATTERN = rf"^{HEADER_LINE}(?:[\r\n][\s\S]*)?$"
+_HEADER_LINE = re.compile(HEADER_LINE)
+COLUMNS_HINT = "name, url, group_id, folder_id, tags, slug, utm_* or param:KEY"
+
+
 def _error(line: int, field: str, message: str) -> RowError:
     return {"row": line, "field": field, "message": message}
 
@@ -57,13 +73,12 @@ def _param_key(column: str) -> str | None:
 
 
 def _header(names: list[str]) -> tuple[list[str], list[RowError]]:
-    columns = [name.strip() for name in names]
+    columns = [name.strip(" \t") for name in names]
     errors = []
     seen: set[str] = set()
     for column in columns:
         if column not in PLAIN_COLUMNS and _param_key(column) is None:
-            errors.append(_error(1, column, "unknown column; use name, url, group_id, folder_id, tags, slug, "
-                                            "utm_* or param:KEY"))
+            errors.append(_error(1, column, f"unknown column; use {COLUMNS_HINT}"))
         elif column in seen:
             errors.append(_error(1, column, "appears twice"))
         seen.add(column)
@@ -270,8 +285,32 @@ def import_object(row: asyncpg.Record) -> ImportPublic:
     return cast(ImportPublic, obj)
 
 
+def check_file(data: bytes) -> None:
+    """422 unless `data` is an import: UTF-8 whose first line is a header of known columns (IMPORT_FILE_PATTERN)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise Problem(422, f"The file is not UTF-8 text (line {line}).", type="invalid-import",
+                      errors=[{"field": "body", "message": f"line {line} is not UTF-8 text"}]) from None
+    first_line = re.split(r"[\r\n]", text, maxsplit=1)[0]
+    if len(first_line) <= MAX_HEADER_CHARS and _HEADER_LINE.fullmatch(first_line):
+        return
+    try:
+        unknown = _header(next(csv.reader([first_line[:MAX_HEADER_CHARS].removeprefix("\ufeff")])))[1]
+    except (StopIteration, csv.Error):
+        unknown = []
+    named = [e["field"] for e in unknown if e["message"] != "appears twice"]
+    rule = f"the first line must be a header row of at most {MAX_COLUMNS} columns from {COLUMNS_HINT}"
+    what = f"unknown column {', '.join(map(repr, named))}" if named else "no header row"
+    raise Problem(422, f"The file is not a CSV import ({what}): {rule}.", type="invalid-import",
+                  errors=[{"field": name, "message": f"unknown column; use {COLUMNS_HINT}"} for name in named]
+                  or [{"field": "body", "message": rule}])
+
+
 async def create_import(conn: asyncpg.Connection[Any], key: ApiKey, data: bytes, dry_run: bool) -> ImportPublic:
-    """Queue an import of `data` (the CSV as uploaded) in the caller's transaction."""
+    """Queue an import of `data` (the CSV as uploaded) in the caller's transaction; 422 when it is no import."""
+    check_file(data)
     job_id = new_id("imp")
     await conn.execute("INSERT INTO jobs (id, kind, org_id, livemode, request) VALUES ($1, 'import', $2, $3, $4)",
                        job_id, key.org_id, key.livemode, {"dry_run": dry_run})

@@ -13,6 +13,7 @@ from control_plane.services.keys import ApiKey
 from control_plane.services.qr_codes import fetch_code
 from control_plane.services.qr_groups import fetch_group
 from shared.problems import field_error
+from shared.times import parse_rfc3339
 
 DEFAULT_RANGE = timedelta(days=30)
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
@@ -36,11 +37,9 @@ def _instant(name: str, raw: str | None, default: datetime) -> datetime:
     if raw is None:
         return default
     try:
-        value = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        raise field_error(name, "must be an RFC 3339 timestamp such as 2026-04-08T00:00:00Z") from None
-    if value.tzinfo is None:
-        raise field_error(name, "must include a time zone, such as Z or +02:00")
+        value = parse_rfc3339(raw)
+    except ValueError as exc:
+        raise field_error(name, str(exc)) from None
     value = value.astimezone(UTC).replace(microsecond=0)
     if not EARLIEST <= value <= LATEST:
         raise field_error(name, "must be between 1970-01-01 and 9999-01-01")

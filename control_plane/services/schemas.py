@@ -142,7 +142,9 @@ class MintCodes(Body):
 
 
 class BulkChanges(Body):
-    """What a bulk update may set on every code it names (a PATCH of these fields, `null` clears)."""
+    """What a bulk update may set on every code it names (a PATCH of these fields, `null` clears); at least one."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     tags: Annotated[list[Tag], Field(max_length=10)] | None = None
     folder_id: Reference | None = None

@@ -224,6 +224,9 @@ async def update_endpoint(ctx: ServiceContext, key: ApiKey, endpoint_id: str,
             "UPDATE webhook_endpoints SET url = $2, events = $3, description = $4, enabled = $5,"
             " disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END,"
             " failing_since = CASE WHEN $5 AND NOT enabled THEN NULL ELSE failing_since END,"
+            # Enabled again, or pointed elsewhere: the circuit breaker starts afresh (docs/webhooks.md).
+            " consecutive_failures = CASE WHEN ($5 AND NOT enabled) OR url <> $2 THEN 0 ELSE consecutive_failures END,"
+            " paused_until = CASE WHEN ($5 AND NOT enabled) OR url <> $2 THEN NULL ELSE paused_until END,"
             f" updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
             current["id"], url or current["url"], body.events or current["events"],
             current["description"] if body.description is None else body.description, enabled)
@@ -270,10 +273,15 @@ async def send_test_event(ctx: ServiceContext, key: ApiKey, endpoint_id: str) ->
     if not endpoint["enabled"]:
         raise Problem(409, "The endpoint is disabled; enable it before sending a test event.")
     event = test_event(endpoint)
-    row = await ctx.db.fetchrow(
-        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, payload, next_attempt_at)"
-        f" VALUES ($1, $2, $3, $4, now()) RETURNING {DELIVERY_COLUMNS}",
-        new_id("whd"), endpoint["id"], event["id"], event)
+    async with ctx.transaction() as conn:
+        # Whoever sends a test event (a receiver just fixed) wants to know now: an open circuit's pause
+        # ends, and the next due delivery probes the endpoint at once (docs/webhooks.md).
+        await conn.execute("UPDATE webhook_endpoints SET paused_until = NULL"
+                           " WHERE id = $1 AND paused_until IS NOT NULL", endpoint["id"])
+        row = await conn.fetchrow(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, payload, next_attempt_at)"
+            f" VALUES ($1, $2, $3, $4, now()) RETURNING {DELIVERY_COLUMNS}",
+            new_id("whd"), endpoint["id"], event["id"], event)
     assert row is not None
     return delivery_object(row, [])
 

@@ -1,14 +1,16 @@
 """The webhook dispatcher: outbox events → one delivery per subscribed endpoint → signed POSTs, retried.
 
-Two kinds of loop share one process and may run in as many processes as needed:
+Three loops share one process, and any number of processes may run side by side:
 
-- fan-out claims undispatched events (`FOR UPDATE SKIP LOCKED`), creates one delivery per matching
-  enabled endpoint and marks the events dispatched, all in one transaction;
-- delivery loops claim due deliveries (`FOR UPDATE SKIP LOCKED`), send them concurrently and record
-  every attempt in the same transaction that holds the claim; endpoint health (failing since, disabled)
-  follows in a short transaction of its own. A dispatcher that dies mid-batch (even
-  by `kill -9`) loses its connection, PostgreSQL rolls the claim back, and another loop sends the batch
-  again: delivery is at least once, and receivers deduplicate on `webhook-id`.
+- fan-out (`fan_out.py`) turns undispatched events into deliveries, a turn per organisation and mode,
+  and holds back the events of one whose queue is full (WEBHOOK_ORG_QUEUE);
+- the sender claims due deliveries under per-endpoint, per-organisation and per-process bounds
+  (`claims.py`), leases them, and sends each on a task of its own: a slow receiver holds its own slots
+  and nobody else's;
+- the recorder writes each finished attempt, the delivery's next state and the endpoint's health
+  (failures in a row, circuit breaker, failing since, disabled) in one short transaction, and frees
+  the slot. A dispatcher that dies (even by `kill -9`) leaves its leases to expire and another sends
+  those deliveries again: delivery is at least once, and receivers deduplicate on `webhook-id`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeAlias
 
 import aiohttp
@@ -27,9 +29,24 @@ import asyncpg
 import orjson
 
 from control_plane.webhooks import signing
+from control_plane.webhooks.claims import claim
 from control_plane.webhooks.delivery import AttemptResult, attempt, create_session
-from control_plane.webhooks.metrics import QUEUE_DEPTH, WebhookMetrics
-from control_plane.webhooks.schedule import DISABLE_AFTER, Clock, Jitter, next_attempt_at, system_clock
+from control_plane.webhooks.fan_out import Pair, fan_out_round
+from control_plane.webhooks.metrics import (
+    DELIVERY_STATES,
+    ENDPOINT_HEALTH,
+    ENDPOINT_STATES,
+    QUEUE_DEPTH,
+    WebhookMetrics,
+)
+from control_plane.webhooks.schedule import (
+    DISABLE_AFTER,
+    Clock,
+    Jitter,
+    circuit_pause,
+    next_attempt_at,
+    system_clock,
+)
 from shared.database import create_pool
 from shared.ids import new_id
 from shared.metrics_server import metrics_server
@@ -42,46 +59,32 @@ Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[An
 
 FAN_OUT_BATCH = 500
 QUEUE_DEPTH_INTERVAL_S = 5.0
+SHUTDOWN_RECORD_S = 15.0  # after SIGTERM, how long to keep trying to record attempts already made
 RETRYABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
-CLAIM_EVENTS = """
-SELECT seq, id FROM events WHERE dispatched_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED"""
-# Endpoints subscribe from their creation on; an endpoint never receives events from before it existed.
-SUBSCRIBERS = """
-SELECT e.id AS event_id, w.id AS endpoint_id
-FROM events e JOIN webhook_endpoints w
-  ON w.org_id = e.org_id AND w.livemode = e.livemode AND w.enabled AND w.created_at <= e.created_at
- AND (e.type = ANY (w.events) OR '*' = ANY (w.events))
-WHERE e.id = ANY ($1::text[])"""
-CREATE_DELIVERIES = """
-INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at, updated_at)
-SELECT d.id, d.event_id, d.endpoint_id, $4, $4, $4 FROM unnest($1::text[], $2::text[], $3::text[])
-    AS d (id, event_id, endpoint_id)
-ON CONFLICT (event_id, endpoint_id) DO NOTHING"""
-CLAIM_DUE = """
-SELECT d.id AS delivery_id, d.event_id, d.endpoint_id, d.attempt_count, d.payload,
-       w.url, w.secret, w.previous_secret, w.previous_secret_expires_at,
-       e.id, e.type, e.livemode, e.created_at, e.data
-FROM webhook_deliveries d
-JOIN webhook_endpoints w ON w.id = d.endpoint_id
-LEFT JOIN events e ON e.id = d.event_id
-WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND w.enabled
-ORDER BY d.next_attempt_at
-LIMIT $2
-FOR UPDATE OF d SKIP LOCKED"""
 RECORD_ATTEMPT = """
 INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error, response_excerpt)
 VALUES ($1, $2, $3, $4, $5, $6)"""
+# Only while the lease is still this dispatcher's: one that lost it (it expired, and another dispatcher
+# sent the delivery again) records its attempt but leaves the delivery to the new holder.
 UPDATE_DELIVERY = """
-UPDATE webhook_deliveries SET status = $2, attempt_count = $3, next_attempt_at = $4, updated_at = $5
-WHERE id = $1"""
-ENDPOINT_RECOVERED = "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL"
+UPDATE webhook_deliveries SET status = $2, attempt_count = $3, next_attempt_at = $4, updated_at = $5,
+       leased_until = NULL, leased_by = NULL
+WHERE id = $1 AND leased_by = $6"""
+# The endpoints of the attempts being recorded, locked in a fixed order before any delivery row: the
+# API locks an endpoint before its deliveries too (DELETE cascades, PATCH parks), so neither can wait
+# for the other in a cycle, and concurrent recorders cannot deadlock either.
+LOCK_ENDPOINTS = """
+SELECT id, enabled, consecutive_failures, failing_since, paused_until FROM webhook_endpoints
+WHERE id = ANY ($1::text[]) ORDER BY id FOR NO KEY UPDATE"""
+ENDPOINT_RECOVERED = """
+UPDATE webhook_endpoints SET failing_since = NULL, consecutive_failures = 0, paused_until = NULL WHERE id = $1"""
 ENDPOINT_FAILED = """
-UPDATE webhook_endpoints SET failing_since = coalesce(failing_since, $2) WHERE id = $1 RETURNING failing_since"""
+UPDATE webhook_endpoints SET failing_since = $2, consecutive_failures = $3, paused_until = $4 WHERE id = $1"""
 DISABLE_ENDPOINT = """
 UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = $3 WHERE id = $1 AND enabled"""
-# Parked deliveries (no next attempt) wait for the endpoint to be enabled again; rows another loop holds
-# are skipped rather than waited for, which could deadlock with that loop's own endpoint update.
+# Parked deliveries (no next attempt) wait for the endpoint to be enabled again; rows another
+# transaction holds are skipped rather than waited for.
 PARK_PENDING = """
 UPDATE webhook_deliveries SET next_attempt_at = NULL WHERE id IN (
     SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending'
@@ -129,39 +132,37 @@ class Dispatcher:
         self.session = session
         self.clock = clock
         self.jitter = jitter
+        self.owner = new_id("wdisp")  # the name on this process's leases
         self.attempts = 0
         self.metrics = WebhookMetrics()
+        self._fan_out_after: Pair | None = None
+        self._sending: dict[str, asyncio.Task[Outcome]] = {}  # by delivery id: being sent, or not yet recorded
+        self._finished: list[Outcome] = []
+        self._recorded = asyncio.Event()  # a slot came free
+        self._to_record = asyncio.Event()
 
     async def fan_out(self, limit: int = FAN_OUT_BATCH) -> int:
-        """Turn up to `limit` outbox events into deliveries; returns the number of events claimed."""
-        now = self.clock()
+        """Turn up to about `limit` outbox events into deliveries; returns the number of events dispatched."""
         async with self.db.acquire() as conn, conn.transaction():
-            events = await conn.fetch(CLAIM_EVENTS, limit)
-            if not events:
-                return 0
-            pairs = await conn.fetch(SUBSCRIBERS, [e["id"] for e in events])
-            if pairs:
-                await conn.execute(CREATE_DELIVERIES, [new_id("whd") for _ in pairs],
-                                   [p["event_id"] for p in pairs], [p["endpoint_id"] for p in pairs], now)
-            await conn.execute("UPDATE events SET dispatched_at = $2 WHERE seq = ANY ($1::bigint[])",
-                               [e["seq"] for e in events], now)
-        return len(events)
+            done, self._fan_out_after = await fan_out_round(conn, self.clock(), limit=limit,
+                                                            org_queue=self.settings.org_queue,
+                                                            after=self._fan_out_after)
+        self.metrics.held.set(len(done.held))
+        return done.dispatched
+
+    async def claim(self, room: int) -> list[asyncpg.Record]:
+        """Lease up to `room` due deliveries to this dispatcher, within every concurrency bound."""
+        now = self.clock()
+        async with self.db.acquire() as conn:
+            return await claim(conn, now, room=room, endpoint_concurrency=self.settings.endpoint_concurrency,
+                               org_concurrency=self.settings.org_concurrency,
+                               lease_until=now + timedelta(seconds=self.settings.lease), owner=self.owner)
 
     async def deliver_due(self) -> int:
-        """Send one batch of due deliveries; returns how many were attempted."""
-        async with self.db.acquire() as conn, conn.transaction():
-            due = await conn.fetch(CLAIM_DUE, self.clock(), self.settings.batch_size)
-            if not due:
-                return 0
-            outcomes = await asyncio.gather(*(self._send(row) for row in due))
-            states = await self._record(conn, outcomes)
-        self.attempts += len(due)
-        for state in states:
-            self.metrics.deliveries.labels("retrying" if state.status == "pending" else state.status).inc()
-        # Endpoint health is updated only after the claim is released: a transaction that holds
-        # deliveries never waits for an endpoint row, so it cannot deadlock with an API call that
-        # holds the endpoint and waits for its deliveries (DELETE cascades, PATCH parks them).
-        await self._update_endpoints(outcomes)
+        """Claim what is due now, send it all and record it; returns how many were attempted (for tests)."""
+        due = await self.claim(self.settings.concurrency)
+        if due:
+            await self.record(await asyncio.gather(*(self._send(row) for row in due)))
         return len(due)
 
     async def _send(self, row: asyncpg.Record) -> Outcome:
@@ -173,46 +174,61 @@ class Dispatcher:
         try:
             result = await attempt(self.session, row["url"], body, headers, self.settings.outbound)
         except Exception as exc:
-            # Recorded as a failed attempt and retried: one odd URL must not stall the whole batch.
+            # Recorded as a failed attempt and retried: one odd URL must not stall the dispatcher.
             log.exception("unexpected error delivering %s", row["delivery_id"])
             result = AttemptResult(None, 0, f"internal error: {type(exc).__name__}", "")
         return Outcome(row, now, result)
 
-    async def _record(self, conn: Conn, outcomes: Sequence[Outcome]) -> list[NextState]:
-        await conn.executemany(RECORD_ATTEMPT, [
-            (o.delivery["delivery_id"], o.attempted_at, o.result.status_code, o.result.latency_ms, o.result.error,
-             o.result.response_excerpt) for o in outcomes])
-        states = [self._next_state(o) for o in outcomes]
-        await conn.executemany(UPDATE_DELIVERY, states)
-        return states
-
-    async def _update_endpoints(self, outcomes: Sequence[Outcome]) -> None:
+    async def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Attempts, the deliveries' next states and their endpoints' health, in one transaction."""
         by_endpoint: dict[str, list[Outcome]] = {}
         for outcome in outcomes:
             by_endpoint.setdefault(outcome.delivery["endpoint_id"], []).append(outcome)
+        states: list[NextState] = []
         async with self.db.acquire() as conn, conn.transaction():
-            for endpoint_id in sorted(by_endpoint):  # a fixed lock order: concurrent loops cannot deadlock
-                await self._update_endpoint(conn, endpoint_id, by_endpoint[endpoint_id])
+            endpoints = {r["id"]: r for r in await conn.fetch(LOCK_ENDPOINTS, sorted(by_endpoint))}
+            # An endpoint deleted meanwhile took its deliveries with it: nothing is left to record.
+            kept = [o for o in outcomes if o.delivery["endpoint_id"] in endpoints]
+            await conn.executemany(RECORD_ATTEMPT, [
+                (o.delivery["delivery_id"], o.attempted_at, o.result.status_code, o.result.latency_ms, o.result.error,
+                 o.result.response_excerpt) for o in kept])
+            states = [self._next_state(o, endpoints[o.delivery["endpoint_id"]]["enabled"]) for o in kept]
+            await conn.executemany(UPDATE_DELIVERY, [(*state, self.owner) for state in states])
+            for endpoint_id, endpoint in endpoints.items():
+                await self._update_endpoint(conn, endpoint, by_endpoint[endpoint_id])
+        self.attempts += len(outcomes)
+        for state in states:
+            self.metrics.deliveries.labels("retrying" if state.status == "pending" else state.status).inc()
 
-    def _next_state(self, outcome: Outcome) -> NextState:
+    def _next_state(self, outcome: Outcome, endpoint_enabled: bool) -> NextState:
         attempts = outcome.delivery["attempt_count"] + 1
         now = outcome.attempted_at
         if outcome.result.succeeded:
             return NextState(outcome.delivery["delivery_id"], "succeeded", attempts, None, now)
         retry_at = None if outcome.result.gone else next_attempt_at(attempts, now, self.jitter)
-        return NextState(outcome.delivery["delivery_id"], "pending" if retry_at else "failed", attempts, retry_at, now)
+        if retry_at is None:
+            return NextState(outcome.delivery["delivery_id"], "failed", attempts, None, now)
+        # Disabled while this attempt was under way: the delivery waits with the others (parked).
+        return NextState(outcome.delivery["delivery_id"], "pending", attempts, retry_at if endpoint_enabled else None,
+                         now)
 
-    async def _update_endpoint(self, conn: Conn, endpoint_id: str,
-                               outcomes: list[Outcome]) -> None:
+    async def _update_endpoint(self, conn: Conn, endpoint: asyncpg.Record, outcomes: list[Outcome]) -> None:
         now = max(o.attempted_at for o in outcomes)
         if any(o.result.succeeded for o in outcomes):
-            await conn.execute(ENDPOINT_RECOVERED, endpoint_id)
+            if endpoint["failing_since"] or endpoint["consecutive_failures"] or endpoint["paused_until"]:
+                await conn.execute(ENDPOINT_RECOVERED, endpoint["id"])
         elif any(o.result.gone for o in outcomes):
-            await self._disable(conn, endpoint_id, "gone", now)
+            await self._disable(conn, endpoint["id"], "gone", now)
         else:
-            failing_since: datetime | None = await conn.fetchval(ENDPOINT_FAILED, endpoint_id, now)
-            if failing_since is not None and now - failing_since >= DISABLE_AFTER:  # None: deleted meanwhile
-                await self._disable(conn, endpoint_id, "failing", now)
+            failing_since = endpoint["failing_since"] or min(o.attempted_at for o in outcomes)
+            failures = endpoint["consecutive_failures"] + len(outcomes)
+            paused_until = circuit_pause(failures, now, self.jitter)
+            if paused_until is not None and (endpoint["paused_until"] is None or endpoint["paused_until"] <= now):
+                log.warning("webhook endpoint %s failed %d times in a row: nothing sent to it until %s",
+                            endpoint["id"], failures, paused_until.isoformat(timespec="seconds"))
+            await conn.execute(ENDPOINT_FAILED, endpoint["id"], failing_since, failures, paused_until)
+            if now - failing_since >= DISABLE_AFTER:
+                await self._disable(conn, endpoint["id"], "failing", now)
 
     async def _disable(self, conn: Conn, endpoint_id: str, reason: str, now: datetime) -> None:
         log.warning("disabling webhook endpoint %s: %s", endpoint_id, reason)
@@ -220,7 +236,7 @@ class Dispatcher:
         await conn.execute(PARK_PENDING, endpoint_id)
 
     async def drain(self) -> int:
-        """Fan out every event, then send everything due now; returns the attempts made (for tests)."""
+        """Fan out every event it may, then send everything due now; returns the attempts made (for tests)."""
         while await self.fan_out():
             pass
         made = 0
@@ -229,23 +245,89 @@ class Dispatcher:
         return made
 
     async def measure_queue(self) -> None:
-        depth = await self.db.fetchrow(QUEUE_DEPTH, self.clock())
-        assert depth is not None
-        self.metrics.undispatched.set(depth["events"])
-        self.metrics.due.set(depth["due"])
+        now = self.clock()
+        depth = await self.db.fetchrow(QUEUE_DEPTH, now)
+        health = await self.db.fetchrow(ENDPOINT_HEALTH, now)
+        assert depth is not None and health is not None
+        self.metrics.undispatched.set(depth["undispatched"])
+        for state in DELIVERY_STATES:
+            self.metrics.queued.labels(state).set(depth[state])
+        for state in ENDPOINT_STATES:
+            self.metrics.endpoints.labels(state).set(health[state])
 
     async def _measure_queue_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.measure_queue()
-            except RETRYABLE as exc:  # the delivery loops report the outage; the gauges keep their last value
+            except RETRYABLE as exc:  # the other loops report the outage; the gauges keep their last value
                 log.debug("queue depth not measured: %r", exc)
             await _wait(stop, QUEUE_DEPTH_INTERVAL_S)
 
     async def run(self, stop: asyncio.Event) -> None:
-        loops = [self._loop(self.fan_out, stop), self._measure_queue_loop(stop)]
-        loops += [self._loop(self.deliver_due, stop) for _ in range(self.settings.workers)]
-        await asyncio.gather(*loops)
+        sending = asyncio.create_task(self._send_loop(stop))
+        recording = asyncio.create_task(self._record_loop(stop, sending))
+        await asyncio.gather(self._loop(self.fan_out, stop), self._measure_queue_loop(stop), sending, recording)
+
+    async def _send_loop(self, stop: asyncio.Event) -> None:
+        """Keep up to WEBHOOK_CONCURRENCY deliveries in flight, each on its own task."""
+        backoff = 0.1
+        while not stop.is_set():
+            self._recorded.clear()
+            room = self.settings.concurrency - len(self._sending)
+            if room > 0:
+                try:
+                    due = await self.claim(room)
+                    backoff = 0.1
+                except RETRYABLE as exc:
+                    log.warning("webhook dispatcher paused, retrying in %.1fs: %r", backoff, exc)
+                    await _wait(stop, backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                for row in due:
+                    task = asyncio.create_task(self._send(row))
+                    self._sending[row["delivery_id"]] = task
+                    task.add_done_callback(self._finish)
+                self.metrics.in_flight.set(len(self._sending))
+            # Claim again once a slot is free (an attempt recorded), or anything else became due.
+            await _wait_any(stop, self._recorded, self.settings.poll_interval)
+
+    def _finish(self, task: asyncio.Task[Outcome]) -> None:
+        self._finished.append(task.result())  # _send returns an outcome whatever happens
+        self._to_record.set()
+
+    async def _record_loop(self, stop: asyncio.Event, sending: asyncio.Task[None]) -> None:
+        """Record finished attempts as they come, in batches; after `stop`, until every send is recorded."""
+        backoff = 0.1
+        deadline: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            if stop.is_set() and sending.done():
+                if not self._sending:
+                    return
+                deadline = deadline or loop.time() + self.settings.delivery_timeout + SHUTDOWN_RECORD_S
+                if loop.time() > deadline:
+                    log.warning("stopping with %d attempts unrecorded; their leases expire and they are sent again",
+                                len(self._sending))
+                    return
+            if not self._finished:
+                self._to_record.clear()
+                with contextlib.suppress(TimeoutError):  # not on `stop`: after it, this waits for the sends
+                    await asyncio.wait_for(self._to_record.wait(), 0.5)
+                continue
+            batch, self._finished = self._finished, []
+            try:
+                await self.record(batch)
+                backoff = 0.1
+            except RETRYABLE as exc:
+                log.warning("webhook attempts not recorded, retrying in %.1fs: %r", backoff, exc)
+                self._finished = batch + self._finished
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for outcome in batch:
+                self._sending.pop(outcome.delivery["delivery_id"], None)
+            self.metrics.in_flight.set(len(self._sending))
+            self._recorded.set()
 
     async def _loop(self, step: Callable[[], Awaitable[int]], stop: asyncio.Event) -> None:
         backoff = 0.1
@@ -267,13 +349,24 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
+async def _wait_any(stop: asyncio.Event, event: asyncio.Event, seconds: float) -> None:
+    """Until `stop` or `event` is set, or `seconds` pass."""
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(event.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
 async def serve(settings: WebhookSettings) -> None:
-    """Run until SIGTERM/SIGINT, then finish the batches in flight (drain) and exit."""
+    """Run until SIGTERM/SIGINT, then let the attempts in flight finish and be recorded, and exit."""
     stop = stop_on_signals()
-    db = await create_pool(settings.stores.database_url, min_size=0, max_size=settings.workers + 2)
+    db = await create_pool(settings.stores.database_url, min_size=0, max_size=4)
     session = create_session(settings.delivery_timeout)
     dispatcher = Dispatcher(settings, db, session)
-    log.info("webhook dispatcher started with %d delivery loops", settings.workers)
+    log.info("webhook dispatcher started: up to %d deliveries in flight, %d per endpoint, %d per organisation",
+             settings.concurrency, settings.endpoint_concurrency, settings.org_concurrency)
     try:
         with metrics_server(settings.metrics_bind, dispatcher.metrics.registry):
             await dispatcher.run(stop)

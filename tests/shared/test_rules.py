@@ -57,7 +57,7 @@ def test_at_most_twenty_rules() -> None:
     ({"country": ["DEU"]}, "rules.0.if.country.0", "alpha-2"),
     ({"ip": ["300.1.1.1"]}, "rules.0.if.ip.0", "CIDR"),
     ({"query": {"": "x"}}, "rules.0.if.query..[key]", "at least 1 character"),
-    ({"after": "2026-01-01T00:00:00"}, "rules.0.if.after", "timezone"),
+    ({"after": "2026-01-01T00:00:00"}, "rules.0.if.after", "offset"),
     ({"after": "2026-02-01T00:00:00Z", "before": "2026-01-01T00:00:00Z"}, "rules.0.if.before", "later than"),
     ({"weekday": ["monday"]}, "rules.0.if.weekday.0", "'mon'"),
     ({"time": {"from": "25:00", "to": "10:00"}}, "rules.0.if.time.from", "HH:MM"),

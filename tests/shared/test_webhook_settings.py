@@ -14,16 +14,17 @@ def test_outbound_defaults_are_strict() -> None:
 
 def test_development_allow_list() -> None:
     settings = WebhookSettings.from_env({**BASE, "OUTBOUND_ALLOWED_HOSTS": " 127.0.0.1, LocalHost ,",
-                                         "WEBHOOK_ALLOW_HTTP": "true", "WEBHOOK_WORKERS": "8"})
+                                         "WEBHOOK_ALLOW_HTTP": "true", "WEBHOOK_CONCURRENCY": "8"})
     assert settings.outbound.allowed_hosts == {"127.0.0.1", "localhost"} and settings.outbound.allow_http
-    assert settings.workers == 8 and settings.delivery_timeout == 10
+    assert settings.concurrency == 8 and settings.endpoint_concurrency == 8 and settings.delivery_timeout == 10
     assert "hunter2" not in repr(settings)
 
 
 @pytest.mark.parametrize(("overrides", "variable"), [
     ({"WEBHOOK_ALLOW_HTTP": "maybe"}, "WEBHOOK_ALLOW_HTTP"),
-    ({"WEBHOOK_WORKERS": "0"}, "WEBHOOK_WORKERS"),
-    ({"WEBHOOK_BATCH_SIZE": "many"}, "WEBHOOK_BATCH_SIZE"),
+    ({"WEBHOOK_CONCURRENCY": "0"}, "WEBHOOK_CONCURRENCY"),
+    ({"WEBHOOK_ORG_QUEUE": "many"}, "WEBHOOK_ORG_QUEUE"),
+    ({"WEBHOOK_LEASE": "5"}, "WEBHOOK_LEASE"),
 ])
 def test_bad_values_name_the_variable(overrides: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -64,7 +64,8 @@ async def export_file(request: Request) -> Response:
     export_id = request.path_params["export_id"]
     services = app_state(request).services
     signed = parse_query(request, SignedQuery)
-    if "authorization" not in request.headers and signed.signature is not None:
+    # No key and no signature (an empty one included) is a request without credentials: 401, as everywhere.
+    if "authorization" not in request.headers and signed.signature:
         if not signature_valid(services.settings, export_id, signed.expires or "", signed.signature, time.time()):
             raise Problem(403, "This link is not valid or has expired; ask for a new one.", type="invalid-signature")
         file = await exports.export_file(services, None, export_id)
@@ -76,7 +77,7 @@ async def export_file(request: Request) -> Response:
 
 
 @operation("Import codes from a CSV file (all or nothing)", "qr:write", status=202, returns=ImportPublic,
-           body_media="text/csv", extra_errors=(413, 415), query=ImportQuery)
+           body_media="text/csv", body_pattern=imports.IMPORT_FILE_PATTERN, extra_errors=(413, 415), query=ImportQuery)
 async def start_import(request: Request) -> Response:
     key = await authenticate(request, "qr:write")
     query = parse_query(request, ImportQuery)

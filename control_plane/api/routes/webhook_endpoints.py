@@ -22,7 +22,11 @@ from control_plane.services.webhook_endpoints import (
 
 
 @operation("Create a webhook endpoint (the secret is shown once)", "webhooks:write",
-           body=WebhookEndpointCreate, status=201, returns=WebhookEndpointPublic)
+           body=WebhookEndpointCreate, status=201, returns=WebhookEndpointPublic,
+           notes="An organisation has at most `WEBHOOK_ENDPOINTS_PER_ORG` endpoints in live mode (default 16) and"
+                 " `WEBHOOK_TEST_ENDPOINTS_PER_ORG` in test mode (default 3).",
+           error_details=((409, "The organisation already has as many endpoints in this mode as allowed"
+                                " (problem type `webhook-endpoint-limit`); delete one first"),))
 async def create_endpoint(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     body = await parse_body(request, WebhookEndpointCreate)

@@ -9,10 +9,22 @@ from typing import Any
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from control_plane.dashboard.forms import field_errors, optional, pairs_patch, pairs_text, parse_pairs, validated
+from control_plane.dashboard.forms import (
+    destination_and_pairs,
+    field_errors,
+    optional,
+    pairs_patch,
+    pairs_text,
+    validated,
+)
+from control_plane.dashboard.pages import routing
 from control_plane.dashboard.paging import pages
 from control_plane.dashboard.visit import Visit, page
-from control_plane.services import qr_codes, qr_groups
+from control_plane.services import exports, folders, qr_codes, qr_groups
+from control_plane.services.context import ServiceContext
+from control_plane.services.exports import ExportCreate
+from control_plane.services.keys import ApiKey
+from control_plane.services.listing import PageQuery
 from control_plane.services.schemas import (
     QRCodeBulkUpdate,
     QRCodeCreate,
@@ -39,9 +51,13 @@ async def code_list(visit: Visit) -> Response:
     listing = await qr_codes.list_codes(visit.stores.services, visit.principal, query)
     updated = visit.request.query_params.get("updated", "")
     notice = f"Updated {updated} codes." if updated.isdigit() else ""
+    folder_choices = await folders.list_folders(visit.stores.services, visit.principal, PageQuery(limit=100)) \
+        if visit.can("qr:write") else None
     return visit.render("codes/list.html", {"listing": listing, "query": query, "statuses": STATUSES,
                                             "sorts": SORTS, "pages": pages(visit.request, listing),
                                             "groups": await _group_choices(visit), "notice": notice,
+                                            "folders": folder_choices.data if folder_choices else [],
+                                            "exports": EXPORTS,
                                             "here": str(visit.request.url.path) + (
                                                 f"?{visit.request.url.query}" if visit.request.url.query else "")})
 
@@ -54,7 +70,23 @@ def _bulk_changes(form: dict[str, str]) -> dict[str, Any]:
         return {"tags": _tags(form.get("tags", ""))}
     if action == "group":
         return {"group_id": optional(form.get("group_id"))}
+    if action == "folder":
+        return {"folder_id": optional(form.get("folder_id"))}
     raise Problem(422, "Choose what to do with the selected codes.")
+
+
+# Bulk export of the ticked codes (`code_ids` of `POST /v1/exports`): what each choice asks the exports service.
+EXPORTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "export-sheet": ("label sheet (A4, L7160)", {"format": "pdf_sheet", "sheet": {}}),
+    "export-svg": ("SVG images (zip)", {"format": "zip", "image_format": "svg"}),
+    "export-png": ("PNG images (zip)", {"format": "zip", "image_format": "png"}),
+    "export-csv": ("codes CSV", {"format": "codes_csv"})}
+
+
+async def _bulk_export(ctx: ServiceContext, key: ApiKey, ids: list[str], action: str) -> Response:
+    body = validated(ExportCreate, {**EXPORTS[action][1], "code_ids": ids})
+    started = await exports.start_export(ctx, key, body)
+    return RedirectResponse(f"/app/exports?started={started['id']}", 303)
 
 
 @page("qr:write")
@@ -63,6 +95,8 @@ async def bulk_update(visit: Visit) -> Response:
     ids = visit.values("ids")
     if not ids:
         raise Problem(422, "Select at least one code first.")
+    if visit.form.get("action") in EXPORTS:  # an export job of exactly these codes, shown on the Print page
+        return await _bulk_export(visit.stores.services, visit.principal, ids, visit.form["action"])
     body = validated(QRCodeBulkUpdate, {"ids": ids, "set": _bulk_changes(visit.form)})
     result = await qr_codes.bulk_update(visit.stores.services, visit.principal, body)
     back = visit.form.get("back", "")
@@ -76,20 +110,9 @@ def _tags(text: str) -> list[str]:
 
 
 def _code_fields(form: dict[str, str]) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": form.get("name", "").strip(), "tags": _tags(form.get("tags", "")),
-                            "status": optional(form.get("status")), "group_id": optional(form.get("group_id"))}
-    url = optional(form.get("destination_url"))
-    body["destination"] = {"type": "url", "url": url, "page": None, "chatbot": None, "knowledge_base": None} \
-        if url else None
-    errors: dict[str, str] = {}
-    for field in ("url_params", "properties"):
-        try:
-            body[field] = parse_pairs(form.get(field, ""), field)
-        except Problem as problem:
-            errors.update(field_errors(problem))
-    if errors:
-        raise Problem(422, "The form has errors.", errors=[{"field": k, "message": v} for k, v in errors.items()])
-    return body
+    return {"name": form.get("name", "").strip(), "tags": _tags(form.get("tags", "")),
+            "status": optional(form.get("status")), "group_id": optional(form.get("group_id")),
+            **destination_and_pairs(form)}
 
 
 def _form_values(code: Mapping[str, Any]) -> dict[str, str]:
@@ -119,12 +142,18 @@ async def create_code(visit: Visit) -> Response:
 
 
 async def _detail(visit: Visit, code: Mapping[str, Any], *, values: dict[str, str] | None = None,
-                  errors: dict[str, str] | None = None, status: int = 200, notice: str = "") -> Response:
+                  errors: dict[str, str] | None = None, status: int = 200, notice: str = "",
+                  failed: routing.Failed | None = None) -> Response:
     if visit.request.query_params.get("created"):
         notice = notice or "Code created."
+    intro = "Tried in order on every scan; the first rule whose conditions all match sends the visitor to its URL."
+    if code["group_id"]:
+        intro += " The group's rules and split come after these only while this code uses the group's destination."
     return visit.render("codes/detail.html", {
         "code": code, "values": values or _form_values(code), "errors": errors or {}, "statuses": STATUSES,
-        "notice": notice, "groups": await _group_choices(visit)}, status)
+        "notice": notice or routing.notice(visit), "groups": await _group_choices(visit),
+        "routing": routing.editor("codes", code, failed) if code["kind"] == "dynamic" else None,
+        "rules_intro": intro}, status)
 
 
 @page()
@@ -173,7 +202,20 @@ async def delete_code(visit: Visit) -> Response:
     return RedirectResponse("/app/codes", 303)
 
 
+async def _update_routing(ctx: ServiceContext, key: ApiKey, code_id: str, body: dict[str, Any],
+                          version: int | None) -> Any:
+    return await qr_codes.update_code(ctx, key, code_id, validated(QRCodeUpdate, body),
+                                      if_match=[version] if version is not None else None)
+
+
+async def _routing_refused(visit: Visit, code: Mapping[str, Any], failed: routing.Failed, status: int) -> Response:
+    return await _detail(visit, code, failed=failed, status=status)
+
+
+ROUTING = routing.Kind("codes", "code", qr_codes.get_code, _update_routing, _routing_refused)
+
 routes = [
+    *routing.routes(ROUTING),
     Route("/codes", code_list, methods=["GET"]),
     Route("/codes", create_code, methods=["POST"]),
     Route("/codes/new", new_code, methods=["GET"]),

@@ -8,10 +8,19 @@ from typing import Any
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from control_plane.dashboard.forms import field_errors, optional, pairs_patch, pairs_text, parse_pairs, validated
+from control_plane.dashboard.forms import (
+    destination_and_pairs,
+    field_errors,
+    pairs_patch,
+    pairs_text,
+    validated,
+)
+from control_plane.dashboard.pages import routing
 from control_plane.dashboard.paging import pages
 from control_plane.dashboard.visit import Visit, page
 from control_plane.services import qr_groups
+from control_plane.services.context import ServiceContext
+from control_plane.services.keys import ApiKey
 from control_plane.services.schemas import MintCodes, QRGroupCreate, QRGroupListQuery, QRGroupUpdate
 from shared.problems import Problem
 
@@ -33,18 +42,7 @@ def _group_fields(form: dict[str, str]) -> dict[str, Any]:
     body: dict[str, Any] = {"name": form.get("name", "").strip(), "description": form.get("description", "")}
     if form.get("status"):
         body["status"] = form["status"]
-    url = optional(form.get("destination_url"))
-    body["destination"] = {"type": "url", "url": url, "page": None, "chatbot": None, "knowledge_base": None} \
-        if url else None
-    errors: dict[str, str] = {}
-    for field in ("url_params", "properties"):
-        try:
-            body[field] = parse_pairs(form.get(field, ""), field)
-        except Problem as problem:
-            errors.update(field_errors(problem))
-    if errors:
-        raise Problem(422, "The form has errors.", errors=[{"field": k, "message": v} for k, v in errors.items()])
-    return body
+    return {**body, **destination_and_pairs(form)}
 
 
 def _form_values(group: Mapping[str, Any]) -> dict[str, str]:
@@ -72,13 +70,17 @@ async def create_group(visit: Visit) -> Response:
 
 
 async def _detail(visit: Visit, group: Mapping[str, Any], *, values: dict[str, str] | None = None,
-                  errors: dict[str, str] | None = None, status: int = 200, notice: str = "") -> Response:
+                  errors: dict[str, str] | None = None, status: int = 200, notice: str = "",
+                  failed: routing.Failed | None = None) -> Response:
     scans = await qr_groups.scan_totals(visit.stores.services, visit.principal, [group["id"]])
     if visit.request.query_params.get("created"):
         notice = notice or "Group created."
     return visit.render("groups/detail.html", {
         "group": group, "scans": scans.get(group["id"], 0), "values": values or _form_values(group),
-        "errors": errors or {}, "statuses": STATUSES, "notice": notice}, status)
+        "errors": errors or {}, "statuses": STATUSES, "notice": notice or routing.notice(visit),
+        "routing": routing.editor("groups", group, failed),
+        "rules_intro": "Tried in order on every scan of the group's codes that use the group's destination; the"
+                       " first rule whose conditions all match sends the visitor to its URL."}, status)
 
 
 @page()
@@ -127,7 +129,20 @@ async def delete_group(visit: Visit) -> Response:
     return RedirectResponse("/app/groups", 303)
 
 
+async def _update_routing(ctx: ServiceContext, key: ApiKey, group_id: str, body: dict[str, Any],
+                          version: int | None) -> Any:
+    return await qr_groups.update_group(ctx, key, group_id, validated(QRGroupUpdate, body),
+                                        if_match=[version] if version is not None else None)
+
+
+async def _routing_refused(visit: Visit, group: Mapping[str, Any], failed: routing.Failed, status: int) -> Response:
+    return await _detail(visit, group, failed=failed, status=status)
+
+
+ROUTING = routing.Kind("groups", "group", qr_groups.get_group, _update_routing, _routing_refused)
+
 routes = [
+    *routing.routes(ROUTING),
     Route("/groups", group_list, methods=["GET"]),
     Route("/groups", create_group, methods=["POST"]),
     Route("/groups/new", new_group, methods=["GET"]),

@@ -84,8 +84,11 @@ async def start_import(visit: Visit) -> Response:
     text = visit.form.get("csv", "")
     if not text.strip():
         return await _imports_page(visit, 422, {"csv": "paste a CSV file with a header row"})
-    started = await imports.start_import(visit.stores.services, visit.principal, text.encode("utf-8"),
-                                         visit.form.get("dry_run") == "on")
+    try:
+        started = await imports.start_import(visit.stores.services, visit.principal, text.encode("utf-8"),
+                                             visit.form.get("dry_run") == "on")
+    except Problem as problem:
+        return await _imports_page(visit, problem.status, {"csv": problem.detail})
     return RedirectResponse(f"/app/imports?started={started['id']}", 303)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import jsonschema_rs
 import pytest
 
 from tests.conftest import KeyFactory, bearer
@@ -101,3 +104,106 @@ async def test_the_analytics_range_limit_is_in_the_schema(api: httpx.AsyncClient
     too_long = await api.get(f"/v1/qr-codes/{code['id']}/scans", headers=bearer(key),
                              params={"since": "2000-01-01T00:00:00Z", "until": "2020-01-01T00:00:00Z"})
     assert too_long.status_code == 422 and "3660 days" in too_long.json()["errors"][0]["message"]
+
+
+STATIC = {"kind": "static"}
+NEW_YEAR = 1767225600  # 2026-01-01T00:00:00Z as Unix seconds
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/v1/qr-codes", {**URL, "valid_until": NEW_YEAR}, "valid_until"),
+    ("/v1/qr-codes", {**URL, "valid_from": str(NEW_YEAR)}, "valid_from"),
+    ("/v1/qr-groups", {"valid_until": "2026-12-31"}, "valid_until"),
+    ("/v1/qr-groups", {"valid_from": "2026-12-31T23:00Z"}, "valid_from"),
+    ("/v1/qr-groups", {"valid_from": "2026-12-31T23:00:00"}, "valid_from"),
+    ("/v1/qr-codes", {**URL, "rules": [{"if": {"after": NEW_YEAR}, **URL}]}, "rules.0.if.after"),
+    ("/v1/qr-codes", {**URL, "max_scans": "5"}, "max_scans"),
+    ("/v1/qr-codes", {**URL, "max_scans": True}, "max_scans"),
+    ("/v1/qr-codes", {**URL, "design": {"margin": "4"}}, "design.margin"),
+    ("/v1/qr-codes", {**URL, "design": {"transparent_background": 1}}, "design.transparent_background"),
+    ("/v1/qr-codes", {**STATIC, "type": "wifi", "content": {"ssid": "cafe", "password": "12345678", "hidden": "true"}},
+     "content.hidden"),
+    ("/v1/qr-codes", {**STATIC, "type": "event", "content": {"summary": "Launch", "start": NEW_YEAR}}, "content.start"),
+    ("/v1/exports", {"format": "scans_csv", "since": NEW_YEAR}, "since"),
+    ("/v1/exports", {"format": "zip", "tag": "fall24", "image_format": "png", "dpi": "300"}, "dpi"),
+    ("/v1/exports", {"format": "pdf_sheet", "tag": "fall24", "sheet": {"crop_marks": 1}}, "sheet.crop_marks"),
+])
+async def test_a_json_value_of_another_type_is_refused_not_coerced(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                                   path: str, body: dict[str, object],
+                                                                   field: str) -> None:
+    response = await api.post(path, headers=bearer(await make_key()), json=body)
+    assert response.status_code == 422, response.text
+    assert field in [e["field"] for e in response.json()["errors"]], response.text
+
+
+async def test_counts_and_analytics_ranges_are_not_coerced_either(api: httpx.AsyncClient,
+                                                                  make_key: KeyFactory) -> None:
+    key = await make_key()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "run"})).json()
+    minted = await api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key), json={"count": "3"})
+    assert minted.status_code == 422 and minted.json()["errors"][0]["field"] == "count"
+    for since in (str(NEW_YEAR), "2026-01-01", "2026-01-01 00:00:00Z"):
+        scans = await api.get(f"/v1/qr-groups/{group['id']}/scans", headers=bearer(key), params={"since": since})
+        assert scans.status_code == 422 and scans.json()["errors"][0]["field"] == "since", since
+
+
+async def test_rfc_3339_date_times_with_any_offset_are_taken(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    group = await api.post("/v1/qr-groups", headers=bearer(key), json={
+        "valid_from": "2026-12-31t23:00:00.250+01:00", "valid_until": "2027-01-01T00:00:00z"})
+    assert group.status_code == 201, group.text
+    assert (group.json()["valid_from"], group.json()["valid_until"]) == ("2026-12-31T22:00:00Z", "2027-01-01T00:00:00Z")
+
+
+@pytest.mark.parametrize("query", ["", "?signature=", "?expires=&signature="])
+async def test_an_export_file_without_a_key_or_a_signature_is_a_401(api: httpx.AsyncClient, query: str) -> None:
+    response = await api.get(f"/v1/exports/exp_nope/file{query}")
+    assert response.status_code == 401, response.text
+    tampered = await api.get("/v1/exports/exp_nope/file?expires=4102444800&signature=00")
+    assert tampered.status_code == 403
+
+
+def body_validator(spec: dict[str, Any], name: str) -> jsonschema_rs.Validator:
+    return jsonschema_rs.Draft202012Validator({"$ref": f"#/components/schemas/{name}", **spec})
+
+
+@pytest.mark.parametrize("body", [
+    {"format": "pdf_sheet"},
+    {"format": "zip", "tag": "fall24"},
+    {"format": "zip", "tag": "fall24", "image_format": None},
+    {"format": "codes_csv", "group_id": "grp_1", "tag": "fall24"},
+    {"format": "codes_csv", "code_ids": ["qr_1"], "folder_id": "fld_1"},
+    {"format": "codes_csv", "sheet": {}},
+    {"format": "pdf_sheet", "tag": "fall24", "sheet": {"template": "grid", "columns": 3, "rows": 7}},
+    {"format": "pdf_sheet", "tag": "fall24", "sheet": {"template": "avery-5160", "paper": "a4"}},
+    {"format": "pdf_sheet", "tag": "fall24", "sheet": {"paper": "letter"}},
+])
+async def test_what_the_export_schema_forbids_is_refused(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                          body: dict[str, Any]) -> None:
+    assert not body_validator((await api.get("/openapi.json")).json(), "ExportCreate").is_valid(body)
+    response = await api.post("/v1/exports", headers=bearer(await make_key()), json=body)
+    assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("body", [
+    {"format": "codes_csv"},
+    {"format": "scans_csv", "group_id": None, "since": "2026-01-01T00:00:00Z"},
+    {"format": "zip", "tag": "fall24", "folder_id": None, "image_format": "svg"},
+    {"format": "pdf_sheet", "tag": "fall24", "sheet": {"template": "avery-5160", "paper": "letter"}},
+    {"format": "pdf_sheet", "tag": "fall24", "sheet": {"template": "grid", "columns": 3, "rows": 7, "qr_size_mm": 30}},
+])
+async def test_what_the_export_schema_allows_is_accepted(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                          body: dict[str, Any]) -> None:
+    assert body_validator((await api.get("/openapi.json")).json(), "ExportCreate").is_valid(body)
+    response = await api.post("/v1/exports", headers=bearer(await make_key()), json=body)
+    assert response.status_code == 202, response.text
+
+
+async def test_a_bulk_update_that_sets_nothing_is_refused_by_the_schema_too(api: httpx.AsyncClient,
+                                                                          make_key: KeyFactory) -> None:
+    validator = body_validator((await api.get("/openapi.json")).json(), "QRCodeBulkUpdate")
+    assert not validator.is_valid({"ids": ["qr_1"], "set": {}})
+    assert validator.is_valid({"ids": ["qr_1"], "set": {"tags": None}})
+    response = await api.post("/v1/qr-codes/bulk-update", headers=bearer(await make_key()),
+                              json={"ids": ["qr_1"], "set": {}})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "set"

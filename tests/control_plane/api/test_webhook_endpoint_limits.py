@@ -34,3 +34,9 @@ async def test_concurrent_creates_stop_at_the_cap(api: httpx.AsyncClient, make_k
     first = (await api.get("/v1/webhook-endpoints", headers=bearer(live))).json()["data"][0]
     assert (await api.delete(f"/v1/webhook-endpoints/{first['id']}", headers=bearer(live))).status_code == 204
     assert (await create(api, live)).status_code == 201
+
+
+async def test_the_limit_is_described_in_the_openapi_document(api: httpx.AsyncClient) -> None:
+    create = (await api.get("/openapi.json")).json()["paths"]["/v1/webhook-endpoints"]["post"]
+    assert "WEBHOOK_ENDPOINTS_PER_ORG" in create["description"]
+    assert "webhook-endpoint-limit" in create["responses"]["409"]["description"]

@@ -60,3 +60,28 @@ def test_kill_9_of_a_worker_is_survived(env: dict[str, str], tmp_path: Path) -> 
     assert up.returncode == 0, output
     assert "ingest exited with signal SIGKILL" in output and "restarted ingest" in output
     assert not answers(f"http://{edge}/healthz")
+
+
+def test_a_restarting_edge_refuses_no_connection(env: dict[str, str], tmp_path: Path) -> None:
+    """`scanroute up` holds the edge's listening socket: while the edge is down (kill -9, or SIGTERM and
+    its drain) new connections wait for the restarted process instead of being refused."""
+    edge, cp = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    stack_env = {**os.environ, **env, "EDGE_BIND": edge, "CONTROL_PLANE_BIND": cp, "DEFAULT_DOMAIN": edge}
+    up = subprocess.Popen([sys.executable, "-m", "control_plane.cli", "up"], cwd=tmp_path, env=stack_env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: answers(f"http://{edge}/healthz") and answers(f"http://{cp}/healthz"), "stack up")
+        for restart, sig in enumerate((signal.SIGKILL, signal.SIGTERM), start=1):
+            victim = int(status(tmp_path)["edge"]["pid"])  # type: ignore[call-overload]
+            os.kill(victim, sig)
+            wait_for(lambda victim=victim: status(tmp_path)["edge"]["pid"] != victim,  # type: ignore[misc]
+                     "the edge's exit noticed")
+            # No edge process is running now (the restart waits out its backoff): the connection must wait.
+            with urllib.request.urlopen(f"http://{edge}/healthz", timeout=DEADLINE) as response:
+                assert response.status == 200
+            wait_for(lambda restart=restart: status(tmp_path)["edge"]["restarts"] == restart,  # type: ignore[misc]
+                     "edge restarted")
+    finally:
+        up.send_signal(signal.SIGTERM)
+        output = up.communicate(timeout=DEADLINE)[0].decode()
+    assert up.returncode == 0, output

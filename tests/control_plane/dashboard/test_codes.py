@@ -105,3 +105,50 @@ async def test_bulk_select_pauses_and_tags_through_the_bulk_update(browser: Brow
     assert [codes[i]["tags"] for i in ids] == [[], ["spring", "a4"], ["spring", "a4"]]
     nothing = await post_form(client, "/app/codes", "/app/codes/bulk", {"action": "pause"})
     assert nothing.status_code == 422 and "Select at least one code" in nothing.text
+
+
+async def test_bulk_move_to_a_folder_and_bulk_export_of_the_ticked_codes(browser: BrowserFactory,
+                                                                          make_user: UserFactory,
+                                                                          make_key: KeyFactory,
+                                                                          api: httpx.AsyncClient):
+    await make_user(role="editor")
+    key = await make_key()
+    folder = (await api.post("/v1/folders", headers=bearer(key), json={"name": "Posters"})).json()
+    ids = [(await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "name": f"Card {n}", "destination": {"type": "url", "url": "https://example.com"}})).json()["id"]
+        for n in range(3)]
+    client = browser()
+    await sign_in(client)
+    listed = (await client.get("/app/codes")).text
+    assert f'<option value="{folder["id"]}">Posters</option>' in listed
+    assert 'id="select-all" aria-label="Select all codes on this page"' in listed
+    moved = await post_form(client, "/app/codes", "/app/codes/bulk",
+                            {"ids": ids[:2], "action": "folder", "folder_id": folder["id"]})
+    assert moved.status_code == 303
+    in_folder = (await api.get("/v1/qr-codes", params={"folder_id": folder["id"]}, headers=bearer(key))).json()
+    assert sorted(c["id"] for c in in_folder["data"]) == sorted(ids[:2])
+    await post_form(client, "/app/codes", "/app/codes/bulk", {"ids": ids[:1], "action": "folder", "folder_id": ""})
+    assert (await api.get(f"/v1/qr-codes/{ids[0]}", headers=bearer(key))).json()["folder_id"] is None
+
+    exported = await post_form(client, "/app/codes", "/app/codes/bulk", {"ids": ids[1:], "action": "export-csv"})
+    assert exported.status_code == 303
+    found = re.fullmatch(r"/app/exports\?started=(exp_\w+)", exported.headers["location"])
+    assert found
+    job = (await api.get(f"/v1/exports/{found.group(1)}", headers=bearer(key))).json()
+    assert job["format"] == "codes_csv" and job["progress"]["total"] == 2
+    progress = (await client.get(exported.headers["location"])).text
+    assert f"Export {found.group(1)} is queued" in progress
+
+
+async def test_a_viewer_has_no_bulk_controls(browser: BrowserFactory, make_user: UserFactory, make_key: KeyFactory,
+                                             api: httpx.AsyncClient):
+    await make_user("viewer@example.com", "viewer")
+    key = await make_key()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={"name": "Card"})).json()
+    client = browser()
+    await sign_in(client, "viewer@example.com")
+    listed = (await client.get("/app/codes")).text
+    assert 'id="bulk"' not in listed and 'name="ids"' not in listed and "select-all" not in listed
+    refused = await post_form(client, "/app/codes", "/app/codes/bulk", {"ids": [code["id"]], "action": "pause"})
+    assert refused.status_code == 403
+    assert (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()["status"] is None

@@ -65,3 +65,13 @@ async def test_a_viewer_can_print_but_not_import(browser: BrowserFactory, make_u
     await sign_in(client)
     assert (await client.get("/app/exports")).status_code == 200
     assert (await client.get("/app/imports")).status_code == 403
+
+
+async def test_a_paste_that_is_not_an_import_is_refused_on_the_page(browser: BrowserFactory, make_user: UserFactory,
+                                                                    db: asyncpg.Connection) -> None:
+    await make_user(role="editor")
+    client = browser()
+    await sign_in(client)
+    refused = await post_form(client, "/app/imports", "/app/imports", {"csv": "name,colour\nA,red\n"})
+    assert refused.status_code == 422 and "unknown column &#39;colour&#39;" in refused.text
+    assert await db.fetchval("SELECT count(*) FROM jobs") == 0

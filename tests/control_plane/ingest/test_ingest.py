@@ -80,3 +80,18 @@ async def test_a_batch_partly_stored_before_adds_only_its_new_scans(worker: Inge
     metrics = worker.metrics.registry
     assert metrics.get_sample_value("scanroute_ingest_scans_stored_total") == 10
     assert metrics.get_sample_value("scanroute_ingest_duplicates_total") == 4
+
+
+async def test_entries_with_more_fields_and_entries_deleted_while_pending_are_read(
+        worker: IngestWorker, code: asyncpg.Record, db: asyncpg.Connection[Any], redis: aioredis.Redis,
+        redis_namespace: str) -> None:
+    keys = RedisKeys(redis_namespace)
+    first = await redis.xadd(keys.scans, {"via": b"edge-2", SCAN_FIELD: scan(code["id"], code["org_id"]).encode()})
+    second = await redis.xadd(keys.scans, {SCAN_FIELD: scan(code["id"], code["org_id"]).encode(), "via": b"edge-2"})
+    assert [entry_id for entry_id, _ in await worker.stream.read(">", 10, None)] == [first, second]
+    await redis.xdel(keys.scans, first)  # gone while pending: re-read without its fields
+    pending = await worker.stream.read("0", 10, None)
+    assert [fields for _, fields in pending] == [None, {SCAN_FIELD: pending[1][1][SCAN_FIELD], b"via": b"edge-2"}]
+    assert await worker.ingest(pending) == 1
+    assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 1
+

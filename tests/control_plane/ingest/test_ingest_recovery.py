@@ -302,3 +302,32 @@ async def test_dead_letters_can_be_listed_and_replayed(
     worker = make_worker(ingest_settings, pool, redis)
     await run_until(worker, lambda: db.fetchval("SELECT count(*) = 1 FROM scans WHERE scan_id = $1",
                                                 uuid.UUID(event.scan_id)))
+
+
+async def test_connections_cut_mid_batch_by_the_server_are_an_outage(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
+    """A fast shutdown (`pg_ctl stop -m fast`) ends each backend with an error in the middle of whatever it
+    does, a COPY included; asyncpg can then fail to reset the connection with an InternalClientError. Found by
+    `make chaos` (postgres-stop): the worker exited. It must retry like any outage, and lose nothing."""
+    stream = RedisKeys(redis_namespace).scans
+    total = 30_000
+    worker = make_worker(ingest_settings, pool, redis, batch_size=3000)
+    await worker.ensure_group()
+    await add(redis, stream, [scan(code).encode() for _ in range(total)])
+    stop_event = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop_event))
+    try:
+        cutting, deadline = time.monotonic() + 10, time.monotonic() + 70
+        while await db.fetchval("SELECT count(*) FROM scans") < total:
+            assert not task.done(), task.exception()
+            assert time.monotonic() < deadline, "not every scan was stored in time"
+            if time.monotonic() < cutting:  # then the server stays up, and every scan must go in
+                await db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                 " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            await asyncio.sleep(0.03)
+    finally:
+        stop_event.set()
+        await asyncio.wait_for(task, 20)
+    assert await db.fetchval("SELECT count(*) FROM scan_dead_letters") == 0
+    assert await db.fetchval("SELECT count(DISTINCT scan_id) FROM scans") == total

@@ -30,6 +30,18 @@ def test_every_field_of_the_event_is_stored_under_its_own_name() -> None:
     assert (row.is_bot, row.device_type) == (True, "bot")  # enriched from the user agent
 
 
+def test_what_the_user_agent_says_is_stored_under_its_own_name() -> None:
+    event = ScanEvent("0190a4b2-0000-7000-8000-000000000000", 0, "qr_x", None, "org_x", True, "redirected", "GET",
+                      True, "ip", "visitor", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)"
+                      " AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Instagram 320.0.2.28.108",
+                      rule=3, variant=0)
+    row = scan_row(event)
+    assert {name: getattr(row, name) for name in ("device_type", "os", "browser", "is_bot", "scan_method",
+                                                  "scanner_app", "rule", "variant")} == {
+        "device_type": "mobile", "os": "iOS", "browser": "Instagram", "is_bot": False, "scan_method": "app_scanner",
+        "scanner_app": "Instagram", "rule": 3, "variant": 0}
+
+
 def test_an_event_missing_a_field_or_with_a_wrong_type_does_not_decode() -> None:
     event = ScanEvent("0190a4b2-0000-7000-8000-000000000000", 0, "qr_x", None, "org_x", True, "redirected", "GET",
                       True, "ip", "visitor").encode()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import redis.asyncio as aioredis
 
 from control_plane.jobs.worker import JobWorker
@@ -88,7 +90,7 @@ async def test_a_dry_run_reports_the_errors_and_creates_nothing(api: httpx.Async
     assert await codes(db) == 0
 
 
-async def test_a_slug_already_taken_and_an_unknown_column_are_row_errors(
+async def test_a_slug_already_taken_and_a_repeated_column_are_row_errors(
         api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker) -> None:
     key = await make_key()
     made = await api.post("/v1/qr-codes", headers=bearer(key), json={
@@ -96,8 +98,38 @@ async def test_a_slug_already_taken_and_an_unknown_column_are_row_errors(
     assert made.status_code == 201
     taken = await imported(api, worker, key, b"slug,url\nmenu,https://a.example/\n")
     assert taken["result"]["errors"] == [{"row": 2, "field": "slug", "message": "is already taken on qr.test"}]
-    unknown = await imported(api, worker, key, b"name,colour\nA,red\n")
-    assert [(e["row"], e["field"]) for e in unknown["result"]["errors"]] == [(1, "colour")]
+    twice = await imported(api, worker, key, b"name,url,name\nA,https://a.example/,B\n")
+    assert [(e["row"], e["field"], e["message"]) for e in twice["result"]["errors"]] == [(1, "name", "appears twice")]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (b"{}", "{}"),
+    (b"", "body"),
+    (b"\n\nname,url\n", "body"),
+    (b"name,colour\nA,red\n", "colour"),
+    (b"name,utm_\n", "utm_"),
+    (b"\xff\xfename\n", "body"),
+    (b"name," * 100 + b"url\n", "body"),
+])
+async def test_a_body_that_is_not_an_import_is_a_422_at_once(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                              db: asyncpg.Connection[Any], body: bytes,
+                                                              field: str) -> None:
+    response = await api.post("/v1/imports?dry_run=true", headers={**bearer(await make_key()), **CSV}, content=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["type"].endswith("/invalid-import")
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert await db.fetchval("SELECT count(*) FROM jobs") == 0
+
+
+async def test_the_import_schema_states_the_header_rule(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    spec = (await api.get("/openapi.json")).json()
+    pattern = spec["paths"]["/v1/imports"]["post"]["requestBody"]["content"]["text/csv"]["schema"]["pattern"]
+    key = await make_key()
+    for text in ('\ufeffname,url', 'name, url ,"tags",utm_source,param:table\r\nA,,,', "slug\rx", "name"):
+        assert re.search(pattern, text), text
+        assert (await start(api, key, text.encode(), "?dry_run=true"))["dry_run"] is True
+    for text in ("{}", "", "name;url\n", "Name\n", '"name\n'):
+        assert not re.search(pattern, text), text
 
 
 async def test_the_upload_must_be_csv_and_at_most_20_mib(api: httpx.AsyncClient, make_key: KeyFactory) -> None:

@@ -42,6 +42,11 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     script: dict[str, list[int]] = field(default_factory=dict)
     delay: float = 0.0
+    # Paths whose requests hang until `release` is set (at most 10 s, the dispatcher's timeout).
+    hold: set[str] = field(default_factory=set)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    most_in_flight: dict[str, int] = field(default_factory=dict)
 
     def url(self, path: str = "/hook") -> str:
         return f"{self.scheme}://{self.host}:{self.port}{path}"
@@ -52,8 +57,17 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append(Received(request.path, {k.lower(): v for k, v in request.headers.items()},
                                       await request.read()))
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        path = request.path
+        self.in_flight[path] = self.in_flight.get(path, 0) + 1
+        self.most_in_flight[path] = max(self.most_in_flight.get(path, 0), self.in_flight[path])
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if path in self.hold:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.release.wait(), 10)
+        finally:
+            self.in_flight[path] -= 1
         queue = self.script.get(request.path)
         status = queue.pop(0) if queue else 200
         if 300 <= status < 400:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -80,7 +81,7 @@ async def test_deliveries_resume_when_postgresql_returns(
     pool = await create_pool(via_proxy, min_size=0, max_size=4)
     session = create_session(webhook_settings.delivery_timeout)
     stop = asyncio.Event()
-    settings = WebhookSettings(webhook_settings.stores, webhook_settings.outbound, workers=2, poll_interval=0.05)
+    settings = dataclasses.replace(webhook_settings, concurrency=4, poll_interval=0.05)
     running = asyncio.create_task(Dispatcher(settings, pool, session).run(stop))
     try:
         await create_group(api, key, "before the outage")

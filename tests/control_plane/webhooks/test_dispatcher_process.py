@@ -33,8 +33,8 @@ async def wait_for(condition: Callable[[], bool], process: subprocess.Popen[byte
 
 def dispatcher_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return spawn([sys.executable, "-m", "control_plane.cli", "webhooks"],
-                 env={**os.environ, **env, "WEBHOOK_WORKERS": "2", "WEBHOOK_BATCH_SIZE": "10",
-                      "WEBHOOK_POLL_INTERVAL": "0.05"})
+                 env={**os.environ, **env, "WEBHOOK_CONCURRENCY": "10", "WEBHOOK_ENDPOINT_CONCURRENCY": "4",
+                      "WEBHOOK_LEASE": "20", "WEBHOOK_POLL_INTERVAL": "0.05"})
 
 
 async def test_kill_9_mid_run_then_restart_delivers_every_event(
@@ -76,5 +76,6 @@ async def test_kill_9_mid_run_then_restart_delivers_every_event(
                           " GROUP BY d.id")
     assert {r["event_id"] for r in rows} == event_ids
     assert all(r["ok"] == 1 and r["recorded"] == r["attempt_count"] for r in rows)
-    # Only the batches in flight at the kill (2 loops x 10) can have been sent twice.
-    assert len(receiver.requests) - EVENTS <= 2 * 10
+    # Only what was in flight at the kill (one endpoint: WEBHOOK_ENDPOINT_CONCURRENCY=4) can have been sent
+    # twice; its leases expired 20 s later.
+    assert len(receiver.requests) - EVENTS <= 4
