@@ -217,7 +217,8 @@ class EdgeApp:
         self.lookup = RowLookup(self.redis, self.db, self.keys, self.link, self.codes, self.groups,
                                 self.settings.templates)
         self.recorder = ScanRecorder(self.redis, self.keys.scans, self.journal, self.link,
-                                     self.metrics.batch_size.observe, self.settings.scan_stream_entries)
+                                     self.metrics.batch_size.observe, self.settings.scan_stream_entries,
+                                     self.settings.redis_memory_share)
         self.metrics.recorder = self.recorder
         self.link.on_down(self._forget_freshness)
         self.loop = asyncio.get_running_loop()
@@ -229,6 +230,7 @@ class EdgeApp:
         self.repair = RedisRepairWatch(self.db, self.link)
         await self.repair.check()
         self.repair_watch = asyncio.create_task(self.repair.run())
+        self.memory_watch = asyncio.create_task(self.recorder.watch_memory())
         self.recorder.replay_soon()
 
     def _heard_from_redis(self, failure: BaseException | None) -> None:
@@ -247,6 +249,8 @@ class EdgeApp:
         self.repair_watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.repair_watch
+        self.recorder.stop_watching()
+        await self.memory_watch
         await asyncio.to_thread(self.follower.stop)
         await self.recorder.drain()
         self.journal.close()

@@ -5,8 +5,9 @@ keeps their order — batches go to the scan journal instead, and are replayed o
 
 Both are bounded (docs/edge.md, "Scan journal and stream caps"). The stream takes a batch only while it
 holds fewer than `stream_limit` entries (checked in the same script as the XADD, so no trim ever drops an
-unconsumed scan); past it, or past the journal's limit, a batch is shed: its requests answer 503 and
-`scanroute_edge_shed_total{reason}` counts them. A replay waits for room instead: its scans were answered.
+unconsumed scan) and while Redis is below `memory_share` of its `maxmemory`; past either, or past the
+journal's limit, a batch is shed: its requests answer 503 and `scanroute_edge_shed_total{reason}` counts
+them. A replay waits for room instead: its scans were answered.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -61,9 +63,12 @@ Stored = Callable[[BaseException | None], None]
 
 
 class StreamFull(Exception):
-    """The scan stream holds its limit of entries: the ingest workers are behind (PostgreSQL down?)."""
+    """The scan stream holds its limit of entries (the ingest workers are behind: PostgreSQL down?), or Redis
+    is close to its `maxmemory`; `reason` is the `scanroute_edge_shed_total` label."""
 
-    reason = "stream_full"
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
 
 
 
@@ -84,20 +89,25 @@ def _tell(batch: list[tuple[bytes, Stored]], error: BaseException | None) -> Non
             log.exception("scan acknowledgement callback failed")
 
 
-SHED_REASONS = ("journal_full", "disk_full", "journal_error", "stream_full")
+SHED_REASONS = ("journal_full", "disk_full", "journal_error", "stream_full", "redis_memory")
+MEMORY_CHECK_INTERVAL = 1.0  # seconds between two looks at Redis's memory (INFO memory)
 
 
 class ScanRecorder:
     """`record` returns once Redis has acknowledged the batch holding the event, or it is on disk."""
 
     def __init__(self, redis: aioredis.Redis, stream: str, journal: ScanJournal, link: RedisLink,
-                 on_batch: Callable[[int], None] = lambda size: None, stream_limit: int = 0) -> None:
+                 on_batch: Callable[[int], None] = lambda size: None, stream_limit: int = 0,
+                 memory_share: float = 0.0) -> None:
         self.redis = redis
         self.stream = stream
         self.journal = journal
         self.link = link
         self.on_batch = on_batch
         self.stream_limit = stream_limit  # entries; 0: unbounded
+        self.memory_share = memory_share  # of Redis's maxmemory, past which scans are shed (0: never)
+        self.memory_full = False  # as of the last look (watch_memory)
+        self._stop_watching = asyncio.Event()
         self.shed: dict[str, int] = dict.fromkeys(SHED_REASONS, 0)  # scans refused, by reason
         self.shedding = False  # the last batch was shed (logged once per episode; /readyz says so)
         self._xadd_all = redis.register_script(XADD_ALL)
@@ -161,8 +171,39 @@ class ScanRecorder:
         self.replay_soon()
 
     async def _xadd(self, events: list[bytes]) -> None:
-        if events and await self._xadd_all(keys=[self.stream], args=[self.stream_limit, SCAN_FIELD, *events]) < 0:
-            raise StreamFull(f"the scan stream holds {self.stream_limit} entries or more (SCAN_STREAM_MAX_ENTRIES)")
+        if not events:
+            return
+        if self.memory_full:
+            raise StreamFull("redis_memory", f"Redis uses {self.memory_share:.0%} of its maxmemory or more"
+                             " (EDGE_REDIS_MEMORY_PERCENT)")
+        if await self._xadd_all(keys=[self.stream], args=[self.stream_limit, SCAN_FIELD, *events]) < 0:
+            raise StreamFull("stream_full", f"the scan stream holds {self.stream_limit} entries or more"
+                             " (SCAN_STREAM_MAX_ENTRIES)")
+
+    async def watch_memory(self) -> None:
+        """Look at Redis's memory every second: shed before Redis refuses writes at its `maxmemory` (or
+        evicts keys), rather than after. Without a `maxmemory`, only the stream's own limit applies.
+
+        Runs until `stop_watching`: a task cancelled while redis-py reads a reply does not always stop.
+        """
+        while not self._stop_watching.is_set():
+            if self.memory_share and self.link.up:
+                try:
+                    info: dict[str, Any] = await self.redis.info("memory")
+                except REDIS_FAILURES:
+                    pass  # the next batch finds out, and marks Redis down
+                else:
+                    limit = int(info.get("maxmemory", 0))
+                    full = limit > 0 and int(info["used_memory"]) >= limit * self.memory_share
+                    if full != self.memory_full:
+                        log.warning("Redis uses %d of its %d bytes of maxmemory: %s", int(info["used_memory"]),
+                                    limit, "shedding scans" if full else "recording scans in it again")
+                    self.memory_full = full
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_watching.wait(), MEMORY_CHECK_INTERVAL)
+
+    def stop_watching(self) -> None:
+        self._stop_watching.set()
 
     def replay_soon(self) -> None:
         if self._replayer is None and self.link.up and self.journal.depth:

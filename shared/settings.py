@@ -193,6 +193,13 @@ class Stores:
         )
 
 
+def _percent(r: _Reader, name: str, default: float) -> float:
+    value = r.number(name, default)
+    if value > 100:
+        raise ConfigError(name, f"must be a percentage from 0 to 100, got {value:g}")
+    return value
+
+
 def _public(r: _Reader, edge_bind: tuple[str, int]) -> tuple[str, str]:
     default_domain = r.text("DEFAULT_DOMAIN", f"{edge_bind[0]}:{edge_bind[1]}").lower()
     return default_domain, r.choice("PUBLIC_SCHEME", "https", ("https", "http"))
@@ -279,6 +286,7 @@ class EdgeSettings(_FromEnv):
     journal_bytes: int = 1024 << 20  # per process; past it scans are shed (503) until the journal is replayed
     journal_min_free: int = 256 << 20  # bytes the journal leaves free on its file system
     scan_stream_entries: int = 1_000_000  # scan-stream entries past which scans are shed (0: no limit)
+    redis_memory_share: float = 0.9  # of Redis's maxmemory (if set), past which scans are shed (0: never)
     read_your_writes: bool = True  # off only to measure what it costs (docs/freshness.md)
     # Peers whose X-Forwarded-For is believed (docs/edge.md); none by default: the peer is the client.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -311,6 +319,7 @@ class EdgeSettings(_FromEnv):
             journal_bytes=int(r.number("EDGE_JOURNAL_MB", 1024, minimum=0.001) * (1 << 20)),
             journal_min_free=r.integer("EDGE_JOURNAL_MIN_FREE_MB", 256, minimum=0) << 20,
             scan_stream_entries=r.integer("SCAN_STREAM_MAX_ENTRIES", 1_000_000, minimum=0),
+            redis_memory_share=_percent(r, "EDGE_REDIS_MEMORY_PERCENT", 90) / 100,
             read_your_writes=r.flag("EDGE_READ_YOUR_WRITES", True),
             cache_bytes=r.integer("EDGE_CACHE_MB", 64, minimum=1) << 20,
             trusted_proxies=r.networks("TRUSTED_PROXIES"),

@@ -122,3 +122,23 @@ async def test_a_replay_waits_for_room_in_the_stream(private_env: dict[str, str]
 
     stored += await recorded_agents(private_redis.url, env["REDIS_NAMESPACE"])
     assert stored == Counter(list(answers))  # each answered scan exactly once
+
+
+async def test_scans_are_shed_before_redis_reaches_its_maxmemory(
+        private_env: dict[str, str], private_redis: PrivateRedis, make_key: KeyFactory) -> None:
+    key = await make_key()
+    answers: dict[str, int] = {}
+    async with control_plane(private_env) as api, edge_client(private_env) as (app, edge):
+        code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/a"})
+        assert await scan(edge, code["slug"], "before", answers) == 302
+        used = int((await app.redis.info("memory"))["used_memory"])
+        await app.redis.config_set("maxmemory", used * 100 // 95)  # 95 % used: past the default 90 %
+        await wait_until(lambda: app.recorder.memory_full)
+        assert await scan(edge, code["slug"], "near-maxmemory", answers) == 503
+        metrics = (await edge.get("/metrics")).text
+        assert metric(metrics, 'scanroute_edge_shed_total{reason="redis_memory"}') == 1
+        await app.redis.config_set("maxmemory", 0)
+        await wait_until(lambda: not app.recorder.memory_full)
+        assert await scan(edge, code["slug"], "after", answers) == 302
+
+    assert await recorded_agents(private_redis.url, private_env["REDIS_NAMESPACE"]) == Counter(["before", "after"])

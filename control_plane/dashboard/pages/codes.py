@@ -77,9 +77,9 @@ def _bulk_changes(form: dict[str, str]) -> dict[str, Any]:
 
 # Bulk export of the ticked codes (`code_ids` of `POST /v1/exports`): what each choice asks the exports service.
 EXPORTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "export-sheet": ("label sheet (PDF, A4 Avery L7160)", {"format": "pdf_sheet", "sheet": {}}),
-    "export-svg": ("images (zip of SVG)", {"format": "zip", "image_format": "svg"}),
-    "export-png": ("images (zip of PNG)", {"format": "zip", "image_format": "png"}),
+    "export-sheet": ("label sheet (A4, L7160)", {"format": "pdf_sheet", "sheet": {}}),
+    "export-svg": ("SVG images (zip)", {"format": "zip", "image_format": "svg"}),
+    "export-png": ("PNG images (zip)", {"format": "zip", "image_format": "png"}),
     "export-csv": ("codes CSV", {"format": "codes_csv"})}
 
 
