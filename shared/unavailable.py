@@ -12,5 +12,7 @@ import redis.exceptions
 STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
     OSError, TimeoutError,
     asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+    # SQLSTATE 57P01/57P02: the server ended the session because it is shutting down or recovering from a crash.
+    asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
     redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 )

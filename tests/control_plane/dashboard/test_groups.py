@@ -105,3 +105,16 @@ async def test_test_mode_shows_only_test_groups(browser: BrowserFactory, make_us
     await post_form(client, "/app/groups/new", "/app/groups", GROUP)
     await post_form(client, "/app/", "/app/mode", {"mode": "test"})
     assert "Fall menus" not in (await client.get("/app/groups")).text
+
+
+async def test_a_group_without_a_status_says_so_instead_of_none(browser: BrowserFactory, make_user: UserFactory,
+                                                                make_key: KeyFactory, api: httpx.AsyncClient):
+    await make_user()
+    key = await make_key()
+    created = await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "No status"})
+    assert created.status_code == 201, created.text
+    client = browser()
+    await sign_in(client)
+    detail = (await client.get(f"/app/groups/{created.json()['id']}")).text
+    assert "<dd>None</dd>" not in detail and "not set: a code&#39;s own, else active" in detail
+    assert "<td>None</td>" not in (await client.get("/app/groups")).text
