@@ -23,13 +23,12 @@ from edge.app import EdgeApp
 from edge.protocol import HttpConnection
 from edge.responses import http_date
 from edge.scan_handler import ScanHandler
-from shared.listen import inherited
+from shared.listen import BACKLOG, inherited, listen
 from shared.processes import die_with_parent
 from shared.settings import EdgeSettings
 
 log = logging.getLogger(__name__)
 
-BACKLOG = 4096
 TICK = 0.25  # seconds between sweeps for expired connections (and `date` header updates)
 RESPAWN_PAUSE = 1.0  # seconds before replacing a worker that died, so a crash loop cannot spin
 
@@ -109,17 +108,6 @@ class EdgeServer:
             self._ticker.cancel()
 
 
-def bind(address: tuple[str, int]) -> socket.socket:
-    host, port = address
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(BACKLOG)
-    sock.setblocking(False)
-    return sock
-
-
 async def serve_process(settings: EdgeSettings, sock: socket.socket) -> None:
     """One edge process: start the app, serve until SIGTERM or SIGINT, drain, stop the app."""
     loop = asyncio.get_running_loop()
@@ -177,7 +165,7 @@ def _started(settings: EdgeSettings, sock: socket.socket, children: set[int]) ->
 
 
 def run(settings: EdgeSettings, workers: int = 1) -> None:
-    sock = inherited(settings.bind) or bind(settings.bind)  # inherited: from `scanroute up` (shared/listen.py)
+    sock = inherited(settings.bind) or listen(settings.bind)  # inherited: from `scanroute up` (shared/listen.py)
     if workers <= 1:
         uvloop.run(serve_process(settings, sock))
         return

@@ -15,7 +15,8 @@ import pytest
 
 from control_plane.api.app import create_app
 from edge.app import EdgeApp
-from edge.server import EdgeServer, bind
+from edge.server import EdgeServer
+from shared.listen import listen
 from shared.settings import ControlPlaneSettings, EdgeSettings
 from tests.edge.private_redis import PrivateRedis
 
@@ -52,7 +53,7 @@ async def edge(edge_app: EdgeApp, server_kind: str) -> AsyncIterator[httpx.Async
 @asynccontextmanager
 async def protocol_server(app: EdgeApp) -> AsyncIterator[EdgeServer]:
     """The protocol server on a free port of 127.0.0.1, in this event loop."""
-    sock = bind(("127.0.0.1", 0))
+    sock = listen(("127.0.0.1", 0))
     server = EdgeServer(app, sock)
     await server.start()
     try:
