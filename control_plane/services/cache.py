@@ -18,6 +18,7 @@ import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from control_plane.services.code_filter import CodeFilterWriter
 from control_plane.services.edge_confirmations import EdgeConfirmations
 from shared.edge_rows import RowStore, load_codes, load_groups, stored_version
 from shared.keys import (
@@ -56,6 +57,7 @@ class EdgeCache:
         self.lease = lease
         self.rows = RowStore(redis, keys)
         self.confirmations = EdgeConfirmations(redis, keys, lease)
+        self.code_filter = CodeFilterWriter(redis, keys)
 
     async def publish_codes(self, db: asyncpg.Pool[Any], code_ids: list[str]) -> None:
         """After commit: the codes' rows to Redis, then wait until no edge can answer their old state."""
@@ -69,7 +71,9 @@ class EdgeCache:
         """Write the codes' current rows and tell every edge to drop its copy; raises if Redis fails.
 
         New codes (first version) are only announced with one "forget unknown slugs" entry, so minting
-        10,000 codes appends one entry, not 10,000.
+        10,000 codes appends one entry, not 10,000. The same entry makes every edge load the filter of
+        existing codes again when any of these (domain, slug) were new to it (shared/code_filter.py): a
+        code created, or given a new domain, is scanned 302 right after the write returns.
         """
         records = await db.fetch("SELECT id, domain, slug FROM qr_codes WHERE id = ANY($1) AND slug IS NOT NULL",
                                  code_ids)
@@ -79,10 +83,16 @@ class EdgeCache:
         entries = [(r["domain"], r["slug"], rows[r["id"]]) for r in records]
         kept = await self.rows.store_codes_kept(entries)
         repaired = await self._repair_codes(db, [(entries[i], held) for i, held in kept]) if kept else []
+        new_to_filter = await self.code_filter.add((r["domain"], r["slug"]) for r in records)
         changed = [self.keys.code(r["domain"], r["slug"]) for r in records if rows[r["id"]].version > FIRST_VERSION]
-        created = len(changed) < len(records)
+        created = len(changed) < len(records) or new_to_filter > 0
         changed += [key for key in repaired if key not in changed]  # a planted row may be cached at any version
-        return await self.invalidate(changed + ([NEGATIVE_ENTRIES] if created else []))
+        position = await self.invalidate(changed + ([NEGATIVE_ENTRIES] if created else []))
+        if self.code_filter.lost:
+            # Redis lost its data, the edge registry with it, so no edge is waited for: one that has not noticed
+            # yet may still believe its copy of the filter (without these codes) until its fence closes.
+            await asyncio.sleep(self.lease / 2)
+        return position
 
     async def _repair_codes(self, db: asyncpg.Pool[Any],
                             kept: list[tuple[tuple[str, str, CodeRow], bytes]]) -> list[str]:
