@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
+import logging
 import os
 import signal
 import subprocess
@@ -53,3 +55,26 @@ def stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep for `seconds`, or less if `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+class Backoff:
+    """The waits of a worker loop while a store is unreachable: `first` seconds, doubling up to `longest`,
+    and `first` again after a success. A worker waits; it never exits because PostgreSQL or Redis is down."""
+
+    def __init__(self, first: float = 0.1, longest: float = 5.0) -> None:
+        self.first = self.seconds = first
+        self.longest = longest
+
+    def reset(self) -> None:
+        self.seconds = self.first
+
+    async def wait(self, stop: asyncio.Event, log: logging.Logger, what: str, exc: BaseException) -> None:
+        log.warning("%s, retrying in %.1fs: %r", what, self.seconds, exc)
+        await pause(stop, self.seconds)
+        self.seconds = min(self.seconds * 2, self.longest)

@@ -34,7 +34,7 @@ from control_plane.ingest.stream import Entry, ScanStream
 from shared.database import create_pool
 from shared.keys import SCAN_FIELD, RedisKeys
 from shared.metrics_server import metrics_server
-from shared.processes import stop_on_signals
+from shared.processes import Backoff, stop_on_signals
 from shared.redis_client import create_redis
 from shared.scan_event import ScanEvent
 from shared.settings import IngestSettings
@@ -126,7 +126,7 @@ class IngestWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         cursor = "0"  # own pending entries first: they were read before a crash or an outage, never acknowledged
-        backoff = 0.1
+        backoff = Backoff()
         # While PostgreSQL stores one batch, the next is read and decoded: the two use different cores.
         storing: asyncio.Task[int] | None = None
         while not stop.is_set():
@@ -148,16 +148,13 @@ class IngestWorker:
                     storing = asyncio.create_task(self.store(batch))
                 elif cursor == "0":
                     cursor = ">"
-                backoff = 0.1
+                backoff.reset()
             except RETRYABLE as exc:
                 await _settle(storing)  # its entries stay pending and are re-read below
                 storing = None
                 self.metrics.failed_batches.labels("outage" if isinstance(exc, OUTAGE) else "error").inc()
-                log.warning("ingest paused, retrying in %.1fs: %r", backoff, exc)
                 cursor = "0"
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.wait(stop, log, "ingest paused", exc)
         if storing is not None:
             await _settle(storing)  # SIGTERM: finish the batch in hand
 

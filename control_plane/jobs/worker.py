@@ -26,14 +26,13 @@ from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.outbox import record_event
 from shared.problems import Problem
-from shared.processes import stop_on_signals
+from shared.processes import Backoff, pause, stop_on_signals
 from shared.redis_client import create_redis
 from shared.settings import ControlPlaneSettings, JobSettings
 from shared.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 CLEANUP_INTERVAL = 60.0  # seconds between sweeps for expired export files
-OUTAGE_FIRST_BACKOFF, OUTAGE_MAX_BACKOFF = 0.1, 5.0  # seconds between tries while PostgreSQL is unreachable
 
 
 class JobWorker:
@@ -48,19 +47,17 @@ class JobWorker:
         self.finished = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = OUTAGE_FIRST_BACKOFF
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 await self._cleanup_if_due()
                 job = await claims.claim(self.db, self.settings.lease)
             except STORE_UNAVAILABLE as exc:  # PostgreSQL is down or restarting: wait for it, never exit
-                log.warning("job worker paused, retrying in %.1fs: %r", backoff, exc)
-                await _wait(stop, backoff)
-                backoff = min(backoff * 2, OUTAGE_MAX_BACKOFF)
+                await backoff.wait(stop, log, "job worker paused", exc)
                 continue
-            backoff = OUTAGE_FIRST_BACKOFF
+            backoff.reset()
             if job is None:
-                await _wait(stop, self.settings.poll_interval)
+                await pause(stop, self.settings.poll_interval)
                 continue
             try:
                 await self._supervise(job, stop)
@@ -196,23 +193,16 @@ async def start_worker(settings: JobSettings, db: asyncpg.Pool[Any], redis: Any)
     return JobWorker(settings, db, EdgeCache(redis, keys), control_plane)
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-
-
 async def _start_when_reachable(settings: JobSettings, db: asyncpg.Pool[Any], redis: Any,
                                 stop: asyncio.Event) -> JobWorker | None:
     """The worker, once PostgreSQL answers; None if stopped first. A worker started (or restarted by
     `scanroute up`) during an outage waits instead of exiting."""
-    backoff = OUTAGE_FIRST_BACKOFF
+    backoff = Backoff()
     while not stop.is_set():
         try:
             return await start_worker(settings, db, redis)
         except STORE_UNAVAILABLE as exc:
-            log.warning("job worker waiting for the database, retrying in %.1fs: %r", backoff, exc)
-            await _wait(stop, backoff)
-            backoff = min(backoff * 2, OUTAGE_MAX_BACKOFF)
+            await backoff.wait(stop, log, "job worker waiting for the database", exc)
     return None
 
 

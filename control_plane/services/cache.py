@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -36,10 +36,14 @@ DELETED_GROUP_VERSION = 2**62  # ids are never reused, so a tombstone is final
 FIRST_VERSION = 1  # a code at its first version was never cached anywhere except as "unknown"
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
 RETRY_PAUSE = 0.1  # seconds between write-through attempts while Redis does not answer
+# Rows per version-checked script call: minting or importing 10,000 codes is ten short calls, so Redis never
+# blocks the edges for one long script, and each call has the lease to answer on its own.
+ROWS_PER_CALL = 1_000
 # Redis must be repaired up to the outbox's newest event before its rows count again (see cache_sync).
 MARK_REPAIR = """UPDATE cache_repair
     SET pending_through = GREATEST(pending_through, (SELECT COALESCE(max(seq), 0) FROM events), 1)"""
 
+T = TypeVar("T")
 Write = Callable[[], Awaitable[str | None]]  # writes through; returns the last invalidation's stream id
 Repair = tuple[str, bytes, CodeRow | GroupRow | None]  # key, what Redis holds, the database's row (None: none)
 
@@ -81,7 +85,10 @@ class EdgeCache:
             return None
         rows = await load_codes(db, [r["id"] for r in records])
         entries = [(r["domain"], r["slug"], rows[r["id"]]) for r in records]
-        kept = await self.rows.store_codes_kept(entries)
+        kept: list[tuple[int, bytes]] = []
+        for start in range(0, len(entries), ROWS_PER_CALL):
+            chunk = await self._answered(self.rows.store_codes_kept(entries[start:start + ROWS_PER_CALL]))
+            kept += [(start + i, held) for i, held in chunk]
         repaired = await self._repair_codes(db, [(entries[i], held) for i, held in kept]) if kept else []
         new_to_filter = await self.code_filter.add((r["domain"], r["slug"]) for r in records)
         changed = [self.keys.code(r["domain"], r["slug"]) for r in records if rows[r["id"]].version > FIRST_VERSION]
@@ -115,7 +122,7 @@ class EdgeCache:
         log.warning("Redis held %d edge row(s) that PostgreSQL contradicts (written by something other than"
                     " scanroute?); replaced from PostgreSQL: %s", len(repairs),
                     ", ".join(key for key, _, _ in repairs[:10]))
-        await self.rows.replace(repairs)
+        await self._answered(self.rows.replace(repairs))
         return [key for key, _, _ in repairs]
 
     async def write_group(self, db: asyncpg.Pool[Any], group_id: str) -> str | None:
@@ -126,7 +133,7 @@ class EdgeCache:
         """
         rows = await load_groups(db, [group_id])
         row = rows.get(group_id) or tombstone(group_id)
-        held = await self.rows.store_group_kept(row)
+        held = await self._answered(self.rows.store_group_kept(row))
         if held is not None:  # a newer version in Redis: a later write's, or one ahead of the database (above)
             fresh = (await load_groups(db, [group_id])).get(group_id) or tombstone(group_id)
             version = stored_version(held)
@@ -143,15 +150,21 @@ class EdgeCache:
                 named = "\n".join(cache_keys[start:start + INVALIDATION_KEYS_PER_ENTRY])
                 pipe.xadd(self.keys.invalidations, {INVALIDATION_FIELD: named}, maxlen=INVALIDATION_MAXLEN,
                           approximate=True)
-            ids = await pipe.execute()
+            ids = await self._answered(pipe.execute())
         last: bytes | str = ids[-1]
         return last.decode() if isinstance(last, bytes) else last
+
+    async def _answered(self, call: Awaitable[T]) -> T:
+        """One Redis round trip of a write-through, which must answer within the lease: a Redis that does
+        not is unreachable for this write (`_publish`). The bound is per call, not per write, so a write of
+        10,000 rows (and its PostgreSQL reads) on a busy machine is slow, never a false outage."""
+        async with asyncio.timeout(self.lease):
+            return await call
 
     async def _publish(self, db: asyncpg.Pool[Any], write: Write) -> None:
         deadline = time.monotonic() + self.lease
         try:
-            async with asyncio.timeout(self.lease):
-                position = await write()
+            position = await write()
         except REDIS_FAILURES as exc:
             log.warning("write-through failed; edges read PostgreSQL until the cache sync repairs Redis: %r", exc)
             await self._mark_repair(db)

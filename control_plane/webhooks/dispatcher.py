@@ -51,7 +51,7 @@ from shared.database import create_pool
 from shared.ids import new_id
 from shared.metrics_server import metrics_server
 from shared.outbox import event_object
-from shared.processes import stop_on_signals
+from shared.processes import Backoff, pause, stop_on_signals
 from shared.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ class Dispatcher:
                 await self.measure_queue()
             except RETRYABLE as exc:  # the other loops report the outage; the gauges keep their last value
                 log.debug("queue depth not measured: %r", exc)
-            await _wait(stop, QUEUE_DEPTH_INTERVAL_S)
+            await pause(stop, QUEUE_DEPTH_INTERVAL_S)
 
     async def run(self, stop: asyncio.Event) -> None:
         sending = asyncio.create_task(self._send_loop(stop))
@@ -270,18 +270,16 @@ class Dispatcher:
 
     async def _send_loop(self, stop: asyncio.Event) -> None:
         """Keep up to WEBHOOK_CONCURRENCY deliveries in flight, each on its own task."""
-        backoff = 0.1
+        backoff = Backoff()
         while not stop.is_set():
             self._recorded.clear()
             room = self.settings.concurrency - len(self._sending)
             if room > 0:
                 try:
                     due = await self.claim(room)
-                    backoff = 0.1
+                    backoff.reset()
                 except RETRYABLE as exc:
-                    log.warning("webhook dispatcher paused, retrying in %.1fs: %r", backoff, exc)
-                    await _wait(stop, backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await backoff.wait(stop, log, "webhook dispatcher paused", exc)
                     continue
                 for row in due:
                     task = asyncio.create_task(self._send(row))
@@ -297,7 +295,7 @@ class Dispatcher:
 
     async def _record_loop(self, stop: asyncio.Event, sending: asyncio.Task[None]) -> None:
         """Record finished attempts as they come, in batches; after `stop`, until every send is recorded."""
-        backoff = 0.1
+        backoff, never = Backoff(), asyncio.Event()  # attempts are recorded after `stop` too
         deadline: float | None = None
         loop = asyncio.get_running_loop()
         while True:
@@ -317,12 +315,10 @@ class Dispatcher:
             batch, self._finished = self._finished, []
             try:
                 await self.record(batch)
-                backoff = 0.1
+                backoff.reset()
             except RETRYABLE as exc:
-                log.warning("webhook attempts not recorded, retrying in %.1fs: %r", backoff, exc)
                 self._finished = batch + self._finished
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.wait(never, log, "webhook attempts not recorded", exc)
                 continue
             for outcome in batch:
                 self._sending.pop(outcome.delivery["delivery_id"], None)
@@ -330,23 +326,16 @@ class Dispatcher:
             self._recorded.set()
 
     async def _loop(self, step: Callable[[], Awaitable[int]], stop: asyncio.Event) -> None:
-        backoff = 0.1
+        backoff = Backoff()
         while not stop.is_set():
             try:
                 busy = await step()
-                backoff = 0.1
+                backoff.reset()
             except RETRYABLE as exc:
-                log.warning("webhook dispatcher paused, retrying in %.1fs: %r", backoff, exc)
-                await _wait(stop, backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.wait(stop, log, "webhook dispatcher paused", exc)
                 continue
             if not busy:
-                await _wait(stop, self.settings.poll_interval)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+                await pause(stop, self.settings.poll_interval)
 
 
 async def _wait_any(stop: asyncio.Event, event: asyncio.Event, seconds: float) -> None:
