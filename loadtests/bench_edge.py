@@ -555,30 +555,40 @@ def paced_wrk(server: Server, rate: float, args: argparse.Namespace) -> Result:
                    {"PACE_MS": f"{pace:.3f}"})
 
 
+ENTRIES, CACHE_BYTES = 'scanroute_edge_cache_entries{kind="code"}', 'scanroute_edge_cache_bytes{kind="code"}'
+LOOKUPS, FILTERED = 'scanroute_edge_cache_misses_total{kind="code"}', "scanroute_edge_code_filter_answers_total"
+FILTER_BYTES = "scanroute_edge_code_filter_bytes"
+
+
+def edge_metrics(edge: Server) -> dict[str, float]:
+    text = subprocess.run(["curl", "-s", f"{edge.url}/metrics"], capture_output=True, text=True, timeout=30).stdout
+    found: dict[str, float] = {}
+    for name in (ENTRIES, CACHE_BYTES, LOOKUPS, FILTERED, FILTER_BYTES):
+        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        found[name] = float(match.group(1)) if match else float("nan")
+    return found
+
+
 def flood_report(wrk: str, edge: Server, args: argparse.Namespace, with_filter: bool) -> list[str]:
-    before = edge.rss_mb()
+    before, metrics_before = edge.rss_mb(), edge_metrics(edge)
     sent, started, run = 0, time.monotonic(), 0
     while sent < args.flood and run < 200:  # bounded: at worst 200 runs of 10 s
-        result = run_wrk(wrk, edge.url, 10, args.connections, str(HERE / "flood.lua"), {"RUN_ID": f"f{run}"})
+        result = run_wrk(wrk, edge.url, 10, args.connections, str(HERE / "flood.lua"),
+                         {"RUN_ID": f"f{int(with_filter)}{run}"})
         sent += result.requests
         run += 1
-    after = edge.rss_mb()
-    metrics = subprocess.run(["curl", "-s", f"{edge.url}/metrics"], capture_output=True, text=True, timeout=30).stdout
-    entries = re.search(r'scanroute_edge_cache_entries\{kind="code"\} ([\d.e+]+)', metrics)
-    cache_bytes = re.search(r'scanroute_edge_cache_bytes\{kind="code"\} ([\d.e+]+)', metrics)
-    misses = re.search(r'scanroute_edge_cache_misses_total\{kind="code"\} ([\d.e+]+)', metrics)
-    answered = re.search(r"scanroute_edge_code_filter_answers_total ([\d.e+]+)", metrics)
-    filter_bytes = re.search(r"scanroute_edge_code_filter_bytes ([\d.e+]+)", metrics)
+    seconds = time.monotonic() - started
+    after, metrics = edge.rss_mb(), edge_metrics(edge)
 
-    def number(found: re.Match[str] | None, scale: float = 1.0) -> float:
-        return float(found.group(1)) / scale if found else float("nan")
+    def during(name: str) -> float:
+        return metrics[name] - metrics_before[name]
 
     return [f"\nmemory, {'with' if with_filter else 'without'} the code filter: {sent:,} distinct unknown slugs on"
-            f" ~200-byte hosts in {time.monotonic() - started:.0f} s ({sent / (time.monotonic() - started):,.0f}/s):"
-            f" edge protocol RSS {before:.0f} MB before, {after:.0f} MB after; code cache {number(entries):,.0f}"
-            f" entries, {number(cache_bytes, 2**20):.1f} MB estimated (EDGE_CACHE_MB=64 per cache); since start-up"
-            f" {number(misses):,.0f} code lookups (cache misses), {number(answered):,.0f} answered by the filter"
-            f" alone; filter copy {number(filter_bytes, 2**20):.2f} MB"]
+            f" ~200-byte hosts in {seconds:.0f} s ({sent / seconds:,.0f}/s): edge protocol RSS {before:.0f} MB"
+            f" before, {after:.0f} MB after; code cache {metrics[ENTRIES]:,.0f} entries,"
+            f" {metrics[CACHE_BYTES] / 2**20:.1f} MB estimated (EDGE_CACHE_MB=64 per cache); during the flood"
+            f" {during(LOOKUPS):,.0f} code lookups (Redis MGET, then PostgreSQL), {during(FILTERED):,.0f} answered"
+            f" by the filter alone; filter copy {metrics[FILTER_BYTES] / 2**20:.2f} MB"]
 
 
 if __name__ == "__main__":

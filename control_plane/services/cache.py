@@ -90,7 +90,11 @@ class EdgeCache:
             chunk = await self._answered(self.rows.store_codes_kept(entries[start:start + ROWS_PER_CALL]))
             kept += [(start + i, held) for i, held in chunk]
         repaired = await self._repair_codes(db, [(entries[i], held) for i, held in kept]) if kept else []
-        new_to_filter = await self.code_filter.add((r["domain"], r["slug"]) for r in records)
+        new_to_filter = 0  # bits of the filter of existing codes that these codes set (shared/code_filter.py)
+        for start in range(0, len(records), ROWS_PER_CALL):
+            added = await self._answered(self.code_filter.add(
+                (r["domain"], r["slug"]) for r in records[start:start + ROWS_PER_CALL]))
+            new_to_filter += max(added, 0)
         changed = [self.keys.code(r["domain"], r["slug"]) for r in records if rows[r["id"]].version > FIRST_VERSION]
         created = len(changed) < len(records) or new_to_filter > 0
         changed += [key for key in repaired if key not in changed]  # a planted row may be cached at any version

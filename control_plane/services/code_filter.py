@@ -41,7 +41,8 @@ from shared.code_filter import (
 from shared.keys import NEGATIVE_ENTRIES, RedisKeys
 
 log = logging.getLogger(__name__)
-CHUNK = 10_000  # codes per cursor fetch and per ADD script during a rebuild
+CHUNK = 10_000  # codes per cursor fetch during a rebuild
+CODES_PER_CALL = 1_000  # codes per ADD script: Redis never blocks the edges for one long script
 ALL_KEYS = "SELECT domain, slug FROM qr_codes WHERE slug IS NOT NULL"
 
 
@@ -106,7 +107,9 @@ class CodeFilterKeeper:
         async with self.db.acquire() as conn, conn.transaction(readonly=True):
             cursor = await conn.cursor(ALL_KEYS)
             while rows := await cursor.fetch(CHUNK):
-                await self.writer.add(((r["domain"], r["slug"]) for r in rows), into=[self.keys.code_filter_next])
+                for start in range(0, len(rows), CODES_PER_CALL):
+                    await self.writer.add(((r["domain"], r["slug"]) for r in rows[start:start + CODES_PER_CALL]),
+                                          into=[self.keys.code_filter_next])
         if not await self._install(keys=[self.keys.code_filter_next, self.keys.code_filter],
                                    args=[header(m, generation)]):
             log.warning("code filter rebuild lost its work (Redis lost it, or another rebuild replaced it)")
