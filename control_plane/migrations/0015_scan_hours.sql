@@ -13,6 +13,13 @@ ALTER INDEX scan_sketches_group RENAME TO scan_hours_group;
 ALTER TABLE scan_hours
     ADD COLUMN scans bigint NOT NULL DEFAULT 0,
     ADD COLUMN counts jsonb NOT NULL DEFAULT '{}';
+-- Compressed like the sketches when a row outgrows a page's share (migration 0011).
+DO $$
+BEGIN
+    ALTER TABLE scan_hours ALTER COLUMN counts SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+    RAISE NOTICE 'lz4 is not available: scan counts stay compressed with pglz';
+END $$;
 
 -- Every hour that has rollups has its sketch (the worker writes both in one transaction); be safe anyway.
 INSERT INTO scan_hours (code_id, hour, group_id, livemode, org_id, visitors, ips)
