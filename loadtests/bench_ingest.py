@@ -429,7 +429,8 @@ async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: i
 
 async def bench(scratch: Scratch, args: argparse.Namespace) -> None:
     database_url, redis_url = scratch.database_url, scratch.redis_url
-    await bench_throughput(database_url, redis_url, args.events, args.batch_size, args.rounds)
+    if args.events > 0:
+        await bench_throughput(database_url, redis_url, args.events, args.batch_size, args.rounds)
     if args.lag_seconds > 0:
         lags = sorted(await bench_lag(database_url, redis_url, args.lag_rate, args.lag_seconds))
         print(f"end-to-end lag at {args.lag_rate:,} scans/s for {args.lag_seconds:.0f} s (one worker process):"
@@ -448,7 +449,7 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=200_000, help="0 skips the throughput part")
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--analytics-scans", type=int, default=1_000_000, help="0 skips the analytics part")
