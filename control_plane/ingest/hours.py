@@ -8,8 +8,8 @@ compressed: ~0.6 rows per scan over 1,000 codes, 0.26 even for a code scanned hu
 this is 0.15–0.23 and 0.004 (`python -m loadtests.rollup_shapes`, BENCHMARKS.md).
 
 Counted in Python from the rows the batch really inserted. Rows that exist are locked, merged in Python and
-written back; a row another worker created meanwhile is merged in SQL on conflict (slower per row, but only
-in that race).
+written back; the others are inserted, and a row another worker inserted meanwhile is then locked and merged
+the same way.
 """
 
 from __future__ import annotations
@@ -150,14 +150,15 @@ FROM unnest({_KEYS}, $5::bigint[], $6::text[], $7::bytea[], $8::bytea[])
   AS k(code_id, hour, group_id, livemode, scans, counts, visitors, ips)
 WHERE h.code_id = k.code_id AND h.hour = k.hour AND h.group_id = k.group_id AND h.livemode = k.livemode
 """
+# A row another worker inserted meanwhile is skipped (after waiting for its transaction), then merged like
+# any existing row: no merge in SQL, which costs PostgreSQL far more per row than Python.
 INSERT = f"""
-INSERT INTO scan_hours AS h (code_id, hour, group_id, livemode, org_id, scans, counts, visitors, ips)
+INSERT INTO scan_hours (code_id, hour, group_id, livemode, org_id, scans, counts, visitors, ips)
 SELECT k.code_id, k.hour, k.group_id, k.livemode, k.org_id, k.scans, k.counts::jsonb, k.visitors, k.ips
 FROM unnest({_KEYS}, $5::text[], $6::bigint[], $7::text[], $8::bytea[], $9::bytea[])
   AS k(code_id, hour, group_id, livemode, org_id, scans, counts, visitors, ips)
-ON CONFLICT (code_id, hour, group_id, livemode) DO UPDATE SET scans = h.scans + EXCLUDED.scans,
-    counts = scan_counts_add(h.counts, EXCLUDED.counts),
-    visitors = sketch_union(h.visitors, EXCLUDED.visitors), ips = sketch_union(h.ips, EXCLUDED.ips)
+ON CONFLICT (code_id, hour, group_id, livemode) DO NOTHING
+RETURNING code_id, hour, group_id, livemode
 """
 
 
@@ -165,24 +166,30 @@ async def add_hours(conn: asyncpg.Connection[Any], hours: dict[HourKey, Hour]) -
     if not hours:
         return
     keys = sorted(hours)  # two workers adding to the same rows lock them in the same order
-    by_row = {k[:4]: k for k in keys}  # (code_id, hour, group_id, livemode): the primary key
-    existing = await conn.fetch(LOCK, *_columns(list(by_row)))
-    fresh = dict(hours)
-    if existing:
-        merged = []
-        for row in existing:
-            row_key = (row["code_id"], row["hour"], row["group_id"], row["livemode"])
-            hour = fresh.pop(by_row[row_key])
-            merged.append((*row_key, hour.scans, _json(add_counts(orjson.loads(row["counts"]), hour.counts())),
-                           unique_sketch.apply(row["visitors"], hour.visitors),
-                           unique_sketch.apply(row["ips"], hour.ips)))
-        await conn.execute(UPDATE, *_columns(merged))
+    fresh = await _merge_existing(conn, keys, hours)
     if fresh:
         empty = bytes(unique_sketch.REGISTERS)
-        await conn.execute(INSERT, *_columns([
-            (*key, new.scans, _json(new.counts()), unique_sketch.apply(empty, new.visitors),
-             unique_sketch.apply(empty, new.ips))
-            for key in keys if (new := fresh.get(key)) is not None]))
+        inserted = await conn.fetch(INSERT, *_columns([
+            (*key, hours[key].scans, _json(hours[key].counts()), unique_sketch.apply(empty, hours[key].visitors),
+             unique_sketch.apply(empty, hours[key].ips)) for key in fresh]))
+        if len(inserted) < len(fresh):  # another worker created some of them meanwhile
+            done = {tuple(row) for row in inserted}
+            await _merge_existing(conn, [key for key in fresh if key[:4] not in done], hours)
+
+
+async def _merge_existing(conn: asyncpg.Connection[Any], keys: list[HourKey],
+                          hours: dict[HourKey, Hour]) -> list[HourKey]:
+    """Locks the rows of `keys` that exist and adds `hours` to them; returns the keys with no row yet."""
+    by_row = {key[:4]: key for key in keys}  # (code_id, hour, group_id, livemode): the primary key
+    merged = []
+    for row in await conn.fetch(LOCK, *_columns(list(by_row))):
+        row_key = (row["code_id"], row["hour"], row["group_id"], row["livemode"])
+        hour = hours[by_row.pop(row_key)]
+        merged.append((*row_key, hour.scans, _json(add_counts(orjson.loads(row["counts"]), hour.counts())),
+                       unique_sketch.apply(row["visitors"], hour.visitors), unique_sketch.apply(row["ips"], hour.ips)))
+    if merged:
+        await conn.execute(UPDATE, *_columns(merged))
+    return list(by_row.values())
 
 
 def _json(counts: Counts) -> str:

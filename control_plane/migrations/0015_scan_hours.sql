@@ -51,19 +51,6 @@ WHERE h.code_id = p.code_id AND h.hour = p.hour AND h.group_id = p.group_id AND 
 
 DROP TABLE scan_rollups;
 
--- The sum of two packed counts, dimension by dimension and value by value: only for the rare row that two
--- workers create at once (the worker merges rows it has locked in Python).
-CREATE FUNCTION scan_counts_add(a jsonb, b jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE STRICT AS $$
-    SELECT coalesce(jsonb_object_agg(dimension, counts), '{}') FROM (
-        SELECT dimension, jsonb_object_agg(value, scans) AS counts FROM (
-            SELECT d.key AS dimension, v.key AS value, sum(v.value::bigint) AS scans
-            FROM (SELECT * FROM jsonb_each(a) UNION ALL SELECT * FROM jsonb_each(b)) AS d,
-                 jsonb_each_text(d.value) AS v
-            GROUP BY 1, 2) AS per_value
-        GROUP BY 1) AS per_dimension
-$$;
-
 CREATE OR REPLACE FUNCTION drop_scan_partitions_before(cutoff date) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE

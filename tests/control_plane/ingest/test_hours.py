@@ -3,9 +3,14 @@ order for speed, held here to their names; counts packed per dimension as the an
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
-from control_plane.ingest.hours import HourKey, add_counts, summarise
+import asyncpg
+import orjson
+
+from control_plane.ingest.hours import HourKey, Summary, add_counts, add_hours, summarise
 from control_plane.ingest.scan_row import scan_row
 from shared import unique_sketch
 from shared.scan_event import ScanEvent
@@ -70,3 +75,31 @@ def test_stored_counts_add_up_value_by_value() -> None:
     assert add_counts(stored, added) == {"country": {"FR": 3, "": 1, "DE": 4}, "outcome": {"redirected": 3},
                                          "rule": {"": 5}}
     assert stored == {"country": {"FR": 2, "": 1}, "outcome": {"redirected": 3}}  # not changed in place
+
+
+async def test_two_workers_creating_the_same_hours_at_once_lose_no_count(database_url: str) -> None:
+    rows = [scan_row(event(1_700_000_000_000 + n * 60_000, str(n), country=("FR", "DE")[n % 2])) for n in range(6)]
+    first, second = summarise(rows[:4]), summarise(rows[4:])
+    one, two = [await asyncpg.connect(database_url, timeout=10) for _ in range(2)]
+    try:
+        async with one.transaction():
+            await add_hours(one, first.hours)  # inserts the hour, and holds it until commit
+            racing = asyncio.create_task(_in_transaction(two, second))
+            await asyncio.sleep(0.2)
+            assert not racing.done(), "the second insert waits for the first transaction"
+        await racing  # then finds the row there, locks it and adds to it
+        row = await one.fetchrow("SELECT scans, counts::text AS counts, visitors FROM scan_hours")
+    finally:
+        await one.close()
+        await two.close()
+    assert row is not None and row["scans"] == 6
+    assert orjson.loads(row["counts"])["country"] == {"FR": 3, "DE": 3}
+    everyone: dict[int, int] = {}
+    for n in range(6):
+        unique_sketch.note(everyone, str(n))
+    assert row["visitors"] == unique_sketch.apply(bytes(unique_sketch.REGISTERS), everyone)
+
+
+async def _in_transaction(conn: asyncpg.Connection[Any], summary: Summary) -> None:
+    async with conn.transaction():
+        await add_hours(conn, summary.hours)

@@ -57,7 +57,3 @@ async def test_rollups_become_packed_hourly_counts(before_0015: asyncpg.Connecti
         "outcome": {"redirected": 5}, "rule": {"": 3, "2": 2}, "variant": {"": 5}}
     assert orjson.loads(rows[1]["counts"])["country"] == {"DE": 1}
     assert await conn.fetchval("SELECT to_regclass('scan_rollups')") is None
-    merged = await conn.fetchval("SELECT scan_counts_add($1::jsonb, $2::jsonb)::text", rows[0]["counts"],
-                                 '{"country": {"FR": 1, "IT": 1}, "rule": {"": 1}}')
-    assert orjson.loads(merged)["country"] == {"FR": 4, "": 2, "IT": 1}
-    assert orjson.loads(merged)["rule"] == {"": 4, "2": 2}
