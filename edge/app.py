@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from edge.code_filter import CodeFilter
 from edge.invalidations import InvalidationFollower
 from edge.journal import ScanJournal
 from edge.local_cache import Fence, LocalCache, open_fence
@@ -36,7 +37,7 @@ from edge.scan_path import ScanPath
 from edge.scan_stream import ScanStream
 from shared.database import create_pool
 from shared.geo import CountryLookup
-from shared.keys import RedisKeys
+from shared.keys import RedisKeys, cache_sync_cursor
 from shared.passwords import PasswordChecks
 from shared.redis_client import create_redis
 from shared.resolve import Resolution
@@ -89,11 +90,12 @@ class EdgeApp:
         self.journal = ScanJournal(settings.journal_dir, settings.journal_bytes, settings.journal_min_free)
         self.passwords = PasswordChecks()
         self.clock: Callable[[], float] = time.time  # rules and validity read the time here (tests freeze it)
+        self.code_filter = CodeFilter(self.keys.code_filter, self.link, self.fence)
         self.follower = InvalidationFollower(settings.stores.redis_url, self.keys, [self.codes, self.groups],
                                              self.fence, self.edge_id, self._heard_from_redis,
-                                             confirm=settings.read_your_writes)
+                                             confirm=settings.read_your_writes, code_filter=self.code_filter)
         self.metrics = EdgeMetrics({"code": self.codes, "group": self.groups}, self.journal, self.link,
-                                   self.follower)
+                                   self.follower, self.code_filter)
         self.ops = Starlette(routes=[Route("/healthz", self.healthz), Route("/readyz", self.readyz),
                                      Route("/metrics", self.prometheus)])
 
@@ -220,7 +222,7 @@ class EdgeApp:
         self.db = await create_pool(self.settings.stores.database_url, min_size=0, max_size=4)
         self.redis = create_redis(self.settings.stores.redis_url, socket_timeout=2.0)
         self.lookup = RowLookup(self.redis, self.db, self.keys, self.link, self.codes, self.groups,
-                                self.settings.templates)
+                                self.settings.templates, self.code_filter)
         self.scan_stream = ScanStream(self.settings.stores.redis_url, SCAN_STREAM_TIMEOUT, self.redis)
         self.recorder = ScanRecorder(self.redis, self.keys.scans, self.journal, self.link, self.scan_stream,
                                      self.metrics.batch_size.observe, self.settings.scan_stream_entries,
@@ -233,7 +235,8 @@ class EdgeApp:
         # Serve only once following the invalidations, or after a bounded wait if Redis is down
         # (then lookups go to PostgreSQL and scans to the journal until it returns).
         await asyncio.to_thread(self.follower.ready.wait, START_WAIT)
-        self.repair = RedisRepairWatch(self.db, self.link)
+        self.repair = RedisRepairWatch(self.db, self.link, self.redis,
+                                       cache_sync_cursor(self.settings.stores.redis_namespace), self.code_filter)
         await self.repair.check()
         self.repair_watch = asyncio.create_task(self.repair.run())
         self.memory_watch = asyncio.create_task(self.recorder.watch_memory())
@@ -277,7 +280,8 @@ class EdgeApp:
     def readiness(self) -> tuple[int, dict[str, object]]:
         shedding = self.recorder.shedding
         body = {"redis": "up" if self.link.up else "down", "journal_depth": self.journal.depth,
-                "journal_bytes": self.journal.size, "shedding": shedding, "freshness": self.metrics.freshness()}
+                "journal_bytes": self.journal.size, "shedding": shedding, "freshness": self.metrics.freshness(),
+                "code_filter": self.metrics.code_filter_state()}
         if not self.link.up or shedding:
             return 503, {"status": "degraded", **body}
         return 200, {"status": "ready", **body}

@@ -7,6 +7,10 @@ the end of the stream it opens the local cache's fence for half a lease, counted
 that read. When messages may have been missed — the connection was lost, the stream vanished (FLUSHALL, a
 Redis without persistence restarted) or was trimmed past the last id this process read — the whole local
 cache stops counting as fresh.
+
+It also keeps this process's copy of the filter of existing codes (edge/code_filter.py): loaded again when an
+entry says codes were created (`*negative*`), before that entry is confirmed, and forgotten whenever messages
+may have been missed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import redis
 import redis.exceptions
 
+from edge.code_filter import CodeFilter
 from edge.local_cache import Fence, LocalCache
 from edge.metrics import Buckets
 from shared.edge_registry import CONFIRM, stream_id
@@ -41,7 +46,8 @@ Notify = Callable[[BaseException | None], None]  # None: Redis answered again; e
 
 class InvalidationFollower:
     def __init__(self, redis_url: str, keys: RedisKeys, caches: Sequence[LocalCache[Any]], fence: Fence,
-                 edge_id: str, notify: Notify, lease: float = EDGE_LEASE, *, confirm: bool = True) -> None:
+                 edge_id: str, notify: Notify, lease: float = EDGE_LEASE, *, confirm: bool = True,
+                 code_filter: CodeFilter | None = None) -> None:
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=1.0)
         self.keys = keys
         self.caches = caches
@@ -50,6 +56,7 @@ class InvalidationFollower:
         self.notify = notify
         self.lease = lease
         self.confirms = confirm  # False: follow without registering or fencing (to measure the cost)
+        self.code_filter = code_filter
         self.last_id: str | None = None  # None until the first successful contact
         self.caught_up_at = 0.0  # monotonic time of sending the last read that reached the stream's end
         self.lag = Buckets(LAG_BUCKETS)  # seconds from an invalidation's XADD to its drop here
@@ -122,8 +129,9 @@ class InvalidationFollower:
             if isinstance(failed, Exception):
                 raise failed
         entries = read[0][1] if read else []
+        created = False
         for entry_id, fields in entries:
-            self._apply(fields.get(INVALIDATION_FIELD, b"").decode())
+            created |= self._apply(fields.get(INVALIDATION_FIELD, b"").decode())
             self.last_id = entry_id.decode()
             self.lag.observe(max(0.0, time.time() - stream_id(entry_id)[0] / 1000))
         if self._missed(since, info):
@@ -131,6 +139,8 @@ class InvalidationFollower:
             self._clear()
             if isinstance(info, Exception):
                 self.last_id = NO_ID
+        if self.code_filter is not None and (created or self.code_filter.wants_load()):
+            self.code_filter.load(self.redis)  # before confirming: the write that created codes waits for it
         if len(entries) < BATCH:  # the end of the stream, as of a moment after `sent`
             self.caught_up_at = sent
             if self.confirms:
@@ -139,15 +149,24 @@ class InvalidationFollower:
             self._confirm(keys=[self.keys.edge_positions, self.keys.edge_leases],
                           args=[self.edge_id, self.last_id or NO_ID, int(self.lease * 1000)])
 
-    def _apply(self, named: str) -> None:
+    def _apply(self, named: str) -> bool:
+        """Drop the named entries; True if codes were created (the filter must be loaded again)."""
+        created = False
         for key in named.split("\n"):
+            if key == NEGATIVE_ENTRIES:
+                created = True
+                if self.code_filter is not None:
+                    self.code_filter.forget()
             for cache in self.caches:
                 if key == NEGATIVE_ENTRIES:
                     cache.drop_negative()
                 else:
                     cache.drop(key)
+        return created
 
     def _clear(self) -> None:
+        if self.code_filter is not None:
+            self.code_filter.forget()
         for cache in self.caches:
             cache.clear()
 

@@ -9,8 +9,9 @@ import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from edge.code_filter import CodeFilter
 from edge.code_reads import CodeReads
-from edge.local_cache import LocalCache, Miss
+from edge.local_cache import Fence, LocalCache, Miss
 from edge.redis_link import RedisLink
 from shared.edge_rows import RowStore, load_groups
 from shared.keys import RedisKeys
@@ -107,7 +108,8 @@ def group_weight(group: GroupRow) -> int:
 
 class RowLookup:
     def __init__(self, redis: aioredis.Redis, db: asyncpg.Pool[Any], keys: RedisKeys, link: RedisLink,
-                 codes: LocalCache[CachedCode], groups: LocalCache[GroupRow], templates: Templates) -> None:
+                 codes: LocalCache[CachedCode], groups: LocalCache[GroupRow], templates: Templates,
+                 code_filter: CodeFilter | None = None) -> None:
         self.redis = redis
         self.db = db
         self.keys = keys
@@ -117,11 +119,15 @@ class RowLookup:
         self.resolutions = Resolutions(templates)
         self.rows = RowStore(redis, keys)
         self.code_reads = CodeReads(redis, db, keys, link)
+        self.code_filter = code_filter or CodeFilter(keys.code_filter, link, Fence())  # the latter never answers
 
     def find_cached(self, domain: str, slug: str) -> PreparedScan | None | Miss:
-        """What `find` would answer, from the local cache alone; MISS when it has to load."""
+        """What `find` would answer, from the local cache (or the filter of existing codes) alone; MISS when
+        it has to load."""
         code = self.codes.peek(self.keys.code(domain, slug))
-        if code is None or isinstance(code, Miss):
+        if isinstance(code, Miss):
+            return None if self.code_filter.absent(domain, slug) else code
+        if code is None:
             return code
         group = self.groups.peek(code.group_key) if code.group_key is not None else None
         if isinstance(group, Miss):
@@ -129,8 +135,15 @@ class RowLookup:
         return code.scan(group, self.resolutions)
 
     async def find(self, domain: str, slug: str) -> PreparedScan | None:
-        """The code and what a scan of it resolves to (without the visitor's query); None if unknown."""
-        code = await self.codes.get(self.keys.code(domain, slug), lambda: self._load_code(domain, slug))
+        """The code and what a scan of it resolves to (without the visitor's query); None if unknown.
+
+        An unknown slug that the filter of existing codes rules out costs no read and leaves no entry."""
+        key = self.keys.code(domain, slug)
+        code = self.codes.peek(key)
+        if isinstance(code, Miss):
+            if self.code_filter.absent(domain, slug):
+                return None
+            code = await self.codes.get(key, lambda: self._load_code(domain, slug))
         if code is None:
             return None
         group_id = code.row.group_id

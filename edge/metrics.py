@@ -21,6 +21,7 @@ from edge.local_cache import LocalCache
 from edge.redis_link import RedisLink
 
 if TYPE_CHECKING:
+    from edge.code_filter import CodeFilter
     from edge.invalidations import InvalidationFollower
     from edge.recorder import ScanRecorder
 
@@ -53,8 +54,9 @@ class Buckets:
 
 class EdgeMetrics(Collector):
     def __init__(self, caches: dict[str, LocalCache[Any]], journal: ScanJournal, link: RedisLink,
-                 follower: InvalidationFollower) -> None:
+                 follower: InvalidationFollower, code_filter: CodeFilter | None = None) -> None:
         self.caches = caches
+        self.code_filter = code_filter
         self.journal = journal
         self.link = link
         self.follower = follower
@@ -84,6 +86,16 @@ class EdgeMetrics(Collector):
             "redis_rows": "current" if self.link.rows_current else "pending repair check",
             "stale_answers": sum(cache.stale_answers for cache in self.caches.values()),
         }
+
+    def code_filter_state(self) -> dict[str, Any] | None:
+        """The filter of existing codes (docs/freshness.md), for `/readyz`."""
+        code_filter = self.code_filter
+        if code_filter is None:
+            return None
+        copy = code_filter.copy
+        return {"state": code_filter.state(), "bytes": code_filter.bytes, "bits": copy.m if copy else None,
+                "generation": copy.generation if copy else None, "answered_unknown": code_filter.answered,
+                "loads": code_filter.loads}
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("scanroute_edge_requests", "Scan requests answered, by outcome",
@@ -117,6 +129,21 @@ class EdgeMetrics(Collector):
         yield GaugeMetricFamily("scanroute_edge_redis_up", "1 while this process trusts Redis",
                                 value=int(self.link.up))
         yield from self._freshness()
+        if self.code_filter is not None:
+            yield from self._code_filter(self.code_filter)
+
+    @staticmethod
+    def _code_filter(code_filter: CodeFilter) -> Iterator[Metric]:
+        yield CounterMetricFamily("scanroute_edge_code_filter_answers", "Unknown slugs answered 404 by the"
+                                  " filter of existing codes alone: no Redis or PostgreSQL read, no cache entry",
+                                  value=code_filter.answered)
+        yield GaugeMetricFamily("scanroute_edge_code_filter_bytes", "Size of this process's copy of the filter"
+                                " of existing codes (outside EDGE_CACHE_MB)", value=code_filter.bytes)
+        yield GaugeMetricFamily("scanroute_edge_code_filter_trusted", "1 while the filter of existing codes"
+                                " answers unknown slugs, 0 while lookups go on without it",
+                                value=int(code_filter.trusted()))
+        yield CounterMetricFamily("scanroute_edge_code_filter_loads", "Loads of the filter of existing codes"
+                                  " from Redis", value=code_filter.loads)
 
     def _freshness(self) -> Iterator[Metric]:
         follower, now = self.follower, time.monotonic()

@@ -4,6 +4,11 @@ A write that could not update Redis marks it for repair in PostgreSQL; the contr
 clears the mark once it has re-applied the outbox. Until then this edge reads rows from PostgreSQL.
 While PostgreSQL cannot be asked, Redis is the only store left, and its rows are read (a double fault:
 no write can commit meanwhile).
+
+The filter of existing codes asks more, since it answers "no such code" without PostgreSQL: after each
+contact it counts only once, besides no repair pending, the cache sync's cursor in Redis has reached the
+outbox's newest event as PostgreSQL saw it before (a Redis restored from an older file brings back an older
+filter and an older cursor: the re-application puts the codes created since back into the filter).
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import logging
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
+import redis.exceptions
 
+from edge.code_filter import CodeFilter
 from edge.redis_link import RedisLink
 
 log = logging.getLogger(__name__)
@@ -21,12 +29,19 @@ log = logging.getLogger(__name__)
 CHECK_INTERVAL = 0.2  # seconds between checks (one single-row query)
 QUERY_TIMEOUT = 2.0
 PENDING = "SELECT pending_through FROM cache_repair"
+# The newest event the cache sync re-applies (control_plane/services/cache_sync.py skips threshold events).
+LATEST = "SELECT COALESCE(max(seq), 0) FROM events WHERE type <> 'qr.scan_threshold'"
+FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, redis.exceptions.RedisError)
 
 
 class RedisRepairWatch:
-    def __init__(self, db: asyncpg.Pool[Any], link: RedisLink) -> None:
+    def __init__(self, db: asyncpg.Pool[Any], link: RedisLink, redis: aioredis.Redis | None = None,
+                 cursor_key: str = "", code_filter: CodeFilter | None = None) -> None:
         self.db = db
         self.link = link
+        self.redis = redis
+        self.cursor_key = cursor_key  # the cache sync's (shared.keys.cache_sync_cursor)
+        self.code_filter = code_filter
 
     async def run(self) -> None:
         while True:
@@ -45,3 +60,16 @@ class RedisRepairWatch:
             pending = 0
         if contact == self.link.contacts and self.link.up:
             self.link.rows_current = pending == 0
+            if pending == 0 and self.code_filter is not None and self.code_filter.verified_contact != contact:
+                await self._check_filter(contact)
+
+    async def _check_filter(self, contact: int) -> None:
+        assert self.redis is not None and self.code_filter is not None
+        try:
+            async with asyncio.timeout(QUERY_TIMEOUT):
+                latest = await self.db.fetchval(LATEST)
+                cursor = await self.redis.get(self.cursor_key)
+        except FAILURES:
+            return
+        if cursor is not None and int(cursor) >= latest and contact == self.link.contacts and self.link.up:
+            self.code_filter.verified(contact)

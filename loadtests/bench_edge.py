@@ -14,11 +14,14 @@ The edge, as its protocol server (`scanroute edge`) and as the ASGI app under uv
   (a) one hot code: group + code + visitor params, a phone's headers;
   (b) --codes codes with Zipf(1.1) popularity, their rows warm in Redis, the local cache cold at the
       start (the first window after start-up is reported separately as "first touch");
-  (c) as (b) with 10 % of the requests for unknown slugs, all distinct;
+  (c) as (b) with 10 % of the requests for unknown slugs, all distinct — with the filter of existing codes
+      (docs/freshness.md), as the control plane's cache sync keeps it, and once more without it (the
+      lookups an edge falls back to while the filter is missing or not trusted);
   (e) as (a), but the code's group has 20 rules (every condition type, none matching) and a split
       (docs/rules.md): the budget is (e)/(a) ≥ 0.9, judged per round.
 Then p99 at 64 connections at 80 % of each server's measured maximum (a small open-loop client,
-loadtests/fixed_rate.py), and the edge's RSS after --flood distinct unknown slugs on ~200-byte hosts.
+loadtests/fixed_rate.py), and the edge's RSS after --flood distinct unknown slugs on ~200-byte hosts, with
+the filter and then without it.
 Every scan is acknowledged by Redis (group-committed XADD) before its answer.
 """
 
@@ -49,13 +52,16 @@ from typing import Any
 import asyncpg
 import orjson
 import redis
+import redis.asyncio as aioredis
 from pydantic import TypeAdapter
 
 from control_plane.cli.migrate import migrate
+from control_plane.services.cache import EdgeCache
+from control_plane.services.cache_sync import CacheSync
 from loadtests import fixed_rate
 from shared.edge_rows import load_code_by_slug, load_groups
 from shared.embedded import EmbeddedServices, free_port, temporary_root
-from shared.keys import RedisKeys
+from shared.keys import INVALIDATION_FIELD, NEGATIVE_ENTRIES, RedisKeys, cache_sync_cursor
 from shared.processes import spawn, stop
 from shared.rules import Rules, Split, dump_rules, dump_split
 
@@ -203,6 +209,55 @@ async def seed(database_url: str, codes: int) -> None:
         await warm_redis(conn, codes)
     finally:
         await conn.close()
+    await build_code_filter(database_url)
+
+
+SAVED_FILTER = f"{NAMESPACE}:bench:filter-saved"
+
+
+async def build_code_filter(database_url: str) -> None:
+    """What the control plane's cache sync does on a Redis without a filter: set its cursor, build the filter
+    of existing codes from PostgreSQL. A copy is kept aside, so that scenarios can run with and without it."""
+    client = aioredis.Redis.from_url(os.environ["BENCH_REDIS_URL"], socket_timeout=120)
+    db = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        sync = CacheSync(db, EdgeCache(client, RedisKeys(NAMESPACE)), NAMESPACE)
+        await sync.run_once()
+        started = time.monotonic()
+        assert await sync.code_filter.rebuild("bench seed")
+        size = await client.strlen(RedisKeys(NAMESPACE).code_filter)
+        print(f"code filter built in {time.monotonic() - started:.1f} s: {size / 2**20:.2f} MB", flush=True)
+        await client.copy(RedisKeys(NAMESPACE).code_filter, SAVED_FILTER, replace=True)
+        assert await client.get(cache_sync_cursor(NAMESPACE)) is not None
+    finally:
+        await db.close()
+        await client.aclose()
+
+
+def set_code_filter(on: bool, edges: list[Server]) -> None:
+    """Put the filter in Redis (or take it away) and announce it as a creation does; wait until every edge
+    believes it (or has stopped believing it)."""
+    keys = RedisKeys(NAMESPACE)
+    client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"], socket_timeout=60)
+    try:
+        if on:
+            client.copy(SAVED_FILTER, keys.code_filter, replace=True)
+        else:
+            client.delete(keys.code_filter)
+        client.xadd(keys.invalidations, {INVALIDATION_FIELD: NEGATIVE_ENTRIES})
+    finally:
+        client.close()
+    deadline = time.monotonic() + 30
+    for edge in edges:
+        while (code_filter_state(edge) == "trusted") != on:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{edge.name}: code filter still {code_filter_state(edge)!r}")
+            time.sleep(0.05)
+
+
+def code_filter_state(edge: Server) -> str:
+    ready = subprocess.run(["curl", "-s", f"{edge.url}/readyz"], capture_output=True, timeout=30).stdout
+    return str((orjson.loads(ready).get("code_filter") or {}).get("state"))
 
 
 # Five kinds of condition, four times over: the benchmark's visitor (an iPhone in German, no country) reaches
@@ -311,31 +366,38 @@ def edge_env(services: EmbeddedServices, root: Path, port: int, name: str) -> di
             "EDGE_JOURNAL_DIR": str(root / f"journal-{name}")}
 
 
+def start_servers(stack: contextlib.ExitStack, services: EmbeddedServices, root: Path,
+                  nginx_binary: str | None) -> dict[str, Server]:
+    python = sys.executable
+
+    def start(name: str, argv: list[str], port: int, env: dict[str, str] | None = None) -> Server:
+        return stack.enter_context(serving(name, argv, port, env))
+
+    port = free_port()
+    servers = {"bare": start("bare uvicorn", [python, "-m", "uvicorn", "loadtests.bare_redirect:app", "--port",
+                                              str(port), *UVICORN_FLAGS], port)}
+    port = free_port()
+    servers["raw"] = start("raw uvloop+httptools", [python, "-m", "loadtests.raw_redirect", str(port)], port)
+    if importlib.util.find_spec("granian"):
+        port = free_port()
+        servers["granian"] = start("granian RSGI", [
+            python, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--no-ws", "loadtests.granian_redirect:app"], port)
+    if nginx_binary:
+        servers["nginx"] = stack.enter_context(nginx(nginx_binary, free_port()))
+    for kind, extra in (("protocol", []), ("asgi", ["--server", "asgi"])):
+        port = free_port()
+        servers[kind] = start(f"edge {kind}", [python, "-m", "control_plane.cli", "edge", *extra], port,
+                              edge_env(services, root, port, kind))
+    return servers
+
+
 def measure_all(wrk: str, services: EmbeddedServices, root: Path, args: argparse.Namespace,
                 nginx_binary: str | None) -> list[str]:
     measure = functools.partial(measure_emptied, wrk, args)
-    python = sys.executable
     lines: list[str] = []
     with contextlib.ExitStack() as stack:
-        def start(name: str, argv: list[str], port: int, env: dict[str, str] | None = None) -> Server:
-            return stack.enter_context(serving(name, argv, port, env))
-
-        port = free_port()
-        servers = {"bare": start("bare uvicorn", [python, "-m", "uvicorn", "loadtests.bare_redirect:app", "--port",
-                                                  str(port), *UVICORN_FLAGS], port)}
-        port = free_port()
-        servers["raw"] = start("raw uvloop+httptools", [python, "-m", "loadtests.raw_redirect", str(port)], port)
-        if importlib.util.find_spec("granian"):
-            port = free_port()
-            servers["granian"] = start("granian RSGI", [
-                python, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port),
-                "--workers", "1", "--no-ws", "loadtests.granian_redirect:app"], port)
-        if nginx_binary:
-            servers["nginx"] = stack.enter_context(nginx(nginx_binary, free_port()))
-        for kind, extra in (("protocol", []), ("asgi", ["--server", "asgi"])):
-            port = free_port()
-            servers[kind] = start(f"edge {kind}", [python, "-m", "control_plane.cli", "edge", *extra], port,
-                                  edge_env(services, root, port, kind))
+        servers = start_servers(stack, services, root, nginx_binary)
         lines.append("\npinning read back with taskset -p (server: pid's affinity):")
         lines.extend(f"  {s.name:<22} {s.pinning()}" for s in servers.values())
 
@@ -343,24 +405,35 @@ def measure_all(wrk: str, services: EmbeddedServices, root: Path, args: argparse
         only = set(filter(None, args.only.split(",")))
         if only:
             scenarios = {key: s for key, s in scenarios.items() if key in only or key == "ref"}
+        edges = [servers["protocol"], servers["asgi"]]
+        filter_on = True
+        set_code_filter(filter_on, edges)
+
+        def run(scenario: dict[str, Any], **extra: Any) -> Result:
+            nonlocal filter_on
+            if scenario.get("filter", True) != filter_on:
+                filter_on = not filter_on
+                set_code_filter(filter_on, edges)
+            return measure(**{k: v for k, v in scenario.items() if k not in ("name", "filter")}, **extra)
+
         # First touch: the Zipf load on a local cache that has seen nothing (Redis rows warm).
-        first_touch = {kind: measure(**{k: v for k, v in scenarios[f"{kind}-b"].items() if k != "name"})
-                       for kind in ("protocol", "asgi") if f"{kind}-b" in scenarios}
+        first_touch = {kind: run(scenarios[f"{kind}-b"]) for kind in ("protocol", "asgi") if f"{kind}-b" in scenarios}
         for key, scenario in scenarios.items():
             if not key.endswith("-b"):
-                measure(**{k: v for k, v in scenario.items() if k != "name"}, seconds=2)  # warm-up
+                run(scenario, seconds=2)  # warm-up
         rounds: dict[str, list[Result]] = {key: [] for key in scenarios}
         for number in range(args.rounds):
             print(f"round {number + 1}/{args.rounds}", flush=True)
             for key, scenario in scenarios.items():
                 env = {**scenario.get("env", {}), "RUN_ID": f"r{number}"}
-                rounds[key].append(measure(**{k: v for k, v in scenario.items() if k not in ("name", "env")},
-                                           env=env))
+                rounds[key].append(run({k: v for k, v in scenario.items() if k != "env"}, env=env))
         lines.extend(throughput_report(scenarios, rounds, first_touch, args))
         if not only or "latency" in only:
             lines.extend(latency_report(servers, rounds, args))
         if not only or "flood" in only:
-            lines.extend(flood_report(wrk, servers["protocol"], args))
+            for on in (True, False):
+                set_code_filter(on, edges)
+                lines.extend(flood_report(wrk, servers["protocol"], args, on))
     return lines
 
 
@@ -383,6 +456,9 @@ def build_scenarios(servers: dict[str, Server], args: argparse.Namespace) -> dic
                                   "script": zipf, "env": zipf_env}
         scenarios[f"{kind}-c"] = {"name": f"edge {kind}: (c) as (b), 10 % unknown", "url": url,
                                   "script": zipf, "env": {**zipf_env, "UNKNOWN_SHARE": "0.1"}}
+        scenarios[f"{kind}-c-nofilter"] = {"name": f"edge {kind}: (c) without the code filter", "url": url,
+                                           "script": zipf, "env": {**zipf_env, "UNKNOWN_SHARE": "0.1"},
+                                           "filter": False}
         scenarios[f"{kind}-e"] = {"name": f"edge {kind}: (e) as (a), 20 rules + split", "url": url,
                                   "script": hot, "env": {"HOT_PREFIX": "r"}}
     return scenarios
@@ -420,9 +496,12 @@ def throughput_report(scenarios: dict[str, dict[str, Any]], rounds: dict[str, li
             lines.append(f"edge {kind} ({scenario}) / bare uvicorn = {median:.2f} ± {spread:.2f} "
                          f"(target ≥ {target}: {verdict}; margin {median - target:+.2f}"
                          f"{', larger than the spread' if abs(median - target) > spread else ', within the spread'})")
-        if f"{kind}-b" in ratios and f"{kind}-c" in ratios:
-            b, c = statistics.median(ratios[f"{kind}-b"]), statistics.median(ratios[f"{kind}-c"])
-            lines.append(f"edge {kind} (c) / (b) = {c / b:.2f} (unknown slugs cost no more than known ones: ≥ 1.0)")
+        for c_key, label in ((f"{kind}-c", "(c)"), (f"{kind}-c-nofilter", "(c) without the code filter")):
+            if f"{kind}-b" in ratios and c_key in ratios:
+                per_round = [c / b for c, b in zip(ratios[c_key], ratios[f"{kind}-b"], strict=True)]
+                lines.append(f"edge {kind} {label} / (b) = {statistics.median(per_round):.2f} ± "
+                             f"{(max(per_round) - min(per_round)) / 2:.2f} (unknown slugs cost no more than known"
+                             " ones: ≥ 1.0)")
         if f"{kind}-e" not in rounds or f"{kind}-a" not in rounds:
             continue
         with_rules = [e.rps / a.rps for e, a in zip(rounds[f"{kind}-e"], rounds[f"{kind}-a"], strict=True)]
@@ -432,7 +511,7 @@ def throughput_report(scenarios: dict[str, dict[str, Any]], rounds: dict[str, li
 
 
 def _bad(key: str, count: int) -> str:
-    return f"  ({count} non-3xx: the unknown slugs' 404s, and errors)" if key.endswith("-c") else \
+    return f"  ({count} non-3xx: the unknown slugs' 404s, and errors)" if "-c" in key else \
         f"  ({count} bad answers)"
 
 
@@ -476,22 +555,40 @@ def paced_wrk(server: Server, rate: float, args: argparse.Namespace) -> Result:
                    {"PACE_MS": f"{pace:.3f}"})
 
 
-def flood_report(wrk: str, edge: Server, args: argparse.Namespace) -> list[str]:
-    before = edge.rss_mb()
+ENTRIES, CACHE_BYTES = 'scanroute_edge_cache_entries{kind="code"}', 'scanroute_edge_cache_bytes{kind="code"}'
+LOOKUPS, FILTERED = 'scanroute_edge_cache_misses_total{kind="code"}', "scanroute_edge_code_filter_answers_total"
+FILTER_BYTES = "scanroute_edge_code_filter_bytes"
+
+
+def edge_metrics(edge: Server) -> dict[str, float]:
+    text = subprocess.run(["curl", "-s", f"{edge.url}/metrics"], capture_output=True, text=True, timeout=30).stdout
+    found: dict[str, float] = {}
+    for name in (ENTRIES, CACHE_BYTES, LOOKUPS, FILTERED, FILTER_BYTES):
+        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        found[name] = float(match.group(1)) if match else float("nan")
+    return found
+
+
+def flood_report(wrk: str, edge: Server, args: argparse.Namespace, with_filter: bool) -> list[str]:
+    before, metrics_before = edge.rss_mb(), edge_metrics(edge)
     sent, started, run = 0, time.monotonic(), 0
     while sent < args.flood and run < 200:  # bounded: at worst 200 runs of 10 s
-        result = run_wrk(wrk, edge.url, 10, args.connections, str(HERE / "flood.lua"), {"RUN_ID": f"f{run}"})
+        result = run_wrk(wrk, edge.url, 10, args.connections, str(HERE / "flood.lua"),
+                         {"RUN_ID": f"f{int(with_filter)}{run}"})
         sent += result.requests
         run += 1
-    after = edge.rss_mb()
-    metrics = subprocess.run(["curl", "-s", f"{edge.url}/metrics"], capture_output=True, text=True, timeout=30).stdout
-    entries = re.search(r'scanroute_edge_cache_entries\{kind="code"\} ([\d.e+]+)', metrics)
-    cache_bytes = re.search(r'scanroute_edge_cache_bytes\{kind="code"\} ([\d.e+]+)', metrics)
-    return [f"\nmemory: {sent:,} distinct unknown slugs on ~200-byte hosts in {time.monotonic() - started:.0f} s "
-            f"({sent / (time.monotonic() - started):,.0f}/s): edge protocol RSS {before:.0f} MB before, "
-            f"{after:.0f} MB after; code cache {float(entries.group(1)) if entries else float('nan'):,.0f} entries, "
-            f"{float(cache_bytes.group(1)) / 2**20 if cache_bytes else float('nan'):.1f} MB estimated "
-            "(EDGE_CACHE_MB=64 per cache)"]
+    seconds = time.monotonic() - started
+    after, metrics = edge.rss_mb(), edge_metrics(edge)
+
+    def during(name: str) -> float:
+        return metrics[name] - metrics_before[name]
+
+    return [f"\nmemory, {'with' if with_filter else 'without'} the code filter: {sent:,} distinct unknown slugs on"
+            f" ~200-byte hosts in {seconds:.0f} s ({sent / seconds:,.0f}/s): edge protocol RSS {before:.0f} MB"
+            f" before, {after:.0f} MB after; code cache {metrics[ENTRIES]:,.0f} entries,"
+            f" {metrics[CACHE_BYTES] / 2**20:.1f} MB estimated (EDGE_CACHE_MB=64 per cache); during the flood"
+            f" {during(LOOKUPS):,.0f} code lookups (Redis MGET, then PostgreSQL), {during(FILTERED):,.0f} answered"
+            f" by the filter alone; filter copy {metrics[FILTER_BYTES] / 2**20:.2f} MB"]
 
 
 if __name__ == "__main__":

@@ -58,6 +58,16 @@ class RedisKeys:
         """
         return f"{self.namespace}:code:{len(domain)}:{domain}:{slug}"
 
+    @property
+    def code_filter(self) -> str:
+        """String: the membership filter of every (domain, slug) that has a code (shared/code_filter.py)."""
+        return f"{self.namespace}:filter:codes"
+
+    @property
+    def code_filter_next(self) -> str:
+        """String: the code filter being rebuilt from PostgreSQL; renamed to `code_filter` when complete."""
+        return f"{self.namespace}:filter:codes:next"
+
     def group(self, group_id: str) -> str:
         """String: the group's edge row (JSON, see shared.rows)."""
         return f"{self.namespace}:group:{group_id}"

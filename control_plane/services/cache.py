@@ -18,6 +18,7 @@ import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from control_plane.services.code_filter import CodeFilterWriter
 from control_plane.services.edge_confirmations import EdgeConfirmations
 from shared.edge_rows import RowStore, load_codes, load_groups, stored_version
 from shared.keys import (
@@ -60,6 +61,7 @@ class EdgeCache:
         self.lease = lease
         self.rows = RowStore(redis, keys)
         self.confirmations = EdgeConfirmations(redis, keys, lease)
+        self.code_filter = CodeFilterWriter(redis, keys)
 
     async def publish_codes(self, db: asyncpg.Pool[Any], code_ids: list[str]) -> None:
         """After commit: the codes' rows to Redis, then wait until no edge can answer their old state."""
@@ -73,7 +75,9 @@ class EdgeCache:
         """Write the codes' current rows and tell every edge to drop its copy; raises if Redis fails.
 
         New codes (first version) are only announced with one "forget unknown slugs" entry, so minting
-        10,000 codes appends one entry, not 10,000.
+        10,000 codes appends one entry, not 10,000. The same entry makes every edge load the filter of
+        existing codes again when any of these (domain, slug) were new to it (shared/code_filter.py): a
+        code created, or given a new domain, is scanned 302 right after the write returns.
         """
         records = await db.fetch("SELECT id, domain, slug FROM qr_codes WHERE id = ANY($1) AND slug IS NOT NULL",
                                  code_ids)
@@ -86,10 +90,20 @@ class EdgeCache:
             chunk = await self._answered(self.rows.store_codes_kept(entries[start:start + ROWS_PER_CALL]))
             kept += [(start + i, held) for i, held in chunk]
         repaired = await self._repair_codes(db, [(entries[i], held) for i, held in kept]) if kept else []
+        new_to_filter = 0  # bits of the filter of existing codes that these codes set (shared/code_filter.py)
+        for start in range(0, len(records), ROWS_PER_CALL):
+            added = await self._answered(self.code_filter.add(
+                (r["domain"], r["slug"]) for r in records[start:start + ROWS_PER_CALL]))
+            new_to_filter += max(added, 0)
         changed = [self.keys.code(r["domain"], r["slug"]) for r in records if rows[r["id"]].version > FIRST_VERSION]
-        created = len(changed) < len(records)
+        created = len(changed) < len(records) or new_to_filter > 0
         changed += [key for key in repaired if key not in changed]  # a planted row may be cached at any version
-        return await self.invalidate(changed + ([NEGATIVE_ENTRIES] if created else []))
+        position = await self.invalidate(changed + ([NEGATIVE_ENTRIES] if created else []))
+        if self.code_filter.lost:
+            # Redis lost its data, the edge registry with it, so no edge is waited for: one that has not noticed
+            # yet may still believe its copy of the filter (without these codes) until its fence closes.
+            await asyncio.sleep(self.lease / 2)
+        return position
 
     async def _repair_codes(self, db: asyncpg.Pool[Any],
                             kept: list[tuple[tuple[str, str, CodeRow], bytes]]) -> list[str]:

@@ -10,7 +10,8 @@ PostgreSQL instead of Redis's rows until this loop has re-applied the outbox pas
 it (docs/freshness.md). The cursor lives in Redis: a Redis restored from an older snapshot brings back an
 older cursor, so everything written since is re-applied.
 
-Each pass also takes one step of the audit that replaces rows PostgreSQL contradicts (cache_audit.py).
+Each pass also takes one step of the audit that replaces rows PostgreSQL contradicts (cache_audit.py), and
+checks the filter of existing codes, rebuilding it when Redis has none or it is too full (code_filter.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import redis.exceptions
 
 from control_plane.services.cache import EdgeCache
 from control_plane.services.cache_audit import CacheAudit
+from control_plane.services.code_filter import CodeFilterKeeper
 from shared.keys import cache_sync_cursor
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class CacheSync:
         self.cache = cache
         self.cursor_key = cache_sync_cursor(namespace)
         self.audit = CacheAudit(db, cache)
+        self.code_filter = CodeFilterKeeper(db, cache.code_filter, cache.invalidate)
 
     async def run_once(self) -> int:
         """One pass over the events after the cursor; returns how many it re-applied."""
@@ -70,6 +73,7 @@ class CacheSync:
         while not stop.is_set():
             try:
                 applied = await self.run_once()
+                await self.code_filter.run_once()
                 await self.audit.run_once()
                 backoff = self.interval
             except (OSError, redis.exceptions.RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -1,0 +1,155 @@
+"""The membership filter of existing codes: a Bloom filter of every (domain, slug) that has a code, kept in
+Redis by the control plane and copied by every edge process (docs/freshness.md, "The filter of existing
+codes"). A slug the filter says does not exist is answered 404 without any read; a false positive only
+costs the ordinary lookup.
+
+One Redis string holds it all, so one GET gives an edge a consistent copy:
+
+    bytes 0-3   b"SRBF"
+    byte  4     format (1)
+    byte  5     k, the number of bit positions per key
+    bytes 6-7   zero
+    bytes 8-11  m, the number of bits (big-endian)
+    bytes 12-15 generation (big-endian): a new number for every rebuild
+    bytes 16-   the bits; bit p is bit (7 - p % 8) of byte 16 + p // 8, as Redis's SETBIT counts them
+
+A key's positions are `(h1 + i * h2) % m` for i < k, with h1 and h2 the low and high 32 bits of the xxh3-64
+hash of the key's text `{len(domain)}:{domain}:{slug}` (the unambiguous form of shared.keys). The control
+plane sets them in Lua (`ADD`), from the header it finds, so a writer never needs to know the size; the
+numbers stay below 2^37, exact in Lua's doubles.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import xxhash
+
+MAGIC = b"SRBF"
+FORMAT = 1
+HEADER = struct.Struct(">4sBBxxII")
+HEADER_BYTES = HEADER.size  # 16
+HEADER_BITS = HEADER_BYTES * 8
+FALSE_POSITIVES = 0.01  # at capacity
+K = 7  # round(log2(1 / FALSE_POSITIVES))
+BITS_PER_KEY = -math.log(FALSE_POSITIVES) / math.log(2) ** 2  # 9.59
+MIN_CAPACITY = 100_000  # keys: 117 KiB
+GROWTH = 2  # a rebuild sizes the filter for this many times the codes that exist
+# Share of bits set past which the filter holds more keys than it was sized for (k = 7 at capacity: 0.52):
+# the cache sync then rebuilds it twice as large, a new generation.
+FULL = 0.52
+
+_hash = xxhash.xxh3_64_intdigest
+
+
+def key_text(domain: str, slug: str) -> bytes:
+    return f"{len(domain)}:{domain}:{slug}".encode()
+
+
+def key_hashes(domain: str, slug: str) -> tuple[int, int]:
+    """(h1, h2): what the ADD script needs, and where `positions` starts."""
+    value = _hash(key_text(domain, slug))
+    return value & 0xFFFFFFFF, value >> 32
+
+
+def bits_for(capacity: int) -> int:
+    return max(8, math.ceil(capacity * BITS_PER_KEY / 8) * 8)
+
+
+def header(m: int, generation: int, k: int = K) -> bytes:
+    return HEADER.pack(MAGIC, FORMAT, k, m, generation)
+
+
+def parse_header(raw: bytes) -> tuple[int, int, int] | None:
+    """(k, m, generation) of a filter's first bytes, None if they are not a filter of this format."""
+    if len(raw) < HEADER_BYTES:
+        return None
+    magic, fmt, k, m, generation = HEADER.unpack_from(raw)
+    if magic != MAGIC or fmt != FORMAT or k == 0 or m == 0:
+        return None
+    return k, m, generation
+
+
+def empty(m: int, generation: int, k: int = K) -> bytes:
+    return header(m, generation, k) + bytes(m // 8)
+
+
+class FilterCopy:
+    """An immutable copy of the filter (an edge's, loaded with one GET)."""
+
+    __slots__ = ("bits", "generation", "k", "m", "tag")
+
+    def __init__(self, raw: bytes, tag: int = 0) -> None:
+        parsed = parse_header(raw)
+        if parsed is None or len(raw) < HEADER_BYTES + parsed[1] // 8:
+            raise ValueError("not a complete code filter")
+        self.k, self.m, self.generation = parsed
+        self.bits = raw
+        self.tag = tag  # what the loader was told to load (edge/code_filter.py)
+
+    def __len__(self) -> int:
+        return len(self.bits)
+
+    def may_contain(self, domain: str, slug: str) -> bool:
+        value = _hash(key_text(domain, slug))
+        h1, h2, m, bits = value & 0xFFFFFFFF, value >> 32, self.m, self.bits
+        for i in range(self.k):
+            p = (h1 + i * h2) % m + HEADER_BITS
+            if not bits[p >> 3] & (0x80 >> (p & 7)):
+                return False
+        return True
+
+
+# KEYS: filters (the live one, and the one being rebuilt); ARGV: h1, h2 of each key. Sets the keys' bits in
+# every KEYS[i] that holds a filter (a missing one is skipped: it is being rebuilt from PostgreSQL, which
+# already has these codes), from the size in its own header. Returns how many bits of KEYS[1] went 0 → 1
+# (more than 0: the edges' copies lack a key), or -1 when KEYS[1] holds no filter.
+ADD = """
+local added = 0
+local live = redis.call('GETRANGE', KEYS[1], 0, 3) == 'SRBF'
+for n, key in ipairs(KEYS) do
+  local head = redis.call('GETRANGE', key, 0, 15)
+  if #head == 16 and string.sub(head, 1, 4) == 'SRBF' and string.byte(head, 5) == 1 then
+    local k = string.byte(head, 6)
+    local m = ((string.byte(head, 9) * 256 + string.byte(head, 10)) * 256 + string.byte(head, 11)) * 256
+      + string.byte(head, 12)
+    local args = {}
+    local function flush()
+      if #args > 0 then
+        local old = redis.call('BITFIELD', key, unpack(args))
+        if n == 1 then
+          for _, bit in ipairs(old) do
+            if bit == 0 then added = added + 1 end
+          end
+        end
+        args = {}
+      end
+    end
+    for i = 1, #ARGV, 2 do
+      local h1, h2 = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+      for j = 0, k - 1 do
+        local p = (h1 + j * h2) % m
+        args[#args + 1] = 'SET'
+        args[#args + 1] = 'u1'
+        args[#args + 1] = 128 + p
+        args[#args + 1] = 1
+      end
+      if #args >= 4000 then flush() end
+    end
+    flush()
+  end
+end
+if not live then return -1 end
+return added
+"""
+
+# KEYS: the filter being rebuilt, the live filter. Installs the rebuilt one if it is still the one this
+# rebuild started (ARGV[1]: its header); returns 1, else 0 (lost meanwhile, or replaced by another rebuild).
+INSTALL = """
+if redis.call('GETRANGE', KEYS[1], 0, 15) ~= ARGV[1] then
+  return 0
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return 1
+"""
