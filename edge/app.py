@@ -255,9 +255,7 @@ class EdgeApp:
         self.groups.clear()
 
     async def shutdown(self) -> None:
-        self.repair_watch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.repair_watch
+        await _cancelled(self.repair_watch)
         self.recorder.stop_watching()
         await self.memory_watch
         await asyncio.to_thread(self.follower.stop)
@@ -292,3 +290,14 @@ class EdgeApp:
 
 def app_from_env() -> EdgeApp:
     return EdgeApp(EdgeSettings.from_env())
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel `task` until it has ended. One cancellation can be lost when it lands just as asyncpg or redis-py
+    finishes waiting for a reply (Python 3.11's `wait_for`), and a looping task then goes on for ever: an edge
+    told to stop right after starting once hung in its shutdown that way."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("%s ended with %r", task.get_name(), exc)
