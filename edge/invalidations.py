@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 BLOCK_MS = 100
 BATCH = 1000
 PROBE_INTERVAL = 0.2  # seconds between attempts while Redis is down
+# While following, the follower tells the event loop this often that Redis answers: a link marked down by a
+# failure on another connection alone (the recorder's batch timing out, a reset) comes back, and the journal
+# is replayed, even though this connection never broke.
+ANSWERING_INTERVAL = 1.0
 SOCKET_TIMEOUT = BLOCK_MS / 1000 + 1.0  # XREAD BLOCK holds its connection: the timeout must outlast the block
 NO_ID = "0-0"
 FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
@@ -64,6 +68,7 @@ class InvalidationFollower:
         self._connected = False
         self._confirm = self.redis.register_script(CONFIRM)
         self._stop = threading.Event()
+        self._answering_told = 0.0  # monotonic time after which the follower says again that Redis answers
         self._thread = threading.Thread(target=self._run, name="invalidation-follower", daemon=True)
 
     def start(self) -> None:
@@ -88,6 +93,9 @@ class InvalidationFollower:
                 if not self._connected:
                     self._connect()
                 self._follow_once()
+                if (now := time.monotonic()) >= self._answering_told:
+                    self._answering_told = now + ANSWERING_INTERVAL
+                    self.notify(None)
             except FAILURES as exc:
                 self._lost(exc)
             except Exception as exc:  # a bug must not stop the following for good: start over, forget freshness

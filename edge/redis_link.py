@@ -1,7 +1,9 @@
 """Whether this edge process currently trusts Redis, and who to tell when that changes.
 
 One failed command marks Redis down, so that requests stop paying for timeouts and retries: lookups go
-to PostgreSQL, scans to the journal. Only the invalidation follower marks it up again, after a probe.
+to PostgreSQL, scans to the journal. Only the invalidation follower marks it up again: after a probe when
+its own connection broke, and at most once a second while it reads, so that a failure on another connection
+alone (the recorder's) does not keep the link down.
 
 Reachable is not enough to read rows from it: a Redis that comes back may hold rows older than
 PostgreSQL (writes made while it was away, until the cache sync repaired them), so after every contact
