@@ -113,9 +113,18 @@ bench-ingest: system-deps venv
 bench-export: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_export
 
-# Edge throughput/latency as ratios to a bare uvicorn 302 (BENCHMARKS.md). The script runs on CPU 1 so the
+# Edge throughput/latency as ratios to a bare uvicorn 302 (BENCHMARKS.md); latency at 80 % with an open-loop
+# client in C, built with the machine's cc. The script runs on CPU 1 so the
 # private PostgreSQL and Redis it starts share that CPU with wrk; the server under test gets CPU 0.
 bench-edge: system-deps load-deps
+	@command -v cc >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing gcc with apt-get (the open-loop client loadtests/fixed_rate.c is built at run time)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc; \
+		else \
+			echo "make bench-edge needs a C compiler (apt-get install gcc)"; exit 1; \
+		fi; \
+	}
 	flock /tmp/scanroute-bench.lock taskset -c 1 $(PY) -m loadtests.bench_edge $(BENCH_ARGS)
 
 clean:

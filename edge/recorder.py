@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
 STREAM_FULL_PAUSE = 0.5  # seconds a replay waits for the ingest workers to make room in the stream
 CLOCK_SLACK_MS = 5_000  # the stream's ids come from Redis's clock, `sent_at` from ours
+MAX_IN_FLIGHT = 4  # batches sent and not yet acknowledged (BENCHMARKS.md, 2026-11-30 "edge-speed")
 SEARCH_PAGES = 200  # × 1000 entries: past that, replay anyway (ingest deduplicates on scan_id)
 
 
@@ -104,6 +106,10 @@ class ScanRecorder:
         self.shed: dict[str, int] = dict.fromkeys(SHED_REASONS, 0)  # scans refused, by reason
         self.shedding = False  # the last batch was shed (logged once per episode; /readyz says so)
         self._pending: list[tuple[bytes, Stored]] = []
+        self._scheduled = False  # a `_send` is due in this loop turn
+        self._in_flight = 0  # batches sent by `_send`, not yet acknowledged
+        self._failed: deque[list[tuple[bytes, Stored]]] = deque()  # of those, failed: for the journal
+        self._loop = asyncio.get_running_loop()
         self._flusher: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
         self._unacknowledged: set[bytes] = set()  # journaled after a failed XADD batch
@@ -121,22 +127,87 @@ class ScanRecorder:
         """Queue `event` for the next batch; `stored(None)` is called once it is stored, `stored(error)` if it
         could not be (the protocol server's hit path: no future, no task per scan)."""
         self._pending.append((event, stored))
-        if self._flusher is None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._send)  # after this loop turn's reads: they share the batch
+
+    def _send(self) -> None:
+        """The usual case, without a task: the batch leaves at once on the recorder's open connection, even with
+        batches before it still in flight (Redis runs them in order), and its acknowledgement answers its
+        requests in the loop turn it arrives in. Anything else — no connection yet, Redis down, a journal to
+        replay first, a failed batch to journal — goes through the `_flush` task, in order."""
+        self._scheduled = False
+        if not self._pending or self._in_flight >= MAX_IN_FLIGHT:
+            return  # the next acknowledgement sends it
+        if self._flusher is not None or not self.link.up or self.journal.depth or self.memory_full:
+            if self._flusher is None:
+                self._flusher = asyncio.create_task(self._flush())
+            return
+        batch, self._pending = self._pending, []
+        if not self.writer.send_nowait(self.stream, self.stream_limit, SCAN_FIELD, [e for e, _ in batch],
+                                       partial(self._acknowledged, batch, time.time())):
+            self._pending = batch + self._pending  # no open connection: `_flush` connects
             self._flusher = asyncio.create_task(self._flush())
+            return
+        self.on_batch(len(batch))
+        self._in_flight += 1
+
+    def _acknowledged(self, batch: list[tuple[bytes, Stored]], sent_at: float, reply: int | BaseException) -> None:
+        self._in_flight -= 1
+        if isinstance(reply, BaseException):
+            # As `_store`: the batch may have reached the stream with only the reply lost, so it is journaled
+            # (and looked for in the stream before the replay); the batches behind it fail the same way.
+            self.link.mark_down(reply)
+            self._unacknowledged.update(event for event, _ in batch)
+            self._unacknowledged_since = min(self._unacknowledged_since, sent_at)
+            self._failed.append(batch)
+            if self._flusher is None:
+                self._flusher = asyncio.create_task(self._flush())
+            return
+        if reply < 0:
+            self._shed(batch, StreamFull("stream_full", f"the scan stream holds {self.stream_limit} entries or"
+                                         " more (SCAN_STREAM_MAX_ENTRIES)"))
+        else:
+            if self.shedding:
+                log.warning("recording scans again")
+                self.shedding = False
+            _tell(batch, None)
+        if self._pending and not self._scheduled:
+            self._send()
+
+    def _shed(self, batch: list[tuple[bytes, Stored]], exc: JournalFull | StreamFull) -> None:
+        if not self.shedding:
+            log.error("shedding scans (answered 503) until there is room: %s", exc)
+        self.shedding = True
+        self.shed[exc.reason] += len(batch)
+        _tell(batch, exc)
 
     async def _flush(self) -> None:
         try:
-            while self._pending:
+            while self._failed or self._pending:
+                if self._failed:  # sent, unacknowledged: to the journal, in the order they were sent
+                    batch = self._failed.popleft()
+                    try:
+                        await self.journal.append([event for event, _ in batch])
+                    except JournalFull as exc:
+                        self._shed(batch, exc)
+                        continue
+                    except Exception as exc:
+                        log.error("cannot record %d scans in Redis nor in the journal: %r", len(batch), exc)
+                        _tell(batch, exc)
+                        continue
+                    self.replay_soon()
+                    _tell(batch, None)
+                    continue
+                if self._in_flight:  # batches on their way keep their place before this one
+                    await asyncio.sleep(0.001)
+                    continue
                 batch, self._pending = self._pending, []
                 self.on_batch(len(batch))
                 try:
                     await self._store([event for event, _ in batch])
                 except (JournalFull, StreamFull) as exc:
-                    if not self.shedding:
-                        log.error("shedding scans (answered 503) until there is room: %s", exc)
-                    self.shedding = True
-                    self.shed[exc.reason] += len(batch)
-                    _tell(batch, exc)
+                    self._shed(batch, exc)
                     continue
                 except Exception as exc:
                     log.error("cannot record %d scans in Redis nor in the journal: %r", len(batch), exc)
@@ -236,10 +307,14 @@ class ScanRecorder:
         self._delivered.difference_update(events)
 
     async def drain(self, timeout: float = 5.0) -> None:
-        """Graceful shutdown: finish the batch in flight; an unfinished replay stays in the journal."""
+        """Graceful shutdown: finish the batches in flight; an unfinished replay stays in the journal."""
+        deadline = time.monotonic() + timeout
+        while (self._in_flight or self._pending or self._scheduled) and self._flusher is None \
+                and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)  # acknowledged (or failed) within the stream's timeout
         flusher = self._flusher
         if flusher is not None:
-            await asyncio.wait([flusher], timeout=timeout)
+            await asyncio.wait([flusher], timeout=max(0.0, deadline - time.monotonic()))
         replayer = self._replayer
         if replayer is not None:
             await asyncio.wait([replayer], timeout=timeout)

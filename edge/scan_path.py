@@ -18,6 +18,7 @@ from shared.settings import EdgeSettings
 from shared.visitor import Visitor
 
 _MARKER = re.compile(rb"(?:^|&)" + SCAN_MARKER.encode() + rb"(?:[=&]|$)")
+TARGET_MEMO_ENTRIES = 4096  # (path, Host) pairs; at most ~70 + 255 bytes of key each, so ≤ ~2 MB
 Headers = dict[bytes, bytes]  # lower-case names; a repeated header keeps its last value
 
 
@@ -28,15 +29,27 @@ class ScanPath:
         self._keyed = hashlib.blake2b(key=hash_key, digest_size=16)
         self.country_header = settings.trusted_country_header.encode() if settings.trusted_country_header else None
         self.domains = Domains()
+        self._targets: dict[tuple[str, bytes], tuple[str, str]] = {}
         self.client_address = ClientAddress(settings.trusted_proxies)
 
     def target(self, path: str, host: bytes) -> tuple[str, str] | None:
-        """(domain, slug) if the request can name a code at all (docs/api.md §3.4), else None: a 404 at once."""
+        """(domain, slug) if the request can name a code at all (docs/api.md §3.4), else None: a 404 at once.
+
+        Valid targets are remembered (a bounded memo: a printed code is scanned by many phones); what fails
+        validation is not, so hostile input only costs its check."""
+        known = self._targets.get((path, host))
+        if known is not None:
+            return known
         slug = slug_of(path)
         if slug is None:
             return None
         domain = self.domains.of(host)
-        return (domain, slug) if domain is not None else None
+        if domain is None:
+            return None
+        if len(self._targets) >= TARGET_MEMO_ENTRIES:
+            self._targets.clear()
+        target = self._targets[(path, host)] = (domain, slug)
+        return target
 
     def visitor(self, query: bytes, headers: Headers, ip: str) -> Visitor:
         user_agent = headers.get(b"user-agent", b"")[:512].decode("latin-1")

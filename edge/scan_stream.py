@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -48,12 +49,15 @@ def xadd_all_command(stream: bytes, limit: int, field: bytes, events: list[bytes
 _SCRIPT = b"$%d\r\n%s\r\n" % (len(XADD_ALL.encode()), XADD_ALL.encode())
 
 
+Replied = Callable[[Any], None]  # called with the reply: a value, or the exception it stands for
+
+
 class _Connection(asyncio.Protocol):
-    """Replies in request order (RESP), each to the future of its request."""
+    """Replies in request order (RESP), each to the future or callback of its request."""
 
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.waiting: deque[asyncio.Future[Any] | Replied] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
 
@@ -65,15 +69,20 @@ class _Connection(asyncio.Protocol):
         while (reply := self.reader.gets()) is not False:
             if self.waiting:
                 done = self.waiting.popleft()
-                if not done.done():
+                if not isinstance(done, asyncio.Future):
+                    done(reply)  # in this loop turn: the recorder answers the batch's requests from here
+                elif not done.done():
                     done.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        error = redis.exceptions.ConnectionError(f"scan stream connection lost: {exc!r}")
+        error = exc if isinstance(exc, redis.exceptions.RedisError) else \
+            redis.exceptions.ConnectionError(f"scan stream connection lost: {exc!r}")
         while self.waiting:
             done = self.waiting.popleft()
-            if not done.done():
+            if not isinstance(done, asyncio.Future):
+                done(error)
+            elif not done.done():
                 done.set_exception(error)
 
     def send(self, payload: bytes) -> asyncio.Future[Any]:
@@ -83,10 +92,16 @@ class _Connection(asyncio.Protocol):
         self.transport.write(payload)
         return done
 
-    def close(self) -> None:
+    def send_nowait(self, payload: bytes, replied: Replied) -> None:
+        assert self.transport is not None
+        self.waiting.append(replied)
+        self.transport.write(payload)
+
+    def close(self, error: redis.exceptions.RedisError | None = None) -> None:
         self.lost = True  # no further request on it, even before the loop reports it closed
         if self.transport is not None:
             self.transport.abort()
+        self.connection_lost(error)  # the callbacks waiting hear of it now, not after the loop's next turn
 
 
 class ScanStream:
@@ -113,6 +128,33 @@ class ScanStream:
         if isinstance(reply, Exception):
             raise redis.exceptions.ResponseError(str(reply))
         return int(reply)
+
+    def send_nowait(self, stream: str, limit: int, field: bytes, events: list[bytes],
+                    replied: Callable[[int | BaseException], None]) -> bool:
+        """`xadd_all` without awaiting: sends now on the open connection and returns True, `replied` getting the
+        script's answer (or the failure) later; replies come in order, so several batches can be in flight.
+        False, having sent nothing, when there is no open direct connection (then use `xadd_all`)."""
+        connection = self._connection
+        if not self._direct or connection is None or connection.lost:
+            return False
+        loop = asyncio.get_running_loop()
+
+        def reply(value: Any) -> None:
+            timer.cancel()
+            if isinstance(value, redis.exceptions.RedisError):
+                replied(value)
+            elif isinstance(value, Exception):  # an error reply (hiredis gives it as a value)
+                replied(redis.exceptions.ResponseError(str(value)))
+            else:
+                replied(int(value))
+
+        def expired() -> None:  # as `xadd_all`'s timeout: the connection is dropped, every waiter fails
+            if not connection.lost:
+                connection.close(redis.exceptions.TimeoutError(f"no reply to a scan batch in {self.timeout} s"))
+
+        timer = loop.call_later(self.timeout, expired)
+        connection.send_nowait(xadd_all_command(stream.encode(), limit, field, events), reply)
+        return True
 
     async def _call(self, payload: bytes) -> Any:
         connection = await self._connected()

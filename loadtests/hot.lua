@@ -20,7 +20,8 @@ request = function()
 end
 
 -- PACE_MS (fractional): wait this long after each answer before the connection's next request, so that the
--- connections together hold a fixed rate below the maximum (bench_edge.py's latency at 80 %). wrk's delays are
+-- connections together hold a fixed rate below the maximum (closed loop: a stall delays the requests behind it,
+-- so bench_edge.py's latency at 80 % uses the open-loop loadtests/fixed_rate.c instead). wrk's delays are
 -- whole milliseconds: the fraction is carried over from one request to the next.
 local pace = tonumber(os.getenv("PACE_MS") or "0")
 local carried = 0
