@@ -255,9 +255,8 @@ class EdgeApp:
         self.groups.clear()
 
     async def shutdown(self) -> None:
-        self.repair_watch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.repair_watch
+        self.repair.stop()  # not cancelled: see RedisRepairWatch.run
+        await self.repair_watch
         self.recorder.stop_watching()
         await self.memory_watch
         await asyncio.to_thread(self.follower.stop)
