@@ -255,8 +255,8 @@ class EdgeApp:
         self.groups.clear()
 
     async def shutdown(self) -> None:
-        self.repair.stop()  # not cancelled: see RedisRepairWatch.run
-        await self.repair_watch
+        self.repair.stop()  # and cancelled until it has ended: see RedisRepairWatch.run, _cancelled
+        await _cancelled(self.repair_watch)
         self.recorder.stop_watching()
         await self.memory_watch
         await asyncio.to_thread(self.follower.stop)
@@ -291,3 +291,14 @@ class EdgeApp:
 
 def app_from_env() -> EdgeApp:
     return EdgeApp(EdgeSettings.from_env())
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel `task` until it has ended. One cancellation can be lost when it lands just as asyncpg or redis-py
+    finishes waiting for a reply (Python 3.11's `wait_for`), and a looping task then goes on for ever: an edge
+    told to stop right after starting once hung in its shutdown that way."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("%s ended with %r", task.get_name(), exc)

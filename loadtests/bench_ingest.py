@@ -6,7 +6,7 @@ law over 48 hours in stream order, ~190 user agents) and in interleaved rounds:
 
 - the ceiling: the same rows (decoded and enriched beforehand, untimed) COPYed into `scans` on one
   connection, one transaction per batch, into the same table with the same indexes;
-- one and two `scanroute ingest` processes: stream read, decode, enrichment, COPY, rollups, sketches,
+- one and two `scanroute ingest` processes: stream read, decode, enrichment, COPY, hourly counts and sketches,
   `scan_count`, XACK. Each process first ingests a warm-up share (its caches and PostgreSQL's warm), is
   paused (SIGSTOP) while the measured events are put on the stream, and is timed from SIGCONT until the
   group has acknowledged every entry.
@@ -53,7 +53,7 @@ from shared.scan_event import ScanEvent
 from shared.settings import ControlPlaneSettings, IngestSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-RESET = "TRUNCATE scans, scan_rollups, scan_sketches, scan_dead_letters, events; UPDATE qr_codes SET scan_count = 0"
+RESET = "TRUNCATE scans, scan_hours, scan_dead_letters, events; UPDATE qr_codes SET scan_count = 0"
 
 
 def cpus_of(pid: int) -> str:
@@ -148,10 +148,9 @@ async def bare_copy(pool: asyncpg.Pool[Any], warm: list[ScanRow], rows: list[Sca
 async def breakdown(pool: asyncpg.Pool[Any], warm: list[bytes], payloads: list[bytes], batch: int) -> str:
     """Where one worker's time goes: each step of storing the same batches, in turn on one connection (no
     overlap between decoding and storing), in µs per scan; and the bare COPY of the same rows after it."""
-    spent: dict[str, float] = dict.fromkeys(("decode + enrich + summarise", "COPY", "rollups", "sketches",
+    spent: dict[str, float] = dict.fromkeys(("decode + enrich + summarise", "COPY", "hourly counts + sketches",
                                              "scan_count"), 0.0)
-    steps = {"COPY": store._insert_new, "rollups": store.add_rollups, "sketches": store.add_sketches,
-             "scan_count": store.add_scans}
+    steps = {"COPY": store._insert_new, "hourly counts + sketches": store.add_hours, "scan_count": store.add_scans}
 
     def timed(name: str, step: Any) -> Any:
         async def run(*args: Any) -> Any:
@@ -373,7 +372,7 @@ async def bench_lag(database_url: str, redis_url: str, rate: int, seconds: float
 
 async def ingest_month_of_scans(pool: asyncpg.Pool[Any], redis: aioredis.Redis, database_url: str, redis_url: str,
                                 code: Code, scans: int) -> None:
-    """`scans` scans of `code` over the last 30 days, stored by the real ingest path (rollups and sketches too)."""
+    """`scans` scans of `code` over the last 30 days, stored by the real ingest path (hourly rows too)."""
     settings = IngestSettings.from_env({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
                                         "REDIS_NAMESPACE": f"bench{secrets.token_hex(4)}"})
     worker = IngestWorker(settings, pool, redis)
@@ -389,7 +388,7 @@ async def ingest_month_of_scans(pool: asyncpg.Pool[Any], redis: aioredis.Redis, 
 
 
 async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: int) -> dict[str, float]:
-    """One code with `scans` scans over 30 days, stored by the real ingest path (rollups and sketches too)."""
+    """One code with `scans` scans over 30 days, stored by the real ingest path (hourly rows too)."""
     pool = await create_pool(database_url, min_size=1, max_size=2)
     redis = aioredis.Redis.from_url(redis_url)
     try:
@@ -430,7 +429,8 @@ async def bench_analytics(database_url: str, redis_url: str, scans: int, runs: i
 
 async def bench(scratch: Scratch, args: argparse.Namespace) -> None:
     database_url, redis_url = scratch.database_url, scratch.redis_url
-    await bench_throughput(database_url, redis_url, args.events, args.batch_size, args.rounds)
+    if args.events > 0:
+        await bench_throughput(database_url, redis_url, args.events, args.batch_size, args.rounds)
     if args.lag_seconds > 0:
         lags = sorted(await bench_lag(database_url, redis_url, args.lag_rate, args.lag_seconds))
         print(f"end-to-end lag at {args.lag_rate:,} scans/s for {args.lag_seconds:.0f} s (one worker process):"
@@ -449,7 +449,7 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=200_000, help="0 skips the throughput part")
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--analytics-scans", type=int, default=1_000_000, help="0 skips the analytics part")

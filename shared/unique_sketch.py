@@ -1,7 +1,8 @@
 """HyperLogLog sketches of visitor and IP hashes: unique counts that can be merged across hours.
 
-Distinct counts cannot be summed, so the ingest worker keeps one sketch per code and hour next to the
-rollups; analytics over many scans merge the hours of a range and estimate (standard error 1.04/√1024 ≈ 3%).
+Distinct counts cannot be summed, so the ingest worker keeps one sketch per code and hour in its hourly row
+(`scan_hours`); analytics over many scans merge the hours of a range and estimate (standard error
+1.04/√1024 ≈ 3%).
 Small ranges are counted exactly from the scans instead (control_plane.services.analytics).
 """
 

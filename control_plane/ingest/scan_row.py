@@ -1,4 +1,4 @@
-"""A row of the `scans` table, made from a scan event by name: what COPY writes and the rollups read."""
+"""A row of the `scans` table, made from a scan event by name: what COPY writes and the hourly counts read."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The common batch holds only new scans and is COPYed straight into `scans`, the fastest way in. A batch that
 meets a scan stored before (a redelivery after a crash, a replayed journal or dead letter) fails on the
 primary key; only then is it COPYed into a staging table and inserted with ON CONFLICT DO NOTHING, which
-names the rows that are new. Either way, the rollups, sketches, `scan_count` and its threshold events grow
+names the rows that are new. Either way, the hourly counts and sketches, `scan_count` and its threshold events grow
 by the new rows only.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from control_plane.ingest.counts import add_scans
-from control_plane.ingest.rollups import Summary, add_rollups, add_sketches, summarise
+from control_plane.ingest.hours import Summary, add_hours, summarise
 from control_plane.ingest.scan_row import COLUMNS, ScanRow
 
 STAGING = "CREATE TEMP TABLE IF NOT EXISTS scans_staging (LIKE scans) ON COMMIT DELETE ROWS"
@@ -36,8 +36,7 @@ async def store_rows(conn: asyncpg.Connection[Any], rows: list[ScanRow], summary
         new = await _insert_new(conn, unique)
         if summary is None or len(new) < len(rows):
             summary = summarise(new)
-        await add_rollups(conn, summary.counts)
-        await add_sketches(conn, summary.sketches)
+        await add_hours(conn, summary.hours)
         await add_scans(conn, summary.per_code())
     return new
 

@@ -25,9 +25,9 @@ import redis.exceptions
 from control_plane.ingest import dead_letters
 from control_plane.ingest.dead_letters import DeadLetter
 from control_plane.ingest.expiry import ExpirySweep
+from control_plane.ingest.hours import Summary
 from control_plane.ingest.metrics import IngestMetrics
 from control_plane.ingest.partitions import ScanPartitions
-from control_plane.ingest.rollups import Summary
 from control_plane.ingest.scan_row import ScanRow, scan_row
 from control_plane.ingest.store import store_rows
 from control_plane.ingest.stream import Entry, ScanStream
@@ -293,7 +293,7 @@ async def _settle(task: asyncio.Task[int] | None) -> None:
 
 
 def tune_garbage_collector() -> None:
-    """A batch makes a few objects per scan (decoded event, row, rollup and sketch keys) that hold no cycles and
+    """A batch makes a few objects per scan (decoded event, row, hour keys, combinations) that hold no cycles and
     live until the batch is stored. Python's default cycle collector runs every 700 new objects and traverses
     each batch's objects again and again (and, once promoted, the whole heap): about a third of the worker's
     Python time per scan in a profile. Objects alive at start (the user agent parser's tables) are frozen out of

@@ -1,7 +1,8 @@
 """Scan analytics for one code or one group: totals, top-N breakdowns and a zero-filled timeseries.
 
-Bots never count. Scan counts come from hourly rollups kept by the ingest worker (plus the raw scans of the
-partial hours at either end of the range). Distinct visitors and IPs cannot be summed across hours: they
+Bots never count. Scan counts come from the hourly rows kept by the ingest worker (`scan_hours`: the scans of
+a code's hour and their counts per dimension value), plus the raw scans of the partial hours at either end
+of the range. Distinct visitors and IPs cannot be summed across hours: they
 are counted exactly from the scans for ranges of up to EXACT_UNIQUES_UP_TO scans, and estimated from
 hourly HyperLogLog sketches above that. Independent queries run at once on separate connections.
 """
@@ -91,7 +92,7 @@ class ScanFilter:
 
     @property
     def whole_hours(self) -> tuple[datetime, datetime]:
-        """The whole UTC hours inside [since, until): those are read from the hourly rollups."""
+        """The whole UTC hours inside [since, until): those are read from `scan_hours`."""
         first = self.since.replace(minute=0, second=0, microsecond=0)
         if first < self.since:
             first += timedelta(hours=1)
@@ -103,27 +104,29 @@ class ScanFilter:
         return self.object_id, self.livemode, self.org_id, self.since, self.until, *self.whole_hours
 
     @property
-    def counted(self) -> str:
-        """Human scans with their dimensions and a weight: rollups for the whole hours, raw scans for the
-        partial hours at either end (`$6`, `$7` bound the whole hours)."""
-        return f"""(
-            SELECT hour AS at, nullif(country, '') AS country, device_type, os, browser, scan_method,
-                   nullif(scanner_app, '') AS scanner_app, outcome, nullif(rule, -1) AS rule,
-                   nullif(variant, -1) AS variant, scans
-            FROM scan_rollups
-            WHERE {self.column} = $1 AND livemode = $2 AND org_id = $3 AND hour >= $6 AND hour < $7
-            UNION ALL
-            SELECT scanned_at, country, device_type, os, browser, scan_method, scanner_app, outcome, rule, variant, 1
-            FROM scans WHERE {self.where} AND (scanned_at < $6 OR scanned_at >= $7)
-        ) AS counted"""
+    def whole(self) -> str:
+        """The code's (or group's) rows of `scan_hours` for the whole hours (`$6`, `$7` bound them)."""
+        return f"{self.column} = $1 AND livemode = $2 AND org_id = $3 AND hour >= $6 AND hour < $7"
+
+    @property
+    def partial(self) -> str:
+        """Raw human scans of the partial hours at either end of the range."""
+        return f"{self.where} AND (scanned_at < $6 OR scanned_at >= $7)"
 
 
 def _breakdown_sql(f: ScanFilter) -> str:
+    """(dimension, value, scans): the whole hours' packed counts ("" for none), and the partial hours' scans
+    grouped one dimension at a time."""
     sets = ", ".join(f"({column})" for column, _ in DIMENSIONS.values())
     which = " ".join(f"WHEN GROUPING({column}) = 0 THEN '{name}'" for name, (column, _) in DIMENSIONS.items())
     value = " ".join(f"WHEN GROUPING({column}) = 0 THEN {column}::text" for column, _ in DIMENSIONS.values())
-    return (f"SELECT CASE {which} END AS dimension, CASE {value} END AS value, sum(scans)::bigint AS scans"
-            f" FROM {f.counted} GROUP BY GROUPING SETS ({sets})")
+    return f"""SELECT dimension, value, sum(scans)::bigint AS scans FROM (
+            SELECT d.key AS dimension, nullif(v.key, '') AS value, v.value::bigint AS scans
+            FROM scan_hours h, jsonb_each(h.counts) AS d, jsonb_each_text(d.value) AS v WHERE {f.whole}
+            UNION ALL
+            SELECT CASE {which} END, CASE {value} END, count(*) FROM scans WHERE {f.partial}
+            GROUP BY GROUPING SETS ({sets})
+        ) AS counted GROUP BY 1, 2"""
 
 
 async def totals(db: asyncpg.Pool[Any], f: ScanFilter) -> dict[str, int]:
@@ -158,7 +161,11 @@ async def bucket_counts(db: asyncpg.Pool[Any], f: ScanFilter, group_by: str) -> 
     # Buckets are UTC days or hours; every bucket that overlaps [since, until) appears, empty or not.
     rows = await db.fetch(
         f"""WITH counted AS (
-                SELECT date_trunc($8, at, 'UTC') AS bucket, sum(scans)::bigint AS scans FROM {f.counted} GROUP BY 1)
+                SELECT date_trunc($8, at, 'UTC') AS bucket, sum(scans)::bigint AS scans FROM (
+                    SELECT hour AS at, scans FROM scan_hours WHERE {f.whole}
+                    UNION ALL
+                    SELECT scanned_at, 1 FROM scans WHERE {f.partial}) AS hours
+                GROUP BY 1)
             SELECT b.bucket, coalesce(c.scans, 0) AS scans
             FROM generate_series(date_trunc($8, $4::timestamptz, 'UTC'), $5::timestamptz - interval '1 microsecond',
                                  $9::interval) AS b(bucket)
@@ -183,11 +190,10 @@ async def exact_uniques(db: asyncpg.Pool[Any], f: ScanFilter,
 async def sketch_inputs(db: asyncpg.Pool[Any], f: ScanFilter) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     """The hourly sketches of the whole hours, and the scans of the partial hours at either end."""
     sketches, edges = await asyncio.gather(
-        db.fetch(f"SELECT hour, visitors, ips FROM scan_sketches WHERE {f.column} = $1 AND livemode = $2"
+        db.fetch(f"SELECT hour, visitors, ips FROM scan_hours WHERE {f.column} = $1 AND livemode = $2"
                  " AND org_id = $3 AND hour >= $4 AND hour < $5", f.object_id, f.livemode, f.org_id,
                  *f.whole_hours),
-        db.fetch(f"SELECT scanned_at, visitor_hash, ip_hash FROM scans WHERE {f.where}"
-                 " AND (scanned_at < $6 OR scanned_at >= $7)", *f.args))
+        db.fetch(f"SELECT scanned_at, visitor_hash, ip_hash FROM scans WHERE {f.partial}", *f.args))
     return sketches, edges
 
 

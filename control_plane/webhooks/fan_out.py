@@ -3,7 +3,8 @@
 Events are taken per (organisation, mode) pair, going round the pairs that have undispatched events, so
 a burst of one organisation's events (a free test-mode mint of 10,000 codes) does not queue ahead of
 another's. A pair with `org_queue` deliveries pending gets no more: its further events stay in the
-outbox, untouched and in order, until its deliveries finish; the other pairs go on.
+outbox, untouched and in order, until its deliveries finish; the other pairs go on. Deliveries behind
+an endpoint's open circuit do not count, so one dead receiver never holds its organisation's others.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ WITH RECURSIVE pairs AS (
         WHERE dispatched_at IS NULL AND (org_id, livemode) > (p.org_id, p.livemode)
         ORDER BY org_id, livemode LIMIT 1) n)
 SELECT org_id, livemode FROM pairs LIMIT $3"""
-# Pending deliveries that will be sent (parked ones wait for a disabled endpoint and do not count),
-# counted no further than the bound.
+# Pending deliveries that will be sent soon, counted no further than the bound. Parked ones (a disabled
+# endpoint) and those behind an open circuit (a failing endpoint, paused) do not count: a dead receiver's
+# backlog waits on its own and never holds the organisation's other endpoints.
 PENDING_OF_PAIR = """
 SELECT count(*) FROM (
     SELECT 1 FROM webhook_endpoints w JOIN webhook_deliveries d ON d.endpoint_id = w.id
-    WHERE w.org_id = $1 AND w.livemode = $2 AND d.status = 'pending' AND d.next_attempt_at IS NOT NULL
+    WHERE w.org_id = $1 AND w.livemode = $2 AND (w.paused_until IS NULL OR w.paused_until <= $4)
+      AND d.status = 'pending' AND d.next_attempt_at IS NOT NULL
     LIMIT $3) pending"""
 CLAIM_EVENTS = """
 SELECT seq, id FROM events WHERE org_id = $1 AND livemode = $2 AND dispatched_at IS NULL
@@ -86,7 +89,7 @@ async def fan_out_round(conn: Conn, now: datetime, *, limit: int, org_queue: int
         if done.dispatched >= limit:
             break
         last = pair
-        room = org_queue - await conn.fetchval(PENDING_OF_PAIR, *pair, org_queue)
+        room = org_queue - await conn.fetchval(PENDING_OF_PAIR, *pair, org_queue, now)
         if room <= 0:
             done.held.add(pair)
             continue

@@ -76,7 +76,7 @@ async def test_a_batch_partly_stored_before_adds_only_its_new_scans(worker: Inge
     assert await worker.ingest(entries) == 6  # a duplicate sends the batch through the staging table
     assert await db.fetchval("SELECT count(*) FROM scans") == 10
     assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 10
-    assert await db.fetchval("SELECT sum(scans) FROM scan_rollups WHERE code_id = $1", code["id"]) == 10
+    assert await db.fetchval("SELECT sum(scans) FROM scan_hours WHERE code_id = $1", code["id"]) == 10
     metrics = worker.metrics.registry
     assert metrics.get_sample_value("scanroute_ingest_scans_stored_total") == 10
     assert metrics.get_sample_value("scanroute_ingest_duplicates_total") == 4

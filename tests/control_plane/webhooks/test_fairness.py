@@ -152,6 +152,31 @@ async def test_an_organisation_at_its_queue_bound_keeps_its_events_in_the_outbox
     assert await pool.fetchval("SELECT count(*) FROM events WHERE dispatched_at IS NULL") == 0
 
 
+async def test_a_dead_endpoints_backlog_does_not_hold_its_organisations_other_endpoints(
+        api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, webhook_settings: WebhookSettings,
+        pool: asyncpg.Pool[Any], clock: FrozenClock) -> None:
+    key = await make_key(scopes=WEBHOOK_SCOPES)
+    org_id = await org_of(pool, await create_endpoint(api, key, receiver.url("/dead")))
+    await create_endpoint(api, key, receiver.url("/live"))
+    receiver.script["/dead"] = [503] * 1000
+    clock.advance(timedelta(seconds=5))
+    events = await record_events(pool, org_id, 30)
+    settings = dataclasses.replace(webhook_settings, org_queue=5)
+    session = create_session(settings.delivery_timeout)
+    try:
+        dispatcher = Dispatcher(settings, pool, session, clock=clock, jitter=lambda: 0.5)
+        for _ in range(40):  # its circuit opens after five failures; the dead one's backlog then waits apart
+            await dispatcher.drain()
+    finally:
+        await session.close()
+    assert {r.headers["webhook-id"] for r in receiver.at("/live")} == events
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE dispatched_at IS NULL") == 0
+    dead_pending = await pool.fetchval(
+        "SELECT count(*) FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id"
+        " WHERE w.url LIKE '%/dead' AND d.status = 'pending'")
+    assert dead_pending == 30, "every event waits for the dead endpoint, none was dropped"
+
+
 async def test_an_endpoint_that_keeps_failing_is_paused_then_probed(
         api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, dispatcher: Dispatcher,
         pool: asyncpg.Pool[Any], clock: FrozenClock) -> None:
