@@ -255,6 +255,7 @@ class EdgeApp:
         self.groups.clear()
 
     async def shutdown(self) -> None:
+        self.repair.stop()  # and cancelled until it has ended: see RedisRepairWatch.run, _cancelled
         await _cancelled(self.repair_watch)
         self.recorder.stop_watching()
         await self.memory_watch

@@ -14,6 +14,7 @@ filter and an older cursor: the re-application puts the codes created since back
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -42,12 +43,19 @@ class RedisRepairWatch:
         self.redis = redis
         self.cursor_key = cursor_key  # the cache sync's (shared.keys.cache_sync_cursor)
         self.code_filter = code_filter
+        self._stop = asyncio.Event()
 
     async def run(self) -> None:
-        while True:
+        """Until `stop`: a task cancelled while redis-py reads a reply does not always stop (it may swallow the
+        cancellation), and one cancelled inside asyncpg's query can leave the pool's connection busy."""
+        while not self._stop.is_set():
             if self.link.up:
                 await self.check()
-            await asyncio.sleep(CHECK_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), CHECK_INTERVAL)
+
+    def stop(self) -> None:
+        self._stop.set()
 
     async def check(self) -> None:
         contact = self.link.contacts
@@ -67,9 +75,11 @@ class RedisRepairWatch:
         assert self.redis is not None and self.code_filter is not None
         try:
             async with asyncio.timeout(QUERY_TIMEOUT):
-                latest = await self.db.fetchval(LATEST)
                 cursor = await self.redis.get(self.cursor_key)
+                if cursor is None:  # no cache sync has run on this Redis yet: there is no filter to check
+                    return
+                latest = await self.db.fetchval(LATEST)  # what the cursor covered when read is at least this
         except FAILURES:
             return
-        if cursor is not None and int(cursor) >= latest and contact == self.link.contacts and self.link.up:
+        if int(cursor) >= latest and contact == self.link.contacts and self.link.up:
             self.code_filter.verified(contact)

@@ -20,6 +20,8 @@ import statistics
 import time
 from typing import Any
 
+import redis
+
 from edge.app import EdgeApp
 from edge.protocol import HttpConnection, Slot
 from edge.recorder import ScanRecorder
@@ -27,6 +29,7 @@ from edge.scan_handler import ScanHandler
 from edge.server import EdgeServer
 from loadtests.bench_edge import HOST, NAMESPACE, PHONE, seed
 from shared.embedded import EmbeddedServices, temporary_root
+from shared.keys import INVALIDATION_FIELD, NEGATIVE_ENTRIES
 from shared.settings import EdgeSettings
 
 HEADERS = {b"host": HOST.encode(), b"user-agent": PHONE.encode(),
@@ -105,18 +108,33 @@ async def _recorder(app: EdgeApp, args: argparse.Namespace) -> list[str]:
     return lines
 
 
-async def _misses(handler: ScanHandler, conn: _Connection, args: argparse.Namespace) -> str:
-    """Distinct unknown slugs, 64 at a time: the lookups run (a batched MGET, then PostgreSQL)."""
-    per_scan = []
-    for repeat in range(args.repeats):
-        started = time.process_time()
-        for batch in range(args.misses // 64):
-            for n in range(64):
-                url = f"/miss{repeat}-{batch}-{n}?qr=1".encode()
-                handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
-            await asyncio.gather(*handler.tasks)
-        per_scan.append((time.process_time() - started) / (args.misses // 64 * 64) * 1e6)
-    return _line("miss", "handler", per_scan, args) + " (each a distinct unknown slug)"
+async def _misses(app: EdgeApp, handler: ScanHandler, conn: _Connection, args: argparse.Namespace) -> list[str]:
+    """Distinct unknown slugs, 64 at a time: ruled out by the filter of existing codes (as the seed built it),
+    then with the filter taken away, looked up (a batched MGET, then PostgreSQL)."""
+    lines = []
+    for with_filter in (True, False):
+        if not with_filter:
+            client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+            client.delete(app.keys.code_filter)
+            client.xadd(app.keys.invalidations, {INVALIDATION_FIELD: NEGATIVE_ENTRIES})
+            client.close()
+        deadline = time.monotonic() + 30
+        while app.code_filter.trusted() != with_filter:
+            assert time.monotonic() < deadline, app.metrics.code_filter_state()
+            await asyncio.sleep(0.05)
+        per_scan = []
+        for repeat in range(args.repeats):
+            app.fence.until = time.monotonic() + 3600
+            started = time.process_time()
+            for batch in range(args.misses // 64):
+                for n in range(64):
+                    url = f"/miss{int(with_filter)}-{repeat}-{batch}-{n}?qr=1".encode()
+                    handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
+                await asyncio.gather(*handler.tasks)
+            per_scan.append((time.process_time() - started) / (args.misses // 64 * 64) * 1e6)
+        lines.append(_line("miss", "handler", per_scan, args) + " (each a distinct unknown slug, " + (
+            "ruled out by the code filter)" if with_filter else "looked up: no code filter)"))
+    return lines
 
 
 def _line(case: str, how: str, per_scan: list[float], args: argparse.Namespace) -> str:
@@ -161,7 +179,7 @@ async def run(args: argparse.Namespace, services: EmbeddedServices, root: str) -
                 per_scan.append((time.process_time() - started) / args.scans * 1e6)
             lines.append(_line(case, "handler", per_scan, args))
         if args.misses:
-            lines.append(await _misses(handler, conn, args))
+            lines.extend(await _misses(app, handler, conn, args))
         if args.recorder:
             lines.extend(await _recorder(app, args))
         for case in args.cases:  # the same through the connection: parsing, the answer's order, the write

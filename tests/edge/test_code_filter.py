@@ -158,13 +158,14 @@ async def test_created_minted_and_imported_codes_answer_302_at_once_on_every_edg
             assert minted.status_code == 201, minted.text
             await everywhere([c["slug"] for c in minted.json()["data"]], "minted")
             started = await api.post("/v1/imports", headers={**bearer(key), "Content-Type": "text/csv"},
-                                     content=b"name,url\n" + b"".join(b"T%d,https://example.com/t/%d\n" % (n, n)
+                                     content=b"name,url\n" + b"".join(b"Imported %d,https://example.com/t/%d\n" % (n, n)
                                                                       for n in range(50)))
             assert started.status_code == 202, started.text
             job = await run_job(api, worker, key, f"/v1/imports/{started.json()['id']}")
             assert job["status"] == "succeeded", job
-            imported = (await api.get("/v1/qr-codes?q=T&limit=100", headers=bearer(key))).json()["data"]
-            await everywhere([c["slug"] for c in imported if c["name"].startswith("T")], "imported")
+            imported = (await api.get("/v1/qr-codes?q=Imported&limit=100", headers=bearer(key))).json()["data"]
+            assert len(imported) == 50
+            await everywhere([c["slug"] for c in imported], "imported")
             unknown = [f"nope-{i}" for i in range(50)]
             for app, edge in both:
                 answers = await asyncio.gather(*(edge.get(f"/{slug}", headers=HOST) for slug in unknown))
