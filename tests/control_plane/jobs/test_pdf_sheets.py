@@ -20,18 +20,25 @@ MM = 72 / 25.4
 
 
 def codes_with_labels(pdf_bytes: bytes) -> list[tuple[str, str]]:
-    """(decoded payload, text printed under it) for every code on every page."""
+    """(decoded payload, text printed under it) for every code on every page.
+
+    zxing-cpp now and then reports one symbol twice, at the same place; such a repeat is dropped. A code
+    printed twice (at two places) still counts twice."""
     found = []
     document = pdfium.PdfDocument(pdf_bytes)
     for page in document:
         height = page.get_height()
         text = page.get_textpage()
         image = page.render(scale=DPI / 72).to_pil()
+        seen: list[tuple[str, float, float]] = []
         for result in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode):
             corners = [result.position.top_left, result.position.top_right, result.position.bottom_left,
                        result.position.bottom_right]
             center = sum(p.x for p in corners) / 4 * PT_PER_PX
             bottom = height - max(p.y for p in corners) * PT_PER_PX
+            if any(t == result.text and abs(x - center) < 5 * MM and abs(y - bottom) < 5 * MM for t, x, y in seen):
+                continue
+            seen.append((result.text, center, bottom))
             label = text.get_text_bounded(left=center - 12 * MM, right=center + 12 * MM, top=bottom,
                                           bottom=bottom - 8 * MM)
             found.append((result.text, label.strip()))

@@ -40,6 +40,7 @@ class Receiver:
     host: str = "127.0.0.1"
     port: int = 0
     requests: list[Received] = field(default_factory=list)
+    strays: int = 0  # requests that were no delivery (see `handle`)
     script: dict[str, list[int]] = field(default_factory=dict)
     delay: float = 0.0
     # Paths whose requests hang until `release` is set (at most 10 s, the dispatcher's timeout).
@@ -55,8 +56,13 @@ class Receiver:
         return [r for r in self.requests if r.path == path]
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append(Received(request.path, {k.lower(): v for k, v in request.headers.items()},
-                                      await request.read()))
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if "webhook-id" not in headers:
+            # Not a delivery: another test probing a port it picked before this receiver was given it (test_up
+            # polls `/healthz` of its stack's ports). Every delivery the dispatcher sends carries the header.
+            self.strays += 1
+            return web.Response(status=404)
+        self.requests.append(Received(request.path, headers, await request.read()))
         path = request.path
         self.in_flight[path] = self.in_flight.get(path, 0) + 1
         self.most_in_flight[path] = max(self.most_in_flight.get(path, 0), self.in_flight[path])
