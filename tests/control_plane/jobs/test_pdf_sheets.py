@@ -22,8 +22,9 @@ MM = 72 / 25.4
 def codes_with_labels(pdf_bytes: bytes) -> list[tuple[str, str]]:
     """(decoded payload, text printed under it) for every code on every page.
 
-    zxing-cpp now and then reports one symbol twice, at the same place; such a repeat is dropped. A code
-    printed twice (at two places) still counts twice."""
+    zxing-cpp now and then reports one symbol twice at the same place, or a phantom symbol made of parts of
+    its neighbours (seen: a numeric "9562" below a page's last row); such a repeat and anything that is not
+    a URL are dropped. A code printed twice (at two places) still counts twice."""
     found = []
     document = pdfium.PdfDocument(pdf_bytes)
     for page in document:
@@ -36,7 +37,8 @@ def codes_with_labels(pdf_bytes: bytes) -> list[tuple[str, str]]:
                        result.position.bottom_right]
             center = sum(p.x for p in corners) / 4 * PT_PER_PX
             bottom = height - max(p.y for p in corners) * PT_PER_PX
-            if any(t == result.text and abs(x - center) < 5 * MM and abs(y - bottom) < 5 * MM for t, x, y in seen):
+            if not result.text.startswith(("http://", "https://")) or any(
+                    t == result.text and abs(x - center) < 5 * MM and abs(y - bottom) < 5 * MM for t, x, y in seen):
                 continue
             seen.append((result.text, center, bottom))
             label = text.get_text_bounded(left=center - 12 * MM, right=center + 12 * MM, top=bottom,
