@@ -174,7 +174,9 @@ async def add_hours(conn: asyncpg.Connection[Any], hours: dict[HourKey, Hour]) -
              unique_sketch.apply(empty, hours[key].ips)) for key in fresh]))
         if len(inserted) < len(fresh):  # another worker created some of them meanwhile
             done = {tuple(row) for row in inserted}
-            await _merge_existing(conn, [key for key in fresh if key[:4] not in done], hours)
+            if await _merge_existing(conn, [key for key in fresh if key[:4] not in done], hours):
+                # Inserted by another transaction, yet gone already: never drop counts; the batch is retried.
+                raise RuntimeError("scan_hours rows vanished while this batch was adding to them")
 
 
 async def _merge_existing(conn: asyncpg.Connection[Any], keys: list[HourKey],
