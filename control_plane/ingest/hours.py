@@ -175,8 +175,9 @@ async def add_hours(conn: asyncpg.Connection[Any], hours: dict[HourKey, Hour]) -
         if len(inserted) < len(fresh):  # another worker created some of them meanwhile
             done = {tuple(row) for row in inserted}
             if await _merge_existing(conn, [key for key in fresh if key[:4] not in done], hours):
-                # Inserted by another transaction, yet gone already: never drop counts; the batch is retried.
-                raise RuntimeError("scan_hours rows vanished while this batch was adding to them")
+                # Inserted by another transaction, yet gone already: never drop counts. Like any conflict
+                # between transactions, the worker retries the batch (not counted against the entries).
+                raise asyncpg.exceptions.SerializationError("scan_hours rows vanished while adding to them")
 
 
 async def _merge_existing(conn: asyncpg.Connection[Any], keys: list[HourKey],
