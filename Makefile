@@ -16,6 +16,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# $(call debian-package,COMMAND,PACKAGE,WHY): when COMMAND is missing, install PACKAGE with apt-get (as root on
+# Debian/Ubuntu), else stop and say WHY and what to install.
+debian-package = @command -v $(1) >/dev/null 2>&1 || { \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing $(2) with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2); \
+	else \
+		echo "$(3) (apt-get install $(2))"; exit 1; \
+	fi; \
+}
+
 # Private PostgreSQL and Redis need their server binaries unless DATABASE_URL and REDIS_URL are given.
 system-deps:
 	@if [ -z "$$DATABASE_URL" ] || [ -z "$$REDIS_URL" ]; then \
@@ -38,14 +49,7 @@ test: system-deps venv
 # The dashboard in a real browser: Playwright drives Debian's Chromium. Browsers are never downloaded
 # (`playwright install` is not used); screenshots land in artifacts/screenshots/.
 browser-deps: venv
-	@command -v chromium >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing Chromium with apt-get"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-		else \
-			echo "make test-browser needs Chromium at /usr/bin/chromium (apt-get install chromium)"; exit 1; \
-		fi; \
-	}
+	$(call debian-package,chromium,chromium,make test-browser needs Chromium at /usr/bin/chromium)
 	@$(PY) -c 'import playwright' 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,browser]"
 
 test-browser: system-deps browser-deps
@@ -117,14 +121,7 @@ bench-export: system-deps venv
 # client in C, built with the machine's cc. The script runs on CPU 1 so the
 # private PostgreSQL and Redis it starts share that CPU with wrk; the server under test gets CPU 0.
 bench-edge: system-deps load-deps
-	@command -v cc >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing gcc with apt-get (the open-loop client loadtests/fixed_rate.c is built at run time)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc; \
-		else \
-			echo "make bench-edge needs a C compiler (apt-get install gcc)"; exit 1; \
-		fi; \
-	}
+	$(call debian-package,cc,gcc,make bench-edge needs a C compiler for loadtests/fixed_rate.c)
 	flock /tmp/scanroute-bench.lock taskset -c 1 $(PY) -m loadtests.bench_edge $(BENCH_ARGS)
 
 clean:

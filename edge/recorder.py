@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -187,38 +187,37 @@ class ScanRecorder:
             while self._failed or self._pending:
                 if self._failed:  # sent, unacknowledged: to the journal, in the order they were sent
                     batch = self._failed.popleft()
-                    try:
-                        await self.journal.append([event for event, _ in batch])
-                    except JournalFull as exc:
-                        self._shed(batch, exc)
-                        continue
-                    except Exception as exc:
-                        log.error("cannot record %d scans in Redis nor in the journal: %r", len(batch), exc)
-                        _tell(batch, exc)
-                        continue
-                    self.replay_soon()
-                    _tell(batch, None)
+                    if await self._written(batch, self.journal.append):
+                        self.replay_soon()
+                        _tell(batch, None)
                     continue
                 if self._in_flight:  # batches on their way keep their place before this one
                     await asyncio.sleep(0.001)
                     continue
                 batch, self._pending = self._pending, []
                 self.on_batch(len(batch))
-                try:
-                    await self._store([event for event, _ in batch])
-                except (JournalFull, StreamFull) as exc:
-                    self._shed(batch, exc)
-                    continue
-                except Exception as exc:
-                    log.error("cannot record %d scans in Redis nor in the journal: %r", len(batch), exc)
-                    _tell(batch, exc)
-                    continue
-                if self.shedding:
-                    log.warning("recording scans again")
-                    self.shedding = False
-                _tell(batch, None)
+                if await self._written(batch, self._store):
+                    if self.shedding:
+                        log.warning("recording scans again")
+                        self.shedding = False
+                    _tell(batch, None)
         finally:
             self._flusher = None
+
+    async def _written(self, batch: list[tuple[bytes, Stored]],
+                       write: Callable[[list[bytes]], Awaitable[object]]) -> bool:
+        """Writes the batch's events; if that fails, its requests are answered here (503 when the journal or the
+        stream is full, an error otherwise) and False is returned."""
+        try:
+            await write([event for event, _ in batch])
+        except (JournalFull, StreamFull) as exc:
+            self._shed(batch, exc)
+        except Exception as exc:
+            log.error("cannot record %d scans in Redis nor in the journal: %r", len(batch), exc)
+            _tell(batch, exc)
+        else:
+            return True
+        return False
 
     async def _store(self, events: list[bytes]) -> None:
         if self.link.up and not self.journal.depth:
