@@ -118,7 +118,7 @@ class EdgeApp:
         if target is None:
             return await self.page(send, 404, "unknown", method)
         try:
-            found = await self.lookup.find(*target)
+            found = await self.lookup.find(target[0], target[1])
         except UNAVAILABLE_EXCEPTIONS:  # counted as "unavailable" in /metrics; no log line per request
             return await self.page(send, 503, "unavailable", method, RETRY)
         if found is None:
@@ -218,7 +218,7 @@ class EdgeApp:
     async def startup(self) -> None:
         self.journal.open()
         self.geo = CountryLookup(self.settings.geoip_db) if self.settings.geoip_db else None
-        self.scans = ScanPath(self.settings, self.geo)
+        self.scans = ScanPath(self.settings, self.geo, self.keys)
         self.db = await create_pool(self.settings.stores.database_url, min_size=0, max_size=4)
         self.redis = create_redis(self.settings.stores.redis_url, socket_timeout=2.0)
         self.lookup = RowLookup(self.redis, self.db, self.keys, self.link, self.codes, self.groups,

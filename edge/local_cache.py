@@ -113,8 +113,8 @@ class LocalCache(Generic[T]):
     def peek(self, key: str) -> T | None | Miss:
         """The fresh cached row, None if known not to exist, MISS otherwise: the hit path, without a task."""
         entry = self._entries.get(key)
-        if entry is not None and entry.generation == self.generation and min(entry.expires,
-                                                                             self.fence.until) > time.monotonic():
+        if entry is not None and entry.generation == self.generation and entry.expires > (now := time.monotonic()) \
+                and self.fence.until > now:
             try:
                 self._entries.move_to_end(key)
             except KeyError:  # dropped by the follower this instant: still the answer of a fresh read

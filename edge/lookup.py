@@ -121,10 +121,10 @@ class RowLookup:
         self.code_reads = CodeReads(redis, db, keys, link)
         self.code_filter = code_filter or CodeFilter(keys.code_filter, link, Fence())  # the latter never answers
 
-    def find_cached(self, domain: str, slug: str) -> PreparedScan | None | Miss:
+    def find_cached(self, domain: str, slug: str, key: str) -> PreparedScan | None | Miss:
         """What `find` would answer, from the local cache (or the filter of existing codes) alone; MISS when
-        it has to load."""
-        code = self.codes.peek(self.keys.code(domain, slug))
+        it has to load. `key` is the code's (`self.keys.code(domain, slug)`, remembered with the target)."""
+        code = self.codes.peek(key)
         if isinstance(code, Miss):
             return None if self.code_filter.absent(domain, slug) else code
         if code is None:

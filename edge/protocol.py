@@ -128,13 +128,12 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._reject(400)
         else:
-            self._check_partial_head(data)
+            if self.in_request and not self.head_complete:
+                self._check_partial_head(data)
         self._set_deadline()
 
     def _check_partial_head(self, data: bytes) -> None:
         """A head that spans several reads is buffered by the parser: bound it before it is complete."""
-        if not self.in_request or self.head_complete:
-            return
         if self.completed_in_chunk:  # the head began inside this read, after the previous request's end
             start = data.rfind(_HEAD_END)
             self.partial_head = len(data) - (start + len(_HEAD_END) if start >= 0 else 0)
@@ -201,7 +200,7 @@ class HttpConnection(asyncio.Protocol):
         self.in_request = False
         self.completed_in_chunk = True
         keep_alive = self.parser.should_keep_alive() and not self.server.draining
-        slot = Slot(close=not keep_alive)
+        slot = Slot(not keep_alive)  # positional: a keyword argument costs a dict per request
         self.slots.append(slot)
         if not keep_alive:
             self.done = True

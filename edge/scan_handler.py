@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -24,6 +23,7 @@ from edge.app import ANSWER_STATUS, UNAVAILABLE_EXCEPTIONS, EdgeApp
 from edge.local_cache import Miss
 from edge.lookup import PreparedScan
 from edge.password_form import password_from_form
+from edge.scan_path import Target
 from shared.resolve import HTTP_STATUS
 from shared.scan_plan import Decision
 from shared.visitor import Visitor
@@ -46,6 +46,7 @@ class ScanHandler:
         self.pages = responses.pages(app.pages, PAGE_STATUS)
         self.not_allowed = responses.Fixed(405, responses.ALLOW + responses.HTML, b"")
         self.tasks: set[asyncio.Task[None]] = set()  # misses in flight (kept referenced until done)
+        self.scans, self.lookup, self.recorder, self.metrics = app.scans, app.lookup, app.recorder, app.metrics
 
     def rejected(self, status: int) -> None:
         self.app.metrics.answered("malformed", 0.0)
@@ -63,12 +64,12 @@ class ScanHandler:
             return conn.fill(slot, self._operations(path_text, method, connection))
         if method != GET and not head_only and method != POST:  # POST sends a password (docs/rules.md)
             return self._not_allowed(conn, slot, connection, started)
-        target = self.app.scans.target(path_text, headers.get(b"host", b""))
+        target = self.scans.target(path_text, headers.get(b"host", b""))
         if target is None:
             return self._page(conn, slot, "unknown", connection, head_only, started)
-        ip = self.app.scans.client_address.of(conn.peer, forwarded_for) if forwarded_for else conn.peer
-        request = _Request(conn, slot, METHODS[method], query, headers, ip, connection, started, body)
-        found = self.app.lookup.find_cached(*target)
+        ip = self.scans.client_address.of(conn.peer, forwarded_for) if forwarded_for else conn.peer
+        request = _Request(self, conn, slot, METHODS[method], query, headers, ip, connection, started, body)
+        found = self.lookup.find_cached(*target)
         if isinstance(found, Miss):
             task = asyncio.get_running_loop().create_task(self._after_lookup(request, target))
             self.tasks.add(task)
@@ -78,10 +79,10 @@ class ScanHandler:
         else:
             self._answer(request, found)
 
-    async def _after_lookup(self, request: _Request, target: tuple[str, str]) -> None:
+    async def _after_lookup(self, request: _Request, target: Target) -> None:
         head_only = request.method == "HEAD"
         try:
-            found = await self.app.lookup.find(*target)
+            found = await self.lookup.find(target[0], target[1])
         except UNAVAILABLE_EXCEPTIONS:  # counted as "unavailable" in /metrics; no log line per request
             return self._page(request.conn, request.slot, "unavailable", request.connection, head_only,
                               request.started)
@@ -97,7 +98,7 @@ class ScanHandler:
     def _answer(self, request: _Request, scan: PreparedScan) -> None:
         if request.method == "POST" and not self.app.takes_password(scan.resolution):
             return self._not_allowed(request.conn, request.slot, request.connection, request.started)
-        visitor = self.app.scans.visitor(request.query, request.headers, request.ip)
+        visitor = self.scans.visitor(request.query, request.headers, request.ip)
         decided = self.app.decide(request.method, scan, visitor)
         if decided is not None:
             return self._record(request, scan, visitor, decided)
@@ -116,26 +117,22 @@ class ScanHandler:
 
     def _record(self, request: _Request, scan: PreparedScan, visitor: Visitor, decided: Answer) -> None:
         decision, page, extra = decided
-        event = self.app.scans.event(request.method, request.query, request.headers, visitor, scan.event, decision)
+        event = self.scans.event(request.method, request.query, request.headers, visitor, scan.event, decision)
         if decision.location is None:
-            outcome = page
+            request.outcome = page
             fixed = self.pages[page] if not extra else responses.Fixed(
                 PAGE_STATUS[page], responses.HTML + b"".join(k + b": " + v + b"\r\n" for k, v in extra),
                 self.app.pages[page])
-            answer = fixed.encode(self.date(), request.connection, request.method == "HEAD")
+            request.answer = fixed.encode(self.date(), request.connection, request.method == "HEAD")
         else:
-            outcome = "redirected"
-            answer = responses.redirect(decision.location.render_bytes(request.query), self.date(),
-                                        request.connection)
-        self.app.recorder.submit(event, partial(self._recorded, request, answer, outcome))
+            request.answer = responses.redirect(decision.location.render_bytes(request.query), self.date(),
+                                                request.connection)
+        self.recorder.submit(event, request.recorded)
 
-    def _recorded(self, request: _Request, answer: bytes, outcome: str, error: BaseException | None) -> None:
-        if error is not None:  # neither Redis nor the journal took it
-            self._page(request.conn, request.slot, "unavailable", request.connection, request.method == "HEAD",
-                       request.started)
-            return
-        self._count(outcome, request.started)
-        request.conn.fill(request.slot, answer)
+    def unrecorded(self, request: _Request) -> None:
+        """Neither Redis nor the journal took the scan: it is not answered as if it had been."""
+        self._page(request.conn, request.slot, "unavailable", request.connection, request.method == "HEAD",
+                   request.started)
 
     def _not_allowed(self, conn: HttpConnection, slot: Slot, connection: bytes, started: float) -> None:
         self._count("not_allowed", started)
@@ -147,7 +144,7 @@ class ScanHandler:
         conn.fill(slot, self.pages[outcome].encode(self.date(), connection, head_only))
 
     def _count(self, outcome: str, started: float) -> None:
-        self.app.metrics.answered(outcome, time.perf_counter() - started)
+        self.metrics.answered(outcome, time.perf_counter() - started)
 
     def _operations(self, path: str, method: bytes, connection: bytes) -> bytes:
         if method not in (GET, HEAD):
@@ -175,10 +172,12 @@ def _absolute(url: bytes) -> tuple[bytes, bytes, bytes]:
 
 
 class _Request:
-    __slots__ = ("body", "conn", "connection", "headers", "ip", "method", "query", "slot", "started")
+    __slots__ = ("answer", "body", "conn", "connection", "handler", "headers", "ip", "method", "outcome", "query",
+                 "slot", "started")
 
-    def __init__(self, conn: HttpConnection, slot: Slot, method: str, query: bytes, headers: dict[bytes, bytes],
-                 ip: str, connection: bytes, started: float, body: bytes) -> None:
+    def __init__(self, handler: ScanHandler, conn: HttpConnection, slot: Slot, method: str, query: bytes,
+                 headers: dict[bytes, bytes], ip: str, connection: bytes, started: float, body: bytes) -> None:
+        self.handler = handler
         self.conn = conn
         self.slot = slot
         self.method = method
@@ -188,3 +187,12 @@ class _Request:
         self.connection = connection
         self.started = started
         self.body = body  # a POST's form, cut at FORM_LIMIT + 1 bytes
+        self.answer = b""  # the response's bytes, written once the scan is recorded
+        self.outcome = "redirected"
+
+    def recorded(self, error: BaseException | None) -> None:
+        """The recorder's callback, once the scan is stored (a bound method: no closure per scan)."""
+        if error is not None:
+            return self.handler.unrecorded(self)
+        self.handler.metrics.answered(self.outcome, time.perf_counter() - self.started)
+        self.conn.fill(self.slot, self.answer)

@@ -11,6 +11,7 @@ import uuid_utils
 from edge.client_address import ClientAddress
 from edge.scan_target import Domains, slug_of
 from shared.geo import CountryLookup
+from shared.keys import RedisKeys
 from shared.params import SCAN_MARKER
 from shared.scan_event import EventHead
 from shared.scan_plan import Decision
@@ -20,20 +21,23 @@ from shared.visitor import Visitor
 _MARKER = re.compile(rb"(?:^|&)" + SCAN_MARKER.encode() + rb"(?:[=&]|$)")
 TARGET_MEMO_ENTRIES = 4096  # (path, Host) pairs; at most ~70 + 255 bytes of key each, so ≤ ~2 MB
 Headers = dict[bytes, bytes]  # lower-case names; a repeated header keeps its last value
+Target = tuple[str, str, str]  # (domain, slug, the code's cache key)
 
 
 class ScanPath:
-    def __init__(self, settings: EdgeSettings, geo: CountryLookup | None) -> None:
+    def __init__(self, settings: EdgeSettings, geo: CountryLookup | None, keys: RedisKeys) -> None:
         self.geo = geo
+        self.keys = keys
         hash_key = hashlib.sha256(settings.scan_hash_secret.encode()).digest()  # BLAKE2b takes ≤ 64 bytes
         self._keyed = hashlib.blake2b(key=hash_key, digest_size=16)
         self.country_header = settings.trusted_country_header.encode() if settings.trusted_country_header else None
         self.domains = Domains()
-        self._targets: dict[tuple[str, bytes], tuple[str, str]] = {}
+        self._targets: dict[tuple[str, bytes], Target] = {}
         self.client_address = ClientAddress(settings.trusted_proxies)
 
-    def target(self, path: str, host: bytes) -> tuple[str, str] | None:
-        """(domain, slug) if the request can name a code at all (docs/api.md §3.4), else None: a 404 at once.
+    def target(self, path: str, host: bytes) -> Target | None:
+        """(domain, slug, the code's cache key) if the request can name a code at all (docs/api.md §3.4), else
+        None: a 404 at once.
 
         Valid targets are remembered (a bounded memo: a printed code is scanned by many phones); what fails
         validation is not, so hostile input only costs its check."""
@@ -48,22 +52,25 @@ class ScanPath:
             return None
         if len(self._targets) >= TARGET_MEMO_ENTRIES:
             self._targets.clear()
-        target = self._targets[(path, host)] = (domain, slug)
+        target = self._targets[(path, host)] = (domain, slug, self.keys.code(domain, slug))
         return target
 
     def visitor(self, query: bytes, headers: Headers, ip: str) -> Visitor:
         user_agent = headers.get(b"user-agent", b"")[:512].decode("latin-1")
-        return Visitor(user_agent=user_agent, accept_language=headers.get(b"accept-language", b"")[:256]
-                       .decode("latin-1"), country=self.country(headers, ip), query_string=query,
-                       client_ip=ip, visitor_hash=self.hash(f"{ip}\n{user_agent}"))
+        # Positional: keyword arguments to a class cost a dict per scan.
+        return Visitor(user_agent, headers.get(b"accept-language", b"")[:256].decode("latin-1"),
+                       self.country(headers, ip), query, ip, self.hash(f"{ip}\n{user_agent}"))
 
     def event(self, method: str, query: bytes, headers: Headers, visitor: Visitor, head: EventHead,
               decision: Decision) -> bytes:
         """The scan event: the code's constant members encoded once (`head`), this scan's added."""
         scan_id = uuid_utils.uuid7()
+        # `query.find`, not `b"qr" in query`: bytes' `in` first tries its operand as an int, and the TypeError it
+        # formats and discards costs more than the rest of this line (BENCHMARKS.md, 2026-11-30 "edge-cpu").
         return head.finish({
             "scan_id": str(scan_id), "ts_ms": scan_id.timestamp, "outcome": decision.outcome, "method": method,
-            "marker": b"qr" in query and _MARKER.search(query) is not None, "ip_hash": self.hash(visitor.client_ip),
+            "marker": query.find(b"qr") >= 0 and _MARKER.search(query) is not None,
+            "ip_hash": self.hash(visitor.client_ip),
             "visitor_hash": visitor.visitor_hash, "user_agent": visitor.user_agent,
             "referer": headers.get(b"referer", b"")[:1024].decode("latin-1"),
             "accept_language": visitor.accept_language, "country": visitor.country, "rule": decision.rule,

@@ -69,7 +69,7 @@ class Visitor:
     __slots__ = ("_agent", "_ip", "_ip_parsed", "_languages", "_query", "accept_language", "client_ip", "country",
                  "query_string", "user_agent", "visitor_hash")
 
-    def __init__(self, *, user_agent: str = "", accept_language: str = "", country: str | None = None,
+    def __init__(self, user_agent: str = "", accept_language: str = "", country: str | None = None,
                  query_string: bytes = b"", client_ip: str = "", visitor_hash: str = "") -> None:
         self.user_agent = user_agent
         self.accept_language = accept_language
