@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-dashboard bench-edge bench-freshness bench-render bench-ingest bench-export loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
+.PHONY: run test test-browser browser-deps lint fuzz-api bench-api bench-dashboard bench-edge bench-edge-instructions bench-freshness bench-render bench-ingest bench-export loadtest loadtest-ci loadtest-faults load-deps system-deps venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -123,6 +123,12 @@ bench-export: system-deps venv
 bench-edge: system-deps load-deps
 	$(call debian-package,cc,gcc,make bench-edge needs a C compiler for loadtests/fixed_rate.c)
 	flock /tmp/scanroute-bench.lock taskset -c 1 $(PY) -m loadtests.bench_edge $(BENCH_ARGS)
+
+# User-space instructions per request (valgrind's callgrind), edge (a) against bare uvicorn: repeatable where
+# wall time and CPU time are not (BENCHMARKS.md, 2026-11-30 "edge-cpu"). Kernel work is not counted.
+bench-edge-instructions: system-deps load-deps
+	$(call debian-package,valgrind,valgrind,make bench-edge-instructions needs valgrind)
+	flock /tmp/scanroute-bench.lock taskset -c 1 $(PY) -m loadtests.instructions $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .scanroute .mypy_cache .ruff_cache .pytest_cache

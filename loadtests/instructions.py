@@ -1,0 +1,187 @@
+"""`make bench-edge-instructions`: user-space instructions per request, counted by valgrind's callgrind, for the
+protocol edge on `make bench-edge`'s case (a) and for its reference, bare uvicorn's fixed 302 (BENCHMARKS.md).
+
+Wall time and CPU time move with whatever else runs on a shared machine, and this machine has no hardware
+counters for `perf stat`; callgrind counts the instructions a process executes, the same from run to run.
+Each server runs under `valgrind --tool=callgrind --instr-atstart=no` (start-up is not instrumented), is
+warmed up, then instrumented; `callgrind_control` zeroes the counters, the client makes N requests, the
+counters are dumped; then the same with 2N. Instructions per request = (count for 2N - count for N) / N, so
+what does not grow with the requests (timers, the follower thread idling) cancels out.
+
+The client: 64 keep-alive connections, one request at a time each (as `wrk -c64`), in this process; the
+requests are `bench-edge`'s: (a)'s hot code with a phone's headers for the edge, `GET /` with a Host for the
+reference. Every scan is acknowledged by the private Redis before its 302, as in `bench-edge`.
+
+Not counted: the kernel's work (a loopback read and write per request, which both servers pay alike) and the
+work of Redis; only instructions, not the cycles they take.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from loadtests.bench_edge import HOST, HOT_REQUEST, UVICORN_FLAGS, edge_env, empty_scan_stream, seed, wait_listening
+from shared.embedded import EmbeddedServices, free_port, temporary_root
+from shared.processes import spawn, stop
+
+CONNECTIONS = 64
+REFERENCE_REQUEST = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
+
+
+async def _connection(port: int, request: bytes, count: int, statuses: dict[bytes, int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(count):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = _CONTENT_LENGTH.search(head)
+            if length and int(length[1]):
+                await reader.readexactly(int(length[1]))
+            status = head[9:12]
+            statuses[status] = statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+def drive(port: int, request: bytes, requests: int) -> dict[bytes, int]:
+    """`requests` requests over CONNECTIONS connections; the count of each status answered."""
+    statuses: dict[bytes, int] = {}
+
+    async def run() -> None:
+        each, extra = divmod(requests, CONNECTIONS)
+        await asyncio.gather(*(_connection(port, request, each + (n < extra), statuses) for n in range(CONNECTIONS)))
+
+    asyncio.run(run())
+    return statuses
+
+
+def _batches(port: int) -> tuple[float, float]:
+    """The edge's recorder batches so far, from /metrics: (batches, scans in them)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as answer:
+        text = answer.read().decode()
+    count, total = (float(re.search(rf"^scanroute_edge_record_batch_size_{name} (\S+)", text, re.MULTILINE)[1])  # type: ignore[index]
+                    for name in ("count", "sum"))
+    return count, total
+
+
+def _control(pid: int, *options: str) -> None:
+    subprocess.run(["callgrind_control", *options, str(pid)], check=True, capture_output=True, timeout=120)
+
+
+def _dumped(folder: Path, pid: int, seen: set[Path]) -> int:
+    """The instructions counted in the newest dump of `pid` (callgrind names them callgrind.out.PID.N)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        new = sorted(set(folder.glob(f"callgrind.out.{pid}.*")) - seen)
+        if new:
+            seen.update(new)
+            text = new[-1].read_text(errors="replace")
+            totals = re.search(r"^(?:summary|totals): *(\d+)", text, re.MULTILINE)
+            if totals:
+                return int(totals[1])
+        time.sleep(0.2)
+    raise RuntimeError(f"callgrind wrote no dump for {pid} in {folder}")
+
+
+@contextlib.contextmanager
+def under_callgrind(argv: list[str], port: int, folder: Path, env: dict[str, str] | None = None) -> Iterator[int]:
+    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
+                f"--callgrind-out-file={folder}/callgrind.out.%p", "--trace-children=no",
+                f"--log-file={folder}/valgrind.%p.log"]
+    process = spawn([*valgrind, *argv], env=env)
+    try:
+        wait_listening(port, process, timeout=300)
+        yield process.pid
+    finally:
+        stop(process, timeout=120)
+
+
+def measure(name: str, argv: list[str], port: int, request: bytes, requests: int, folder: Path,
+            env: dict[str, str] | None = None, batches: bool = False) -> float:
+    """Instructions per request of the server `argv` (listening on `port`) answering `request`; with `batches`,
+    also prints the mean size of the recorder's batches (an edge's, read from /metrics outside the counts)."""
+    with under_callgrind(argv, port, folder, env) as pid:
+        seen: set[Path] = set()
+        drive(port, request, min(requests, 2000))  # warm-up: caches, lazily built state, the interpreter's
+        _control(pid, "--instr=on")
+        drive(port, request, 500)  # the instrumented code is translated again on first use
+        counts = {}
+        for n in (requests, 2 * requests):
+            empty_scan_stream()
+            before = _batches(port) if batches else (0.0, 0.0)
+            _control(pid, "--zero")
+            statuses = drive(port, request, n)
+            _control(pid, "--dump")
+            counts[n] = _dumped(folder, pid, seen)
+            after = _batches(port) if batches else (0.0, 0.0)
+            mean = f"; {(after[1] - before[1]) / (after[0] - before[0]):.1f} scans per batch" if batches else ""
+            print(f"  {name}: {n:,} requests ({_statuses(statuses)}): {counts[n]:,} instructions"
+                  f" ({counts[n] / n:,.0f} per request{mean})", flush=True)
+    return (counts[2 * requests] - counts[requests]) / requests
+
+
+def _statuses(statuses: dict[bytes, int]) -> str:
+    return ", ".join(f"{count:,} × {status.decode()}" for status, count in sorted(statuses.items()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20_000, help="N: requests of the first count (then 2N)")
+    parser.add_argument("--only", default="bare,edge", help="comma-separated: bare, edge")
+    parser.add_argument("--keep", help="a folder to keep the callgrind dumps in (for callgrind_annotate)")
+    args = parser.parse_args()
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        print("valgrind is missing: install it (Debian/Ubuntu: apt-get install valgrind)")
+        return 1
+    only = set(args.only.split(","))
+    folder = Path(args.keep or tempfile.mkdtemp(prefix="scanroute-callgrind-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    root = temporary_root("scanroute-instructions-")
+    services = EmbeddedServices(root, persistent=False)
+    services.start()
+    os.environ["BENCH_REDIS_URL"] = services.redis_url
+    results = {}
+    try:
+        asyncio.run(seed(services.database_url, 1000))
+        python = sys.executable
+        if "bare" in only:
+            port = free_port()
+            results["bare"] = measure("bare uvicorn", [python, "-m", "uvicorn", "loadtests.bare_redirect:app",
+                                                       "--port", str(port), *UVICORN_FLAGS],
+                                      port, REFERENCE_REQUEST, args.requests, folder)
+        if "edge" in only:
+            port = free_port()
+            env = {**os.environ, **edge_env(services, root, port, "instructions")}
+            results["edge"] = measure("edge protocol (a)", [python, "-m", "control_plane.cli", "edge"], port,
+                                      HOT_REQUEST, args.requests, folder, env, batches=True)
+    finally:
+        services.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    print(f"\nuser-space instructions per request (callgrind; (2N - N) / N, N = {args.requests:,};"
+          f" {CONNECTIONS} connections; kernel not counted)")
+    names = {"bare": "bare uvicorn ASGI, fixed 302 (reference)", "edge": "edge protocol: (a) hot code, params + phone"}
+    for key, per_request in results.items():
+        print(f"  {names[key]:<46} {per_request:>9,.0f}")
+    if len(results) == 2:
+        print(f"  edge (a) / bare uvicorn: {results['edge'] / results['bare']:.3f} × the instructions"
+              f" (throughput ratio if instructions were all: {results['bare'] / results['edge']:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
