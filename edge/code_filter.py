@@ -43,6 +43,7 @@ class CodeFilter:
         self.epoch = 0  # moved by the event loop when Redis's filter was found complete since the last contact
         self.verified_contact = -1  # the link's contact count when it was
         self.answered = 0  # unknown slugs answered by the filter alone
+        self.bypassed = 0  # local cache misses looked up without asking the copy: it did not count then
         self.loads = 0
         self.deltas = 0  # entries whose bits were set in the copy instead of loading it again
         self.missing = True  # Redis had no (readable) filter at the last load
@@ -52,7 +53,10 @@ class CodeFilter:
         """True only when the copy counts and says that no code has this (domain, slug)."""
         copy = self.copy
         if (copy is None or copy.tag != self.epoch or self.verified_contact != self.link.contacts
-                or not self.link.up or self.fence.until <= time.monotonic() or copy.may_contain(domain, slug)):
+                or not self.link.up or self.fence.until <= time.monotonic()):
+            self.bypassed += 1
+            return False
+        if copy.may_contain(domain, slug):
             return False
         self.answered += 1
         return True

@@ -137,6 +137,9 @@ class EdgeMetrics(Collector):
         yield CounterMetricFamily("scanroute_edge_code_filter_answers", "Unknown slugs answered 404 by the"
                                   " filter of existing codes alone: no Redis or PostgreSQL read, no cache entry",
                                   value=code_filter.answered)
+        yield CounterMetricFamily("scanroute_edge_code_filter_bypassed", "Local cache misses looked up without"
+                                  " the filter of existing codes, because it did not count at the time (Redis"
+                                  " down, fenced, being loaded or checked)", value=code_filter.bypassed)
         yield GaugeMetricFamily("scanroute_edge_code_filter_bytes", "Size of this process's copy of the filter"
                                 " of existing codes (outside EDGE_CACHE_MB)", value=code_filter.bytes)
         yield GaugeMetricFamily("scanroute_edge_code_filter_trusted", "1 while the filter of existing codes"
