@@ -91,7 +91,7 @@ class CodeFilter:
     def forget(self) -> None:
         """Codes may have been created unheard of: stop believing the copy, and load again at once."""
         self.copy = None
-        self._attempted = 0.0
+        self._attempted = -RETRY  # `wants_load` at once, whatever the clock reads
 
     def apply(self, delta: bytes | None) -> bool:
         """Set the bits a `*negative*` entry names in the copy; False when the copy must be loaded again instead:
