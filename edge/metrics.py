@@ -95,7 +95,7 @@ class EdgeMetrics(Collector):
         copy = code_filter.copy
         return {"state": code_filter.state(), "bytes": code_filter.bytes, "bits": copy.m if copy else None,
                 "generation": copy.generation if copy else None, "answered_unknown": code_filter.answered,
-                "loads": code_filter.loads}
+                "loads": code_filter.loads, "deltas": code_filter.deltas}
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("scanroute_edge_requests", "Scan requests answered, by outcome",
@@ -146,7 +146,10 @@ class EdgeMetrics(Collector):
                                 " answers unknown slugs, 0 while lookups go on without it",
                                 value=int(code_filter.trusted()))
         yield CounterMetricFamily("scanroute_edge_code_filter_loads", "Loads of the filter of existing codes"
-                                  " from Redis", value=code_filter.loads)
+                                  " from Redis (whole)", value=code_filter.loads)
+        yield CounterMetricFamily("scanroute_edge_code_filter_deltas", "Creations applied to this process's copy"
+                                  " of the filter of existing codes from the bits their invalidation named, without"
+                                  " a load", value=code_filter.deltas)
 
     def _freshness(self) -> Iterator[Metric]:
         follower, now = self.follower, time.monotonic()
