@@ -4,17 +4,19 @@ A slug the filter says does not exist is answered 404 at once: no Redis, no Post
 answer must never be wrong (a false 404 for a code that exists), so the copy counts only while it is known
 complete and current (docs/freshness.md):
 
-- the invalidation follower is caught up (the fence is open): it loads the filter again, before it confirms,
-  whenever a `*negative*` entry says that codes were created (or moved, or that a new generation was built),
-  so a write's 2xx comes after every edge holds a copy with its codes;
+- the invalidation follower is caught up (the fence is open): before it confirms a `*negative*` entry (codes
+  were created or moved, or a new generation was built) it sets the bits the entry names in the copy (`apply`)
+  or, when it cannot, loads the whole filter again, so a write's 2xx comes after every edge holds a copy with
+  its codes;
 - Redis is up, and since this contact was made PostgreSQL has said that no repair is pending and the cache
   sync has re-applied the outbox up to its newest event (a Redis restored from an older file has an older
   filter: it counts once the re-application has put back the codes created since);
 - the copy was loaded after that check (`epoch`), and Redis had one (a Redis restarted empty has none until
   the cache sync has rebuilt it).
 
-Otherwise lookups go on as without a filter. The follower's thread loads the copy (one GET); the event loop
-only reads it.
+Otherwise lookups go on as without a filter. The follower's thread loads the copy (one GET) and sets bits in
+it; the event loop only reads it. Bits are only ever set, so a lookup racing with `apply` can miss only a key
+of the entry being applied, whose write has not been confirmed by this process and so has not returned.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import redis
 
 from edge.local_cache import Fence
 from edge.redis_link import RedisLink
-from shared.code_filter import FilterCopy
+from shared.code_filter import FilterCopy, decode_delta
 
 log = logging.getLogger(__name__)
 RETRY = 1.0  # seconds between loads while Redis has no filter (a rebuild also announces itself)
@@ -41,7 +43,9 @@ class CodeFilter:
         self.epoch = 0  # moved by the event loop when Redis's filter was found complete since the last contact
         self.verified_contact = -1  # the link's contact count when it was
         self.answered = 0  # unknown slugs answered by the filter alone
+        self.bypassed = 0  # local cache misses looked up without asking the copy: it did not count then
         self.loads = 0
+        self.deltas = 0  # entries whose bits were set in the copy instead of loading it again
         self.missing = True  # Redis had no (readable) filter at the last load
         self._attempted = 0.0
 
@@ -49,7 +53,10 @@ class CodeFilter:
         """True only when the copy counts and says that no code has this (domain, slug)."""
         copy = self.copy
         if (copy is None or copy.tag != self.epoch or self.verified_contact != self.link.contacts
-                or not self.link.up or self.fence.until <= time.monotonic() or copy.may_contain(domain, slug)):
+                or not self.link.up or self.fence.until <= time.monotonic()):
+            self.bypassed += 1
+            return False
+        if copy.may_contain(domain, slug):
             return False
         self.answered += 1
         return True
@@ -84,7 +91,19 @@ class CodeFilter:
     def forget(self) -> None:
         """Codes may have been created unheard of: stop believing the copy, and load again at once."""
         self.copy = None
-        self._attempted = 0.0
+        self._attempted = -RETRY  # `wants_load` at once, whatever the clock reads
+
+    def apply(self, delta: bytes | None) -> bool:
+        """Set the bits a `*negative*` entry names in the copy; False when the copy must be loaded again instead:
+        the entry names none (a rebuild, a big write, a writer that found no filter), the copy is gone (codes
+        may have been missed), or it is of another generation than the one the bits were set in."""
+        copy = self.copy
+        decoded = decode_delta(delta) if delta is not None and copy is not None else None
+        if copy is None or decoded is None or decoded[0] != copy.generation:
+            return False
+        copy.add(decoded[1])
+        self.deltas += 1
+        return True
 
     def wants_load(self) -> bool:
         copy = self.copy

@@ -8,9 +8,9 @@ that read. When messages may have been missed — the connection was lost, the s
 Redis without persistence restarted) or was trimmed past the last id this process read — the whole local
 cache stops counting as fresh.
 
-It also keeps this process's copy of the filter of existing codes (edge/code_filter.py): loaded again when an
-entry says codes were created (`*negative*`), before that entry is confirmed, and forgotten whenever messages
-may have been missed.
+It also keeps this process's copy of the filter of existing codes (edge/code_filter.py): when an entry says
+codes were created (`*negative*`), before that entry is confirmed, the bits it names are set in the copy, or
+the filter is loaded again when they cannot be; the copy is forgotten whenever messages may have been missed.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from edge.code_filter import CodeFilter
 from edge.local_cache import Fence, LocalCache
 from edge.metrics import Buckets
 from shared.edge_registry import CONFIRM, stream_id
-from shared.keys import EDGE_LEASE, INVALIDATION_FIELD, NEGATIVE_ENTRIES, RedisKeys
+from shared.keys import EDGE_LEASE, FILTER_DELTA_FIELD, INVALIDATION_FIELD, NEGATIVE_ENTRIES, RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +137,8 @@ class InvalidationFollower:
             if isinstance(failed, Exception):
                 raise failed
         entries = read[0][1] if read else []
-        created = False
         for entry_id, fields in entries:
-            created |= self._apply(fields.get(INVALIDATION_FIELD, b"").decode())
+            self._apply(fields.get(INVALIDATION_FIELD, b"").decode(), fields.get(FILTER_DELTA_FIELD))
             self.last_id = entry_id.decode()
             self.lag.observe(max(0.0, time.time() - stream_id(entry_id)[0] / 1000))
         if self._missed(since, info):
@@ -147,7 +146,7 @@ class InvalidationFollower:
             self._clear()
             if isinstance(info, Exception):
                 self.last_id = NO_ID
-        if self.code_filter is not None and (created or self.code_filter.wants_load()):
+        if self.code_filter is not None and self.code_filter.wants_load():
             self.code_filter.load(self.redis)  # before confirming: the write that created codes waits for it
         if len(entries) < BATCH:  # the end of the stream, as of a moment after `sent`
             self.caught_up_at = sent
@@ -157,20 +156,16 @@ class InvalidationFollower:
             self._confirm(keys=[self.keys.edge_positions, self.keys.edge_leases],
                           args=[self.edge_id, self.last_id or NO_ID, int(self.lease * 1000)])
 
-    def _apply(self, named: str) -> bool:
-        """Drop the named entries; True if codes were created (the filter must be loaded again)."""
-        created = False
+    def _apply(self, named: str, filter_delta: bytes | None) -> None:
+        """Drop the named entries; bring the filter up to date when codes were created."""
         for key in named.split("\n"):
-            if key == NEGATIVE_ENTRIES:
-                created = True
-                if self.code_filter is not None:
-                    self.code_filter.forget()
+            if key == NEGATIVE_ENTRIES and self.code_filter is not None and not self.code_filter.apply(filter_delta):
+                self.code_filter.forget()  # loaded again before this entry is confirmed
             for cache in self.caches:
                 if key == NEGATIVE_ENTRIES:
                     cache.drop_negative()
                 else:
                     cache.drop(key)
-        return created
 
     def _clear(self) -> None:
         if self.code_filter is not None:

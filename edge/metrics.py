@@ -97,7 +97,7 @@ class EdgeMetrics(Collector):
         copy = code_filter.copy
         return {"state": code_filter.state(), "bytes": code_filter.bytes, "bits": copy.m if copy else None,
                 "generation": copy.generation if copy else None, "answered_unknown": code_filter.answered,
-                "loads": code_filter.loads}
+                "loads": code_filter.loads, "deltas": code_filter.deltas}
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("scanroute_edge_requests", "Scan requests answered, by outcome",
@@ -139,13 +139,19 @@ class EdgeMetrics(Collector):
         yield CounterMetricFamily("scanroute_edge_code_filter_answers", "Unknown slugs answered 404 by the"
                                   " filter of existing codes alone: no Redis or PostgreSQL read, no cache entry",
                                   value=code_filter.answered)
+        yield CounterMetricFamily("scanroute_edge_code_filter_bypassed", "Local cache misses looked up without"
+                                  " the filter of existing codes, because it did not count at the time (Redis"
+                                  " down, fenced, being loaded or checked)", value=code_filter.bypassed)
         yield GaugeMetricFamily("scanroute_edge_code_filter_bytes", "Size of this process's copy of the filter"
                                 " of existing codes (outside EDGE_CACHE_MB)", value=code_filter.bytes)
         yield GaugeMetricFamily("scanroute_edge_code_filter_trusted", "1 while the filter of existing codes"
                                 " answers unknown slugs, 0 while lookups go on without it",
                                 value=int(code_filter.trusted()))
         yield CounterMetricFamily("scanroute_edge_code_filter_loads", "Loads of the filter of existing codes"
-                                  " from Redis", value=code_filter.loads)
+                                  " from Redis (whole)", value=code_filter.loads)
+        yield CounterMetricFamily("scanroute_edge_code_filter_deltas", "Creations applied to this process's copy"
+                                  " of the filter of existing codes from the bits their invalidation named, without"
+                                  " a load", value=code_filter.deltas)
 
     def _freshness(self) -> Iterator[Metric]:
         follower, now = self.follower, time.monotonic()

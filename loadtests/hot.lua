@@ -18,18 +18,3 @@ request = function()
   i = i % n + 1
   return wrk.format("GET", "/" .. prefix .. i .. "?qr=1&utm_source=bench&utm_content=tbl", headers)
 end
-
--- PACE_MS (fractional): wait this long after each answer before the connection's next request, so that the
--- connections together hold a fixed rate below the maximum (closed loop: a stall delays the requests behind it,
--- so bench_edge.py's latency at 80 % uses the open-loop loadtests/fixed_rate.c instead). wrk's delays are
--- whole milliseconds: the fraction is carried over from one request to the next.
-local pace = tonumber(os.getenv("PACE_MS") or "0")
-local carried = 0
-if pace > 0 then
-  delay = function()
-    carried = carried + pace
-    local whole = math.floor(carried)
-    carried = carried - whole
-    return whole
-  end
-end

@@ -17,12 +17,17 @@ A key's positions are `(h1 + i * h2) % m` for i < k, with h1 and h2 the low and 
 hash of the key's text `{len(domain)}:{domain}:{slug}` (the unambiguous form of shared.keys). The control
 plane sets them in Lua (`ADD`), from the header it finds, so a writer never needs to know the size; the
 numbers stay below 2^37, exact in Lua's doubles.
+
+A write that set bits names them to the edges in its invalidation entry (a delta: the generation it set them
+in and the keys' hashes), so that an edge sets them in its own copy instead of loading the whole filter again
+(`encode_delta`, `FilterCopy.add`; docs/freshness.md says when an edge may not).
 """
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterable
 
 import xxhash
 
@@ -39,6 +44,12 @@ GROWTH = 2  # a rebuild sizes the filter for this many times the codes that exis
 # Share of bits set past which the filter holds more keys than it was sized for (k = 7 at capacity: 0.52):
 # the cache sync then rebuilds it twice as large, a new generation.
 FULL = 0.52
+
+# Keys one delta names at most: a write of more (a big mint or import) makes every edge load the filter again.
+# 8 bytes a key, so a delta is never larger than an entry naming as many changed keys (shared.keys).
+DELTA_KEYS = 500
+DELTA_HEAD = struct.Struct(">I")  # the generation
+DELTA_KEY = struct.Struct(">II")  # h1, h2
 
 _hash = xxhash.xxh3_64_intdigest
 
@@ -75,8 +86,23 @@ def empty(m: int, generation: int, k: int = K) -> bytes:
     return header(m, generation, k) + bytes(m // 8)
 
 
+def encode_delta(generation: int, keys: Iterable[tuple[str, str]]) -> bytes:
+    """What a write tells the edges it added to the filter of this generation."""
+    return DELTA_HEAD.pack(generation) + b"".join(DELTA_KEY.pack(*key_hashes(d, s)) for d, s in keys)
+
+
+def decode_delta(raw: bytes) -> tuple[int, list[tuple[int, int]]] | None:
+    """(generation, the keys' (h1, h2)), or None if `raw` is not a delta."""
+    if len(raw) < DELTA_HEAD.size or (len(raw) - DELTA_HEAD.size) % DELTA_KEY.size:
+        return None
+    (generation,) = DELTA_HEAD.unpack_from(raw)
+    return generation, list(DELTA_KEY.iter_unpack(raw[DELTA_HEAD.size:]))
+
+
 class FilterCopy:
-    """An immutable copy of the filter (an edge's, loaded with one GET)."""
+    """A copy of the filter (an edge's, loaded with one GET). Bits are only ever set, never cleared, by one
+    thread (`add`), so a reader on another thread sees each key either present or, while its bits are being
+    set, possibly absent: never a key that was present become absent."""
 
     __slots__ = ("bits", "generation", "k", "m", "tag")
 
@@ -85,8 +111,16 @@ class FilterCopy:
         if parsed is None or len(raw) < HEADER_BYTES + parsed[1] // 8:
             raise ValueError("not a complete code filter")
         self.k, self.m, self.generation = parsed
-        self.bits = raw
+        self.bits = bytearray(raw)  # changed in place only (no resize), so a reader never sees it reallocated
         self.tag = tag  # what the loader was told to load (edge/code_filter.py)
+
+    def add(self, hashes: Iterable[tuple[int, int]]) -> None:
+        """Set the bits of these keys (their `key_hashes`), as the ADD script set them in Redis."""
+        m, bits = self.m, self.bits
+        for h1, h2 in hashes:
+            for i in range(self.k):
+                p = (h1 + i * h2) % m + HEADER_BITS
+                bits[p >> 3] |= 0x80 >> (p & 7)
 
     def __len__(self) -> int:
         return len(self.bits)
@@ -103,17 +137,21 @@ class FilterCopy:
 
 # KEYS: filters (the live one, and the one being rebuilt); ARGV: h1, h2 of each key. Sets the keys' bits in
 # every KEYS[i] that holds a filter (a missing one is skipped: it is being rebuilt from PostgreSQL, which
-# already has these codes), from the size in its own header. Returns how many bits of KEYS[1] went 0 → 1
-# (more than 0: the edges' copies lack a key), or -1 when KEYS[1] holds no filter.
+# already has these codes), from the size in its own header. Returns {how many bits of KEYS[1] went 0 → 1
+# (more than 0: the edges' copies lack a key), the generation of KEYS[1]}, or {-1, -1} when it holds no filter.
 ADD = """
 local added = 0
-local live = redis.call('GETRANGE', KEYS[1], 0, 3) == 'SRBF'
+local generation = -1
 for n, key in ipairs(KEYS) do
   local head = redis.call('GETRANGE', key, 0, 15)
   if #head == 16 and string.sub(head, 1, 4) == 'SRBF' and string.byte(head, 5) == 1 then
     local k = string.byte(head, 6)
     local m = ((string.byte(head, 9) * 256 + string.byte(head, 10)) * 256 + string.byte(head, 11)) * 256
       + string.byte(head, 12)
+    if n == 1 then
+      generation = ((string.byte(head, 13) * 256 + string.byte(head, 14)) * 256 + string.byte(head, 15)) * 256
+        + string.byte(head, 16)
+    end
     local args = {}
     local function flush()
       if #args > 0 then
@@ -140,8 +178,8 @@ for n, key in ipairs(KEYS) do
     flush()
   end
 end
-if not live then return -1 end
-return added
+if generation < 0 then return {-1, -1} end
+return {added, generation}
 """
 
 # KEYS: the filter being rebuilt, the live filter. Installs the rebuilt one if it is still the one this

@@ -14,9 +14,9 @@ import asyncpg
 import httpx
 import pytest
 
-from shared.embedded import free_port
 from shared.processes import spawn, stop
 from tests.conftest import KeyFactory, bearer
+from tests.ports import free_port
 
 PAGE = "a1c2e4f6-8b0d-4e2a-9c1b-3d5e7f9a2c4e"
 BOT = "0b7e2f3c-1111-4a5b-8c9d-0e1f2a3b4c5d"

@@ -17,12 +17,15 @@ from typing import Any, TypeVar
 import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.typing import EncodableT, FieldT
 
 from control_plane.services.code_filter import CodeFilterWriter
 from control_plane.services.edge_confirmations import EdgeConfirmations
+from shared.code_filter import DELTA_KEYS, encode_delta
 from shared.edge_rows import RowStore, load_codes, load_groups, stored_version
 from shared.keys import (
     EDGE_LEASE,
+    FILTER_DELTA_FIELD,
     INVALIDATION_FIELD,
     INVALIDATION_KEYS_PER_ENTRY,
     INVALIDATION_MAXLEN,
@@ -54,6 +57,15 @@ def tombstone(group_id: str) -> GroupRow:
     return GroupRow(group_id, DELETED_GROUP_VERSION, None, Destination())
 
 
+def filter_delta(codes: list[tuple[str, str]], generations: set[int | None]) -> bytes | None:
+    """The bits these codes set, for the edges to set them in their copies (shared/code_filter.py); None
+    (every edge loads the filter again) when too many, or not all set in one generation of a filter."""
+    if len(codes) > DELTA_KEYS or len(generations) != 1:
+        return None
+    (generation,) = generations
+    return None if generation is None else encode_delta(generation, codes)
+
+
 class EdgeCache:
     def __init__(self, redis: aioredis.Redis, keys: RedisKeys, lease: float = EDGE_LEASE) -> None:
         self.redis = redis
@@ -75,9 +87,10 @@ class EdgeCache:
         """Write the codes' current rows and tell every edge to drop its copy; raises if Redis fails.
 
         New codes (first version) are only announced with one "forget unknown slugs" entry, so minting
-        10,000 codes appends one entry, not 10,000. The same entry makes every edge load the filter of
-        existing codes again when any of these (domain, slug) were new to it (shared/code_filter.py): a
-        code created, or given a new domain, is scanned 302 right after the write returns.
+        10,000 codes appends one entry, not 10,000. The same entry brings every edge's copy of the filter
+        of existing codes up to date when any of these (domain, slug) were new to it (shared/code_filter.py):
+        it names their bits (up to DELTA_KEYS codes), else the edges load the whole filter again. A code
+        created, or given a new domain, is scanned 302 right after the write returns.
         """
         records = await db.fetch("SELECT id, domain, slug FROM qr_codes WHERE id = ANY($1) AND slug IS NOT NULL",
                                  code_ids)
@@ -91,14 +104,17 @@ class EdgeCache:
             kept += [(start + i, held) for i, held in chunk]
         repaired = await self._repair_codes(db, [(entries[i], held) for i, held in kept]) if kept else []
         new_to_filter = 0  # bits of the filter of existing codes that these codes set (shared/code_filter.py)
+        generations: set[int | None] = set()
         for start in range(0, len(records), ROWS_PER_CALL):
             added = await self._answered(self.code_filter.add(
                 (r["domain"], r["slug"]) for r in records[start:start + ROWS_PER_CALL]))
-            new_to_filter += max(added, 0)
+            new_to_filter += max(added.bits, 0)
+            generations.add(added.generation)
         changed = [self.keys.code(r["domain"], r["slug"]) for r in records if rows[r["id"]].version > FIRST_VERSION]
         created = len(changed) < len(records) or new_to_filter > 0
         changed += [key for key in repaired if key not in changed]  # a planted row may be cached at any version
-        position = await self.invalidate(changed + ([NEGATIVE_ENTRIES] if created else []))
+        delta = filter_delta([(r["domain"], r["slug"]) for r in records], generations) if created else None
+        position = await self.invalidate(changed + ([NEGATIVE_ENTRIES] if created else []), filter_delta=delta)
         if self.code_filter.lost:
             # Redis lost its data, the edge registry with it, so no edge is waited for: one that has not noticed
             # yet may still believe its copy of the filter (without these codes) until its fence closes.
@@ -145,15 +161,18 @@ class EdgeCache:
                 await self.replace([(self.keys.group(group_id), held, fresh)])
         return await self.invalidate([self.keys.group(group_id)])
 
-    async def invalidate(self, cache_keys: list[str]) -> str | None:
-        """Tell every edge to drop these keys (without waiting for them); returns the last entry's id."""
+    async def invalidate(self, cache_keys: list[str], filter_delta: bytes | None = None) -> str | None:
+        """Tell every edge to drop these keys (without waiting for them); returns the last entry's id.
+        `filter_delta` rides with the last entry, the one naming `*negative*`."""
         if not cache_keys:
             return None
         async with self.redis.pipeline(transaction=False) as pipe:
             for start in range(0, len(cache_keys), INVALIDATION_KEYS_PER_ENTRY):
                 named = "\n".join(cache_keys[start:start + INVALIDATION_KEYS_PER_ENTRY])
-                pipe.xadd(self.keys.invalidations, {INVALIDATION_FIELD: named}, maxlen=INVALIDATION_MAXLEN,
-                          approximate=True)
+                fields: dict[FieldT, EncodableT] = {INVALIDATION_FIELD: named}
+                if filter_delta is not None and start + INVALIDATION_KEYS_PER_ENTRY >= len(cache_keys):
+                    fields[FILTER_DELTA_FIELD] = filter_delta
+                pipe.xadd(self.keys.invalidations, fields, maxlen=INVALIDATION_MAXLEN, approximate=True)
             ids = await self._answered(pipe.execute())
         last: bytes | str = ids[-1]
         return last.decode() if isinstance(last, bytes) else last

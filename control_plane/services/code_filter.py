@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -46,6 +46,14 @@ CODES_PER_CALL = 1_000  # codes per ADD script: Redis never blocks the edges for
 ALL_KEYS = "SELECT domain, slug FROM qr_codes WHERE slug IS NOT NULL"
 
 
+class Added(NamedTuple):
+    """What an ADD did to the live filter: bits that went 0 → 1 (more than 0: the edges' copies lack a key;
+    -1: Redis has no filter), and the generation they were set in (None: no filter)."""
+
+    bits: int
+    generation: int | None
+
+
 class CodeFilterWriter:
     def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
         self.redis = redis
@@ -56,18 +64,18 @@ class CodeFilterWriter:
         self.seen = False
         self.lost = False
 
-    async def add(self, wanted: Iterable[tuple[str, str]], into: list[str] | None = None) -> int:
-        """Set the bits of these (domain, slug) in the filter and in the one being rebuilt (or only `into`);
-        returns how many bits of the first were new: then edges must load it again (-1: it has no filter).
+    async def add(self, wanted: Iterable[tuple[str, str]], into: list[str] | None = None) -> Added:
+        """Set the bits of these (domain, slug) in the filter and in the one being rebuilt (or only `into`).
         Raises if Redis fails."""
         args = [h for domain, slug in wanted for h in key_hashes(domain, slug)]
         if not args:
-            return 0
-        added: int = await self._add(keys=into or [self.keys.code_filter, self.keys.code_filter_next], args=args)
+            return Added(0, None)
+        added, generation = await self._add(keys=into or [self.keys.code_filter, self.keys.code_filter_next],
+                                            args=args)
         if into is None:
             self.lost = added < 0 and self.seen
             self.seen = self.seen or added >= 0
-        return added
+        return Added(int(added), int(generation) if generation >= 0 else None)
 
 
 class CodeFilterKeeper:

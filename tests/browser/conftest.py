@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from shared.embedded import free_port
 from shared.processes import spawn, stop
 from tests.conftest import ROOT
+from tests.ports import free_port
 from tests.test_e2e import wait_healthy
 
 if TYPE_CHECKING:

@@ -10,8 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from shared.embedded import find_binary, free_port, redis_answers
+from shared.embedded import find_binary, redis_answers
 from shared.processes import spawn, stop
+from tests.ports import free_port
 
 
 class PrivateRedis:

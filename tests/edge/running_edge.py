@@ -8,8 +8,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from shared.embedded import free_port
 from shared.processes import spawn, stop
+from tests.ports import free_port
 from tests.test_e2e import wait_healthy
 
 

@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from shared.embedded import free_port
 from shared.keys import RedisKeys
 from tests.conftest import KeyFactory
 from tests.edge.conftest import control_plane, edge_client
 from tests.edge.private_redis import PrivateRedis
 from tests.edge.test_scan import make_code, stream_events
+from tests.ports import free_port
 
 
 class Load:

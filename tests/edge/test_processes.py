@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aioredis
 
-from shared.embedded import free_port
 from shared.processes import spawn, stop
 from tests.conftest import KeyFactory, bearer
 from tests.edge.conftest import control_plane
 from tests.edge.private_redis import PrivateRedis
 from tests.edge.running_edge import running_edge
 from tests.edge.test_scan import make_code, stream_events
+from tests.ports import free_port
 from tests.test_e2e import wait_healthy
 
 QR_HOST = {"host": "qr.test"}

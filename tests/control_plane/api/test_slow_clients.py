@@ -11,9 +11,9 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from shared.embedded import free_port
 from shared.processes import spawn, stop
 from tests.conftest import KeyFactory
+from tests.ports import free_port
 
 BOUND = 30.0  # seconds a socket waits for the server; a bound, not a measurement
 

@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from shared.embedded import free_port
+from tests.ports import free_port
 
 DEADLINE = 60.0  # seconds any one step may take on a loaded machine; a bound, not a measurement
 

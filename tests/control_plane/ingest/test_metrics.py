@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,9 @@ from shared.keys import RedisKeys
 from shared.processes import spawn, stop
 from tests.conftest import ROOT
 from tests.control_plane.ingest.test_ingest_recovery import add, code, scan, wait_for
+from tests.ports import free_port
 
 __all__ = ["code"]  # the fixture
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def scrape(url: str) -> dict[str, float]:
