@@ -24,29 +24,46 @@ import redis.exceptions
 from redis.connection import UnixDomainSocketConnection, parse_url
 
 # One command per batch instead of one per scan, and all or nothing (Redis runs a script atomically). ARGV[1]
-# is the stream's limit in entries (0: none): a batch that would pass it is refused whole (-1).
+# is the stream's limit in entries (0: none): a batch that would pass it is refused whole (-1). ARGV[3] is the
+# number of events, ARGV[4] the events joined by newlines — an event is one line of JSON, as in the journal —
+# so that the edge frames one argument per batch instead of one per scan (BENCHMARKS.md, 2026-11-30 "edge-cpu").
+# The lines are counted before anything is written, so a malformed batch is refused whole.
 XADD_ALL = """
-local limit = tonumber(ARGV[1])
-if limit > 0 and redis.call('XLEN', KEYS[1]) + #ARGV - 2 > limit then return -1 end
-for i = 3, #ARGV do redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[i]) end
-return #ARGV - 2
+local limit, count, events = tonumber(ARGV[1]), tonumber(ARGV[3]), ARGV[4]
+local stops, start = {}, 1
+for i = 1, count - 1 do
+  stops[i] = string.find(events, '\\n', start, true)
+  if not stops[i] then return redis.error_reply('fewer lines than events') end
+  start = stops[i] + 1
+end
+if string.find(events, '\\n', start, true) then return redis.error_reply('more lines than events') end
+stops[count] = #events + 1
+if limit > 0 and redis.call('XLEN', KEYS[1]) + count > limit then return -1 end
+start = 1
+for i = 1, count do
+  redis.call('XADD', KEYS[1], '*', ARGV[2], string.sub(events, start, stops[i] - 1))
+  start = stops[i] + 1
+end
+return count
 """
 
 
+def _bulk(arg: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(arg), arg)
+
+
 def _command(*args: bytes) -> bytes:
-    return b"".join([b"*%d\r\n" % len(args), *(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)])
+    return b"".join([b"*%d\r\n" % len(args), *map(_bulk, args)])
 
 
 def xadd_all_command(stream: bytes, limit: int, field: bytes, events: list[bytes]) -> bytes:
-    """EVAL of XADD_ALL for `events`, in RESP."""
-    limit_text = b"%d" % limit
-    return b"".join([b"*%d\r\n$4\r\nEVAL\r\n" % (len(events) + 6), _SCRIPT, b"$1\r\n1\r\n",
-                     b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
-                         len(stream), stream, len(limit_text), limit_text, len(field), field),
-                     *[b"$%d\r\n%s\r\n" % (len(e), e) for e in events]])
+    """EVAL of XADD_ALL for `events`, in RESP (the events' lines written as they are, not copied twice)."""
+    lines = b"\n".join(events)
+    return b"".join((_XADD_ALL_HEAD, _bulk(stream), _bulk(b"%d" % limit), _bulk(field), _bulk(b"%d" % len(events)),
+                     b"$%d\r\n" % len(lines), lines, b"\r\n"))
 
 
-_SCRIPT = b"$%d\r\n%s\r\n" % (len(XADD_ALL.encode()), XADD_ALL.encode())
+_XADD_ALL_HEAD = b"*8\r\n" + _bulk(b"EVAL") + _bulk(XADD_ALL.encode()) + _bulk(b"1")  # EVAL script numkeys
 
 
 Replied = Callable[[Any], None]  # called with the reply: a value, or the exception it stands for
@@ -122,7 +139,7 @@ class ScanStream:
 
     async def xadd_all(self, stream: str, limit: int, field: bytes, events: list[bytes]) -> int:
         if not self._direct:
-            stored: int = await self._script(keys=[stream], args=[limit, field, *events])
+            stored: int = await self._script(keys=[stream], args=[limit, field, len(events), b"\n".join(events)])
             return stored
         reply = await self._call(xadd_all_command(stream.encode(), limit, field, events))
         if isinstance(reply, Exception):

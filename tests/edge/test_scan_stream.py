@@ -49,6 +49,21 @@ async def test_an_error_reply_fails_its_batch_only(redis: aioredis.Redis, redis_
         stream.close()
 
 
+async def test_a_batch_whose_lines_do_not_match_its_events_is_refused_whole(redis: aioredis.Redis,
+                                                                              redis_namespace: str) -> None:
+    """A batch travels as one argument, its events one per line: an event holding a newline (which orjson never
+    writes) must not be split into two scans, nor half of a batch be stored."""
+    stream = ScanStream(os.environ["REDIS_URL"], 2.0, redis)
+    key = f"{redis_namespace}:scans"
+    try:
+        with pytest.raises(ResponseError):
+            await stream.xadd_all(key, 0, SCAN_FIELD, [b'{"n":1}', b'{"n":2}\n{"n":3}'])
+        assert await redis.xlen(key) == 0
+        assert await stream.xadd_all(key, 0, SCAN_FIELD, [b'{"n":1}', b'{"n":2}']) == 2
+    finally:
+        stream.close()
+
+
 async def test_a_wrong_password_is_a_connection_failure(redis: aioredis.Redis) -> None:
     url = os.environ["REDIS_URL"]
     if "@" not in url:
