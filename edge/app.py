@@ -11,7 +11,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -158,11 +158,11 @@ class EdgeApp:
         return resolution.plan is not None and resolution.plan.password_hash is not None
 
     def decide(self, method: str, scan: PreparedScan,
-               visitor: Visitor) -> tuple[Decision, str, list[tuple[bytes, bytes]]] | None:
+               visitor: Visitor) -> tuple[Decision, str, Sequence[tuple[bytes, bytes]]] | None:
         """Validity, password, rules and split (docs/rules.md), without I/O: the decision, the page to answer
         with when it does not redirect, and extra headers; None when a posted password must be checked."""
-        if scan.plain is not None:  # nothing to decide: prepared with the code
-            return scan.plain, scan.plain.outcome, []
+        if scan.decided is not None:  # nothing to decide: prepared with the code
+            return scan.decided
         resolution = scan.resolution
         plan, default = resolution.plan, resolution.location
         if plan is None or default is None:
@@ -188,7 +188,7 @@ class EdgeApp:
         return Decision("password_failed", None), "password_throttled", [(b"retry-after", retry)]
 
     async def page(self, send: Send, status: int, outcome: str, method: str,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> str:
+                   extra: Sequence[tuple[bytes, bytes]] | None = None) -> str:
         await self.respond(send, status, [*HTML, *(extra or [])], self.pages[outcome], method)
         return outcome
 

@@ -62,7 +62,7 @@ class PreparedScan:
     the scan event's constant members, and for a code without rules, split, validity or password (the usual
     case) its whole decision. A scan adds only the visitor's part."""
 
-    __slots__ = ("code", "event", "plain", "resolution")
+    __slots__ = ("code", "decided", "event", "plain", "resolution")
 
     def __init__(self, code: CodeRow, resolution: Resolution) -> None:
         self.code = code
@@ -70,6 +70,8 @@ class PreparedScan:
         self.event = EventHead(code.id, code.group_id, code.org_id, code.livemode, resolution.properties)
         # Every scan's decision when nothing about the visitor or the time can change it.
         self.plain = Decision(resolution.outcome, resolution.location) if resolution.plan is None else None
+        # ... and EdgeApp.decide's answer for it: (decision, page, no extra headers).
+        self.decided = (self.plain, self.plain.outcome, ()) if self.plain is not None else None
 
 
 class CachedCode:

@@ -64,6 +64,7 @@ class HttpConnection(asyncio.Protocol):
         self.in_request = False
         self.head_complete = False
         self.url = b""
+        self.method = b""  # read once the head is complete
         self.headers: dict[bytes, bytes] = {}
         self.forwarded_for = b""
         self.hosts = 0
@@ -178,7 +179,8 @@ class HttpConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.head_complete = True
         self.partial_head = 0
-        self.keep_body = self.parser.get_method() == b"POST"
+        self.method = self.parser.get_method()
+        self.keep_body = self.method == b"POST"
         if self.hosts != 1 and self.parser.get_http_version() == "1.1":
             raise _Rejected(400)  # RFC 9112 §3.2: exactly one Host in HTTP/1.1
         expect = self.headers.get(b"expect")
@@ -204,7 +206,7 @@ class HttpConnection(asyncio.Protocol):
         self.slots.append(slot)
         if not keep_alive:
             self.done = True
-        self.server.handler.handle(self, slot, self.parser.get_method(), self.url, self.headers,
+        self.server.handler.handle(self, slot, self.method, self.url, self.headers,
                                    self.forwarded_for, self.body)
         if len(self.slots) >= MAX_PENDING:
             self._pause_reading()

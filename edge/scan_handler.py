@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 PAGE_STATUS = {**HTTP_STATUS, **ANSWER_STATUS, "unknown": 404, "unavailable": 503}
 GET, HEAD, POST = b"GET", b"HEAD", b"POST"
 METHODS = {GET: "GET", HEAD: "HEAD", POST: "POST"}
-Answer = tuple[Decision, str, list[tuple[bytes, bytes]]]  # EdgeApp.decide's
+Answer = tuple[Decision, str, Sequence[tuple[bytes, bytes]]]  # EdgeApp.decide's
 
 
 class ScanHandler:
@@ -99,7 +99,7 @@ class ScanHandler:
         if request.method == "POST" and not self.app.takes_password(scan.resolution):
             return self._not_allowed(request.conn, request.slot, request.connection, request.started)
         visitor = self.scans.visitor(request.query, request.headers, request.ip)
-        decided = self.app.decide(request.method, scan, visitor)
+        decided = scan.decided or self.app.decide(request.method, scan, visitor)
         if decided is not None:
             return self._record(request, scan, visitor, decided)
         task = asyncio.get_running_loop().create_task(self._after_password(request, scan, visitor))
