@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from loadtests.bench_edge import HOST, HOT_REQUEST, UVICORN_FLAGS, edge_env, empty_scan_stream, seed, wait_listening
@@ -37,6 +38,7 @@ from shared.embedded import EmbeddedServices, free_port, temporary_root
 from shared.processes import spawn, stop
 
 CONNECTIONS = 64
+IDLE_SECONDS = 10.0
 REFERENCE_REQUEST = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
 
@@ -68,6 +70,10 @@ def drive(port: int, request: bytes, requests: int) -> dict[bytes, int]:
     return statuses
 
 
+def _drive_into(statuses: dict[bytes, int], port: int, request: bytes, requests: int) -> None:
+    statuses.update(drive(port, request, requests))
+
+
 def _batches(port: int) -> tuple[float, float]:
     """The edge's recorder batches so far, from /metrics: (batches, scans in them)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as answer:
@@ -97,11 +103,13 @@ def _dumped(folder: Path, pid: int, seen: set[Path]) -> int:
 
 
 @contextlib.contextmanager
-def under_callgrind(argv: list[str], port: int, folder: Path, env: dict[str, str] | None = None) -> Iterator[int]:
+def under_callgrind(argv: list[str], port: int, folder: Path, env: dict[str, str] | None = None,
+                    cwd: str | None = None) -> Iterator[int]:
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
                 f"--callgrind-out-file={folder}/callgrind.out.%p", "--trace-children=no",
                 f"--log-file={folder}/valgrind.%p.log"]
-    process = spawn([*valgrind, *argv], env=env)
+    # A fixed hash seed: dict layouts, and so the instructions, are the same from run to run.
+    process = spawn([*valgrind, *argv], env={**(env or os.environ), "PYTHONHASHSEED": "0"}, cwd=cwd)
     try:
         wait_listening(port, process, timeout=300)
         yield process.pid
@@ -109,28 +117,43 @@ def under_callgrind(argv: list[str], port: int, folder: Path, env: dict[str, str
         stop(process, timeout=120)
 
 
+def _window(pid: int, folder: Path, seen: set[Path], work: Callable[[], object]) -> tuple[int, float]:
+    """Instructions counted while `work` ran, and the seconds it took."""
+    _control(pid, "--zero")
+    started = time.monotonic()
+    work()
+    seconds = time.monotonic() - started
+    _control(pid, "--dump")
+    return _dumped(folder, pid, seen), seconds
+
+
 def measure(name: str, argv: list[str], port: int, request: bytes, requests: int, folder: Path,
-            env: dict[str, str] | None = None, batches: bool = False) -> float:
-    """Instructions per request of the server `argv` (listening on `port`) answering `request`; with `batches`,
-    also prints the mean size of the recorder's batches (an edge's, read from /metrics outside the counts)."""
-    with under_callgrind(argv, port, folder, env) as pid:
+            env: dict[str, str] | None = None, batches: bool = False, cwd: str | None = None) -> tuple[float, float]:
+    """Instructions per request of the server `argv` (listening on `port`) answering `request`: as counted, and
+    without the server's idle work (timers, a follower thread waking up), which under valgrind's slowdown
+    would otherwise be charged to the requests ~50 times over. With `batches`, also prints the mean size of
+    the recorder's batches (an edge's, read from /metrics outside the counts)."""
+    with under_callgrind(argv, port, folder, env, cwd) as pid:
         seen: set[Path] = set()
         drive(port, request, min(requests, 2000))  # warm-up: caches, lazily built state, the interpreter's
         _control(pid, "--instr=on")
         drive(port, request, 500)  # the instrumented code is translated again on first use
-        counts = {}
+        idle, idle_seconds = _window(pid, folder, seen, lambda: time.sleep(IDLE_SECONDS))
+        rate = idle / idle_seconds
+        print(f"  {name}: idle {rate:,.0f} instructions per second", flush=True)
+        counts, corrected = {}, {}
         for n in (requests, 2 * requests):
             empty_scan_stream()
             before = _batches(port) if batches else (0.0, 0.0)
-            _control(pid, "--zero")
-            statuses = drive(port, request, n)
-            _control(pid, "--dump")
-            counts[n] = _dumped(folder, pid, seen)
+            statuses: dict[bytes, int] = {}
+            counts[n], seconds = _window(pid, folder, seen, functools.partial(_drive_into, statuses, port, request, n))
+            corrected[n] = counts[n] - rate * seconds
             after = _batches(port) if batches else (0.0, 0.0)
             mean = f"; {(after[1] - before[1]) / (after[0] - before[0]):.1f} scans per batch" if batches else ""
-            print(f"  {name}: {n:,} requests ({_statuses(statuses)}): {counts[n]:,} instructions"
-                  f" ({counts[n] / n:,.0f} per request{mean})", flush=True)
-    return (counts[2 * requests] - counts[requests]) / requests
+            print(f"  {name}: {n:,} requests in {seconds:.1f} s ({_statuses(statuses)}): {counts[n]:,} instructions"
+                  f" ({counts[n] / n:,.0f} per request, {corrected[n] / n:,.0f} without idle work{mean})", flush=True)
+    return ((counts[2 * requests] - counts[requests]) / requests,
+            (corrected[2 * requests] - corrected[requests]) / requests)
 
 
 def _statuses(statuses: dict[bytes, int]) -> str:
@@ -141,6 +164,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000, help="N: requests of the first count (then 2N)")
     parser.add_argument("--only", default="bare,edge", help="comma-separated: bare, edge")
+    parser.add_argument("--edge-source", help="a source tree to run the edge from (e.g. a `git worktree` of"
+                        " another commit, to compare): it is started with that tree as its working directory")
     parser.add_argument("--keep", help="a folder to keep the callgrind dumps in (for callgrind_annotate)")
     args = parser.parse_args()
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
@@ -153,7 +178,7 @@ def main() -> int:
     services = EmbeddedServices(root, persistent=False)
     services.start()
     os.environ["BENCH_REDIS_URL"] = services.redis_url
-    results = {}
+    results: dict[str, tuple[float, float]] = {}
     try:
         asyncio.run(seed(services.database_url, 1000))
         python = sys.executable
@@ -166,7 +191,7 @@ def main() -> int:
             port = free_port()
             env = {**os.environ, **edge_env(services, root, port, "instructions")}
             results["edge"] = measure("edge protocol (a)", [python, "-m", "control_plane.cli", "edge"], port,
-                                      HOT_REQUEST, args.requests, folder, env, batches=True)
+                                      HOT_REQUEST, args.requests, folder, env, batches=True, cwd=args.edge_source)
     finally:
         services.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -174,12 +199,14 @@ def main() -> int:
             shutil.rmtree(folder, ignore_errors=True)
     print(f"\nuser-space instructions per request (callgrind; (2N - N) / N, N = {args.requests:,};"
           f" {CONNECTIONS} connections; kernel not counted)")
+    print(f"  {'':<46} {'counted':>9} {'w/o idle':>9}")
     names = {"bare": "bare uvicorn ASGI, fixed 302 (reference)", "edge": "edge protocol: (a) hot code, params + phone"}
-    for key, per_request in results.items():
-        print(f"  {names[key]:<46} {per_request:>9,.0f}")
+    for key, (counted, busy) in results.items():
+        print(f"  {names[key]:<46} {counted:>9,.0f} {busy:>9,.0f}")
     if len(results) == 2:
-        print(f"  edge (a) / bare uvicorn: {results['edge'] / results['bare']:.3f} × the instructions"
-              f" (throughput ratio if instructions were all: {results['bare'] / results['edge']:.2f})")
+        edge, bare = results["edge"][1], results["bare"][1]
+        print(f"  edge (a) / bare uvicorn, without idle work: {edge / bare:.3f} × the instructions"
+              f" (throughput ratio if instructions were all: {bare / edge:.2f})")
     return 0
 
 
