@@ -14,6 +14,7 @@ a failed or timed-out connection is dropped: the next batch connects again.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -56,14 +57,20 @@ def _command(*args: bytes) -> bytes:
     return b"".join([b"*%d\r\n" % len(args), *map(_bulk, args)])
 
 
+@functools.lru_cache(maxsize=16)
+def _xadd_all_head(stream: bytes, limit: int, field: bytes) -> bytes:
+    """`EVAL script 1 stream limit field`: the same for every batch of a recorder, so built once."""
+    return b"".join([b"*8\r\n", *map(_bulk, (b"EVAL", XADD_ALL.encode(), b"1", stream, b"%d" % limit, field))])
+
+
 def xadd_all_command(stream: bytes, limit: int, field: bytes, events: list[bytes]) -> bytes:
-    """EVAL of XADD_ALL for `events`, in RESP (the events' lines written as they are, not copied twice)."""
+    """EVAL of XADD_ALL for `events`, in RESP."""
     lines = b"\n".join(events)
-    return b"".join((_XADD_ALL_HEAD, _bulk(stream), _bulk(b"%d" % limit), _bulk(field), _bulk(b"%d" % len(events)),
-                     b"$%d\r\n" % len(lines), lines, b"\r\n"))
+    count = b"%d" % len(events)
+    return b"".join((_xadd_all_head(stream, limit, field), b"$%d\r\n%s\r\n$%d\r\n" % (len(count), count, len(lines)),
+                     lines, b"\r\n"))
 
 
-_XADD_ALL_HEAD = b"*8\r\n" + _bulk(b"EVAL") + _bulk(XADD_ALL.encode()) + _bulk(b"1")  # EVAL script numkeys
 
 
 Replied = Callable[[Any], None]  # called with the reply: a value, or the exception it stands for
