@@ -126,12 +126,13 @@ class EdgeApp:
         resolution = found.resolution
         if method == "POST" and not self.takes_password(resolution):
             return await self._not_allowed(send, method)  # only a password form posts to a code
-        query = scope["query_string"]
-        visitor = self.scans.visitor(query, headers, self._client_ip(scope))
+        query, ip = scope["query_string"], self._client_ip(scope)
+        facts = self.scans.facts(headers, ip)
+        visitor = self.scans.visitor(query, ip, facts)
         decision, page, extra = self.decide(method, found, visitor) or \
             await self.check_password(found.code, resolution, visitor, await read_password(receive))
         try:
-            await self.recorder.record(self.scans.event(method, query, headers, visitor, found.event, decision))
+            await self.recorder.record(self.scans.event(method, query, headers, ip, facts, found.event, decision))
         except Exception:  # neither Redis nor the journal took it (logged per batch): never answer unrecorded
             return await self.page(send, 503, "unavailable", method, RETRY)
         if decision.location is None:

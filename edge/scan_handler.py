@@ -23,7 +23,7 @@ from edge.app import ANSWER_STATUS, UNAVAILABLE_EXCEPTIONS, EdgeApp
 from edge.local_cache import Miss
 from edge.lookup import PreparedScan
 from edge.password_form import password_from_form
-from edge.scan_path import Target
+from edge.scan_path import Facts, Target
 from shared.resolve import HTTP_STATUS
 from shared.scan_plan import Decision
 from shared.visitor import Visitor
@@ -98,26 +98,30 @@ class ScanHandler:
     def _answer(self, request: _Request, scan: PreparedScan) -> None:
         if request.method == "POST" and not self.app.takes_password(scan.resolution):
             return self._not_allowed(request.conn, request.slot, request.connection, request.started)
-        visitor = self.scans.visitor(request.query, request.headers, request.ip)
-        decided = scan.decided or self.app.decide(request.method, scan, visitor)
+        facts = self.scans.facts(request.headers, request.ip)
+        if scan.decided is not None:  # a plain code: nothing about the visitor can change the answer
+            return self._record(request, scan, facts, scan.decided)
+        visitor = self.scans.visitor(request.query, request.ip, facts)
+        decided = self.app.decide(request.method, scan, visitor)
         if decided is not None:
-            return self._record(request, scan, visitor, decided)
-        task = asyncio.get_running_loop().create_task(self._after_password(request, scan, visitor))
+            return self._record(request, scan, facts, decided)
+        task = asyncio.get_running_loop().create_task(self._after_password(request, scan, visitor, facts))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _after_password(self, request: _Request, scan: PreparedScan, visitor: Visitor) -> None:
+    async def _after_password(self, request: _Request, scan: PreparedScan, visitor: Visitor, facts: Facts) -> None:
         try:
             decided = await self.app.check_password(scan.code, scan.resolution, visitor,
                                                     password_from_form(request.body))
         except Exception:
             log.exception("password check failed")
             return self._page(request.conn, request.slot, "unavailable", request.connection, False, request.started)
-        self._record(request, scan, visitor, decided)
+        self._record(request, scan, facts, decided)
 
-    def _record(self, request: _Request, scan: PreparedScan, visitor: Visitor, decided: Answer) -> None:
+    def _record(self, request: _Request, scan: PreparedScan, facts: Facts, decided: Answer) -> None:
         decision, page, extra = decided
-        event = self.scans.event(request.method, request.query, request.headers, visitor, scan.event, decision)
+        event = self.scans.event(request.method, request.query, request.headers, request.ip, facts, scan.event,
+                                 decision)
         if decision.location is None:
             request.outcome = page
             fixed = self.pages[page] if not extra else responses.Fixed(
