@@ -4,10 +4,10 @@ A slug the filter says does not exist is answered 404 at once: no Redis, no Post
 answer must never be wrong (a false 404 for a code that exists), so the copy counts only while it is known
 complete and current (docs/freshness.md):
 
-- the invalidation follower is caught up (the fence is open): before it confirms a `*negative*` entry (codes
-  were created or moved, or a new generation was built) it sets the bits the entry names in the copy (`apply`)
-  or, when it cannot, loads the whole filter again, so a write's 2xx comes after every edge holds a copy with
-  its codes;
+- the invalidation follower is caught up (the fence is open): before it confirms an entry that names codes'
+  bits it sets them in the copy (`apply`), and before it confirms a `*negative*` entry it cannot apply (a new
+  generation was built, a big write) it loads the whole filter again, so a write's 2xx comes after every edge
+  holds a copy with its codes;
 - Redis is up, and since this contact was made PostgreSQL has said that no repair is pending and the cache
   sync has re-applied the outbox up to its newest event (a Redis restored from an older file has an older
   filter: it counts once the re-application has put back the codes created since);
@@ -94,12 +94,12 @@ class CodeFilter:
         self._attempted = -RETRY  # `wants_load` at once, whatever the clock reads
 
     def apply(self, delta: bytes | None) -> bool:
-        """Set the bits a `*negative*` entry names in the copy; False when the copy must be loaded again instead:
-        the entry names none (a rebuild, a big write, a writer that found no filter), the copy is gone (codes
-        may have been missed), or it is of another generation than the one the bits were set in."""
+        """Set the bits an entry names in the copy; False when the copy must be loaded again instead: the entry
+        names none (a rebuild, a big write, a writer that found no filter), the copy is gone (codes may have
+        been missed), or it is another filter (generation and size) than the one the bits were set in."""
         copy = self.copy
         decoded = decode_delta(delta) if delta is not None and copy is not None else None
-        if copy is None or decoded is None or decoded[0] != copy.generation:
+        if copy is None or decoded is None or decoded[0] != (copy.generation, copy.m):
             return False
         copy.add(decoded[1])
         self.deltas += 1

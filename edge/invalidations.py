@@ -8,9 +8,9 @@ that read. When messages may have been missed — the connection was lost, the s
 Redis without persistence restarted) or was trimmed past the last id this process read — the whole local
 cache stops counting as fresh.
 
-It also keeps this process's copy of the filter of existing codes (edge/code_filter.py): when an entry says
-codes were created (`*negative*`), before that entry is confirmed, the bits it names are set in the copy, or
-the filter is loaded again when they cannot be; the copy is forgotten whenever messages may have been missed.
+It also keeps this process's copy of the filter of existing codes (edge/code_filter.py): before an entry is
+confirmed, the bits it names (field `f`) are set in the copy; when they cannot be, or a `*negative*` entry
+names none, the filter is loaded again; the copy is forgotten whenever messages may have been missed.
 """
 
 from __future__ import annotations
@@ -157,10 +157,12 @@ class InvalidationFollower:
                           args=[self.edge_id, self.last_id or NO_ID, int(self.lease * 1000)])
 
     def _apply(self, named: str, filter_delta: bytes | None) -> None:
-        """Drop the named entries; bring the filter up to date when codes were created."""
-        for key in named.split("\n"):
-            if key == NEGATIVE_ENTRIES and self.code_filter is not None and not self.code_filter.apply(filter_delta):
-                self.code_filter.forget()  # loaded again before this entry is confirmed
+        """Drop the named entries; bring the filter up to date with the codes' bits the entry names."""
+        keys = named.split("\n")
+        if (self.code_filter is not None and (filter_delta is not None or NEGATIVE_ENTRIES in keys)
+                and not self.code_filter.apply(filter_delta)):
+            self.code_filter.forget()  # loaded again before this entry is confirmed
+        for key in keys:
             for cache in self.caches:
                 if key == NEGATIVE_ENTRIES:
                     cache.drop_negative()

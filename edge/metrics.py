@@ -149,9 +149,9 @@ class EdgeMetrics(Collector):
                                 value=int(code_filter.trusted()))
         yield CounterMetricFamily("scanroute_edge_code_filter_loads", "Loads of the filter of existing codes"
                                   " from Redis (whole)", value=code_filter.loads)
-        yield CounterMetricFamily("scanroute_edge_code_filter_deltas", "Creations applied to this process's copy"
-                                  " of the filter of existing codes from the bits their invalidation named, without"
-                                  " a load", value=code_filter.deltas)
+        yield CounterMetricFamily("scanroute_edge_code_filter_deltas", "Writes of codes applied to this process's"
+                                  " copy of the filter of existing codes from the bits their invalidation named,"
+                                  " without a load", value=code_filter.deltas)
 
     def _freshness(self) -> Iterator[Metric]:
         follower, now = self.follower, time.monotonic()

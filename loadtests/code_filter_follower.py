@@ -55,7 +55,7 @@ async def creations(cache: EdgeCache, follower: InvalidationFollower, count: int
         code = (DOMAIN, secrets.token_urlsafe(6))
         added = await cache.code_filter.add([code])
         position = await cache.invalidate([NEGATIVE_ENTRIES],
-                                          filter_delta=filter_delta([code], {added.generation}) if delta else None)
+                                          filter_delta=filter_delta([code], {added.shape}) if delta else None)
         assert position is not None
         started = time.perf_counter()
         assert not await cache.confirmations.wait(position), "the follower did not confirm within the lease"
@@ -76,8 +76,8 @@ def pieces(code_filter: CodeFilter, raw: bytes) -> str:
 
     copy = code_filter.copy
     assert copy is not None
-    one = encode_delta(copy.generation, [(DOMAIN, secrets.token_urlsafe(6))])
-    many = encode_delta(copy.generation, [(DOMAIN, secrets.token_urlsafe(6)) for _ in range(DELTA_KEYS)])
+    one = encode_delta((copy.generation, copy.m), [(DOMAIN, secrets.token_urlsafe(6))])
+    many = encode_delta((copy.generation, copy.m), [(DOMAIN, secrets.token_urlsafe(6)) for _ in range(DELTA_KEYS)])
     return (f"in the edge's thread: FilterCopy from the GET's bytes {median(lambda: FilterCopy(raw)):.0f} µs;"
             f" apply a delta of 1 code {median(lambda: code_filter.apply(one)):.1f} µs,"
             f" of {DELTA_KEYS} codes {median(lambda: code_filter.apply(many)):.0f} µs")

@@ -18,9 +18,11 @@ hash of the key's text `{len(domain)}:{domain}:{slug}` (the unambiguous form of 
 plane sets them in Lua (`ADD`), from the header it finds, so a writer never needs to know the size; the
 numbers stay below 2^37, exact in Lua's doubles.
 
-A write that set bits names them to the edges in its invalidation entry (a delta: the generation it set them
-in and the keys' hashes), so that an edge sets them in its own copy instead of loading the whole filter again
-(`encode_delta`, `FilterCopy.add`; docs/freshness.md says when an edge may not).
+Every write of codes names their bits to the edges in its invalidation entry (a delta: the generation and
+size of the filter it set them in, and the keys' hashes), so that an edge sets them in its own copy instead of
+loading the whole filter again (`encode_delta`, `FilterCopy.add`; docs/freshness.md says when an edge may not).
+It names them whether or not Redis's filter already had them: bits set by an earlier attempt of the same write,
+or by another code, may still be missing from an edge's copy.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ FULL = 0.52
 # Keys one delta names at most: a write of more (a big mint or import) makes every edge load the filter again.
 # 8 bytes a key, so a delta is never larger than an entry naming as many changed keys (shared.keys).
 DELTA_KEYS = 500
-DELTA_HEAD = struct.Struct(">I")  # the generation
+DELTA_HEAD = struct.Struct(">II")  # the filter's shape: generation, m
+# A filter is named by its shape: (generation, m). A delta applies only to the copy of the same shape.
+Shape = tuple[int, int]
 DELTA_KEY = struct.Struct(">II")  # h1, h2
 
 _hash = xxhash.xxh3_64_intdigest
@@ -86,17 +90,17 @@ def empty(m: int, generation: int, k: int = K) -> bytes:
     return header(m, generation, k) + bytes(m // 8)
 
 
-def encode_delta(generation: int, keys: Iterable[tuple[str, str]]) -> bytes:
-    """What a write tells the edges it added to the filter of this generation."""
-    return DELTA_HEAD.pack(generation) + b"".join(DELTA_KEY.pack(*key_hashes(d, s)) for d, s in keys)
+def encode_delta(shape: Shape, keys: Iterable[tuple[str, str]]) -> bytes:
+    """What a write tells the edges it set in the filter of this shape."""
+    return DELTA_HEAD.pack(*shape) + b"".join(DELTA_KEY.pack(*key_hashes(d, s)) for d, s in keys)
 
 
-def decode_delta(raw: bytes) -> tuple[int, list[tuple[int, int]]] | None:
-    """(generation, the keys' (h1, h2)), or None if `raw` is not a delta."""
+def decode_delta(raw: bytes) -> tuple[Shape, list[tuple[int, int]]] | None:
+    """(the filter's shape, the keys' (h1, h2)), or None if `raw` is not a delta."""
     if len(raw) < DELTA_HEAD.size or (len(raw) - DELTA_HEAD.size) % DELTA_KEY.size:
         return None
-    (generation,) = DELTA_HEAD.unpack_from(raw)
-    return generation, list(DELTA_KEY.iter_unpack(raw[DELTA_HEAD.size:]))
+    generation, m = DELTA_HEAD.unpack_from(raw)
+    return (generation, m), list(DELTA_KEY.iter_unpack(raw[DELTA_HEAD.size:]))
 
 
 class FilterCopy:
@@ -137,11 +141,12 @@ class FilterCopy:
 
 # KEYS: filters (the live one, and the one being rebuilt); ARGV: h1, h2 of each key. Sets the keys' bits in
 # every KEYS[i] that holds a filter (a missing one is skipped: it is being rebuilt from PostgreSQL, which
-# already has these codes), from the size in its own header. Returns {how many bits of KEYS[1] went 0 → 1
-# (more than 0: the edges' copies lack a key), the generation of KEYS[1]}, or {-1, -1} when it holds no filter.
+# already has these codes), from the size in its own header. Returns {how many bits of KEYS[1] went 0 → 1,
+# the generation of KEYS[1], its m}, or {-1, -1, -1} when it holds no filter.
 ADD = """
 local added = 0
 local generation = -1
+local size = -1
 for n, key in ipairs(KEYS) do
   local head = redis.call('GETRANGE', key, 0, 15)
   if #head == 16 and string.sub(head, 1, 4) == 'SRBF' and string.byte(head, 5) == 1 then
@@ -149,6 +154,7 @@ for n, key in ipairs(KEYS) do
     local m = ((string.byte(head, 9) * 256 + string.byte(head, 10)) * 256 + string.byte(head, 11)) * 256
       + string.byte(head, 12)
     if n == 1 then
+      size = m
       generation = ((string.byte(head, 13) * 256 + string.byte(head, 14)) * 256 + string.byte(head, 15)) * 256
         + string.byte(head, 16)
     end
@@ -178,8 +184,8 @@ for n, key in ipairs(KEYS) do
     flush()
   end
 end
-if generation < 0 then return {-1, -1} end
-return {added, generation}
+if generation < 0 then return {-1, -1, -1} end
+return {added, generation, size}
 """
 
 # KEYS: the filter being rebuilt, the live filter. Installs the rebuilt one if it is still the one this

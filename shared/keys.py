@@ -16,8 +16,8 @@ INVALIDATION_KEYS_PER_ENTRY = 500
 INVALIDATION_MAXLEN = 10_000
 # The entry a creation appends instead of naming its keys: a new code can only be cached as "unknown".
 NEGATIVE_ENTRIES = "*negative*"
-# Field of that entry naming the bits its codes set in the filter of existing codes (shared/code_filter.py,
-# `encode_delta`); without it, an edge loads the whole filter again.
+# Field of a write's last entry naming its codes' bits in the filter of existing codes (shared/code_filter.py,
+# `encode_delta`); a `*negative*` entry without it makes an edge load the whole filter again.
 FILTER_DELTA_FIELD = b"f"
 # Read-your-writes lease (docs/freshness.md), in seconds: a write waits at most this long for an edge that
 # does not confirm; an edge answers from its local cache only within half of it after being caught up.

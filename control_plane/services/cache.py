@@ -21,7 +21,7 @@ from redis.typing import EncodableT, FieldT
 
 from control_plane.services.code_filter import CodeFilterWriter
 from control_plane.services.edge_confirmations import EdgeConfirmations
-from shared.code_filter import DELTA_KEYS, encode_delta
+from shared.code_filter import DELTA_KEYS, Shape, encode_delta
 from shared.edge_rows import RowStore, load_codes, load_groups, stored_version
 from shared.keys import (
     EDGE_LEASE,
@@ -57,13 +57,13 @@ def tombstone(group_id: str) -> GroupRow:
     return GroupRow(group_id, DELETED_GROUP_VERSION, None, Destination())
 
 
-def filter_delta(codes: list[tuple[str, str]], generations: set[int | None]) -> bytes | None:
-    """The bits these codes set, for the edges to set them in their copies (shared/code_filter.py); None
-    (every edge loads the filter again) when too many, or not all set in one generation of a filter."""
-    if len(codes) > DELTA_KEYS or len(generations) != 1:
+def filter_delta(codes: list[tuple[str, str]], shapes: set[Shape | None]) -> bytes | None:
+    """The bits of these codes, for the edges to set them in their copies (shared/code_filter.py); None
+    (every edge loads the filter again) when too many, or not all set in one filter."""
+    if len(codes) > DELTA_KEYS or len(shapes) != 1:
         return None
-    (generation,) = generations
-    return None if generation is None else encode_delta(generation, codes)
+    (shape,) = shapes
+    return None if shape is None else encode_delta(shape, codes)
 
 
 class EdgeCache:
@@ -87,9 +87,11 @@ class EdgeCache:
         """Write the codes' current rows and tell every edge to drop its copy; raises if Redis fails.
 
         New codes (first version) are only announced with one "forget unknown slugs" entry, so minting
-        10,000 codes appends one entry, not 10,000. The same entry brings every edge's copy of the filter
-        of existing codes up to date when any of these (domain, slug) were new to it (shared/code_filter.py):
-        it names their bits (up to DELTA_KEYS codes), else the edges load the whole filter again. A code
+        10,000 codes appends one entry, not 10,000. The last entry also brings every edge's copy of the filter
+        of existing codes up to date (shared/code_filter.py): it names the bits of all these (domain, slug),
+        whether or not Redis's filter had them already (an earlier attempt of this write, or another code,
+        may have set them unannounced); when it cannot (more than DELTA_KEYS codes, no filter in Redis, or a
+        rebuild meanwhile) it says "forget unknown slugs" and the edges load the whole filter again. A code
         created, or given a new domain, is scanned 302 right after the write returns.
         """
         records = await db.fetch("SELECT id, domain, slug FROM qr_codes WHERE id = ANY($1) AND slug IS NOT NULL",
@@ -103,18 +105,16 @@ class EdgeCache:
             chunk = await self._answered(self.rows.store_codes_kept(entries[start:start + ROWS_PER_CALL]))
             kept += [(start + i, held) for i, held in chunk]
         repaired = await self._repair_codes(db, [(entries[i], held) for i, held in kept]) if kept else []
-        new_to_filter = 0  # bits of the filter of existing codes that these codes set (shared/code_filter.py)
-        generations: set[int | None] = set()
+        shapes: set[Shape | None] = set()  # the filters these codes' bits were set in (one, unless a rebuild)
         for start in range(0, len(records), ROWS_PER_CALL):
             added = await self._answered(self.code_filter.add(
                 (r["domain"], r["slug"]) for r in records[start:start + ROWS_PER_CALL]))
-            new_to_filter += max(added.bits, 0)
-            generations.add(added.generation)
+            shapes.add(added.shape)
+        delta = filter_delta([(r["domain"], r["slug"]) for r in records], shapes)
         changed = [self.keys.code(r["domain"], r["slug"]) for r in records if rows[r["id"]].version > FIRST_VERSION]
-        created = len(changed) < len(records) or new_to_filter > 0
+        negative = len(changed) < len(records) or delta is None
         changed += [key for key in repaired if key not in changed]  # a planted row may be cached at any version
-        delta = filter_delta([(r["domain"], r["slug"]) for r in records], generations) if created else None
-        position = await self.invalidate(changed + ([NEGATIVE_ENTRIES] if created else []), filter_delta=delta)
+        position = await self.invalidate(changed + ([NEGATIVE_ENTRIES] if negative else []), filter_delta=delta)
         if self.code_filter.lost:
             # Redis lost its data, the edge registry with it, so no edge is waited for: one that has not noticed
             # yet may still believe its copy of the filter (without these codes) until its fence closes.
@@ -163,7 +163,7 @@ class EdgeCache:
 
     async def invalidate(self, cache_keys: list[str], filter_delta: bytes | None = None) -> str | None:
         """Tell every edge to drop these keys (without waiting for them); returns the last entry's id.
-        `filter_delta` rides with the last entry, the one naming `*negative*`."""
+        `filter_delta` rides with the last entry (the one naming `*negative*`, if any)."""
         if not cache_keys:
             return None
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -32,6 +32,7 @@ from shared.code_filter import (
     HEADER_BYTES,
     INSTALL,
     MIN_CAPACITY,
+    Shape,
     bits_for,
     empty,
     header,
@@ -47,11 +48,11 @@ ALL_KEYS = "SELECT domain, slug FROM qr_codes WHERE slug IS NOT NULL"
 
 
 class Added(NamedTuple):
-    """What an ADD did to the live filter: bits that went 0 → 1 (more than 0: the edges' copies lack a key;
-    -1: Redis has no filter), and the generation they were set in (None: no filter)."""
+    """What an ADD did to the live filter: bits that went 0 → 1 (-1: Redis has no filter), and the shape of
+    the filter they were set in (None: no filter)."""
 
     bits: int
-    generation: int | None
+    shape: Shape | None
 
 
 class CodeFilterWriter:
@@ -70,12 +71,12 @@ class CodeFilterWriter:
         args = [h for domain, slug in wanted for h in key_hashes(domain, slug)]
         if not args:
             return Added(0, None)
-        added, generation = await self._add(keys=into or [self.keys.code_filter, self.keys.code_filter_next],
+        added, generation, m = await self._add(keys=into or [self.keys.code_filter, self.keys.code_filter_next],
                                             args=args)
         if into is None:
             self.lost = added < 0 and self.seen
             self.seen = self.seen or added >= 0
-        return Added(int(added), int(generation) if generation >= 0 else None)
+        return Added(int(added), (int(generation), int(m)) if generation >= 0 else None)
 
 
 class CodeFilterKeeper:

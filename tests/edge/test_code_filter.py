@@ -25,7 +25,10 @@ from control_plane.services.cache import EdgeCache
 from control_plane.services.cache_sync import CacheSync
 from control_plane.services.code_filter import CodeFilterKeeper
 from edge.app import EdgeApp
-from shared.code_filter import DELTA_KEYS, FilterCopy, bits_for, empty
+from edge.code_filter import CodeFilter
+from edge.local_cache import Fence
+from edge.redis_link import RedisLink
+from shared.code_filter import DELTA_KEYS, FilterCopy, bits_for, empty, encode_delta
 from shared.database import create_pool
 from shared.edge_rows import load_codes
 from shared.keys import INVALIDATION_FIELD, NEGATIVE_ENTRIES, RedisKeys
@@ -87,7 +90,7 @@ async def test_the_control_planes_bits_are_the_edges_bits(redis: aioredis.Redis,
     await redis.set(keys.code_filter, empty(bits_for(5000), 7))
     known = [(f"h{i % 7}.example:8{i % 3}", secrets.token_urlsafe(6)) for i in range(5000)]
     assert (await cache.code_filter.add(known)).bits > 0
-    assert await cache.code_filter.add(known[:100]) == (0, 7)  # idempotent: nothing new to announce
+    assert await cache.code_filter.add(known[:100]) == (0, (7, bits_for(5000)))  # idempotent: no bit went 0 → 1
     copy = FilterCopy(await redis.get(keys.code_filter))
     assert copy.generation == 7 and all(copy.may_contain(d, s) for d, s in known)
     positives = sum(copy.may_contain("h1.example:81", f"unknown-{i}") for i in range(10_000))
@@ -358,7 +361,25 @@ async def loaded(edge: httpx.AsyncClient, loads: float) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_a_code_given_another_domain_is_reachable_there_at_once(running: Running, make_key: KeyFactory) -> None:
+def test_a_delta_is_applied_only_to_the_filter_it_was_set_in() -> None:
+    """Bits set in another filter (a rebuild's new generation, or one of another size) would sit at other
+    positions: the edge loads the filter instead of setting them."""
+    code_filter = CodeFilter("filter", RedisLink(), Fence())
+    code_filter.copy = FilterCopy(empty(bits_for(5000), 7))
+    code = ("qr.test", secrets.token_urlsafe(6))
+    for other in ((8, bits_for(5000)), (7, bits_for(10_000))):
+        assert not code_filter.apply(encode_delta(other, [code]))
+    assert not code_filter.apply(b"not a delta") and not code_filter.apply(None)
+    assert not code_filter.copy.may_contain(*code)
+    assert code_filter.apply(encode_delta((7, bits_for(5000)), [code]))
+    assert code_filter.copy.may_contain(*code)
+
+
+@pytest.mark.parametrize("unannounced_bits", [False, True], ids=["first-attempt", "retried"])
+async def test_a_code_given_another_domain_is_reachable_there_at_once(
+        running: Running, make_key: KeyFactory, unannounced_bits: bool) -> None:
+    """Also when Redis's filter already had the code's bits and the edges' copies did not: an earlier attempt of
+    the same write-through set them, then failed before its announcement went out, and the write is retried."""
     key = await make_key()
     code = await make_code(running.api, key, destination={"type": "url", "url": "https://example.com/moved"})
     assert (await running.api.post("/v1/domains", headers=bearer(key), json={"hostname": "go.example"})).status_code \
@@ -370,6 +391,8 @@ async def test_a_code_given_another_domain_is_reachable_there_at_once(running: R
     # migration would, and ends in the write-through every write path ends in.
     await running.db.execute("UPDATE qr_codes SET domain = 'go.example', version = version + 1 WHERE id = $1",
                              code["id"])
+    if unannounced_bits:
+        assert (await running.cache.code_filter.add([("go.example", code["slug"])])).bits > 0
     await running.cache.publish_codes(running.db, [code["id"]])
     for app, edge in running.both:
         assert app.code_filter.trusted()
