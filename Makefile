@@ -64,7 +64,7 @@ bench-api: system-deps venv
 	flock /tmp/scanroute-bench.lock $(PY) -m loadtests.bench_api
 
 load-deps: venv
-	@$(PY) -c 'import locust, psutil, granian' 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,load]"
+	@$(PY) -c 'import locust, psutil, granian, pyinstrument' 2>/dev/null || $(PY) -m pip install --quiet -e ".[dev,load]"
 
 # A printed campaign at volume, accounted scan by scan: exits non-zero on any failed (5xx, timeout), lost,
 # duplicated, wrong-outcome or stale scan. Knobs: LOAD_USERS, LOAD_PROCESSES, LOAD_DURATION, LOAD_CODES, …

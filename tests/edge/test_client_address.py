@@ -3,6 +3,7 @@ address of X-Forwarded-For; a client cannot choose the address its scans are cou
 
 from __future__ import annotations
 
+import hashlib
 from ipaddress import ip_network
 
 import httpx
@@ -15,6 +16,12 @@ from tests.edge.conftest import edge_client
 from tests.edge.test_scan import make_code, stream_events
 
 PROXIES = (ip_network("10.0.0.0/8"), ip_network("127.0.0.1/32"))
+
+
+def documented_hash(secret: str, text: str) -> str:
+    """docs/concepts.md, "Hashes": BLAKE2b-128 keyed with the SHA-256 of SCAN_HASH_SECRET, as hex."""
+    key = hashlib.sha256(secret.encode()).digest()
+    return hashlib.blake2b(text.encode(), key=key, digest_size=16).hexdigest()
 
 
 @pytest.mark.parametrize(("peer", "forwarded", "client"), [
@@ -36,13 +43,15 @@ async def test_scans_are_counted_under_the_forwarded_address_only_from_trusted_p
         redis_namespace: str, server_kind: str) -> None:
     key = await make_key()
     code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/"})
-    forwarded = {"x-forwarded-for": "192.0.2.50, 198.51.100.7"}
-    async with edge_client(env, server_kind) as (app, edge):  # no TRUSTED_PROXIES
-        assert (await edge.get(f"/{code['slug']}", headers=forwarded)).status_code == 302
-        untrusted = app.scans.hash("198.51.100.7")
+    headers = {"x-forwarded-for": "192.0.2.50, 198.51.100.7", "user-agent": "Mozilla/5.0 (iPhone)"}
+    async with edge_client(env, server_kind) as (_, edge):  # no TRUSTED_PROXIES
+        assert (await edge.get(f"/{code['slug']}", headers=headers)).status_code == 302
     trusting = {**env, "TRUSTED_PROXIES": "127.0.0.1/32, 203.0.113.7"}  # the test peers of both servers
-    async with edge_client(trusting, server_kind) as (app, edge):
-        assert (await edge.get(f"/{code['slug']}", headers=forwarded)).status_code == 302
-        trusted = app.scans.hash("198.51.100.7")
+    async with edge_client(trusting, server_kind) as (_, edge):
+        assert (await edge.get(f"/{code['slug']}", headers=headers)).status_code == 302
     first, second = await stream_events(redis, redis_namespace)
-    assert first.ip_hash != untrusted and second.ip_hash == trusted == untrusted
+    # Hashed as documented, so unique visitors count alike across versions and edges.
+    secret = env["SCAN_HASH_SECRET"]
+    assert first.ip_hash != documented_hash(secret, "198.51.100.7")
+    assert second.ip_hash == documented_hash(secret, "198.51.100.7")
+    assert second.visitor_hash == documented_hash(secret, "198.51.100.7\nMozilla/5.0 (iPhone)")
