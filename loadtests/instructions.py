@@ -40,6 +40,7 @@ from shared.processes import spawn, stop
 CONNECTIONS = 64
 IDLE_SECONDS = 10.0
 REFERENCE_REQUEST = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+RULES_REQUEST = HOT_REQUEST.replace(b"GET /h1?", b"GET /r1?", 1)  # bench-edge (e): the rules group's first code
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
 
 
@@ -163,7 +164,8 @@ def _statuses(statuses: dict[bytes, int]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000, help="N: requests of the first count (then 2N)")
-    parser.add_argument("--only", default="bare,edge", help="comma-separated: bare, edge")
+    parser.add_argument("--only", default="bare,edge", help="comma-separated: bare, edge, edge-e (case (e):"
+                        " a code whose group has 20 rules and a split)")
     parser.add_argument("--edge-source", help="a source tree to run the edge from (e.g. a `git worktree` of"
                         " another commit, to compare): it is started with that tree as its working directory")
     parser.add_argument("--keep", help="a folder to keep the callgrind dumps in (for callgrind_annotate)")
@@ -192,6 +194,11 @@ def main() -> int:
             env = {**os.environ, **edge_env(services, root, port, "instructions")}
             results["edge"] = measure("edge protocol (a)", [python, "-m", "control_plane.cli", "edge"], port,
                                       HOT_REQUEST, args.requests, folder, env, batches=True, cwd=args.edge_source)
+        if "edge-e" in only:
+            port = free_port()
+            env = {**os.environ, **edge_env(services, root, port, "instructions-e")}
+            results["edge-e"] = measure("edge protocol (e)", [python, "-m", "control_plane.cli", "edge"], port,
+                                        RULES_REQUEST, args.requests, folder, env, batches=True, cwd=args.edge_source)
     finally:
         services.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -200,10 +207,11 @@ def main() -> int:
     print(f"\nuser-space instructions per request (callgrind; (2N - N) / N, N = {args.requests:,};"
           f" {CONNECTIONS} connections; kernel not counted)")
     print(f"  {'':<46} {'counted':>9} {'w/o idle':>9}")
-    names = {"bare": "bare uvicorn ASGI, fixed 302 (reference)", "edge": "edge protocol: (a) hot code, params + phone"}
+    names = {"bare": "bare uvicorn ASGI, fixed 302 (reference)", "edge": "edge protocol: (a) hot code, params + phone",
+             "edge-e": "edge protocol: (e) as (a), 20 rules + split"}
     for key, (counted, busy) in results.items():
         print(f"  {names[key]:<46} {counted:>9,.0f} {busy:>9,.0f}")
-    if len(results) == 2:
+    if "edge" in results and "bare" in results:
         edge, bare = results["edge"][1], results["bare"][1]
         print(f"  edge (a) / bare uvicorn, without idle work: {edge / bare:.3f} × the instructions"
               f" (throughput ratio if instructions were all: {bare / edge:.2f})")
