@@ -55,3 +55,18 @@ async def test_scans_are_counted_under_the_forwarded_address_only_from_trusted_p
     assert first.ip_hash != documented_hash(secret, "198.51.100.7")
     assert second.ip_hash == documented_hash(secret, "198.51.100.7")
     assert second.visitor_hash == documented_hash(secret, "198.51.100.7\nMozilla/5.0 (iPhone)")
+
+
+async def test_repeated_forwarded_for_headers_are_read_as_one_list(
+        env: dict[str, str], api: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str, server_kind: str) -> None:
+    """RFC 9110 §5.3: repeated X-Forwarded-For lines are one comma-separated list; reading only the last line
+    would take a trusted proxy (10.1.1.1) for the client."""
+    key = await make_key()
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/"})
+    trusting = {**env, "TRUSTED_PROXIES": "127.0.0.1/32, 203.0.113.7, 10.0.0.0/8"}
+    headers = [("x-forwarded-for", "198.51.100.7"), ("user-agent", "Mozilla/5.0"), ("x-forwarded-for", "10.1.1.1")]
+    async with edge_client(trusting, server_kind) as (_, edge):
+        assert (await edge.get(f"/{code['slug']}", headers=headers)).status_code == 302
+    [event] = await stream_events(redis, redis_namespace)
+    assert event.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "198.51.100.7")
