@@ -53,9 +53,9 @@ async def creations(cache: EdgeCache, follower: InvalidationFollower, count: int
     cpu, sent = thread_cpu(follower._thread), await sent_bytes(cache.redis)
     for _ in range(count):
         code = (DOMAIN, secrets.token_urlsafe(6))
-        added = await cache.code_filter.add([code])
+        shape = await cache.code_filter.add([code])
         position = await cache.invalidate([NEGATIVE_ENTRIES],
-                                          filter_delta=filter_delta([code], {added.shape}) if delta else None)
+                                          filter_delta=filter_delta([code], {shape}) if delta else None)
         assert position is not None
         started = time.perf_counter()
         assert not await cache.confirmations.wait(position), "the follower did not confirm within the lease"

@@ -141,12 +141,10 @@ class FilterCopy:
 
 # KEYS: filters (the live one, and the one being rebuilt); ARGV: h1, h2 of each key. Sets the keys' bits in
 # every KEYS[i] that holds a filter (a missing one is skipped: it is being rebuilt from PostgreSQL, which
-# already has these codes), from the size in its own header. Returns {how many bits of KEYS[1] went 0 → 1,
-# the generation of KEYS[1], its m}, or {-1, -1, -1} when it holds no filter.
+# already has these codes), from the size in its own header. Returns the shape of KEYS[1], {generation, m},
+# or {-1, -1} when it holds no filter.
 ADD = """
-local added = 0
-local generation = -1
-local size = -1
+local generation, size = -1, -1
 for n, key in ipairs(KEYS) do
   local head = redis.call('GETRANGE', key, 0, 15)
   if #head == 16 and string.sub(head, 1, 4) == 'SRBF' and string.byte(head, 5) == 1 then
@@ -159,17 +157,6 @@ for n, key in ipairs(KEYS) do
         + string.byte(head, 16)
     end
     local args = {}
-    local function flush()
-      if #args > 0 then
-        local old = redis.call('BITFIELD', key, unpack(args))
-        if n == 1 then
-          for _, bit in ipairs(old) do
-            if bit == 0 then added = added + 1 end
-          end
-        end
-        args = {}
-      end
-    end
     for i = 1, #ARGV, 2 do
       local h1, h2 = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
       for j = 0, k - 1 do
@@ -179,13 +166,15 @@ for n, key in ipairs(KEYS) do
         args[#args + 1] = 128 + p
         args[#args + 1] = 1
       end
-      if #args >= 4000 then flush() end
+      if #args >= 4000 then
+        redis.call('BITFIELD', key, unpack(args))
+        args = {}
+      end
     end
-    flush()
+    if #args > 0 then redis.call('BITFIELD', key, unpack(args)) end
   end
 end
-if generation < 0 then return {-1, -1, -1} end
-return {added, generation, size}
+return {generation, size}
 """
 
 # KEYS: the filter being rebuilt, the live filter. Installs the rebuilt one if it is still the one this

@@ -107,9 +107,8 @@ class EdgeCache:
         repaired = await self._repair_codes(db, [(entries[i], held) for i, held in kept]) if kept else []
         shapes: set[Shape | None] = set()  # the filters these codes' bits were set in (one, unless a rebuild)
         for start in range(0, len(records), ROWS_PER_CALL):
-            added = await self._answered(self.code_filter.add(
-                (r["domain"], r["slug"]) for r in records[start:start + ROWS_PER_CALL]))
-            shapes.add(added.shape)
+            shapes.add(await self._answered(self.code_filter.add(
+                (r["domain"], r["slug"]) for r in records[start:start + ROWS_PER_CALL])))
         delta = filter_delta([(r["domain"], r["slug"]) for r in records], shapes)
         changed = [self.keys.code(r["domain"], r["slug"]) for r in records if rows[r["id"]].version > FIRST_VERSION]
         negative = len(changed) < len(records) or delta is None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -47,14 +47,6 @@ CODES_PER_CALL = 1_000  # codes per ADD script: Redis never blocks the edges for
 ALL_KEYS = "SELECT domain, slug FROM qr_codes WHERE slug IS NOT NULL"
 
 
-class Added(NamedTuple):
-    """What an ADD did to the live filter: bits that went 0 → 1 (-1: Redis has no filter), and the shape of
-    the filter they were set in (None: no filter)."""
-
-    bits: int
-    shape: Shape | None
-
-
 class CodeFilterWriter:
     def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
         self.redis = redis
@@ -65,18 +57,19 @@ class CodeFilterWriter:
         self.seen = False
         self.lost = False
 
-    async def add(self, wanted: Iterable[tuple[str, str]], into: list[str] | None = None) -> Added:
+    async def add(self, wanted: Iterable[tuple[str, str]], into: list[str] | None = None) -> Shape | None:
         """Set the bits of these (domain, slug) in the filter and in the one being rebuilt (or only `into`).
-        Raises if Redis fails."""
+        Returns the shape of the (first) filter they were set in, None if Redis holds none; raises if Redis
+        fails."""
         args = [h for domain, slug in wanted for h in key_hashes(domain, slug)]
         if not args:
-            return Added(0, None)
-        added, generation, m = await self._add(keys=into or [self.keys.code_filter, self.keys.code_filter_next],
-                                            args=args)
+            return None
+        generation, m = await self._add(keys=into or [self.keys.code_filter, self.keys.code_filter_next], args=args)
+        found = generation >= 0
         if into is None:
-            self.lost = added < 0 and self.seen
-            self.seen = self.seen or added >= 0
-        return Added(int(added), (int(generation), int(m)) if generation >= 0 else None)
+            self.lost = not found and self.seen
+            self.seen = self.seen or found
+        return (int(generation), int(m)) if found else None
 
 
 class CodeFilterKeeper:
