@@ -34,7 +34,7 @@ from edge.recorder import ScanRecorder
 from edge.redis_link import RedisLink
 from edge.redis_repair import RedisRepairWatch
 from edge.scan_path import ScanPath
-from edge.scan_stream import ScanStream
+from edge.scan_stream import DirectRedis, ScanStream
 from shared.database import create_pool
 from shared.geo import CountryLookup
 from shared.keys import RedisKeys, cache_sync_cursor
@@ -222,8 +222,9 @@ class EdgeApp:
         self.scans = ScanPath(self.settings, self.geo, self.keys)
         self.db = await create_pool(self.settings.stores.database_url, min_size=0, max_size=4)
         self.redis = create_redis(self.settings.stores.redis_url, socket_timeout=2.0)
+        self.row_reader = DirectRedis(self.settings.stores.redis_url, SCAN_STREAM_TIMEOUT, self.redis)
         self.lookup = RowLookup(self.redis, self.db, self.keys, self.link, self.codes, self.groups,
-                                self.settings.templates, self.code_filter)
+                                self.settings.templates, self.code_filter, self.row_reader)
         self.scan_stream = ScanStream(self.settings.stores.redis_url, SCAN_STREAM_TIMEOUT, self.redis)
         self.recorder = ScanRecorder(self.redis, self.keys.scans, self.journal, self.link, self.scan_stream,
                                      self.metrics.batch_size.observe, self.settings.scan_stream_entries,
@@ -263,6 +264,7 @@ class EdgeApp:
         await asyncio.to_thread(self.follower.stop)
         await self.recorder.drain()
         self.scan_stream.close()
+        self.row_reader.close()
         self.journal.close()
         self.passwords.close()
         if self.geo:

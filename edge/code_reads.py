@@ -1,4 +1,4 @@
-"""Code rows missing from the local cache, read in batches: the misses in flight share one MGET, one
+"""Code rows missing from the local cache, read in batches (`RowLookup` gathers them): one MGET, one
 PostgreSQL query for what Redis lacks, and one pipelined write-back (group commit, as for scans).
 
 Over a large catalogue most misses are for different codes, so single flight alone does not help; a
@@ -7,7 +7,6 @@ round trip per miss to Redis and then to PostgreSQL would cost more than the sca
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -16,6 +15,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from edge.redis_link import RedisLink
+from edge.scan_stream import DirectRedis
 from shared.edge_rows import RowStore, load_codes_by_slugs
 from shared.keys import RedisKeys
 from shared.rows import CodeRow
@@ -36,61 +36,32 @@ def _decoded(raw: bytes | str | None) -> CodeRow | None:
         return None
 
 
-def _answer(batch: list[tuple[Wanted, asyncio.Future[CodeRow | None]]], found: dict[Wanted, CodeRow]) -> None:
-    for wanted, done in batch:
-        if not done.done():
-            done.set_result(found.get(wanted))
-
-
-def _fail(batch: list[tuple[Wanted, asyncio.Future[CodeRow | None]]], exc: Exception) -> None:
-    for _, done in batch:
-        if not done.done():
-            done.set_exception(exc)
-
-
 class CodeReads:
-    def __init__(self, redis: aioredis.Redis, db: asyncpg.Pool[Any], keys: RedisKeys, link: RedisLink) -> None:
+    def __init__(self, redis: aioredis.Redis, db: asyncpg.Pool[Any], keys: RedisKeys, link: RedisLink,
+                 reader: DirectRedis | None = None) -> None:
         self.redis = redis
+        self.reader = reader  # the edge's own connection (edge/scan_stream.py); None: through redis-py
         self.db = db
         self.keys = keys
         self.link = link
         self.rows = RowStore(redis, keys)
-        self._pending: list[tuple[Wanted, asyncio.Future[CodeRow | None]]] = []
-        self._reader: asyncio.Task[None] | None = None
 
-    async def read(self, domain: str, slug: str) -> CodeRow | None:
-        done: asyncio.Future[CodeRow | None] = asyncio.get_running_loop().create_future()
-        self._pending.append(((domain, slug), done))
-        if self._reader is None:
-            self._reader = asyncio.create_task(self._read_batches())
-        return await done
-
-    async def _read_batches(self) -> None:
+    async def read_many(self, wanted: list[Wanted]) -> dict[Wanted, CodeRow | Exception]:
+        """Each wanted code's row; an absent code is missing from the result, and a key PostgreSQL rejected
+        maps to its error: one bad key fails alone, not the scans it shared a batch with (they would all
+        answer 503). An error no single key explains (both stores unreachable) is raised."""
         try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    found = await self._read([wanted for wanted, _ in batch])
-                except asyncpg.PostgresError as exc:  # PostgreSQL rejected the query, perhaps for one key
-                    if len(batch) == 1:
-                        _fail(batch, exc)
-                    else:
-                        await self._read_one_by_one(batch)
-                    continue
-                except Exception as exc:
-                    _fail(batch, exc)
-                    continue
-                _answer(batch, found)
-        finally:
-            self._reader = None
-
-    async def _read_one_by_one(self, batch: list[tuple[Wanted, asyncio.Future[CodeRow | None]]]) -> None:
-        """One bad key must not fail the scans it shared a batch with (it answers 503 alone)."""
-        for item in batch:
+            return dict(await self._read(wanted))
+        except asyncpg.PostgresError as exc:  # perhaps for one key: read them one by one
+            if len(wanted) == 1:
+                return {wanted[0]: exc}
+        found: dict[Wanted, CodeRow | Exception] = {}
+        for one in wanted:
             try:
-                _answer([item], await self._read([item[0]]))
-            except Exception as exc:
-                _fail([item], exc)
+                found.update(await self._read([one]))
+            except asyncpg.PostgresError as exc:
+                found[one] = exc
+        return found
 
     async def _read(self, wanted: list[Wanted]) -> dict[Wanted, CodeRow]:
         found = await self._from_redis(wanted)
@@ -106,7 +77,8 @@ class CodeReads:
         if not self.link.rows_readable:
             return {}
         try:
-            raws: list[bytes | str | None] = await self.redis.mget([self.keys.code(d, s) for d, s in wanted])
+            names = [self.keys.code(d, s) for d, s in wanted]
+            raws: list[bytes | str | None] = await (self.reader or self.redis).mget(names)
         except REDIS_FAILURES as exc:
             self.link.mark_down(exc)
             return {}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+LoadToken = tuple[int, int]  # (generation, changes) when a load started
 # An entry's own objects beyond its key's characters: the key's str header, the OrderedDict slot and link,
 # _Entry (or a negative entry's tuple), its float; 500 matched the RSS growth of a million negative entries.
 ENTRY_BYTES = 500
@@ -146,13 +147,10 @@ class LocalCache(Generic[T]):
         try:
             value = await load()
         except BaseException as exc:
-            last = self._entries.get(key)
-            if last is not None and last.value is not None and isinstance(exc, Exception):
-                # No store answered: the last row we had beats an error page (never a negative one: a
-                # slug created since must not get a false 404; never a dropped one: it is known stale).
-                self.stale_answers += 1
-                pending.future.set_result(last.value)
-                return last.value
+            last = self.fallback(key) if isinstance(exc, Exception) else None
+            if last is not None:
+                pending.future.set_result(last)
+                return last
             if isinstance(exc, asyncio.CancelledError):
                 pending.future.cancel()
             else:
@@ -162,15 +160,34 @@ class LocalCache(Generic[T]):
         finally:
             if self._loads.get(key) is pending:
                 del self._loads[key]
-        if pending.changes == self.changes and pending.generation == self.generation:
-            self._put(key, value)
-            if pending.changes != self.changes:  # an invalidation arrived from the follower meanwhile
-                removed = self._entries.pop(key, None)
-                if removed is not None:
-                    self.bytes -= removed.size
-                self._negatives.pop(key, None)
+        self.store(key, value, (pending.generation, pending.changes))
         pending.future.set_result(value)
         return value
+
+    def load_started(self) -> LoadToken:
+        """Taken before reading rows that `store` will cache: what the invalidations had reached then."""
+        return self.generation, self.changes
+
+    def store(self, key: str, value: T | None, started: LoadToken) -> None:
+        """Cache a row (None: known not to exist) read since `started`, unless an invalidation arrived
+        meanwhile: a row read before a change must never outlive the invalidation of that change."""
+        if started != (self.generation, self.changes):
+            return
+        self._put(key, value)
+        if self.changes != started[1]:  # an invalidation arrived from the follower meanwhile
+            removed = self._entries.pop(key, None)
+            if removed is not None:
+                self.bytes -= removed.size
+            self._negatives.pop(key, None)
+
+    def fallback(self, key: str) -> T | None:
+        """No store answered: the last row we had beats an error page (never a negative one: a slug created
+        since must not get a false 404; never a dropped one: it is known stale). Counted when answered."""
+        last = self._entries.get(key)
+        if last is None or last.value is None:
+            return None
+        self.stale_answers += 1
+        return last.value
 
     def _put(self, key: str, value: T | None) -> None:
         old = self._entries.pop(key, None)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -10,19 +13,39 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from edge.code_filter import CodeFilter
-from edge.code_reads import CodeReads
+from edge.code_reads import CodeReads, Wanted
 from edge.local_cache import Fence, LocalCache, Miss
 from edge.redis_link import RedisLink
+from edge.scan_stream import DirectRedis
 from shared.edge_rows import RowStore, load_groups
 from shared.keys import RedisKeys
 from shared.resolve import Resolution, resolve
-from shared.rows import CodeRow, GroupRow
+from shared.rows import NO_DESTINATION, CodeRow, GroupRow
 from shared.scan_event import EventHead
 from shared.scan_plan import Decision
 from shared.settings import Templates
 
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
 log = logging.getLogger(__name__)
+Found = Callable[["PreparedScan | None | Exception"], None]  # what RowLookup.load calls back with
+Waiting = tuple[Wanted, list[Found]]
+
+
+def _call(thens: list[Found], found: PreparedScan | None | Exception) -> None:
+    for then in thens:
+        try:
+            then(found)
+        except Exception:  # one waiter's failure must not keep the others waiting
+            log.exception("answering a scan after its code was read failed")
+
+
+def _settle(done: asyncio.Future[PreparedScan | None], found: PreparedScan | None | Exception) -> None:
+    if done.done():
+        return
+    if isinstance(found, Exception):
+        done.set_exception(found)
+    else:
+        done.set_result(found)
 
 
 def _decoded(raw: bytes | str) -> GroupRow | None:
@@ -92,6 +115,9 @@ class CachedCode:
         return self._scan
 
 
+_PLAIN_JSON = len(CodeRow("", 0, "", True, "", "", NO_DESTINATION).encode())
+
+
 def code_weight(code: CachedCode) -> int:
     """Estimated bytes of a cached code beyond its key and ENTRY_BYTES: its row and its prepared scan.
 
@@ -100,8 +126,11 @@ def code_weight(code: CachedCode) -> int:
     JSON: 553 bytes); a code with a destination, params or properties of its own has a resolution of its
     own, about eight times its JSON (473 bytes of JSON: 3,689 bytes)."""
     row = code.row
-    own = row.destination.type is not None or row.url_params or row.properties or row.routing or row.password_hash
-    return (8 if own else 2) * len(row.encode()) + 400
+    if row.destination.type is not None or row.url_params or row.properties or row.routing or row.password_hash:
+        return 8 * len(row.encode()) + 400
+    # Its JSON's length without encoding it (a code row is weighed per miss): the members' names and
+    # punctuation, then its strings.
+    return 2 * (_PLAIN_JSON + len(row.id) + len(row.org_id) + len(row.group_id or "") + len(row.status or "")) + 400
 
 
 def group_weight(group: GroupRow) -> int:
@@ -111,7 +140,7 @@ def group_weight(group: GroupRow) -> int:
 class RowLookup:
     def __init__(self, redis: aioredis.Redis, db: asyncpg.Pool[Any], keys: RedisKeys, link: RedisLink,
                  codes: LocalCache[CachedCode], groups: LocalCache[GroupRow], templates: Templates,
-                 code_filter: CodeFilter | None = None) -> None:
+                 code_filter: CodeFilter | None = None, reader: DirectRedis | None = None) -> None:
         self.redis = redis
         self.db = db
         self.keys = keys
@@ -120,8 +149,10 @@ class RowLookup:
         self.groups = groups
         self.resolutions = Resolutions(templates)
         self.rows = RowStore(redis, keys)
-        self.code_reads = CodeReads(redis, db, keys, link)
+        self.code_reads = CodeReads(redis, db, keys, link, reader)
         self.code_filter = code_filter or CodeFilter(keys.code_filter, link, Fence())  # the latter never answers
+        self._waiting: dict[str, Waiting] = {}  # code key → what it is, and who waits for it
+        self._loader: asyncio.Task[None] | None = None
 
     def find_cached(self, domain: str, slug: str, key: str) -> PreparedScan | None | Miss:
         """What `find` would answer, from the local cache (or the filter of existing codes) alone; MISS when
@@ -141,23 +172,84 @@ class RowLookup:
 
         An unknown slug that the filter of existing codes rules out costs no read and leaves no entry."""
         key = self.keys.code(domain, slug)
-        code = self.codes.peek(key)
-        if isinstance(code, Miss):
-            if self.code_filter.absent(domain, slug):
-                return None
-            code = await self.codes.get(key, lambda: self._load_code(domain, slug))
-        if code is None:
-            return None
-        group_id = code.row.group_id
-        group = await self.groups.get(self.keys.group(group_id), lambda: self._load_group(group_id)) \
-            if group_id else None
-        return code.scan(group, self.resolutions)
+        found = self.find_cached(domain, slug, key)
+        if not isinstance(found, Miss):
+            return found
+        done: asyncio.Future[PreparedScan | None] = asyncio.get_running_loop().create_future()
+        self.load(domain, slug, key, functools.partial(_settle, done))
+        return await done
 
-    async def _load_code(self, domain: str, slug: str) -> CachedCode | None:
-        row = await self.code_reads.read(domain, slug)
-        if row is None:
-            return None
-        return CachedCode(row, self.keys.group(row.group_id) if row.group_id else None)
+    def load(self, domain: str, slug: str, key: str, then: Found) -> None:
+        """What `find_cached` could not answer, read and then passed to `then` (a row, None if unknown, or the
+        error that made it unavailable). The misses of one loop turn share one read: a batch (no task, no
+        future per miss), read while the next one gathers."""
+        self.codes.misses += 1
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            self._waiting[key] = ((domain, slug), [then])
+        else:
+            waiting[1].append(then)  # single flight: one read per key and batch
+        if self._loader is None:
+            self._loader = asyncio.get_running_loop().create_task(self._load_batches())
+
+    async def _load_batches(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    await self._load_batch(batch)
+                except Exception as exc:  # not one scan may wait for ever: each answers, unavailable
+                    log.exception("code batch read failed")
+                    for _, thens in batch.values():
+                        _call(thens, exc)
+        finally:
+            self._loader = None
+
+    async def _load_batch(self, batch: dict[str, Waiting]) -> None:
+        codes: dict[str, CachedCode | None | Exception] = {}
+        unread: dict[Wanted, str] = {}
+        for key, (wanted, _) in batch.items():
+            cached = self.codes.peek(key)  # perhaps read by the batch before
+            if isinstance(cached, Miss):
+                unread[wanted] = key
+            else:
+                codes[key] = cached
+        if unread:
+            started = self.codes.load_started()
+            try:
+                rows = await self.code_reads.read_many(list(unread))
+            except Exception as exc:
+                for key in unread.values():
+                    codes[key] = self.codes.fallback(key) or exc
+            else:
+                for wanted, key in unread.items():
+                    row = rows.get(wanted)
+                    if isinstance(row, Exception):
+                        codes[key] = row
+                        continue
+                    loaded = codes[key] = CachedCode(row, self.keys.group(row.group_id) if row.group_id else None) \
+                        if row is not None else None
+                    self.codes.store(key, loaded, started)
+        groups = await self._groups_of(codes.values())
+        for key, (_, thens) in batch.items():
+            code = codes[key]
+            if code is None or isinstance(code, Exception):
+                _call(thens, code)
+                continue
+            group = groups.get(code.group_key) if code.group_key is not None else None
+            _call(thens, group if isinstance(group, Exception) else code.scan(group, self.resolutions))
+
+    async def _groups_of(self, codes: Iterable[object]) -> dict[str, GroupRow | None | Exception]:
+        """The group rows of these codes: cached, else read (one read per group, shared by its codes)."""
+        groups: dict[str, GroupRow | None | Exception] = {}
+        for code in codes:
+            if isinstance(code, CachedCode) and code.group_key is not None and code.group_key not in groups:
+                load = functools.partial(self._load_group, code.row.group_id or "")
+                try:
+                    groups[code.group_key] = await self.groups.get(code.group_key, load)
+                except Exception as exc:
+                    groups[code.group_key] = exc
+        return groups
 
     async def _load_group(self, group_id: str) -> GroupRow | None:
         raw = await self._redis_get(self.keys.group(group_id))

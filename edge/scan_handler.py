@@ -1,9 +1,10 @@
 """The protocol server's answers: `GET|HEAD /{slug}` and the operations routes.
 
-A scan whose rows are in the local cache is answered without a task: the event joins the recorder's next
-batch, and the batch's acknowledgement callback fills the connection's slot with the pre-assembled 302.
-Only a cache miss awaits (in a task): the lookup goes to Redis or PostgreSQL, which the ASGI app's path
-calls too (`RowLookup.find`), so both servers answer every scan the same way.
+A scan is answered without a task: the event joins the recorder's next batch, and the batch's
+acknowledgement callback fills the connection's slot with the pre-assembled 302. A cache miss joins the
+next batch read of missing rows (`RowLookup.load`, one MGET for the misses of a loop turn) and goes on from
+its callback; the ASGI app's path awaits the same batches (`RowLookup.find`), so both servers answer every
+scan the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from edge.app import ANSWER_STATUS, UNAVAILABLE_EXCEPTIONS, EdgeApp
 from edge.local_cache import Miss
 from edge.lookup import PreparedScan
 from edge.password_form import password_from_form
-from edge.scan_path import Facts, Target
+from edge.scan_path import Facts
 from shared.resolve import HTTP_STATUS
 from shared.scan_plan import Decision
 from shared.visitor import Visitor
@@ -71,29 +72,20 @@ class ScanHandler:
         request = _Request(self, conn, slot, METHODS[method], query, headers, ip, connection, started, body)
         found = self.lookup.find_cached(*target)
         if isinstance(found, Miss):
-            task = asyncio.get_running_loop().create_task(self._after_lookup(request, target))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.lookup.load(*target, request.found)
         elif found is None:
             self._page(conn, slot, "unknown", connection, head_only, started)
         else:
             self._answer(request, found)
 
-    async def _after_lookup(self, request: _Request, target: Target) -> None:
-        head_only = request.method == "HEAD"
-        try:
-            found = await self.lookup.find(target[0], target[1])
-        except UNAVAILABLE_EXCEPTIONS:  # counted as "unavailable" in /metrics; no log line per request
-            return self._page(request.conn, request.slot, "unavailable", request.connection, head_only,
-                              request.started)
-        except Exception:
-            log.exception("scan lookup failed")
-            return self._page(request.conn, request.slot, "unavailable", request.connection, head_only,
-                              request.started)
-        if found is None:
-            return self._page(request.conn, request.slot, "unknown", request.connection, head_only,
-                              request.started)
-        self._answer(request, found)
+    def found(self, request: _Request, found: PreparedScan | None | Exception) -> None:
+        """A missed code's rows, read (RowLookup.load): the scan goes on as a cache hit would have."""
+        if isinstance(found, PreparedScan):
+            return self._answer(request, found)
+        outcome = "unknown" if found is None else "unavailable"
+        if found is not None and not isinstance(found, UNAVAILABLE_EXCEPTIONS):  # counted in /metrics, not logged
+            log.error("scan lookup failed", exc_info=found)
+        self._page(request.conn, request.slot, outcome, request.connection, request.method == "HEAD", request.started)
 
     def _answer(self, request: _Request, scan: PreparedScan) -> None:
         if request.method == "POST" and not self.app.takes_password(scan.resolution):
@@ -193,6 +185,10 @@ class _Request:
         self.body = body  # a POST's form, cut at FORM_LIMIT + 1 bytes
         self.answer = b""  # the response's bytes, written once the scan is recorded
         self.outcome = "redirected"
+
+    def found(self, found: PreparedScan | None | Exception) -> None:
+        """RowLookup.load's callback (a bound method: no closure per miss)."""
+        self.handler.found(self, found)
 
     def recorded(self, error: BaseException | None) -> None:
         """The recorder's callback, once the scan is stored (a bound method: no closure per scan)."""

@@ -1,10 +1,13 @@
-"""The scan recorder's connection to Redis: one batch of scans per command, written in RESP by hand.
+"""The edge's own Redis connections, spoken in RESP by hand: the scan recorder's (one batch of scans per
+command), and the one that reads code rows missing from the local cache (one MGET per batch of misses).
 
 Every scan waits for its batch's acknowledgement, so the batch's round trip is the hot path's only I/O. With
 redis-py each batch cost about 250 µs of the process's CPU (connection pool, streams, coroutine frames) and
 each scan 4 µs more (packing its argument): as much as the rest of a scan. Here a batch is one
 `transport.write` of bytes joined from the events and one reply read by hiredis (the parser redis-py uses
-too) on a connection of its own, so a batch of 64 costs the process about a tenth of that.
+too) on a connection of its own, so a batch of 64 costs the process about a tenth of that. An MGET of a
+batch of code rows through redis-py cost about twice the CPU it costs here (BENCHMARKS.md, 2026-12-01
+"misses").
 
 Only plain `redis://` and `unix://` URLs are spoken to directly; any other (TLS) goes through redis-py.
 Failures raise what redis-py would (`redis.exceptions.ConnectionError`, `ResponseError`, `TimeoutError`), and
@@ -17,7 +20,7 @@ import asyncio
 import functools
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis.asyncio as aioredis
@@ -128,57 +131,31 @@ class _Connection(asyncio.Protocol):
         self.connection_lost(error)  # the callbacks waiting hear of it now, not after the loop's next turn
 
 
-class ScanStream:
-    """`xadd_all(stream, limit, field, events)`: every event in one EVAL, once Redis has acknowledged them all;
-    returns the script's answer (the number stored, or -1 when the stream's limit refused the batch)."""
+class DirectRedis:
+    """A Redis connection of the edge's own, spoken in RESP (`_call` sends one command and awaits its reply);
+    `mget` for the batch reads of code rows (edge/code_reads.py), on a connection apart from the recorder's so
+    that a read never waits behind the scan batches in flight."""
 
     def __init__(self, url: str, timeout: float, fallback: aioredis.Redis) -> None:
         self.timeout = timeout
+        self.fallback = fallback  # redis-py, for what is not spoken directly (TLS URLs)
         options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
         self._path: str | None = options.get("path")
         self._address = (options.get("host", "localhost"), options.get("port", 6379))
         self._auth = [a.encode() for a in (options.get("username"), options.get("password")) if a is not None]
         self._db = options.get("db", 0)
         self._direct = options.get("connection_class") in (None, UnixDomainSocketConnection)
-        self._script = fallback.register_script(XADD_ALL)
         self._connection: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
 
-    async def xadd_all(self, stream: str, limit: int, field: bytes, events: list[bytes]) -> int:
+    async def mget(self, keys: list[str]) -> list[bytes | str | None]:
         if not self._direct:
-            stored: int = await self._script(keys=[stream], args=[limit, field, len(events), b"\n".join(events)])
-            return stored
-        reply = await self._call(xadd_all_command(stream.encode(), limit, field, events))
+            values: list[bytes | str | None] = await self.fallback.mget(keys)
+            return values
+        reply = await self._call(_command(b"MGET", *(key.encode() for key in keys)))
         if isinstance(reply, Exception):
             raise redis.exceptions.ResponseError(str(reply))
-        return int(reply)
-
-    def send_nowait(self, stream: str, limit: int, field: bytes, events: list[bytes],
-                    replied: Callable[[int | BaseException], None]) -> bool:
-        """`xadd_all` without awaiting: sends now on the open connection and returns True, `replied` getting the
-        script's answer (or the failure) later; replies come in order, so several batches can be in flight.
-        False, having sent nothing, when there is no open direct connection (then use `xadd_all`)."""
-        connection = self._connection
-        if not self._direct or connection is None or connection.lost:
-            return False
-        loop = asyncio.get_running_loop()
-
-        def reply(value: Any) -> None:
-            timer.cancel()
-            if isinstance(value, redis.exceptions.RedisError):
-                replied(value)
-            elif isinstance(value, Exception):  # an error reply (hiredis gives it as a value)
-                replied(redis.exceptions.ResponseError(str(value)))
-            else:
-                replied(int(value))
-
-        def expired() -> None:  # as `xadd_all`'s timeout: the connection is dropped, every waiter fails
-            if not connection.lost:
-                connection.close(redis.exceptions.TimeoutError(f"no reply to a scan batch in {self.timeout} s"))
-
-        timer = loop.call_later(self.timeout, expired)
-        connection.send_nowait(xadd_all_command(stream.encode(), limit, field, events), reply)
-        return True
+        return cast(list[bytes | str | None], reply)
 
     async def _call(self, payload: bytes) -> Any:
         connection = await self._connected()
@@ -226,3 +203,47 @@ class ScanStream:
             self._connection.close()
             self._connection = None
 
+
+class ScanStream(DirectRedis):
+    """`xadd_all(stream, limit, field, events)`: every event in one EVAL, once Redis has acknowledged them all;
+    returns the script's answer (the number stored, or -1 when the stream's limit refused the batch)."""
+
+    def __init__(self, url: str, timeout: float, fallback: aioredis.Redis) -> None:
+        super().__init__(url, timeout, fallback)
+        self._script = fallback.register_script(XADD_ALL)
+
+    async def xadd_all(self, stream: str, limit: int, field: bytes, events: list[bytes]) -> int:
+        if not self._direct:
+            stored: int = await self._script(keys=[stream], args=[limit, field, len(events), b"\n".join(events)])
+            return stored
+        reply = await self._call(xadd_all_command(stream.encode(), limit, field, events))
+        if isinstance(reply, Exception):
+            raise redis.exceptions.ResponseError(str(reply))
+        return int(reply)
+
+    def send_nowait(self, stream: str, limit: int, field: bytes, events: list[bytes],
+                    replied: Callable[[int | BaseException], None]) -> bool:
+        """`xadd_all` without awaiting: sends now on the open connection and returns True, `replied` getting the
+        script's answer (or the failure) later; replies come in order, so several batches can be in flight.
+        False, having sent nothing, when there is no open direct connection (then use `xadd_all`)."""
+        connection = self._connection
+        if not self._direct or connection is None or connection.lost:
+            return False
+        loop = asyncio.get_running_loop()
+
+        def reply(value: Any) -> None:
+            timer.cancel()
+            if isinstance(value, redis.exceptions.RedisError):
+                replied(value)
+            elif isinstance(value, Exception):  # an error reply (hiredis gives it as a value)
+                replied(redis.exceptions.ResponseError(str(value)))
+            else:
+                replied(int(value))
+
+        def expired() -> None:  # as `xadd_all`'s timeout: the connection is dropped, every waiter fails
+            if not connection.lost:
+                connection.close(redis.exceptions.TimeoutError(f"no reply to a scan batch in {self.timeout} s"))
+
+        timer = loop.call_later(self.timeout, expired)
+        connection.send_nowait(xadd_all_command(stream.encode(), limit, field, events), reply)
+        return True

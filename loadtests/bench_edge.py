@@ -86,6 +86,7 @@ class Result:
     p99_ms: float
     bad: int  # answers other than 2xx/3xx, and socket errors
     requests: int
+    missed: float | None = None  # an edge's: the share of requests its local code cache could not answer
 
 
 def find_or_install(tool: str, package: str | None = None) -> str | None:
@@ -419,7 +420,12 @@ def measure_all(wrk: str, services: EmbeddedServices, root: Path, args: argparse
             if scenario.get("filter", True) != filter_on:
                 filter_on = not filter_on
                 set_code_filter(filter_on, edges)
-            return measure(**{k: v for k, v in scenario.items() if k not in ("name", "filter")}, **extra)
+            edge = next((e for e in edges if e.url == scenario["url"]), None)
+            before = edge_metrics(edge)[LOOKUPS] if edge else 0.0
+            result = measure(**{k: v for k, v in scenario.items() if k not in ("name", "filter")}, **extra)
+            if edge is None:
+                return result
+            return dataclasses.replace(result, missed=(edge_metrics(edge)[LOOKUPS] - before) / result.requests)
 
         # First touch: the Zipf load on a local cache that has seen nothing (Redis rows warm).
         first_touch = {kind: run(scenarios[f"{kind}-b"]) for kind in ("protocol", "asgi") if f"{kind}-b" in scenarios}
@@ -474,7 +480,9 @@ def throughput_report(scenarios: dict[str, dict[str, Any]], rounds: dict[str, li
     lines = [f"\n{args.connections} connections, {args.rounds} alternating rounds of {args.seconds} s; "
              f"{os.cpu_count()} CPUs, {os.uname().machine}, Python {sys.version.split()[0]}; medians of the rounds,"
              " ratio = median of per-round ratios to the reference, spread = half the range of those ratios",
-             f"{'scenario':<48} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6} {'spread':>7}"]
+             "missed = the share of an edge's requests that its local code cache could not answer (a first touch,"
+             " an entry past its TTL, or a lookup of an unknown slug), median of the rounds",
+             f"{'scenario':<48} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6} {'spread':>7} {'missed':>7}"]
     reference = rounds["ref"]
     ratios: dict[str, list[float]] = {}
     for key, results in rounds.items():
@@ -484,12 +492,14 @@ def throughput_report(scenarios: dict[str, dict[str, Any]], rounds: dict[str, li
         lines.append(f"{scenarios[key]['name']:<48} {statistics.median(r.rps for r in results):>9,.0f} "
                      f"{statistics.median(r.p50_ms for r in results):>7.2f} "
                      f"{statistics.median(r.p99_ms for r in results):>7.2f} {statistics.median(per_round):>6.2f} "
-                     f"{(max(per_round) - min(per_round)) / 2:>7.2f}" + (_bad(key, bad) if bad else ""))
+                     f"{(max(per_round) - min(per_round)) / 2:>7.2f}{_missed(results):>8}"
+                     + (_bad(key, bad) if bad else ""))
     reference_rps = statistics.median(r.rps for r in reference)
     for kind, result in first_touch.items():
         lines.append(f"{'edge ' + kind + ': (b) first touch, cold local cache':<48} {result.rps:>9,.0f} "
                      f"{result.p50_ms:>7.2f} {result.p99_ms:>7.2f} {result.rps / reference_rps:>6.2f}"
-                     f"{'':>8}  (first {args.seconds} s after start-up, against the reference's median)")
+                     f"{'':>8}{_missed([result]):>8}  (first {args.seconds} s after start-up, against the reference's"
+                     " median)")
     lines.append("")
     for kind in ("protocol", "asgi"):
         for scenario, target in (("a", 1.0), ("b", 0.7)):
@@ -513,6 +523,11 @@ def throughput_report(scenarios: dict[str, dict[str, Any]], rounds: dict[str, li
         lines.append(f"edge {kind} (e) / (a) = {statistics.median(with_rules):.2f} ± "
                      f"{(max(with_rules) - min(with_rules)) / 2:.2f} (20 rules + split within 10 %: ≥ 0.90)")
     return lines
+
+
+def _missed(results: list[Result]) -> str:
+    shares = [r.missed for r in results if r.missed is not None]
+    return f"{statistics.median(shares):.1%}" if shares else ""
 
 
 def _bad(key: str, count: int) -> str:

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import itertools
 import os
 import re
 import shutil
@@ -41,14 +42,29 @@ CONNECTIONS = 64
 IDLE_SECONDS = 10.0
 REFERENCE_REQUEST = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
 RULES_REQUEST = HOT_REQUEST.replace(b"GET /h1?", b"GET /r1?", 1)  # bench-edge (e): the rules group's first code
+
+
+def first_touches() -> Callable[[], bytes]:
+    """bench-edge (b)'s long tail: each request names a code not asked for before (z1, z2, …), its row warm in
+    Redis and absent from the edge's local cache — a first scan, or the first after the entry's TTL."""
+    numbers = itertools.count(1)
+    return lambda: HOT_REQUEST.replace(b"GET /h1?", b"GET /z%d?" % next(numbers), 1)
+
+
+def first_touch_codes(requests: int) -> int:
+    """How many codes `measure` asks for with `first_touches`: its warm-ups, then N and 2N."""
+    return min(requests, 2000) + 500 + 3 * requests
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
 
 
-async def _connection(port: int, request: bytes, count: int, statuses: dict[bytes, int]) -> None:
+Request = bytes | Callable[[], bytes]  # the same request every time, or a new one each time
+
+
+async def _connection(port: int, request: Request, count: int, statuses: dict[bytes, int]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         for _ in range(count):
-            writer.write(request)
+            writer.write(request if isinstance(request, bytes) else request())
             head = await reader.readuntil(b"\r\n\r\n")
             length = _CONTENT_LENGTH.search(head)
             if length and int(length[1]):
@@ -59,7 +75,7 @@ async def _connection(port: int, request: bytes, count: int, statuses: dict[byte
         writer.close()
 
 
-def drive(port: int, request: bytes, requests: int) -> dict[bytes, int]:
+def drive(port: int, request: Request, requests: int) -> dict[bytes, int]:
     """`requests` requests over CONNECTIONS connections; the count of each status answered."""
     statuses: dict[bytes, int] = {}
 
@@ -71,7 +87,7 @@ def drive(port: int, request: bytes, requests: int) -> dict[bytes, int]:
     return statuses
 
 
-def _drive_into(statuses: dict[bytes, int], port: int, request: bytes, requests: int) -> None:
+def _drive_into(statuses: dict[bytes, int], port: int, request: Request, requests: int) -> None:
     statuses.update(drive(port, request, requests))
 
 
@@ -128,7 +144,7 @@ def _window(pid: int, folder: Path, seen: set[Path], work: Callable[[], object])
     return _dumped(folder, pid, seen), seconds
 
 
-def measure(name: str, argv: list[str], port: int, request: bytes, requests: int, folder: Path,
+def measure(name: str, argv: list[str], port: int, request: Request, requests: int, folder: Path,
             env: dict[str, str] | None = None, batches: bool = False, cwd: str | None = None) -> tuple[float, float]:
     """Instructions per request of the server `argv` (listening on `port`) answering `request`: as counted, and
     without the server's idle work (timers, a follower thread waking up), which under valgrind's slowdown
@@ -165,7 +181,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20_000, help="N: requests of the first count (then 2N)")
     parser.add_argument("--only", default="bare,edge", help="comma-separated: bare, edge, edge-e (case (e):"
-                        " a code whose group has 20 rules and a split)")
+                        " a code whose group has 20 rules and a split), edge-cold (each request a code the edge"
+                        " has not cached: (b)'s long tail)")
     parser.add_argument("--edge-source", help="a source tree to run the edge from (e.g. a `git worktree` of"
                         " another commit, to compare): it is started with that tree as its working directory")
     parser.add_argument("--keep", help="a folder to keep the callgrind dumps in (for callgrind_annotate)")
@@ -182,7 +199,7 @@ def main() -> int:
     os.environ["BENCH_REDIS_URL"] = services.redis_url
     results: dict[str, tuple[float, float]] = {}
     try:
-        asyncio.run(seed(services.database_url, 1000))
+        asyncio.run(seed(services.database_url, first_touch_codes(args.requests) if "edge-cold" in only else 1000))
         python = sys.executable
         if "bare" in only:
             port = free_port()
@@ -199,6 +216,12 @@ def main() -> int:
             env = {**os.environ, **edge_env(services, root, port, "instructions-e")}
             results["edge-e"] = measure("edge protocol (e)", [python, "-m", "control_plane.cli", "edge"], port,
                                         RULES_REQUEST, args.requests, folder, env, batches=True, cwd=args.edge_source)
+        if "edge-cold" in only:
+            port = free_port()
+            env = {**os.environ, **edge_env(services, root, port, "instructions-cold")}
+            results["edge-cold"] = measure("edge protocol (b) first touch", [python, "-m", "control_plane.cli", "edge"],
+                                           port, first_touches(), args.requests, folder, env, batches=True,
+                                           cwd=args.edge_source)
     finally:
         services.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -208,7 +231,8 @@ def main() -> int:
           f" {CONNECTIONS} connections; kernel not counted)")
     print(f"  {'':<46} {'counted':>9} {'w/o idle':>9}")
     names = {"bare": "bare uvicorn ASGI, fixed 302 (reference)", "edge": "edge protocol: (a) hot code, params + phone",
-             "edge-e": "edge protocol: (e) as (a), 20 rules + split"}
+             "edge-e": "edge protocol: (e) as (a), 20 rules + split",
+             "edge-cold": "edge protocol: (b) first touch of a code"}
     for key, (counted, busy) in results.items():
         print(f"  {names[key]:<46} {counted:>9,.0f} {busy:>9,.0f}")
     if "edge" in results and "bare" in results:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import shutil
 import socket
@@ -130,10 +131,53 @@ async def _misses(app: EdgeApp, handler: ScanHandler, conn: _Connection, args: a
                 for n in range(64):
                     url = f"/miss{int(with_filter)}-{repeat}-{batch}-{n}?qr=1".encode()
                     handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
-                await asyncio.gather(*handler.tasks)
+                await _read(app, handler)
             per_scan.append((time.process_time() - started) / (args.misses // 64 * 64) * 1e6)
         lines.append(_line("miss", "handler", per_scan, args) + " (each a distinct unknown slug, " + (
             "ruled out by the code filter)" if with_filter else "looked up: no code filter)"))
+    return lines
+
+
+async def _read(app: EdgeApp, handler: ScanHandler) -> None:
+    """Until the misses handled so far are read and answered (RowLookup's batches; tasks before them)."""
+    while (loader := getattr(app.lookup, "_loader", None)) is not None:
+        await loader
+    await asyncio.gather(*handler.tasks)
+
+
+async def _first_touches(app: EdgeApp, handler: ScanHandler, conn: _Connection, args: argparse.Namespace) -> list[str]:
+    """Distinct known codes, 64 at a time, none in the local cache but every row warm in Redis: a first touch
+    (or a touch after the entry's TTL), as most scans of a large catalogue's long tail are (bench-edge (b))."""
+    per_scan = []
+    codes = iter(range(1, args.repeats * args.cold + 1))
+    for _ in range(args.repeats):
+        app.fence.until = time.monotonic() + 3600
+        started = time.process_time()
+        for _ in range(args.cold // 64):
+            for n in itertools.islice(codes, 64):
+                handler.handle(conn, Slot(False), b"GET", f"/z{n}?qr=1".encode(), HEADERS, b"", b"")  # type: ignore[arg-type]
+            await _read(app, handler)
+        per_scan.append((time.process_time() - started) / (args.cold // 64 * 64) * 1e6)
+    return [_line("cold", "handler", per_scan, args) + " (each a distinct known code, its row read from Redis)"]
+
+
+async def _beyond_the_hit_path(app: EdgeApp, handler: ScanHandler, conn: _Connection,
+                               args: argparse.Namespace) -> list[str]:
+    lines = []
+    if args.cold:
+        if args.profile_cold:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0001)
+            profiler.start()
+        lines.extend(await _first_touches(app, handler, conn, args))
+        if args.profile_cold:
+            profiler.stop()
+            lines.append(profiler.output_text(unicode=True, color=False, show_all=False))
+    if args.misses:
+        lines.extend(await _misses(app, handler, conn, args))
+    if args.recorder:
+        lines.extend(await _recorder(app, args))
     return lines
 
 
@@ -178,10 +222,7 @@ async def run(args: argparse.Namespace, services: EmbeddedServices, root: str) -
                     handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
                 per_scan.append((time.process_time() - started) / args.scans * 1e6)
             lines.append(_line(case, "handler", per_scan, args))
-        if args.misses:
-            lines.extend(await _misses(app, handler, conn, args))
-        if args.recorder:
-            lines.extend(await _recorder(app, args))
+        lines.extend(await _beyond_the_hit_path(app, handler, conn, args))
         for case in args.cases:  # the same through the connection: parsing, the answer's order, the write
             request = _request(CASES[case])
             connection = HttpConnection(server)
@@ -222,6 +263,8 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     parser.add_argument("--recorder", action="store_true", help="also the recorder alone, both ways")
     parser.add_argument("--misses", type=int, default=0, help="also this many distinct unknown slugs per repeat")
+    parser.add_argument("--cold", type=int, default=0, help="also this many first touches of known codes per repeat")
+    parser.add_argument("--profile-cold", action="store_true", help="profile the first touches with pyinstrument")
     parser.add_argument("--profile", choices=list(CASES), help="profile this case with pyinstrument")
     args = parser.parse_args()
     root = temporary_root("scanroute-micro-")
@@ -231,7 +274,7 @@ def main() -> None:
     try:
         import uvloop
 
-        uvloop.run(seed(services.database_url, 1000))
+        uvloop.run(seed(services.database_url, max(1000, args.repeats * args.cold)))
         print("\n".join(uvloop.run(run(args, services, str(root)))))
     finally:
         services.stop()

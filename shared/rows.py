@@ -97,9 +97,16 @@ class CodeRow:
     def decode(cls, raw: bytes | str) -> CodeRow:
         d: dict[str, Any] = orjson.loads(raw)
         return cls(d["id"], d["v"], d["org"], d["live"], d["group"], d["status"],
-                   Destination(**d["dest"]), _pairs(d["params"]), _pairs(d["props"]), d["deleted"],
+                   _destination(d["dest"]), _pairs(d["params"]), _pairs(d["props"]), d["deleted"],
                    d.get("routing", ""), d.get("pw"), d.get("limit", False))
 
 
+NO_DESTINATION = Destination()  # most codes take their group's: one shared object (a code row is decoded per miss)
+
+
+def _destination(fields: dict[str, str | None]) -> Destination:
+    return Destination(**fields) if any(fields.values()) else NO_DESTINATION
+
+
 def _pairs(items: list[list[str]]) -> Pairs:
-    return tuple((k, v) for k, v in items)
+    return tuple([(k, v) for k, v in items]) if items else ()

@@ -85,12 +85,11 @@ async def test_a_bad_key_in_a_batched_read_fails_alone(
         reads = CodeReads(redis, pool, keys, link)
         wanted = [("qr.test", codes[0]["slug"]), ("qr.test", "bad\x00slug"), ("qr.test", codes[1]["slug"]),
                   ("qr.test", codes[2]["slug"])]
-        results = await asyncio.gather(*(reads.read(d, s) for d, s in wanted), return_exceptions=True)
+        results = await reads.read_many(wanted)
     finally:
         await pool.close()
-    assert isinstance(results[1], asyncpg.PostgresError)
-    found = [r for i, r in enumerate(results) if i != 1]
-    assert [getattr(r, "id", r) for r in found] == [c["id"] for c in codes]
+    assert isinstance(results[wanted[1]], asyncpg.PostgresError)
+    assert [getattr(results[w], "id", None) for w in wanted if w != wanted[1]] == [c["id"] for c in codes]
 
 
 async def test_every_cache_is_bounded_in_bytes_negative_entries_included() -> None:

@@ -1,4 +1,4 @@
-"""The recorder's own Redis connection (edge/scan_stream.py): RESP written by hand, against a real Redis."""
+"""The edge's own Redis connections (edge/scan_stream.py): RESP written by hand, against a real Redis."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from edge.scan_stream import ScanStream
+from edge.scan_stream import DirectRedis, ScanStream
 from shared.keys import SCAN_FIELD
 
 
@@ -72,3 +72,20 @@ async def test_a_wrong_password_is_a_connection_failure(redis: aioredis.Redis) -
     stream = ScanStream(f"{scheme}://:wrong@{rest.split('@', 1)[1]}", 2.0, redis)
     with pytest.raises(RedisConnectionError):  # AuthenticationError is one
         await stream.xadd_all("never", 0, SCAN_FIELD, [b"e"])
+
+
+async def test_the_row_readers_mget_answers_each_key_in_order_on_the_urls_database(redis_namespace: str) -> None:
+    """The batch read of missing code rows: values as stored (any bytes), None for a key that holds nothing."""
+    url = on_db(os.environ["REDIS_URL"], 1)
+    client = aioredis.Redis.from_url(url)
+    reader = DirectRedis(url, 2.0, client)
+    keys = [f"{redis_namespace}:code:{n}" for n in range(100)]
+    stored = {key: b'{"id":"qr_%d","text":"\r\n$*"}' % n for n, key in enumerate(keys) if n % 3}
+    try:
+        await client.mset(stored)
+        assert await reader.mget(keys) == [stored.get(key) for key in keys]
+        assert await reader.mget([keys[1]]) == [stored[keys[1]]]
+    finally:
+        reader.close()
+        await client.delete(*keys)
+        await client.aclose()

@@ -1,0 +1,41 @@
+"""docs/edge.md, "Misses": the first scans of many codes at once share batched reads, and each still gets
+its own code's answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.conftest import KeyFactory
+from tests.edge.conftest import control_plane, edge_client
+from tests.edge.test_code_filter import redis_reads
+from tests.edge.test_scan import make_code
+
+
+@pytest.mark.parametrize("kind", ["protocol", "asgi"])
+async def test_a_burst_of_first_scans_costs_a_few_reads_not_one_per_scan(
+        private_env: dict[str, str], make_key: KeyFactory, kind: str) -> None:
+    """A poster run's launch: 40 codes scanned at once on an edge that has cached none of them, one of them
+    by 20 phones. Every scan gets its own code's destination; the edge reads the rows in a few MGETs."""
+    key = await make_key()
+    async with control_plane(private_env) as api:
+        codes = [await make_code(api, key, destination={"type": "url", "url": f"https://example.com/{i}"})
+                 for i in range(40)]
+    wanted = [(c["slug"], f"https://example.com/{i}") for i, c in enumerate(codes)] + [
+        (codes[7]["slug"], "https://example.com/7")] * 20
+    redis = aioredis.Redis.from_url(private_env["REDIS_URL"])  # the test's own server: nobody else reads
+    try:
+        async with edge_client(private_env, kind) as (app, edge):
+            before = await redis_reads(redis)
+            answers = await asyncio.gather(*(edge.get(f"/{slug}", headers={"host": "qr.test"})
+                                             for slug, _ in wanted))
+            after = await redis_reads(redis)
+    finally:
+        await redis.aclose()
+    assert [(a.status_code, a.headers["location"].partition("?")[0]) for a in answers] == [
+        (302, url) for _, url in wanted]
+    assert after["get"] - before["get"] <= 1  # the group row (these codes have none), never a code's
+    assert 1 <= after["mget"] - before["mget"] <= 10, after["mget"] - before["mget"]
+    assert len(app.codes) >= 40
