@@ -8,6 +8,8 @@ round trip per miss to Redis and then to PostgreSQL would cost more than the sca
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import asyncpg
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
 Wanted = tuple[str, str]  # (domain, slug)
+NOTHING_KNOWN: Mapping[Wanted, CodeRow] = MappingProxyType({})
 
 
 def _decoded(raw: bytes | str | None) -> CodeRow | None:
@@ -46,25 +49,30 @@ class CodeReads:
         self.link = link
         self.rows = RowStore(redis, keys)
 
-    async def read_many(self, wanted: list[Wanted]) -> dict[Wanted, CodeRow | Exception]:
+    async def read_many(self, wanted: list[Wanted], known: Mapping[Wanted, CodeRow] = NOTHING_KNOWN,
+                        ) -> dict[Wanted, CodeRow | Exception]:
         """Each wanted code's row; an absent code is missing from the result, and a key PostgreSQL rejected
         maps to its error: one bad key fails alone, not the scans it shared a batch with (they would all
-        answer 503). An error no single key explains (both stores unreachable) is raised."""
+        answer 503). An error no single key explains (both stores unreachable) is raised.
+
+        `known`: rows the caller had (cached, and past their TTL). Where Redis holds exactly the bytes such a row
+        encodes to, that row object is the answer: a refresh that finds what it had costs no decoding, and the
+        caller keeps what it prepared with the row."""
         try:
-            return dict(await self._read(wanted))
+            return dict(await self._read(wanted, known))
         except asyncpg.PostgresError as exc:  # perhaps for one key: read them one by one
             if len(wanted) == 1:
                 return {wanted[0]: exc}
         found: dict[Wanted, CodeRow | Exception] = {}
         for one in wanted:
             try:
-                found.update(await self._read([one]))
+                found.update(await self._read([one], known))
             except asyncpg.PostgresError as exc:
                 found[one] = exc
         return found
 
-    async def _read(self, wanted: list[Wanted]) -> dict[Wanted, CodeRow]:
-        found = await self._from_redis(wanted)
+    async def _read(self, wanted: list[Wanted], known: Mapping[Wanted, CodeRow]) -> dict[Wanted, CodeRow]:
+        found = await self._from_redis(wanted, known)
         missing = [w for w in wanted if w not in found]
         if missing:
             from_db = await load_codes_by_slugs(self.db, missing)
@@ -73,7 +81,7 @@ class CodeReads:
                 await self._write_back(from_db)
         return found
 
-    async def _from_redis(self, wanted: list[Wanted]) -> dict[Wanted, CodeRow]:
+    async def _from_redis(self, wanted: list[Wanted], known: Mapping[Wanted, CodeRow]) -> dict[Wanted, CodeRow]:
         if not self.link.rows_readable:
             return {}
         try:
@@ -82,7 +90,14 @@ class CodeReads:
         except REDIS_FAILURES as exc:
             self.link.mark_down(exc)
             return {}
-        return {w: row for w, raw in zip(wanted, raws, strict=True) if (row := _decoded(raw)) is not None}
+        found = {}
+        for one, raw in zip(wanted, raws, strict=True):
+            row = known.get(one)
+            if row is None or row.encode() != raw:
+                row = _decoded(raw)
+            if row is not None:
+                found[one] = row
+        return found
 
     async def _write_back(self, rows: dict[Wanted, CodeRow]) -> None:
         try:

@@ -180,6 +180,12 @@ class LocalCache(Generic[T]):
                 self.bytes -= removed.size
             self._negatives.pop(key, None)
 
+    def last(self, key: str) -> T | None:
+        """The row last cached under `key`, fresh or not (None if none): a read that finds the same row again
+        keeps this object, and what was prepared with it."""
+        entry = self._entries.get(key)
+        return entry.value if entry is not None else None
+
     def fallback(self, key: str) -> T | None:
         """No store answered: the last row we had beats an error page (never a negative one: a slug created
         since must not get a false 404; never a dropped one: it is known stale). Counted when answered."""

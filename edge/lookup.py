@@ -215,21 +215,7 @@ class RowLookup:
             else:
                 codes[key] = cached
         if unread:
-            started = self.codes.load_started()
-            try:
-                rows = await self.code_reads.read_many(list(unread))
-            except Exception as exc:
-                for key in unread.values():
-                    codes[key] = self.codes.fallback(key) or exc
-            else:
-                for wanted, key in unread.items():
-                    row = rows.get(wanted)
-                    if isinstance(row, Exception):
-                        codes[key] = row
-                        continue
-                    loaded = codes[key] = CachedCode(row, self.keys.group(row.group_id) if row.group_id else None) \
-                        if row is not None else None
-                    self.codes.store(key, loaded, started)
+            codes.update(await self._read_codes(unread))
         groups = await self._groups_of(codes.values())
         for key, (_, thens) in batch.items():
             code = codes[key]
@@ -238,6 +224,31 @@ class RowLookup:
                 continue
             group = groups.get(code.group_key) if code.group_key is not None else None
             _call(thens, group if isinstance(group, Exception) else code.scan(group, self.resolutions))
+
+    async def _read_codes(self, unread: dict[Wanted, str]) -> dict[str, CachedCode | None | Exception]:
+        """Code rows by cache key, read and cached; a code read again unchanged keeps its cached object (and its
+        prepared scan): a refresh after the TTL costs no decoding and no preparing."""
+        started = self.codes.load_started()
+        stale = {wanted: last for wanted, key in unread.items() if (last := self.codes.last(key)) is not None}
+        codes: dict[str, CachedCode | None | Exception] = {}
+        try:
+            rows = await self.code_reads.read_many(list(unread), {wanted: c.row for wanted, c in stale.items()})
+        except Exception as exc:
+            return {key: self.codes.fallback(key) or exc for key in unread.values()}
+        for wanted, key in unread.items():
+            row = rows.get(wanted)
+            if isinstance(row, Exception):
+                codes[key] = row
+                continue
+            if row is None:
+                loaded = None
+            elif (last := stale.get(wanted)) is not None and last.row is row:
+                loaded = last
+            else:
+                loaded = CachedCode(row, self.keys.group(row.group_id) if row.group_id else None)
+            codes[key] = loaded
+            self.codes.store(key, loaded, started)
+        return codes
 
     async def _groups_of(self, codes: Iterable[object]) -> dict[str, GroupRow | None | Exception]:
         """The group rows of these codes: cached, else read (one read per group, shared by its codes)."""
@@ -252,7 +263,10 @@ class RowLookup:
         return groups
 
     async def _load_group(self, group_id: str) -> GroupRow | None:
-        raw = await self._redis_get(self.keys.group(group_id))
+        key = self.keys.group(group_id)
+        raw = await self._redis_get(key)
+        if raw is not None and (last := self.groups.last(key)) is not None and last.encode() == raw:
+            return last  # read again, unchanged: its codes keep what they prepared with it
         if raw is not None and (cached := _decoded(raw)):
             return cached
         row = (await load_groups(self.db, [group_id])).get(group_id)

@@ -146,19 +146,26 @@ async def _read(app: EdgeApp, handler: ScanHandler) -> None:
 
 
 async def _first_touches(app: EdgeApp, handler: ScanHandler, conn: _Connection, args: argparse.Namespace) -> list[str]:
-    """Distinct known codes, 64 at a time, none in the local cache but every row warm in Redis: a first touch
-    (or a touch after the entry's TTL), as most scans of a large catalogue's long tail are (bench-edge (b))."""
-    per_scan = []
-    codes = iter(range(1, args.repeats * args.cold + 1))
-    for _ in range(args.repeats):
-        app.fence.until = time.monotonic() + 3600
-        started = time.process_time()
-        for _ in range(args.cold // 64):
-            for n in itertools.islice(codes, 64):
-                handler.handle(conn, Slot(False), b"GET", f"/z{n}?qr=1".encode(), HEADERS, b"", b"")  # type: ignore[arg-type]
-            await _read(app, handler)
-        per_scan.append((time.process_time() - started) / (args.cold // 64 * 64) * 1e6)
-    return [_line("cold", "handler", per_scan, args) + " (each a distinct known code, its row read from Redis)"]
+    """Distinct known codes, 64 at a time, none in the local cache but every row warm in Redis: a first touch,
+    as most scans of a large catalogue's long tail are (bench-edge (b)). Then the same codes again once their
+    entries no longer count as fresh (as past their TTL): a refresh that finds every row unchanged."""
+    lines = []
+    for name, what in (("cold", "each a distinct known code, its row read from Redis"),
+                       ("refresh", "the same codes, their entries stale, their rows unchanged in Redis")):
+        per_scan = []
+        codes = iter(range(1, args.repeats * args.cold + 1))
+        if name == "refresh":
+            app.codes.clear()  # nothing cached counts as fresh any more; the entries stay
+        for _ in range(args.repeats):
+            app.fence.until = time.monotonic() + 3600
+            started = time.process_time()
+            for _ in range(args.cold // 64):
+                for n in itertools.islice(codes, 64):
+                    handler.handle(conn, Slot(False), b"GET", f"/z{n}?qr=1".encode(), HEADERS, b"", b"")  # type: ignore[arg-type]
+                await _read(app, handler)
+            per_scan.append((time.process_time() - started) / (args.cold // 64 * 64) * 1e6)
+        lines.append(_line(name, "handler", per_scan, args) + f" ({what})")
+    return lines
 
 
 async def _beyond_the_hit_path(app: EdgeApp, handler: ScanHandler, conn: _Connection,

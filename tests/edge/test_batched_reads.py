@@ -4,10 +4,13 @@ its own code's answer."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 import redis.asyncio as aioredis
 
+from shared.keys import RedisKeys
+from shared.rows import CodeRow, Destination
 from tests.conftest import KeyFactory
 from tests.edge.conftest import control_plane, edge_client
 from tests.edge.test_code_filter import redis_reads
@@ -39,3 +42,29 @@ async def test_a_burst_of_first_scans_costs_a_few_reads_not_one_per_scan(
     assert after["get"] - before["get"] <= 1  # the group row (these codes have none), never a code's
     assert 1 <= after["mget"] - before["mget"] <= 10, after["mget"] - before["mget"]
     assert len(app.codes) >= 40
+
+
+@pytest.mark.parametrize("kind", ["protocol", "asgi"])
+async def test_past_its_ttl_a_row_is_read_again_a_changed_one_answers_an_unchanged_one_is_kept(
+        env: dict[str, str], make_key: KeyFactory, redis: aioredis.Redis, kind: str) -> None:
+    """The TTL is the last backstop behind invalidations (docs/freshness.md): a row changed in Redis without
+    any invalidation (as a lost one would leave it) answers once the entry is past its TTL. A row read again
+    unchanged keeps its cached entry, prepared scan included (docs/edge.md, "Misses")."""
+    key = await make_key()
+    async with control_plane(env) as api:
+        changed, same = [await make_code(api, key, destination={"type": "url", "url": f"https://example.com/{n}"})
+                         for n in ("changed", "same")]
+    keys = RedisKeys(env["REDIS_NAMESPACE"])
+    async with edge_client({**env, "EDGE_CACHE_TTL": "0.3"}, kind) as (app, edge):
+        for code in (changed, same):
+            assert (await edge.get(f"/{code['slug']}", headers={"host": "qr.test"})).status_code == 302
+        kept = app.codes.last(keys.code("qr.test", same["slug"]))
+        raw = await redis.get(keys.code("qr.test", changed["slug"]))
+        assert raw is not None
+        row = CodeRow.decode(raw)
+        await redis.set(keys.code("qr.test", changed["slug"]), dataclasses.replace(
+            row, version=row.version + 1, destination=Destination("url", "https://example.com/moved")).encode())
+        await asyncio.sleep(0.4)
+        answers = [await edge.get(f"/{code['slug']}", headers={"host": "qr.test"}) for code in (changed, same)]
+        assert [a.headers["location"] for a in answers] == ["https://example.com/moved", "https://example.com/same"]
+        assert kept is not None and app.codes.last(keys.code("qr.test", same["slug"])) is kept
