@@ -198,7 +198,7 @@ class RowLookup:
                 batch, self._waiting = self._waiting, {}
                 try:
                     await self._load_batch(batch)
-                except Exception as exc:  # not one scan may wait for ever: each answers, unavailable
+                except Exception as exc:  # raised before any waiter was answered: each answers, unavailable
                     log.exception("code batch read failed")
                     for _, thens in batch.values():
                         _call(thens, exc)
@@ -217,13 +217,21 @@ class RowLookup:
         if unread:
             codes.update(await self._read_codes(unread))
         groups = await self._groups_of(codes.values())
-        for key, (_, thens) in batch.items():
-            code = codes[key]
-            if code is None or isinstance(code, Exception):
-                _call(thens, code)
-                continue
-            group = groups.get(code.group_key) if code.group_key is not None else None
-            _call(thens, group if isinstance(group, Exception) else code.scan(group, self.resolutions))
+        for key, (_, thens) in batch.items():  # from here on nothing raises: each waiter is answered once
+            _call(thens, self._prepared(codes[key], groups))
+
+    def _prepared(self, code: CachedCode | None | Exception,
+                  groups: dict[str, GroupRow | None | Exception]) -> PreparedScan | None | Exception:
+        if code is None or isinstance(code, Exception):
+            return code
+        group = groups.get(code.group_key) if code.group_key is not None else None
+        if isinstance(group, Exception):
+            return group
+        try:
+            return code.scan(group, self.resolutions)
+        except Exception as exc:  # a row we cannot resolve answers 503 alone, logged
+            log.exception("preparing the scan of %s failed", code.row.id)
+            return exc
 
     async def _read_codes(self, unread: dict[Wanted, str]) -> dict[str, CachedCode | None | Exception]:
         """Code rows by cache key, read and cached; a code read again unchanged keeps its cached object (and its
