@@ -155,10 +155,12 @@ async def test_split_is_sticky_per_visitor_and_follows_the_weights(
     code = await create(api, key, group_id=group["id"], url_params={"utm_medium": "table"})
     seen: Counter[str | int] = Counter()
     async with client_of(edge_app) as client:
-        for n in range(10_000):  # distinct visitors: the same address, each with its own phone
+        for n in range(2_000):  # distinct visitors: the same address, each with its own phone
             seen[answer(await client.get(f"/{code['slug']}", headers={"user-agent": f"visitor {n}"}))] += 1
-    assert abs(seen["https://example.com/a?utm_medium=table"] / 10_000 - 0.7) <= 0.02, seen
-    assert abs(seen["https://example.com/b?utm_medium=table"] / 10_000 - 0.3) <= 0.02, seen
+    # The weights to ±0.02 over 10,000 visitors: tests/shared/test_routing.py. Here, that the edge draws with
+    # them: ±0.04 is 3.9 standard deviations of 2,000 draws.
+    assert abs(seen["https://example.com/a?utm_medium=table"] / 2_000 - 0.7) <= 0.04, seen
+    assert abs(seen["https://example.com/b?utm_medium=table"] / 2_000 - 0.3) <= 0.04, seen
     first = [answer(await scan(edge_app, code["slug"], user_agent=f"visitor {n}")) for n in range(20)]
     assert [answer(await scan(edge_app, code["slug"], user_agent=f"visitor {n}")) for n in range(20)] == first
     events = await stream_events(redis, redis_namespace)
