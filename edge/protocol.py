@@ -66,10 +66,10 @@ class HttpConnection(asyncio.Protocol):
         self.url = b""
         self.method = b""  # read once the head is complete
         self.headers: dict[bytes, bytes] = {}
-        self.forwarded_for = b""
-        self.hosts = 0
-        self.head_bytes = 0
+        self.counting = False  # this read is longer than MAX_HEAD: the heads that begin in it are counted
+        self.head_bytes = 0  # what the parser reported of the head so far, while counting
         self.partial_head = 0  # bytes of a head not yet complete, counted from the raw data
+        self.head_tail = b""  # the last bytes of that head, in which its end may begin
         self.body_bytes = 0
         self.body = b""  # kept for POST only (a password form), at most FORM_LIMIT + 1 bytes
         self.keep_body = False
@@ -85,7 +85,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
-        self.deadline = self.loop.time() + self.server.settings.header_timeout
+        self.deadline = self.server.now + self.server.header_timeout
         self.server.opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -115,6 +115,12 @@ class HttpConnection(asyncio.Protocol):
         if self.done:
             return
         self.completed_in_chunk = False
+        # A head longer than MAX_HEAD is refused (431). One that begins and ends in this read is at most as long
+        # as the read: only a read longer than MAX_HEAD needs its heads counted, which costs a few operations
+        # per header. A head begun in earlier reads is measured from the raw bytes.
+        self.counting = len(data) > MAX_HEAD
+        if self.partial_head and self._head_too_long(data):
+            return self._reject(431)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -135,54 +141,63 @@ class HttpConnection(asyncio.Protocol):
 
     def _check_partial_head(self, data: bytes) -> None:
         """A head that spans several reads is buffered by the parser: bound it before it is complete."""
-        if self.completed_in_chunk:  # the head began inside this read, after the previous request's end
+        if self.completed_in_chunk or not self.partial_head:  # the head began in this read
             start = data.rfind(_HEAD_END)
             self.partial_head = len(data) - (start + len(_HEAD_END) if start >= 0 else 0)
         else:
             self.partial_head += len(data)
+        self.head_tail = data[-3:] if self.partial_head >= 3 else b""
         if self.partial_head > MAX_HEAD:
             self._reject(431)
+
+    def _head_too_long(self, data: bytes) -> bool:
+        """Whether the head begun in earlier reads, if it ends in this one, is longer than MAX_HEAD."""
+        end = (self.head_tail + data).find(_HEAD_END)
+        return end >= 0 and self.partial_head + end + len(_HEAD_END) - len(self.head_tail) > MAX_HEAD
 
     # httptools callbacks
 
     def on_message_begin(self) -> None:
         if self.done:
             raise _Rejected(0)  # pipelined after a request that closes the connection: not read
-        self.started = self.loop.time()
+        self.started = self.server.now
         self.in_request = True
         self.head_complete = False
         self.url = b""
         self.headers = {}
-        self.forwarded_for = b""
-        self.hosts = 0
-        self.head_bytes = 0
-        self.body_bytes = 0
-        self.body = b""
+        self.head_bytes = 0  # the body's counters are zero: `on_message_complete` resets them after a body
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self.head_bytes += len(url)
+        if self.counting:
+            self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.counting:
+            self._count(len(name) + len(value) + 4)
+        name = name.lower()
+        headers = self.headers
+        headers[name] = self._repeated(name, headers[name], value) if name in headers else value
+
+    def _count(self, length: int) -> None:
+        self.head_bytes += length
         if self.head_bytes > MAX_HEAD:
             raise _Rejected(431)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value) + 4
-        if self.head_bytes > MAX_HEAD:
-            raise _Rejected(431)
-        name = name.lower()
-        if name == b"host":
-            self.hosts += 1
-        elif name == b"x-forwarded-for":
-            self.forwarded_for = self.forwarded_for + b"," + value if self.forwarded_for else value
-        self.headers[name] = value
+    def _repeated(self, name: bytes, first: bytes, value: bytes) -> bytes:
+        """A header sent twice: a second Host is refused in HTTP/1.1 (RFC 9112 §3.2); X-Forwarded-For's
+        lines form one list (RFC 9110 §5.3, docs/api.md §3.4); any other header keeps its last value."""
+        if name == b"host" and self.parser.get_http_version() == "1.1":
+            raise _Rejected(400)
+        return first + b"," + value if name == b"x-forwarded-for" else value
 
     def on_headers_complete(self) -> None:
         self.head_complete = True
         self.partial_head = 0
         self.method = self.parser.get_method()
         self.keep_body = self.method == b"POST"
-        if self.hosts != 1 and self.parser.get_http_version() == "1.1":
-            raise _Rejected(400)  # RFC 9112 §3.2: exactly one Host in HTTP/1.1
+        if b"host" not in self.headers and self.parser.get_http_version() == "1.1":
+            raise _Rejected(400)  # RFC 9112 §3.2: exactly one Host in HTTP/1.1 (a second: `_repeated`)
         expect = self.headers.get(b"expect")
         if expect is not None:
             if expect.lower() != b"100-continue":
@@ -206,8 +221,10 @@ class HttpConnection(asyncio.Protocol):
         self.slots.append(slot)
         if not keep_alive:
             self.done = True
-        self.server.handler.handle(self, slot, self.method, self.url, self.headers,
-                                   self.forwarded_for, self.body)
+        self.server.handler.handle(self, slot, self.method, self.url, self.headers, self.body)
+        if self.body_bytes:
+            self.body_bytes = 0
+            self.body = b""
         if len(self.slots) >= MAX_PENDING:
             self._pause_reading()
 
@@ -222,7 +239,7 @@ class HttpConnection(asyncio.Protocol):
                 and self.transport is not None:  # the usual case: the only answer pending, connection stays open
             slots.popleft()
             self.transport.write(data)
-            self._set_deadline()
+            self.deadline = self.server.now + self.server.keepalive_timeout  # `_set_deadline`, inlined
             return
         self._flush()
 
@@ -296,11 +313,11 @@ class HttpConnection(asyncio.Protocol):
         if self.done:
             return  # closing: the deadline is the linger's
         if self.in_request:  # more bytes do not buy more time: a slow client cannot hold the connection
-            self.deadline = self.started + self.server.settings.header_timeout
+            self.deadline = self.started + self.server.header_timeout
         elif self.slots:
             self.deadline = math.inf  # waiting for us, not for the client
         else:
-            self.deadline = self.loop.time() + self.server.settings.keepalive_timeout
+            self.deadline = self.server.now + self.server.keepalive_timeout
 
     def expire(self, now: float) -> bool:
         """Called by the sweep: close a connection whose client kept us waiting too long."""

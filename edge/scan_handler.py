@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 PAGE_STATUS = {**HTTP_STATUS, **ANSWER_STATUS, "unknown": 404, "unavailable": 503}
 GET, HEAD, POST = b"GET", b"HEAD", b"POST"
+FORWARDED_FOR = b"x-forwarded-for"  # its lines joined into one list by the connection
 METHODS = {GET: "GET", HEAD: "HEAD", POST: "POST"}
 Answer = tuple[Decision, str, Sequence[tuple[bytes, bytes]]]  # EdgeApp.decide's
 
@@ -53,7 +54,7 @@ class ScanHandler:
         self.app.metrics.answered("malformed", 0.0)
 
     def handle(self, conn: HttpConnection, slot: Slot, method: bytes, url: bytes, headers: dict[bytes, bytes],
-               forwarded_for: bytes, body: bytes) -> None:
+               body: bytes) -> None:
         started = time.perf_counter()
         connection = responses.CLOSE if slot.close else responses.KEEP_ALIVE
         head_only = method == HEAD
@@ -68,7 +69,7 @@ class ScanHandler:
         target = self.scans.target(path_text, headers.get(b"host", b""))
         if target is None:
             return self._page(conn, slot, "unknown", connection, head_only, started)
-        ip = self.scans.client_address.of(conn.peer, forwarded_for) if forwarded_for else conn.peer
+        ip = self.scans.client_address.of(conn.peer, headers[FORWARDED_FOR]) if FORWARDED_FOR in headers else conn.peer
         request = _Request(self, conn, slot, METHODS[method], query, headers, ip, connection, started, body)
         found = self.lookup.find_cached(*target)
         if isinstance(found, Miss):

@@ -43,6 +43,12 @@ class EdgeServer:
         self.connections: set[HttpConnection] = set()
         self.draining = False
         self.date = http_date()
+        # Connections take their deadlines from the clock of the last tick (a clock read per request costs
+        # more than the rest of the deadline's work): it is at most TICK old while the loop keeps up, so a
+        # TICK added to each timeout means no connection is closed before its time (docs/edge.md, "Limits").
+        self.now = self.loop.time()
+        self.header_timeout = self.settings.header_timeout + TICK
+        self.keepalive_timeout = self.settings.keepalive_timeout + TICK
         self._listener: asyncio.Server | None = None
         self._resuming = False
         self._ticker: asyncio.TimerHandle | None = None
@@ -87,7 +93,7 @@ class EdgeServer:
 
     def _tick(self) -> None:
         self.date = http_date()
-        now = self.loop.time()
+        now = self.now = self.loop.time()
         for connection in [c for c in self.connections if c.deadline <= now]:
             connection.expire(now)
         self._ticker = self.loop.call_later(TICK, self._tick)

@@ -130,7 +130,7 @@ async def _misses(app: EdgeApp, handler: ScanHandler, conn: _Connection, args: a
             for batch in range(args.misses // 64):
                 for n in range(64):
                     url = f"/miss{int(with_filter)}-{repeat}-{batch}-{n}?qr=1".encode()
-                    handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
+                    handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"")  # type: ignore[arg-type]
                 await _read(app, handler)
             per_scan.append((time.process_time() - started) / (args.misses // 64 * 64) * 1e6)
         lines.append(_line("miss", "handler", per_scan, args) + " (each a distinct unknown slug, " + (
@@ -161,7 +161,7 @@ async def _first_touches(app: EdgeApp, handler: ScanHandler, conn: _Connection, 
             started = time.process_time()
             for _ in range(args.cold // 64):
                 for n in itertools.islice(codes, 64):
-                    handler.handle(conn, Slot(False), b"GET", f"/z{n}?qr=1".encode(), HEADERS, b"", b"")  # type: ignore[arg-type]
+                    handler.handle(conn, Slot(False), b"GET", f"/z{n}?qr=1".encode(), HEADERS, b"")  # type: ignore[arg-type]
                 await _read(app, handler)
             per_scan.append((time.process_time() - started) / (args.cold // 64 * 64) * 1e6)
         lines.append(_line(name, "handler", per_scan, args) + f" ({what})")
@@ -226,7 +226,7 @@ async def run(args: argparse.Namespace, services: EmbeddedServices, root: str) -
                 await app.lookup.find(HOST, url[1:].partition(b"?")[0].decode())
                 started = time.process_time()
                 for _ in range(args.scans):
-                    handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"", b"")  # type: ignore[arg-type]
+                    handler.handle(conn, Slot(False), b"GET", url, HEADERS, b"")  # type: ignore[arg-type]
                 per_scan.append((time.process_time() - started) / args.scans * 1e6)
             lines.append(_line(case, "handler", per_scan, args))
         lines.extend(await _beyond_the_hit_path(app, handler, conn, args))

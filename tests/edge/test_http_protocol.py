@@ -160,6 +160,36 @@ async def test_a_head_over_8_kib_gets_431_in_one_piece_or_many(
     assert (await read_until_closed(reader)).startswith(b"HTTP/1.1 431 ")
 
 
+@pytest.mark.parametrize(("pad", "status"), [(7900, 200), (8300, 431)])
+async def test_a_head_in_two_reads_is_measured_whole(
+        connect: Connect, served: tuple[EdgeApp, EdgeServer], pad: int, status: int) -> None:
+    """The limit holds for a head whose last read completes it: neither read alone passes 8 KiB, and one
+    header is split between them (the parser reports it only after the second read)."""
+    head = request_bytes("GET", "/healthz", headers=[("X-Pad", "p" * (pad - 200)), ("X-More", "m" * 150)])
+    reader, writer = await connect(address(served[1]))
+    cut = len(head) - 100  # inside X-More
+    writer.write(head[:cut])
+    await asyncio.sleep(0.05)  # two reads, not one
+    writer.write(head[cut:])
+    if status == 200:
+        assert (await Responses(reader).next()).status == 200
+    else:
+        assert (await read_until_closed(reader)).startswith(b"HTTP/1.1 431 ")
+
+
+async def test_pipelined_heads_in_one_long_read_are_each_within_the_limit(
+        connect: Connect, served: tuple[EdgeApp, EdgeServer]) -> None:
+    """A read longer than 8 KiB holds many small heads (answered) or one long one (refused)."""
+    small = request_bytes("GET", "/healthz", headers=[("X-Pad", "p" * 500)])
+    reader, writer = await connect(address(served[1]))
+    writer.write(small * 30)  # ~17 KiB in one write
+    responses = Responses(reader)
+    assert [(await responses.next()).status for _ in range(30)] == [200] * 30
+    writer.write(small + request_bytes("GET", "/healthz", headers=[("X-Pad", "p" * 9000)]))
+    assert [(await responses.next()).status for _ in range(2)] == [200, 431]
+    assert await closed_by_server(reader)
+
+
 async def test_slow_heads_and_idle_connections_are_disconnected(
         connect: Connect, env: dict[str, str]) -> None:
     async with edge_on_socket(env, EDGE_HEADER_TIMEOUT="0.3", EDGE_KEEPALIVE_TIMEOUT="0.3") as (_, server):
