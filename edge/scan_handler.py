@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -31,6 +31,7 @@ from shared.visitor import Visitor
 
 if TYPE_CHECKING:
     from edge.protocol import HttpConnection, Slot
+    from edge.server import EdgeServer
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,9 @@ Answer = tuple[Decision, str, Sequence[tuple[bytes, bytes]]]  # EdgeApp.decide's
 
 
 class ScanHandler:
-    def __init__(self, app: EdgeApp, date: Callable[[], bytes]) -> None:
+    def __init__(self, app: EdgeApp, server: EdgeServer) -> None:
         self.app = app
-        self.date = date
+        self.server = server  # its `date`: the Date header's value, renewed by the server's tick
         self.pages = responses.pages(app.pages, PAGE_STATUS)
         self.not_allowed = responses.Fixed(405, responses.ALLOW + responses.HTML, b"")
         self.tasks: set[asyncio.Task[None]] = set()  # misses in flight (kept referenced until done)
@@ -120,9 +121,9 @@ class ScanHandler:
             fixed = self.pages[page] if not extra else responses.Fixed(
                 PAGE_STATUS[page], responses.HTML + b"".join(k + b": " + v + b"\r\n" for k, v in extra),
                 self.app.pages[page])
-            request.answer = fixed.encode(self.date(), request.connection, request.method == "HEAD")
+            request.answer = fixed.encode(self.server.date, request.connection, request.method == "HEAD")
         else:
-            request.answer = responses.redirect(decision.location.render_bytes(request.query), self.date(),
+            request.answer = responses.redirect(decision.location.render_bytes(request.query), self.server.date,
                                                 request.connection)
         self.recorder.submit(event, request.recorded)
 
@@ -133,26 +134,26 @@ class ScanHandler:
 
     def _not_allowed(self, conn: HttpConnection, slot: Slot, connection: bytes, started: float) -> None:
         self._count("not_allowed", started)
-        conn.fill(slot, self.not_allowed.encode(self.date(), connection))
+        conn.fill(slot, self.not_allowed.encode(self.server.date, connection))
 
     def _page(self, conn: HttpConnection, slot: Slot, outcome: str, connection: bytes, head_only: bool,
               started: float) -> None:
         self._count(outcome, started)
-        conn.fill(slot, self.pages[outcome].encode(self.date(), connection, head_only))
+        conn.fill(slot, self.pages[outcome].encode(self.server.date, connection, head_only))
 
     def _count(self, outcome: str, started: float) -> None:
         self.metrics.answered(outcome, time.perf_counter() - started)
 
     def _operations(self, path: str, method: bytes, connection: bytes) -> bytes:
         if method not in (GET, HEAD):
-            return responses.Fixed(405, responses.ALLOW, b"").encode(self.date(), connection)
+            return responses.Fixed(405, responses.ALLOW, b"").encode(self.server.date, connection)
         if path == "/healthz":
             answer = responses.json_response(200, {"status": "ok"})
         elif path == "/readyz":
             answer = responses.json_response(*self.app.readiness())
         else:
             answer = responses.text_response(200, METRICS_TYPE, self.app.metrics.render())
-        return answer.encode(self.date(), connection, method == HEAD)
+        return answer.encode(self.server.date, connection, method == HEAD)
 
 
 OPS = frozenset({"/healthz", "/readyz", "/metrics"})

@@ -20,6 +20,8 @@ from shared.visitor import Visitor
 
 _MARKER = re.compile(rb"(?:^|&)" + SCAN_MARKER.encode() + rb"(?:[=&]|$)")
 TARGET_MEMO_ENTRIES = 4096  # (path, Host) pairs; at most ~70 + 255 bytes of key each, so ≤ ~2 MB
+MARKER_MEMO_ENTRIES = 4096  # queries: a printed code's query is the same on every scan
+MARKER_MEMO_QUERY = 512  # bytes; a longer query is searched every time
 Headers = dict[bytes, bytes]  # lower-case names; a repeated header keeps its last value
 Target = tuple[str, str, str]  # (domain, slug, the code's cache key)
 Facts = tuple[str, str, str | None, str, str]  # a visitor's user agent, Accept-Language, country, and the keyed
@@ -35,6 +37,7 @@ class ScanPath:
         self.country_header = settings.trusted_country_header.encode() if settings.trusted_country_header else None
         self.domains = Domains()
         self._targets: dict[tuple[str, bytes], Target] = {}
+        self._markers: dict[bytes, bool] = {}
         self.client_address = ClientAddress(settings.trusted_proxies)
 
     def target(self, path: str, host: bytes) -> Target | None:
@@ -84,14 +87,28 @@ class ScanPath:
         """The scan event: the code's constant members encoded once (`head`), this scan's added."""
         user_agent, accept_language, country, visitor_hash, ip_hash = facts
         scan_id = uuid_utils.uuid7()
-        # `query.find`, not `b"qr" in query`: bytes' `in` first tries its operand as an int, and the TypeError it
-        # formats and discards costs more than the rest of this line (BENCHMARKS.md, 2026-11-30 "edge-cpu").
+        marker = self._markers.get(query)
+        if marker is None:
+            marker = self._marker(query)
+        referer = headers.get(b"referer")  # most scans have none (a camera app opens the URL)
         return head.finish({
             "scan_id": str(scan_id), "ts_ms": scan_id.timestamp, "outcome": decision.outcome, "method": method,
-            "marker": query.find(b"qr") >= 0 and _MARKER.search(query) is not None,
+            "marker": marker,
             "ip_hash": ip_hash, "visitor_hash": visitor_hash, "user_agent": user_agent,
-            "referer": headers.get(b"referer", b"")[:1024].decode("latin-1"), "accept_language": accept_language,
+            "referer": referer[:1024].decode("latin-1") if referer else "", "accept_language": accept_language,
             "country": country, "rule": decision.rule, "variant": decision.variant})
+
+    def _marker(self, query: bytes) -> bool:
+        """Whether the query carries the marker printed in every image; remembered per query (the regex
+        costs more than a scan's lookup in the local cache), in a bounded memo."""
+        # `query.find`, not `b"qr" in query`: bytes' `in` first tries its operand as an int, and the TypeError it
+        # formats and discards costs more than the rest of this line (BENCHMARKS.md, 2026-11-30 "edge-cpu").
+        marker = query.find(b"qr") >= 0 and _MARKER.search(query) is not None
+        if len(query) <= MARKER_MEMO_QUERY:
+            if len(self._markers) >= MARKER_MEMO_ENTRIES:
+                self._markers.clear()
+            self._markers[query] = marker
+        return marker
 
     def country(self, headers: Headers, ip: str) -> str | None:
         """A trusted CDN header first; else the GeoIP database, looked up here since IPs never leave the edge."""

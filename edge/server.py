@@ -39,7 +39,7 @@ class EdgeServer:
         self.settings = app.settings
         self.sock = sock
         self.loop = asyncio.get_running_loop()
-        self.handler = ScanHandler(app, self.current_date)
+        self.handler = ScanHandler(app, self)
         self.connections: set[HttpConnection] = set()
         self.draining = False
         self.date = http_date()
@@ -52,9 +52,6 @@ class EdgeServer:
         self._listener: asyncio.Server | None = None
         self._resuming = False
         self._ticker: asyncio.TimerHandle | None = None
-
-    def current_date(self) -> bytes:
-        return self.date
 
     async def start(self) -> None:
         await self._listen()

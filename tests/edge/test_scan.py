@@ -44,6 +44,20 @@ async def test_seed_example_redirects_with_merged_params(
     assert "203.0.113.7" not in event.encode().decode() and len(event.ip_hash) == 32
 
 
+async def test_each_scan_records_whether_its_own_query_carries_the_marker(
+        api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str) -> None:
+    """The marker printed in every image (`qr`), read from each scan's query (the edge remembers the answer
+    per query: a printed code's scans repeat it)."""
+    key = await make_key()
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/"})
+    queries = {"?qr=1": True, "?utm_source=x": False, "?aqr=1&qrx=2": False, "?x=1&qr": True, "": False}
+    for query in [*queries, "?qr=1", "?utm_source=x"]:
+        assert (await edge.get(f"/{code['slug']}{query}")).status_code == 302
+    markers = [event.marker for event in await stream_events(redis, redis_namespace)]
+    assert markers == [*queries.values(), True, False]
+
+
 async def test_every_outcome_and_its_status(api: httpx.AsyncClient, edge: httpx.AsyncClient,
                                             make_key: KeyFactory, redis: aioredis.Redis,
                                             redis_namespace: str) -> None:
