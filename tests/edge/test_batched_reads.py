@@ -39,7 +39,9 @@ async def test_a_burst_of_first_scans_costs_a_few_reads_not_one_per_scan(
         await redis.aclose()
     assert [(a.status_code, a.headers["location"].partition("?")[0]) for a in answers] == [
         (302, url) for _, url in wanted]
-    assert after["get"] - before["get"] <= 1  # the group row (these codes have none), never a code's
+    # Never a code's GET (that would be 60): at most the edge's start-up check of the code filter's cursor,
+    # which a loaded machine may run after the edge answers (edge/redis_repair.py), and a group row (none here).
+    assert after["get"] - before["get"] <= 2, after["get"] - before["get"]
     assert 1 <= after["mget"] - before["mget"] <= 10, after["mget"] - before["mget"]
     assert len(app.codes) >= 40
 
