@@ -170,8 +170,8 @@ class EdgeApp:
             return Decision(resolution.outcome, default), resolution.outcome, []
         now = self.clock()
         if method != "POST" or plan.password_hash is None or plan.expiry(now) is not None:
-            decision = plan.decide(visitor, now, default)
-            return decision, decision.outcome, []
+            decision = plan.decide(visitor, now)
+            return decision, decision.outcome, ()
         return None
 
     async def check_password(self, code: CodeRow, resolution: Resolution, visitor: Visitor,
@@ -181,7 +181,7 @@ class EdgeApp:
         assert plan is not None and plan.password_hash is not None and default is not None
         verdict = await self.passwords.check(code.id, visitor.client_ip, plan.password_hash, password)
         if verdict.result == "right":
-            decision = plan.decide(visitor, self.clock(), default, unlocked=True)  # recorded as a scan of its own
+            decision = plan.decide(visitor, self.clock(), unlocked=True)  # recorded as a scan of its own
             return decision, decision.outcome, []
         if verdict.result == "wrong":
             return Decision("password_failed", None), "password_failed", []

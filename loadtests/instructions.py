@@ -51,9 +51,22 @@ def first_touches() -> Callable[[], bytes]:
     return lambda: HOT_REQUEST.replace(b"GET /h1?", b"GET /z%d?" % next(numbers), 1)
 
 
+def refreshes(codes: int) -> Callable[[], bytes]:
+    """bench-edge (b)'s codes seen again after their entry's TTL: z1 … z`codes` in turn, each asked for again
+    only after all the others (the edge runs with a 1 s TTL, and under callgrind `codes` requests take longer):
+    the row is read again and found unchanged, the cached entry kept (docs/edge.md)."""
+    numbers = itertools.cycle(range(1, codes + 1))
+    return lambda: HOT_REQUEST.replace(b"GET /h1?", b"GET /z%d?" % next(numbers), 1)
+
+
+def warm_up_requests(requests: int) -> int:
+    """The requests `measure` makes before counting."""
+    return min(requests, 2000) + 500
+
+
 def first_touch_codes(requests: int) -> int:
     """How many codes `measure` asks for with `first_touches`: its warm-ups, then N and 2N."""
-    return min(requests, 2000) + 500 + 3 * requests
+    return warm_up_requests(requests) + 3 * requests
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
 
 
@@ -182,7 +195,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000, help="N: requests of the first count (then 2N)")
     parser.add_argument("--only", default="bare,edge", help="comma-separated: bare, edge, edge-e (case (e):"
                         " a code whose group has 20 rules and a split), edge-cold (each request a code the edge"
-                        " has not cached: (b)'s long tail)")
+                        " has not cached: (b)'s long tail), edge-refresh (each request a code seen again past its"
+                        " TTL, its row unchanged in Redis: most of (b)'s misses in bench-edge's later rounds)")
     parser.add_argument("--edge-source", help="a source tree to run the edge from (e.g. a `git worktree` of"
                         " another commit, to compare): it is started with that tree as its working directory")
     parser.add_argument("--keep", help="a folder to keep the callgrind dumps in (for callgrind_annotate)")
@@ -199,7 +213,8 @@ def main() -> int:
     os.environ["BENCH_REDIS_URL"] = services.redis_url
     results: dict[str, tuple[float, float]] = {}
     try:
-        asyncio.run(seed(services.database_url, first_touch_codes(args.requests) if "edge-cold" in only else 1000))
+        asyncio.run(seed(services.database_url, first_touch_codes(args.requests)
+                         if only & {"edge-cold", "edge-refresh"} else 1000))
         python = sys.executable
         if "bare" in only:
             port = free_port()
@@ -222,6 +237,12 @@ def main() -> int:
             results["edge-cold"] = measure("edge protocol (b) first touch", [python, "-m", "control_plane.cli", "edge"],
                                            port, first_touches(), args.requests, folder, env, batches=True,
                                            cwd=args.edge_source)
+        if "edge-refresh" in only:
+            port = free_port()
+            env = {**os.environ, **edge_env(services, root, port, "instructions-refresh"), "EDGE_CACHE_TTL": "1"}
+            results["edge-refresh"] = measure("edge protocol (b) refresh", [python, "-m", "control_plane.cli", "edge"],
+                                              port, refreshes(warm_up_requests(args.requests)), args.requests,
+                                              folder, env, batches=True, cwd=args.edge_source)
     finally:
         services.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -232,7 +253,8 @@ def main() -> int:
     print(f"  {'':<46} {'counted':>9} {'w/o idle':>9}")
     names = {"bare": "bare uvicorn ASGI, fixed 302 (reference)", "edge": "edge protocol: (a) hot code, params + phone",
              "edge-e": "edge protocol: (e) as (a), 20 rules + split",
-             "edge-cold": "edge protocol: (b) first touch of a code"}
+             "edge-cold": "edge protocol: (b) first touch of a code",
+             "edge-refresh": "edge protocol: (b) a code again past its TTL"}
     for key, (counted, busy) in results.items():
         print(f"  {names[key]:<46} {counted:>9,.0f} {busy:>9,.0f}")
     if "edge" in results and "bare" in results:

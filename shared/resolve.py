@@ -52,5 +52,5 @@ def resolve(code: CodeRow, group: GroupRow | None, templates: Templates) -> Reso
     location, plan = None, None
     if target is not None and outcome == "redirected":
         location = LocationTemplate.build(target, group.url_params if group else (), code.url_params)
-        plan = build_plan(code, group, code.destination.type is None, templates)
+        plan = build_plan(code, group, code.destination.type is None, templates, location)
     return Resolution(outcome, status, destination, source, location, properties, plan)

@@ -77,6 +77,16 @@ class Routing:
     split: CompiledSplit | None
     facts: Callable[[Visitor, float], Hashable]  # everything the rules read of a scan, as one hashable value
     memo: dict[Hashable, int] = field(default_factory=dict)  # facts → first matching rule, or NO_RULE
+    # Every answer `choose` can give, made once: a scan builds no Choice.
+    rule_choices: tuple[Choice, ...] = field(init=False)
+    variant_choices: tuple[Choice, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rule_choices", tuple(
+            Choice(n, None, rule.destination) for n, rule in enumerate(self.rules)))
+        object.__setattr__(self, "variant_choices", tuple(
+            Choice(None, n, destination) for n, destination in enumerate(self.split.destinations))
+            if self.split is not None else ())
 
     def choose(self, visitor: Visitor, now: float) -> Choice | None:
         """The first matching rule, else the split's variant; None means the code's usual destination.
@@ -92,10 +102,9 @@ class Routing:
                     self.memo.clear()
                 self.memo[facts] = index
             if index != NO_RULE:
-                return Choice(index, None, self.rules[index].destination)
+                return self.rule_choices[index]
         if self.split is not None:
-            variant = self.split.pick(visitor.visitor_hash)
-            return Choice(None, variant, self.split.destinations[variant])
+            return self.variant_choices[self.split.pick(visitor.visitor_hash)]
         return None
 
 

@@ -7,7 +7,7 @@ and picks a template: no I/O, no parsing of stored JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
@@ -30,6 +30,9 @@ class Decision(NamedTuple):
     variant: int | None = None
 
 
+PASSWORD_PROMPT = Decision("password_prompt", None)
+
+
 @dataclass(frozen=True, slots=True)
 class ScanPlan:
     validity: Validity  # effective (code's fields, else the group's)
@@ -39,15 +42,31 @@ class ScanPlan:
     rule_locations: tuple[LocationTemplate | None, ...]  # per rule; None when its target is not configured
     variant_locations: tuple[LocationTemplate | None, ...]
     expired_location: LocationTemplate | None
+    default: LocationTemplate  # the code's usual destination
+    # Every decision `route` can answer with, prepared with the plan: a scan picks one, it builds none.
+    usual: Decision = field(init=False)
+    rule_decisions: tuple[Decision, ...] = field(init=False)
+    variant_decisions: tuple[Decision, ...] = field(init=False)
+    limited: bool = field(init=False)  # a validity window or a scan limit to check
 
-    def decide(self, visitor: Visitor, now: float, default: LocationTemplate, unlocked: bool = False) -> Decision:
+    def __post_init__(self) -> None:
+        default = self.default
+        object.__setattr__(self, "limited", self.validity.limited)
+        object.__setattr__(self, "usual", Decision("redirected", default))
+        object.__setattr__(self, "rule_decisions", tuple(
+            Decision("redirected", location or default, n) for n, location in enumerate(self.rule_locations)))
+        object.__setattr__(self, "variant_decisions", tuple(
+            Decision("redirected", location or default, None, n) for n, location in enumerate(self.variant_locations)))
+
+    def decide(self, visitor: Visitor, now: float, unlocked: bool = False) -> Decision:
         """Validity, then the password (unless `unlocked` by a right one), then rules and split."""
-        expired = self.expiry(now)
-        if expired is not None:
-            return expired
+        if self.limited:
+            expired = self.expiry(now)
+            if expired is not None:
+                return expired
         if self.password_hash is not None and not unlocked:
-            return Decision("password_prompt", None)
-        return self.route(visitor, now, default)
+            return PASSWORD_PROMPT
+        return self.route(visitor, now)
 
     def expiry(self, now: float) -> Decision | None:
         """Step 1: `scheduled` or `expired`, else None (the scan goes on)."""
@@ -56,23 +75,22 @@ class ScanPlan:
             return None
         return Decision(outcome, self.expired_location if outcome == "expired" else None)
 
-    def route(self, visitor: Visitor, now: float, default: LocationTemplate) -> Decision:
+    def route(self, visitor: Visitor, now: float) -> Decision:
         """Steps 3–5: the first matching rule, else the split, else the default destination."""
         choice = self.routing.choose(visitor, now) if self.routing is not None else None
         if choice is None:
-            return Decision("redirected", default)
+            return self.usual
         if choice.rule is not None:
-            location = self.rule_locations[choice.rule]
-        else:
-            location = self.variant_locations[choice.variant or 0]
-        return Decision("redirected", location or default, choice.rule, choice.variant)
+            return self.rule_decisions[choice.rule]
+        return self.variant_decisions[choice.variant or 0]
 
 
 def _fields(text: str) -> dict[str, Any]:
     return orjson.loads(text) if text else {}
 
 
-def build_plan(code: CodeRow, group: GroupRow | None, inherits: bool, templates: Templates) -> ScanPlan | None:
+def build_plan(code: CodeRow, group: GroupRow | None, inherits: bool, templates: Templates,
+               default: LocationTemplate) -> ScanPlan | None:
     """None when neither the code nor its group uses any of these fields (the usual case)."""
     own = _fields(code.routing)
     shared_fields = _fields(group.routing) if group is not None else {}
@@ -94,7 +112,7 @@ def build_plan(code: CodeRow, group: GroupRow | None, inherits: bool, templates:
         validity, code.limit_reached, password_hash, routing,
         tuple(location(rule.destination) for rule in routing.rules) if routing else (),
         tuple(location(d) for d in routing.split.destinations) if routing and routing.split else (),
-        location(validity.expired_destination))
+        location(validity.expired_destination), default)
 
 
 def _location(destination: Destination | None, templates: Templates, group_params: Pairs,
