@@ -14,5 +14,8 @@ STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
     # SQLSTATE 57P01/57P02: the server ended the session because it is shutting down or recovering from a crash.
     asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
+    # A connection the server closed in the middle of an operation (a fast shutdown) can be left in a state
+    # asyncpg refuses to use: "cannot switch to state …; another operation is in progress".
+    asyncpg.exceptions.InternalClientError,
     redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 )

@@ -76,7 +76,8 @@ class CacheSync:
                 await self.code_filter.run_once()
                 await self.audit.run_once()
                 backoff = self.interval
-            except (OSError, redis.exceptions.RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (OSError, redis.exceptions.RedisError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                    asyncpg.exceptions.InternalClientError) as exc:
                 log.warning("cache sync paused: %r", exc)
                 applied, backoff = 0, min(backoff * 2, 30.0)
             if applied < BATCH:

@@ -60,7 +60,10 @@ Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[An
 FAN_OUT_BATCH = 500
 QUEUE_DEPTH_INTERVAL_S = 5.0
 SHUTDOWN_RECORD_S = 15.0  # after SIGTERM, how long to keep trying to record attempts already made
-RETRYABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# InternalClientError: a pooled connection PostgreSQL closed mid-operation (a fast shutdown) makes asyncpg refuse
+# the next query on it ("another operation is in progress"); seen exiting the dispatcher in `make chaos-ci`.
+RETRYABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError,
+             TimeoutError)
 
 RECORD_ATTEMPT = """
 INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error, response_excerpt)
