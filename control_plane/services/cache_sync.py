@@ -27,6 +27,9 @@ from control_plane.services.cache import EdgeCache
 from control_plane.services.cache_audit import CacheAudit
 from control_plane.services.code_filter import CodeFilterKeeper
 from shared.keys import cache_sync_cursor
+from shared.unavailable import STORE_UNAVAILABLE
+
+PAUSES: tuple[type[Exception], ...] = (redis.exceptions.RedisError, asyncpg.PostgresError, *STORE_UNAVAILABLE)
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -76,8 +79,7 @@ class CacheSync:
                 await self.code_filter.run_once()
                 await self.audit.run_once()
                 backoff = self.interval
-            except (OSError, redis.exceptions.RedisError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                    asyncpg.exceptions.InternalClientError) as exc:
+            except PAUSES as exc:
                 log.warning("cache sync paused: %r", exc)
                 applied, backoff = 0, min(backoff * 2, 30.0)
             if applied < BATCH:

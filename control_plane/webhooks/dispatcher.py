@@ -53,6 +53,7 @@ from shared.metrics_server import metrics_server
 from shared.outbox import event_object
 from shared.processes import Backoff, pause, stop_on_signals
 from shared.settings import WebhookSettings
+from shared.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
@@ -60,10 +61,8 @@ Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[An
 FAN_OUT_BATCH = 500
 QUEUE_DEPTH_INTERVAL_S = 5.0
 SHUTDOWN_RECORD_S = 15.0  # after SIGTERM, how long to keep trying to record attempts already made
-# InternalClientError: a pooled connection PostgreSQL closed mid-operation (a fast shutdown) makes asyncpg refuse
-# the next query on it ("another operation is in progress"); seen exiting the dispatcher in `make chaos-ci`.
-RETRYABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError,
-             TimeoutError)
+# The stores' outages (shared.unavailable), and any PostgreSQL error: a delivery is never lost to one.
+RETRYABLE: tuple[type[Exception], ...] = (asyncpg.PostgresError, *STORE_UNAVAILABLE)
 
 RECORD_ATTEMPT = """
 INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error, response_excerpt)
