@@ -37,7 +37,8 @@ class Miss:
     """`peek` found nothing fresh: the caller must load."""
 
 
-MISS = Miss()
+MISS = Miss()  # no row cached under the key (perhaps an unknown key's entry, expired)
+STALE = Miss()  # a row is cached, but no longer fresh (past its TTL, fenced, or of an older generation)
 
 
 class Fence:
@@ -112,7 +113,8 @@ class LocalCache(Generic[T]):
         return len(self._entries) + len(self._negatives)
 
     def peek(self, key: str) -> T | None | Miss:
-        """The fresh cached row, None if known not to exist, MISS otherwise: the hit path, without a task."""
+        """The fresh cached row, None if known not to exist, STALE if the row it has is not fresh, MISS otherwise:
+        the hit path, without a task."""
         entry = self._entries.get(key)
         if entry is not None and entry.generation == self.generation and entry.expires > (now := time.monotonic()) \
                 and self.fence.until > now:
@@ -127,7 +129,7 @@ class LocalCache(Generic[T]):
                                                                            self.fence.until) > time.monotonic():
             self.hits += 1
             return None
-        return MISS
+        return MISS if entry is None else STALE
 
     async def get(self, key: str, load: Callable[[], Awaitable[T | None]]) -> T | None:
         """The cached row (None if known not to exist); concurrent misses of one key share one `load`."""
@@ -179,6 +181,24 @@ class LocalCache(Generic[T]):
             if removed is not None:
                 self.bytes -= removed.size
             self._negatives.pop(key, None)
+
+    def renew(self, key: str, value: T, started: LoadToken) -> None:
+        """`store` for a row read again and found unchanged (`value` is the object cached under `key`): its entry
+        is fresh again for a TTL, in place — not weighed, replaced or evicted for again."""
+        entry = self._entries.get(key)
+        if entry is None or entry.value is not value:
+            return self.store(key, value, started)
+        if started != (self.generation, self.changes):
+            return None
+        entry.expires = time.monotonic() + self.ttl
+        entry.generation = self.generation
+        try:
+            self._entries.move_to_end(key)
+        except KeyError:  # dropped by the follower this instant
+            return None
+        if self.changes != started[1] and self._entries.pop(key, None) is not None:  # an invalidation meanwhile
+            self.bytes -= entry.size
+        return None
 
     def last(self, key: str) -> T | None:
         """The row last cached under `key`, fresh or not (None if none): a read that finds the same row again

@@ -14,7 +14,7 @@ import redis.exceptions
 
 from edge.code_filter import CodeFilter
 from edge.code_reads import CodeReads, Wanted
-from edge.local_cache import Fence, LocalCache, Miss
+from edge.local_cache import MISS, Fence, LocalCache, Miss
 from edge.redis_link import RedisLink
 from edge.scan_stream import DirectRedis
 from shared.edge_rows import RowStore, load_groups
@@ -158,8 +158,8 @@ class RowLookup:
         """What `find` would answer, from the local cache (or the filter of existing codes) alone; MISS when
         it has to load. `key` is the code's (`self.keys.code(domain, slug)`, remembered with the target)."""
         code = self.codes.peek(key)
-        if isinstance(code, Miss):
-            return None if self.code_filter.absent(domain, slug) else code
+        if isinstance(code, Miss):  # a code cached before (STALE) exists or existed: no need to ask the filter
+            return None if code is MISS and self.code_filter.absent(domain, slug) else code
         if code is None:
             return code
         group = self.groups.peek(code.group_key) if code.group_key is not None else None
@@ -240,7 +240,7 @@ class RowLookup:
         stale = {wanted: last for wanted, key in unread.items() if (last := self.codes.last(key)) is not None}
         codes: dict[str, CachedCode | None | Exception] = {}
         try:
-            rows = await self.code_reads.read_many(list(unread), {wanted: c.row for wanted, c in stale.items()})
+            rows = await self.code_reads.read_many(unread, {wanted: c.row for wanted, c in stale.items()})
         except Exception as exc:
             return {key: self.codes.fallback(key) or exc for key in unread.values()}
         for wanted, key in unread.items():
@@ -248,12 +248,13 @@ class RowLookup:
             if isinstance(row, Exception):
                 codes[key] = row
                 continue
-            if row is None:
-                loaded = None
-            elif (last := stale.get(wanted)) is not None and last.row is row:
-                loaded = last
-            else:
-                loaded = CachedCode(row, self.keys.group(row.group_id) if row.group_id else None)
+            last = stale.get(wanted)
+            if last is not None and last.row is row:
+                codes[key] = last
+                self.codes.renew(key, last, started)
+                continue
+            loaded = CachedCode(row, self.keys.group(row.group_id) if row.group_id else None) if row is not None \
+                else None
             codes[key] = loaded
             self.codes.store(key, loaded, started)
         return codes
@@ -273,7 +274,7 @@ class RowLookup:
     async def _load_group(self, group_id: str) -> GroupRow | None:
         key = self.keys.group(group_id)
         raw = await self._redis_get(key)
-        if raw is not None and (last := self.groups.last(key)) is not None and last.encode() == raw:
+        if raw is not None and (last := self.groups.last(key)) is not None and last.source_hash == hash(raw):
             return last  # read again, unchanged: its codes keep what they prepared with it
         if raw is not None and (cached := _decoded(raw)):
             return cached

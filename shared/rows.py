@@ -7,7 +7,7 @@ never replaces a newer version with an older one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -57,6 +57,9 @@ class GroupRow:
     properties: Pairs = ()
     routing: str = ""  # rules, split and validity as JSON text (shared.edge_rows.routing_text); "" if none
     password_hash: str | None = None
+    # hash() of the JSON it was decoded from (0 if built otherwise; `dataclasses.replace` resets it): a reader
+    # tells that Redis still holds the same bytes without encoding the row again (edge/code_reads.py).
+    source_hash: int = field(default=0, init=False, compare=False, repr=False)
 
     def encode(self) -> bytes:
         return orjson.dumps({"id": self.id, "v": self.version, "status": self.status,
@@ -66,8 +69,10 @@ class GroupRow:
     @classmethod
     def decode(cls, raw: bytes | str) -> GroupRow:
         d: dict[str, Any] = orjson.loads(raw)
-        return cls(d["id"], d["v"], d["status"], Destination(**d["dest"]),
-                   _pairs(d["params"]), _pairs(d["props"]), d.get("routing", ""), d.get("pw"))
+        row = cls(d["id"], d["v"], d["status"], Destination(**d["dest"]),
+                  _pairs(d["params"]), _pairs(d["props"]), d.get("routing", ""), d.get("pw"))
+        object.__setattr__(row, "source_hash", hash(raw))
+        return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,7 @@ class CodeRow:
     routing: str = ""  # rules, split and validity as JSON text (shared.edge_rows.routing_text); "" if none
     password_hash: str | None = None
     limit_reached: bool = False  # the ingest worker counted max_scans human scans
+    source_hash: int = field(default=0, init=False, compare=False, repr=False)  # as GroupRow's
 
     def encode(self) -> bytes:
         return orjson.dumps({"id": self.id, "v": self.version, "org": self.org_id, "live": self.livemode,
@@ -96,9 +102,11 @@ class CodeRow:
     @classmethod
     def decode(cls, raw: bytes | str) -> CodeRow:
         d: dict[str, Any] = orjson.loads(raw)
-        return cls(d["id"], d["v"], d["org"], d["live"], d["group"], d["status"],
-                   _destination(d["dest"]), _pairs(d["params"]), _pairs(d["props"]), d["deleted"],
-                   d.get("routing", ""), d.get("pw"), d.get("limit", False))
+        row = cls(d["id"], d["v"], d["org"], d["live"], d["group"], d["status"],
+                  _destination(d["dest"]), _pairs(d["params"]), _pairs(d["props"]), d["deleted"],
+                  d.get("routing", ""), d.get("pw"), d.get("limit", False))
+        object.__setattr__(row, "source_hash", hash(raw))
+        return row
 
 
 NO_DESTINATION = Destination()  # most codes take their group's: one shared object (a code row is decoded per miss)

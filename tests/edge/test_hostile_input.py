@@ -85,7 +85,7 @@ async def test_a_bad_key_in_a_batched_read_fails_alone(
         reads = CodeReads(redis, pool, keys, link)
         wanted = [("qr.test", codes[0]["slug"]), ("qr.test", "bad\x00slug"), ("qr.test", codes[1]["slug"]),
                   ("qr.test", codes[2]["slug"])]
-        results = await reads.read_many(wanted)
+        results = await reads.read_many({w: keys.code(*w) for w in wanted})
     finally:
         await pool.close()
     assert isinstance(results[wanted[1]], asyncpg.PostgresError)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from edge.local_cache import Fence, LocalCache
+from edge.local_cache import MISS, STALE, Fence, LocalCache
 
 
 class Source:
@@ -57,6 +57,29 @@ async def test_a_load_overtaken_by_an_invalidation_is_not_kept() -> None:
     assert await second == "row-2"
     assert await rows.get("k", source.load) == "row-2"
     assert source.loads == 2
+
+
+async def test_a_row_read_again_unchanged_is_fresh_again_unless_an_invalidation_overtook_the_read() -> None:
+    """`renew` (a refresh past the TTL that found the same row): the entry is fresh again in place; a read
+    overtaken by an invalidation leaves it past its TTL, as `store` would not cache it."""
+    rows = cache(ttl=0.05)
+    row = "row-1"
+    rows.store("k", row, rows.load_started())
+    assert rows.peek("unknown") is MISS
+    time.sleep(0.06)
+    assert rows.peek("k") is STALE  # a row is cached, past its TTL
+    started = rows.load_started()
+    rows.renew("k", row, started)
+    assert rows.peek("k") is row and rows.bytes > 0
+    time.sleep(0.06)
+    started = rows.load_started()
+    rows.drop("other")  # an invalidation while the row was read again
+    rows.renew("k", row, started)
+    assert rows.peek("k") is STALE
+    rows.drop("k")
+    started = rows.load_started()
+    rows.renew("k", row, started)  # nothing cached under it any more: stored as a new entry
+    assert rows.peek("k") is row
 
 
 async def test_after_clear_the_last_row_is_served_only_when_no_store_answers() -> None:
