@@ -13,7 +13,10 @@ The edge, as its protocol server (`scanroute edge`) and as the ASGI app under uv
 (`scanroute edge --server asgi`), on
   (a) one hot code: group + code + visitor params, a phone's headers;
   (b) --codes codes with Zipf(1.1) popularity, their rows warm in Redis, the local cache cold at the
-      start (the first window after start-up is reported separately as "first touch");
+      start (the first window after start-up is reported separately as "first touch"); in each round the
+      window right after the idle gap the other servers' rounds leave (longer than EDGE_CACHE_TTL, so every
+      cached code is refreshed) is reported apart too, as "after an idle gap", before the measured window on
+      another Zipf sequence;
   (c) as (b) with 10 % of the requests for unknown slugs, all distinct — with the filter of existing codes
       (docs/freshness.md), as the control plane's cache sync keeps it, and once more without it (the
       lookups an edge falls back to while the filter is missing or not trusted);
@@ -43,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -428,17 +431,13 @@ def measure_all(wrk: str, services: EmbeddedServices, root: Path, args: argparse
             return dataclasses.replace(result, missed=(edge_metrics(edge)[LOOKUPS] - before) / result.requests)
 
         # First touch: the Zipf load on a local cache that has seen nothing (Redis rows warm).
-        first_touch = {kind: run(scenarios[f"{kind}-b"]) for kind in ("protocol", "asgi") if f"{kind}-b" in scenarios}
+        first_touch = {kind: run({k: v for k, v in scenarios[f"{kind}-b"].items() if k != "zipf"})
+                       for kind in ("protocol", "asgi") if f"{kind}-b" in scenarios}
         for key, scenario in scenarios.items():
             if not key.endswith("-b"):
-                run(scenario, seconds=2)  # warm-up
-        rounds: dict[str, list[Result]] = {key: [] for key in scenarios}
-        for number in range(args.rounds):
-            print(f"round {number + 1}/{args.rounds}", flush=True)
-            for key, scenario in scenarios.items():
-                env = {**scenario.get("env", {}), "RUN_ID": f"r{number}"}
-                rounds[key].append(run({k: v for k, v in scenario.items() if k != "env"}, env=env))
-        lines.extend(throughput_report(scenarios, rounds, first_touch, args))
+                run({k: v for k, v in scenario.items() if k != "zipf"}, seconds=2)  # warm-up
+        rounds, after_gap = run_rounds(scenarios, run, args)
+        lines.extend(throughput_report(scenarios, rounds, after_gap, first_touch, args))
         if not only or "latency" in only:
             lines.extend(latency_report(servers, rounds, args))
         if not only or "flood" in only:
@@ -446,6 +445,29 @@ def measure_all(wrk: str, services: EmbeddedServices, root: Path, args: argparse
                 set_code_filter(on, edges)
                 lines.extend(flood_report(wrk, servers["protocol"], args, on))
     return lines
+
+
+def run_rounds(scenarios: dict[str, dict[str, Any]], run: Callable[..., Result], args: argparse.Namespace,
+               ) -> tuple[dict[str, list[Result]], dict[str, list[Result]]]:
+    """--rounds rounds of every scenario, alternating; and for each Zipf scenario, the window after its gap.
+
+    Between two rounds of a Zipf scenario the other servers' rounds leave its edge idle for longer than
+    EDGE_CACHE_TTL, so every code it had cached is past its TTL when the round starts: a continuously loaded
+    edge refreshes a code once per TTL, not once per round. Each round therefore runs a Zipf scenario twice,
+    on different Zipf sequences: a window right after the gap (reported apart, as "after an idle gap"), then
+    the measured one."""
+    rounds: dict[str, list[Result]] = {key: [] for key in scenarios}
+    after_gap: dict[str, list[Result]] = {key: [] for key, s in scenarios.items() if s.get("zipf")}
+    for number in range(args.rounds):
+        print(f"round {number + 1}/{args.rounds}", flush=True)
+        for key, scenario in scenarios.items():
+            plain = {k: v for k, v in scenario.items() if k not in ("env", "zipf")}
+            env = {**scenario.get("env", {}), "RUN_ID": f"r{number}"}
+            if key in after_gap:
+                after_gap[key].append(run(plain, env={**env, "RUN_ID": f"g{number}", "ZIPF_SEED": str(1000 + number)}))
+                env["ZIPF_SEED"] = str(2000 + number)
+            rounds[key].append(run(plain, env=env))
+    return rounds, after_gap
 
 
 def build_scenarios(servers: dict[str, Server], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -464,19 +486,20 @@ def build_scenarios(servers: dict[str, Server], args: argparse.Namespace) -> dic
         scenarios[f"{kind}-a"] = {"name": f"edge {kind}: (a) hot code, params + phone", "url": url,
                                   "script": hot}
         scenarios[f"{kind}-b"] = {"name": f"edge {kind}: (b) {args.codes:,} codes, Zipf 1.1", "url": url,
-                                  "script": zipf, "env": zipf_env}
+                                  "script": zipf, "env": zipf_env, "zipf": True}
         scenarios[f"{kind}-c"] = {"name": f"edge {kind}: (c) as (b), 10 % unknown", "url": url,
-                                  "script": zipf, "env": {**zipf_env, "UNKNOWN_SHARE": "0.1"}}
+                                  "script": zipf, "env": {**zipf_env, "UNKNOWN_SHARE": "0.1"}, "zipf": True}
         scenarios[f"{kind}-c-nofilter"] = {"name": f"edge {kind}: (c) without the code filter", "url": url,
                                            "script": zipf, "env": {**zipf_env, "UNKNOWN_SHARE": "0.1"},
-                                           "filter": False}
+                                           "filter": False, "zipf": True}
         scenarios[f"{kind}-e"] = {"name": f"edge {kind}: (e) as (a), 20 rules + split", "url": url,
                                   "script": hot, "env": {"HOT_PREFIX": "r"}}
     return scenarios
 
 
 def throughput_report(scenarios: dict[str, dict[str, Any]], rounds: dict[str, list[Result]],
-                      first_touch: dict[str, Result], args: argparse.Namespace) -> list[str]:
+                      after_gap: dict[str, list[Result]], first_touch: dict[str, Result],
+                      args: argparse.Namespace) -> list[str]:
     lines = [f"\n{args.connections} connections, {args.rounds} alternating rounds of {args.seconds} s; "
              f"{os.cpu_count()} CPUs, {os.uname().machine}, Python {sys.version.split()[0]}; medians of the rounds,"
              " ratio = median of per-round ratios to the reference, spread = half the range of those ratios",
@@ -494,6 +517,14 @@ def throughput_report(scenarios: dict[str, dict[str, Any]], rounds: dict[str, li
                      f"{statistics.median(r.p99_ms for r in results):>7.2f} {statistics.median(per_round):>6.2f} "
                      f"{(max(per_round) - min(per_round)) / 2:>7.2f}{_missed(results):>8}"
                      + (_bad(key, bad) if bad else ""))
+    for key, results in after_gap.items():
+        per_round = [r.rps / a.rps for r, a in zip(results, reference, strict=True)]
+        lines.append(f"{scenarios[key]['name'] + ', after an idle gap':<48} "
+                     f"{statistics.median(r.rps for r in results):>9,.0f} "
+                     f"{statistics.median(r.p50_ms for r in results):>7.2f} "
+                     f"{statistics.median(r.p99_ms for r in results):>7.2f} {statistics.median(per_round):>6.2f} "
+                     f"{(max(per_round) - min(per_round)) / 2:>7.2f}{_missed(results):>8}  (the round's first"
+                     f" {args.seconds} s, its cached codes past EDGE_CACHE_TTL)")
     reference_rps = statistics.median(r.rps for r in reference)
     for kind, result in first_touch.items():
         lines.append(f"{'edge ' + kind + ': (b) first touch, cold local cache':<48} {result.rps:>9,.0f} "

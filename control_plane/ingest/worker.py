@@ -38,18 +38,20 @@ from shared.processes import Backoff, stop_on_signals
 from shared.redis_client import create_redis
 from shared.scan_event import ScanEvent
 from shared.settings import IngestSettings
+from shared.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
 # Not the entries' fault: a store that fails with these is retried, and never counts against the entries.
-# InternalClientError: a server that ends the connection in the middle of a COPY (a fast shutdown) can leave
-# asyncpg unable to reset it when the pool takes it back; the pool then drops the connection.
-OUTAGE = (OSError, TimeoutError, redis.exceptions.RedisError, asyncpg.InterfaceError,
-          asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
-          asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.TransactionRollbackError,
-          asyncpg.exceptions.InternalClientError)
+# Every process's "store unavailable" (shared.unavailable: InternalClientError among them, which a server that
+# ends the connection in the middle of a COPY can leave behind), and what only a batch of inserts meets: any
+# Redis error, an operator's intervention (a cancelled statement), the server out of resources, a
+# serialization failure or deadlock.
+OUTAGE: tuple[type[Exception], ...] = (
+    *STORE_UNAVAILABLE, redis.exceptions.RedisError, asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.TransactionRollbackError)
 # Retried with backoff; any other PostgreSQL error counts as a failed attempt (control_plane.ingest.stream).
-RETRYABLE = (*OUTAGE, asyncpg.PostgresError)
+RETRYABLE: tuple[type[Exception], ...] = (*OUTAGE, asyncpg.PostgresError)
 # The data itself is bad: rejected by PostgreSQL, or by asyncpg's encoders while COPYing (a scan_id that is not
 # a UUID, a field of the wrong type). Retrying the same rows can never succeed.
 POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, TypeError, OverflowError)
