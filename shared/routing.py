@@ -60,11 +60,18 @@ class CompiledSplit:
     salt: bytes  # the id of the code or group that owns the split: sticky across its codes, not across splits
     bounds: tuple[int, ...]  # cumulative weights
     destinations: tuple[Destination, ...]
+    # BLAKE2b-64 having hashed the salt: a copy of it finishes salt + visitor hash, the same digest as hashing
+    # both at once, for two fifths less per scan than a new state (no keyword arguments to parse).
+    salted: Any = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "salted", hashlib.blake2b(self.salt, digest_size=8))
 
     def pick(self, visitor_hash: str) -> int:
-        digest = hashlib.blake2b(self.salt + visitor_hash.encode(), digest_size=8).digest()
+        state = self.salted.copy()
+        state.update(visitor_hash.encode())
         # 64 bits modulo a total ≤ 1,000: the bias is below 1e-16.
-        return bisect_right(self.bounds, int.from_bytes(digest, "big") % self.bounds[-1])
+        return bisect_right(self.bounds, int.from_bytes(state.digest(), "big") % self.bounds[-1])
 
 
 NO_RULE, NOT_SEEN = -1, -2

@@ -186,6 +186,17 @@ def test_the_same_visitor_always_gets_the_same_variant() -> None:
         assert recompiled.choose(Visitor(visitor_hash=visitor_hash), NOON) == first
 
 
+def test_a_visitors_variant_does_not_move_across_releases() -> None:
+    """The draw is BLAKE2b-64 of the owner's id, a newline and the visitor hash, modulo the total weight: an
+    edge upgraded (or one process of another release beside it) keeps every visitor on their variant."""
+    compiled = compile_routing([], stored_split(1, 3), "grp_7")
+    assert compiled is not None
+    for visitor_hash in visitors(500):
+        digest = hashlib.blake2b(b"grp_7\n" + visitor_hash.encode(), digest_size=8).digest()
+        expected = 0 if int.from_bytes(digest, "big") % 4 < 1 else 1
+        assert compiled.choose(Visitor(visitor_hash=visitor_hash), NOON).variant == expected  # type: ignore[union-attr]
+
+
 def test_splits_of_different_owners_are_drawn_independently() -> None:
     one, other = compile_routing([], stored_split(50, 50), "qr_1"), compile_routing([], stored_split(50, 50), "qr_2")
     assert one is not None and other is not None
