@@ -88,7 +88,9 @@ class LocalCache(Generic[T]):
     def __init__(self, max_entries: int, ttl: float, negative_ttl: float, fence: Fence | None = None,
                  max_bytes: int = 64 << 20, weigh: Callable[[T], int] = lambda value: 0) -> None:
         self.max_entries = max_entries
-        self.max_bytes = max_bytes
+        # The rows get the bound less the unknown keys' share, so that the two together stay within it.
+        self.negative_max_bytes = max_bytes // NEGATIVE_SHARE
+        self.max_bytes = max_bytes - self.negative_max_bytes
         self.weigh = weigh  # a value's estimated bytes beyond its key and ENTRY_BYTES
         self.bytes = 0  # of the entries, as counted on the event loop (see `_evict`)
         self._dropped = 0  # entries removed from another thread since `bytes` was last recounted
@@ -105,7 +107,6 @@ class LocalCache(Generic[T]):
         self._loads: dict[str, _Load[T]] = {}
         # Unknown keys: key → (expires, generation), oldest first, within their own byte bound.
         self._negatives: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        self.negative_max_bytes = max_bytes // NEGATIVE_SHARE
         self.negative_bytes = 0
         self._negatives_dropped = False
 
