@@ -571,7 +571,7 @@ def latency_report(servers: dict[str, Server], rounds: dict[str, list[Result]], 
     --latency-rounds rounds alternating the servers; the median of the rounds, and their range."""
     lines = [f"\nlatency at 80 % of each server's measured maximum (median req/s of its rounds above), "
              f"{args.connections} connections, {args.latency_rounds} alternating rounds of {args.latency_seconds} s,"
-             " open loop (loadtests/fixed_rate.c: requests sent when due, pipelined if need be; latency counted from"
+             " open loop (loadtests/fixed_rate.c: each connection one request at a time, as wrk2; latency counted from"
              " when each request was due); medians of the rounds [lowest–highest p99]",
              f"{'server':<40} {'offered':>9} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9':>7}  p99 range"]
     # nginx and the raw protocol, when measured, show what this machine's tails are without Python or Redis.

@@ -1,11 +1,13 @@
 /* An open-loop, fixed-rate HTTP/1.1 load generator (Debian has no wrk2): `make bench-edge`'s latency at 80 %.
 
-   fixed_rate HOST PORT RATE SECONDS CONNECTIONS REQUEST_FILE
+   fixed_rate HOST PORT RATE SECONDS CONNECTIONS REQUEST_FILE [DEPTH]
 
-   Request i is due at start + i / RATE and goes to connection i % CONNECTIONS as soon as it is due, whether or
-   not the answers before it have arrived (pipelining): a stalled server cannot slow the client down and so
-   hide its stall. Each latency is counted from the request's due time, not from when it was written (no
-   coordinated omission). One epoll loop; a timerfd wakes it at the next due time, and every request due by
+   Request i is due at start + i / RATE and belongs to connection i % CONNECTIONS. It is written as soon as it
+   is due if fewer than DEPTH requests of that connection await their answers (DEPTH 1, the default: one at a
+   time, as a phone's browser and wrk2 send them), else as soon as one is answered; DEPTH 0 writes every
+   request when due (pipelining without limit). Either way each latency is counted from the request's due
+   time, not from when it was written (no coordinated omission): a stalled server cannot hide its stall by
+   slowing the client down. One epoll loop; a timerfd wakes it at the next due time, and every request due by
    then leaves in one write per connection. Answers are framed by their head and `content-length`. All
    latencies are kept and sorted at the end (exact percentiles). Prints one line of `key=value` pairs.
    Build: cc -O2 -o fixed_rate fixed_rate.c   (loadtests/fixed_rate.py does it at run time). */
@@ -31,6 +33,7 @@ typedef struct {
     int fd;
     long long *due; /* due times of requests written or to write, oldest first (a ring) */
     size_t head, count, capacity;
+    size_t written; /* of those `count`, how many were written (the oldest ones) */
     char *out; /* bytes not yet written */
     size_t out_len, out_cap;
     char *in; /* bytes read, not yet framed */
@@ -75,6 +78,18 @@ static int cmp_ll(const void *a, const void *b) {
 static long long *latencies;
 static size_t answered, latencies_cap;
 static long long bad, errors, unsent;
+static char request[65536];
+static size_t request_len, depth = 1;
+
+/* Queue the connection's due requests for writing, up to `depth` awaiting answers (0: no limit). */
+static void release(conn_t *c) {
+    while (c->written < c->count && (depth == 0 || c->written < depth)) {
+        c->out = grow(c->out, &c->out_cap, c->out_len + request_len, 1);
+        memcpy(c->out + c->out_len, request, request_len);
+        c->out_len += request_len;
+        c->written++;
+    }
+}
 
 static void set_out_interest(int ep, conn_t *c, int want) {
     if (c->want_out == want || c->dead) return;
@@ -126,10 +141,12 @@ static int frame(conn_t *c, long long now) {
         }
         if (avail < head + (size_t)length) break;
         if (status == 100) { start += head; continue; } /* interim: the final answer follows */
-        if (!c->count) return -1; /* an answer to nothing */
+        if (!c->written) return -1; /* an answer to nothing */
         long long due = c->due[c->head];
         c->head = (c->head + 1) % c->capacity;
         c->count--;
+        c->written--;
+        release(c);
         latencies = grow(latencies, &latencies_cap, answered + 1, sizeof *latencies);
         latencies[answered++] = now - due;
         if (status < 200 || status >= 400) bad++;
@@ -159,8 +176,8 @@ static void read_in(int ep, conn_t *c) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: %s HOST PORT RATE SECONDS CONNECTIONS REQUEST_FILE\n", argv[0]);
+    if (argc != 7 && argc != 8) {
+        fprintf(stderr, "usage: %s HOST PORT RATE SECONDS CONNECTIONS REQUEST_FILE [DEPTH]\n", argv[0]);
         return 2;
     }
     const char *host = argv[1];
@@ -168,9 +185,9 @@ int main(int argc, char **argv) {
     double rate = atof(argv[3]), seconds = atof(argv[4]);
     FILE *f = fopen(argv[6], "rb");
     if (!f) { perror(argv[6]); return 2; }
-    char request[65536];
-    size_t request_len = fread(request, 1, sizeof request, f);
+    request_len = fread(request, 1, sizeof request, f);
     fclose(f);
+    if (argc == 8) depth = (size_t)atol(argv[7]);
     if (rate <= 0 || seconds <= 0 || nconn <= 0 || !request_len) { fprintf(stderr, "bad arguments\n"); return 2; }
 
     int ep = epoll_create1(0);
@@ -205,9 +222,7 @@ int main(int argc, char **argv) {
             sent++;
             if (c->dead) { unsent++; continue; } /* the server closed it: counted as unanswered */
             push_due(c, due);
-            c->out = grow(c->out, &c->out_cap, c->out_len + request_len, 1);
-            memcpy(c->out + c->out_len, request, request_len);
-            c->out_len += request_len;
+            release(c);
         }
         for (int k = 0; k < nconn; k++)
             if (conns[k].out_len && !conns[k].want_out) flush_out(ep, &conns[k]);

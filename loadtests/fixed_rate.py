@@ -1,8 +1,12 @@
 """Latency at a fixed rate, open loop (Debian has no wrk2): `loadtests/fixed_rate.c`, compiled at run time.
 
-Requests are due at `start + i / rate`, spread over the connections round-robin and sent when due whether
-or not earlier answers have arrived (pipelining), and each latency counts from when its request was due:
-a stalled server cannot hide its stall by slowing the client down (no coordinated omission).
+Requests are due at `start + i / rate`, spread over the connections round-robin; a connection sends one at
+a time (as a phone's browser, and wrk2), so a request due while its connection still waits for an answer
+waits in the client — and each latency counts from when its request was due: a stalled server cannot hide
+its stall by slowing the client down (no coordinated omission). `depth` > 1 lets that many requests wait on
+a connection (pipelining), 0 without limit. Until 2026-12-01 the client always pipelined, and the Python
+servers fell far below the rate offered — bare uvicorn answered 19.5k of 33.1k req/s, p50 7.4 s — where one
+request at a time per connection it held 31.4k of 31.4k, p50 0.64 ms (BENCHMARKS.md, 2026-12-01 "p99").
 
 The client is C (one epoll loop, a timerfd for the due times) because a Python client could not generate
 the rates needed on the one CPU it shares with wrk, PostgreSQL and Redis: it reached 12–26k req/s
@@ -51,13 +55,14 @@ def build() -> Path:
 
 
 def measure(host: str, port: int, request: bytes, rate: float, seconds: float, connections: int = 64,
-            cpu: str | None = None) -> Latencies:
-    """Send `request` at `rate` per second for `seconds` over `connections`; `cpu` pins the client."""
+            cpu: str | None = None, depth: int = 1) -> Latencies:
+    """Send `request` at `rate` per second for `seconds` over `connections`, at most `depth` awaiting their answers
+    on a connection (0: no limit); `cpu` pins the client."""
     binary = build()
     with tempfile.NamedTemporaryFile(prefix="scanroute-request-") as file:
         file.write(request)
         file.flush()
-        argv = [str(binary), host, str(port), f"{rate:.3f}", f"{seconds:g}", str(connections), file.name]
+        argv = [str(binary), host, str(port), f"{rate:.3f}", f"{seconds:g}", str(connections), file.name, str(depth)]
         if cpu is not None:
             argv = ["taskset", "-c", cpu, *argv]
         out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
@@ -78,6 +83,7 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--path", default="/", help="GET this path, Host: localhost")
+    parser.add_argument("--depth", type=int, default=1, help="requests awaiting answers per connection (0: no limit)")
     args = parser.parse_args()
     print(measure(args.host, args.port, f"GET {args.path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode(), args.rate,
-                  args.seconds, args.connections))
+                  args.seconds, args.connections, depth=args.depth))
