@@ -8,6 +8,12 @@ a connection (pipelining), 0 without limit. Until 2026-12-01 the client always p
 servers fell far below the rate offered — bare uvicorn answered 19.5k of 33.1k req/s, p50 7.4 s — where one
 request at a time per connection it held 31.4k of 31.4k, p50 0.64 ms (BENCHMARKS.md, 2026-12-01 "p99").
 
+The timer wakes the client at most every 100 µs (requests due in between leave together, up to 100 µs late;
+their latency still counts from when they were due), and a read that drains the socket is not followed by
+one that would find it empty: at 25k req/s the client used 74 % of its core with a wake-up per request and
+a second read per answer, 38–45 % without — the core it shares with Redis, which every edge answer waits for
+(BENCHMARKS.md, 2026-12-01 "p99").
+
 The client is C (one epoll loop, a timerfd for the due times) because a Python client could not generate
 the rates needed on the one CPU it shares with wrk, PostgreSQL and Redis: it reached 12–26k req/s
 (BENCHMARKS.md). It is built with the machine's `cc` (`make bench-edge` installs gcc on Debian when it is
