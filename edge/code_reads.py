@@ -95,7 +95,7 @@ class CodeReads:
         for one, raw in zip(wanted, raws, strict=True):
             row = known.get(one)
             # The same bytes as the row was decoded from: compared by their hash() (64 bits, keyed per process),
-            # which costs a tenth of encoding the row again to compare it.
+            # ~0.1 µs against ~1 µs to encode the row again and compare the bytes.
             if row is None or raw is None or row.source_hash != hash(raw):
                 row = _decoded(raw)
             if row is not None:
