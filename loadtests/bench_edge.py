@@ -519,7 +519,9 @@ def throughput_report(scenarios: dict[str, dict[str, Any]], rounds: dict[str, li
                      + (_bad(key, bad) if bad else ""))
     for key, results in after_gap.items():
         per_round = [r.rps / a.rps for r, a in zip(results, reference, strict=True)]
-        lines.append(f"{scenarios[key]['name'] + ', after an idle gap':<48} "
+        kind, case = key.split("-", 1)
+        label = {"b": "(b)", "c": "(c)", "c-nofilter": "(c) no filter,"}[case]
+        lines.append(f"{'edge ' + kind + ': ' + label + ' after idle gap':<48} "
                      f"{statistics.median(r.rps for r in results):>9,.0f} "
                      f"{statistics.median(r.p50_ms for r in results):>7.2f} "
                      f"{statistics.median(r.p99_ms for r in results):>7.2f} {statistics.median(per_round):>6.2f} "
