@@ -7,6 +7,7 @@ never replaces a newer version with an older one.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +103,9 @@ class CodeRow:
     @classmethod
     def decode(cls, raw: bytes | str) -> CodeRow:
         d: dict[str, Any] = orjson.loads(raw)
-        row = cls(d["id"], d["v"], d["org"], d["live"], d["group"], d["status"],
+        group = d["group"]
+        # An organisation's and a group's id are shared by many codes: one string each for all the rows cached.
+        row = cls(d["id"], d["v"], sys.intern(d["org"]), d["live"], sys.intern(group) if group else group, d["status"],
                   _destination(d["dest"]), _pairs(d["params"]), _pairs(d["props"]), d["deleted"],
                   d.get("routing", ""), d.get("pw"), d.get("limit", False))
         object.__setattr__(row, "source_hash", hash(raw))
