@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import math
 import os
@@ -24,10 +23,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edge.code_filter import CodeFilter
+from edge.heap import FrozenHeap
 from edge.invalidations import InvalidationFollower
 from edge.journal import ScanJournal
 from edge.local_cache import Fence, LocalCache, open_fence
-from edge.lookup import CachedCode, PreparedScan, RowLookup, code_weight, group_weight
+from edge.lookup import Answer, CachedCode, PreparedScan, RowLookup, code_weight, group_weight
 from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
 from edge.password_form import read_password
@@ -90,6 +90,7 @@ class EdgeApp:
                                                        group_weight)
         self.journal = ScanJournal(settings.journal_dir, settings.journal_bytes, settings.journal_min_free)
         self.passwords = PasswordChecks()
+        self.heap = FrozenHeap()
         self.clock: Callable[[], float] = time.time  # rules and validity read the time here (tests freeze it)
         self.code_filter = CodeFilter(self.keys.code_filter, self.link, self.fence)
         self.follower = InvalidationFollower(settings.stores.redis_url, self.keys, [self.codes, self.groups],
@@ -159,8 +160,7 @@ class EdgeApp:
     def takes_password(resolution: Resolution) -> bool:
         return resolution.plan is not None and resolution.plan.password_hash is not None
 
-    def decide(self, method: str, scan: PreparedScan,
-               visitor: Visitor) -> tuple[Decision, str, Sequence[tuple[bytes, bytes]]] | None:
+    def decide(self, method: str, scan: PreparedScan, visitor: Visitor) -> Answer | None:
         """Validity, password, rules and split (docs/rules.md), without I/O: the decision, the page to answer
         with when it does not redirect, and extra headers; None when a posted password must be checked."""
         if scan.decided is not None:  # nothing to decide: prepared with the code
@@ -244,10 +244,11 @@ class EdgeApp:
         self.repair_watch = asyncio.create_task(self.repair.run())
         self.memory_watch = asyncio.create_task(self.recorder.watch_memory())
         self.recorder.replay_soon()
-        # What start-up made (modules, settings, the filter's copy, pools) lives as long as the process: out of
-        # the collector's generations, so that a full collection traverses only what came after. Over all of it,
-        # one stopped the process for ~24 ms under load; now 0.6 ms (BENCHMARKS.md, 2026-12-01 "p99").
-        gc.freeze()
+        # What start-up made (modules, settings, the filter's copy, pools) lives as long as the process, and so do
+        # most cached rows: out of the collector's generations, so that a full collection traverses only what
+        # came after (edge/heap.py). Over all of start-up's, one stopped the process for ~24 ms under load; now
+        # 0.6 ms (BENCHMARKS.md, 2026-12-01 "p99").
+        self.heap.install()
 
     def _heard_from_redis(self, failure: BaseException | None) -> None:
         """Called by the follower's thread: hand the news to the event loop, which owns the link."""
@@ -262,6 +263,7 @@ class EdgeApp:
         self.groups.clear()
 
     async def shutdown(self) -> None:
+        self.heap.uninstall()
         self.repair.stop()  # and cancelled until it has ended: see RedisRepairWatch.run, _cancelled
         await _cancelled(self.repair_watch)
         self.recorder.stop_watching()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -21,7 +21,7 @@ from shared.edge_rows import RowStore, load_groups
 from shared.keys import RedisKeys
 from shared.resolve import Resolution, resolve
 from shared.rows import NO_DESTINATION, CodeRow, GroupRow
-from shared.scan_event import EventHead
+from shared.scan_event import event_head
 from shared.scan_plan import Decision
 from shared.settings import Templates
 
@@ -29,6 +29,8 @@ REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
 log = logging.getLogger(__name__)
 Found = Callable[["PreparedScan | None | Exception"], None]  # what RowLookup.load calls back with
 Waiting = tuple[Wanted, list[Found]]
+Answer = tuple[Decision, str, Sequence[tuple[bytes, bytes]]]  # EdgeApp.decide's: decision, page, extra headers
+Resolved = tuple[Resolution, Answer | None]  # Resolutions.of's
 
 
 def _call(thens: list[Found], found: PreparedScan | None | Exception) -> None:
@@ -59,42 +61,48 @@ def _decoded(raw: bytes | str) -> GroupRow | None:
 
 class Resolutions:
     """Resolutions shared by codes that differ only in identity: a print run's codes usually inherit the
-    group's destination and params, so thousands of codes share one precomputed Location template."""
+    group's destination and params, so thousands of codes share one precomputed Location template — and, for
+    a code without rules, split, validity or password (the usual case), one whole decision."""
 
     def __init__(self, templates: Templates, max_entries: int = 10_000) -> None:
         self.templates = templates
         self.max_entries = max_entries
-        self._memo: dict[tuple[object, ...], Resolution] = {}
+        self._memo: dict[tuple[object, ...], Resolved] = {}
 
-    def of(self, code: CodeRow, group: GroupRow | None) -> Resolution:
+    def of(self, code: CodeRow, group: GroupRow | None) -> Resolved:
+        """The resolution, and every scan's answer when nothing about the visitor or the time can change it."""
         # A code's own split is drawn with its id, so codes with routing fields of their own share nothing.
         key = (code.group_id, group.version if group else None, code.status, code.destination, code.url_params,
                code.properties, code.deleted, code.routing, code.routing and code.id, code.password_hash,
                code.limit_reached)
-        resolution = self._memo.get(key)
-        if resolution is None:
+        found = self._memo.get(key)
+        if found is None:
             if len(self._memo) >= self.max_entries:
                 self._memo.clear()
-            resolution = self._memo[key] = resolve(code, group, self.templates)
-        return resolution
+            resolution = resolve(code, group, self.templates)
+            # EdgeApp.decide's answer for it: (decision, page, no extra headers).
+            decided = (Decision(resolution.outcome, resolution.location), resolution.outcome, ()) \
+                if resolution.plan is None else None
+            found = self._memo[key] = (resolution, decided)
+        return found
 
 
 class PreparedScan:
     """What every scan of one code needs, computed once per (code row, group row) when the rows enter the local
     cache: the resolution (Location templates with the group's and the code's params merged, rules compiled),
     the scan event's constant members, and for a code without rules, split, validity or password (the usual
-    case) its whole decision. A scan adds only the visitor's part."""
+    case) its whole decision. A scan adds only the visitor's part.
 
-    __slots__ = ("code", "decided", "event", "plain", "resolution")
+    Four objects the cycle collector tracks per cached code (this, its CachedCode, its row and its cache
+    entry; the decision is its resolution's, the event's members are bytes): a full cache holds hundreds of
+    thousands, and the collector traverses each as it ages (edge/heap.py)."""
 
-    def __init__(self, code: CodeRow, resolution: Resolution) -> None:
+    __slots__ = ("code", "decided", "event", "resolution")
+
+    def __init__(self, code: CodeRow, resolved: Resolved) -> None:
         self.code = code
-        self.resolution = resolution
-        self.event = EventHead(code.id, code.group_id, code.org_id, code.livemode, resolution.properties)
-        # Every scan's decision when nothing about the visitor or the time can change it.
-        self.plain = Decision(resolution.outcome, resolution.location) if resolution.plan is None else None
-        # ... and EdgeApp.decide's answer for it: (decision, page, no extra headers).
-        self.decided = (self.plain, self.plain.outcome, ()) if self.plain is not None else None
+        self.resolution, self.decided = resolved
+        self.event = event_head(code.id, code.group_id, code.org_id, code.livemode, self.resolution.properties)
 
 
 class CachedCode:
@@ -122,15 +130,16 @@ def code_weight(code: CachedCode) -> int:
     """Estimated bytes of a cached code beyond its key and ENTRY_BYTES: its row and its prepared scan.
 
     Calibrated on the RSS growth of 100,000 cached and prepared codes (docs/edge.md): a code that takes all
-    its routing from its group shares its group's resolution and costs about twice its JSON (245 bytes of
-    JSON: 553 bytes); a code with a destination, params or properties of its own has a resolution of its
-    own, about eight times its JSON (473 bytes of JSON: 3,689 bytes)."""
+    its routing from its group shares its group's resolution and decision and costs its JSON and 200 bytes
+    (245 bytes of JSON: 928 bytes of RSS an entry, estimated at 982 with the key and ENTRY_BYTES); a code with
+    a destination, params or properties of its own has a resolution of its own, about eight times its JSON
+    (473 bytes of JSON: 3,689 bytes, measured before its decision and its event's members shrank)."""
     row = code.row
     if row.destination.type is not None or row.url_params or row.properties or row.routing or row.password_hash:
         return 8 * len(row.encode()) + 400
     # Its JSON's length without encoding it (a code row is weighed per miss): the members' names and
     # punctuation, then its strings.
-    return 2 * (_PLAIN_JSON + len(row.id) + len(row.org_id) + len(row.group_id or "") + len(row.status or "")) + 400
+    return _PLAIN_JSON + len(row.id) + len(row.org_id) + len(row.group_id or "") + len(row.status or "") + 200
 
 
 def group_weight(group: GroupRow) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -22,11 +21,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from edge import responses
 from edge.app import ANSWER_STATUS, UNAVAILABLE_EXCEPTIONS, EdgeApp
 from edge.local_cache import Miss
-from edge.lookup import PreparedScan
+from edge.lookup import Answer, PreparedScan
 from edge.password_form import password_from_form
 from edge.scan_path import Facts
 from shared.resolve import HTTP_STATUS
-from shared.scan_plan import Decision
 from shared.visitor import Visitor
 
 if TYPE_CHECKING:
@@ -39,7 +37,6 @@ PAGE_STATUS = {**HTTP_STATUS, **ANSWER_STATUS, "unknown": 404, "unavailable": 50
 GET, HEAD, POST = b"GET", b"HEAD", b"POST"
 FORWARDED_FOR = b"x-forwarded-for"  # its lines joined into one list by the connection
 METHODS = {GET: "GET", HEAD: "HEAD", POST: "POST"}
-Answer = tuple[Decision, str, Sequence[tuple[bytes, bytes]]]  # EdgeApp.decide's
 
 
 class ScanHandler:

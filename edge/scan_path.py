@@ -13,7 +13,7 @@ from edge.scan_target import Domains, slug_of
 from shared.geo import CountryLookup
 from shared.keys import RedisKeys
 from shared.params import SCAN_MARKER
-from shared.scan_event import EventHead
+from shared.scan_event import finish_event
 from shared.scan_plan import Decision
 from shared.settings import EdgeSettings
 from shared.visitor import Visitor
@@ -82,7 +82,7 @@ class ScanPath:
         # Positional: keyword arguments to a class cost a dict per scan.
         return Visitor(user_agent, accept_language, country, query, ip, visitor_hash)
 
-    def event(self, method: str, query: bytes, headers: Headers, ip: str, facts: Facts, head: EventHead,
+    def event(self, method: str, query: bytes, headers: Headers, ip: str, facts: Facts, head: bytes,
               decision: Decision) -> bytes:
         """The scan event: the code's constant members encoded once (`head`), this scan's added."""
         user_agent, accept_language, country, visitor_hash, ip_hash = facts
@@ -91,7 +91,7 @@ class ScanPath:
         if marker is None:
             marker = self._marker(query)
         referer = headers.get(b"referer")  # most scans have none (a camera app opens the URL)
-        return head.finish({
+        return finish_event(head, {
             "scan_id": str(scan_id), "ts_ms": scan_id.timestamp, "outcome": decision.outcome, "method": method,
             "marker": marker,
             "ip_hash": ip_hash, "visitor_hash": visitor_hash, "user_agent": user_agent,

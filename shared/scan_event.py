@@ -43,23 +43,20 @@ class ScanEvent:
         return _DECODER.decode(raw)
 
 
-class EventHead:
+def event_head(code_id: str, group_id: str | None, org_id: str, livemode: bool, properties: dict[str, str]) -> bytes:
     """The members of a code's scan events that are the same for every scan of it (the code's identity and
-    merged properties), JSON-encoded once when its row enters the edge's local cache; `finish` adds a
-    scan's own members. `ScanEvent.decode` reads the result like `ScanEvent.encode`'s (a JSON object's
-    members in any order)."""
+    merged properties), JSON-encoded once when its row enters the edge's local cache, without the closing
+    brace; `finish_event` adds a scan's own members. Bytes rather than an object holding them: the edge keeps
+    one per cached code, and bytes are nothing the cycle collector traverses (edge/heap.py)."""
+    encoded = orjson.dumps({"code_id": code_id, "group_id": group_id, "org_id": org_id, "livemode": livemode,
+                            "properties": properties})
+    return encoded[:-1] + b","
 
-    __slots__ = ("head",)
 
-    def __init__(self, code_id: str, group_id: str | None, org_id: str, livemode: bool,
-                 properties: dict[str, str]) -> None:
-        encoded = orjson.dumps({"code_id": code_id, "group_id": group_id, "org_id": org_id, "livemode": livemode,
-                                "properties": properties})
-        self.head = encoded[:-1] + b","  # without its closing brace: the scan's members follow
-
-    def finish(self, scan: dict[str, object]) -> bytes:
-        """The whole event: these members and `scan`'s (every other field of ScanEvent)."""
-        return self.head + orjson.dumps(scan)[1:]
+def finish_event(head: bytes, scan: dict[str, object]) -> bytes:
+    """The whole event: `head`'s members and `scan`'s (every other field of ScanEvent). `ScanEvent.decode`
+    reads it like `ScanEvent.encode`'s (a JSON object's members in any order)."""
+    return head + orjson.dumps(scan)[1:]
 
 
 # msgspec builds the dataclass straight from the JSON, checking every field's type: twice as fast as

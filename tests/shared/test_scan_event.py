@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.scan_event import EventHead, ScanEvent
+from shared.scan_event import ScanEvent, event_head, finish_event
 
 
 @pytest.mark.parametrize(("group_id", "properties", "rule", "variant"), [
@@ -17,7 +17,7 @@ def test_an_event_from_its_prepared_head_reads_like_the_whole_event(
     whole = ScanEvent("0190a4b2-0000-7000-8000-000000000000", 1_700_000_000_123, "qr_1", group_id, "org_1", False,
                       "redirected", "HEAD", True, "a" * 32, "b" * 32, 'Mozilla/5.0 "x"', "https://r.example/",
                       "de-DE", "DE", properties, rule, variant)
-    head = EventHead(whole.code_id, whole.group_id, whole.org_id, whole.livemode, properties)
+    head = event_head(whole.code_id, whole.group_id, whole.org_id, whole.livemode, properties)
     scan = {name: getattr(whole, name) for name in ScanEvent.__dataclass_fields__
             if name not in ("code_id", "group_id", "org_id", "livemode", "properties")}
-    assert ScanEvent.decode(head.finish(scan)) == whole == ScanEvent.decode(whole.encode())
+    assert ScanEvent.decode(finish_event(head, scan)) == whole == ScanEvent.decode(whole.encode())
