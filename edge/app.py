@@ -249,6 +249,7 @@ class EdgeApp:
         # came after (edge/heap.py). Over all of start-up's, one stopped the process for ~24 ms under load; now
         # 0.6 ms (BENCHMARKS.md, 2026-12-01 "p99").
         self.heap.install()
+        self.heap_watch = asyncio.create_task(self.heap.watch())
 
     def _heard_from_redis(self, failure: BaseException | None) -> None:
         """Called by the follower's thread: hand the news to the event loop, which owns the link."""
@@ -263,6 +264,7 @@ class EdgeApp:
         self.groups.clear()
 
     async def shutdown(self) -> None:
+        await _cancelled(self.heap_watch)
         self.heap.uninstall()
         self.repair.stop()  # and cancelled until it has ended: see RedisRepairWatch.run, _cancelled
         await _cancelled(self.repair_watch)

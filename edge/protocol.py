@@ -92,6 +92,10 @@ class HttpConnection(asyncio.Protocol):
         self.done = True
         self.transport = None
         self.slots.clear()
+        # The parser holds this connection's callbacks: without the parser, the connection is freed by its
+        # reference count. A cycle would wait for a collection of everything, since a connection that lived
+        # through a collection is frozen out of the others (edge/heap.py).
+        del self.parser
         self.server.closed(self)
 
     def pause_writing(self) -> None:

@@ -7,6 +7,8 @@ parser the server uses.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -91,6 +93,26 @@ async def test_http_1_0_and_connection_close_end_the_connection_after_the_answer
         assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close\r\n" in raw
         assert raw.endswith(b'{"status":"ok"}')
     
+
+async def test_a_closed_connection_is_freed_without_the_cycle_collector(
+        connect: Connect, served: tuple[EdgeApp, EdgeServer]) -> None:
+    """The edge freezes what lives through a collection out of later ones (edge/heap.py): a connection left in
+    a reference cycle when it closes would stay in memory until the next collection of everything."""
+    server = served[1]
+    reader, writer = await connect(address(server))
+    writer.write(request_bytes("GET", "/healthz"))
+    assert (await Responses(reader).next()).status == 200
+    (connection,) = server.connections
+    freed = asyncio.Event()
+    weakref.finalize(connection, freed.set)
+    del connection
+    gc.disable()
+    try:
+        writer.close()
+        await asyncio.wait_for(freed.wait(), 5)
+    finally:
+        gc.enable()
+
 
 async def test_http_1_0_keep_alive_stays_open(
         connect: Connect, served: tuple[EdgeApp, EdgeServer]) -> None:
