@@ -96,7 +96,15 @@ class Routing:
             if self.split is not None else ())
 
     def choose(self, visitor: Visitor, now: float) -> Choice | None:
-        """The first matching rule, else the split's variant; None means the code's usual destination.
+        """The first matching rule, else the split's variant; None means the code's usual destination."""
+        index = self.index(visitor, now)
+        if index == NO_RULE:
+            return None
+        return self.rule_choices[index] if index < len(self.rules) else self.variant_choices[index - len(self.rules)]
+
+    def index(self, visitor: Visitor, now: float) -> int:
+        """`choose`'s answer as a number: the rule's index, else the number of rules plus the variant's, else
+        NO_RULE (-1: the usual destination). A scan plan keeps its decisions in that order, the usual last.
 
         The rules are a function of the facts they read, so their answer is remembered per distinct facts:
         phones of the same model and language in the same minute cost one dictionary lookup."""
@@ -109,10 +117,10 @@ class Routing:
                     self.memo.clear()
                 self.memo[facts] = index
             if index != NO_RULE:
-                return self.rule_choices[index]
+                return index
         if self.split is not None:
-            return self.variant_choices[self.split.pick(visitor.visitor_hash)]
-        return None
+            return len(self.rules) + self.split.pick(visitor.visitor_hash)
+        return NO_RULE
 
 
 def compile_routing(own_rules: Sequence[dict[str, Any]], own_split: Sequence[dict[str, Any]] | None,
@@ -146,7 +154,12 @@ def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Visitor, float],
     calendar = any("weekday" in c or "time" in c for c in conditions)
     instants = sorted({datetime.fromisoformat(c[name]).timestamp() for c in conditions
                        for name in ("after", "before") if name in c})
-    return lambda visitor, now: (read(visitor), now // 60 if calendar else 0, bisect_right(instants, now))
+    # Only what the conditions read (a routing's memo holds one shape of facts): per scan, nothing else is done.
+    if instants:
+        return lambda visitor, now: (read(visitor), now // 60 if calendar else 0, bisect_right(instants, now))
+    if calendar:
+        return lambda visitor, now: (read(visitor), now // 60)
+    return lambda visitor, now: read(visitor)
 
 
 def compile_split(variants: Sequence[dict[str, Any]], owner_id: str) -> CompiledSplit:

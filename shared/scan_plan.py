@@ -43,30 +43,30 @@ class ScanPlan:
     variant_locations: tuple[LocationTemplate | None, ...]
     expired_location: LocationTemplate | None
     default: LocationTemplate  # the code's usual destination
-    # Every decision `route` can answer with, prepared with the plan: a scan picks one, it builds none.
-    usual: Decision = field(init=False)
-    rule_decisions: tuple[Decision, ...] = field(init=False)
-    variant_decisions: tuple[Decision, ...] = field(init=False)
+    # Every decision a scan can be routed to, prepared with the plan, in the order of `Routing.index`: the rules',
+    # the split's variants, then the usual destination (index -1). A scan picks one, it builds none.
+    decisions: tuple[Decision, ...] = field(init=False)
     limited: bool = field(init=False)  # a validity window or a scan limit to check
 
     def __post_init__(self) -> None:
         default = self.default
         object.__setattr__(self, "limited", self.validity.limited)
-        object.__setattr__(self, "usual", Decision("redirected", default))
-        object.__setattr__(self, "rule_decisions", tuple(
-            Decision("redirected", location or default, n) for n, location in enumerate(self.rule_locations)))
-        object.__setattr__(self, "variant_decisions", tuple(
-            Decision("redirected", location or default, None, n) for n, location in enumerate(self.variant_locations)))
+        object.__setattr__(self, "decisions", (
+            *(Decision("redirected", location or default, n) for n, location in enumerate(self.rule_locations)),
+            *(Decision("redirected", location or default, None, n)
+              for n, location in enumerate(self.variant_locations)),
+            Decision("redirected", default)))
 
     def decide(self, visitor: Visitor, now: float, unlocked: bool = False) -> Decision:
-        """Validity, then the password (unless `unlocked` by a right one), then rules and split."""
+        """Validity, then the password (unless `unlocked` by a right one), then rules and split (steps 3–5: the
+        first matching rule, else the split, else the default destination)."""
         if self.limited:
             expired = self.expiry(now)
             if expired is not None:
                 return expired
         if self.password_hash is not None and not unlocked:
             return PASSWORD_PROMPT
-        return self.route(visitor, now)
+        return self.decisions[self.routing.index(visitor, now) if self.routing is not None else -1]
 
     def expiry(self, now: float) -> Decision | None:
         """Step 1: `scheduled` or `expired`, else None (the scan goes on)."""
@@ -74,15 +74,6 @@ class ScanPlan:
         if outcome is None:
             return None
         return Decision(outcome, self.expired_location if outcome == "expired" else None)
-
-    def route(self, visitor: Visitor, now: float) -> Decision:
-        """Steps 3–5: the first matching rule, else the split, else the default destination."""
-        choice = self.routing.choose(visitor, now) if self.routing is not None else None
-        if choice is None:
-            return self.usual
-        if choice.rule is not None:
-            return self.rule_decisions[choice.rule]
-        return self.variant_decisions[choice.variant or 0]
 
 
 def _fields(text: str) -> dict[str, Any]:
