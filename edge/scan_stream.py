@@ -87,6 +87,8 @@ class _Connection(asyncio.Protocol):
         self.waiting: deque[asyncio.Future[Any] | Replied] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        # Kept: `asyncio.get_running_loop()` makes a getpid() system call (it checks for a fork), per batch.
+        self.loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -114,7 +116,7 @@ class _Connection(asyncio.Protocol):
 
     def send(self, payload: bytes) -> asyncio.Future[Any]:
         assert self.transport is not None
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[Any] = self.loop.create_future()
         self.waiting.append(done)
         self.transport.write(payload)
         return done
@@ -229,7 +231,7 @@ class ScanStream(DirectRedis):
         connection = self._connection
         if not self._direct or connection is None or connection.lost:
             return False
-        loop = asyncio.get_running_loop()
+        loop = connection.loop
 
         def reply(value: Any) -> None:
             timer.cancel()
