@@ -231,6 +231,7 @@ class EdgeApp:
                                      self.metrics.batch_size.observe, self.settings.scan_stream_entries,
                                      self.settings.redis_memory_share)
         self.metrics.recorder = self.recorder
+        self.metrics.heap = self.heap
         self.link.on_down(self._forget_freshness)
         self.loop = asyncio.get_running_loop()
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 
 GROWTH = 4  # everything is collected again once the frozen objects grew by 1/GROWTH since it last was
 MAINTAIN_INTERVAL = 1.0  # seconds between two checks of that growth
@@ -28,7 +29,10 @@ MAINTAIN_INTERVAL = 1.0  # seconds between two checks of that growth
 class FrozenHeap:
     def __init__(self) -> None:
         self.whole = 0  # objects frozen after the last collection that traversed all of them
-        self.whole_collections = 0
+        self.whole_collections = 0  # by `maintain`
+        self.collections = [0, 0, 0]  # by generation, while installed (/metrics)
+        self.seconds = [0.0, 0.0, 0.0]  # spent in them
+        self._started = 0.0
 
     def install(self) -> None:
         """Freeze what exists now (start-up's modules, settings and pools) and, from now on, what survives
@@ -44,8 +48,13 @@ class FrozenHeap:
         gc.unfreeze()
 
     def _collected(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "stop":
-            gc.freeze()
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        gc.freeze()
+        generation = info["generation"]
+        self.collections[generation] += 1
+        self.seconds[generation] += time.perf_counter() - self._started
 
     def maintain(self) -> None:
         """Collect everything once the frozen objects grew by a quarter since the last time: what died in cycles

@@ -8,6 +8,7 @@ Counter and Histogram take a lock per update, which cost a tenth of a scan.
 from __future__ import annotations
 
 import bisect
+import gc
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from edge.redis_link import RedisLink
 
 if TYPE_CHECKING:
     from edge.code_filter import CodeFilter
+    from edge.heap import FrozenHeap
     from edge.invalidations import InvalidationFollower
     from edge.recorder import ScanRecorder
 
@@ -61,6 +63,7 @@ class EdgeMetrics(Collector):
         self.link = link
         self.follower = follower
         self.recorder: ScanRecorder | None = None  # set at start-up
+        self.heap: FrozenHeap | None = None  # set at start-up
         self.by_outcome = dict.fromkeys(OUTCOMES, 0)
         self.latency = Buckets(LATENCY_BUCKETS)
         self.batch_size = Buckets(BATCH_BUCKETS)
@@ -130,9 +133,27 @@ class EdgeMetrics(Collector):
         yield shed
         yield GaugeMetricFamily("scanroute_edge_redis_up", "1 while this process trusts Redis",
                                 value=int(self.link.up))
+        if self.heap is not None:
+            yield from self._collector(self.heap)
         yield from self._freshness()
         if self.code_filter is not None:
             yield from self._code_filter(self.code_filter)
+
+    @staticmethod
+    def _collector(heap: FrozenHeap) -> Iterator[Metric]:
+        collections = CounterMetricFamily("scanroute_edge_gc_collections", "Collections of Python's cycle"
+                                          " collector, by generation (edge/heap.py)", labels=["generation"])
+        seconds = CounterMetricFamily("scanroute_edge_gc_seconds", "Time the process spent in them",
+                                      labels=["generation"])
+        for generation in range(3):
+            collections.add_metric([str(generation)], heap.collections[generation])
+            seconds.add_metric([str(generation)], heap.seconds[generation])
+        yield from (collections, seconds)
+        yield GaugeMetricFamily("scanroute_edge_gc_frozen_objects", "Objects frozen out of the collector's"
+                                " generations: what survived a collection (most of it the local cache)",
+                                value=gc.get_freeze_count())
+        yield CounterMetricFamily("scanroute_edge_gc_whole_collections", "Collections of everything, frozen"
+                                  " objects included, run when those grew by a quarter", value=heap.whole_collections)
 
     @staticmethod
     def _code_filter(code_filter: CodeFilter) -> Iterator[Metric]:

@@ -4,9 +4,11 @@ frozen cycle that dies is still freed, once the frozen objects have grown by a q
 from __future__ import annotations
 
 import gc
+import re
 import weakref
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from edge.heap import GROWTH, FrozenHeap
@@ -63,3 +65,18 @@ def test_uninstalled_it_gives_the_frozen_objects_back_and_freezes_no_more() -> N
     assert gc.get_freeze_count() == 0
     gc.collect()
     assert gc.get_freeze_count() == 0
+
+
+def gc_metrics(text: str) -> dict[str, float]:
+    return {name: float(value) for name, value in re.findall(r"^(scanroute_edge_gc_\S+) (\S+)$", text, re.M)}
+
+
+async def test_metrics_show_the_collectors_work(edge: httpx.AsyncClient) -> None:
+    """An operator sees the collections by generation, their time and the frozen objects in /metrics."""
+    before = gc_metrics((await edge.get("/metrics")).text)
+    gc.collect(0)
+    after = gc_metrics((await edge.get("/metrics")).text)
+    young, spent = (f'scanroute_edge_gc_{name}_total{{generation="0"}}' for name in ("collections", "seconds"))
+    assert after[young] >= before[young] + 1 and after[spent] > before[spent]
+    assert after["scanroute_edge_gc_frozen_objects"] > 0
+    assert "scanroute_edge_gc_whole_collections_total" in after
