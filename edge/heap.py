@@ -1,6 +1,6 @@
 """The edge's long-lived objects and Python's cycle collector (docs/edge.md, "Garbage collection").
 
-A busy edge's long-lived objects are its local cache: four objects the collector tracks per cached code,
+A busy edge's long-lived objects are its local cache: three objects the collector tracks per cached code,
 hundreds of thousands at the default EDGE_CACHE_MB. CPython traverses an object at each collection of its
 generation, and collects the oldest whenever what was promoted into it grew by a quarter. With the cache
 at its bound and evicting (bench-edge (b): Zipf over 1,000,000 codes, 16 % of scans missing the cache) the

@@ -93,9 +93,9 @@ class PreparedScan:
     the scan event's constant members, and for a code without rules, split, validity or password (the usual
     case) its whole decision. A scan adds only the visitor's part.
 
-    Four objects the cycle collector tracks per cached code (this, its CachedCode, its row and its cache
-    entry; the decision is its resolution's, the event's members are bytes): a full cache holds hundreds of
-    thousands, and the collector traverses each as it ages (edge/heap.py)."""
+    Three objects the cycle collector tracks per cached code (this, its CachedCode and its cache entry; the
+    decision is its resolution's, the event's members are bytes, the row is not tracked: shared/rows.py): a full
+    cache holds hundreds of thousands, and the collector traverses each once (edge/heap.py)."""
 
     __slots__ = ("code", "decided", "event", "resolution")
 

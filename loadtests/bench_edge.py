@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec.structs
 import orjson
 import redis
 import redis.asyncio as aioredis
@@ -309,7 +310,7 @@ async def warm_redis(conn: asyncpg.Connection[Any], codes: int) -> None:
         for start in range(1, codes + 1, 10_000):
             pipe = client.pipeline(transaction=False)
             for n in range(start, min(codes, start + 9_999) + 1):
-                pipe.set(keys.code(HOST, f"z{n}"), dataclasses.replace(template, id=f"qr_z{n}").encode())
+                pipe.set(keys.code(HOST, f"z{n}"), msgspec.structs.replace(template, id=f"qr_z{n}").encode())
             pipe.execute()
     finally:
         client.close()

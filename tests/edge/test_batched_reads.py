@@ -4,8 +4,8 @@ its own code's answer."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
+import msgspec.structs
 import pytest
 import redis.asyncio as aioredis
 
@@ -64,7 +64,7 @@ async def test_past_its_ttl_a_row_is_read_again_a_changed_one_answers_an_unchang
         raw = await redis.get(keys.code("qr.test", changed["slug"]))
         assert raw is not None
         row = CodeRow.decode(raw)
-        await redis.set(keys.code("qr.test", changed["slug"]), dataclasses.replace(
+        await redis.set(keys.code("qr.test", changed["slug"]), msgspec.structs.replace(
             row, version=row.version + 1, destination=Destination("url", "https://example.com/moved")).encode())
         await asyncio.sleep(0.4)
         answers = [await edge.get(f"/{code['slug']}", headers={"host": "qr.test"}) for code in (changed, same)]

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from typing import Any
 
 import asyncpg
 import httpx
+import msgspec.structs
 import redis.asyncio as aioredis
 
 from edge.app import EdgeApp
@@ -55,7 +55,7 @@ async def store_newer_row(redis: aioredis.Redis, keys: RedisKeys, db: asyncpg.Co
                           url: str) -> None:
     row = await load_code_by_slug(db, "qr.test", slug)
     assert row is not None
-    newer = dataclasses.replace(row, version=row.version + 1, destination=Destination("url", url))
+    newer = msgspec.structs.replace(row, version=row.version + 1, destination=Destination("url", url))
     await RowStore(redis, keys).store_code("qr.test", slug, newer)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec.structs
 import redis.asyncio as aioredis
 
 from control_plane.services.cache import EdgeCache
@@ -29,7 +30,7 @@ async def plant_code(redis: aioredis.Redis, keys: RedisKeys, db: asyncpg.Connect
                      version: int = AHEAD, domain: str = "qr.test") -> bytes:
     row = await load_code_by_slug(db, "qr.test", slug)
     assert row is not None
-    planted = dataclasses.replace(row, version=version, destination=Destination("url", PLANTED)).encode()
+    planted = msgspec.structs.replace(row, version=version, destination=Destination("url", PLANTED)).encode()
     await redis.set(keys.code(domain, slug), planted)
     return planted
 
