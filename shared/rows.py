@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 import orjson
-from msgspec.structs import force_setattr
+from msgspec.structs import astuple, force_setattr
 
 from shared.settings import Templates
 
@@ -82,7 +82,7 @@ class GroupRow:
 
 class CodeRow(msgspec.Struct, frozen=True, gc=False):
     """A msgspec struct, not a dataclass: decoded straight from Redis's JSON on every miss of the edge's local
-    cache (0.3 µs against 2.6 µs through a dict and a frozen dataclass), and — without the collector's tracking
+    cache (0.65 µs against 2.6 µs through a dict and a frozen dataclass), and — without the collector's tracking
     (gc=False: it holds strings and tuples of strings only) — one object fewer per cached code for the cycle
     collector to traverse (edge/heap.py). The JSON member names are the short ones of `encode`."""
 
@@ -133,16 +133,11 @@ class CodeRow(msgspec.Struct, frozen=True, gc=False):
 
 
 def _compared(row: CodeRow) -> tuple[object, ...]:
-    return (row.id, row.version, row.org_id, row.livemode, row.group_id, row.status, row.destination,
-            row.url_params, row.properties, row.deleted, row.routing, row.password_hash, row.limit_reached)
+    return astuple(row)[:-1]  # every field but source_hash, the last
 
 
 _CODE_ROW = msgspec.json.Decoder(CodeRow)
 NO_DESTINATION = Destination()  # most codes take their group's: one shared object (a code row is decoded per miss)
-
-
-def _destination(fields: dict[str, str | None]) -> Destination:
-    return Destination(**fields) if any(fields.values()) else NO_DESTINATION
 
 
 def _pairs(items: list[list[str]]) -> Pairs:

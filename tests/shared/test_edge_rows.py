@@ -24,3 +24,14 @@ async def test_an_older_row_never_replaces_a_newer_one(redis: aioredis.Redis, re
     assert stored == 2
     assert CodeRow.decode(await redis.get(keys.code("qr.test", "a"))).destination.url == "https://newer.example/"
     assert CodeRow.decode(await redis.get(keys.code("qr.test", "b"))).version == 1
+
+
+def test_a_code_row_reads_back_as_it_was_written() -> None:
+    """What the control plane writes to Redis, the edge decodes to an equal row and encodes to the same bytes;
+    the hash of the bytes it came from (for refreshes) is not part of its equality."""
+    written = CodeRow("qr_1", 7, "org_1", False, "grp_1", "inactive", Destination("page", None, "pg_1"),
+                      (("utm_source", "print"),), (("table", "12"),), False, '{"rules":[]}', "hash", True)
+    read = CodeRow.decode(written.encode())
+    assert read == written and hash(read) == hash(written) and read.source_hash != written.source_hash
+    assert read.encode() == written.encode()
+    assert read != row(7, "https://example.com/")
