@@ -23,7 +23,8 @@ The edge, as its protocol server (`scanroute edge`) and as the ASGI app under uv
   (e) as (a), but the code's group has 20 rules (every condition type, none matching) and a split
       (docs/rules.md): the budget is (e)/(a) ≥ 0.9, judged per round.
 Then p99 at 64 connections at 80 % of each server's measured maximum (an open-loop client in C,
-loadtests/fixed_rate.c, built at run time), and the edge's RSS after --flood distinct unknown slugs on ~200-byte
+loadtests/fixed_rate.c, built at run time) with the machine's kernel threads that ran for long stretches
+meanwhile (/proc/<pid>/schedstat), and the edge's RSS after --flood distinct unknown slugs on ~200-byte
 hosts, with the filter and then without it.
 Every scan is acknowledged by Redis (group-committed XADD) before its answer.
 """
@@ -584,6 +585,7 @@ def latency_report(servers: dict[str, Server], rounds: dict[str, list[Result]], 
         ("asgi-a", "asgi", "edge asgi, (a) hot code")) if key in rounds]
     results: dict[str, list[fixed_rate.Latencies]] = {key: [] for key, _, _ in chosen}
     rates = {key: 0.8 * statistics.median(r.rps for r in rounds[key]) for key, _, _ in chosen}
+    kernel_before, started = kernel_threads(), time.monotonic()
     for number in range(args.latency_rounds):
         print(f"latency round {number + 1}/{args.latency_rounds}", flush=True)
         for key, server, _ in chosen:
@@ -600,7 +602,35 @@ def latency_report(servers: dict[str, Server], rounds: dict[str, list[Result]], 
                      + (f"  ({bad} bad or unanswered)" if bad else "")
                      + ("  (target p99 < 5 ms: " + ("met" if statistics.median(p99) < 5 else "missed") + ")"
                         if key == "protocol-a" else ""))
+    lines.append(kernel_report(kernel_before, kernel_threads(), time.monotonic() - started))
     return lines
+
+
+PF_KTHREAD = 0x00200000  # in /proc/<pid>/stat's flags: a kernel thread
+
+
+def kernel_threads() -> dict[str, tuple[int, int]]:
+    """Each kernel thread's time on a CPU (ns) and the number of times it ran, from /proc/<pid>/schedstat."""
+    found: dict[str, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[6]) & PF_KTHREAD:
+                ran, _, times = map(int, (entry / "schedstat").read_text().split())
+                found[f"{(entry / 'comm').read_text().strip()}[{entry.name}]"] = (ran, times)
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or a kernel without schedstat
+            continue
+    return found
+
+
+def kernel_report(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], seconds: float) -> str:
+    """The three kernel threads that ran longest meanwhile: a kernel thread is not preempted by the servers or the
+    client, and a stall of a few milliseconds on either CPU at 80 % of a server's maximum takes several times as
+    long to catch up on (BENCHMARKS.md, 2026-12-01 "kdamond")."""
+    ran = sorted(((spent - before.get(name, (0, 0))[0], times - before.get(name, (0, 0))[1], name)
+                  for name, (spent, times) in after.items()), reverse=True)
+    found = "; ".join(f"{name} {spent / 1e6:,.0f} ms in {times:,} runs ({spent / times / 1e3:,.0f} µs each)"
+                      for spent, times, name in ran[:3] if times)
+    return f"the kernel threads that ran longest during these {seconds:.0f} s: {found or 'none'}"
 
 
 ENTRIES, CACHE_BYTES = 'scanroute_edge_cache_entries{kind="code"}', 'scanroute_edge_cache_bytes{kind="code"}'

@@ -1,6 +1,6 @@
 /* An open-loop, fixed-rate HTTP/1.1 load generator (Debian has no wrk2): `make bench-edge`'s latency at 80 %.
 
-   fixed_rate HOST PORT RATE SECONDS CONNECTIONS REQUEST_FILE [DEPTH]
+   fixed_rate HOST PORT RATE SECONDS CONNECTIONS REQUEST_FILE [DEPTH [TRACE_FILE]]
 
    Request i is due at start + i / RATE and belongs to connection i % CONNECTIONS. It is written as soon as it
    is due if fewer than DEPTH requests of that connection await their answers (DEPTH 1, the default: one at a
@@ -10,6 +10,8 @@
    slowing the client down. One epoll loop; a timerfd wakes it at the next due time, and every request due by
    then leaves in one write per connection. Answers are framed by their head and `content-length`. All
    latencies are kept and sorted at the end (exact percentiles). Prints one line of `key=value` pairs.
+   TRACE_FILE, if given, gets a line per answer in the order they came: its request's due time (ns since the
+   first was due) and its latency (ns) — when a stall began and how long the catching up took.
    Build: cc -O2 -o fixed_rate fixed_rate.c   (loadtests/fixed_rate.py does it at run time). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -80,7 +82,8 @@ static int cmp_ll(const void *a, const void *b) {
 }
 
 static long long *latencies;
-static size_t answered, latencies_cap;
+static long long *dues; /* of the answered requests, for TRACE_FILE */
+static size_t answered, latencies_cap, dues_cap;
 static long long bad, errors, unsent;
 static char request[65536];
 static size_t request_len, depth = 1;
@@ -152,6 +155,8 @@ static int frame(conn_t *c, long long now) {
         c->written--;
         release(c);
         latencies = grow(latencies, &latencies_cap, answered + 1, sizeof *latencies);
+        dues = grow(dues, &dues_cap, answered + 1, sizeof *dues);
+        dues[answered] = due;
         latencies[answered++] = now - due;
         if (status < 200 || status >= 400) bad++;
         start += head + (size_t)length;
@@ -182,8 +187,8 @@ static void read_in(int ep, conn_t *c) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7 && argc != 8) {
-        fprintf(stderr, "usage: %s HOST PORT RATE SECONDS CONNECTIONS REQUEST_FILE [DEPTH]\n", argv[0]);
+    if (argc < 7 || argc > 9) {
+        fprintf(stderr, "usage: %s HOST PORT RATE SECONDS CONNECTIONS REQUEST_FILE [DEPTH [TRACE_FILE]]\n", argv[0]);
         return 2;
     }
     const char *host = argv[1];
@@ -193,7 +198,7 @@ int main(int argc, char **argv) {
     if (!f) { perror(argv[6]); return 2; }
     request_len = fread(request, 1, sizeof request, f);
     fclose(f);
-    if (argc == 8) depth = (size_t)atol(argv[7]);
+    if (argc >= 8) depth = (size_t)atol(argv[7]);
     if (rate <= 0 || seconds <= 0 || nconn <= 0 || !request_len) { fprintf(stderr, "bad arguments\n"); return 2; }
 
     int ep = epoll_create1(0);
@@ -260,6 +265,12 @@ int main(int argc, char **argv) {
     for (int k = 0; k < nconn; k++) {
         unanswered += (long long)conns[k].count;
         if (!conns[k].dead) close(conns[k].fd);
+    }
+    if (argc == 9) {
+        FILE *trace = fopen(argv[8], "w");
+        if (!trace) { perror(argv[8]); return 2; }
+        for (size_t k = 0; k < answered; k++) fprintf(trace, "%lld %lld\n", dues[k] - start, latencies[k]);
+        if (fclose(trace) != 0) { perror(argv[8]); return 2; }
     }
     qsort(latencies, answered, sizeof *latencies, cmp_ll);
 #define PCT(p) (answered ? (double)latencies[(size_t)((double)(answered - 1) * (p))] / 1e6 : -1.0)

@@ -61,14 +61,16 @@ def build() -> Path:
 
 
 def measure(host: str, port: int, request: bytes, rate: float, seconds: float, connections: int = 64,
-            cpu: str | None = None, depth: int = 1) -> Latencies:
+            cpu: str | None = None, depth: int = 1, trace: Path | None = None) -> Latencies:
     """Send `request` at `rate` per second for `seconds` over `connections`, at most `depth` awaiting their answers
-    on a connection (0: no limit); `cpu` pins the client."""
+    on a connection (0: no limit); `cpu` pins the client; `trace` gets each answer's due time and latency (ns), a
+    line each in the order they came (see fixed_rate.c)."""
     binary = build()
     with tempfile.NamedTemporaryFile(prefix="scanroute-request-") as file:
         file.write(request)
         file.flush()
-        argv = [str(binary), host, str(port), f"{rate:.3f}", f"{seconds:g}", str(connections), file.name, str(depth)]
+        argv = [str(binary), host, str(port), f"{rate:.3f}", f"{seconds:g}", str(connections), file.name, str(depth),
+                *([str(trace)] if trace is not None else [])]
         if cpu is not None:
             argv = ["taskset", "-c", cpu, *argv]
         out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
@@ -77,6 +79,17 @@ def measure(host: str, port: int, request: bytes, rate: float, seconds: float, c
                      bad=int(values["bad"]) + int(values["unanswered"]), rate=float(values["achieved"]),
                      p50_ms=float(values["p50_ms"]), p99_ms=float(values["p99_ms"]),
                      max_ms=float(values["max_ms"]), p999_ms=float(values["p999_ms"]))
+
+
+def stalls(trace: Path, above_ms: float = 4.0) -> list[tuple[float, float]]:
+    """From a `trace`: where the server (or the machine) stalled — each answer that took longer than `above_ms`
+    when the request due before it took less than half that, as (its due time, its latency) in ms."""
+    onsets, previous = [], 0
+    for due, latency in sorted(tuple(map(int, line.split())) for line in trace.read_text().splitlines()):
+        if latency > above_ms * 1e6 and previous < above_ms * 5e5:
+            onsets.append((due / 1e6, latency / 1e6))
+        previous = latency
+    return onsets
 
 
 if __name__ == "__main__":
@@ -90,6 +103,11 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--path", default="/", help="GET this path, Host: localhost")
     parser.add_argument("--depth", type=int, default=1, help="requests awaiting answers per connection (0: no limit)")
+    parser.add_argument("--trace", type=Path, help="write each answer's due time and latency here, and list the stalls")
     args = parser.parse_args()
     print(measure(args.host, args.port, f"GET {args.path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode(), args.rate,
-                  args.seconds, args.connections, depth=args.depth))
+                  args.seconds, args.connections, depth=args.depth, trace=args.trace))
+    if args.trace:
+        found = stalls(args.trace)
+        print(f"{len(found)} stalls (an answer over 4 ms after one under 2 ms), at ms after the first due time:",
+              ", ".join(f"{due:,.0f} ({latency:.1f} ms)" for due, latency in found))
