@@ -576,14 +576,18 @@ def latency_report(servers: dict[str, Server], rounds: dict[str, list[Result]], 
     lines = [f"\nlatency at 80 % of each server's measured maximum (median req/s of its rounds above), "
              f"{args.connections} connections, {args.latency_rounds} alternating rounds of {args.latency_seconds} s,"
              " open loop (loadtests/fixed_rate.c: each connection one request at a time, as wrk2; latency counted from"
-             " when each request was due); medians of the rounds [lowest–highest p99]",
-             f"{'server':<40} {'offered':>9} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9':>7}  p99 range"]
+             " when each request was due); medians of the rounds [lowest–highest p99]; stalls/s: answers over 4 ms"
+             " right after one under 2 ms, per second (loadtests/fixed_rate.py, `stalls`)",
+             f"{'server':<40} {'offered':>9} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9':>7} {'stalls/s':>8}"
+             "  p99 range"]
     # nginx and the raw protocol, when measured, show what this machine's tails are without Python or Redis.
     chosen = [(key, servers[kind], name) for key, kind, name in (
         ("nginx", "nginx", "nginx return 302"), ("raw", "raw", "raw uvloop + httptools, fixed 302"),
         ("ref", "bare", "bare uvicorn, fixed 302"), ("protocol-a", "protocol", "edge protocol, (a) hot code"),
         ("asgi-a", "asgi", "edge asgi, (a) hot code")) if key in rounds]
     results: dict[str, list[fixed_rate.Latencies]] = {key: [] for key, _, _ in chosen}
+    stalls: dict[str, list[float]] = {key: [] for key, _, _ in chosen}
+    trace = Path(tempfile.gettempdir()) / f"scanroute-latency-{os.getpid()}"
     rates = {key: 0.8 * statistics.median(r.rps for r in rounds[key]) for key, _, _ in chosen}
     kernel_before, started = kernel_threads(), time.monotonic()
     for number in range(args.latency_rounds):
@@ -591,14 +595,17 @@ def latency_report(servers: dict[str, Server], rounds: dict[str, list[Result]], 
         for key, server, _ in chosen:
             empty_scan_stream()
             results[key].append(fixed_rate.measure("127.0.0.1", server.port, HOT_REQUEST, rates[key],
-                                                   args.latency_seconds, args.connections, cpu=LOAD_CPU))
+                                                   args.latency_seconds, args.connections, cpu=LOAD_CPU, trace=trace))
+            stalls[key].append(len(fixed_rate.stalls(trace)) / args.latency_seconds)
+    trace.unlink(missing_ok=True)
     for key, _, name in chosen:
         got = results[key]
         bad = sum(r.bad for r in got)
         p99 = [r.p99_ms for r in got]
         lines.append(f"{name:<40} {rates[key]:>9,.0f} {statistics.median(r.rate for r in got):>9,.0f} "
                      f"{statistics.median(r.p50_ms for r in got):>7.2f} {statistics.median(p99):>7.2f} "
-                     f"{statistics.median(r.p999_ms for r in got):>7.2f}  [{min(p99):.2f}–{max(p99):.2f}]"
+                     f"{statistics.median(r.p999_ms for r in got):>7.2f} {statistics.median(stalls[key]):>8.1f}"
+                     f"  [{min(p99):.2f}–{max(p99):.2f}]"
                      + (f"  ({bad} bad or unanswered)" if bad else "")
                      + ("  (target p99 < 5 ms: " + ("met" if statistics.median(p99) < 5 else "missed") + ")"
                         if key == "protocol-a" else ""))
