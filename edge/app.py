@@ -27,7 +27,7 @@ from edge.heap import FrozenHeap
 from edge.invalidations import InvalidationFollower
 from edge.journal import ScanJournal
 from edge.local_cache import Fence, LocalCache, open_fence
-from edge.lookup import Answer, CachedCode, PreparedScan, RowLookup, code_weight, group_weight
+from edge.lookup import Answer, CachedCode, PreparedScan, RowLookup, Unresolvable, code_weight, group_weight
 from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
 from edge.password_form import read_password
@@ -57,7 +57,7 @@ Send = Callable[[Message], Awaitable[None]]
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 HTML = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
 UNAVAILABLE_EXCEPTIONS = (OSError, redis.exceptions.RedisError, TimeoutError, asyncpg.PostgresError,
-                          asyncpg.InterfaceError)
+                          asyncpg.InterfaceError, Unresolvable)
 RETRY = [(b"retry-after", b"2")]
 # pages of docs/rules.md, by answer (the others take the status of their outcome, shared.resolve.HTTP_STATUS)
 ANSWER_STATUS = {**PAGE_STATUS, "password_throttled": 429}

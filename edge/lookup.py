@@ -45,7 +45,7 @@ def _settle(done: asyncio.Future[PreparedScan | None], found: PreparedScan | Non
     if done.done():
         return
     if isinstance(found, Exception):
-        done.set_exception(found)
+        done.set_exception(found.again() if isinstance(found, Unresolvable) else found)
     else:
         done.set_result(found)
 
@@ -57,6 +57,15 @@ def _decoded(raw: bytes | str) -> GroupRow | None:
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("unreadable cached group row, reading PostgreSQL instead: %r", exc)
         return None
+
+
+class Unresolvable(Exception):
+    """A cached code whose scan could not be prepared from its rows (logged once, when it was tried): its scans
+    answer 503, without preparing again, until one of its rows changes. Passed around as a value; `again()`
+    gives a copy to raise (an exception raised again and again keeps growing its traceback)."""
+
+    def again(self) -> Unresolvable:
+        return Unresolvable(*self.args)
 
 
 class Resolutions:
@@ -72,7 +81,9 @@ class Resolutions:
     def of(self, code: CodeRow, group: GroupRow | None) -> Resolved:
         """The resolution, and every scan's answer when nothing about the visitor or the time can change it."""
         # A code's own split is drawn with its id, so codes with routing fields of their own share nothing.
-        key = (code.group_id, group.version if group else None, code.status, code.destination, code.url_params,
+        # The group row itself, not its version: a row repaired at the same version (docs/security.md) has other
+        # contents, and must not find the resolution of the row it replaced.
+        key = (code.group_id, group, code.status, code.destination, code.url_params,
                code.properties, code.deleted, code.routing, code.routing and code.id, code.password_hash,
                code.limit_reached)
         found = self._memo.get(key)
@@ -114,11 +125,15 @@ class CachedCode:
         self.row = row
         self.group_key = group_key  # the local cache key of its group row, None without a group
         self._group: GroupRow | None = None
-        self._scan: PreparedScan | None = None
+        self._scan: PreparedScan | Unresolvable | None = None
 
-    def scan(self, group: GroupRow | None, resolutions: Resolutions) -> PreparedScan:
+    def scan(self, group: GroupRow | None, resolutions: Resolutions) -> PreparedScan | Unresolvable:
         if self._scan is None or group is not self._group:
-            self._scan = PreparedScan(self.row, resolutions.of(self.row, group))
+            try:
+                self._scan = PreparedScan(self.row, resolutions.of(self.row, group))
+            except Exception as exc:  # logged once; its scans answer 503 until one of its rows changes
+                log.exception("preparing the scan of %s failed", self.row.id)
+                self._scan = Unresolvable(self.row.id, exc)
             self._group = group
         return self._scan
 
@@ -163,7 +178,7 @@ class RowLookup:
         self._waiting: dict[str, Waiting] = {}  # code key → what it is, and who waits for it
         self._loader: asyncio.Task[None] | None = None
 
-    def find_cached(self, domain: str, slug: str, key: str) -> PreparedScan | None | Miss:
+    def find_cached(self, domain: str, slug: str, key: str) -> PreparedScan | None | Miss | Unresolvable:
         """What `find` would answer, from the local cache (or the filter of existing codes) alone; MISS when
         it has to load. `key` is the code's (`self.keys.code(domain, slug)`, remembered with the target)."""
         code = self.codes.peek(key)
@@ -182,6 +197,8 @@ class RowLookup:
         An unknown slug that the filter of existing codes rules out costs no read and leaves no entry."""
         key = self.keys.code(domain, slug)
         found = self.find_cached(domain, slug, key)
+        if isinstance(found, Unresolvable):
+            raise found.again()
         if not isinstance(found, Miss):
             return found
         done: asyncio.Future[PreparedScan | None] = asyncio.get_running_loop().create_future()
@@ -236,11 +253,7 @@ class RowLookup:
         group = groups.get(code.group_key) if code.group_key is not None else None
         if isinstance(group, Exception):
             return group
-        try:
-            return code.scan(group, self.resolutions)
-        except Exception as exc:  # a row we cannot resolve answers 503 alone, logged
-            log.exception("preparing the scan of %s failed", code.row.id)
-            return exc
+        return code.scan(group, self.resolutions)  # a row we cannot resolve answers 503 alone, logged
 
     async def _read_codes(self, unread: dict[Wanted, str]) -> dict[str, CachedCode | None | Exception]:
         """Code rows by cache key, read and cached; a code read again unchanged keeps its cached object (and its

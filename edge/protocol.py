@@ -225,7 +225,10 @@ class HttpConnection(asyncio.Protocol):
         self.slots.append(slot)
         if not keep_alive:
             self.done = True
-        self.server.handler.handle(self, slot, self.method, self.url, self.headers, self.body)
+        try:
+            self.server.handler.handle(self, slot, self.method, self.url, self.headers, self.body)
+        except Exception:  # a bug costs its own request (500), not the connection and the requests before it
+            self.server.handler.failed(self, slot)
         if self.body_bytes:
             self.body_bytes = 0
             self.body = b""
@@ -267,6 +270,7 @@ class HttpConnection(asyncio.Protocol):
             return
         if not self.slots:
             if self.done or self.server.draining and not self.in_request:
+                self.done = True  # read nothing more: a request read now would be recorded and never answered
                 self._linger(transport)
                 return
             self._set_deadline()
@@ -338,6 +342,7 @@ class HttpConnection(asyncio.Protocol):
         already, which is answered (with `connection: close`) within the header timeout."""
         if self.slots:
             self.slots[-1].close = True
+            self.done = True  # what the client sends after this is neither read nor recorded: it retries it
         elif not self.in_request and self.requests and self.transport is not None:
             self.done = True
             self.transport.close()

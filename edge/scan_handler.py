@@ -51,6 +51,14 @@ class ScanHandler:
     def rejected(self, status: int) -> None:
         self.app.metrics.answered("malformed", 0.0)
 
+    def failed(self, conn: HttpConnection, slot: Slot) -> None:
+        """Answering a request raised (a bug): logged, and answered 500 as an ASGI server does; the connection
+        closes after it (the answers before it are written first), and nothing after it is read."""
+        log.exception("answering a request failed")
+        slot.close = True
+        conn.done = True
+        conn.fill(slot, responses.error(500).encode(self.server.date, responses.CLOSE))
+
     def handle(self, conn: HttpConnection, slot: Slot, method: bytes, url: bytes, headers: dict[bytes, bytes],
                body: bytes) -> None:
         started = time.perf_counter()
@@ -70,12 +78,12 @@ class ScanHandler:
         ip = self.scans.client_address.of(conn.peer, headers[FORWARDED_FOR]) if FORWARDED_FOR in headers else conn.peer
         request = _Request(self, conn, slot, METHODS[method], query, headers, ip, connection, started, body)
         found = self.lookup.find_cached(*target)
-        if isinstance(found, Miss):
-            self.lookup.load(*target, request.found)
-        elif found is None:
-            self._page(conn, slot, "unknown", connection, head_only, started)
-        else:
+        if isinstance(found, PreparedScan):
             self._answer(request, found)
+        elif isinstance(found, Miss):
+            self.lookup.load(*target, request.found)
+        else:  # unknown, or a cached code whose rows cannot be resolved
+            self.found(request, found)
 
     def found(self, request: _Request, found: PreparedScan | None | Exception) -> None:
         """A missed code's rows, read (RowLookup.load): the scan goes on as a cache hit would have."""
@@ -107,7 +115,10 @@ class ScanHandler:
         except Exception:
             log.exception("password check failed")
             return self._page(request.conn, request.slot, "unavailable", request.connection, False, request.started)
-        self._record(request, scan, facts, decided)
+        try:
+            self._record(request, scan, facts, decided)
+        except Exception:
+            self.failed(request.conn, request.slot)
 
     def _record(self, request: _Request, scan: PreparedScan, facts: Facts, decided: Answer) -> None:
         decision, page, extra = decided
@@ -187,7 +198,10 @@ class _Request:
 
     def found(self, found: PreparedScan | None | Exception) -> None:
         """RowLookup.load's callback (a bound method: no closure per miss)."""
-        self.handler.found(self, found)
+        try:
+            self.handler.found(self, found)
+        except Exception:
+            self.handler.failed(self.conn, self.slot)
 
     def recorded(self, error: BaseException | None) -> None:
         """The recorder's callback, once the scan is stored (a bound method: no closure per scan)."""

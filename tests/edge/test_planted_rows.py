@@ -4,6 +4,7 @@ code or group, nor the cache sync's audit."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -14,6 +15,7 @@ import redis.asyncio as aioredis
 
 from control_plane.services.cache import EdgeCache
 from control_plane.services.cache_audit import CacheAudit
+from edge.app import EdgeApp
 from shared.database import create_pool
 from shared.edge_rows import load_code_by_slug, load_groups
 from shared.keys import RedisKeys
@@ -106,3 +108,53 @@ async def test_the_audit_replaces_planted_rows_without_any_write(
     await wait_for_location(edge, member["slug"], "https://example.com/g")
     assert not await redis.exists(keys.code("qr.other", honest["slug"]))
     assert await redis.get(keys.code("qr.test", honest["slug"])) == honest_row  # an honest row is left alone
+
+
+async def test_a_group_row_planted_at_the_database_version_gives_way_to_the_audit(
+        api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str, db: asyncpg.Connection[Any], database_url: str) -> None:
+    """Other contents at the same version: the edge reads the repaired row, and must not answer with what it
+    had prepared from the planted one."""
+    key = await make_key()
+    keys = RedisKeys(redis_namespace)
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/g"}})).json()
+    member = await make_code(api, key, group_id=group["id"])
+    group_row = (await load_groups(db, [group["id"]]))[group["id"]]
+    await redis.set(keys.group(group["id"]), dataclasses.replace(
+        group_row, destination=Destination("url", PLANTED)).encode())
+    assert (await edge.get(f"/{member['slug']}")).headers["location"] == PLANTED
+
+    pool = await create_pool(database_url)
+    try:
+        audit = CacheAudit(pool, EdgeCache(redis, keys), slice=100)
+        repaired = await audit.run_once()
+        while audit.cursor:
+            repaired += await audit.run_once()
+    finally:
+        await pool.close()
+    assert repaired == 1
+    await wait_for_location(edge, member["slug"], "https://example.com/g")
+
+
+async def test_a_code_row_that_cannot_be_resolved_answers_503_on_every_scan(
+        api: httpx.AsyncClient, edge: httpx.AsyncClient, edge_app: EdgeApp, make_key: KeyFactory,
+        redis: aioredis.Redis, redis_namespace: str, db: asyncpg.Connection[Any]) -> None:
+    """A row in Redis whose routing cannot be compiled (written by another version, or planted): its scans
+    answer 503 — on a cache miss and on every hit after it — and the connection goes on serving."""
+    key = await make_key()
+    keys = RedisKeys(redis_namespace)
+    bad = await make_code(api, key, destination={"type": "url", "url": "https://example.com/bad"})
+    good = await make_code(api, key, destination={"type": "url", "url": "https://example.com/good"})
+    row = await load_code_by_slug(db, "qr.test", bad["slug"])
+    assert row is not None
+    await redis.set(keys.code("qr.test", bad["slug"]), msgspec.structs.replace(row, routing="{not json").encode())
+    hits = edge_app.codes.hits
+    for _ in range(20):  # the first a miss; then hits of the cached row, once the local cache may answer
+        assert (await edge.get(f"/{bad['slug']}")).status_code == 503
+        if edge_app.codes.hits > hits + 2:
+            break
+        await asyncio.sleep(0.05)
+    assert edge_app.codes.hits > hits + 2
+    answer = await edge.get(f"/{good['slug']}")  # on the same connection
+    assert answer.status_code == 302 and answer.headers["location"] == "https://example.com/good"
