@@ -89,6 +89,8 @@ async def _addresses(host: str, port: int) -> list[IPAddress]:
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), RESOLVE_TIMEOUT)
     except (OSError, TimeoutError):
         raise OutboundRefused(f"host {host!r} does not resolve") from None
+    except (UnicodeError, ValueError):  # IDNA refuses an empty label or one over 63 characters ("a..example")
+        raise OutboundRefused("has an invalid host name") from None
     # The scope id of a link-local IPv6 answer ("fe80::1%eth0") is not part of the address.
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 

@@ -27,6 +27,8 @@ def parse_rfc3339(value: object) -> datetime:
     if not isinstance(value, str) or not RFC3339.fullmatch(value):
         raise ValueError(RFC3339_MESSAGE)
     try:
-        return datetime.fromisoformat(value.upper())
-    except ValueError:  # the shape is right but a field is out of range (month 13, second 60)
+        parsed = datetime.fromisoformat(value.upper())
+        parsed.astimezone(UTC)  # 0001-01-01T00:00:00+01:00 is a valid string for an instant before year 1
+    except (ValueError, OverflowError):  # the shape is right but a field, or the instant, is out of range
         raise ValueError(RFC3339_MESSAGE) from None
+    return parsed

@@ -180,7 +180,9 @@ class IdempotencyMiddleware:
             problem = Problem(400, "Idempotency-Key must be 1-255 characters.", type="idempotency-key")
             return await problem_response(problem)(scope, receive, send)
         body = await _read_body(receive)
-        fingerprint = hashlib.sha256(scope["path"].encode() + b"\0" + body).hexdigest()
+        # The query string is part of the request: `POST /v1/imports?dry_run=true` and then `POST /v1/imports` under
+        # one key are two different requests (422), not a replay of the dry run.
+        fingerprint = hashlib.sha256(scope["path"].encode() + b"?" + scope["query_string"] + b"\0" + body).hexdigest()
         state = scope_state(scope)
         owner = hashlib.sha256(token.encode()).hexdigest()[:32]
         redis_key = ApiKeys(state.settings.stores.redis_namespace).idempotency(

@@ -79,7 +79,12 @@ def _when(value: Any) -> Any:
     if isinstance(value, str) and len(value) == 10:
         return date.fromisoformat(value)
     if isinstance(value, str):
-        return datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        try:
+            _as_utc(moment)  # 0001-01-01T00:00:00+01:00 parses, and is an instant before year 1
+        except OverflowError:
+            raise ValueError("must be a date-time between the years 1 and 9999 in UTC") from None
+        return moment
     if isinstance(value, date):  # stored content, read back
         return value
     raise ValueError('must be a date such as "2026-05-08" or a date-time such as "2026-05-08T19:00:00Z"')

@@ -52,8 +52,11 @@ def normalise_logo(data: bytes) -> bytes:
 
 
 async def fetch_logo(url: str, outbound: OutboundSettings) -> bytes:
-    # Plain http only where the operator allowed the host itself (local development and tests).
-    allow_http = outbound.allow_http or (urlsplit(url).hostname or "").lower() in outbound.allowed_hosts
+    try:
+        # Plain http only where the operator allowed the host itself (local development and tests).
+        allow_http = outbound.allow_http or (urlsplit(url).hostname or "").lower() in outbound.allowed_hosts
+    except ValueError:  # urlsplit refuses "http://[::1/x"
+        raise InvalidLogo("the URL is not a valid URL") from None
     try:
         fetched = await fetch(url, allowed_hosts=outbound.allowed_hosts, allow_http=allow_http,
                               max_bytes=MAX_LOGO_BYTES, content_types=LOGO_TYPES)

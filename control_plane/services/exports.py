@@ -271,7 +271,8 @@ def signature(settings: ControlPlaneSettings, job_id: str, expires: int) -> str:
 
 
 def signature_valid(settings: ControlPlaneSettings, job_id: str, expires: str, given: str, now: float) -> bool:
-    if not expires.isdigit() or int(expires) < now:
+    # ASCII digits, and few: `isdigit` takes "²", and int() refuses more than 4,300 digits (both a 500 before).
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 15) or int(expires) < now:
         return False
     return hmac.compare_digest(signature(settings, job_id, int(expires)), given)
 

@@ -16,7 +16,7 @@ from typing_extensions import TypedDict
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
 from control_plane.services.params import apply_params
-from control_plane.services.qr_codes import load_code
+from control_plane.services.qr_codes import load_code, refuse_on_static
 from control_plane.services.qr_groups import load_group
 from control_plane.services.schemas import Body
 from shared.outbox import previous_attributes, record_event
@@ -88,6 +88,8 @@ async def set_item(ctx: ServiceContext, key: ApiKey, owner: MapOwner, field: Map
         raise field_error("key", "must be 1-64 characters")
     async with ctx.transaction() as conn:
         before = await owner.load(ctx, conn, key, owner_id, True)
+        if value is not None and before.get("kind") == "static":  # as a PATCH of the code would be
+            refuse_on_static([field])
         if value is None and name not in before[field]:
             raise Problem(404, f"No {ITEM_KINDS[field]} '{name}'.")
         await apply_params(conn, f"{owner.table_prefix}_{field}", owner.owner_column, owner_id, {name: value})

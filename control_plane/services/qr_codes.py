@@ -197,7 +197,7 @@ async def _insert_dynamic(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCo
     raise Problem(503, "Could not allocate a free slug; retry.", headers={"Retry-After": "1"})
 
 
-def _refuse_on_static(given: list[str]) -> None:
+def refuse_on_static(given: list[str]) -> None:
     if given:
         raise Problem(422, "Static codes encode their content directly and do not redirect.",
                       errors=[{"field": name, "message": "not allowed on a static code"} for name in given])
@@ -210,7 +210,7 @@ def _static_content(type: str, content: dict[str, Any] | None) -> dict[str, Any]
 
 async def _insert_static(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCreate) -> str:
     """A static code encodes its content itself: nothing to redirect, inherit or scan."""
-    _refuse_on_static([name for name in STATIC_REFUSES if getattr(body, name)])
+    refuse_on_static([name for name in STATIC_REFUSES if getattr(body, name)])
     code_id = new_id("sqr")
     await conn.execute(
         "INSERT INTO qr_codes (id, org_id, livemode, kind, type, name, content, design, folder_id, tags)"
@@ -336,7 +336,7 @@ async def _update_in(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str, b
     content = current["content"]
     if current["kind"] == "static":
         # `null` clears, and a static code has none of these to clear: only a value is refused.
-        _refuse_on_static([name for name in STATIC_REFUSES if name in fields and getattr(body, name) is not None])
+        refuse_on_static([name for name in STATIC_REFUSES if name in fields and getattr(body, name) is not None])
         if "content" in fields:
             content = _static_content(current["type"], body.content)
     elif body.content is not None:
@@ -376,8 +376,15 @@ async def update_code(ctx: ServiceContext, key: ApiKey, code_id: str, body: QRCo
                       if_match: Collection[int] | None = None) -> QRCodePublic:
     """JSON Merge Patch of a code; `if_match`: 412 unless the code is at one of these versions."""
     if "design" in body.model_fields_set or "content" in body.model_fields_set:
-        # The design is checked again, logo included: fetch both logos before locking the row.
-        stored = await ctx.db.fetchval("SELECT design FROM qr_codes WHERE id = $1", code_id)
+        # The design is checked again, logo included: fetch both logos before locking the row — the stored one
+        # only if it stays (the patch names no logo of its own), and only the caller's own code's: another
+        # organisation's code is a 404 below, never a fetch of its logo nor a 422 about it.
+        stored = None
+        replaced = "design" in body.model_fields_set and (body.design is None or "logo" in body.design)
+        if not replaced:
+            stored = await ctx.db.fetchval(
+                "SELECT design FROM qr_codes WHERE id = $1 AND org_id = $2 AND livemode = $3 AND deleted_at IS NULL",
+                code_id, key.org_id, key.livemode)
         await prefetch_logos([stored, body.design], ctx.settings.outbound)
     async with ctx.transaction() as conn:
         obj = await _update_in(conn, key, code_id, body, ctx.settings, if_match)

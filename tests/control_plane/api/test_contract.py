@@ -155,6 +155,31 @@ async def test_rfc_3339_date_times_with_any_offset_are_taken(api: httpx.AsyncCli
     assert (group.json()["valid_from"], group.json()["valid_until"]) == ("2026-12-31T22:00:00Z", "2027-01-01T00:00:00Z")
 
 
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+async def test_a_date_time_whose_instant_is_outside_the_years_1_to_9999_is_a_422(
+        api: httpx.AsyncClient, make_key: KeyFactory, moment: str) -> None:
+    key = await make_key()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json=URL)).json()
+    answers = [
+        await api.post("/v1/qr-codes", headers=bearer(key), json={**URL, "valid_from": moment}),
+        await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key), json={"valid_until": moment}),
+        await api.post("/v1/qr-groups", headers=bearer(key), json={"valid_from": moment}),
+        await api.post("/v1/qr-codes", headers=bearer(key), json={**URL, "rules": [
+            {"if": {"after": moment}, "destination": {"type": "url", "url": "https://example.com/r"}}]}),
+        await api.post("/v1/qr-codes", headers=bearer(key), json={
+            "kind": "static", "type": "event", "content": {"summary": "x", "start": moment}}),
+        await api.post("/v1/exports", headers=bearer(key), json={"format": "scans_csv", "since": moment}),
+        await api.get(f"/v1/qr-codes/{code['id']}/scans", headers=bearer(key), params={"since": moment}),
+    ]
+    assert [answer.status_code for answer in answers] == [422] * len(answers), [a.text for a in answers]
+
+
+@pytest.mark.parametrize("expires", ["9" * 5000, "²", "1" * 16])
+async def test_an_export_file_with_an_unreadable_expiry_is_a_403(api: httpx.AsyncClient, expires: str) -> None:
+    response = await api.get("/v1/exports/exp_nope/file", params={"expires": expires, "signature": "00"})
+    assert response.status_code == 403, response.text
+
+
 @pytest.mark.parametrize("query", ["", "?signature=", "?expires=&signature="])
 async def test_an_export_file_without_a_key_or_a_signature_is_a_401(api: httpx.AsyncClient, query: str) -> None:
     response = await api.get(f"/v1/exports/exp_nope/file{query}")
@@ -207,3 +232,13 @@ async def test_a_bulk_update_that_sets_nothing_is_refused_by_the_schema_too(api:
     response = await api.post("/v1/qr-codes/bulk-update", headers=bearer(await make_key()),
                               json={"ids": ["qr_1"], "set": {}})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "set"
+
+
+@pytest.mark.parametrize("url", ["https://a..example/x", "https://" + "a" * 64 + ".example/x", "https://./",
+                                 "http://[::1/x"])
+async def test_an_outbound_url_with_a_malformed_host_is_a_422(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                               url: str) -> None:
+    key = await make_key(scopes=("qr:read", "qr:write", "webhooks:read", "webhooks:write"))
+    hook = await api.post("/v1/webhook-endpoints", headers=bearer(key), json={"url": url, "events": ["*"]})
+    logo = await api.post("/v1/qr-codes", headers=bearer(key), json={**URL, "design": {"logo": {"url": url}}})
+    assert (hook.status_code, logo.status_code) == (422, 422), (hook.text, logo.text)

@@ -57,3 +57,29 @@ async def test_a_patch_waiting_for_its_logo_does_not_block_another_patch(
     patched = await with_logo
     assert patched.status_code == 200, patched.text
     assert patched.json()["name"] == "renamed" and len(patched.json()["design"]["logo"]["sha256"]) == 64
+
+
+async def test_another_orgs_code_is_a_404_without_a_fetch_of_its_logo(api: httpx.AsyncClient,
+                                                                      make_key: KeyFactory) -> None:
+    """A PATCH of another organisation's code answers as for an unknown id — not a 422 about that code's logo,
+    nor a fetch of it — and the owner can still remove a logo whose host stopped answering."""
+    state = {"serving": True, "fetches": 0}
+
+    async def handle(request: web.Request) -> web.Response:
+        state["fetches"] += 1
+        return web.Response(body=logo_png(), content_type="image/png") if state["serving"] \
+            else web.Response(status=404)
+
+    async with local_server([web.get("/acme-logo.png", handle)]) as base:
+        acme, globex = await make_key("acme"), await make_key("globex")
+        code = (await api.post("/v1/qr-codes", headers=bearer(acme), json={
+            "destination": {"type": "url", "url": "https://example.com/a"},
+            "design": {"logo": {"url": f"{base}/acme-logo.png", "scale": 0.2}}})).json()
+        state["serving"], fetches = False, state["fetches"]
+        foreign = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(globex),
+                                  json={"design": {"margin": 4}})
+        assert foreign.status_code == 404, foreign.text
+        assert state["fetches"] == fetches
+        removed = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(acme), json={"design": {"logo": None}})
+        assert removed.status_code == 200, removed.text
+        assert removed.json()["design"].get("logo") is None

@@ -235,3 +235,28 @@ async def test_events_list_and_get(api: httpx.AsyncClient, make_key: KeyFactory)
     assert one.json() == latest
     other = await make_key("globex", scopes=ALL)
     assert (await api.get(f"/v1/events/{latest['id']}", headers=bearer(other))).status_code == 404
+
+
+async def test_one_idempotency_key_on_another_query_string_is_another_request(api: httpx.AsyncClient,
+                                                                              make_key: KeyFactory) -> None:
+    """A dry-run import and then the real one under the same key: the second is refused (422), never answered
+    with the dry run's job as if it had run."""
+    key = await make_key()
+    headers = {**bearer(key), "Content-Type": "text/csv", "Idempotency-Key": "nightly-import"}
+    csv = b"name,url\nA,https://example.com/a\n"
+    dry = await api.post("/v1/imports?dry_run=true", headers=headers, content=csv)
+    assert dry.status_code == 202 and dry.json()["dry_run"] is True
+    real = await api.post("/v1/imports", headers=headers, content=csv)
+    assert real.status_code == 422, real.text
+    assert (await api.post("/v1/imports?dry_run=true", headers=headers, content=csv)).json() == dry.json()
+
+
+async def test_a_static_code_takes_no_url_params_through_the_sub_resource(api: httpx.AsyncClient,
+                                                                          make_key: KeyFactory) -> None:
+    key = await make_key()
+    static = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "kind": "static", "type": "text", "content": {"text": "hi"}})).json()
+    put = await api.put(f"/v1/qr-codes/{static['id']}/url-params/a", headers=bearer(key), json={"value": "b"})
+    assert put.status_code == 422, put.text
+    after = (await api.get(f"/v1/qr-codes/{static['id']}", headers=bearer(key))).json()
+    assert after["url_params"] == {} and after["version"] == static["version"]
