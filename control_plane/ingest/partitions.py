@@ -21,9 +21,9 @@ class ScanPartitions:
         self.known: set[date] = set()
 
     async def ensure(self, days: set[date]) -> None:
-        missing = days - self.known
-        if missing:
-            first, last = min(missing), max(missing)
+        """Creates the partitions of these days, a statement per run of consecutive missing days: a scan from an
+        edge whose clock is years off creates its own day, not every day between it and the others."""
+        for first, last in _runs(sorted(days - self.known)):
             await self.db.execute("SELECT ensure_scan_partitions($1, $2)", first, last)
             self.known |= {first + timedelta(days=n) for n in range((last - first).days + 1)}
 
@@ -46,3 +46,14 @@ class ScanPartitions:
                      retention_days)
         self.known = {day for day in self.known if day >= cutoff}
         return dropped
+
+
+def _runs(days: list[date]) -> list[tuple[date, date]]:
+    """Sorted days as (first, last) of each run of consecutive days."""
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and day - runs[-1][1] == timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs

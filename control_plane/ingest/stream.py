@@ -43,6 +43,14 @@ class ScanStream:
         self.claim_cursor = "0-0"
 
     async def ensure_group(self) -> None:
+        """Creates the group unless it exists. Asked first with XINFO, which Redis answers at its `maxmemory`
+        where it refuses XGROUP CREATE — even of a group that exists — and the worker, which would free the
+        memory, could never get past this."""
+        try:
+            if await self._group() is not None:
+                return
+        except redis.exceptions.ResponseError:  # no stream yet
+            pass
         try:
             await self.redis.xgroup_create(self.key, INGEST_GROUP, id="0", mkstream=True)
         except redis.exceptions.ResponseError as exc:
@@ -87,21 +95,29 @@ class ScanStream:
         if not counted:
             await self.redis.xack(self.key, INGEST_GROUP, *ids)
             return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.key, INGEST_GROUP, *ids)
-            pipe.hdel(self.attempts_key, *ids)
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xack(self.key, INGEST_GROUP, *ids)
+                pipe.hdel(self.attempts_key, *ids)
+                await pipe.execute()
+        except redis.exceptions.OutOfMemoryError:  # at its maxmemory Redis queues nothing after MULTI
+            await self.redis.xack(self.key, INGEST_GROUP, *ids)
+            await self.redis.hdel(self.attempts_key, *ids)
 
     async def trim_acknowledged(self) -> int:
         """Deletes entries every consumer has acknowledged: below the oldest pending one, or, with none
-        pending, up to the last one delivered. Never MAXLEN, which would drop unread or pending entries."""
+        pending, up to the last one delivered. Never MAXLEN, which would drop unread or pending entries.
+
+        The last delivered id is read *before* the pending list: another worker may read new entries between
+        the two calls, and those lie after the id read first — read after, it would cover entries that are
+        pending, not acknowledged, and trimming them would lose them."""
+        group = await self._group()
+        if group is None:
+            return 0
         summary: Any = await self.redis.xpending(self.key, INGEST_GROUP)
         if summary["pending"]:
             floor = _text(summary["min"])
         else:
-            group = await self._group()
-            if group is None:
-                return 0
             floor = _next_id(_text(group["last-delivered-id"]))
         if floor == "0-0":
             return 0

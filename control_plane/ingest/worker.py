@@ -217,7 +217,11 @@ class IngestWorker:
         """Entries past INGEST_MAX_ATTEMPTS are dead-lettered unread; on the last attempt any error but an
         outage isolates and sets aside the entries that cause it, so the rest of the batch goes in."""
         limit = self.settings.max_attempts
-        attempts = await self.stream.count_attempts([p.entry_id for p in batch])
+        try:
+            attempts = await self.stream.count_attempts([p.entry_id for p in batch])
+        except redis.exceptions.OutOfMemoryError:  # Redis at its maxmemory refuses HINCRBY: storing frees it
+            log.warning("Redis is full: storing %d re-read scans without counting this attempt", len(batch))
+            attempts = [1] * len(batch)
         worn = [DeadLetter(p.entry_id.decode(), p.payload, f"failed {n - 1} attempts to store", n - 1)
                 for p, n in zip(batch, attempts, strict=True) if n > limit]
         self.metrics.dead_letters.labels("attempts").inc(len(worn))

@@ -13,6 +13,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import date
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,6 +23,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from control_plane.ingest.partitions import _runs
 from control_plane.ingest.worker import IngestWorker
 from shared.database import create_pool
 from shared.keys import INGEST_GROUP, SCAN_FIELD, RedisKeys
@@ -29,6 +32,7 @@ from shared.scan_event import ScanEvent
 from shared.settings import IngestSettings
 from tests.conftest import ROOT, KeyFactory, bearer
 from tests.control_plane.ingest.test_enrich import GOOGLEBOT_UA, IPHONE_SAFARI
+from tests.edge.private_redis import PrivateRedis
 
 
 @pytest.fixture
@@ -331,3 +335,99 @@ async def test_connections_cut_mid_batch_by_the_server_are_an_outage(
         await asyncio.wait_for(task, 20)
     assert await db.fetchval("SELECT count(*) FROM scan_dead_letters") == 0
     assert await db.fetchval("SELECT count(DISTINCT scan_id) FROM scans") == total
+
+
+DAY_MS = 86_400_000
+
+
+async def _stored(db: asyncpg.Connection[Any]) -> int:
+    stored: int = await db.fetchval("SELECT count(*) FROM scans")
+    return stored
+
+
+async def test_a_trim_never_takes_entries_another_worker_read_meanwhile(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
+    """Worker B reads ten new entries while worker A trims (between A's two questions to Redis), then dies before
+    storing them: they stay in the stream, and B, restarted, stores all ten."""
+    stream = RedisKeys(redis_namespace).scans
+    a = make_worker(ingest_settings, pool, redis, consumer="worker-a")
+    b = make_worker(ingest_settings, pool, redis, consumer="worker-b")
+    await a.ensure_group()
+    await add(redis, stream, [scan(code).encode() for _ in range(10)])
+    # B's XREADGROUP lands between A's two round trips (the pending list, the group's last delivered id),
+    # whichever A asks first.
+    read_by_b: list[Any] = []
+    pending, group = redis.xpending, a.stream._group
+
+    async def then_b_reads(answer: Any) -> Any:
+        if not read_by_b:
+            read_by_b.extend(await b.stream.read(">", 100, None))
+        return answer
+
+    async def pending_then_b_reads(*args: Any) -> Any:
+        return await then_b_reads(await pending(*args))
+
+    async def group_then_b_reads() -> Any:
+        return await then_b_reads(await group())
+    redis.xpending = pending_then_b_reads  # type: ignore[method-assign]
+    a.stream._group = group_then_b_reads  # type: ignore[method-assign]
+    try:
+        await a.stream.trim_acknowledged()
+    finally:
+        del redis.xpending, a.stream._group
+    assert len(read_by_b) == 10 and await redis.xlen(stream) == 10
+
+    async def all_stored() -> bool:
+        return await _stored(db) == 10
+    await run_until(make_worker(ingest_settings, pool, redis, consumer="worker-b"), all_stored)
+    assert await db.fetchval("SELECT count(*) FROM scan_dead_letters") == 0
+
+
+async def test_a_full_redis_is_drained_not_waited_for(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis_namespace: str, code: dict[str, Any],
+        db: asyncpg.Connection[Any], tmp_path: Path) -> None:
+    """Redis at its maxmemory (noeviction) still reads, claims, acknowledges and trims — what frees it — but
+    refuses XGROUP CREATE and HINCRBY: the worker stores the stream's scans, its own re-read ones included."""
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    full = aioredis.from_url(server.url)
+    try:
+        stream = RedisKeys(redis_namespace).scans
+        worker = make_worker(ingest_settings, pool, full, consumer="worker-a", claim_idle_ms=100)
+        await worker.ensure_group()
+        await add(full, stream, [scan(code).encode() for _ in range(50)])
+        await full.xreadgroup(INGEST_GROUP, "worker-a", {stream: ">"}, count=50)  # its own, left pending (kill -9)
+        await add(full, stream, [scan(code).encode() for _ in range(50)])  # not read yet
+        await full.config_set("maxmemory-policy", "noeviction")
+        await full.config_set("maxmemory", "1")
+
+        async def all_stored() -> bool:
+            return await _stored(db) == 100
+        await run_until(worker, all_stored)
+        assert (await full.xpending(stream, INGEST_GROUP))["pending"] == 0
+    finally:
+        await full.aclose()
+        server.stop()
+
+
+async def test_a_scan_from_a_clock_years_off_creates_its_own_day_only(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
+    """With a scan replayed from days ago in the same batch, a scan from an edge whose clock says 2010 used to
+    ask for a partition of every day in between: a statement past the database's timeout, retried forever."""
+    stream = RedisKeys(redis_namespace).scans
+    now_ms = int(time.time() * 1000)
+    await add(redis, stream, [scan(code).encode(), scan(code, ts_ms=now_ms - 3 * DAY_MS).encode(),
+                              scan(code, ts_ms=40 * 365 * DAY_MS).encode(), scan(code).encode()])
+
+    async def all_stored() -> bool:
+        return await _stored(db) == 4
+    await run_until(make_worker(ingest_settings, pool, redis), all_stored)
+    assert await db.fetchval("SELECT count(*) FROM pg_inherits WHERE inhparent = 'scans'::regclass") < 30
+
+
+def test_runs_of_consecutive_days() -> None:
+    days = [date(2010, 1, 1), date(2026, 11, 28), date(2026, 11, 29), date(2026, 12, 1)]
+    assert _runs(days) == [(date(2010, 1, 1), date(2010, 1, 1)), (date(2026, 11, 28), date(2026, 11, 29)),
+                           (date(2026, 12, 1), date(2026, 12, 1))]
