@@ -86,7 +86,8 @@ class ScanHandler:
             self.found(request, found)
 
     def found(self, request: _Request, found: PreparedScan | None | Exception) -> None:
-        """A missed code's rows, read (RowLookup.load): the scan goes on as a cache hit would have."""
+        """What the lookup found: a missed code's rows once read (RowLookup.load), and the scan goes on as a cache
+        hit would have; or, from either path, an unknown code (404) or one that cannot be answered (503)."""
         if isinstance(found, PreparedScan):
             return self._answer(request, found)
         outcome = "unknown" if found is None else "unavailable"

@@ -372,6 +372,17 @@ async def _update_in(conn: asyncpg.Connection[Any], key: ApiKey, code_id: str, b
     return obj
 
 
+def _replaces_logo(body: QRCodeUpdate) -> bool:
+    """Whether the patch leaves nothing of the stored logo: no design, no logo, or a logo with a URL of its own
+    (a merge patch of `{"logo": {"scale": 0.3}}` keeps the stored URL)."""
+    if "design" not in body.model_fields_set:
+        return False
+    if body.design is None:
+        return True
+    logo = body.design.get("logo", {})
+    return logo is None or (isinstance(logo, dict) and "url" in logo)
+
+
 async def update_code(ctx: ServiceContext, key: ApiKey, code_id: str, body: QRCodeUpdate, *,
                       if_match: Collection[int] | None = None) -> QRCodePublic:
     """JSON Merge Patch of a code; `if_match`: 412 unless the code is at one of these versions."""
@@ -380,8 +391,7 @@ async def update_code(ctx: ServiceContext, key: ApiKey, code_id: str, body: QRCo
         # only if it stays (the patch names no logo of its own), and only the caller's own code's: another
         # organisation's code is a 404 below, never a fetch of its logo nor a 422 about it.
         stored = None
-        replaced = "design" in body.model_fields_set and (body.design is None or "logo" in body.design)
-        if not replaced:
+        if not _replaces_logo(body):
             stored = await ctx.db.fetchval(
                 "SELECT design FROM qr_codes WHERE id = $1 AND org_id = $2 AND livemode = $3 AND deleted_at IS NULL",
                 code_id, key.org_id, key.livemode)

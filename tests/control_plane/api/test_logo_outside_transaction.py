@@ -83,3 +83,28 @@ async def test_another_orgs_code_is_a_404_without_a_fetch_of_its_logo(api: httpx
         removed = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(acme), json={"design": {"logo": None}})
         assert removed.status_code == 200, removed.text
         assert removed.json()["design"].get("logo") is None
+
+
+async def test_a_patch_of_the_logos_scale_alone_fetches_the_stored_url_outside_the_transaction(
+        api: httpx.AsyncClient, make_key: KeyFactory, slow_logo: tuple[SlowLogo, str]) -> None:
+    """`{"logo": {"scale": …}}` merges into the stored logo: its URL is fetched again before the row is locked
+    (another write goes through meanwhile), and the code keeps it."""
+    logo, url = slow_logo
+    key = await make_key()
+    logo.release.set()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/a"}, "design": {"logo": {"url": url}}})).json()
+    logo.release.clear()
+    logo.requested.clear()
+    scaled = asyncio.create_task(api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
+                                           json={"design": {"logo": {"scale": 0.25}}}))
+    await asyncio.wait_for(logo.requested.wait(), BOUND)
+    try:
+        renamed = await asyncio.wait_for(
+            api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key), json={"name": "renamed"}), BOUND)
+        assert renamed.status_code == 200 and not scaled.done()
+    finally:
+        logo.release.set()
+    patched = await scaled
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["design"]["logo"]["url"] == url and patched.json()["design"]["logo"]["scale"] == 0.25
