@@ -70,3 +70,10 @@ def pairs_patch(before: dict[str, str] | None, after: dict[str, str]) -> dict[st
 def optional(value: str | None) -> str | None:
     value = (value or "").strip()
     return value or None
+
+
+def form_version(form: Mapping[str, str]) -> list[int] | None:
+    """The version a form was opened at, for `if_match`: a change made meanwhile by someone else is not
+    overwritten (412)."""
+    value = form.get("version", "")
+    return [int(value)] if value.isdigit() else None

@@ -28,6 +28,9 @@ class DomainBody(Body):
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, value: str) -> str:
+        _, colon, port = value.partition(":")
+        if colon and not 1 <= int(port) <= 65535:  # the edge answers no Host with another port (docs/api.md §3.4)
+            raise ValueError("the port must be between 1 and 65535")
         return value.lower()
 
 
@@ -45,7 +48,7 @@ def domain_object(row: asyncpg.Record) -> DomainPublic:
 
 
 async def create_domain(ctx: ServiceContext, key: ApiKey, body: DomainBody) -> DomainPublic:
-    if body.hostname == ctx.settings.default_domain:
+    if body.hostname.partition(":")[0] == ctx.settings.default_domain.partition(":")[0]:  # with a port or not
         raise field_error("hostname", "is the default domain, which every organisation already uses")
     try:
         row = await ctx.db.fetchrow(

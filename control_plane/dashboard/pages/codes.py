@@ -12,6 +12,7 @@ from starlette.routing import Route
 from control_plane.dashboard.forms import (
     destination_and_pairs,
     field_errors,
+    form_version,
     optional,
     pairs_patch,
     pairs_text,
@@ -162,12 +163,6 @@ async def code_detail(visit: Visit) -> Response:
     return await _detail(visit, code)
 
 
-def _version(form: dict[str, str]) -> list[int] | None:
-    # The version the form was opened at: a change made meanwhile by someone else is not overwritten (412).
-    value = form.get("version", "")
-    return [int(value)] if value.isdigit() else None
-
-
 @page("qr:write")
 async def update_code(visit: Visit) -> Response:
     ctx, key, code_id = visit.stores.services, visit.principal, visit.request.path_params["code_id"]
@@ -179,7 +174,7 @@ async def update_code(visit: Visit) -> Response:
         if body["destination"] is None and before["destination"]["type"] not in (None, "url"):
             del body["destination"]
         code = await qr_codes.update_code(ctx, key, code_id, validated(QRCodeUpdate, body),
-                                          if_match=_version(visit.form))
+                                          if_match=form_version(visit.form))
     except Problem as problem:
         message = "Someone changed this code since you opened it: reload to see their change." \
             if problem.status == 412 else ""

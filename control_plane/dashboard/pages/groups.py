@@ -11,6 +11,7 @@ from starlette.routing import Route
 from control_plane.dashboard.forms import (
     destination_and_pairs,
     field_errors,
+    form_version,
     pairs_patch,
     pairs_text,
     validated,
@@ -48,7 +49,8 @@ def _group_fields(form: dict[str, str]) -> dict[str, Any]:
 def _form_values(group: Mapping[str, Any]) -> dict[str, str]:
     return {"name": group["name"], "description": group["description"], "status": group["status"] or "",
             "destination_url": (group["destination"] or {}).get("url") or "",
-            "url_params": pairs_text(group["url_params"]), "properties": pairs_text(group["properties"])}
+            "url_params": pairs_text(group["url_params"]), "properties": pairs_text(group["properties"]),
+            "version": str(group["version"])}
 
 
 @page()
@@ -99,9 +101,13 @@ async def update_group(visit: Visit) -> Response:
         body["properties"] = pairs_patch(before["properties"], body["properties"])
         if body["destination"] is None and before["destination"]["type"] != "url":
             del body["destination"]  # a page/chatbot destination set through the API is left as it is
-        group = await qr_groups.update_group(ctx, key, group_id, validated(QRGroupUpdate, body))
+        group = await qr_groups.update_group(ctx, key, group_id, validated(QRGroupUpdate, body),
+                                             if_match=form_version(visit.form))
     except Problem as problem:
-        return await _detail(visit, before, values=visit.form, errors=field_errors(problem), status=problem.status)
+        message = "Someone changed this group since you opened it: reload to see their change." \
+            if problem.status == 412 else ""
+        errors = {"": message} if message else field_errors(problem)
+        return await _detail(visit, before, values=visit.form, errors=errors, status=problem.status)
     return await _detail(visit, group, notice="Saved. The next scan of any of its codes follows the change.")
 
 

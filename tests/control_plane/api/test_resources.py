@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from control_plane.api.app import create_app
 from shared.settings import ControlPlaneSettings
@@ -200,6 +201,15 @@ async def test_domains(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
     assert busy.status_code == 409
     await api.delete(f"/v1/qr-codes/{code['id']}", headers=bearer(key))
     assert (await api.delete(f"/v1/domains/{domain.json()['id']}", headers=bearer(key))).status_code == 204
+
+
+@pytest.mark.parametrize("hostname", ["go.acme.com:0", "go.acme.com:99999", "qr.test:443", "QR.test:8080"])
+async def test_a_domain_the_edge_could_never_answer_for_is_refused(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                                   hostname: str) -> None:
+    """A port the edge refuses in `Host` (docs/api.md §3.4), or the default domain under a port: 422."""
+    refused = await api.post("/v1/domains", headers=bearer(await make_key()), json={"hostname": hostname})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "hostname"
 
 
 async def test_api_keys_are_shown_once_and_revoked_at_once(api: httpx.AsyncClient, make_key: KeyFactory,

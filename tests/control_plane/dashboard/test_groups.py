@@ -118,3 +118,19 @@ async def test_a_group_without_a_status_says_so_instead_of_none(browser: Browser
     detail = (await client.get(f"/app/groups/{created.json()['id']}")).text
     assert "<dd>None</dd>" not in detail and "not set: a code&#39;s own, else active" in detail
     assert "<td>None</td>" not in (await client.get("/app/groups")).text
+
+
+async def test_a_stale_group_form_does_not_overwrite_a_newer_change(browser: BrowserFactory, make_user: UserFactory,
+                                                                    make_key: KeyFactory, api: httpx.AsyncClient):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    group_id = await _group_id(await post_form(client, "/app/groups/new", "/app/groups", GROUP))
+    key = await make_key()
+    await api.patch(f"/v1/qr-groups/{group_id}", json={"name": "renamed by a script"}, headers=bearer(key))
+    page = f"/app/groups/{group_id}"
+    stale = await post_form(client, page, page, {**GROUP, "version": "1"})
+    assert stale.status_code == 412 and "Someone changed this group" in stale.text
+    assert (await api.get(f"/v1/qr-groups/{group_id}", headers=bearer(key))).json()["name"] == "renamed by a script"
+    current = await post_form(client, page, page, {**GROUP, "version": "2"})  # the form as reloaded
+    assert current.status_code == 200 and "Saved." in current.text
