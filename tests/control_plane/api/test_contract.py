@@ -174,7 +174,7 @@ async def test_a_date_time_whose_instant_is_outside_the_years_1_to_9999_is_a_422
     assert [answer.status_code for answer in answers] == [422] * len(answers), [a.text for a in answers]
 
 
-@pytest.mark.parametrize("expires", ["9" * 5000, "²", "1" * 16])
+@pytest.mark.parametrize("expires", ["9" * 5000, "²"])
 async def test_an_export_file_with_an_unreadable_expiry_is_a_403(api: httpx.AsyncClient, expires: str) -> None:
     response = await api.get("/v1/exports/exp_nope/file", params={"expires": expires, "signature": "00"})
     assert response.status_code == 403, response.text

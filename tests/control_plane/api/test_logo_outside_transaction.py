@@ -39,24 +39,36 @@ async def slow_logo() -> AsyncIterator[tuple[SlowLogo, str]]:
         yield logo, f"{base}/logo.png"
 
 
+async def patched_while_a_rename_goes_through(api: httpx.AsyncClient, key: str, code_id: str, logo: SlowLogo,
+                                              design: dict[str, object]) -> httpx.Response:
+    """PATCHes `design`; while its logo fetch waits, a rename of the same code must go through (the fetch
+    holds no row lock or pooled connection). Returns the design PATCH's answer, once the fetch is let go."""
+    logo.release.clear()
+    logo.requested.clear()
+    with_logo = asyncio.create_task(api.patch(f"/v1/qr-codes/{code_id}", headers=bearer(key),
+                                              json={"design": design}))
+    await asyncio.wait_for(logo.requested.wait(), BOUND)
+    try:
+        renamed = await asyncio.wait_for(
+            api.patch(f"/v1/qr-codes/{code_id}", headers=bearer(key), json={"name": "renamed"}), BOUND)
+        assert renamed.status_code == 200 and not with_logo.done()
+    finally:
+        logo.release.set()
+    patched = await with_logo
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["name"] == "renamed"
+    return patched
+
+
 async def test_a_patch_waiting_for_its_logo_does_not_block_another_patch(
         api: httpx.AsyncClient, make_key: KeyFactory, slow_logo: tuple[SlowLogo, str]) -> None:
     logo, url = slow_logo
     key = await make_key()
     code = (await api.post("/v1/qr-codes", headers=bearer(key), json={
         "destination": {"type": "url", "url": "https://example.com/menu"}})).json()
-    with_logo = asyncio.create_task(api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
-                                              json={"design": {"logo": {"url": url, "scale": 0.2}}}))
-    await asyncio.wait_for(logo.requested.wait(), BOUND)
-    try:
-        renamed = await asyncio.wait_for(
-            api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key), json={"name": "renamed"}), BOUND)
-        assert renamed.status_code == 200 and not with_logo.done()
-    finally:
-        logo.release.set()
-    patched = await with_logo
-    assert patched.status_code == 200, patched.text
-    assert patched.json()["name"] == "renamed" and len(patched.json()["design"]["logo"]["sha256"]) == 64
+    patched = await patched_while_a_rename_goes_through(api, key, code["id"], logo,
+                                                        {"logo": {"url": url, "scale": 0.2}})
+    assert len(patched.json()["design"]["logo"]["sha256"]) == 64
 
 
 async def test_another_orgs_code_is_a_404_without_a_fetch_of_its_logo(api: httpx.AsyncClient,
@@ -94,17 +106,5 @@ async def test_a_patch_of_the_logos_scale_alone_fetches_the_stored_url_outside_t
     logo.release.set()
     code = (await api.post("/v1/qr-codes", headers=bearer(key), json={
         "destination": {"type": "url", "url": "https://example.com/a"}, "design": {"logo": {"url": url}}})).json()
-    logo.release.clear()
-    logo.requested.clear()
-    scaled = asyncio.create_task(api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
-                                           json={"design": {"logo": {"scale": 0.25}}}))
-    await asyncio.wait_for(logo.requested.wait(), BOUND)
-    try:
-        renamed = await asyncio.wait_for(
-            api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key), json={"name": "renamed"}), BOUND)
-        assert renamed.status_code == 200 and not scaled.done()
-    finally:
-        logo.release.set()
-    patched = await scaled
-    assert patched.status_code == 200, patched.text
+    patched = await patched_while_a_rename_goes_through(api, key, code["id"], logo, {"logo": {"scale": 0.25}})
     assert patched.json()["design"]["logo"]["url"] == url and patched.json()["design"]["logo"]["scale"] == 0.25
