@@ -14,6 +14,13 @@ collection could have found. An object freed by its reference count (an evicted 
 request) leaves the frozen objects at once; one that becomes part of an unreachable cycle after it was
 frozen stays until everything is collected again, which `maintain` does once the frozen objects have grown
 by a quarter since it last did — CPython's own rule for full collections, applied to the frozen objects.
+
+Counting the frozen objects (`gc.get_freeze_count()`) walks every one of them: 2.5–8 ms in an edge process,
+which checked once a second and so stopped its own scans, and those of any process beside it on the core,
+for that long every second (BENCHMARKS.md, 2026-12-02 "heap"). The callback therefore counts what each
+collection freezes, from the generation its survivors were moved into, and `maintain` counts the frozen
+objects only once those alone could make a quarter: what each collection froze, with nothing subtracted for
+what died since, is an upper bound of the growth.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ MAINTAIN_INTERVAL = 1.0  # seconds between two checks of that growth
 class FrozenHeap:
     def __init__(self) -> None:
         self.whole = 0  # objects frozen after the last collection that traversed all of them
+        self.frozen_since = 0  # objects frozen since then, or since the last count: at least the growth
         self.whole_collections = 0  # by `maintain`
         self.collections = [0, 0, 0]  # by generation, while installed (/metrics)
         self.seconds = [0.0, 0.0, 0.0]  # spent in them
@@ -51,19 +59,32 @@ class FrozenHeap:
         if phase == "start":
             self._started = time.perf_counter()
             return
-        gc.freeze()
         generation = info["generation"]
+        # The survivors were moved into the next generation (the oldest keeps its own); every generation was
+        # empty after the last freeze, so that generation holds exactly what this collection leaves alive.
+        self.frozen_since += len(gc.get_objects(min(generation + 1, 2)))
+        gc.freeze()
         self.collections[generation] += 1
         self.seconds[generation] += time.perf_counter() - self._started
 
     def maintain(self) -> None:
         """Collect everything once the frozen objects grew by a quarter since the last time: what died in cycles
-        after it was frozen is freed (the callback freezes the survivors again)."""
-        if gc.get_freeze_count() > self.whole + self.whole // GROWTH:
+        after it was frozen is freed (the callback freezes the survivors again). The frozen objects are counted
+        only once what was frozen since the last count could make that quarter."""
+        if self.frozen_since <= self.whole // GROWTH:
+            return
+        frozen = gc.get_freeze_count()
+        if frozen > self.whole + self.whole // GROWTH:
             gc.unfreeze()
             gc.collect()
-            self.whole = gc.get_freeze_count()
+            frozen = self.whole = gc.get_freeze_count()
             self.whole_collections += 1
+        self.frozen_since = max(0, frozen - self.whole)
+
+    @property
+    def frozen(self) -> int:
+        """The frozen objects, at most: those last counted, and those frozen since (none of the deaths since)."""
+        return self.whole + self.frozen_since
 
     async def watch(self) -> None:
         """`maintain` every MAINTAIN_INTERVAL, until cancelled."""

@@ -8,7 +8,6 @@ Counter and Histogram take a lock per update, which cost a tenth of a scan.
 from __future__ import annotations
 
 import bisect
-import gc
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -150,8 +149,9 @@ class EdgeMetrics(Collector):
             seconds.add_metric([str(generation)], heap.seconds[generation])
         yield from (collections, seconds)
         yield GaugeMetricFamily("scanroute_edge_gc_frozen_objects", "Objects frozen out of the collector's"
-                                " generations: what survived a collection (most of it the local cache)",
-                                value=gc.get_freeze_count())
+                                " generations: what survived a collection (most of it the local cache); at most"
+                                " this many, as counted at the last check plus those frozen since",
+                                value=heap.frozen)
         yield CounterMetricFamily("scanroute_edge_gc_whole_collections", "Collections of everything, frozen"
                                   " objects included, run when those grew by a quarter", value=heap.whole_collections)
 

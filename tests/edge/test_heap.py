@@ -55,6 +55,26 @@ def test_a_frozen_cycle_that_dies_is_freed_once_the_frozen_objects_grew_by_a_qua
     assert gc.get_freeze_count() == heap.whole  # the survivors are frozen again
 
 
+def test_a_check_counts_the_frozen_objects_only_when_they_could_have_grown_by_a_quarter(
+        heap: FrozenHeap, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting them walks every frozen object (milliseconds in an edge, every second it checked, stopping its
+    scans for that long); what each collection froze bounds the growth, and is cheap to know."""
+    counted = []
+    count = gc.get_freeze_count
+    monkeypatch.setattr(gc, "get_freeze_count", lambda: counted.append(1) or count())
+    kept = [Node() for _ in range(100)]
+    for _ in range(10):
+        gc.collect(0)
+        heap.maintain()
+    assert counted == []
+    assert heap.frozen >= count() > heap.whole  # what was frozen since is counted, not walked
+
+    kept.extend(Node() for _ in range(heap.whole // GROWTH + 1000))
+    gc.collect(0)
+    heap.maintain()  # enough could have grown: counted, and all collected
+    assert counted and heap.whole_collections == 1 and heap.frozen == count()
+
+
 def test_uninstalled_it_gives_the_frozen_objects_back_and_freezes_no_more() -> None:
     heap = FrozenHeap()
     heap.install()
