@@ -17,7 +17,7 @@ by a quarter since it last did — CPython's own rule for full collections, appl
 
 Counting the frozen objects (`gc.get_freeze_count()`) walks every one of them: 2.5–8 ms in an edge process,
 which checked once a second and so stopped its own scans, and those of any process beside it on the core,
-for that long every second (BENCHMARKS.md, 2026-12-02 "heap"). The callback therefore counts what each
+for that long every second (BENCHMARKS.md, 2026-12-01 "heap"). The callback therefore counts what each
 collection freezes, from the generation its survivors were moved into, and `maintain` counts the frozen
 objects only once those alone could make a quarter: what each collection froze, with nothing subtracted for
 what died since, is an upper bound of the growth.
