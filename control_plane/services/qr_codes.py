@@ -156,8 +156,9 @@ async def _check_reference(conn: asyncpg.Connection[Any], key: ApiKey, table: st
                            value: str | None) -> None:
     if value is None:
         return
-    found = await conn.fetchval(f"SELECT 1 FROM {table} WHERE id = $1 AND org_id = $2 AND livemode = $3",
-                                value, key.org_id, key.livemode)
+    # FOR KEY SHARE: a delete of the row waits for this transaction, so the code never refers to a row gone.
+    found = await conn.fetchval(f"SELECT 1 FROM {table} WHERE id = $1 AND org_id = $2 AND livemode = $3"
+                                " FOR KEY SHARE", value, key.org_id, key.livemode)
     if not found:
         raise field_error(field, f"no such {table[:-1].replace('qr_', 'QR ')}")
 
@@ -167,8 +168,10 @@ async def _domain_for(conn: asyncpg.Connection[Any], key: ApiKey, requested: str
     domain = (requested or settings.default_domain).lower()
     if domain == settings.default_domain:
         return domain
-    if await conn.fetchval("SELECT 1 FROM domains WHERE hostname = $1 AND org_id = $2 AND livemode = $3",
-                           domain, key.org_id, key.livemode):
+    # FOR KEY SHARE: a delete of the domain waits, then counts this code (409); nothing may sit on a hostname
+    # that is free for another organisation to register.
+    if await conn.fetchval("SELECT 1 FROM domains WHERE hostname = $1 AND org_id = $2 AND livemode = $3"
+                           " FOR KEY SHARE", domain, key.org_id, key.livemode):
         return domain
     raise field_error("domain", "must be the default domain or one of your domains")
 

@@ -67,9 +67,11 @@ def group_object(row: asyncpg.Record) -> QRGroupPublic:
     }
 
 
-async def fetch_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool = False) -> asyncpg.Record:
-    """The caller's group; 404 for anyone else's, as if it did not exist."""
-    suffix = " FOR UPDATE OF g" if lock else ""
+async def fetch_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool = False,
+                      keep: bool = False) -> asyncpg.Record:
+    """The caller's group; 404 for anyone else's, as if it did not exist. `lock`: for a change of the group;
+    `keep`: it is not deleted before the caller's transaction ends (a delete waits), for codes put in it."""
+    suffix = " FOR UPDATE OF g" if lock else " FOR KEY SHARE OF g" if keep else ""
     row: asyncpg.Record | None = await db.fetchrow(f"{SELECT} WHERE {OWNED} AND g.id = $3{suffix}",
                                                    key.org_id, key.livemode, group_id)
     if row is None:
@@ -170,7 +172,7 @@ async def delete_group(ctx: ServiceContext, key: ApiKey, group_id: str, *,
 async def mint_codes(ctx: ServiceContext, key: ApiKey, group_id: str, body: MintCodes) -> list[QRCodePublic]:
     """N inheriting child codes in one transaction, in name order, one `qr.created` event each."""
     async with ctx.transaction() as conn:
-        await fetch_group(conn, key, group_id)
+        await fetch_group(conn, key, group_id, keep=True)
         code_ids = await mint(conn, key, group_id, body, ctx.settings.default_domain)
         await sync_designs(conn, ctx.settings, code_ids)
         order = {code_id: n for n, code_id in enumerate(code_ids)}
