@@ -18,7 +18,7 @@ by a quarter since it last did — CPython's own rule for full collections, appl
 Counting the frozen objects (`gc.get_freeze_count()`) walks every one of them: 2.5–8 ms in an edge process,
 which checked once a second and so stopped its own scans, and those of any process beside it on the core,
 for that long every second (BENCHMARKS.md, 2026-12-01 "heap"). The callback therefore counts what each
-collection freezes, from the generation its survivors were moved into, and `maintain` counts the frozen
+collection freezes (what the generations hold when it ends), and `maintain` counts the frozen
 objects only once those alone could make a quarter: what each collection froze, with nothing subtracted for
 what died since, is an upper bound of the growth.
 """
@@ -60,9 +60,9 @@ class FrozenHeap:
             self._started = time.perf_counter()
             return
         generation = info["generation"]
-        # The survivors were moved into the next generation (the oldest keeps its own); every generation was
-        # empty after the last freeze, so that generation holds exactly what this collection leaves alive.
-        self.frozen_since += len(gc.get_objects(min(generation + 1, 2)))
+        # Everything was frozen after the last collection: what the generations hold now (gc.get_objects()
+        # leaves the frozen out) is what this one left alive, about to be frozen in turn.
+        self.frozen_since += len(gc.get_objects())
         gc.freeze()
         self.collections[generation] += 1
         self.seconds[generation] += time.perf_counter() - self._started
