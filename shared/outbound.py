@@ -145,7 +145,7 @@ async def fetch(url: str, *, allowed_hosts: frozenset[str], allow_http: bool, ma
             if content_type not in content_types:
                 raise OutboundRefused(f"serves {content_type or 'no content type'}, not one of "
                                       f"{', '.join(sorted(content_types))}")
-            body = await _read_up_to(response.content, max_bytes + 1)
+            body = await read_up_to(response.content, max_bytes + 1)
             if len(body) > max_bytes or (response.content_length or 0) > max_bytes:
                 raise OutboundRefused(f"serves more than {max_bytes} bytes")
             return Fetched(body, content_type)
@@ -153,7 +153,7 @@ async def fetch(url: str, *, allowed_hosts: frozenset[str], allow_http: bool, ma
         raise OutboundRefused(f"could not be fetched ({type(exc).__name__})") from None
 
 
-async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
+async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
     # StreamReader.read(n) returns what has arrived so far (at most n), not n bytes: loop until EOF or limit.
     chunks: list[bytes] = []
     size = 0
