@@ -37,6 +37,9 @@ class PublicAddress:
 # IPv6 prefixes whose last 32 bits are an IPv4 address that a translator or the stack may reach.
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
+# Not global, yet missing from Python 3.11's tables (is_private, is_reserved, is_global): documentation
+# (RFC 9637). Site-local fec0::/10 (deprecated by RFC 3879, still used inside some networks) is `is_site_local`.
+UNLISTED_SPECIAL_V6 = (ipaddress.IPv6Network("3fff::/20"),)
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -50,12 +53,14 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
 
 
 def is_forbidden_address(ip: IPAddress) -> bool:
-    """Loopback, private, link-local (169.254.169.254 included), multicast, reserved or unspecified — also
-    when embedded in an IPv6 address that a tunnel or translator would deliver to that IPv4 address."""
+    """Loopback, private, link-local (169.254.169.254 included), site-local, multicast, reserved or unspecified
+    — also when embedded in an IPv6 address that a tunnel or translator would deliver to that IPv4 address."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:  # the stack itself connects to the IPv4 address
             return is_forbidden_address(ip.ipv4_mapped)
         if any(is_forbidden_address(v4) for v4 in embedded_ipv4(ip)):
+            return True
+        if ip.is_site_local or any(ip in network for network in UNLISTED_SPECIAL_V6):
             return True
     return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
             or ip.is_unspecified or not ip.is_global)

@@ -26,6 +26,8 @@ IMAGES = frozenset({"image/png"})
     "https://[2002:7f00:1::]/x.png", "https://[2002:a9fe:a9fe::1]/x.png",
     "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x.png", "https://[64:ff9b::7f00:1]/x.png",
     "https://[64:ff9b::a9fe:a9fe]/x.png", "https://[::127.0.0.1]/x.png", "https://[::a00:1]/x.png",
+    # IPv6 site-local (deprecated, still used inside some networks) and documentation (RFC 9637)
+    "https://[fec0::1]/x.png", "https://[fec0:0:0:1::10]/x.png", "https://[feff::1]/x.png", "https://[3fff::1]/x.png",
 ])
 async def test_private_and_special_addresses_are_refused_before_any_connection(url: str) -> None:
     with pytest.raises(OutboundRefused, match="loopback, private, link-local or reserved"):
