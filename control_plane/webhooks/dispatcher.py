@@ -69,8 +69,8 @@ PAUSES: tuple[type[Exception], ...] = (*RETRYABLE, asyncpg.PostgresError)
 RECORD_ATTEMPT = """
 INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error, response_excerpt)
 VALUES ($1, $2, $3, $4, $5, $6)"""
-# Only while the lease is still this dispatcher's: one that lost it (it expired, and another dispatcher
-# sent the delivery again) records its attempt but leaves the delivery to the new holder.
+# Only while the lease the attempt was sent under still holds: an attempt whose lease was lost (it expired,
+# and the delivery was claimed and sent again) is recorded, but leaves the delivery to the newer attempt.
 UPDATE_DELIVERY = """
 UPDATE webhook_deliveries SET status = $2, attempt_count = $3, next_attempt_at = $4, updated_at = $5,
        leased_until = NULL, leased_by = NULL
@@ -141,7 +141,8 @@ class Dispatcher:
         self.session = session
         self.clock = clock
         self.jitter = jitter
-        self.owner = new_id("wdisp")  # the name on this process's leases
+        self.owner = new_id("wdisp")  # the name on this process's leases, each claim's token begins with it
+        self._claims = 0
         self.attempts = 0
         self.metrics = WebhookMetrics()
         self._fan_out_after: Pair | None = None
@@ -162,10 +163,12 @@ class Dispatcher:
     async def claim(self, room: int) -> list[asyncpg.Record]:
         """Lease up to `room` due deliveries to this dispatcher, within every concurrency bound."""
         now = self.clock()
+        self._claims += 1
         async with self.db.acquire() as conn:
             return await claim(conn, now, room=room, endpoint_concurrency=self.settings.endpoint_concurrency,
                                org_concurrency=self.settings.org_concurrency,
-                               lease_until=now + timedelta(seconds=self.settings.lease), owner=self.owner)
+                               lease_until=now + timedelta(seconds=self.settings.lease),
+                               lease=f"{self.owner}.{self._claims}", holding=list(self._sending))
 
     async def deliver_due(self) -> int:
         """Claim what is due now, send it all and record it; returns how many were attempted (for tests)."""
@@ -202,7 +205,8 @@ class Dispatcher:
                 (o.delivery["delivery_id"], o.attempted_at, o.result.status_code, o.result.latency_ms,
                  without_nul(o.result.error), without_nul(o.result.response_excerpt)) for o in kept])
             states = [self._next_state(o, endpoints[o.delivery["endpoint_id"]]["enabled"]) for o in kept]
-            await conn.executemany(UPDATE_DELIVERY, [(*state, self.owner) for state in states])
+            leases = [o.delivery["lease"] for o in kept]  # the lease each attempt was sent under
+            await conn.executemany(UPDATE_DELIVERY, [(*state, lease) for state, lease in zip(states, leases, strict=True)])
             for endpoint_id, endpoint in endpoints.items():
                 await self._update_endpoint(conn, endpoint, by_endpoint[endpoint_id])
         self.attempts += len(outcomes)
