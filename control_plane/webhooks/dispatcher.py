@@ -205,8 +205,8 @@ class Dispatcher:
                 (o.delivery["delivery_id"], o.attempted_at, o.result.status_code, o.result.latency_ms,
                  without_nul(o.result.error), without_nul(o.result.response_excerpt)) for o in kept])
             states = [self._next_state(o, endpoints[o.delivery["endpoint_id"]]["enabled"]) for o in kept]
-            leases = [o.delivery["lease"] for o in kept]  # the lease each attempt was sent under
-            await conn.executemany(UPDATE_DELIVERY, [(*state, lease) for state, lease in zip(states, leases, strict=True)])
+            await conn.executemany(UPDATE_DELIVERY, [  # each under the lease its attempt was sent under
+                (*state, o.delivery["lease"]) for state, o in zip(states, kept, strict=True)])
             for endpoint_id, endpoint in endpoints.items():
                 await self._update_endpoint(conn, endpoint, by_endpoint[endpoint_id])
         self.attempts += len(outcomes)
