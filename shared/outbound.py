@@ -14,6 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
+import aiodns
 import aiohttp
 from yarl import URL
 
@@ -83,21 +84,51 @@ def check_url(url: str, *, allow_http: bool) -> SplitResult:
     return parts
 
 
+_resolver: aiodns.DNSResolver | None = None
+
+
+def dns_resolver() -> aiodns.DNSResolver:
+    """The running event loop's resolver (a process runs one loop; each test starts its own).
+
+    c-ares (aiodns), not `loop.getaddrinfo`: that runs the blocking system call in the loop's default thread
+    pool, where a lookup that hangs keeps its thread after our timeout gave up on it, so one organisation's
+    unanswered name server could fill the pool and fail every other lookup (docs/security.md). c-ares reads
+    /etc/hosts and resolv.conf as getaddrinfo does, and a cancelled lookup holds nothing.
+    """
+    global _resolver
+    loop = asyncio.get_running_loop()
+    if _resolver is None or _resolver.loop is not loop:
+        _resolver = aiodns.DNSResolver(loop=loop)
+    return _resolver
+
+
+async def close_dns_resolver() -> None:
+    """Cancel the lookups under way: their answers would otherwise arrive after the event loop is gone."""
+    global _resolver
+    if _resolver is not None:
+        await _resolver.close()
+        _resolver = None
+
+
 async def _addresses(host: str, port: int) -> list[IPAddress]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
-    loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), RESOLVE_TIMEOUT)
-    except (OSError, TimeoutError):
-        raise OutboundRefused(f"host {host!r} does not resolve") from None
-    except (UnicodeError, ValueError):  # IDNA refuses an empty label or one over 63 characters ("a..example")
+        name = host.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty label or one over 63 characters ("a..example")
         raise OutboundRefused("has an invalid host name") from None
-    # The scope id of a link-local IPv6 answer ("fe80::1%eth0") is not part of the address.
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    try:
+        answer = await asyncio.wait_for(dns_resolver().getaddrinfo(
+            name, port=port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), RESOLVE_TIMEOUT)
+    except (aiodns.error.DNSError, TimeoutError):
+        raise OutboundRefused(f"host {host!r} does not resolve") from None
+    # The scope id of a link-local IPv6 answer ("fe80::1%eth0") is not part of the address. IPv4 first: the
+    # request connects to one address, and c-ares answers "localhost" with ::1 before 127.0.0.1 although a
+    # developer's receiver commonly listens on 127.0.0.1 only.
+    addresses = [ipaddress.ip_address(node.addr[0].decode().split("%")[0]) for node in answer.nodes]
+    return sorted(addresses, key=lambda ip: ip.version)
 
 
 async def resolve_public_address(url: str, *, allowed_hosts: frozenset[str], allow_http: bool) -> PublicAddress:
