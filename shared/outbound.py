@@ -14,6 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
+import aiodns
 import aiohttp
 from yarl import URL
 
@@ -37,6 +38,9 @@ class PublicAddress:
 # IPv6 prefixes whose last 32 bits are an IPv4 address that a translator or the stack may reach.
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
+# Not global, yet missing from Python 3.11's tables (is_private, is_reserved, is_global): documentation
+# (RFC 9637). Site-local fec0::/10 (deprecated by RFC 3879, still used inside some networks) is `is_site_local`.
+UNLISTED_SPECIAL_V6 = (ipaddress.IPv6Network("3fff::/20"),)
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -50,12 +54,14 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
 
 
 def is_forbidden_address(ip: IPAddress) -> bool:
-    """Loopback, private, link-local (169.254.169.254 included), multicast, reserved or unspecified — also
-    when embedded in an IPv6 address that a tunnel or translator would deliver to that IPv4 address."""
+    """Loopback, private, link-local (169.254.169.254 included), site-local, multicast, reserved or unspecified
+    — also when embedded in an IPv6 address that a tunnel or translator would deliver to that IPv4 address."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:  # the stack itself connects to the IPv4 address
             return is_forbidden_address(ip.ipv4_mapped)
         if any(is_forbidden_address(v4) for v4 in embedded_ipv4(ip)):
+            return True
+        if ip.is_site_local or any(ip in network for network in UNLISTED_SPECIAL_V6):
             return True
     return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
             or ip.is_unspecified or not ip.is_global)
@@ -78,21 +84,51 @@ def check_url(url: str, *, allow_http: bool) -> SplitResult:
     return parts
 
 
+_resolver: aiodns.DNSResolver | None = None
+
+
+def dns_resolver() -> aiodns.DNSResolver:
+    """The running event loop's resolver (a process runs one loop; each test starts its own).
+
+    c-ares (aiodns), not `loop.getaddrinfo`: that runs the blocking system call in the loop's default thread
+    pool, where a lookup that hangs keeps its thread after our timeout gave up on it, so one organisation's
+    unanswered name server could fill the pool and fail every other lookup (docs/security.md). c-ares reads
+    /etc/hosts and resolv.conf as getaddrinfo does, and a cancelled lookup holds nothing.
+    """
+    global _resolver
+    loop = asyncio.get_running_loop()
+    if _resolver is None or _resolver.loop is not loop:
+        _resolver = aiodns.DNSResolver(loop=loop)
+    return _resolver
+
+
+async def close_dns_resolver() -> None:
+    """Cancel the lookups under way: their answers would otherwise arrive after the event loop is gone."""
+    global _resolver
+    if _resolver is not None:
+        await _resolver.close()
+        _resolver = None
+
+
 async def _addresses(host: str, port: int) -> list[IPAddress]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
-    loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), RESOLVE_TIMEOUT)
-    except (OSError, TimeoutError):
-        raise OutboundRefused(f"host {host!r} does not resolve") from None
-    except (UnicodeError, ValueError):  # IDNA refuses an empty label or one over 63 characters ("a..example")
+        name = host.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty label or one over 63 characters ("a..example")
         raise OutboundRefused("has an invalid host name") from None
-    # The scope id of a link-local IPv6 answer ("fe80::1%eth0") is not part of the address.
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    try:
+        answer = await asyncio.wait_for(dns_resolver().getaddrinfo(
+            name, port=port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), RESOLVE_TIMEOUT)
+    except (aiodns.error.DNSError, TimeoutError):
+        raise OutboundRefused(f"host {host!r} does not resolve") from None
+    # The scope id of a link-local IPv6 answer ("fe80::1%eth0") is not part of the address. IPv4 first: the
+    # request connects to one address, and c-ares answers "localhost" with ::1 before 127.0.0.1 although a
+    # developer's receiver commonly listens on 127.0.0.1 only.
+    addresses = [ipaddress.ip_address(node.addr[0].decode().split("%")[0]) for node in answer.nodes]
+    return sorted(addresses, key=lambda ip: ip.version)
 
 
 async def resolve_public_address(url: str, *, allowed_hosts: frozenset[str], allow_http: bool) -> PublicAddress:
@@ -145,7 +181,7 @@ async def fetch(url: str, *, allowed_hosts: frozenset[str], allow_http: bool, ma
             if content_type not in content_types:
                 raise OutboundRefused(f"serves {content_type or 'no content type'}, not one of "
                                       f"{', '.join(sorted(content_types))}")
-            body = await _read_up_to(response.content, max_bytes + 1)
+            body = await read_up_to(response.content, max_bytes + 1)
             if len(body) > max_bytes or (response.content_length or 0) > max_bytes:
                 raise OutboundRefused(f"serves more than {max_bytes} bytes")
             return Fetched(body, content_type)
@@ -153,7 +189,7 @@ async def fetch(url: str, *, allowed_hosts: frozenset[str], allow_http: bool, ma
         raise OutboundRefused(f"could not be fetched ({type(exc).__name__})") from None
 
 
-async def _read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
+async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
     # StreamReader.read(n) returns what has arrived so far (at most n), not n bytes: loop until EOF or limit.
     chunks: list[bytes] = []
     size = 0

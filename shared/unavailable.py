@@ -19,3 +19,11 @@ STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.exceptions.InternalClientError,
     redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 )
+# What PostgreSQL answers while it is being operated on (a cancelled statement) or short of resources (disk,
+# memory, connections), and to a transaction that lost a race (serialization failure, deadlock): the same
+# statement succeeds later. A worker retries these as it retries STORE_UNAVAILABLE; any other PostgreSQL
+# error is about the statement or its data, and retrying it unchanged can never succeed.
+POSTGRES_TRANSIENT: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,
+)

@@ -38,7 +38,7 @@ from shared.processes import Backoff, stop_on_signals
 from shared.redis_client import create_redis
 from shared.scan_event import ScanEvent
 from shared.settings import IngestSettings
-from shared.unavailable import STORE_UNAVAILABLE
+from shared.unavailable import POSTGRES_TRANSIENT, STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,7 @@ log = logging.getLogger(__name__)
 # ends the connection in the middle of a COPY can leave behind), and what only a batch of inserts meets: any
 # Redis error, an operator's intervention (a cancelled statement), the server out of resources, a
 # serialization failure or deadlock.
-OUTAGE: tuple[type[Exception], ...] = (
-    *STORE_UNAVAILABLE, redis.exceptions.RedisError, asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.TransactionRollbackError)
+OUTAGE: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, redis.exceptions.RedisError, *POSTGRES_TRANSIENT)
 # Retried with backoff; any other PostgreSQL error counts as a failed attempt (control_plane.ingest.stream).
 RETRYABLE: tuple[type[Exception], ...] = (*OUTAGE, asyncpg.PostgresError)
 # The data itself is bad: rejected by PostgreSQL, or by asyncpg's encoders while COPYing (a scan_id that is not

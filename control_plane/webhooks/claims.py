@@ -10,11 +10,15 @@ Every endpoint is its own queue (oldest due first). A claim takes, in one short 
 
 "In flight" means leased, by any dispatcher: claims are serialised by an advisory lock so the counts
 hold across processes. A lease ends when the attempt is recorded, or when it expires (a dispatcher
-that died), after which the delivery is claimed and sent again.
+that died, or one that could not reach PostgreSQL for longer), after which the delivery is claimed and
+sent again. Each claim names its leases with a token of its own (`leased_by`): an attempt's outcome
+moves the delivery on only while the lease it was sent under still holds, and a dispatcher never claims
+a delivery whose earlier attempt it has yet to record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -44,7 +48,7 @@ candidates AS (
     FROM open o CROSS JOIN LATERAL (
         SELECT id, next_attempt_at FROM webhook_deliveries
         WHERE endpoint_id = o.id AND status = 'pending' AND next_attempt_at <= $1
-          AND (leased_until IS NULL OR leased_until <= $1)
+          AND (leased_until IS NULL OR leased_until <= $1) AND NOT id = ANY ($5::text[])
         ORDER BY next_attempt_at LIMIT o.room) d
     WHERE o.room > 0),
 ranked AS (
@@ -61,8 +65,8 @@ LEASE = """
 WITH leased AS (
     UPDATE webhook_deliveries SET leased_until = $3, leased_by = $4
     WHERE id = ANY ($1::text[]) AND status = 'pending' AND next_attempt_at <= $2
-    RETURNING id, event_id, endpoint_id, attempt_count, payload)
-SELECT d.id AS delivery_id, d.event_id, d.endpoint_id, d.attempt_count, d.payload,
+    RETURNING id, event_id, endpoint_id, attempt_count, payload, leased_by)
+SELECT d.id AS delivery_id, d.event_id, d.endpoint_id, d.attempt_count, d.payload, d.leased_by AS lease,
        w.url, w.secret, w.previous_secret, w.previous_secret_expires_at, w.org_id,
        e.id, e.type, e.livemode, e.created_at, e.data
 FROM leased d
@@ -71,11 +75,13 @@ LEFT JOIN events e ON e.id = d.event_id"""
 
 
 async def claim(conn: Conn, now: datetime, *, room: int, endpoint_concurrency: int, org_concurrency: int,
-                lease_until: datetime, owner: str) -> list[asyncpg.Record]:
-    """Lease up to `room` due deliveries to `owner`; returns them with what sending needs."""
+                lease_until: datetime, lease: str, holding: Collection[str] = ()) -> list[asyncpg.Record]:
+    """Lease up to `room` due deliveries under the token `lease`, none of `holding` (the deliveries whose
+    outcome the caller has yet to record); returns them with what sending needs."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK)
-        chosen = [r["id"] for r in await conn.fetch(CHOOSE, now, room, endpoint_concurrency, org_concurrency)]
+        chosen = [r["id"] for r in await conn.fetch(CHOOSE, now, room, endpoint_concurrency, org_concurrency,
+                                                    list(holding))]
         if not chosen:
             return []
-        return list(await conn.fetch(LEASE, chosen, now, lease_until, owner))
+        return list(await conn.fetch(LEASE, chosen, now, lease_until, lease))

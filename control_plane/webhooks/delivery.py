@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from shared.outbound import OutboundRefused, pinned_url, resolve_public_address
+from shared.outbound import OutboundRefused, pinned_url, read_up_to, resolve_public_address
 from shared.settings import OutboundSettings
 
 EXCERPT_BYTES = 1024
@@ -55,7 +55,7 @@ async def attempt(session: aiohttp.ClientSession, url: str, body: bytes, headers
         async with session.post(pinned_url(url, address), data=body, allow_redirects=False,
                                 headers={**headers, "host": named.raw_authority, "user-agent": USER_AGENT},
                                 server_hostname=named.raw_host if address.scheme == "https" else None) as response:
-            excerpt = (await response.content.read(EXCERPT_BYTES)).decode("utf-8", "replace")
+            excerpt = (await read_up_to(response.content, EXCERPT_BYTES)).decode("utf-8", "replace")
             error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
             return AttemptResult(response.status, elapsed_ms(), error, excerpt)
     except OutboundRefused as exc:

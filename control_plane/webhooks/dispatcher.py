@@ -53,7 +53,7 @@ from shared.metrics_server import metrics_server
 from shared.outbox import event_object
 from shared.processes import Backoff, pause, stop_on_signals
 from shared.settings import WebhookSettings
-from shared.unavailable import STORE_UNAVAILABLE
+from shared.unavailable import POSTGRES_TRANSIENT, STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
@@ -61,14 +61,16 @@ Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[An
 FAN_OUT_BATCH = 500
 QUEUE_DEPTH_INTERVAL_S = 5.0
 SHUTDOWN_RECORD_S = 15.0  # after SIGTERM, how long to keep trying to record attempts already made
-# The stores' outages (shared.unavailable), and any PostgreSQL error: a delivery is never lost to one.
-RETRYABLE: tuple[type[Exception], ...] = (asyncpg.PostgresError, *STORE_UNAVAILABLE)
+# The stores' outages (shared.unavailable): the same statement succeeds later, so attempts wait for it.
+RETRYABLE: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, *POSTGRES_TRANSIENT)
+# Fan-out, claims and gauges have no one item to blame for any other PostgreSQL error: they pause and retry.
+PAUSES: tuple[type[Exception], ...] = (*RETRYABLE, asyncpg.PostgresError)
 
 RECORD_ATTEMPT = """
 INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error, response_excerpt)
 VALUES ($1, $2, $3, $4, $5, $6)"""
-# Only while the lease is still this dispatcher's: one that lost it (it expired, and another dispatcher
-# sent the delivery again) records its attempt but leaves the delivery to the new holder.
+# Only while the lease the attempt was sent under still holds: an attempt whose lease was lost (it expired,
+# and the delivery was claimed and sent again) is recorded, but leaves the delivery to the newer attempt.
 UPDATE_DELIVERY = """
 UPDATE webhook_deliveries SET status = $2, attempt_count = $3, next_attempt_at = $4, updated_at = $5,
        leased_until = NULL, leased_by = NULL
@@ -119,6 +121,11 @@ def delivery_body(row: asyncpg.Record) -> bytes | None:
     return orjson.dumps(event_object(row))
 
 
+def without_nul(text: str | None) -> str | None:
+    """PostgreSQL text cannot hold U+0000, and a receiver's answer may: it is left out."""
+    return None if text is None else text.replace("\x00", "")
+
+
 def secrets_in_use(row: asyncpg.Record, now: datetime) -> list[str]:
     expires = row["previous_secret_expires_at"]
     if row["previous_secret"] and expires is not None and expires > now:
@@ -134,7 +141,8 @@ class Dispatcher:
         self.session = session
         self.clock = clock
         self.jitter = jitter
-        self.owner = new_id("wdisp")  # the name on this process's leases
+        self.owner = new_id("wdisp")  # the name on this process's leases, each claim's token begins with it
+        self._claims = 0
         self.attempts = 0
         self.metrics = WebhookMetrics()
         self._fan_out_after: Pair | None = None
@@ -155,10 +163,12 @@ class Dispatcher:
     async def claim(self, room: int) -> list[asyncpg.Record]:
         """Lease up to `room` due deliveries to this dispatcher, within every concurrency bound."""
         now = self.clock()
+        self._claims += 1
         async with self.db.acquire() as conn:
             return await claim(conn, now, room=room, endpoint_concurrency=self.settings.endpoint_concurrency,
                                org_concurrency=self.settings.org_concurrency,
-                               lease_until=now + timedelta(seconds=self.settings.lease), owner=self.owner)
+                               lease_until=now + timedelta(seconds=self.settings.lease),
+                               lease=f"{self.owner}.{self._claims}", holding=list(self._sending))
 
     async def deliver_due(self) -> int:
         """Claim what is due now, send it all and record it; returns how many were attempted (for tests)."""
@@ -192,10 +202,11 @@ class Dispatcher:
             # An endpoint deleted meanwhile took its deliveries with it: nothing is left to record.
             kept = [o for o in outcomes if o.delivery["endpoint_id"] in endpoints]
             await conn.executemany(RECORD_ATTEMPT, [
-                (o.delivery["delivery_id"], o.attempted_at, o.result.status_code, o.result.latency_ms, o.result.error,
-                 o.result.response_excerpt) for o in kept])
+                (o.delivery["delivery_id"], o.attempted_at, o.result.status_code, o.result.latency_ms,
+                 without_nul(o.result.error), without_nul(o.result.response_excerpt)) for o in kept])
             states = [self._next_state(o, endpoints[o.delivery["endpoint_id"]]["enabled"]) for o in kept]
-            await conn.executemany(UPDATE_DELIVERY, [(*state, self.owner) for state in states])
+            await conn.executemany(UPDATE_DELIVERY, [  # each under the lease its attempt was sent under
+                (*state, o.delivery["lease"]) for state, o in zip(states, kept, strict=True)])
             for endpoint_id, endpoint in endpoints.items():
                 await self._update_endpoint(conn, endpoint, by_endpoint[endpoint_id])
         self.attempts += len(outcomes)
@@ -261,7 +272,7 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 await self.measure_queue()
-            except RETRYABLE as exc:  # the other loops report the outage; the gauges keep their last value
+            except PAUSES as exc:  # the other loops report the outage; the gauges keep their last value
                 log.debug("queue depth not measured: %r", exc)
             await pause(stop, QUEUE_DEPTH_INTERVAL_S)
 
@@ -280,7 +291,7 @@ class Dispatcher:
                 try:
                     due = await self.claim(room)
                     backoff.reset()
-                except RETRYABLE as exc:
+                except PAUSES as exc:
                     await backoff.wait(stop, log, "webhook dispatcher paused", exc)
                     continue
                 for row in due:
@@ -315,17 +326,38 @@ class Dispatcher:
                     await asyncio.wait_for(self._to_record.wait(), 0.5)
                 continue
             batch, self._finished = self._finished, []
-            try:
-                await self.record(batch)
+            left, outage = await self._record_or_drop(batch)
+            if outage is None:
                 backoff.reset()
-            except RETRYABLE as exc:
-                self._finished = batch + self._finished
-                await backoff.wait(never, log, "webhook attempts not recorded", exc)
-                continue
-            for outcome in batch:
+            for outcome in batch[:len(batch) - len(left)]:
                 self._sending.pop(outcome.delivery["delivery_id"], None)
             self.metrics.in_flight.set(len(self._sending))
             self._recorded.set()
+            if outage is not None:
+                self._finished = left + self._finished
+                await backoff.wait(never, log, "webhook attempts not recorded", outage)
+
+    async def _record_or_drop(self, batch: list[Outcome]) -> tuple[list[Outcome], Exception | None]:
+        """Record `batch`; returns the outcomes left for later and the outage that stopped it, if one did.
+
+        After an error that is no outage each outcome is recorded alone, and only one that fails again is dropped
+        (logged): its delivery is sent again once its lease expires, and no other attempt waits behind it.
+        """
+        try:
+            await self.record(batch)
+            return [], None
+        except RETRYABLE as exc:
+            return batch, exc
+        except Exception:
+            if len(batch) == 1:
+                log.exception("webhook attempt of delivery %s not recorded, dropped: it is sent again once its "
+                              "lease expires", batch[0].delivery["delivery_id"])
+                return [], None
+        for n, outcome in enumerate(batch):
+            _, outage = await self._record_or_drop([outcome])
+            if outage is not None:
+                return batch[n:], outage
+        return [], None
 
     async def _loop(self, step: Callable[[], Awaitable[int]], stop: asyncio.Event) -> None:
         backoff = Backoff()
@@ -333,7 +365,7 @@ class Dispatcher:
             try:
                 busy = await step()
                 backoff.reset()
-            except RETRYABLE as exc:
+            except PAUSES as exc:
                 await backoff.wait(stop, log, "webhook dispatcher paused", exc)
                 continue
             if not busy:

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
-from shared.outbound import OutboundRefused, fetch, resolve_public_address
+from shared.outbound import (
+    RESOLVE_TIMEOUT,
+    OutboundRefused,
+    close_dns_resolver,
+    dns_resolver,
+    fetch,
+    resolve_public_address,
+)
 from tests.control_plane.render.logos import logo_png
+from tests.local_dns import LocalDNS, local_dns
 from tests.local_http import local_server
 
 NONE: frozenset[str] = frozenset()
@@ -26,6 +35,8 @@ IMAGES = frozenset({"image/png"})
     "https://[2002:7f00:1::]/x.png", "https://[2002:a9fe:a9fe::1]/x.png",
     "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x.png", "https://[64:ff9b::7f00:1]/x.png",
     "https://[64:ff9b::a9fe:a9fe]/x.png", "https://[::127.0.0.1]/x.png", "https://[::a00:1]/x.png",
+    # IPv6 site-local (deprecated, still used inside some networks) and documentation (RFC 9637)
+    "https://[fec0::1]/x.png", "https://[fec0:0:0:1::10]/x.png", "https://[feff::1]/x.png", "https://[3fff::1]/x.png",
 ])
 async def test_private_and_special_addresses_are_refused_before_any_connection(url: str) -> None:
     with pytest.raises(OutboundRefused, match="loopback, private, link-local or reserved"):
@@ -108,3 +119,40 @@ async def test_a_trickled_body_is_read_up_to_the_limit_not_what_has_arrived(serv
     with pytest.raises(OutboundRefused, match="more than 300000 bytes"):
         await fetch(f"{server}/trickled.png?size=300004", allowed_hosts=LOCAL, allow_http=True, max_bytes=300_000,
                     content_types=IMAGES)
+
+
+@pytest.fixture
+async def dns() -> AsyncIterator[LocalDNS]:
+    async with local_dns() as running:
+        dns_resolver().nameservers = [running.address]  # this test's event loop's resolver
+        try:
+            yield running
+        finally:
+            await close_dns_resolver()
+
+
+async def test_names_resolve_through_the_name_server_and_localhost_through_the_hosts_file(dns: LocalDNS) -> None:
+    dns.answers["receiver.test"] = "93.184.215.14"
+    found = await resolve_public_address("https://receiver.test:8443/hook", allowed_hosts=NONE, allow_http=False)
+    assert (found.host, found.port, found.ip) == ("receiver.test", 8443, "93.184.215.14")
+    with pytest.raises(OutboundRefused, match="does not resolve"):
+        await resolve_public_address("https://unknown.test/hook", allowed_hosts=NONE, allow_http=False)
+    local = await resolve_public_address("http://localhost:8000/hook", allowed_hosts=frozenset({"localhost"}),
+                                         allow_http=True)
+    assert local.ip == "127.0.0.1"  # not ::1: a receiver on a developer's machine listens on 127.0.0.1
+
+
+async def test_lookups_that_hang_do_not_delay_other_lookups(dns: LocalDNS) -> None:
+    """64 lookups waiting on a name server that never answers (more than the default thread pool's threads)
+    leave another name's lookup as fast as ever."""
+    dns.answers["fast.test"] = "93.184.215.14"
+    dns.hanging.add("slow.test")
+    stuck = [asyncio.create_task(resolve_public_address(f"https://slow.test/{n}", allowed_hosts=NONE,
+                                                        allow_http=False)) for n in range(64)]
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    found = await resolve_public_address("https://fast.test/hook", allowed_hosts=NONE, allow_http=False)
+    assert found.ip == "93.184.215.14" and time.monotonic() - started < 1.0
+    outcomes = await asyncio.gather(*stuck, return_exceptions=True)
+    assert all(isinstance(o, OutboundRefused) for o in outcomes)
+    assert time.monotonic() - started < RESOLVE_TIMEOUT + 1

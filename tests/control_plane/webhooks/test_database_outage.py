@@ -7,8 +7,11 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 import pytest
 
@@ -17,7 +20,14 @@ from control_plane.webhooks.dispatcher import Dispatcher
 from shared.database import create_pool
 from shared.settings import WebhookSettings
 from tests.conftest import KeyFactory
-from tests.control_plane.webhooks.conftest import WEBHOOK_SCOPES, Receiver, create_endpoint, create_group, deliveries
+from tests.control_plane.webhooks.conftest import (
+    WEBHOOK_SCOPES,
+    FrozenClock,
+    Receiver,
+    create_endpoint,
+    create_group,
+    deliveries,
+)
 
 
 class Proxy:
@@ -104,3 +114,63 @@ async def test_deliveries_resume_when_postgresql_returns(
         await asyncio.wait_for(running, 15)
         await session.close()
         await pool.close()
+
+
+async def test_an_outage_longer_than_the_lease_neither_resends_nor_loses_the_attempt_in_hand(
+        api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, webhook_settings: WebhookSettings,
+        pool: asyncpg.Pool[Any], clock: FrozenClock) -> None:
+    """The attempt ends while PostgreSQL is away, the lease runs out meanwhile, and when PostgreSQL is back
+    the sender's claim comes before the recorder's retry (both back off on their own). The outage is the
+    driver's own error (a refused connection) raised from the dispatcher's two calls to PostgreSQL, so that
+    the order of their return is the one that went wrong; the database behind them is real."""
+    key = await make_key(scopes=WEBHOOK_SCOPES)
+    endpoint = await create_endpoint(api, key, receiver.url())
+    receiver.script["/hook"] = [500, 200, 200]
+    receiver.hold = {"/hook"}
+    settings = dataclasses.replace(webhook_settings, concurrency=4, poll_interval=0.05)
+    session = create_session(settings.delivery_timeout)
+    dispatcher = Dispatcher(settings, pool, session, clock=clock, jitter=lambda: 0.5)
+    down = {"claim": False, "record": False}
+    record_failures = 0
+    real_claim, real_record = dispatcher.claim, dispatcher.record
+
+    async def claim(room: int) -> Any:
+        if down["claim"]:
+            raise ConnectionRefusedError("PostgreSQL unreachable")
+        return await real_claim(room)
+
+    async def record(outcomes: Any) -> None:
+        nonlocal record_failures
+        if down["record"]:
+            record_failures += 1
+            raise ConnectionRefusedError("PostgreSQL unreachable")
+        await real_record(outcomes)
+
+    dispatcher.claim = claim  # type: ignore[method-assign]
+    dispatcher.record = record  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        await create_group(api, key)
+        await eventually(lambda: len(receiver.requests) == 1)  # the attempt is in flight
+        down["claim"] = down["record"] = True
+        receiver.hold = set()
+        receiver.release.set()  # the receiver answers 500 while PostgreSQL is away
+        await eventually(lambda: record_failures >= 1)
+        clock.advance(timedelta(seconds=settings.lease + 1))  # the outage outlasts the lease
+        down["claim"] = False
+        await asyncio.sleep(1.0)
+        assert len(receiver.requests) == 1, "the dispatcher sent again a delivery it still held"
+        down["record"] = False
+        # The 500 is recorded; its retry is due (the clock moved past it), is sent and succeeds.
+        deadline = time.monotonic() + 10
+        while (delivery := (await deliveries(api, key, endpoint["id"]))[0])["status"] == "pending":
+            assert time.monotonic() < deadline, f"still pending after attempts {delivery['attempts']}"
+            await asyncio.sleep(0.05)
+        assert [a["status_code"] for a in delivery["attempts"]] == [500, 200]
+        assert delivery["status"] == "succeeded" and delivery["attempt_count"] == 2
+        assert len(receiver.requests) == 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await session.close()

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 import trustme
+from aiohttp import web
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -29,6 +30,7 @@ from tests.control_plane.webhooks.conftest import (
     deliveries,
     serve_receiver,
 )
+from tests.local_http import local_server
 
 
 async def test_a_change_arrives_signed_per_standard_webhooks(
@@ -54,6 +56,29 @@ async def test_a_change_arrives_signed_per_standard_webhooks(
     [attempt] = delivery["attempts"]
     assert attempt["status_code"] == 200 and attempt["error"] is None
     assert attempt["response_excerpt"] == "receiver answered 200" and attempt["latency_ms"] >= 0
+
+
+async def test_the_excerpt_is_the_answers_first_kilobyte_however_it_arrives(
+        api: httpx.AsyncClient, make_key: KeyFactory, dispatcher: Dispatcher) -> None:
+    async def streamed(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=500, headers={"content-type": "text/plain"})
+        await response.prepare(request)
+        await response.write(b"error: ")
+        await asyncio.sleep(0.2)
+        await response.write(b"database connection refused " + b"x" * 2000)
+        await response.write_eof()
+        return response
+
+    key = await make_key(scopes=WEBHOOK_SCOPES)
+    async with local_server([web.post("/hook", streamed)]) as base:
+        endpoint = await create_endpoint(api, key, f"{base}/hook")
+        await create_group(api, key)
+        assert await dispatcher.drain() == 1
+    [delivery] = await deliveries(api, key, endpoint["id"])
+    [attempt] = delivery["attempts"]
+    assert attempt["status_code"] == 500
+    assert attempt["response_excerpt"] == ("error: database connection refused " + "x" * 2000)[:1024]
 
 
 async def test_both_secrets_sign_during_the_rotation_grace_period(
