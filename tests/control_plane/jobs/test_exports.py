@@ -186,6 +186,33 @@ async def test_a_request_that_cannot_be_served_is_refused_before_any_job(api: ht
     assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
 
 
+async def test_a_png_over_8000_pixels_a_side_is_refused_on_size_mm_before_any_job(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 2)
+    # The schema's own maxima: 23,622 pixels a side, gigabytes per image while it is drawn.
+    huge = {"format": "zip", "group_id": group_id, "image_format": "png", "size_mm": 500, "dpi": 1200}
+    response = await api.post("/v1/exports", headers=bearer(key), json=huge)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": "size_mm", "message": "a png is at most 8000 pixels a side:"
+                                          " at 1200 dpi, at most 169.3 mm (or lower the dpi)"}]
+    assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
+    schema = (await api.get("/openapi.json")).json()["components"]["schemas"]["ExportCreate"]
+    assert "at most 8000 pixels a side" in schema["properties"]["size_mm"]["description"]
+
+    # A job queued before the check existed fails with the same problem instead of drawing.
+    started = await api.post("/v1/exports", headers=bearer(key), json={**huge, "image_format": "svg"})
+    assert started.status_code == 202, started.text
+    await db.execute("UPDATE jobs SET request = request || '{\"image_format\": \"png\"}' WHERE id = $1",
+                     started.json()["id"])
+    failed = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
+    assert failed["status"] == "failed" and failed["error"]["errors"][0]["field"] == "size_mm", failed
+
+    # The size the error names is accepted (not run here: 7,998 pixels a side takes seconds to draw).
+    largest = await api.post("/v1/exports", headers=bearer(key), json={**huge, "size_mm": 169.3})
+    assert largest.status_code == 202, largest.text
+
+
 async def test_files_can_live_in_a_directory_every_process_shares(
         cp_settings: ControlPlaneSettings, make_key: KeyFactory, redis: aioredis.Redis, db: asyncpg.Connection[Any],
         tmp_path: Path) -> None:
