@@ -143,8 +143,11 @@ class JobWorker:
 
     async def _fail(self, job: asyncpg.Record, problem: Problem) -> None:
         async with self.db.acquire() as proxy, proxy.transaction():
-            await self._finish(_connection(proxy), job, "failed", None, problem, None)
-        await self.files.delete(job["id"])
+            ended = await self._finish(_connection(proxy), job, "failed", None, problem, None)
+        if ended:  # no attempt's file will ever be served: what dead attempts left goes too
+            await self.files.delete(job["id"])
+        else:  # taken over: the attempt that holds the job (and may have finished it) keeps its file
+            await self.files.delete(job["id"], job["attempt"])
 
     async def _finish(self, conn: asyncpg.Connection[Any], job: asyncpg.Record, status: str,
                       result: dict[str, Any] | None, problem: Problem | None,
