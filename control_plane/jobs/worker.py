@@ -115,6 +115,13 @@ class JobWorker:
             raise
         except Problem as problem:
             await self._fail(job, problem)
+        except STORE_UNAVAILABLE as exc:
+            # Not the job's fault (a failover, a dropped connection): it gets another attempt, as when a worker
+            # dies (docs/exports.md, the job worker): at once if PostgreSQL answers again, else after the lease.
+            log.warning("job %s interrupted (%r); it goes back to the queue", job["id"], exc)
+            with contextlib.suppress(*STORE_UNAVAILABLE):
+                await claims.release(self.db, job)
+            return
         except Exception:
             log.exception("job %s failed", job["id"])
             await self._fail(job, Problem(500, "The job failed on an internal error; request it again."))
