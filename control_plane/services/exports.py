@@ -294,7 +294,8 @@ def signature_valid(settings: ControlPlaneSettings, job_id: str, expires: str, g
     # ASCII digits, and few: `isdigit` takes "²", and int() refuses more than 4,300 digits (both a 500 before).
     if not (expires.isascii() and expires.isdigit() and len(expires) <= 15) or int(expires) < now:
         return False
-    return hmac.compare_digest(signature(settings, job_id, int(expires)), given)
+    # ASCII too: compare_digest raises TypeError on any other str (a 500 before).
+    return given.isascii() and hmac.compare_digest(signature(settings, job_id, int(expires)), given)
 
 
 class Progress(TypedDict):

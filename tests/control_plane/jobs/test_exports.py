@@ -119,6 +119,8 @@ async def test_a_signed_url_serves_the_file_without_a_key_until_it_expires(
     assert shop.headers["content-type"] == "application/pdf"
     tampered = await api.get(f"/{path}".replace("signature=", "signature=0"))
     assert tampered.status_code == 403
+    not_ascii = await api.get(f"/{path}".replace("signature=", "signature=%C3%A9"))
+    assert not_ascii.status_code == 403 and not_ascii.json()["type"].endswith("/invalid-signature")
     assert (await api.get(f"/v1/exports/{job['id']}/file")).status_code == 401
     other = await make_key("globex")
     assert (await api.get(f"/v1/exports/{job['id']}", headers=bearer(other))).status_code == 404
