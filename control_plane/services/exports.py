@@ -11,6 +11,7 @@ import hmac
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast
 
 import asyncpg
@@ -258,6 +259,8 @@ async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: Export
         raise field_error("sheet", "only pdf_sheet exports are laid out on sheets")
     if body.format == "zip":
         check_image_size(body.image_format, body.size_mm, body.dpi)
+    if body.since is not None and body.until is None and body.since >= datetime.now(UTC):
+        raise field_error("since", "must be before until, which is the time of the request unless given")
     needs_codes = body.format != "scans_csv" or body.group_id or body.code_ids or body.folder_id or body.tag
     rows = await select_codes(conn, key, body) if needs_codes else []
     print_check(rows, body, settings)

@@ -40,7 +40,8 @@ class ImportQuery(BaseModel):
            returns=ExportPublic,
            error_details=((422, "Validation failed, or a rule the schema cannot state: modules"
                                 " under 0.4 mm (`too-small-to-print`), a png over"
-                                f" {MAX_IMAGE_PIXELS} pixels a side (`size_mm` at `dpi`)"),))
+                                f" {MAX_IMAGE_PIXELS} pixels a side (`size_mm` at `dpi`), `since` not before"
+                                " `until` (by default the time of the request)"),))
 async def start_export(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     body = await parse_body(request, ExportCreate)

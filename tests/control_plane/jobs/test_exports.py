@@ -106,6 +106,20 @@ async def test_scans_csv_has_one_row_per_scan_in_range_bots_flagged_and_no_ip(
     assert {row["code_id"] for row in rows} == {code["id"]}
 
 
+async def test_scans_csv_since_must_be_before_until_which_is_the_request_time_unless_given(
+        api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    now = datetime.now(UTC)
+    later = await api.post("/v1/exports", headers=bearer(key), json={
+        "format": "scans_csv", "since": (now + timedelta(days=1)).isoformat()})
+    assert later.status_code == 422, later.text
+    assert [e["field"] for e in later.json()["errors"]] == ["since"]
+    assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
+    earlier = await api.post("/v1/exports", headers=bearer(key), json={
+        "format": "scans_csv", "since": (now - timedelta(hours=1)).isoformat()})
+    assert earlier.status_code == 202, earlier.text
+
+
 async def test_a_signed_url_serves_the_file_without_a_key_until_it_expires(
         api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
     key = await make_key()
