@@ -12,8 +12,8 @@ from typing import Any
 
 from control_plane.render.output import render_bytes, render_raster
 from control_plane.render.sheets import PrintItem, single_code_pdf
+from control_plane.services.exports import check_image_size, image_pixels
 
-MAX_IMAGE_PIXELS = 8000  # a side; 30 mm at 1200 dpi is 1417
 MANIFEST_COLUMNS = ("id", "slug", "short_url", "name", "group", "folder", "tags", "file")
 CODES_COLUMNS = ("id", "kind", "name", "slug", "short_url", "destination_type", "url", "group_id", "folder_id",
                  "tags", "status", "scan_count", "created_at")
@@ -66,14 +66,13 @@ class ZipEntry:
     file: str
 
 
-def image_pixels(size_mm: float, dpi: int) -> int:
-    return round(size_mm / 25.4 * dpi)
-
-
 class ZipWriter:
     """manifest.csv first (streamed), then one image per code named by slug."""
 
     def __init__(self, out: Buffer, image_format: str, size_mm: float, dpi: int) -> None:
+        # Checked when requested; again here for a job queued before that check existed, since a canvas
+        # over the cap can take more memory than the worker has.
+        check_image_size(image_format, size_mm, dpi)
         self.zip = zipfile.ZipFile(out, "w")  # type: ignore[call-overload]  # write/tell/flush is all it needs
         self.format = image_format
         self.size_mm = size_mm

@@ -30,8 +30,9 @@ async def run_import(db: asyncpg.Pool[Any], settings: ControlPlaneSettings, cach
                      finish: Finish) -> None:
     key = ApiKey(f"job:{job['id']}", job["org_id"], job["livemode"], frozenset())
     data: bytes = await db.fetchval("SELECT body FROM job_inputs WHERE job_id = $1", job["id"])
-    rows, errors = await asyncio.to_thread(parse_csv, data)
-    await db.execute("UPDATE jobs SET progress_total = $2 WHERE id = $1", job["id"], len(rows) + len(errors))
+    parsed = await asyncio.to_thread(parse_csv, data)
+    rows, errors = parsed.rows, parsed.errors
+    await db.execute("UPDATE jobs SET progress_total = $2 WHERE id = $1", job["id"], parsed.records)
     created: list[str] = []
     async with db.acquire() as proxy:
         conn = cast("asyncpg.Connection[Any]", proxy)

@@ -115,6 +115,13 @@ class JobWorker:
             raise
         except Problem as problem:
             await self._fail(job, problem)
+        except STORE_UNAVAILABLE as exc:
+            # Not the job's fault (a failover, a dropped connection): it gets another attempt, as when a worker
+            # dies (docs/exports.md, the job worker): at once if PostgreSQL answers again, else after the lease.
+            log.warning("job %s interrupted (%r); it goes back to the queue", job["id"], exc)
+            with contextlib.suppress(*STORE_UNAVAILABLE):
+                await claims.release(self.db, job)
+            return
         except Exception:
             log.exception("job %s failed", job["id"])
             await self._fail(job, Problem(500, "The job failed on an internal error; request it again."))
@@ -143,8 +150,11 @@ class JobWorker:
 
     async def _fail(self, job: asyncpg.Record, problem: Problem) -> None:
         async with self.db.acquire() as proxy, proxy.transaction():
-            await self._finish(_connection(proxy), job, "failed", None, problem, None)
-        await self.files.delete(job["id"])
+            ended = await self._finish(_connection(proxy), job, "failed", None, problem, None)
+        if ended:  # no attempt's file will ever be served: what dead attempts left goes too
+            await self.files.delete(job["id"])
+        else:  # taken over: the attempt that holds the job (and may have finished it) keeps its file
+            await self.files.delete(job["id"], job["attempt"])
 
     async def _finish(self, conn: asyncpg.Connection[Any], job: asyncpg.Record, status: str,
                       result: dict[str, Any] | None, problem: Problem | None,

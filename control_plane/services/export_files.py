@@ -78,8 +78,9 @@ class FileStore:
         return self.directory / f"{job_id}.{attempt}.partial"
 
     async def sink(self, job_id: str, attempt: int) -> FileSink:
-        """A fresh file for this attempt; whatever an earlier attempt left is dropped."""
-        await self.delete(job_id)
+        """A fresh file for this attempt. Only this attempt's is dropped: a stalled attempt may start writing
+        after a later one finished; what earlier attempts left goes when the job ends (`keep_only`, `delete`)."""
+        await self.delete(job_id, attempt)
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
         return FileSink(self, job_id, attempt)
@@ -110,11 +111,13 @@ class FileStore:
             yield chunk
             seq += 1
 
-    async def delete(self, job_id: str) -> None:
+    async def delete(self, job_id: str, attempt: int | None = None) -> None:
+        """The files of one attempt, or of every attempt (`None`)."""
         if self.directory is None:
-            await self.db.execute("DELETE FROM job_file_chunks WHERE job_id = $1", job_id)
+            await self.db.execute(
+                "DELETE FROM job_file_chunks WHERE job_id = $1 AND ($2::int IS NULL OR attempt = $2)", job_id, attempt)
             return
-        for path in self.directory.glob(f"{job_id}.*"):
+        for path in self.directory.glob(f"{job_id}.{'*' if attempt is None else attempt}.*"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast
 
 import asyncpg
@@ -44,6 +46,9 @@ Format = Literal["pdf_sheet", "zip", "codes_csv", "scans_csv"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")  # QR alphanumeric mode
 CODE_ORDER = "c.created_at, length(c.name), c.name, c.id"  # minted "Table 2" before "Table 10"
+# A PNG's side in pixels: drawn on an RGB canvas (3 bytes a pixel) plus masks, so 8000 is already about
+# 200 MB, the schema's 500 mm at 1200 dpi gigabytes; 30 mm at 1200 dpi is 1417. SVG and PDF are vectors: no cap.
+MAX_IMAGE_PIXELS = 8000
 
 
 def _given(*names: str) -> dict[str, Any]:
@@ -103,7 +108,9 @@ class ExportCreate(Body):
     tag: Tag | None = None
     sheet: SheetOptions | None = None
     image_format: Literal["svg", "png", "pdf"] | None = None
-    size_mm: Annotated[float, Field(ge=5, le=500)] = 30.0  # zip: the printed side of each image
+    size_mm: Annotated[float, Field(ge=5, le=500, description=(
+        f"zip: the printed side of each image; a png is at most {MAX_IMAGE_PIXELS} pixels a side"
+        f" (size_mm / 25.4 × dpi), a 422 on size_mm beyond"))] = 30.0
     dpi: Annotated[int, Field(ge=72, le=1200)] = 300  # zip, png: pixels per inch
     since: Moment | None = None  # scans_csv
     until: Moment | None = None
@@ -122,6 +129,18 @@ class ExportCreate(Body):
         if self.since and self.until and self.since >= self.until:
             raise ValueError("since must be before until")
         return self
+
+
+def image_pixels(size_mm: float, dpi: int) -> int:
+    return round(size_mm / 25.4 * dpi)
+
+
+def check_image_size(image_format: str | None, size_mm: float, dpi: int) -> None:
+    """422 on `size_mm` when a PNG would be over MAX_IMAGE_PIXELS a side."""
+    if image_format == "png" and image_pixels(size_mm, dpi) > MAX_IMAGE_PIXELS:
+        largest = math.floor(MAX_IMAGE_PIXELS * 25.4 / dpi * 10) / 10  # rounded down: the size named passes
+        raise field_error("size_mm", f"a png is at most {MAX_IMAGE_PIXELS} pixels a side: at {dpi} dpi,"
+                                     f" at most {largest:.1f} mm (or lower the dpi)")
 
 
 def sheet_for(body: ExportCreate) -> Sheet:
@@ -238,6 +257,10 @@ async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: Export
         sheet_for(body)
     elif body.sheet is not None:
         raise field_error("sheet", "only pdf_sheet exports are laid out on sheets")
+    if body.format == "zip":
+        check_image_size(body.image_format, body.size_mm, body.dpi)
+    if body.since is not None and body.until is None and body.since >= datetime.now(UTC):
+        raise field_error("since", "must be before until, which is the time of the request unless given")
     needs_codes = body.format != "scans_csv" or body.group_id or body.code_ids or body.folder_id or body.tag
     rows = await select_codes(conn, key, body) if needs_codes else []
     print_check(rows, body, settings)
@@ -274,7 +297,8 @@ def signature_valid(settings: ControlPlaneSettings, job_id: str, expires: str, g
     # ASCII digits, and few: `isdigit` takes "²", and int() refuses more than 4,300 digits (both a 500 before).
     if not (expires.isascii() and expires.isdigit() and len(expires) <= 15) or int(expires) < now:
         return False
-    return hmac.compare_digest(signature(settings, job_id, int(expires)), given)
+    # ASCII too: compare_digest raises TypeError on any other str (a 500 before).
+    return given.isascii() and hmac.compare_digest(signature(settings, job_id, int(expires)), given)
 
 
 class Progress(TypedDict):

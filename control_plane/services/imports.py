@@ -129,30 +129,38 @@ def _validate_row(columns: list[str], values: list[str], line: int) -> ImportRow
     return ImportRow(line, body)
 
 
-def parse_csv(data: bytes) -> tuple[list[ImportRow], list[RowError]]:
-    """Rows that are valid on their own, and the errors of the others (file-level errors name line 1)."""
+@dataclass(frozen=True, slots=True)
+class ParsedFile:
+    rows: list[ImportRow]  # the rows valid on their own
+    errors: list[RowError]  # of the others, maybe several a row (file-level errors name line 1)
+    records: int  # rows read, valid or not
+
+
+def parse_csv(data: bytes) -> ParsedFile:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        return [], [_error(line, "", "is not UTF-8 text")]
+        return ParsedFile([], [_error(line, "", "is not UTF-8 text")], 0)
     if "\x00" in text:
-        return [], [_error(text[:text.index("\x00")].count("\n") + 1, "", "contains a NUL character")]
+        return ParsedFile([], [_error(text[:text.index("\x00")].count("\n") + 1, "", "contains a NUL character")], 0)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except (StopIteration, csv.Error):
-        return [], [_error(1, "", "the file needs a header row (name, url, …)")]
+        return ParsedFile([], [_error(1, "", "the file needs a header row (name, url, …)")], 0)
     columns, errors = _header(header)
     if errors:
-        return [], errors
+        return ParsedFile([], errors, 0)
     rows: list[ImportRow] = []
+    records = 0
     line = reader.line_num + 1
     try:
         for values in reader:
             if values:  # blank lines are not rows
-                if len(rows) + len(errors) >= MAX_ROWS:
-                    return [], [_error(line, "", f"a file holds at most {MAX_ROWS} rows")]
+                if records >= MAX_ROWS:
+                    return ParsedFile([], [_error(line, "", f"a file holds at most {MAX_ROWS} rows")], records)
+                records += 1
                 checked = _validate_row(columns, values, line)
                 if isinstance(checked, ImportRow):
                     rows.append(checked)
@@ -161,7 +169,7 @@ def parse_csv(data: bytes) -> tuple[list[ImportRow], list[RowError]]:
             line = reader.line_num + 1
     except csv.Error as exc:
         errors.append(_error(line, "", f"is not valid CSV: {exc}"))
-    return rows, errors
+    return ParsedFile(rows, errors, records)
 
 
 async def _unknown(conn: asyncpg.Connection[Any], key: ApiKey, table: str, ids: set[str]) -> set[str]:

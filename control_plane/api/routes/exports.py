@@ -15,7 +15,7 @@ from control_plane.api.http import json_response, list_response, parse_body, par
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import exports, imports
-from control_plane.services.exports import ExportCreate, ExportPublic, signature_valid
+from control_plane.services.exports import MAX_IMAGE_PIXELS, ExportCreate, ExportPublic, signature_valid
 from control_plane.services.imports import ImportPublic
 from control_plane.services.listing import PageQuery
 from shared.problems import Problem
@@ -37,7 +37,11 @@ class ImportQuery(BaseModel):
 
 
 @operation("Start an export (label sheets, image bundle, CSV)", "qr:read", body=ExportCreate, status=202,
-           returns=ExportPublic)
+           returns=ExportPublic,
+           error_details=((422, "Validation failed, or a rule the schema cannot state: modules"
+                                " under 0.4 mm (`too-small-to-print`), a png over"
+                                f" {MAX_IMAGE_PIXELS} pixels a side (`size_mm` at `dpi`), `since` not before"
+                                " `until` (by default the time of the request)"),))
 async def start_export(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     body = await parse_body(request, ExportCreate)

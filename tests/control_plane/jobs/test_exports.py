@@ -106,6 +106,20 @@ async def test_scans_csv_has_one_row_per_scan_in_range_bots_flagged_and_no_ip(
     assert {row["code_id"] for row in rows} == {code["id"]}
 
 
+async def test_scans_csv_since_must_be_before_until_which_is_the_request_time_unless_given(
+        api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    now = datetime.now(UTC)
+    later = await api.post("/v1/exports", headers=bearer(key), json={
+        "format": "scans_csv", "since": (now + timedelta(days=1)).isoformat()})
+    assert later.status_code == 422, later.text
+    assert [e["field"] for e in later.json()["errors"]] == ["since"]
+    assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
+    earlier = await api.post("/v1/exports", headers=bearer(key), json={
+        "format": "scans_csv", "since": (now - timedelta(hours=1)).isoformat()})
+    assert earlier.status_code == 202, earlier.text
+
+
 async def test_a_signed_url_serves_the_file_without_a_key_until_it_expires(
         api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
     key = await make_key()
@@ -119,6 +133,8 @@ async def test_a_signed_url_serves_the_file_without_a_key_until_it_expires(
     assert shop.headers["content-type"] == "application/pdf"
     tampered = await api.get(f"/{path}".replace("signature=", "signature=0"))
     assert tampered.status_code == 403
+    not_ascii = await api.get(f"/{path}".replace("signature=", "signature=%C3%A9"))
+    assert not_ascii.status_code == 403 and not_ascii.json()["type"].endswith("/invalid-signature")
     assert (await api.get(f"/v1/exports/{job['id']}/file")).status_code == 401
     other = await make_key("globex")
     assert (await api.get(f"/v1/exports/{job['id']}", headers=bearer(other))).status_code == 404
@@ -184,6 +200,33 @@ async def test_a_request_that_cannot_be_served_is_refused_before_any_job(api: ht
     assert (await api.post("/v1/exports", headers=bearer(key), json={
         "format": "pdf_sheet", "group_id": "grp_nope"})).status_code == 404
     assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
+
+
+async def test_a_png_over_8000_pixels_a_side_is_refused_on_size_mm_before_any_job(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 2)
+    # The schema's own maxima: 23,622 pixels a side, gigabytes per image while it is drawn.
+    huge = {"format": "zip", "group_id": group_id, "image_format": "png", "size_mm": 500, "dpi": 1200}
+    response = await api.post("/v1/exports", headers=bearer(key), json=huge)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": "size_mm", "message": "a png is at most 8000 pixels a side:"
+                                          " at 1200 dpi, at most 169.3 mm (or lower the dpi)"}]
+    assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
+    schema = (await api.get("/openapi.json")).json()["components"]["schemas"]["ExportCreate"]
+    assert "at most 8000 pixels a side" in schema["properties"]["size_mm"]["description"]
+
+    # A job queued before the check existed fails with the same problem instead of drawing.
+    started = await api.post("/v1/exports", headers=bearer(key), json={**huge, "image_format": "svg"})
+    assert started.status_code == 202, started.text
+    await db.execute("UPDATE jobs SET request = request || '{\"image_format\": \"png\"}' WHERE id = $1",
+                     started.json()["id"])
+    failed = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
+    assert failed["status"] == "failed" and failed["error"]["errors"][0]["field"] == "size_mm", failed
+
+    # The size the error names is accepted (not run here: 7,998 pixels a side takes seconds to draw).
+    largest = await api.post("/v1/exports", headers=bearer(key), json={**huge, "size_mm": 169.3})
+    assert largest.status_code == 202, largest.text
 
 
 async def test_files_can_live_in_a_directory_every_process_shares(

@@ -74,6 +74,21 @@ async def test_one_bad_row_creates_nothing_and_names_the_row(api: httpx.AsyncCli
     assert (await api.get("/v1/usage", headers=bearer(key))).json()["qr_generated"] == 0
 
 
+async def test_the_row_limit_counts_rows_not_their_errors(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                          worker: JobWorker) -> None:
+    key = await make_key()
+    # 6,000 rows with two bad fields each: 12,000 findings, every one reported.
+    body = ("name,url\n" + f"{'x' * 201},not a url\n" * 6_000).encode()
+    job = await imported(api, worker, key, body, "?dry_run=true")
+    errors = job["result"]["errors"]
+    assert len(errors) == 12_000 and {e["row"] for e in errors} == set(range(2, 6_002)), errors[:3]
+    assert job["progress"]["total"] == 6_000
+
+    over = await imported(api, worker, key, campaign(10_001))
+    assert over["status"] == "failed"
+    assert over["result"]["errors"] == [{"row": 10_002, "field": "", "message": "a file holds at most 10000 rows"}]
+
+
 async def test_a_dry_run_reports_the_errors_and_creates_nothing(api: httpx.AsyncClient, make_key: KeyFactory,
                                                                worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
     key = await make_key()

@@ -1,0 +1,91 @@
+"""Attempts of one job: a stalled attempt never harms the one that took over from it, and an attempt cut off
+from PostgreSQL is followed by another."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+import control_plane.jobs.worker as worker_module
+from control_plane.jobs import claims
+from control_plane.jobs.exporting import ExportRun
+from control_plane.jobs.worker import JobWorker
+from tests.conftest import KeyFactory, bearer
+from tests.control_plane.jobs.conftest import mint_group, run_job
+
+
+async def test_a_stalled_attempt_that_fails_leaves_the_file_of_the_attempt_that_finished(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    resume = asyncio.Event()
+
+    class StallingRun(ExportRun):
+        async def run(self) -> tuple[str, str]:
+            if self.job["attempt"] == 1:  # stalls past its lease, comes back after the takeover, then errs
+                await resume.wait()
+                raise RuntimeError("the renderer broke")
+            return await super().run()
+
+    monkeypatch.setattr(worker_module, "ExportRun", StallingRun)
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 3)
+    started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    export_id = started.json()["id"]
+    stalled = await claims.claim(worker.db, 60)
+    assert stalled is not None and stalled["attempt"] == 1
+    first = asyncio.create_task(worker._process(stalled))
+    await asyncio.sleep(0.1)
+    await db.execute("UPDATE jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = $1", export_id)
+    assert await worker.run_once()  # attempt 2 takes the job over and finishes it
+    assert (await api.get(f"/v1/exports/{export_id}", headers=bearer(key))).json()["status"] == "succeeded"
+    file = await api.get(f"/v1/exports/{export_id}/file", headers=bearer(key))
+    assert file.status_code == 200 and file.text.count("\r\n") == 4
+
+    resume.set()
+    await first  # attempt 1 fails, but the job is no longer its to end
+    # An attempt that stalled before it even opened its file, opening it now.
+    await worker.files.sink(export_id, 1)
+    assert (await api.get(f"/v1/exports/{export_id}", headers=bearer(key))).json()["status"] == "succeeded"
+    again = await api.get(f"/v1/exports/{export_id}/file", headers=bearer(key))
+    assert again.status_code == 200 and again.content == file.content
+
+
+async def test_a_connection_dropped_mid_export_gives_the_job_another_attempt(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real_progress = claims.progress
+    dropped: list[int] = []
+
+    async def progress_on_a_dropped_connection(pool: Any, job: Any, done: int, total: int | None) -> None:
+        if dropped:
+            return await real_progress(pool, job, done, total)
+        # The worker's progress UPDATE waits on the row while its backend is terminated (a failover, a
+        # restarted pgbouncer, an administrator); PostgreSQL stays up for everyone else.
+        async with db.transaction():
+            await db.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job["id"])
+            update = asyncio.create_task(real_progress(pool, job, done, total))
+            pid = None
+            for _ in range(200):
+                pid = await db.fetchval("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND"
+                                        " wait_event_type = 'Lock' AND query LIKE '%UPDATE jobs SET progress_done%'")
+                if pid:
+                    break
+                await asyncio.sleep(0.01)
+            assert pid and await db.fetchval("SELECT pg_terminate_backend($1)", pid)
+            dropped.append(pid)
+        await update
+
+    monkeypatch.setattr(claims, "progress", progress_on_a_dropped_connection)
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 3)
+    started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    job = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
+    assert dropped
+    assert job["status"] == "succeeded", job["error"]
+    assert await db.fetchval("SELECT attempt FROM jobs WHERE id = $1", job["id"]) == 2
+    file = await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(key))
+    assert file.text.count("\r\n") == 4  # the header and the 3 codes, once
