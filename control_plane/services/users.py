@@ -115,8 +115,9 @@ async def sign_in(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], email: str, p
     if not await _verify(row["password_hash"], password):
         return None
     if _hasher.check_needs_rehash(row["password_hash"]):
-        await db.execute("UPDATE users SET password_hash = $2 WHERE id = $1", row["id"],
-                         await asyncio.to_thread(_hasher.hash, password))
+        # Only over the hash just verified: a reset committed meanwhile must not get the old password back.
+        await db.execute("UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3", row["id"],
+                         await asyncio.to_thread(_hasher.hash, password), row["password_hash"])
     return _user(row)
 
 

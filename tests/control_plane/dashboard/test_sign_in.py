@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 from http.cookies import SimpleCookie
+from typing import Any
 
-from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, csrf_of, post_form, sign_in
+import argon2
+import asyncpg
+
+from control_plane.services.users import reset_password
+from tests.control_plane.dashboard.conftest import PASSWORD, BrowserFactory, UserFactory, csrf_of, post_form, sign_in
+
+BOUND = 30.0  # seconds; a bound on a wait, not a measurement
 
 
 def _cookie_attributes(set_cookie: str) -> str:
@@ -104,3 +112,28 @@ async def test_mode_switch_changes_only_this_session(browser: BrowserFactory, ma
     assert "Test mode:" not in (await other.get("/app/")).text
     page = await one.get("/app/")
     assert 'value="live"' in page.text and csrf_of(page.text)
+
+
+async def _waiting_for_a_lock(db: asyncpg.Connection[Any]) -> bool:
+    for _ in range(int(BOUND * 10)):
+        if await db.fetchval("SELECT count(*) FROM pg_stat_activity"
+                             " WHERE wait_event_type = 'Lock' AND datname = current_database()"):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_a_sign_in_that_rehashes_the_password_does_not_undo_a_reset(browser: BrowserFactory,
+                                                                          make_user: UserFactory,
+                                                                          db: asyncpg.Connection[Any]):
+    ana = await make_user()
+    # A hash made with older argon2 parameters, as every stored hash is after an upgrade: sign-in rehashes it.
+    await db.execute("UPDATE users SET password_hash = $2 WHERE id = $1", ana.id,
+                     argon2.PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD))
+    async with db.transaction():  # the owner's reset, committed while an old-password sign-in is under way
+        await reset_password(db, ana.org_id, ana.id, "new password 1")
+        racing = asyncio.create_task(sign_in(browser()))
+        assert await _waiting_for_a_lock(db), "the sign-in never wrote the rehashed password"
+    await asyncio.wait_for(racing, BOUND)
+    assert (await sign_in(browser())).status_code == 401, "the old password works again"
+    assert (await sign_in(browser(), password="new password 1")).status_code == 303
