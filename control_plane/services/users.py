@@ -103,11 +103,22 @@ async def create_user(conn: asyncpg.Connection[Any] | asyncpg.Pool[Any], org_id:
     return _user(row)
 
 
+def _typed_email(email: str) -> str:
+    return email.strip()[:254]
+
+
+async def sign_in_email(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], email: str) -> str:
+    """The typed e-mail as sign-in compares it: PostgreSQL's lower(), which may differ from Python's (`İ` is `i`
+    there), so that every spelling that finds one account throttles as one, known or not (docs/dashboard.md)."""
+    lowered: str = await db.fetchval("SELECT lower($1)", _typed_email(email))
+    return lowered
+
+
 async def sign_in(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], email: str, password: str) -> User | None:
     """The user with these credentials, or None; as slow for an unknown e-mail as for a wrong password."""
     row = await db.fetchrow(
         f"SELECT {_COLUMNS}, u.password_hash FROM users u JOIN organisations o ON o.id = u.org_id"
-        " WHERE lower(u.email) = lower($1)", email.strip()[:254])
+        " WHERE lower(u.email) = lower($1)", _typed_email(email))
     password = password[:MAX_PASSWORD]
     if row is None:
         await _verify(_DUMMY_HASH, password)

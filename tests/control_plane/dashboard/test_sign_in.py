@@ -71,6 +71,24 @@ async def test_repeated_failures_throttle_even_the_right_password(browser: Brows
     assert (await client.get("/app/")).status_code == 303
 
 
+async def test_the_limit_holds_for_every_spelling_that_reaches_the_account(browser: BrowserFactory,
+                                                                         make_user: UserFactory):
+    await make_user("vic@example.com")
+    for _ in range(5):
+        assert (await sign_in(browser(), "vic@example.com", "guess guess guess")).status_code == 401
+    # PostgreSQL's lower() finds vic@example.com for `vİc` (U+0130); Python's lower() makes it `vi̇c`.
+    for email in ("vic@example.com", "VIC@example.com", "v\u0130c@example.com"):
+        blocked = await sign_in(browser(), email)
+        assert blocked.status_code == 429, f"{email!r} signed in to the locked account: {blocked.status_code}"
+
+
+async def test_an_unknown_address_is_throttled_like_a_known_one(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    for email in ["v\u0130c@example.com"] * 3 + ["vic@example.com"] * 2:  # one address to the lookup; no account
+        assert (await sign_in(browser(), email)).status_code == 401
+    assert (await sign_in(browser(), "vic@example.com")).status_code == 429
+
+
 async def test_sign_in_goes_back_to_the_page_asked_for_but_never_off_site(browser: BrowserFactory,
                                                                           make_user: UserFactory):
     await make_user()
