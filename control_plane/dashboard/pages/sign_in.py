@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from control_plane.dashboard.sessions import COOKIE, IDLE_SECONDS
+from control_plane.dashboard.sessions import COOKIE
 from control_plane.dashboard.templates import render
 from control_plane.dashboard.throttle import SignInThrottle
 from control_plane.dashboard.visit import CSRF_FIELD, Visit, page, stores
@@ -67,8 +67,9 @@ async def login(request: Request) -> Response:
     await throttle.succeeded(counted_as)
     token = await found.sessions.create(user.id, user.session_epoch)
     response = RedirectResponse(_next(request), 303)
-    response.set_cookie(COOKIE, token, max_age=IDLE_SECONDS, path="/app", httponly=True, samesite="lax",
-                        secure=_secure(request))
+    # No Max-Age: a fixed one would end an active user's session 8 hours after sign-in; the server's idle
+    # expiry, renewed by every page view, decides alone when a session ends (docs/dashboard.md).
+    response.set_cookie(COOKIE, token, path="/app", httponly=True, samesite="lax", secure=_secure(request))
     response.delete_cookie(LOGIN_COOKIE, path="/app/login")
     return response
 

@@ -1,16 +1,34 @@
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
+import time
 from http.cookies import SimpleCookie
 from typing import Any
 
 import argon2
 import asyncpg
+import pytest
+import redis.asyncio as aioredis
 
 from control_plane.services.users import reset_password
 from tests.control_plane.dashboard.conftest import PASSWORD, BrowserFactory, UserFactory, csrf_of, post_form, sign_in
 
 BOUND = 30.0  # seconds; a bound on a wait, not a measurement
+HOUR = 3600
+
+
+class BrowserClock:
+    """The clock a client's cookie jar reads (`http.cookiejar` calls `time.time()`), moved on by `offset` seconds."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def __getattr__(self, name: str) -> Any:  # gmtime, strftime, … as the real module
+        return getattr(time, name)
 
 
 def _cookie_attributes(set_cookie: str) -> str:
@@ -28,6 +46,24 @@ async def test_sign_in_opens_the_overview_with_a_session_cookie(browser: Browser
     page = await client.get("/app/")
     assert page.status_code == 200 and "acme" in page.text and "Usage this month" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+async def test_an_active_user_stays_signed_in_past_8_hours_after_sign_in(browser: BrowserFactory,
+                                                                         make_user: UserFactory,
+                                                                         redis: aioredis.Redis, redis_namespace: str,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    clock = BrowserClock()
+    monkeypatch.setattr(http.cookiejar, "time", clock)
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    for hours in (3, 6, 7.5, 8.5, 12):  # a working day with a page view every few hours
+        clock.offset = hours * HOUR
+        page = await client.get("/app/")
+        assert page.status_code == 200, f"signed out {hours} hours after sign-in, though active"
+    # What ends an idle session is the server's expiry, renewed by that last page view.
+    [session] = await redis.keys(f"{redis_namespace}:dash:session:*")
+    assert 7.9 * HOUR < await redis.ttl(session) <= 8 * HOUR
 
 
 async def test_the_session_cookie_is_secure_under_https(browser: BrowserFactory, make_user: UserFactory):
