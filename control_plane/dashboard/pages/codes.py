@@ -124,7 +124,7 @@ def _form_values(code: Mapping[str, Any]) -> dict[str, str]:
             "version": str(code["version"])}
 
 
-@page()
+@page("qr:write")
 async def new_code(visit: Visit) -> Response:
     values = {"group_id": visit.request.query_params.get("group_id", "")}
     return visit.render("codes/new.html", {"values": values, "errors": {}, "statuses": STATUSES,

@@ -54,7 +54,7 @@ def _form_values(group: Mapping[str, Any]) -> dict[str, str]:
             "version": str(group["version"])}
 
 
-@page()
+@page("qr:write")
 async def new_group(visit: Visit) -> Response:
     return visit.render("groups/new.html", {"values": {"status": "active"}, "errors": {}, "statuses": STATUSES})
 

@@ -167,3 +167,5 @@ async def test_a_viewer_has_no_bulk_controls(browser: BrowserFactory, make_user:
     refused = await post_form(client, "/app/codes", "/app/codes/bulk", {"ids": [code["id"]], "action": "pause"})
     assert refused.status_code == 403
     assert (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()["status"] is None
+    new = await client.get("/app/codes/new")  # a bookmark, a shared link: no form to fill in only to be refused
+    assert new.status_code == 403 and 'action="/app/codes"' not in new.text
