@@ -91,7 +91,7 @@ def _cidr(value: str) -> str:
 
 def _clock(value: str) -> str:
     hours, sep, minutes = value.partition(":")
-    if not (sep and len(hours) == 2 and len(minutes) == 2 and hours.isdigit() and minutes.isdigit()
+    if not (sep and value.isascii() and len(hours) == 2 and len(minutes) == 2 and hours.isdigit() and minutes.isdigit()
             and (int(hours) < 24 and int(minutes) < 60 or value == END_OF_DAY)):
         raise ValueError('must be a time of day "HH:MM" from "00:00" to "23:59" ("24:00" for `to`)')
     return value

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from shared.problems import Problem, field_error, from_validation_error
 
 M = TypeVar("M", bound=BaseModel)
+MAX_DIGITS = 18  # more than any count, weight or version needs; int() refuses over 4,300 digits
 
 
 def validated(model: type[M], data: dict[str, Any]) -> M:
@@ -72,8 +73,30 @@ def optional(value: str | None) -> str | None:
     return value or None
 
 
+def whole_number(text: str) -> int | None:
+    """A number typed in a form or query string, or None when `text` is not one. ASCII digits only:
+    `str.isdigit` also takes "²", which int() refuses (a 500 where the form should say what is wrong)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS):
+        return None
+    return int(text)
+
+
+def number_field(text: str) -> int | str | None:
+    """A number field of a form for the API's model: the number, None when empty, else the text as typed, so
+    that the model refuses it with its own message next to the field."""
+    text = text.strip()
+    number = whole_number(text)
+    return number if number is not None else text or None
+
+
 def form_version(form: Mapping[str, str]) -> list[int] | None:
     """The version a form was opened at, for `if_match`: a change made meanwhile by someone else is not
     overwritten (412)."""
     value = form.get("version", "")
-    return [int(value)] if value.isdigit() else None
+    if not value:
+        return None
+    version = whole_number(value)
+    if version is None:
+        raise Problem(400, "The form is damaged (its version is not a number). Reload the page and try again.")
+    return [version]

@@ -16,8 +16,9 @@ class SignInThrottle:
         self.redis = redis
         self.keys = keys
 
+    # `email` is users.sign_in_email(): lowered as the account lookup lowers it, not by Python's rules.
     def _subjects(self, email: str, client: str) -> list[tuple[str, int]]:
-        return [(self.keys.failed_sign_ins(f"email:{email.strip().lower()[:254]}"), PER_EMAIL),
+        return [(self.keys.failed_sign_ins(f"email:{email}"), PER_EMAIL),
                 (self.keys.failed_sign_ins(f"client:{client}"), PER_CLIENT)]
 
     async def retry_after(self, email: str, client: str) -> int:

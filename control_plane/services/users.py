@@ -103,11 +103,22 @@ async def create_user(conn: asyncpg.Connection[Any] | asyncpg.Pool[Any], org_id:
     return _user(row)
 
 
+def _typed_email(email: str) -> str:
+    return email.strip()[:254]
+
+
+async def sign_in_email(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], email: str) -> str:
+    """The typed e-mail as sign-in compares it: PostgreSQL's lower(), which may differ from Python's (`İ` is `i`
+    there), so that every spelling that finds one account throttles as one, known or not (docs/dashboard.md)."""
+    lowered: str = await db.fetchval("SELECT lower($1)", _typed_email(email))
+    return lowered
+
+
 async def sign_in(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], email: str, password: str) -> User | None:
     """The user with these credentials, or None; as slow for an unknown e-mail as for a wrong password."""
     row = await db.fetchrow(
         f"SELECT {_COLUMNS}, u.password_hash FROM users u JOIN organisations o ON o.id = u.org_id"
-        " WHERE lower(u.email) = lower($1)", email.strip()[:254])
+        " WHERE lower(u.email) = lower($1)", _typed_email(email))
     password = password[:MAX_PASSWORD]
     if row is None:
         await _verify(_DUMMY_HASH, password)
@@ -115,8 +126,9 @@ async def sign_in(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], email: str, p
     if not await _verify(row["password_hash"], password):
         return None
     if _hasher.check_needs_rehash(row["password_hash"]):
-        await db.execute("UPDATE users SET password_hash = $2 WHERE id = $1", row["id"],
-                         await asyncio.to_thread(_hasher.hash, password))
+        # Only over the hash just verified: a reset committed meanwhile must not get the old password back.
+        await db.execute("UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3", row["id"],
+                         await asyncio.to_thread(_hasher.hash, password), row["password_hash"])
     return _user(row)
 
 

@@ -61,6 +61,7 @@ def test_at_most_twenty_rules() -> None:
     ({"after": "2026-02-01T00:00:00Z", "before": "2026-01-01T00:00:00Z"}, "rules.0.if.before", "later than"),
     ({"weekday": ["monday"]}, "rules.0.if.weekday.0", "'mon'"),
     ({"time": {"from": "25:00", "to": "10:00"}}, "rules.0.if.time.from", "HH:MM"),
+    ({"time": {"from": "\u00b2\u00b3:00", "to": "10:00"}}, "rules.0.if.time.from", "HH:MM"),  # isdigit() takes "²³"
     ({"time": {"from": "24:00", "to": "10:00"}}, "rules.0.if.time.from", "23:59"),
     ({"time": {"from": "10:00", "to": "10:00"}}, "rules.0.if.time.to", "must differ"),
     ({"time": {"from": "10:00", "until": "11:00"}}, "rules.0.if.time.until", "unknown field"),

@@ -17,6 +17,7 @@ from control_plane.dashboard.forms import (
     pairs_patch,
     pairs_text,
     validated,
+    whole_number,
 )
 from control_plane.dashboard.pages import routing
 from control_plane.dashboard.paging import pages
@@ -50,8 +51,8 @@ async def code_list(visit: Visit) -> Response:
     params = {k: v for k, v in visit.request.query_params.items() if v and k in FILTERS}
     query = validated(QRCodeListQuery, params)
     listing = await qr_codes.list_codes(visit.stores.services, visit.principal, query)
-    updated = visit.request.query_params.get("updated", "")
-    notice = f"Updated {updated} codes." if updated.isdigit() else ""
+    updated = whole_number(visit.request.query_params.get("updated", ""))
+    notice = f"Updated {updated} codes." if updated is not None else ""
     folder_choices = await folders.list_folders(visit.stores.services, visit.principal, PageQuery(limit=100)) \
         if visit.can("qr:write") else None
     return visit.render("codes/list.html", {"listing": listing, "query": query, "statuses": STATUSES,
@@ -123,7 +124,7 @@ def _form_values(code: Mapping[str, Any]) -> dict[str, str]:
             "version": str(code["version"])}
 
 
-@page()
+@page("qr:write")
 async def new_code(visit: Visit) -> Response:
     values = {"group_id": visit.request.query_params.get("group_id", "")}
     return visit.render("codes/new.html", {"values": values, "errors": {}, "statuses": STATUSES,
@@ -198,9 +199,8 @@ async def delete_code(visit: Visit) -> Response:
 
 
 async def _update_routing(ctx: ServiceContext, key: ApiKey, code_id: str, body: dict[str, Any],
-                          version: int | None) -> Any:
-    return await qr_codes.update_code(ctx, key, code_id, validated(QRCodeUpdate, body),
-                                      if_match=[version] if version is not None else None)
+                          if_match: list[int] | None) -> Any:
+    return await qr_codes.update_code(ctx, key, code_id, validated(QRCodeUpdate, body), if_match=if_match)
 
 
 async def _routing_refused(visit: Visit, code: Mapping[str, Any], failed: routing.Failed, status: int) -> Response:

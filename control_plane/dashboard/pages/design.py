@@ -10,7 +10,7 @@ from typing import Any
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from control_plane.dashboard.forms import field_errors
+from control_plane.dashboard.forms import field_errors, number_field
 from control_plane.dashboard.visit import Visit, page
 from control_plane.render.design import Design, merge_design, parse_design
 from control_plane.render.images import effective_design, payload_for
@@ -35,8 +35,8 @@ def design_patch(form: Mapping[str, str]) -> dict[str, Any]:
                    "eye_ball": form.get("eye_ball", "")},
         "error_correction": form.get("error_correction", ""),
     }
-    if form.get("margin", "").isdigit():
-        patch["margin"] = int(form["margin"])
+    if (margin := number_field(form.get("margin", ""))) is not None:
+        patch["margin"] = margin
     return patch
 
 

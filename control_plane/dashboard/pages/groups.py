@@ -15,6 +15,7 @@ from control_plane.dashboard.forms import (
     pairs_patch,
     pairs_text,
     validated,
+    whole_number,
 )
 from control_plane.dashboard.pages import routing
 from control_plane.dashboard.paging import pages
@@ -53,7 +54,7 @@ def _form_values(group: Mapping[str, Any]) -> dict[str, str]:
             "version": str(group["version"])}
 
 
-@page()
+@page("qr:write")
 async def new_group(visit: Visit) -> Response:
     return visit.render("groups/new.html", {"values": {"status": "active"}, "errors": {}, "statuses": STATUSES})
 
@@ -114,10 +115,7 @@ async def update_group(visit: Visit) -> Response:
 @page("qr:write")
 async def mint_codes(visit: Visit) -> Response:
     ctx, key, group_id = visit.stores.services, visit.principal, visit.request.path_params["group_id"]
-    try:
-        count = int(visit.form.get("count", "0") or "0")
-    except ValueError:
-        count = 0
+    count = whole_number(visit.form.get("count", "")) or 0  # not a number: the API's message for 0
     try:
         body = validated(MintCodes, {"count": count, "name_prefix": visit.form.get("name_prefix", "")})
         minted = await qr_groups.mint_codes(ctx, key, group_id, body)
@@ -136,9 +134,8 @@ async def delete_group(visit: Visit) -> Response:
 
 
 async def _update_routing(ctx: ServiceContext, key: ApiKey, group_id: str, body: dict[str, Any],
-                          version: int | None) -> Any:
-    return await qr_groups.update_group(ctx, key, group_id, validated(QRGroupUpdate, body),
-                                        if_match=[version] if version is not None else None)
+                          if_match: list[int] | None) -> Any:
+    return await qr_groups.update_group(ctx, key, group_id, validated(QRGroupUpdate, body), if_match=if_match)
 
 
 async def _routing_refused(visit: Visit, group: Mapping[str, Any], failed: routing.Failed, status: int) -> Response:

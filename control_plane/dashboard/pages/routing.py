@@ -17,7 +17,7 @@ from typing import Any
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from control_plane.dashboard.forms import field_errors
+from control_plane.dashboard.forms import field_errors, form_version, number_field, whole_number
 from control_plane.dashboard.visit import Handler, Visit, page
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
@@ -49,7 +49,7 @@ class Kind:
     path: str  # "groups" or "codes"
     noun: str
     get: Callable[[ServiceContext, ApiKey, str], Awaitable[Mapping[str, Any]]]
-    update: Callable[[ServiceContext, ApiKey, str, dict[str, Any], int | None], Awaitable[Any]]
+    update: Callable[[ServiceContext, ApiKey, str, dict[str, Any], list[int] | None], Awaitable[Any]]  # if_match
     # Renders the object's page again with the editor's refused form (status of the problem).
     detail: Callable[[Visit, Mapping[str, Any], Failed, int], Awaitable[Response]]
 
@@ -118,9 +118,9 @@ def _rule_errors(problem: Problem, index: int, values: Mapping[str, Any]) -> dic
             continue
         rest = where.removeprefix(prefix).removeprefix(f"rules.{index}").removeprefix("if").lstrip(".")
         parts = rest.split(".")
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] in (*TEXT_LISTS, *CHECKBOXES):
+        item = whole_number(parts[1]) if len(parts) == 2 and parts[0] in (*TEXT_LISTS, *CHECKBOXES) else None
+        if item is not None:
             given = _words(values.get(parts[0], "")) if parts[0] in TEXT_LISTS else values.get(parts[0], [])
-            item = int(parts[1])
             if item < len(given):
                 message = f"“{given[item]}” {message}"
             rest = parts[0]
@@ -136,9 +136,10 @@ def _split_errors(problem: Problem, rows: list[int]) -> dict[str, str]:
     errors: dict[str, str] = {}
     for where, message in field_errors(problem).items():
         parts = where.split(".")
-        if len(parts) >= 3 and parts[0] == "split" and parts[1].isdigit() and int(parts[1]) < len(rows):
+        variant = whole_number(parts[1]) if len(parts) >= 3 and parts[0] == "split" else None
+        if variant is not None and variant < len(rows):
             name = "weight" if parts[2] == "weight" else "url"
-            errors[f"{name}_{rows[int(parts[1])]}"] = message
+            errors[f"{name}_{rows[variant]}"] = message
         else:
             errors[""] = f"{where}: {message}" if where and where != "split" else message
     return errors
@@ -199,11 +200,6 @@ def editor(kind: str, obj: Mapping[str, Any], failed: Failed | None = None) -> d
 
 # The actions.
 
-def _version(visit: Visit) -> int | None:
-    value = visit.form.get("version", "")
-    return int(value) if value.isdigit() else None
-
-
 STALE = "Someone changed this {noun} since you opened the page: reload to see their change, then try again."
 
 
@@ -217,7 +213,7 @@ async def _change(kind: Kind, visit: Visit, form: str, change: Change, values: d
     obj = await kind.get(ctx, key, obj_id)
     try:
         body, done = change(list(obj.get("rules") or []), list(obj.get("split") or []))
-        await kind.update(ctx, key, obj_id, body, _version(visit))
+        await kind.update(ctx, key, obj_id, body, form_version(visit.form))
     except Problem as problem:
         errors = {"": STALE.format(noun=kind.noun)} if problem.status == 412 else errors_of(problem)
         return await kind.detail(visit, obj, Failed(form, values, errors), problem.status)
@@ -303,8 +299,7 @@ def _variants(rows: list[dict[str, str]], split: list[Any], used: list[int]) -> 
         destination: dict[str, Any] = {"type": "url", "url": row["url"] or None}
         if not row["url"] and n < len(split) and split[n]["destination"]["type"] != "url":
             destination = split[n]["destination"]
-        weight: Any = int(row["weight"]) if row["weight"].isdigit() else row["weight"] or None
-        variants.append({"weight": weight, "destination": destination})
+        variants.append({"weight": number_field(row["weight"]), "destination": destination})
         used.append(n)
     return variants
 

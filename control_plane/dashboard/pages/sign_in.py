@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from control_plane.dashboard.sessions import COOKIE, IDLE_SECONDS
+from control_plane.dashboard.sessions import COOKIE
 from control_plane.dashboard.templates import render
 from control_plane.dashboard.throttle import SignInThrottle
 from control_plane.dashboard.visit import CSRF_FIELD, Visit, page, stores
-from control_plane.services.users import sign_in
+from control_plane.services.users import sign_in, sign_in_email
 
 # Before a session exists the CSRF token is a double-submit cookie: a page of another site can post the
 # form but cannot read or set this cookie, so it cannot sign a victim in to the attacker's account.
@@ -54,20 +54,22 @@ async def login(request: Request) -> Response:
     found = stores(request)
     throttle = SignInThrottle(found.redis, found.keys)
     client = request.client.host if request.client else "unknown"
-    wait = await throttle.retry_after(email, client)
+    counted_as = await sign_in_email(found.db, email)
+    wait = await throttle.retry_after(counted_as, client)
     if wait:
         minutes = -(-wait // 60)
         return _login_page(request, 429, f"Too many failed sign-ins. Try again in {minutes} minute(s).", email,
                            {"Retry-After": str(wait)})
     user = await sign_in(found.db, email, password)
     if user is None:
-        await throttle.failed(email, client)
+        await throttle.failed(counted_as, client)
         return _login_page(request, 401, "The e-mail address or password is wrong.", email)
-    await throttle.succeeded(email)
+    await throttle.succeeded(counted_as)
     token = await found.sessions.create(user.id, user.session_epoch)
     response = RedirectResponse(_next(request), 303)
-    response.set_cookie(COOKIE, token, max_age=IDLE_SECONDS, path="/app", httponly=True, samesite="lax",
-                        secure=_secure(request))
+    # No Max-Age: a fixed one would end an active user's session 8 hours after sign-in; the server's idle
+    # expiry, renewed by every page view, decides alone when a session ends (docs/dashboard.md).
+    response.set_cookie(COOKIE, token, path="/app", httponly=True, samesite="lax", secure=_secure(request))
     response.delete_cookie(LOGIN_COOKIE, path="/app/login")
     return response
 

@@ -57,6 +57,21 @@ async def test_a_stale_form_does_not_overwrite_a_newer_change(browser: BrowserFa
     assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()["name"] == "renamed by a script"
 
 
+async def test_a_form_whose_version_is_no_number_is_refused_not_saved(browser: BrowserFactory,
+                                                                      make_user: UserFactory, make_key: KeyFactory,
+                                                                      api: httpx.AsyncClient):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    code_id = _code_id(await post_form(client, "/app/codes/new", "/app/codes", CODE))
+    for version in ("\u00b2", "9" * 5000):  # `str.isdigit` takes "²"; int() refuses both
+        damaged = await post_form(client, f"/app/codes/{code_id}", f"/app/codes/{code_id}",
+                                  {**CODE, "name": "renamed", "version": version})
+        assert damaged.status_code == 400 and "Reload the page" in damaged.text
+    key = await make_key()
+    assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()["name"] == "Table 1"
+
+
 async def test_the_list_searches_filters_and_sorts_as_the_api_does(browser: BrowserFactory, make_user: UserFactory,
                                                                    make_key: KeyFactory, api: httpx.AsyncClient):
     await make_user()
@@ -152,3 +167,5 @@ async def test_a_viewer_has_no_bulk_controls(browser: BrowserFactory, make_user:
     refused = await post_form(client, "/app/codes", "/app/codes/bulk", {"ids": [code["id"]], "action": "pause"})
     assert refused.status_code == 403
     assert (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()["status"] is None
+    new = await client.get("/app/codes/new")  # a bookmark, a shared link: no form to fill in only to be refused
+    assert new.status_code == 403 and 'action="/app/codes"' not in new.text

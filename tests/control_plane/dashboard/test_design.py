@@ -57,3 +57,21 @@ async def test_an_unscannable_design_is_refused_with_the_apis_reason(browser: Br
     refused = await post_form(client, page, page, {**DESIGN, "foreground": "#f0f0f0", "background": "#ffffff"})
     assert refused.status_code == 422 and "contrast" in refused.text.lower()
     assert (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()["image_url"] == code["image_url"]
+
+
+async def test_a_quiet_zone_that_is_no_number_is_refused_with_a_message(browser: BrowserFactory,
+                                                                        make_user: UserFactory, make_key: KeyFactory,
+                                                                        api: httpx.AsyncClient):
+    await make_user()
+    key = await make_key()
+    code = await _code(api, key)
+    client = browser()
+    await sign_in(client)
+    page = f"/app/codes/{code['id']}/design"
+    for margin in ("\u00b2", "9" * 5000):  # `str.isdigit` takes "²"; int() refuses both
+        preview = await client.get(f"{page}/preview", params={**DESIGN, "margin": margin})
+        assert preview.status_code == 200, preview.text
+        assert not preview.json()["scannable"] and "valid integer" in preview.json()["verdict"]
+        refused = await post_form(client, page, page, {**DESIGN, "margin": margin})
+        assert refused.status_code == 422 and "valid integer" in refused.text
+    assert (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()["design"] == code["design"]

@@ -77,6 +77,8 @@ async def test_a_viewer_reads_groups_but_cannot_change_them(browser: BrowserFact
     assert page.status_code == 200 and "utm_campaign=fall24" in page.text
     assert "<button" not in page.text.split("</header>")[1]
     assert "New group" not in (await viewer.get("/app/groups")).text
+    new = await viewer.get("/app/groups/new")  # a bookmark, a shared link: no form to fill in only to be refused
+    assert new.status_code == 403 and 'action="/app/groups"' not in new.text
     refused = await post_form(viewer, f"/app/groups/{group_id}", f"/app/groups/{group_id}/delete", {"confirm": "yes"})
     assert refused.status_code == 403
     assert (await owner.get(f"/app/groups/{group_id}")).status_code == 200

@@ -146,6 +146,25 @@ async def test_a_stale_page_does_not_overwrite_rules_changed_meanwhile(browser: 
     assert [r["if"] for r in rules] == [{"device": ["android"]}]
 
 
+async def test_numbers_that_are_no_numbers_are_refused_with_a_message(browser: BrowserFactory,
+                                                                      make_user: UserFactory,
+                                                                      make_key: KeyFactory, api: httpx.AsyncClient):
+    await make_user()
+    key = await make_key()
+    group = await _group(api, key)
+    client = browser()
+    await sign_in(client)
+    page = f"/app/groups/{group['id']}"
+    for number in ("\u00b2", "9" * 5000):  # `str.isdigit` takes "²"; int() refuses both
+        damaged = await _submit(client, page, f"{page}/rules", {**IOS, "version": number})
+        assert damaged.status_code == 400 and "Reload the page" in damaged.text
+        weight = await _submit(client, page, f"{page}/split", {"weight_0": number, "url_0": "https://example.com/a",
+                                                               "weight_1": "1", "url_1": "https://example.com/b"})
+        assert weight.status_code == 422 and 'id="split-weight-0-error">' in weight.text
+    after = (await api.get(f"/v1/qr-groups/{group['id']}", headers=bearer(key))).json()
+    assert after["rules"] is None and after["split"] is None
+
+
 async def test_a_codes_own_rules_come_first_and_reach_resolved(browser: BrowserFactory, make_user: UserFactory,
                                                                make_key: KeyFactory, api: httpx.AsyncClient):
     await make_user()

@@ -1,8 +1,34 @@
 from __future__ import annotations
 
+import asyncio
+import http.cookiejar
+import time
 from http.cookies import SimpleCookie
+from typing import Any
 
-from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, csrf_of, post_form, sign_in
+import argon2
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from control_plane.services.users import reset_password
+from tests.control_plane.dashboard.conftest import PASSWORD, BrowserFactory, UserFactory, csrf_of, post_form, sign_in
+
+BOUND = 30.0  # seconds; a bound on a wait, not a measurement
+HOUR = 3600
+
+
+class BrowserClock:
+    """The clock a client's cookie jar reads (`http.cookiejar` calls `time.time()`), moved on by `offset` seconds."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def __getattr__(self, name: str) -> Any:  # gmtime, strftime, … as the real module
+        return getattr(time, name)
 
 
 def _cookie_attributes(set_cookie: str) -> str:
@@ -20,6 +46,24 @@ async def test_sign_in_opens_the_overview_with_a_session_cookie(browser: Browser
     page = await client.get("/app/")
     assert page.status_code == 200 and "acme" in page.text and "Usage this month" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+async def test_an_active_user_stays_signed_in_past_8_hours_after_sign_in(browser: BrowserFactory,
+                                                                         make_user: UserFactory,
+                                                                         redis: aioredis.Redis, redis_namespace: str,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    clock = BrowserClock()
+    monkeypatch.setattr(http.cookiejar, "time", clock)
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    for hours in (3, 6, 7.5, 8.5, 12):  # a working day with a page view every few hours
+        clock.offset = hours * HOUR
+        page = await client.get("/app/")
+        assert page.status_code == 200, f"signed out {hours} hours after sign-in, though active"
+    # What ends an idle session is the server's expiry, renewed by that last page view.
+    [session] = await redis.keys(f"{redis_namespace}:dash:session:*")
+    assert 7.9 * HOUR < await redis.ttl(session) <= 8 * HOUR
 
 
 async def test_the_session_cookie_is_secure_under_https(browser: BrowserFactory, make_user: UserFactory):
@@ -63,6 +107,24 @@ async def test_repeated_failures_throttle_even_the_right_password(browser: Brows
     assert (await client.get("/app/")).status_code == 303
 
 
+async def test_the_limit_holds_for_every_spelling_that_reaches_the_account(browser: BrowserFactory,
+                                                                         make_user: UserFactory):
+    await make_user("vic@example.com")
+    for _ in range(5):
+        assert (await sign_in(browser(), "vic@example.com", "guess guess guess")).status_code == 401
+    # PostgreSQL's lower() finds vic@example.com for `vİc` (U+0130); Python's lower() makes it `vi̇c`.
+    for email in ("vic@example.com", "VIC@example.com", "v\u0130c@example.com"):
+        blocked = await sign_in(browser(), email)
+        assert blocked.status_code == 429, f"{email!r} signed in to the locked account: {blocked.status_code}"
+
+
+async def test_an_unknown_address_is_throttled_like_a_known_one(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    for email in ["v\u0130c@example.com"] * 3 + ["vic@example.com"] * 2:  # one address to the lookup; no account
+        assert (await sign_in(browser(), email)).status_code == 401
+    assert (await sign_in(browser(), "vic@example.com")).status_code == 429
+
+
 async def test_sign_in_goes_back_to_the_page_asked_for_but_never_off_site(browser: BrowserFactory,
                                                                           make_user: UserFactory):
     await make_user()
@@ -104,3 +166,28 @@ async def test_mode_switch_changes_only_this_session(browser: BrowserFactory, ma
     assert "Test mode:" not in (await other.get("/app/")).text
     page = await one.get("/app/")
     assert 'value="live"' in page.text and csrf_of(page.text)
+
+
+async def _waiting_for_a_lock(db: asyncpg.Connection[Any]) -> bool:
+    for _ in range(int(BOUND * 10)):
+        if await db.fetchval("SELECT count(*) FROM pg_stat_activity"
+                             " WHERE wait_event_type = 'Lock' AND datname = current_database()"):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_a_sign_in_that_rehashes_the_password_does_not_undo_a_reset(browser: BrowserFactory,
+                                                                          make_user: UserFactory,
+                                                                          db: asyncpg.Connection[Any]):
+    ana = await make_user()
+    # A hash made with older argon2 parameters, as every stored hash is after an upgrade: sign-in rehashes it.
+    await db.execute("UPDATE users SET password_hash = $2 WHERE id = $1", ana.id,
+                     argon2.PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD))
+    async with db.transaction():  # the owner's reset, committed while an old-password sign-in is under way
+        await reset_password(db, ana.org_id, ana.id, "new password 1")
+        racing = asyncio.create_task(sign_in(browser()))
+        assert await _waiting_for_a_lock(db), "the sign-in never wrote the rehashed password"
+    await asyncio.wait_for(racing, BOUND)
+    assert (await sign_in(browser())).status_code == 401, "the old password works again"
+    assert (await sign_in(browser(), password="new password 1")).status_code == 303
