@@ -36,7 +36,7 @@ def _glob(text: str) -> str:
 def code_key_parts(key: str, prefix: str) -> tuple[str, str] | None:
     """(domain, slug) of a code key `{prefix}{len(domain)}:{domain}:{slug}` (shared.keys), or None."""
     length, sep, rest = key[len(prefix):].partition(":")
-    if not sep or not length.isdigit() or len(rest) <= int(length) or rest[int(length)] != ":":
+    if not sep or not (length.isascii() and length.isdigit()) or len(rest) <= int(length) or rest[int(length)] != ":":
         return None
     return rest[:int(length)], rest[int(length) + 1:]
 

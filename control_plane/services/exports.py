@@ -211,7 +211,7 @@ def _largest_symbol(rows: list[asyncpg.Record], settings: ControlPlaneSettings) 
         raw = row["design"] or {}
         design_key = f"{raw.get('error_correction')}|{raw.get('margin')}|{bool(raw.get('logo'))}"
         design = designs.get(design_key) or designs.setdefault(design_key, parse_design(_sizing_fields(raw)))
-        mode = "n" if payload.isdigit() else "a" if set(payload) <= ALPHANUMERIC else "b"
+        mode = "n" if payload.isascii() and payload.isdigit() else "a" if set(payload) <= ALPHANUMERIC else "b"
         key = (mode, len(payload.encode()), design.effective_error_correction, design.margin)
         classes.setdefault(key, (payload, design))
     try:
