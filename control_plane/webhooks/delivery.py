@@ -55,8 +55,11 @@ async def attempt(session: aiohttp.ClientSession, url: str, body: bytes, headers
         async with session.post(pinned_url(url, address), data=body, allow_redirects=False,
                                 headers={**headers, "host": named.raw_authority, "user-agent": USER_AGENT},
                                 server_hostname=named.raw_host if address.scheme == "https" else None) as response:
-            excerpt = (await read_up_to(response.content, EXCERPT_BYTES)).decode("utf-8", "replace")
             error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
+            try:
+                excerpt = (await read_up_to(response.content, EXCERPT_BYTES)).decode("utf-8", "replace")
+            except (TimeoutError, aiohttp.ClientError):  # the status decides; the body is only shown
+                excerpt = ""
             return AttemptResult(response.status, elapsed_ms(), error, excerpt)
     except OutboundRefused as exc:
         return AttemptResult(None, elapsed_ms(), f"refused: the URL {exc}", "")

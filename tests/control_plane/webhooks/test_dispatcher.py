@@ -291,6 +291,34 @@ async def test_a_slow_receiver_times_out_and_is_retried(
     assert delivery["attempts"][0]["error"] == "timed out"
 
 
+
+async def test_a_2xx_whose_body_never_ends_is_delivered(
+        api: httpx.AsyncClient, make_key: KeyFactory, webhook_settings: WebhookSettings,
+        pool: asyncpg.Pool[Any], clock: FrozenClock) -> None:
+    """The answer's status is what counts: a receiver that says 200 at once, then trickles its body past the
+    timeout, received the event (retrying it would deliver it twice)."""
+    async def trickling(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=200, headers={"content-type": "text/plain"})
+        await response.prepare(request)
+        await response.write(b"ok")
+        await asyncio.sleep(2.0)
+        return response
+
+    key = await make_key(scopes=WEBHOOK_SCOPES)
+    impatient = dataclasses.replace(webhook_settings, delivery_timeout=0.5)
+    session = create_session(impatient.delivery_timeout)
+    try:
+        async with local_server([web.post("/hook", trickling)]) as base:
+            endpoint = await create_endpoint(api, key, f"{base}/hook")
+            await create_group(api, key)
+            await Dispatcher(impatient, pool, session, clock=clock).drain()
+    finally:
+        await session.close()
+    [delivery] = await deliveries(api, key, endpoint["id"])
+    assert delivery["status"] == "succeeded"
+    assert delivery["attempts"][0]["status_code"] == 200 and delivery["attempts"][0]["error"] is None
+
 @pytest.mark.parametrize("certificate_for", ["localhost", "elsewhere.example"])
 async def test_https_checks_the_certificate_of_the_name_while_connecting_to_the_checked_address(
         api: httpx.AsyncClient, make_key: KeyFactory, webhook_settings: WebhookSettings,
