@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 from aiohttp import web
+from PIL import Image
 
 from tests.conftest import KeyFactory, bearer
 from tests.control_plane.render.decoding import reads_as, to_image
@@ -245,7 +248,6 @@ async def test_a_preset_that_is_not_a_name_is_a_422(api: httpx.AsyncClient, make
 
 
 async def test_an_uploaded_logo_is_kept_once_and_reusable(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
-    import base64
     key = await make_key()
     upload = "data:image/png;base64," + base64.b64encode(logo_png()).decode()
     first = await create(api, key, design={"logo": {"url": upload, "scale": 0.25}})
@@ -272,6 +274,36 @@ async def test_bad_uploads_are_refused(api: httpx.AsyncClient, make_key: KeyFact
     assert refused.status_code == 422
     [error] = refused.json()["errors"]
     assert error["field"] == "design.logo.url" and reason in error["message"], error
+
+
+def data_url(format: str, size: tuple[int, int] = (120, 120), media_type: str = "image/png") -> str:
+    out = io.BytesIO()
+    Image.new("RGB", size, (20, 90, 200)).save(out, format)
+    return f"data:{media_type};base64," + base64.b64encode(out.getvalue()).decode()
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    (data_url("BMP"), "not a readable PNG, JPEG, WebP or GIF image"),  # Pillow reads ~40 formats; we take 4
+    (data_url("TIFF"), "not a readable PNG, JPEG, WebP or GIF image"),
+    (data_url("JPEG"), "it is a JPEG image, not the image/png it was sent as"),
+])
+async def test_logos_are_png_jpeg_webp_or_gif_of_the_type_they_are_sent_as(
+        api: httpx.AsyncClient, make_key: KeyFactory, url: str, reason: str) -> None:
+    key = await make_key()
+    refused = await create(api, key, design={"logo": {"url": url}})
+    assert refused.status_code == 422
+    [error] = refused.json()["errors"]
+    assert error["field"] == "design.logo.url" and reason in error["message"], error
+    jpeg = data_url("JPEG", media_type="image/jpeg")
+    assert (await create(api, key, design={"logo": {"url": jpeg}})).status_code == 201
+
+
+async def test_a_logo_is_at_most_4096_px_a_side(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    refused = await create(api, key, design={"logo": {"url": data_url("PNG", (8000, 100))}})  # 0.8 Mpx: not the area
+    assert refused.status_code == 422
+    assert "it is 8000×100 pixels; at most 4096×4096" in refused.json()["errors"][0]["message"]
+    assert (await create(api, key, design={"logo": {"url": data_url("PNG", (4096, 100))}})).status_code == 201
 
 
 async def test_image_urls_survive_a_restart_and_follow_the_configured_secret(
