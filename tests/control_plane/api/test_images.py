@@ -126,6 +126,24 @@ async def test_download_is_authenticated_and_isolated(api: httpx.AsyncClient, ma
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "format"
 
 
+async def test_a_download_too_small_to_scan_is_a_422_naming_the_smallest_size(api: httpx.AsyncClient,
+                                                                               make_key: KeyFactory) -> None:
+    """Checked at 2048 px, a 2,000-character text has 169 + 8 modules across: at 200 px they would be 1.1 px."""
+    key = await make_key()
+    text = ("The quick brown fox jumps over the lazy dog; " * 50)[:2000]
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "kind": "static", "type": "text", "content": {"text": text}, "design": {"size": 2048}})).json()
+    refused = await api.get(code["download_url"], params={"size": 200}, headers=bearer(key))
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/unscannable-design")
+    [error] = refused.json()["errors"]
+    assert error["field"] == "size" and "this code needs 354 px or more" in error["message"], error
+    smallest = await api.get(code["download_url"], params={"size": 354}, headers=bearer(key))
+    assert smallest.status_code == 200 and reads_as(smallest.content, "png", text)
+    spec = (await api.get("/openapi.json")).json()
+    described = spec["paths"]["/v1/qr-codes/{code_id}/download"]["get"]["responses"]["422"]["description"]
+    assert "smallest at which the code scans" in described
+
+
 async def test_unknown_images_and_previews_are_404(api: httpx.AsyncClient) -> None:
     for path in ("/i/" + "0" * 32 + ".png", "/i/../../etc/passwd", "/qr/" + "0" * 32, "/qr/qr_abc",
                  "/logos/" + "0" * 64 + ".png", "/logos/x.png"):
