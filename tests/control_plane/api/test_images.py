@@ -244,6 +244,24 @@ async def test_a_static_code_encodes_its_content(api: httpx.AsyncClient, make_ke
     assert reads_as(download.content, "svg", expected)
 
 
+async def test_an_event_saved_without_an_offset_keeps_the_utc_time_it_was_encoded_with(
+        api: httpx.AsyncClient, make_key: KeyFactory, db: asyncpg.Connection[Any]) -> None:
+    from control_plane.cli.migrate import migration_files
+
+    key = await make_key()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "kind": "static", "type": "event", "content": {"summary": "Launch", "start": "2026-05-08T19:00:00Z"}})).json()
+    # As saved before a date-time needed an offset (docs/api.md §4.1); the image still encodes 19:00 UTC.
+    await db.execute("""UPDATE qr_codes SET content = content || '{"start": "2026-05-08T19:00:00"}' WHERE id = $1""",
+                     code["id"])
+    await db.execute(dict(migration_files())["0016_event_times_with_offsets"])
+    start = await db.fetchval("SELECT content->>'start' FROM qr_codes WHERE id = $1", code["id"])
+    assert start == "2026-05-08T19:00:00Z"
+    download = await api.get(code["download_url"], headers=bearer(key))
+    payload = "BEGIN:VEVENT\r\nSUMMARY:Launch\r\nDTSTART:20260508T190000Z\r\nEND:VEVENT"
+    assert download.status_code == 200 and reads_as(download.content, "png", payload)
+
+
 async def test_a_minted_print_run_shares_one_checked_design(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
     key = await make_key()
     group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "Run"})).json()
