@@ -18,6 +18,9 @@ _REST_BITS = 64 - PRECISION
 _REST_MASK = (1 << _REST_BITS) - 1
 _ALPHA = 0.7213 / (1 + 1.079 / REGISTERS)
 _INVERSE_POWERS = [2.0 ** -rank for rank in range(_REST_BITS + 2)]
+# Ranks are at most _REST_BITS + 1 = 55, below 128. With every byte's top bit set, `a - b` borrows across no
+# byte, and the top bit left in each byte says a >= b: one big-integer subtraction compares all registers.
+_TOP_BITS = int.from_bytes(b"\x80" * REGISTERS)
 
 
 def empty() -> bytearray:
@@ -63,9 +66,15 @@ def apply(registers: bytes, ranks: dict[int, int]) -> bytes:
 
 
 def union(sketches: Iterable[bytes | bytearray]) -> bytes:
-    """Register-wise maximum of any number of sketches."""
-    columns = list(zip(*sketches, strict=True))
-    return bytes(map(max, columns)) if columns else bytes(REGISTERS)
+    """Register-wise maximum of any number of sketches: a few microseconds each, whatever their ranks."""
+    merged = 0
+    for sketch in sketches:
+        if len(sketch) != REGISTERS:
+            raise ValueError(f"a sketch has {REGISTERS} registers, not {len(sketch)}")
+        other = int.from_bytes(sketch)
+        at_least = ((((merged | _TOP_BITS) - other) & _TOP_BITS) >> 7) * 0xFF  # 0xFF where merged >= other
+        merged = other ^ ((merged ^ other) & at_least)
+    return merged.to_bytes(REGISTERS)
 
 
 def estimate(registers: bytes) -> int:

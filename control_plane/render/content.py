@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from shared.problems import field_error, from_validation_error, validation_problem
+from shared.times import parse_rfc3339
 from shared.urls import InvalidURL, normalize_destination_url
 
 MAX_PAYLOAD_BYTES = 2048
@@ -74,17 +75,16 @@ class WifiContent(_Content):
         return self
 
 
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _when(value: Any) -> Any:
-    """`2026-05-08` is an all-day date, anything longer a date-time (naive ones are taken as UTC)."""
-    if isinstance(value, str) and len(value) == 10:
+    """`2026-05-08` is an all-day date; anything else an RFC 3339 date-time with seconds and an offset
+    (docs/api.md §4.1): a local time without one cannot be placed, and was read as UTC, hours off."""
+    if isinstance(value, str) and _DATE.fullmatch(value):
         return date.fromisoformat(value)
     if isinstance(value, str):
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        try:
-            _as_utc(moment)  # 0001-01-01T00:00:00+01:00 parses, and is an instant before year 1
-        except OverflowError:
-            raise ValueError("must be a date-time between the years 1 and 9999 in UTC") from None
-        return moment
+        return parse_rfc3339(value)
     if isinstance(value, date):  # stored content, read back
         return value
     raise ValueError('must be a date such as "2026-05-08" or a date-time such as "2026-05-08T19:00:00Z"')

@@ -28,7 +28,7 @@ from control_plane.render.content import encode_static
 from control_plane.render.design import Design, design_dict, parse_design
 from control_plane.render.logo import load_logo, obtain_logo, store_logo
 from control_plane.render.output import render_bytes
-from control_plane.render.scannability import check_scannable
+from control_plane.render.scannability import check_module_pixels, check_scannable
 from shared.keys import RedisKeys
 from shared.settings import ControlPlaneSettings, Secret
 
@@ -92,6 +92,12 @@ async def check_design(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], settings
     # Rendering and decoding take tens of milliseconds of CPU: keep them off the event loop.
     await asyncio.to_thread(check_scannable, payload, design, logo_png)
     return design_dict(design)
+
+
+def download_size_check(payload: str, design: dict[str, Any], size: int) -> None:
+    """A download at another size than the design's (docs/rendering.md): a 422 on `size` where modules would be
+    too small to scan; the design itself was only checked at its own size."""
+    check_module_pixels(payload, Design.model_validate(design), size, "size")
 
 
 async def mint(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], settings: ControlPlaneSettings, payload: str,

@@ -23,8 +23,10 @@ from shared.problems import Problem
 from shared.settings import OutboundSettings
 
 MAX_LOGO_BYTES = 1 << 20
-LOGO_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
-MAX_SOURCE_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
+# docs/rendering.md: PNG/JPEG/WebP/GIF and nothing else Pillow could open (BMP, TIFF, PSD, …); media type → format.
+LOGO_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF"}
+LOGO_TYPES = frozenset(LOGO_FORMATS)
+MAX_SOURCE_SIDE = 4096  # px (docs/rendering.md), checked before the pixels are decoded
 LOGO_SIDE = 512  # enough for a 0.3 logo on a 2048 px code
 
 
@@ -34,14 +36,19 @@ class InvalidLogo(Problem):
                          errors=[{"field": "design.logo.url", "message": reason}])
 
 
-def normalise_logo(data: bytes) -> bytes:
-    """Any accepted image → RGBA PNG at most LOGO_SIDE px a side."""
+def normalise_logo(data: bytes, media_type: str) -> bytes:
+    """An image of one of LOGO_TYPES, and truly of the type it was sent as → RGBA PNG at most LOGO_SIDE px a side."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as source:
-                if source.width * source.height > MAX_SOURCE_PIXELS:
-                    raise InvalidLogo(f"it is {source.width}×{source.height} pixels, more than allowed")
+            with Image.open(io.BytesIO(data), formats=tuple(LOGO_FORMATS.values())) as source:
+                # Cameras write JPEGs with a second picture, which Pillow names MPO: still a JPEG.
+                format = "JPEG" if source.format == "MPO" else source.format
+                if format != LOGO_FORMATS[media_type]:
+                    raise InvalidLogo(f"it is a {format} image, not the {media_type} it was sent as")
+                if max(source.size) > MAX_SOURCE_SIDE:
+                    raise InvalidLogo(f"it is {source.width}×{source.height} pixels; at most "
+                                      f"{MAX_SOURCE_SIDE}×{MAX_SOURCE_SIDE} are allowed")
                 image = source.convert("RGBA")
     except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidLogo("it is not a readable PNG, JPEG, WebP or GIF image") from None
@@ -62,7 +69,7 @@ async def fetch_logo(url: str, outbound: OutboundSettings) -> bytes:
                               max_bytes=MAX_LOGO_BYTES, content_types=LOGO_TYPES)
     except OutboundRefused as exc:
         raise InvalidLogo(f"the URL {exc}") from None
-    return normalise_logo(fetched.body)
+    return normalise_logo(fetched.body, fetched.content_type)
 
 
 # Logos fetched for the request in progress, by URL: a fetch (DNS and download, up to ~10 s) must not run
@@ -84,7 +91,8 @@ async def prefetch_logos(designs: Iterable[Any], outbound: OutboundSettings) -> 
 _DATA_URL = re.compile(r"data:(image/(?:png|jpeg|webp|gif));base64,([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
 
 
-def decode_data_url(url: str) -> bytes:
+def decode_data_url(url: str) -> tuple[str, bytes]:
+    """The media type and the bytes of an uploaded logo."""
     match = _DATA_URL.fullmatch(url)
     if match is None:
         raise InvalidLogo("a data: URL must be data:image/png|jpeg|webp|gif;base64,…")
@@ -94,7 +102,7 @@ def decode_data_url(url: str) -> bytes:
         raise InvalidLogo("the data: URL is not valid base64") from None
     if len(data) > MAX_LOGO_BYTES:
         raise InvalidLogo(f"the resource is larger than {MAX_LOGO_BYTES} bytes")
-    return data
+    return match.group(1).lower(), data
 
 
 async def obtain_logo(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], url: str,
@@ -106,7 +114,8 @@ async def obtain_logo(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], url: str,
             raise InvalidLogo(f"no logo was uploaded as {url}")
         return png
     if url.lower().startswith("data:"):
-        return normalise_logo(decode_data_url(url))
+        media_type, data = decode_data_url(url)
+        return normalise_logo(data, media_type)
     if (png := (_prefetched.get() or {}).get(url)) is not None:
         return png
     return await fetch_logo(url, outbound)

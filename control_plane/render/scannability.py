@@ -94,18 +94,24 @@ def _reason(design: Design) -> str:
     return "The rendered image does not decode back to its payload; choose plainer shapes or stronger colours."
 
 
+def check_module_pixels(payload: str, design: Design, size: int, field: str) -> None:
+    """A 422 on `field` unless every module is MIN_MODULE_PIXELS wide in an image `size` px a side."""
+    modules = qr_matrix(payload, design.effective_error_correction).width + 2 * design.margin
+    smallest = MIN_MODULE_PIXELS * modules
+    if size < smallest:
+        raise UnscannableDesign(f"At {size} px each module would be {size / modules:.1f} px wide; at least "
+                                f"{MIN_MODULE_PIXELS} px are needed, so this code needs {smallest} px or more. "
+                                "Make the image larger or the content shorter.", field)
+
+
 def check_scannable(payload: str, design: Design, logo_png: bytes | None = None) -> None:
     """Raise UnscannableDesign with a human reason unless the design reads back as exactly `payload`."""
     check_contrast(design)
     try:
-        matrix = qr_matrix(payload, design.effective_error_correction)
+        qr_matrix(payload, design.effective_error_correction)
     except PayloadTooLarge as exc:
         raise UnscannableDesign(f"The content is too long: {exc}.", "design.error_correction") from None
-    pixels = design.size / (matrix.width + 2 * design.margin)
-    if pixels < MIN_MODULE_PIXELS:
-        raise UnscannableDesign(f"At {design.size} px each module would be {pixels:.1f} px wide; at least "
-                                f"{MIN_MODULE_PIXELS} px are needed. Make the image larger or the content shorter.",
-                                "design.size")
+    check_module_pixels(payload, design, design.size, "design.size")
     image = render_raster(payload, design, min(design.size, MAX_CHECK_SIZE), logo_png)
     if not decodes_to(image, payload, design.colors.background):
         raise UnscannableDesign(_reason(design))

@@ -55,3 +55,13 @@ def test_the_union_counts_overlapping_visitors_once() -> None:
     together = unique_sketch.estimate(unique_sketch.union([monday, tuesday]))
     assert abs(together - 50_000) / 50_000 < 0.05
     assert unique_sketch.union([monday, monday]) == monday
+
+
+def test_the_union_is_the_register_wise_maximum() -> None:
+    rng = random.Random(7)
+    ranks = (0, 1, 2, 30, 54, 55)  # 55 is the highest rank a register can hold
+    for count in (2, 3, 8):
+        sketches = [bytes(rng.choice(ranks) for _ in range(unique_sketch.REGISTERS)) for _ in range(count)]
+        assert unique_sketch.union(sketches) == bytes(map(max, *sketches))
+        assert unique_sketch.union(map(bytearray, sketches)) == bytes(map(max, *sketches))
+    assert unique_sketch.union([bytes([55]) * unique_sketch.REGISTERS]) == bytes([55]) * unique_sketch.REGISTERS

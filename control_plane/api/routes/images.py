@@ -14,7 +14,14 @@ from control_plane.api.http import query_int
 from control_plane.api.openapi import Query, operation
 from control_plane.api.state import app_state
 from control_plane.render.design import MAX_SIZE, MIN_SIZE, UPLOADED_LOGO
-from control_plane.render.images import RenderCache, effective_design, load_spec, mint, payload_for
+from control_plane.render.images import (
+    RenderCache,
+    download_size_check,
+    effective_design,
+    load_spec,
+    mint,
+    payload_for,
+)
 from control_plane.render.logo import load_logo
 from control_plane.render.output import MEDIA_TYPES
 from control_plane.services.qr_codes import fetch_code
@@ -45,8 +52,10 @@ def _image_response(request: Request, body: bytes, format: str, etag: str, cache
 
 @operation("Download the code's image", "qr:read", media=tuple(MEDIA_TYPES.values()), query=(
     Query("format", {"enum": list(MEDIA_TYPES)}, "default: the design's format"),
-    Query("size", {"type": "integer", "minimum": MIN_SIZE, "maximum": MAX_SIZE}, "pixels; default: the design's size"),
-))
+    Query("size", {"type": "integer", "minimum": MIN_SIZE, "maximum": MAX_SIZE},
+          "pixels; default: the design's size; a dense code needs more (2 px per module, docs/rendering.md)"),
+), error_details=((422, "Validation failed, or `size` is under the smallest at which the code scans: 2 px per"
+                        " module, quiet zone included (`unscannable-design`, naming that size)"),))
 async def download(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     state = app_state(request)
@@ -57,6 +66,7 @@ async def download(request: Request) -> Response:
     if format not in MEDIA_TYPES:
         raise field_error("format", f"must be one of {', '.join(MEDIA_TYPES)}")
     size = query_int(request, "size", design["size"], MIN_SIZE, MAX_SIZE)
+    download_size_check(payload, design, size)
     image = await mint(db, settings, payload, design)
     body = await _cache(request).render(image, payload, design, format, size)
     return _image_response(request, body, format, f'"{image}-{size}-{format}"', "private, no-cache",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 from aiohttp import web
+from PIL import Image
 
 from tests.conftest import KeyFactory, bearer
 from tests.control_plane.render.decoding import reads_as, to_image
@@ -123,6 +126,24 @@ async def test_download_is_authenticated_and_isolated(api: httpx.AsyncClient, ma
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "format"
 
 
+async def test_a_download_too_small_to_scan_is_a_422_naming_the_smallest_size(api: httpx.AsyncClient,
+                                                                               make_key: KeyFactory) -> None:
+    """Checked at 2048 px, a 2,000-character text has 169 + 8 modules across: at 200 px they would be 1.1 px."""
+    key = await make_key()
+    text = ("The quick brown fox jumps over the lazy dog; " * 50)[:2000]
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "kind": "static", "type": "text", "content": {"text": text}, "design": {"size": 2048}})).json()
+    refused = await api.get(code["download_url"], params={"size": 200}, headers=bearer(key))
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/unscannable-design")
+    [error] = refused.json()["errors"]
+    assert error["field"] == "size" and "this code needs 354 px or more" in error["message"], error
+    smallest = await api.get(code["download_url"], params={"size": 354}, headers=bearer(key))
+    assert smallest.status_code == 200 and reads_as(smallest.content, "png", text)
+    spec = (await api.get("/openapi.json")).json()
+    described = spec["paths"]["/v1/qr-codes/{code_id}/download"]["get"]["responses"]["422"]["description"]
+    assert "smallest at which the code scans" in described
+
+
 async def test_unknown_images_and_previews_are_404(api: httpx.AsyncClient) -> None:
     for path in ("/i/" + "0" * 32 + ".png", "/i/../../etc/passwd", "/qr/" + "0" * 32, "/qr/qr_abc",
                  "/logos/" + "0" * 64 + ".png", "/logos/x.png"):
@@ -223,6 +244,24 @@ async def test_a_static_code_encodes_its_content(api: httpx.AsyncClient, make_ke
     assert reads_as(download.content, "svg", expected)
 
 
+async def test_an_event_saved_without_an_offset_keeps_the_utc_time_it_was_encoded_with(
+        api: httpx.AsyncClient, make_key: KeyFactory, db: asyncpg.Connection[Any]) -> None:
+    from control_plane.cli.migrate import migration_files
+
+    key = await make_key()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "kind": "static", "type": "event", "content": {"summary": "Launch", "start": "2026-05-08T19:00:00Z"}})).json()
+    # As saved before a date-time needed an offset (docs/api.md §4.1); the image still encodes 19:00 UTC.
+    await db.execute("""UPDATE qr_codes SET content = content || '{"start": "2026-05-08T19:00:00"}' WHERE id = $1""",
+                     code["id"])
+    await db.execute(dict(migration_files())["0016_event_times_with_offsets"])
+    start = await db.fetchval("SELECT content->>'start' FROM qr_codes WHERE id = $1", code["id"])
+    assert start == "2026-05-08T19:00:00Z"
+    download = await api.get(code["download_url"], headers=bearer(key))
+    payload = "BEGIN:VEVENT\r\nSUMMARY:Launch\r\nDTSTART:20260508T190000Z\r\nEND:VEVENT"
+    assert download.status_code == 200 and reads_as(download.content, "png", payload)
+
+
 async def test_a_minted_print_run_shares_one_checked_design(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
     key = await make_key()
     group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "Run"})).json()
@@ -245,7 +284,6 @@ async def test_a_preset_that_is_not_a_name_is_a_422(api: httpx.AsyncClient, make
 
 
 async def test_an_uploaded_logo_is_kept_once_and_reusable(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
-    import base64
     key = await make_key()
     upload = "data:image/png;base64," + base64.b64encode(logo_png()).decode()
     first = await create(api, key, design={"logo": {"url": upload, "scale": 0.25}})
@@ -272,6 +310,36 @@ async def test_bad_uploads_are_refused(api: httpx.AsyncClient, make_key: KeyFact
     assert refused.status_code == 422
     [error] = refused.json()["errors"]
     assert error["field"] == "design.logo.url" and reason in error["message"], error
+
+
+def data_url(format: str, size: tuple[int, int] = (120, 120), media_type: str = "image/png") -> str:
+    out = io.BytesIO()
+    Image.new("RGB", size, (20, 90, 200)).save(out, format)
+    return f"data:{media_type};base64," + base64.b64encode(out.getvalue()).decode()
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    (data_url("BMP"), "not a readable PNG, JPEG, WebP or GIF image"),  # Pillow reads ~40 formats; we take 4
+    (data_url("TIFF"), "not a readable PNG, JPEG, WebP or GIF image"),
+    (data_url("JPEG"), "it is a JPEG image, not the image/png it was sent as"),
+])
+async def test_logos_are_png_jpeg_webp_or_gif_of_the_type_they_are_sent_as(
+        api: httpx.AsyncClient, make_key: KeyFactory, url: str, reason: str) -> None:
+    key = await make_key()
+    refused = await create(api, key, design={"logo": {"url": url}})
+    assert refused.status_code == 422
+    [error] = refused.json()["errors"]
+    assert error["field"] == "design.logo.url" and reason in error["message"], error
+    jpeg = data_url("JPEG", media_type="image/jpeg")
+    assert (await create(api, key, design={"logo": {"url": jpeg}})).status_code == 201
+
+
+async def test_a_logo_is_at_most_4096_px_a_side(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    refused = await create(api, key, design={"logo": {"url": data_url("PNG", (8000, 100))}})  # 0.8 Mpx: not the area
+    assert refused.status_code == 422
+    assert "it is 8000×100 pixels; at most 4096×4096" in refused.json()["errors"][0]["message"]
+    assert (await create(api, key, design={"logo": {"url": data_url("PNG", (4096, 100))}})).status_code == 201
 
 
 async def test_image_urls_survive_a_restart_and_follow_the_configured_secret(

@@ -62,6 +62,12 @@ def test_long_lines_fold_at_75_octets_without_splitting_characters() -> None:
     ("sms", {"number": "call me"}, "content.number"),
     ("event", {"summary": "x", "start": "2026-05-08T10:00:00Z", "end": "2026-05-07T10:00:00Z"}, "content.end"),
     ("event", {"summary": "x", "start": "tomorrow"}, "content.start"),
+    # docs/api.md §4.1: a date-time has seconds and an offset; without one it was taken as UTC, hours off
+    ("event", {"summary": "x", "start": "2026-05-08T19:00:00"}, "content.start"),
+    ("event", {"summary": "x", "start": "2026-05-08T19:00"}, "content.start"),
+    ("event", {"summary": "x", "start": "2026-05-08 19:00:00"}, "content.start"),
+    ("event", {"summary": "x", "start": "2026-05-08T19:00:00Z", "end": "2026-05-08T21:00:00"}, "content.end"),
+    ("event", {"summary": "x", "start": "2026-W19-5"}, "content.start"),  # a date is YYYY-MM-DD only
     ("vcard", {"title": "CEO"}, "content.first_name"),
     ("url", {"url": "javascript:alert(1)"}, "content.url"),
     ("text", {"text": "x", "colour": "red"}, "content.colour"),
