@@ -15,16 +15,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-import asyncpg
 import httpx
-import redis.asyncio as aioredis
 
-from control_plane.services.cache import EdgeCache
-from control_plane.services.cache_sync import CacheSync
-from shared.keys import EDGE_LEASE, RedisKeys
+from edge.redis_repair import CHECK_INTERVAL
+from shared.keys import EDGE_LEASE
 from shared.processes import spawn, stop
 from tests.conftest import KeyFactory, bearer
-from tests.edge.conftest import control_plane, edge_client
+from tests.edge.conftest import control_plane, edge_client, repair
 from tests.edge.private_redis import PrivateRedis
 from tests.edge.running_edge import EdgeProcess, running_edge
 from tests.edge.test_scan import make_code
@@ -275,12 +272,40 @@ async def test_a_redis_restart_with_stale_rows_never_serves_them(
     assert campaign.stale == []
 
 
-async def repair(env: dict[str, str]) -> None:
-    """One pass of the control plane's cache sync (the tests' control planes do not run it by themselves)."""
-    redis = aioredis.Redis.from_url(env["REDIS_URL"])
-    db = await asyncpg.create_pool(env["DATABASE_URL"], min_size=1, max_size=2)
-    try:
-        await CacheSync(db, EdgeCache(redis, RedisKeys(env["REDIS_NAMESPACE"])), env["REDIS_NAMESPACE"]).run_once()
-    finally:
-        await db.close()
-        await redis.aclose()
+async def until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def test_a_redis_restored_from_an_older_file_never_serves_what_a_write_replaced(
+        private_env: dict[str, str], private_redis: PrivateRedis, make_key: KeyFactory) -> None:
+    """No write failed, so no repair is marked: Redis simply comes back holding older rows (restored from a
+    backup, a failover to a replica that missed the last writes, the last second of `appendfsync everysec`)."""
+    key = await make_key()
+    async with control_plane(private_env) as api, edge_client(private_env) as (app, edge):
+        code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/old"})
+        await repair(private_env)
+        backup = private_redis.folder.with_name("redis-backup")
+        await asyncio.to_thread(private_redis.copy_data, backup)
+        await until(lambda: app.link.rows_readable, "the edge never read Redis's rows again")
+        response = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
+                                   json={"destination": {"url": "https://example.com/new"}})
+        assert response.status_code == 200
+        assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/new"
+
+        contacts = app.link.contacts
+        await asyncio.to_thread(private_redis.restore, backup)
+        await until(lambda: app.link.up and app.link.contacts > contacts, "the edge did not reconnect")
+        await asyncio.sleep(5 * CHECK_INTERVAL)  # the edge has checked whether Redis's rows count again
+        answers = []
+        for _ in range(5):  # the cache sync has not run yet
+            answers.append((await edge.get(f"/{code['slug']}")).headers.get("location"))
+            await asyncio.sleep(0.1)
+        assert answers == ["https://example.com/new"] * 5
+        assert (await edge.get("/readyz")).json()["freshness"]["redis_rows"] == "pending repair check"
+
+        await repair(private_env)  # re-applies the outbox from the restored Redis's own, older, position
+        await until(lambda: app.link.rows_readable, "the edge never read the repaired Redis's rows")
+        assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/new"
