@@ -26,14 +26,16 @@ import redis.exceptions
 
 from edge.code_filter import CodeFilter
 from edge.redis_link import RedisLink
+from shared.outbox import OutboxPosition
 
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 0.2  # seconds between checks (one single-row query)
 QUERY_TIMEOUT = 2.0
 PENDING = "SELECT pending_through FROM cache_repair"
-# The newest event the cache sync re-applies (control_plane/services/cache_sync.py skips threshold events).
-NEWEST = "SELECT COALESCE(max(seq), 0) FROM events WHERE type <> 'qr.scan_threshold'"
+# The newest event the cache sync re-applies, in its order (control_plane/services/cache_sync.py skips
+# threshold events).
+NEWEST = "SELECT xid, seq FROM events WHERE type <> 'qr.scan_threshold' ORDER BY xid DESC, seq DESC LIMIT 1"
 DB_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 FAILURES = (*DB_FAILURES, redis.exceptions.RedisError)
 
@@ -46,7 +48,7 @@ class RedisRepairWatch:
         self.redis = redis
         self.cursor_key = cursor_key  # the cache sync's (shared.keys.cache_sync_cursor)
         self.code_filter = code_filter
-        self._newest = (-1, 0)  # (contact, the newest event's seq then)
+        self._newest: tuple[int, OutboxPosition] = (-1, OutboxPosition(0, 0))  # (contact, newest event then)
         self._caught_up = -1  # the last contact whose Redis the cache sync had caught up with
         self._stop = asyncio.Event()
 
@@ -86,11 +88,12 @@ class RedisRepairWatch:
         try:
             async with asyncio.timeout(QUERY_TIMEOUT):
                 if self._newest[0] != contact:  # read after the contact was made, once
-                    self._newest = (contact, await self.db.fetchval(NEWEST))
+                    newest = await self.db.fetchrow(NEWEST)
+                    self._newest = (contact, OutboxPosition(0, 0) if newest is None else OutboxPosition(*newest))
                 raw = await self.redis.get(self.cursor_key)
         except FAILURES:
             return False
-        if raw is None or int(raw) < self._newest[1]:  # None: no cache sync ran on this Redis
+        if raw is None or OutboxPosition.decode(raw) < self._newest[1]:  # None: no cache sync ran on this Redis
             return False
         self._caught_up = contact
         return True
