@@ -6,8 +6,9 @@ its own connection broke, and at most once a second while it reads, so that a fa
 alone (the recorder's) does not keep the link down.
 
 Reachable is not enough to read rows from it: a Redis that comes back may hold rows older than
-PostgreSQL (writes made while it was away, until the cache sync repaired them), so after every contact
-its rows count only once PostgreSQL said no repair is pending (`rows_current`, docs/freshness.md).
+PostgreSQL (writes made while it was away, or a restore from an older file), so after every contact its
+rows count only once PostgreSQL said no repair is pending and the cache sync has caught up with that Redis
+(`rows_current`, edge/redis_repair.py, docs/freshness.md).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class RedisLink:
         if self.up:
             return
         if self._contacted:
-            log.warning("Redis reachable again; reading PostgreSQL until no repair of it is pending")
+            log.warning("Redis reachable again; reading PostgreSQL until the cache sync has caught up with it")
         self.rows_current = False
         self.contacts += 1
         self.up = self._contacted = True

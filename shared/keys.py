@@ -113,5 +113,12 @@ class DashboardKeys:
 
 
 def cache_sync_cursor(namespace: str) -> str:
-    """String: the last outbox `seq` whose cache writes the control plane has re-applied."""
+    """String: the cache sync's position in the outbox, `{xid}:{seq}` (shared.outbox.OutboxPosition): every
+    event at or before it has been re-applied to this Redis."""
+    return f"{namespace}:cache-sync:position"
+
+
+def legacy_cache_sync_cursor(namespace: str) -> str:
+    """String: the last outbox `seq` re-applied, as versions before migration 0016 kept it (read once, on
+    upgrade)."""
     return f"{namespace}:cache-sync:seq"

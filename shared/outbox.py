@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -24,6 +24,24 @@ async def record_event(conn: asyncpg.Connection[Any], org_id: str, livemode: boo
     await conn.execute("INSERT INTO events (id, org_id, livemode, type, data) VALUES ($1, $2, $3, $4, $5)",
                        event_id, org_id, livemode, type, data)
     return event_id
+
+
+class OutboxPosition(NamedTuple):
+    """A place in the outbox in the order the cache sync follows it: the writing transaction's id
+    (`events.xid`), then `seq`. Not `seq` alone: it is taken at INSERT, not at COMMIT, so an event can still
+    commit below a `seq` already read; no event can commit any more below the oldest transaction still
+    running (docs/freshness.md, "The cache sync's cursor")."""
+
+    xid: int
+    seq: int
+
+    def encode(self) -> str:
+        return f"{self.xid}:{self.seq}"
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> OutboxPosition:
+        xid, _, seq = (raw.decode() if isinstance(raw, bytes) else raw).partition(":")
+        return cls(int(xid), int(seq))
 
 
 def previous_attributes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:

@@ -42,9 +42,11 @@ RETRY_PAUSE = 0.1  # seconds between write-through attempts while Redis does not
 # Rows per version-checked script call: minting or importing 10,000 codes is ten short calls, so Redis never
 # blocks the edges for one long script, and each call has the lease to answer on its own.
 ROWS_PER_CALL = 1_000
-# Redis must be repaired up to the outbox's newest event before its rows count again (see cache_sync).
+# Redis must be repaired past every transaction that had committed by now (this write's included) before its
+# rows count again: the first transaction id not yet handed out is the horizon the cache sync must reach
+# (cache_sync.py). Not the newest `seq`: a transaction that took a lower one may commit later.
 MARK_REPAIR = """UPDATE cache_repair
-    SET pending_through = GREATEST(pending_through, (SELECT COALESCE(max(seq), 0) FROM events), 1)"""
+    SET pending_through = GREATEST(pending_through, pg_snapshot_xmax(pg_current_snapshot())::text::bigint)"""
 
 T = TypeVar("T")
 Write = Callable[[], Awaitable[str | None]]  # writes through; returns the last invalidation's stream id

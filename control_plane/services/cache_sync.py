@@ -10,6 +10,10 @@ PostgreSQL instead of Redis's rows until this loop has re-applied the outbox pas
 it (docs/freshness.md). The cursor lives in Redis: a Redis restored from an older snapshot brings back an
 older cursor, so everything written since is re-applied.
 
+The outbox is followed by transaction id, and only below the oldest transaction still running (the
+horizon): `seq` is taken at INSERT, so an event can commit below a `seq` already passed, but nothing can
+commit any more below the horizon. A transaction that stays open holds the loop back; it never skips it.
+
 Each pass also takes one step of the audit that replaces rows PostgreSQL contradicts (cache_audit.py), and
 checks the filter of existing codes, rebuilding it when Redis has none or it is too full (code_filter.py).
 """
@@ -26,14 +30,19 @@ import redis.exceptions
 from control_plane.services.cache import EdgeCache
 from control_plane.services.cache_audit import CacheAudit
 from control_plane.services.code_filter import CodeFilterKeeper
-from shared.keys import cache_sync_cursor
+from shared.keys import cache_sync_cursor, legacy_cache_sync_cursor
+from shared.outbox import OutboxPosition
 from shared.unavailable import STORE_UNAVAILABLE
 
 PAUSES: tuple[type[Exception], ...] = (redis.exceptions.RedisError, asyncpg.PostgresError, *STORE_UNAVAILABLE)
 
 log = logging.getLogger(__name__)
 BATCH = 1000
-# The mark is cleared only if nothing newer than what was re-applied is waiting for repair.
+# Every transaction below it has ended: no event can commit there any more.
+HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())"
+FOLLOWING = """SELECT xid, seq, type, data->'object'->>'id' AS object_id FROM events
+    WHERE (xid, seq) > ($1, $2) AND xid < $3 AND type <> 'qr.scan_threshold' ORDER BY xid, seq LIMIT $4"""
+# The mark is cleared only if nothing that committed after the pass's horizon is waiting for repair.
 CLEAR_REPAIR = "UPDATE cache_repair SET pending_through = 0 WHERE pending_through BETWEEN 1 AND $1"
 
 
@@ -43,33 +52,41 @@ class CacheSync:
         self.db = db
         self.cache = cache
         self.cursor_key = cache_sync_cursor(namespace)
+        self.legacy_cursor_key = legacy_cache_sync_cursor(namespace)
         self.audit = CacheAudit(db, cache)
         self.code_filter = CodeFilterKeeper(db, cache.code_filter, cache.invalidate)
 
     async def run_once(self) -> int:
-        """One pass over the events after the cursor; returns how many it re-applied."""
-        raw = await self.cache.redis.get(self.cursor_key)
-        if raw is None:  # first start, or Redis lost everything: no row in it is older than PostgreSQL
-            latest = await self.db.fetchval("SELECT COALESCE(max(seq), 0) FROM events")
-            await self.cache.redis.set(self.cursor_key, latest)
-            await self.db.execute(CLEAR_REPAIR, latest)
+        """One pass over the events after the position; returns how many it re-applied."""
+        horizon: int = await self.db.fetchval(HORIZON)
+        position = await self._position()
+        if position is None:  # first start, or Redis lost everything: no row in it is older than PostgreSQL
+            await self._reached(horizon)
             return 0
-        events = await self.db.fetch(
-            "SELECT seq, type, data->'object'->>'id' AS object_id FROM events WHERE seq > $1"
-            " AND type <> 'qr.scan_threshold' ORDER BY seq LIMIT $2", int(raw), BATCH)
-        if not events:
-            await self.db.execute(CLEAR_REPAIR, int(raw))
-            return 0
+        events = await self.db.fetch(FOLLOWING, position.xid, position.seq, horizon, BATCH)
         codes = sorted({e["object_id"] for e in events if e["type"].startswith("qr.")})
         groups = sorted({e["object_id"] for e in events if e["type"].startswith("qr_group.")})
         if codes:
             await self.cache.write_codes(self.db, codes)
         for group_id in groups:
             await self.cache.write_group(self.db, group_id)
-        await self.cache.redis.set(self.cursor_key, events[-1]["seq"])
-        if len(events) < BATCH:
-            await self.db.execute(CLEAR_REPAIR, events[-1]["seq"])
+        if len(events) == BATCH:
+            await self.cache.redis.set(self.cursor_key, OutboxPosition(events[-1]["xid"], events[-1]["seq"]).encode())
+        else:
+            await self._reached(horizon)
         return len(events)
+
+    async def _position(self) -> OutboxPosition | None:
+        raw = await self.cache.redis.get(self.cursor_key)
+        if raw is not None:
+            return OutboxPosition.decode(raw)
+        legacy = await self.cache.redis.get(self.legacy_cursor_key)  # an earlier version's `seq`
+        return None if legacy is None else OutboxPosition(0, int(legacy))  # events before 0016 have xid 0
+
+    async def _reached(self, horizon: int) -> None:
+        """Every event below the horizon has been re-applied."""
+        await self.cache.redis.set(self.cursor_key, OutboxPosition(horizon, 0).encode())
+        await self.db.execute(CLEAR_REPAIR, horizon)
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = self.interval

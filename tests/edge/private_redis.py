@@ -5,6 +5,7 @@ Append-only with fsync always, so that what Redis acknowledged before a stop is 
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import time
@@ -39,3 +40,16 @@ class PrivateRedis:
         if self.process is not None:
             stop(self.process, signal.SIGTERM)
             self.process = None
+
+    def copy_data(self, backup: Path) -> None:
+        """Keep a copy of what Redis holds now, as a backup or a replica does (Redis stops meanwhile)."""
+        self.stop()
+        shutil.copytree(self.folder, backup)
+        self.start()
+
+    def restore(self, backup: Path) -> None:
+        """Restart with the data of an earlier `copy_data` instead of its own."""
+        self.stop()
+        shutil.rmtree(self.folder)
+        shutil.copytree(backup, self.folder)
+        self.start()

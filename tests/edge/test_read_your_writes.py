@@ -17,16 +17,15 @@ from typing import Any
 
 import asyncpg
 import httpx
-import redis.asyncio as aioredis
 
-from control_plane.services.cache import EdgeCache
-from control_plane.services.cache_sync import CacheSync
-from shared.keys import EDGE_LEASE, RedisKeys
+from edge.redis_repair import CHECK_INTERVAL
+from shared.keys import EDGE_LEASE
 from shared.processes import spawn, stop
 from tests.conftest import KeyFactory, bearer
-from tests.edge.conftest import control_plane, edge_client
+from tests.edge.conftest import control_plane, edge_client, repair
 from tests.edge.private_redis import PrivateRedis
 from tests.edge.running_edge import EdgeProcess, running_edge
+from tests.edge.test_code_filter import sync_once
 from tests.edge.test_scan import make_code
 
 HOST = {"host": "qr.test"}
@@ -275,12 +274,112 @@ async def test_a_redis_restart_with_stale_rows_never_serves_them(
     assert campaign.stale == []
 
 
-async def repair(env: dict[str, str]) -> None:
-    """One pass of the control plane's cache sync (the tests' control planes do not run it by themselves)."""
-    redis = aioredis.Redis.from_url(env["REDIS_URL"])
-    db = await asyncpg.create_pool(env["DATABASE_URL"], min_size=1, max_size=2)
-    try:
-        await CacheSync(db, EdgeCache(redis, RedisKeys(env["REDIS_NAMESPACE"])), env["REDIS_NAMESPACE"]).run_once()
-    finally:
-        await db.close()
-        await redis.aclose()
+async def until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def test_a_redis_restored_from_an_older_file_never_serves_what_a_write_replaced(
+        private_env: dict[str, str], private_redis: PrivateRedis, make_key: KeyFactory) -> None:
+    """No write failed, so no repair is marked: Redis simply comes back holding older rows (restored from a
+    backup, a failover to a replica that missed the last writes, the last second of `appendfsync everysec`)."""
+    key = await make_key()
+    async with control_plane(private_env) as api, edge_client(private_env) as (app, edge):
+        code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/old"})
+        await repair(private_env)
+        backup = private_redis.folder.with_name("redis-backup")
+        await asyncio.to_thread(private_redis.copy_data, backup)
+        await until(lambda: app.link.rows_readable, "the edge never read Redis's rows again")
+        response = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
+                                   json={"destination": {"url": "https://example.com/new"}})
+        assert response.status_code == 200
+        assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/new"
+
+        contacts = app.link.contacts
+        await asyncio.to_thread(private_redis.restore, backup)
+        await until(lambda: app.link.up and app.link.contacts > contacts, "the edge did not reconnect")
+        await asyncio.sleep(5 * CHECK_INTERVAL)  # the edge has checked whether Redis's rows count again
+        answers = []
+        for _ in range(5):  # the cache sync has not run yet
+            answers.append((await edge.get(f"/{code['slug']}")).headers.get("location"))
+            await asyncio.sleep(0.1)
+        assert answers == ["https://example.com/new"] * 5
+        assert (await edge.get("/readyz")).json()["freshness"]["redis_rows"] == "pending repair check"
+
+        await repair(private_env)  # re-applies the outbox from the restored Redis's own, older, position
+        await until(lambda: app.link.rows_readable, "the edge never read the repaired Redis's rows")
+        assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/new"
+
+
+class HeldCommits:
+    """While held, a transaction that writes an event of a code's organisation waits at its COMMIT with its `seq`
+    already taken: a deferred trigger waits for an advisory lock this connection holds. PostgreSQL itself keeps
+    it in flight, as a slow client or a busy machine would."""
+
+    LOCK = 0x5CA9_F5E5
+
+    def __init__(self, conn: asyncpg.Connection[Any]) -> None:
+        self.conn = conn
+
+    @classmethod
+    @asynccontextmanager
+    async def of(cls, database_url: str, code_id: str) -> AsyncIterator[HeldCommits]:
+        conn = await asyncpg.connect(database_url, timeout=10)
+        try:
+            org_id = await conn.fetchval("SELECT org_id FROM qr_codes WHERE id = $1", code_id)
+            await conn.execute(f"""
+                CREATE FUNCTION wait_for_release() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN PERFORM pg_advisory_xact_lock_shared({cls.LOCK}); RETURN NULL; END $$;
+                CREATE CONSTRAINT TRIGGER held_commit AFTER INSERT ON events DEFERRABLE INITIALLY DEFERRED
+                    FOR EACH ROW WHEN (NEW.org_id = '{org_id}') EXECUTE FUNCTION wait_for_release()""")
+            await conn.execute("SELECT pg_advisory_lock($1)", cls.LOCK)
+            yield cls(conn)
+            await conn.execute("SELECT pg_advisory_unlock($1)", cls.LOCK)
+        finally:
+            await conn.close()
+
+    async def waiting(self, transactions: int) -> None:
+        deadline = time.monotonic() + 15
+        while await self.conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1"
+                                       " AND NOT granted", self.LOCK) < transactions:
+            assert time.monotonic() < deadline, "the writes did not reach their COMMIT"
+            await asyncio.sleep(0.05)
+
+
+async def test_a_write_that_commits_after_a_later_one_is_still_repaired(
+        private_env: dict[str, str], private_redis: PrivateRedis, make_key: KeyFactory) -> None:
+    """`seq` is taken at INSERT: a write can commit an event below one the cache sync has already passed. If its
+    write-through then fails, Redis is repaired all the same — its changed row, and its new codes' bits in the
+    filter of existing codes (else the edges would answer 404 for them)."""
+    key, other = await make_key("acme"), await make_key("other")
+    async with control_plane(private_env) as api, edge_client(private_env) as (app, edge):
+        code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/old"})
+        group = (await api.post("/v1/qr-groups", headers=bearer(key), json={
+            "destination": {"type": "url", "url": "https://example.com/group"}})).json()
+        await sync_once(private_env)  # the cursor, and the filter of existing codes
+        assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/old"
+
+        async with HeldCommits.of(private_env["DATABASE_URL"], code["id"]) as held:
+            patch = asyncio.create_task(api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
+                                                  json={"destination": {"url": "https://example.com/new"}}))
+            mint = asyncio.create_task(api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key),
+                                                json={"count": 3}))
+            await held.waiting(2)
+            await make_code(api, other, destination={"type": "url", "url": "https://example.com/other"})
+            await sync_once(private_env)  # the cache sync passes that later write
+            await asyncio.to_thread(private_redis.stop)
+        # Both commit now, their write-through fails (Redis down): Redis is marked for repair; they answer 2xx.
+        assert (await patch).status_code == 200
+        minted = (await mint).json()["data"]
+        await asyncio.to_thread(private_redis.start)
+
+        deadline = time.monotonic() + 15
+        while not (app.link.rows_readable and app.code_filter.trusted()):
+            assert time.monotonic() < deadline, "the edge never trusted the repaired Redis again"
+            await sync_once(private_env)  # the cache sync, as often as it runs
+            await asyncio.sleep(0.2)
+        location = (await edge.get(f"/{code['slug']}")).headers.get("location")
+        statuses = [(await edge.get(f"/{c['slug']}")).status_code for c in minted]
+        assert (location, statuses) == ("https://example.com/new", [302] * 3)
