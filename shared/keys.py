@@ -119,6 +119,6 @@ def cache_sync_cursor(namespace: str) -> str:
 
 
 def legacy_cache_sync_cursor(namespace: str) -> str:
-    """String: the last outbox `seq` re-applied, as versions before migration 0016 kept it (read once, on
+    """String: the last outbox `seq` re-applied, as versions before migration 0017 kept it (read once, on
     upgrade)."""
     return f"{namespace}:cache-sync:seq"

@@ -81,7 +81,7 @@ class CacheSync:
         if raw is not None:
             return OutboxPosition.decode(raw)
         legacy = await self.cache.redis.get(self.legacy_cursor_key)  # an earlier version's `seq`
-        return None if legacy is None else OutboxPosition(0, int(legacy))  # events before 0016 have xid 0
+        return None if legacy is None else OutboxPosition(0, int(legacy))  # events before 0017 have xid 0
 
     async def _reached(self, horizon: int) -> None:
         """Every event below the horizon has been re-applied."""
