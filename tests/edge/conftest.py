@@ -6,6 +6,7 @@ the edge test suite proves they answer alike.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,9 +21,11 @@ from control_plane.api.app import create_app
 from control_plane.services.cache import EdgeCache
 from control_plane.services.cache_sync import CacheSync
 from edge.app import EdgeApp
+from edge.redis_repair import NEWEST
 from edge.server import EdgeServer
-from shared.keys import RedisKeys
+from shared.keys import RedisKeys, cache_sync_cursor
 from shared.listen import listen
+from shared.outbox import OutboxPosition
 from shared.settings import ControlPlaneSettings, EdgeSettings
 from tests.edge.private_redis import PrivateRedis
 
@@ -32,12 +35,24 @@ def env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     return {**env, "EDGE_JOURNAL_DIR": str(tmp_path / "journal")}
 
 
-async def repair(env: dict[str, str]) -> None:
-    """One pass of the control plane's cache sync (the tests' control planes do not run it by themselves)."""
+async def repair(env: dict[str, str], *, caught_up: bool = False) -> None:
+    """One pass of the control plane's cache sync (the tests' control planes do not run it by themselves);
+    `caught_up`: passes until its cursor has reached the newest event — another test's transaction still open
+    in the same cluster holds the sync's horizon back (docs/freshness.md), as the sync's next passes would."""
     redis = aioredis.Redis.from_url(env["REDIS_URL"])
     db = await asyncpg.create_pool(env["DATABASE_URL"], min_size=1, max_size=2)
+    namespace = env["REDIS_NAMESPACE"]
     try:
-        await CacheSync(db, EdgeCache(redis, RedisKeys(env["REDIS_NAMESPACE"])), env["REDIS_NAMESPACE"]).run_once()
+        sync = CacheSync(db, EdgeCache(redis, RedisKeys(namespace)), namespace)
+        async with asyncio.timeout(30):
+            while True:
+                await sync.run_once()
+                newest = await db.fetchrow(NEWEST)
+                cursor = await redis.get(cache_sync_cursor(namespace))
+                if not caught_up or newest is None or (
+                        cursor is not None and OutboxPosition.decode(cursor) >= OutboxPosition(*newest)):
+                    return
+                await asyncio.sleep(0.1)
     finally:
         await db.close()
         await redis.aclose()
@@ -48,7 +63,7 @@ async def synced(env: dict[str, str]) -> None:
     a second of starting — until then an edge reads rows from PostgreSQL (docs/freshness.md). Nothing to do
     for a test that starts its edge without Redis."""
     try:
-        await repair(env)
+        await repair(env, caught_up=True)
     except (OSError, redis.exceptions.ConnectionError):
         pass
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -50,7 +51,10 @@ async def test_a_missed_write_through_is_repaired_from_the_outbox(
                          " FROM qr_codes WHERE id = $1", code["id"])
         assert CodeRow.decode(await redis.get(keys.code("qr.test", code["slug"]))).destination.url \
             == "https://one.example/"
-        assert await sync.run_once() >= 2
+        applied = 0
+        async with asyncio.timeout(30):  # another test's transaction, open in the same cluster, may hold the
+            while applied < 2:  # sync's horizon back a moment (docs/freshness.md): later passes apply it
+                applied += await sync.run_once()
         assert CodeRow.decode(await redis.get(keys.code("qr.test", code["slug"]))).destination.url \
             == "https://two.example/"
     finally:
