@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import cast
 
+from shared.outbound import close_dns_resolver, dns_resolver
+
 A, NOERROR, NXDOMAIN = 1, 0, 3
 
 
@@ -61,11 +63,14 @@ class _Protocol(asyncio.DatagramProtocol):
 
 @asynccontextmanager
 async def local_dns() -> AsyncIterator[LocalDNS]:
+    """A name server on localhost, asked by this event loop's outbound resolver until the block ends."""
     dns = LocalDNS()
     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
         lambda: _Protocol(dns), local_addr=("127.0.0.1", 0))
     dns.address = "127.0.0.1:{}".format(transport.get_extra_info("sockname")[1])
+    dns_resolver().nameservers = [dns.address]
     try:
         yield dns
     finally:
+        await close_dns_resolver()
         transport.close()

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
 from shared.outbound import (
-    RESOLVE_TIMEOUT,
     OutboundRefused,
-    close_dns_resolver,
-    dns_resolver,
     fetch,
     resolve_public_address,
 )
@@ -124,11 +120,7 @@ async def test_a_trickled_body_is_read_up_to_the_limit_not_what_has_arrived(serv
 @pytest.fixture
 async def dns() -> AsyncIterator[LocalDNS]:
     async with local_dns() as running:
-        dns_resolver().nameservers = [running.address]  # this test's event loop's resolver
-        try:
-            yield running
-        finally:
-            await close_dns_resolver()
+        yield running
 
 
 async def test_names_resolve_through_the_name_server_and_localhost_through_the_hosts_file(dns: LocalDNS) -> None:
@@ -150,9 +142,7 @@ async def test_lookups_that_hang_do_not_delay_other_lookups(dns: LocalDNS) -> No
     stuck = [asyncio.create_task(resolve_public_address(f"https://slow.test/{n}", allowed_hosts=NONE,
                                                         allow_http=False)) for n in range(64)]
     await asyncio.sleep(0.2)
-    started = time.monotonic()
     found = await resolve_public_address("https://fast.test/hook", allowed_hosts=NONE, allow_http=False)
-    assert found.ip == "93.184.215.14" and time.monotonic() - started < 1.0
+    assert found.ip == "93.184.215.14" and not any(task.done() for task in stuck)  # answered while they wait
     outcomes = await asyncio.gather(*stuck, return_exceptions=True)
     assert all(isinstance(o, OutboundRefused) for o in outcomes)
-    assert time.monotonic() - started < RESOLVE_TIMEOUT + 1
