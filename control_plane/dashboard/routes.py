@@ -6,6 +6,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from control_plane.dashboard.pages import (
+    account,
     analytics,
     api_keys,
     codes,
@@ -27,6 +28,7 @@ def dashboard_mount() -> Mount:
         *overview.routes,
         *sign_in.routes,
         *members.routes,
+        *account.routes,
         *groups.routes,
         *codes.routes,
         *design.routes,

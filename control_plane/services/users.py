@@ -187,3 +187,18 @@ async def reset_password(db: asyncpg.Pool[Any], org_id: str, user_id: str, passw
     if epoch is None:
         raise Problem(404, "No such user.")
     return epoch
+
+
+async def change_own_password(db: asyncpg.Pool[Any], user_id: str, current: str, new: str) -> int | None:
+    """A signed-in user's own change: `current` must be their password now. Ends their other sessions and returns
+    the new session epoch; None when `current` is wrong (the caller counts it as a failed sign-in)."""
+    check_password(new)
+    password_hash: str | None = await db.fetchval("SELECT password_hash FROM users WHERE id = $1", user_id)
+    if password_hash is None or not await _verify(password_hash, current[:MAX_PASSWORD]):
+        return None
+    # Only over the hash just verified: a reset by an owner meanwhile wins, and `current` is then wrong.
+    epoch: int | None = await db.fetchval(
+        "UPDATE users SET password_hash = $3, session_epoch = session_epoch + 1, updated_at = now()"
+        " WHERE id = $1 AND password_hash = $2 RETURNING session_epoch",
+        user_id, password_hash, await hash_password(new))
+    return epoch
