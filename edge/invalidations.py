@@ -146,6 +146,8 @@ class InvalidationFollower:
             self._clear()
             if isinstance(info, Exception):
                 self.last_id = NO_ID
+            elif self.last_id == NO_ID and info["length"] == 0:  # trimmed empty: follow on after its last id
+                self.last_id = info["last-generated-id"].decode()
         if self.code_filter is not None and self.code_filter.wants_load():
             self.code_filter.load(self.redis)  # before confirming: the write that created codes waits for it
         if len(entries) < BATCH:  # the end of the stream, as of a moment after `sent`
@@ -177,8 +179,11 @@ class InvalidationFollower:
 
     @staticmethod
     def _missed(since: str, info: dict[str, Any] | Exception) -> bool:
-        if since == NO_ID:
-            return False
+        if since == NO_ID:  # read from its start (it was absent, or lost): entries were missed if any were
+            # trimmed off it since it was created (Redis 7 counts them; an older one does not say)
+            if not isinstance(info, dict) or info.get("entries-added") is None:
+                return False
+            return int(info["entries-added"]) > int(info["length"])
         if isinstance(info, redis.exceptions.ResponseError):
             return True  # the stream is gone
         if isinstance(info, Exception):

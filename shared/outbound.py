@@ -67,6 +67,21 @@ def is_forbidden_address(ip: IPAddress) -> bool:
             or ip.is_unspecified or not ip.is_global)
 
 
+def address_kind(ip: IPAddress) -> str:
+    """What a forbidden address is, in words. A refusal names the kind, never the address: it is stored and
+    shown to the tenant, who could otherwise learn the internal addresses of names it cannot reach."""
+    if isinstance(ip, ipaddress.IPv6Address) and not (ip.is_loopback or ip.is_unspecified):  # ::1 and :: are in ::/96
+        if ip.ipv4_mapped is not None:
+            return address_kind(ip.ipv4_mapped)
+        if carried := [v4 for v4 in embedded_ipv4(ip) if is_forbidden_address(v4)]:
+            return f"an IPv6 address carrying {address_kind(carried[0])}"
+        if ip.is_site_local:
+            return "a site-local address"
+    kinds = ((ip.is_loopback, "a loopback"), (ip.is_link_local, "a link-local"), (ip.is_multicast, "a multicast"),
+             (ip.is_unspecified, "an unspecified"), (ip.is_private, "a private"))
+    return next((kind for test, kind in kinds if test), "a reserved") + " address"
+
+
 def check_url(url: str, *, allow_http: bool) -> SplitResult:
     """The URL's parts if its form is acceptable; the address check comes later."""
     try:
@@ -146,8 +161,7 @@ async def resolve_public_address(url: str, *, allowed_hosts: frozenset[str], all
         raise OutboundRefused(f"host {host!r} does not resolve")
     if host not in allowed_hosts:
         if forbidden := [ip for ip in addresses if is_forbidden_address(ip)]:
-            raise OutboundRefused(f"resolves to {forbidden[0]}, a loopback, private, link-local or reserved "
-                                  "address")
+            raise OutboundRefused(f"resolves to {address_kind(forbidden[0])}, not a public one")
     return PublicAddress(parts.scheme, host, port, str(addresses[0]))
 
 

@@ -37,7 +37,7 @@ from control_plane.api.state import AppState, app_state
 from control_plane.dashboard.routes import dashboard_mount
 from control_plane.render.images import with_image_secret
 from control_plane.services.cache import EdgeCache
-from control_plane.services.cache_sync import CacheSync
+from control_plane.services.cache_sync import CacheSync, CacheSyncMetrics
 from control_plane.services.context import ServiceContext
 from shared.database import create_pool
 from shared.keys import RedisKeys
@@ -82,12 +82,15 @@ async def open_state(settings: ControlPlaneSettings) -> AppState:
 
 
 def create_app(settings: ControlPlaneSettings) -> Starlette:
+    metrics = ApiMetrics()
+    sync_metrics = CacheSyncMetrics(metrics.registry)  # one `/metrics`; registered once, not per lifespan
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = await open_state(settings)
         app.state.control_plane = state
         stop = asyncio.Event()
-        sync = CacheSync(state.db, state.cache, state.keys.namespace, settings.cache_sync_interval)
+        sync = CacheSync(state.db, state.cache, state.keys.namespace, settings.cache_sync_interval, sync_metrics)
         syncing = asyncio.create_task(sync.run(stop)) if settings.cache_sync_interval else None
         try:
             yield
@@ -122,7 +125,6 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
     async def docs(request: Request) -> Response:
         return HTMLResponse(docs_page(spec))
 
-    metrics = ApiMetrics()
     routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"]),
                Route("/metrics", metrics.endpoint, methods=["GET"]), dashboard_mount()]
     metrics.learn(routes)

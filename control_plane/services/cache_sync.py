@@ -16,16 +16,22 @@ commit any more below the horizon. A transaction that stays open holds the loop 
 
 Each pass also takes one step of the audit that replaces rows PostgreSQL contradicts (cache_audit.py), and
 checks the filter of existing codes, rebuilding it when Redis has none or it is too full (code_filter.py).
+
+After each pass it measures its lag: how long the first committed event it has not re-applied yet has been
+waiting. The horizon is cluster-wide, so this is how an operator sees a transaction held open anywhere in
+the cluster delaying the edges' Redis (docs/freshness.md, "Watching the cache sync").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import asyncpg
 import redis.exceptions
+from prometheus_client import CollectorRegistry, Gauge
 
 from control_plane.services.cache import EdgeCache
 from control_plane.services.cache_audit import CacheAudit
@@ -44,11 +50,30 @@ FOLLOWING = """SELECT xid, seq, type, data->'object'->>'id' AS object_id FROM ev
     WHERE (xid, seq) > ($1, $2) AND xid < $3 AND type <> 'qr.scan_threshold' ORDER BY xid, seq LIMIT $4"""
 # The mark is cleared only if nothing that committed after the pass's horizon is waiting for repair.
 CLEAR_REPAIR = "UPDATE cache_repair SET pending_through = 0 WHERE pending_through BETWEEN 1 AND $1"
+# The first committed event after the cursor, in the sync's order (one index probe, whatever waits behind it):
+# its age by PostgreSQL's clock. `created_at` is its transaction's start, so the age never understates it.
+WAITING = """SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM events
+    WHERE (xid, seq) > ($1, $2) AND type <> 'qr.scan_threshold' ORDER BY xid, seq LIMIT 1"""
+
+
+class CacheSyncMetrics:
+    """Updated once per pass, in the registry of the process's `/metrics` (docs/operations.md)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.lag = Gauge("scanroute_cache_sync_lag_seconds",
+                         "Age of the first committed outbox event the cache sync has not re-applied to Redis"
+                         " (0 when none waits); grows while a transaction open anywhere in the cluster holds"
+                         " its horizon", registry=self.registry)
+        self.last_pass = Gauge("scanroute_cache_sync_last_pass_timestamp_seconds",
+                               "When this process's cache sync last finished a pass", registry=self.registry)
 
 
 class CacheSync:
-    def __init__(self, db: asyncpg.Pool[Any], cache: EdgeCache, namespace: str, interval: float = 1.0) -> None:
+    def __init__(self, db: asyncpg.Pool[Any], cache: EdgeCache, namespace: str, interval: float = 1.0,
+                 metrics: CacheSyncMetrics | None = None) -> None:
         self.interval = interval
+        self.metrics = metrics or CacheSyncMetrics()
         self.db = db
         self.cache = cache
         self.cursor_key = cache_sync_cursor(namespace)
@@ -62,6 +87,7 @@ class CacheSync:
         position = await self._position()
         if position is None:  # first start, or Redis lost everything: no row in it is older than PostgreSQL
             await self._reached(horizon)
+            await self._measure(OutboxPosition(horizon, 0))
             return 0
         events = await self.db.fetch(FOLLOWING, position.xid, position.seq, horizon, BATCH)
         codes = sorted({e["object_id"] for e in events if e["type"].startswith("qr.")})
@@ -71,10 +97,19 @@ class CacheSync:
         for group_id in groups:
             await self.cache.write_group(self.db, group_id)
         if len(events) == BATCH:
-            await self.cache.redis.set(self.cursor_key, OutboxPosition(events[-1]["xid"], events[-1]["seq"]).encode())
+            position = OutboxPosition(events[-1]["xid"], events[-1]["seq"])
+            await self.cache.redis.set(self.cursor_key, position.encode())
         else:
+            position = OutboxPosition(horizon, 0)
             await self._reached(horizon)
+        await self._measure(position)
         return len(events)
+
+    async def _measure(self, position: OutboxPosition) -> None:
+        """The lag as this pass leaves it: what committed meanwhile, or above a held horizon, is waiting."""
+        age: float | None = await self.db.fetchval(WAITING, position.xid, position.seq)
+        self.metrics.lag.set(max(age or 0.0, 0.0))
+        self.metrics.last_pass.set(time.time())
 
     async def _position(self) -> OutboxPosition | None:
         raw = await self.cache.redis.get(self.cursor_key)

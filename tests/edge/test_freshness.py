@@ -4,17 +4,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
 import asyncpg
 import httpx
 import msgspec.structs
+import redis
 import redis.asyncio as aioredis
 
 from edge.app import EdgeApp
+from edge.invalidations import NO_ID, InvalidationFollower
+from edge.local_cache import Fence, LocalCache
 from shared.edge_rows import RowStore, load_code_by_slug
-from shared.keys import RedisKeys
+from shared.keys import INVALIDATION_FIELD, RedisKeys
 from shared.rows import Destination
 from tests.conftest import KeyFactory, bearer
 from tests.edge.conftest import control_plane, edge_client
@@ -115,3 +119,45 @@ async def test_readyz_shows_the_read_your_writes_state(edge: httpx.AsyncClient) 
     assert freshness["local_cache"] in ("fresh", "fenced") and freshness["stale_answers"] == 0
     metrics = (await edge.get("/metrics")).text
     assert "scanroute_edge_local_cache_fresh" in metrics and "scanroute_edge_invalidation_lag_seconds" in metrics
+
+
+async def test_entries_trimmed_before_a_follower_starting_at_the_beginning_read_them_clear_its_cache(
+        redis_namespace: str) -> None:
+    """A follower that found no stream reads it from 0-0; entries trimmed off before its first read were
+    missed all the same (a burst of writes, or the follower's thread held up) and its cache stops counting."""
+    keys = RedisKeys(redis_namespace)
+    cache: LocalCache[str] = LocalCache(100, 60.0, 60.0)
+    follower = InvalidationFollower(os.environ["REDIS_URL"], keys, [cache], Fence(), "edge-trimmed",
+                                    lambda _: None, confirm=False)
+    writer = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        follower._connect()  # no stream yet: it will read from the beginning
+        assert follower.last_id == NO_ID
+        generation = cache.generation
+        for n in range(20):  # the entries naming the first keys are trimmed off before the follower reads
+            writer.xadd(keys.invalidations, {INVALIDATION_FIELD: f"{redis_namespace}:code:{n}"}, maxlen=5,
+                        approximate=False)
+        follower._follow_once()
+        assert cache.generation != generation  # nothing cached before counts
+        assert follower.last_id != NO_ID
+        generation = cache.generation
+        writer.xadd(keys.invalidations, {INVALIDATION_FIELD: f"{redis_namespace}:code:next"}, maxlen=5,
+                    approximate=False)
+        follower._follow_once()
+        assert cache.generation == generation  # read in order from there: nothing more was missed
+
+        writer.delete(keys.invalidations)
+        follower.last_id = None
+        follower._connect()  # no stream again, and then one trimmed empty before the first read
+        for n in range(3):
+            writer.xadd(keys.invalidations, {INVALIDATION_FIELD: f"{redis_namespace}:code:{n}"}, maxlen=0,
+                        approximate=False)
+        generation = cache.generation
+        follower._follow_once()
+        assert cache.generation != generation
+        generation = cache.generation
+        follower._follow_once()
+        assert cache.generation == generation  # once: it follows on after the last id the stream had
+    finally:
+        writer.close()
+        follower.redis.close()

@@ -35,7 +35,7 @@ IMAGES = frozenset({"image/png"})
     "https://[fec0::1]/x.png", "https://[fec0:0:0:1::10]/x.png", "https://[feff::1]/x.png", "https://[3fff::1]/x.png",
 ])
 async def test_private_and_special_addresses_are_refused_before_any_connection(url: str) -> None:
-    with pytest.raises(OutboundRefused, match="loopback, private, link-local or reserved"):
+    with pytest.raises(OutboundRefused, match=r"resolves to an? [A-Za-z0-9 -]*address, not a public one"):
         await fetch(url, allowed_hosts=NONE, allow_http=False, max_bytes=1000, content_types=IMAGES)
 
 
@@ -90,7 +90,7 @@ async def test_an_allowed_host_is_fetched(server: str) -> None:
 
 
 async def test_the_same_server_is_refused_without_the_allowance(server: str) -> None:
-    with pytest.raises(OutboundRefused, match="resolves to 127.0.0.1"):
+    with pytest.raises(OutboundRefused, match="resolves to a loopback address"):
         await fetch(f"{server}/logo.png", allowed_hosts=NONE, allow_http=True, max_bytes=100_000,
                     content_types=IMAGES)
 
@@ -132,6 +132,30 @@ async def test_names_resolve_through_the_name_server_and_localhost_through_the_h
     local = await resolve_public_address("http://localhost:8000/hook", allowed_hosts=frozenset({"localhost"}),
                                          allow_http=True)
     assert local.ip == "127.0.0.1"  # not ::1: a receiver on a developer's machine listens on 127.0.0.1
+
+
+@pytest.mark.parametrize(("address", "kind"), [
+    ("10.20.30.40", "a private address"), ("127.0.0.53", "a loopback address"),
+    ("169.254.169.254", "a link-local address"), ("100.64.0.1", "a reserved address"),
+])
+async def test_a_refusal_names_the_kind_of_address_never_the_address(dns: LocalDNS, address: str,
+                                                                     kind: str) -> None:
+    """The message is stored and shown to the tenant: with the address in it, a webhook URL would tell them
+    what an internal name resolves to."""
+    dns.answers["internal.test"] = address
+    with pytest.raises(OutboundRefused) as refused:
+        await resolve_public_address("https://internal.test/hook", allowed_hosts=NONE, allow_http=False)
+    assert str(refused.value) == f"resolves to {kind}, not a public one"
+
+
+@pytest.mark.parametrize(("host", "kind"), [
+    ("[::1]", "a loopback address"), ("[::ffff:10.0.0.1]", "a private address"),
+    ("[64:ff9b::a9fe:a9fe]", "an IPv6 address carrying a link-local address"), ("[fec0::1]", "a site-local address"),
+])
+async def test_an_ipv6_refusal_names_the_kind_too(host: str, kind: str) -> None:
+    with pytest.raises(OutboundRefused) as refused:
+        await resolve_public_address(f"https://{host}/hook", allowed_hosts=NONE, allow_http=False)
+    assert str(refused.value) == f"resolves to {kind}, not a public one"
 
 
 async def test_lookups_that_hang_do_not_delay_other_lookups(dns: LocalDNS) -> None:

@@ -10,7 +10,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from control_plane.services.cache import EdgeCache
-from control_plane.services.cache_sync import CacheSync
+from control_plane.services.cache_sync import CacheSync, CacheSyncMetrics
 from shared.database import create_pool
 from shared.edge_rows import RowStore
 from shared.keys import RedisKeys
@@ -72,3 +72,40 @@ async def test_a_deleted_group_leaves_a_final_tombstone(api: httpx.AsyncClient, 
     assert not await RowStore(redis, keys).store_group(before)  # a late read-through cannot resurrect it
     tombstone = GroupRow.decode(await redis.get(keys.group(group["id"])))
     assert tombstone.destination.type is None and tombstone.status is None and tombstone.url_params == ()
+
+
+async def test_the_cache_sync_lag_grows_while_a_transaction_holds_its_horizon(
+        api: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis, redis_namespace: str,
+        database_url: str) -> None:
+    key = await make_key()
+    pool = await create_pool(database_url)
+    metrics = CacheSyncMetrics()
+    sync = CacheSync(pool, EdgeCache(redis, RedisKeys(redis_namespace)), redis_namespace, metrics=metrics)
+
+    def lag() -> float:
+        value = metrics.registry.get_sample_value("scanroute_cache_sync_lag_seconds")
+        assert value is not None
+        return value
+
+    holder = await asyncpg.connect(database_url)
+    try:
+        await sync.run_once()
+        holding = holder.transaction()
+        await holding.start()
+        await holder.fetchval("SELECT pg_current_xact_id()")  # a transaction that has written: the horizon
+        await api.post("/v1/qr-codes", headers=bearer(key), json={
+            "destination": {"type": "url", "url": "https://one.example/"}})  # its event commits above it
+        await sync.run_once()
+        first = lag()
+        await asyncio.sleep(1.2)
+        assert await sync.run_once() == 0  # held back, not skipped
+        assert lag() >= first + 1.0
+        await holding.rollback()
+        applied = 0
+        async with asyncio.timeout(30):  # another transaction of the cluster may hold it a moment longer
+            while applied == 0 or lag() >= 1.0:
+                applied += await sync.run_once()
+                await asyncio.sleep(0.1)
+    finally:
+        await holder.close()
+        await pool.close()

@@ -173,10 +173,10 @@ async def test_a_logo_is_fetched_embedded_and_raises_the_level(api: httpx.AsyncC
 
 
 @pytest.mark.parametrize(("url", "reason"), [
-    ("https://127.0.0.2/logo.png", "the URL resolves to 127.0.0.2, a loopback"),
-    ("https://10.0.0.7/logo.png", "the URL resolves to 10.0.0.7, a loopback, private"),
-    ("https://169.254.169.254/latest/meta-data/iam", "the URL resolves to 169.254.169.254"),
-    ("https://localhost/logo.png", "the URL resolves to"),
+    ("https://127.0.0.2/logo.png", "the URL resolves to a loopback address, not a public one"),
+    ("https://10.0.0.7/logo.png", "the URL resolves to a private address"),
+    ("https://169.254.169.254/latest/meta-data/iam", "the URL resolves to a link-local address"),
+    ("https://localhost/logo.png", "the URL resolves to a loopback address"),
     ("http://example.com/logo.png", "the URL must be an https URL"),
     ("file:///etc/passwd", "must be an https URL"),
 ])

@@ -28,3 +28,9 @@ async def test_requests_are_counted_by_route_template_not_by_id(api: httpx.Async
     assert not any("qr_a" in str(labels) for labels in counts)
     latency = samples(text, "scanroute_api_request_seconds_count")
     assert latency[(("method", "GET"), ("route", "/v1/qr-codes/{code_id}"))] == 3
+
+
+async def test_the_cache_sync_lag_is_served_with_the_requests(api: httpx.AsyncClient) -> None:
+    text = (await api.get("/metrics")).text  # the tests' app runs no cache sync: nothing measured yet
+    assert samples(text, "scanroute_cache_sync_lag_seconds") == {(): 0.0}
+    assert samples(text, "scanroute_cache_sync_last_pass_timestamp_seconds") == {(): 0.0}
