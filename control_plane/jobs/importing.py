@@ -34,14 +34,15 @@ async def run_import(db: asyncpg.Pool[Any], settings: ControlPlaneSettings, cach
     rows, errors = parsed.rows, parsed.errors
     await db.execute("UPDATE jobs SET progress_total = $2 WHERE id = $1", job["id"], parsed.records)
     created: list[str] = []
-    async with db.acquire() as proxy:
+    async with db.acquire() as proxy, proxy.transaction():
         conn = cast("asyncpg.Connection[Any]", proxy)
+        # Checked in the transaction that creates the codes, so a group or folder deleted meanwhile is either
+        # found missing here or deleted after the commit, never in between.
         errors = sorted(errors + await check_rows(conn, key, rows, settings), key=lambda e: (e["row"], e["field"]))
         if job["request"].get("dry_run") or errors:
             problem = None if job["request"].get("dry_run") else _invalid(len({e["row"] for e in errors}))
             await finish(conn, "failed" if problem else "succeeded", {"created": 0, "errors": errors}, problem)
-            return
-        async with conn.transaction():
+        else:
             created = await create_codes(conn, key, rows, settings) if rows else []
             if not await finish(conn, "succeeded", {"created": len(created), "errors": []}, None):
                 raise JobLost(job["id"])  # taken over meanwhile: roll these codes back
