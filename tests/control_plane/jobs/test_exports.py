@@ -145,6 +145,18 @@ async def test_a_signed_url_serves_the_file_without_a_key_until_it_expires(
     assert await db.fetchval("SELECT count(*) FROM job_file_chunks WHERE job_id = $1", job["id"]) == 0
 
 
+async def test_a_file_past_its_expiry_is_gone_before_the_worker_deletes_it(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 2)
+    job, _ = await export(api, worker, key, {"format": "codes_csv", "group_id": group_id})
+    await db.execute("UPDATE jobs SET expires_at = now() - interval '1 second' WHERE id = $1", job["id"])
+    # The worker's sweep has not come yet: the file is still stored, and not served.
+    assert await db.fetchval("SELECT file_size FROM jobs WHERE id = $1", job["id"]) is not None
+    gone = await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(key))
+    assert gone.status_code == 410 and gone.json()["type"].endswith("/export-expired"), gone.text
+
+
 async def test_exports_announce_success_and_failure_as_events(api: httpx.AsyncClient, make_key: KeyFactory,
                                                               worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
     key = await make_key(scopes=("qr:read", "qr:write", "webhooks:read"))
