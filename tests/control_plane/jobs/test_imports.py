@@ -106,6 +106,20 @@ async def test_a_dry_run_reports_the_errors_and_creates_nothing(api: httpx.Async
     assert await codes(db) == 0
 
 
+async def test_a_dry_run_over_the_plan_fails_as_the_import_would_and_counts_nothing(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key("tiny", scopes=("qr:read", "qr:write"))
+    await db.execute("UPDATE organisations SET plan = 'free' WHERE name = 'tiny'")  # 25 codes a month
+    dry = await imported(api, worker, key, campaign(26), "?dry_run=true")
+    real = await imported(api, worker, key, campaign(26))
+    assert real["status"] == "failed" and real["error"]["status"] == 402
+    assert dry["status"] == "failed" and dry["error"]["status"] == 402, dry
+    assert dry["error"]["type"] == real["error"]["type"] and dry["result"] is None
+    fits = await imported(api, worker, key, campaign(25), "?dry_run=true")
+    assert fits["status"] == "succeeded" and fits["result"] == {"created": 0, "errors": []}
+    assert (await api.get("/v1/usage", headers=bearer(key))).json()["qr_generated"] == 0 and await codes(db) == 0
+
+
 async def test_a_slug_already_taken_and_a_repeated_column_are_row_errors(
         api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker) -> None:
     key = await make_key()
