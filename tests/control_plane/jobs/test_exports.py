@@ -64,6 +64,21 @@ async def test_a_zip_holds_one_decodable_image_per_code_named_by_slug_and_a_mani
     assert job["file_name"].endswith(".zip")
 
 
+async def test_zip_file_names_differ_by_more_than_case(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                      worker: JobWorker) -> None:
+    key = await make_key()
+    made = [await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "slug": slug, "destination": {"type": "url", "url": "https://example.com/"}}) for slug in ("Menu", "menu")]
+    assert all(r.status_code == 201 for r in made), [r.text for r in made]
+    _, data = await export(api, worker, key, {"format": "zip", "code_ids": [r.json()["id"] for r in made],
+                                              "image_format": "svg"})
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    # Unzipped on macOS or Windows (names compared without case), one file would overwrite the other.
+    assert len({name.lower() for name in names}) == len(names) == 3, names
+    manifest = csv.DictReader(io.StringIO(zipfile.ZipFile(io.BytesIO(data)).read("manifest.csv").decode()))
+    assert sorted(row["file"] for row in manifest) == sorted(names[1:])
+
+
 async def test_codes_csv_lists_the_selection_and_defuses_formulas(api: httpx.AsyncClient, make_key: KeyFactory,
                                                                    worker: JobWorker) -> None:
     key = await make_key()
