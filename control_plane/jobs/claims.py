@@ -22,6 +22,7 @@ RETURNING *"""
 PROGRESS = """
 UPDATE jobs SET progress_done = $3, progress_total = coalesce($4, progress_total), heartbeat_at = now()
 WHERE id = $1 AND attempt = $2 AND status = 'running'"""
+HEARTBEAT = "UPDATE jobs SET heartbeat_at = now() WHERE id = $1 AND attempt = $2 AND status = 'running'"
 FINISH = """
 UPDATE jobs SET status = $3, result = $4, error = $5, finished_at = now(), expires_at = $6, file_name = $7,
     media_type = $8, file_size = $9,
@@ -45,6 +46,16 @@ async def claim(db: asyncpg.Pool[Any], lease: float) -> asyncpg.Record | None:
 async def progress(db: asyncpg.Pool[Any], job: asyncpg.Record, done: int, total: int | None) -> None:
     if await db.execute(PROGRESS, job["id"], job["attempt"], done, total) == "UPDATE 0":
         raise JobLost(job["id"])
+
+
+async def renew(db: asyncpg.Pool[Any], job: asyncpg.Record) -> bool:
+    """Renew the lease; False once another attempt holds the job. An attempt that ended its job itself (an
+    import writes its codes through to the edges after the commit that ends it) still holds it: there is
+    nothing to renew, and its work goes on to the end."""
+    if await db.execute(HEARTBEAT, job["id"], job["attempt"]) != "UPDATE 0":
+        return True
+    attempt: int | None = await db.fetchval("SELECT attempt FROM jobs WHERE id = $1", job["id"])
+    return attempt is not None and attempt == int(job["attempt"])
 
 
 async def release(db: asyncpg.Pool[Any], job: asyncpg.Record) -> None:

@@ -117,15 +117,17 @@ class ZipWriter:
 
 
 class UniqueNames:
-    """File names by slug; a slug used twice (on two domains) gets the code id appended."""
+    """File names by slug; a slug used twice (on two domains), or differing from another only in case, gets the
+    code id appended: slugs are case-sensitive, file systems on macOS and Windows are not, and unzipping there
+    would let one file overwrite the other."""
 
     def __init__(self, extension: str) -> None:
         self.extension = extension
-        self.used: set[str] = set()
+        self.used: set[str] = set()  # casefolded
 
     def name(self, code_id: str, slug: str | None) -> str:
         stem = slug or code_id
-        if stem in self.used:
+        if stem.casefold() in self.used:
             stem = f"{stem}-{code_id}"
-        self.used.add(stem)
+        self.used.add(stem.casefold())
         return f"{stem}.{self.extension}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -12,6 +13,7 @@ from control_plane.jobs.claims import JobLost
 from control_plane.services.cache import EdgeCache
 from control_plane.services.imports import check_rows, create_codes, parse_csv
 from control_plane.services.keys import ApiKey
+from control_plane.services.usage import meter_created
 from shared.problems import Problem
 from shared.settings import ControlPlaneSettings
 
@@ -26,6 +28,19 @@ def _invalid(count: int) -> Problem:
     return Problem(422, f"{count} {rows} not valid; nothing was created (see result.errors).", type="invalid-import")
 
 
+class _RollBack(Exception):
+    """Ends a savepoint whose writes were only a check."""
+
+
+async def _meter_and_roll_back(conn: asyncpg.Connection[Any], key: ApiKey, count: int) -> None:
+    """A dry run runs every check (docs/exports.md), the plan's cap too: it meters the codes as the import would
+    (402 over a free plan's cap) in a savepoint, then rolls it back, so nothing is counted."""
+    with contextlib.suppress(_RollBack):
+        async with conn.transaction():
+            await meter_created(conn, key, count)
+            raise _RollBack
+
+
 async def run_import(db: asyncpg.Pool[Any], settings: ControlPlaneSettings, cache: EdgeCache, job: asyncpg.Record,
                      finish: Finish) -> None:
     key = ApiKey(f"job:{job['id']}", job["org_id"], job["livemode"], frozenset())
@@ -34,14 +49,18 @@ async def run_import(db: asyncpg.Pool[Any], settings: ControlPlaneSettings, cach
     rows, errors = parsed.rows, parsed.errors
     await db.execute("UPDATE jobs SET progress_total = $2 WHERE id = $1", job["id"], parsed.records)
     created: list[str] = []
-    async with db.acquire() as proxy:
+    async with db.acquire() as proxy, proxy.transaction():
         conn = cast("asyncpg.Connection[Any]", proxy)
+        # Checked in the transaction that creates the codes, so a group or folder deleted meanwhile is either
+        # found missing here or deleted after the commit, never in between.
         errors = sorted(errors + await check_rows(conn, key, rows, settings), key=lambda e: (e["row"], e["field"]))
-        if job["request"].get("dry_run") or errors:
-            problem = None if job["request"].get("dry_run") else _invalid(len({e["row"] for e in errors}))
+        dry_run = bool(job["request"].get("dry_run"))
+        if dry_run and not errors:
+            await _meter_and_roll_back(conn, key, len(rows))
+        if dry_run or errors:
+            problem = None if dry_run else _invalid(len({e["row"] for e in errors}))
             await finish(conn, "failed" if problem else "succeeded", {"created": 0, "errors": errors}, problem)
-            return
-        async with conn.transaction():
+        else:
             created = await create_codes(conn, key, rows, settings) if rows else []
             if not await finish(conn, "succeeded", {"created": len(created), "errors": []}, None):
                 raise JobLost(job["id"])  # taken over meanwhile: roll these codes back

@@ -29,7 +29,7 @@ from shared.problems import Problem
 from shared.processes import Backoff, pause, stop_on_signals
 from shared.redis_client import create_redis
 from shared.settings import ControlPlaneSettings, JobSettings
-from shared.unavailable import STORE_UNAVAILABLE
+from shared.unavailable import POSTGRES_TRANSIENT, STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 CLEANUP_INTERVAL = 60.0  # seconds between sweeps for expired export files
@@ -94,13 +94,27 @@ class JobWorker:
             work.result()
 
     async def _heartbeat(self, job: asyncpg.Record) -> None:
+        """Renew the lease every `lease / 4` seconds; return (and so cancel the work) only when the job is lost.
+
+        A renewal that PostgreSQL cannot answer right now (a failover, a dropped connection) is tried again at
+        the next beat: a blip must not cancel a long export. Only when no renewal got through for a whole lease,
+        so that another worker may have claimed the job, is it given up (docs/exports.md, the job worker).
+        """
+        renewed = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.lease / 4)
-            result = await self.db.execute("UPDATE jobs SET heartbeat_at = now() WHERE id = $1 AND attempt = $2"
-                                           " AND status = 'running'", job["id"], job["attempt"])
-            if result == "UPDATE 0":
+            try:
+                held = await claims.renew(self.db, job)
+            except (*STORE_UNAVAILABLE, *POSTGRES_TRANSIENT) as exc:
+                if time.monotonic() - renewed < self.settings.lease:
+                    log.warning("job %s: heartbeat failed (%r); trying again", job["id"], exc)
+                    continue
+                log.warning("job %s: no heartbeat for the lease (%r); another worker may take it", job["id"], exc)
+                return
+            if not held:
                 log.warning("job %s was taken over by another worker", job["id"])
                 return
+            renewed = time.monotonic()
 
     async def _process(self, job: asyncpg.Record) -> None:
         started = time.monotonic()

@@ -382,7 +382,8 @@ async def export_file(ctx: ServiceContext, key: ApiKey | None, export_id: str) -
         row = found
     if row["status"] != "succeeded":
         raise Problem(409, f"The export is {row['status']}; its file is not ready.", type="export-not-ready")
-    if row["file_size"] is None:
+    # Gone from `expires_at` on (docs/exports.md), not only once the worker's sweep has deleted the file.
+    if row["file_size"] is None or (row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC)):
         raise Problem(410, "The export's file has expired; request the export again.", type="export-expired")
     chunks = FileStore(ctx.db, ctx.settings.export_dir).read(export_id, row["attempt"])
     return ExportFile(row["file_name"], row["media_type"], row["file_size"], chunks)

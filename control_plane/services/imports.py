@@ -175,14 +175,19 @@ def parse_csv(data: bytes) -> ParsedFile:
 async def _unknown(conn: asyncpg.Connection[Any], key: ApiKey, table: str, ids: set[str]) -> set[str]:
     if not ids:
         return set()
-    found = await conn.fetch(f"SELECT id FROM {table} WHERE id = ANY($1::text[]) AND org_id = $2 AND livemode = $3",
-                             list(ids), key.org_id, key.livemode)
+    # FOR KEY SHARE: in the transaction that creates the codes, a delete of the row waits for it, so the codes
+    # never refer to a row gone (they are detached afterwards, as any group's or folder's codes).
+    found = await conn.fetch(f"SELECT id FROM {table} WHERE id = ANY($1::text[]) AND org_id = $2 AND livemode = $3"
+                             " ORDER BY id FOR KEY SHARE", list(ids), key.org_id, key.livemode)
     return ids - {r["id"] for r in found}
 
 
 async def check_rows(conn: asyncpg.Connection[Any], key: ApiKey, rows: list[ImportRow],
                      settings: ControlPlaneSettings) -> list[RowError]:
-    """What only the database can tell: references of another org or none, slugs already taken."""
+    """What only the database can tell: references of another org or none, slugs already taken.
+
+    Run in the transaction that creates the codes: the groups and folders found stay until it commits.
+    """
     errors: list[RowError] = []
     for field, table, kind in (("group_id", "qr_groups", "QR group"), ("folder_id", "folders", "folder")):
         unknown = await _unknown(conn, key, table, {getattr(r.body, field) for r in rows} - {None})

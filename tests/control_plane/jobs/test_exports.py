@@ -64,6 +64,21 @@ async def test_a_zip_holds_one_decodable_image_per_code_named_by_slug_and_a_mani
     assert job["file_name"].endswith(".zip")
 
 
+async def test_zip_file_names_differ_by_more_than_case(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                      worker: JobWorker) -> None:
+    key = await make_key()
+    made = [await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "slug": slug, "destination": {"type": "url", "url": "https://example.com/"}}) for slug in ("Menu", "menu")]
+    assert all(r.status_code == 201 for r in made), [r.text for r in made]
+    _, data = await export(api, worker, key, {"format": "zip", "code_ids": [r.json()["id"] for r in made],
+                                              "image_format": "svg"})
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    # Unzipped on macOS or Windows (names compared without case), one file would overwrite the other.
+    assert len({name.lower() for name in names}) == len(names) == 3, names
+    manifest = csv.DictReader(io.StringIO(zipfile.ZipFile(io.BytesIO(data)).read("manifest.csv").decode()))
+    assert sorted(row["file"] for row in manifest) == sorted(names[1:])
+
+
 async def test_codes_csv_lists_the_selection_and_defuses_formulas(api: httpx.AsyncClient, make_key: KeyFactory,
                                                                    worker: JobWorker) -> None:
     key = await make_key()
@@ -143,6 +158,18 @@ async def test_a_signed_url_serves_the_file_without_a_key_until_it_expires(
     assert await worker.remove_expired() == 1
     assert (await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(key))).status_code == 410
     assert await db.fetchval("SELECT count(*) FROM job_file_chunks WHERE job_id = $1", job["id"]) == 0
+
+
+async def test_a_file_past_its_expiry_is_gone_before_the_worker_deletes_it(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 2)
+    job, _ = await export(api, worker, key, {"format": "codes_csv", "group_id": group_id})
+    await db.execute("UPDATE jobs SET expires_at = now() - interval '1 second' WHERE id = $1", job["id"])
+    # The worker's sweep has not come yet: the file is still stored, and not served.
+    assert await db.fetchval("SELECT file_size FROM jobs WHERE id = $1", job["id"]) is not None
+    gone = await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(key))
+    assert gone.status_code == 410 and gone.json()["type"].endswith("/export-expired"), gone.text
 
 
 async def test_exports_announce_success_and_failure_as_events(api: httpx.AsyncClient, make_key: KeyFactory,

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from control_plane.jobs.worker import JobWorker
 from shared.keys import RedisKeys
 from tests.conftest import KeyFactory, bearer
+from tests.control_plane.api.test_concurrent_deletes import org_of, while_usage_is_held
 from tests.control_plane.jobs.conftest import run_job
 
 CSV = {"Content-Type": "text/csv"}
@@ -105,6 +106,20 @@ async def test_a_dry_run_reports_the_errors_and_creates_nothing(api: httpx.Async
     assert await codes(db) == 0
 
 
+async def test_a_dry_run_over_the_plan_fails_as_the_import_would_and_counts_nothing(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key("tiny", scopes=("qr:read", "qr:write"))
+    await db.execute("UPDATE organisations SET plan = 'free' WHERE name = 'tiny'")  # 25 codes a month
+    dry = await imported(api, worker, key, campaign(26), "?dry_run=true")
+    real = await imported(api, worker, key, campaign(26))
+    assert real["status"] == "failed" and real["error"]["status"] == 402
+    assert dry["status"] == "failed" and dry["error"]["status"] == 402, dry
+    assert dry["error"]["type"] == real["error"]["type"] and dry["result"] is None
+    fits = await imported(api, worker, key, campaign(25), "?dry_run=true")
+    assert fits["status"] == "succeeded" and fits["result"] == {"created": 0, "errors": []}
+    assert (await api.get("/v1/usage", headers=bearer(key))).json()["qr_generated"] == 0 and await codes(db) == 0
+
+
 async def test_a_slug_already_taken_and_a_repeated_column_are_row_errors(
         api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker) -> None:
     key = await make_key()
@@ -115,6 +130,30 @@ async def test_a_slug_already_taken_and_a_repeated_column_are_row_errors(
     assert taken["result"]["errors"] == [{"row": 2, "field": "slug", "message": "is already taken on qr.test"}]
     twice = await imported(api, worker, key, b"name,url,name\nA,https://a.example/,B\n")
     assert [(e["row"], e["field"], e["message"]) for e in twice["result"]["errors"]] == [(1, "name", "appears twice")]
+
+
+async def test_a_group_deleted_while_an_import_creates_codes_in_it(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
+        database_url: str) -> None:
+    key = await make_key()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/"}})).json()
+    job_id = (await start(api, key, f"name,group_id\nA,{group['id']}\nB,{group['id']}\n".encode()))["id"]
+
+    async def run() -> httpx.Response:
+        await worker.run_once()
+        return await api.get(f"/v1/imports/{job_id}", headers=bearer(key))
+
+    # In the losing order (tests/control_plane/api/test_concurrent_deletes.py): the import stops after its
+    # checks, at the metering of its codes, while the group is deleted.
+    ran, deleted = await while_usage_is_held(db, database_url, await org_of(db, "acme"), run,
+                                             lambda: api.delete(f"/v1/qr-groups/{group['id']}", headers=bearer(key)))
+    job = ran.json()
+    assert deleted.status_code == 204, deleted.text
+    if job["status"] == "succeeded":  # the delete came after: the codes stay, detached, as any group's codes
+        assert await db.fetchval("SELECT count(*) FROM qr_codes WHERE group_id IS NULL") == 2
+    else:  # the delete came first: the rows name a group that is gone, and nothing is created
+        assert job["error"]["status"] == 422 and await codes(db) == 0, job
 
 
 @pytest.mark.parametrize(("body", "field"), [

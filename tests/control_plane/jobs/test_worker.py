@@ -4,16 +4,20 @@ from PostgreSQL is followed by another."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 import control_plane.jobs.worker as worker_module
-from control_plane.jobs import claims
+from control_plane.jobs import claims, importing
 from control_plane.jobs.exporting import ExportRun
 from control_plane.jobs.worker import JobWorker
+from control_plane.services.cache import EdgeCache
+from shared.keys import RedisKeys
 from tests.conftest import KeyFactory, bearer
 from tests.control_plane.jobs.conftest import mint_group, run_job
 
@@ -89,3 +93,73 @@ async def test_a_connection_dropped_mid_export_gives_the_job_another_attempt(
     assert await db.fetchval("SELECT attempt FROM jobs WHERE id = $1", job["id"]) == 2
     file = await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(key))
     assert file.text.count("\r\n") == 4  # the header and the 3 codes, once
+
+
+async def test_a_heartbeat_cut_off_once_does_not_cancel_the_job(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    resume = asyncio.Event()
+
+    class WaitingRun(ExportRun):
+        async def run(self) -> tuple[str, str]:
+            await resume.wait()  # a long export, still drawing while its heartbeat fails
+            return await super().run()
+
+    monkeypatch.setattr(worker_module, "ExportRun", WaitingRun)
+    worker.settings = dataclasses.replace(worker.settings, lease=2.0)  # a heartbeat every 0.5 s
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 3)
+    started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    export_id = started.json()["id"]
+    running = asyncio.create_task(worker.run_once())
+    async with asyncio.timeout(30):
+        while await db.fetchval("SELECT status FROM jobs WHERE id = $1", export_id) != "running":
+            await asyncio.sleep(0.01)
+    # The heartbeat's UPDATE waits on the row while its backend is terminated (a blip: a restarted pgbouncer,
+    # an administrator); PostgreSQL answers again at once.
+    holder = await asyncpg.connect(database_url, timeout=10)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", export_id)
+            pid = None
+            async with asyncio.timeout(30):
+                while not pid:
+                    await asyncio.sleep(0.01)
+                    pid = await db.fetchval(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND"
+                        " wait_event_type = 'Lock' AND query LIKE 'UPDATE jobs SET heartbeat_at%'")
+            assert await db.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await holder.close()
+    await asyncio.sleep(1.5)  # heartbeats come and go
+    assert not running.done(), "the job was cancelled on one failed heartbeat"
+    resume.set()
+    assert await asyncio.wait_for(running, 30)
+    job = (await api.get(f"/v1/exports/{export_id}", headers=bearer(key))).json()
+    assert job["status"] == "succeeded", job
+    assert await db.fetchval("SELECT attempt FROM jobs WHERE id = $1", export_id) == 1
+
+
+async def test_an_import_publishes_all_its_codes_while_its_heartbeat_finds_it_ended(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
+        redis: aioredis.Redis, redis_namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_publish = EdgeCache.publish_codes
+
+    async def slow_publish(cache: EdgeCache, pool: Any, code_ids: list[str]) -> None:
+        await asyncio.sleep(0.3)  # a write-through that takes a while, as 10,000 codes' do
+        await real_publish(cache, pool, code_ids)
+
+    monkeypatch.setattr(EdgeCache, "publish_codes", slow_publish)
+    monkeypatch.setattr(importing, "PUBLISH_SLICE", 1)
+    worker.settings = dataclasses.replace(worker.settings, lease=0.4)  # a heartbeat every 0.1 s
+    key = await make_key()
+    rows = "".join(f"Table {n},https://example.com/{n}\n" for n in range(3))
+    started = await api.post("/v1/imports", headers={**bearer(key), "Content-Type": "text/csv"},
+                             content=f"name,url\n{rows}".encode())
+    job = await run_job(api, worker, key, f"/v1/imports/{started.json()['id']}")
+    assert job["status"] == "succeeded", job
+    # The job ended when its codes committed; the codes are written through to the edges after that, all of
+    # them, although the heartbeat finds the job no longer running meanwhile.
+    keys = RedisKeys(redis_namespace)
+    for code in await db.fetch("SELECT domain, slug FROM qr_codes"):
+        assert await redis.exists(keys.code(code["domain"], code["slug"]))
