@@ -2,6 +2,9 @@
 
 Used by `scanroute up` and by the test suite when DATABASE_URL / REDIS_URL are not given. The servers are
 children of the calling process with a parent-death signal, so they stop with it even when it is killed.
+Each runs in a session of its own: Ctrl-C in a terminal (SIGINT to the foreground process group) reaches
+`scanroute up` and its children but not the servers, which `up` stops only after its children have finished
+their in-flight work against them.
 PostgreSQL refuses to run as root: as root, initdb and postgres run as the `postgres` system user (created
 by the OS package) through `setpriv`, in a data folder that user owns.
 
@@ -61,8 +64,12 @@ def _version_key(path: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
+POSTGRES_BINARIES = ("initdb", "postgres", "pg_isready", "psql")
+REDIS_BINARIES = ("redis-server",)
+
+
 def missing_binaries() -> list[str]:
-    return [name for name in ("initdb", "postgres", "pg_isready", "psql", "redis-server") if find_binary(name) is None]
+    return [name for name in POSTGRES_BINARIES + REDIS_BINARIES if find_binary(name) is None]
 
 
 def free_port() -> int:
@@ -101,12 +108,15 @@ class EmbeddedServices:
     """A private PostgreSQL cluster and redis-server under `root`.
 
     `persistent=False` (tests) turns off fsync and Redis persistence; `True` (`scanroute up`) keeps data
-    across restarts in the same folder.
+    across restarts in the same folder. `postgres=False` or `redis=False` leaves that server out (its URL
+    was given).
     """
 
-    def __init__(self, root: Path, *, persistent: bool) -> None:
+    def __init__(self, root: Path, *, persistent: bool, postgres: bool = True, redis: bool = True) -> None:
         self.root = root
         self.persistent = persistent
+        self.with_postgres = postgres
+        self.with_redis = redis
         self.pg_port = free_port()
         self.redis_port = free_port()
         self._postgres: subprocess.Popen[bytes] | None = None
@@ -130,14 +140,17 @@ class EmbeddedServices:
         self.stop()
 
     def start(self) -> None:
-        missing = missing_binaries()
+        wanted = (POSTGRES_BINARIES if self.with_postgres else ()) + (REDIS_BINARIES if self.with_redis else ())
+        missing = [name for name in missing_binaries() if name in wanted]
         if missing:
             raise EmbeddedError(f"missing {', '.join(missing)}.\n{INSTALL_HINT}")
         self.root.mkdir(parents=True, exist_ok=True)
         self._load_credentials()
         try:
-            self._start_postgres()
-            self._start_redis()
+            if self.with_postgres:
+                self._start_postgres()
+            if self.with_redis:
+                self._start_redis()
         except BaseException:
             self.stop()
             raise
@@ -167,6 +180,16 @@ class EmbeddedServices:
     def start_postgres(self) -> None:
         if self._postgres is None:
             self._start_postgres()
+
+    def reap(self) -> dict[str, int]:
+        """The servers started here that have exited since (the OOM killer, a `kill -9`), by name ("postgres",
+        "redis") with their exit status; start_postgres / start_redis start them again on the same port and data."""
+        exited = {}
+        if self._postgres is not None and self._postgres.poll() is not None:
+            exited["postgres"], self._postgres = self._postgres.returncode, None
+        if self._redis is not None and self._redis.poll() is not None:
+            exited["redis"], self._redis = self._redis.returncode, None
+        return exited
 
     def _load_credentials(self) -> None:
         path = self.root / "credentials.env"
@@ -228,13 +251,15 @@ class EmbeddedServices:
                    "-c", "max_connections=300", "-c", "shared_buffers=128MB"]
         if not self.persistent:
             options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        log = _private_log(self.root / "postgres.log")
+        log_path = self.root / "postgres.log"
+        log = _private_log(log_path)
         self._postgres = spawn(_pg_argv([str(find_binary("postgres")), "-D", str(data),
                                          "-p", str(self.pg_port), *options]),
-                               death_signal=signal.SIGINT, umask=OWNER_ONLY, stdout=log, stderr=subprocess.STDOUT)
+                               death_signal=signal.SIGINT, umask=OWNER_ONLY, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
         log.close()
         isready = [str(find_binary("pg_isready")), "-q", "-h", "127.0.0.1", "-p", str(self.pg_port)]
-        self._wait("postgres", self._postgres, lambda: subprocess.run(isready).returncode == 0)
+        self._wait("postgres", log_path, self._postgres, lambda: subprocess.run(isready).returncode == 0)
         self._require_passwords(data)
         if self._psql("SELECT 1 FROM pg_database WHERE datname='scanroute'").stdout.strip() != "1":
             created = self._psql("CREATE DATABASE scanroute")
@@ -250,17 +275,19 @@ class EmbeddedServices:
         argv = [str(find_binary("redis-server")), str(config), "--port", str(self.redis_port),
                 "--bind", "127.0.0.1", "--dir", str(folder), "--save", "", "--daemonize", "no", "--databases", "16",
                 "--appendonly", "yes" if self.persistent else "no"]
-        log = _private_log(self.root / "redis.log")
+        log_path = self.root / "redis.log"
+        log = _private_log(log_path)
         self._redis = spawn(argv, death_signal=signal.SIGTERM, umask=OWNER_ONLY, stdout=log,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        self._wait("redis-server", self._redis, lambda: redis_answers(self.redis_port, self.redis_password))
+        self._wait("redis-server", log_path, self._redis,
+                   lambda: redis_answers(self.redis_port, self.redis_password))
 
-    def _wait(self, name: str, process: subprocess.Popen[bytes], ready: object) -> None:
+    def _wait(self, name: str, log: Path, process: subprocess.Popen[bytes], ready: object) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise EmbeddedError(f"{name} exited with {process.returncode}; see {self.root}/{name}.log")
+                raise EmbeddedError(f"{name} exited with {process.returncode}; see {log}")
             if ready():  # type: ignore[operator]
                 return
             time.sleep(0.05)

@@ -74,7 +74,11 @@ class Backoff:
     def reset(self) -> None:
         self.seconds = self.first
 
+    def next_delay(self) -> float:
+        """The wait due now; the next one doubles (for callers without an event loop)."""
+        delay, self.seconds = self.seconds, min(self.seconds * 2, self.longest)
+        return delay
+
     async def wait(self, stop: asyncio.Event, log: logging.Logger, what: str, exc: BaseException) -> None:
         log.warning("%s, retrying in %.1fs: %r", what, self.seconds, exc)
-        await pause(stop, self.seconds)
-        self.seconds = min(self.seconds * 2, self.longest)
+        await pause(stop, self.next_delay())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,8 +59,13 @@ class _Reader:
     def url(self, name: str, schemes: tuple[str, ...]) -> Secret:
         value = self.text(name)
         parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.hostname:
-            raise ConfigError(name, f"must be a {' or '.join(schemes)} URL with a host, got {parts.scheme!r}")
+        if parts.scheme not in schemes:
+            raise ConfigError(name, f"must be a {' or '.join(schemes)} URL, got {parts.scheme!r}")
+        if parts.scheme == "unix":  # unix:///run/redis/redis.sock: a socket has a path, not a host
+            if not parts.path.startswith("/"):
+                raise ConfigError(name, "a unix URL must name the socket's absolute path (unix:///run/redis.sock)")
+        elif not parts.hostname:
+            raise ConfigError(name, f"must be a {parts.scheme} URL with a host")
         return Secret(value)
 
     def public_url(self, name: str, default: str) -> str:
@@ -96,6 +102,8 @@ class _Reader:
             number = float(value)
         except ValueError:
             raise ConfigError(name, f"must be a number, got {value!r}") from None
+        if not math.isfinite(number):  # float() reads "inf" and "nan", and nan passes every comparison
+            raise ConfigError(name, f"must be a finite number, got {value!r}")
         if number < minimum:
             raise ConfigError(name, f"must be at least {minimum}, got {number}")
         return number

@@ -121,7 +121,13 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     from control_plane.services.keys import SCOPES
     from shared.settings import Stores
 
-    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()] if args.scopes else list(SCOPES)
+    # Only a missing --scopes means every scope: `--scopes "$SCOPES"` with the variable empty must not mint a
+    # key that can mint further keys.
+    scopes = list(SCOPES) if args.scopes is None else [s.strip() for s in args.scopes.split(",") if s.strip()]
+    if not scopes:
+        print(f"error: --scopes is empty; give at least one of {', '.join(SCOPES)}, or leave --scopes out for all",
+              file=sys.stderr)
+        return 2
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         print(f"error: unknown scopes {', '.join(unknown)}; choose from {', '.join(SCOPES)}", file=sys.stderr)
@@ -285,6 +291,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not _operational(exc):
+            raise
+        # An unreachable database or Redis, a wrong password, an address in use: the operator's to fix, and one
+        # line says what; a traceback would only bury it.
+        print(f"error: {str(exc) or type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+def _operational(exc: Exception) -> bool:
+    """Whether `exc` is about this machine or its stores (shared/unavailable.py, plus refused credentials and a
+    database that does not exist) rather than a bug; imported only now, so that `scanroute edge` stays lean."""
+    import asyncpg
+
+    from shared.unavailable import STORE_UNAVAILABLE
+
+    refused = (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError)
+    return isinstance(exc, STORE_UNAVAILABLE + refused)
 
 
 if __name__ == "__main__":

@@ -88,11 +88,14 @@ class Supervisor:
         child.exits.append(now)
         delay = child.backoff()
         child.restart_at = now + delay
-        self.say(f"warning: {child.kind} exited with {_describe(child.last_exit)}; restarting in {delay:g} s "
+        self.say(f"warning: {child.kind} exited with {describe_exit(child.last_exit)}; restarting in {delay:g} s "
                  f"(restarts so far: {child.restarts})")
-        if len(child.exits) == CRASH_LOOP_EXITS and now - child.exits[0] <= CRASH_LOOP_WINDOW:
-            self.say(f"ERROR: {child.kind} keeps crashing: {CRASH_LOOP_EXITS} exits within "
-                     f"{CRASH_LOOP_WINDOW:g} s (last: {_describe(child.last_exit)}); still retrying every "
+        # Five exits within a minute start it; from then on every exit that came before the child had run
+        # for STABLE_AFTER is one more (once the delay reaches MAX_BACKOFF, five exits span over a minute).
+        burst = len(child.exits) == CRASH_LOOP_EXITS and now - child.exits[0] <= CRASH_LOOP_WINDOW
+        if burst or child.quick_exits >= CRASH_LOOP_EXITS:
+            self.say(f"ERROR: {child.kind} keeps crashing: {child.quick_exits} exits in a row within "
+                     f"{STABLE_AFTER:g} s of starting (last: {describe_exit(child.last_exit)}); still retrying every "
                      f"{delay:g} s — its own output above says why")
 
     def stop(self) -> None:
@@ -111,7 +114,7 @@ class Supervisor:
         os.replace(partial, self.status_file)
 
 
-def _describe(returncode: int | None) -> str:
+def describe_exit(returncode: int | None) -> str:
     if returncode is not None and returncode < 0:
         return f"signal {signal.Signals(-returncode).name}"
     return f"code {returncode}"

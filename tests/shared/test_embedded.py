@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import asyncpg
+import pytest
 import redis
 
-from shared.embedded import EmbeddedServices, find_binary, redis_answers, temporary_root
+from shared.embedded import EmbeddedError, EmbeddedServices, find_binary, redis_answers, temporary_root
 from tests.conftest import ROOT
 
 STARTER = """
@@ -53,6 +54,61 @@ def test_servers_die_with_a_killed_parent() -> None:
         parent.wait()
         parent.stdout.close()
         shutil.rmtree(info["root"], ignore_errors=True)
+
+
+CTRL_C_IGNORING_STARTER = """
+import json, signal, time
+from shared.embedded import EmbeddedServices, temporary_root
+services = EmbeddedServices(temporary_root("scanroute-ctrl-c-"), persistent=False)
+services.start()
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # like `scanroute up`, which stops its children first
+print(json.dumps({"pg": services.pg_port, "redis": services.redis_port, "root": str(services.root),
+                  "password": services.redis_password}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_ctrl_c_to_the_process_group_does_not_reach_the_servers() -> None:
+    """Ctrl-C in a terminal is SIGINT to the whole foreground process group. `scanroute up` must stop its
+    children first, while the private servers still serve their last work; so the servers are in sessions of
+    their own, and stop only when their parent stops them or dies."""
+    parent = subprocess.Popen([sys.executable, "-c", CTRL_C_IGNORING_STARTER], cwd=ROOT, stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    assert parent.stdout is not None
+    info = json.loads(parent.stdout.readline())
+    try:
+        os.killpg(parent.pid, signal.SIGINT)
+        time.sleep(1)
+        assert listening(info["pg"]) and redis_answers(info["redis"], info["password"])
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (listening(info["pg"]) or listening(info["redis"])):
+            time.sleep(0.1)
+        assert not listening(info["pg"]) and not listening(info["redis"])
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+        shutil.rmtree(info["root"], ignore_errors=True)
+
+
+def test_a_redis_that_cannot_start_names_its_real_log() -> None:
+    """E.g. a stale redis-server from a crashed run holds the port: the error must point at a log that exists."""
+    root = temporary_root("scanroute-redis-log-")
+    services = EmbeddedServices(root, persistent=False)
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            services.redis_port = taken.getsockname()[1]
+            with pytest.raises(EmbeddedError) as failure:
+                services.start()
+        named = [word.rstrip(".;") for word in str(failure.value).split() if word.endswith(".log")]
+        assert named == [str(root / "redis.log")] and Path(named[0]).exists(), str(failure.value)
+    finally:
+        services.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_private_servers_let_no_one_in_without_the_generated_passwords(tmp_path: Path) -> None:

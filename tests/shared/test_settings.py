@@ -29,6 +29,11 @@ def test_defaults_follow_the_contract() -> None:
     ({"PUBLIC_SCHEME": "ftp"}, "PUBLIC_SCHEME"),
     ({"PAGE_URL_TEMPLATE": "https://pages.example.com/p/"}, "PAGE_URL_TEMPLATE"),
     ({"SCAN_HASH_SECRET": "short"}, "SCAN_HASH_SECRET"),
+    # float() reads these; inf then overflowed in math.ceil and nan passed every minimum.
+    ({"EDGE_KEEPALIVE_TIMEOUT": "inf"}, "EDGE_KEEPALIVE_TIMEOUT"),
+    ({"EDGE_CACHE_TTL": "nan"}, "EDGE_CACHE_TTL"),
+    ({"EDGE_DRAIN_TIMEOUT": "-Infinity"}, "EDGE_DRAIN_TIMEOUT"),
+    ({"REDIS_URL": "unix://"}, "REDIS_URL"),
 ])
 def test_a_missing_or_malformed_variable_is_named(overrides: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError) as raised:
@@ -44,3 +49,9 @@ def test_worker_metrics_are_off_unless_a_bind_is_given() -> None:
     with pytest.raises(ConfigError) as raised:
         WebhookSettings.from_env({**BASE, "WEBHOOKS_METRICS_BIND": "9466"})
     assert raised.value.variable == "WEBHOOKS_METRICS_BIND"
+
+
+def test_a_unix_socket_redis_url_is_accepted() -> None:
+    """`unix` is among REDIS_URL's schemes, and a socket's URL has a path where others have a host."""
+    settings = EdgeSettings.from_env({**BASE, "REDIS_URL": "unix:///run/redis/redis.sock?db=1"})
+    assert settings.stores.redis_url == "unix:///run/redis/redis.sock?db=1"

@@ -77,6 +77,36 @@ def test_a_crash_loop_backs_off_and_is_reported_loudly_but_never_dropped(tmp_pat
     assert crasher.restarts == CRASH_LOOP_EXITS + 4
 
 
+def test_a_crash_loop_is_reported_at_every_further_exit_until_the_child_stays_up(tmp_path: Path) -> None:
+    """docs/operations.md: the ERROR line comes again at every further exit — also once the delay has reached
+    MAX_BACKOFF, when five exits no longer fit in a minute."""
+    lines: list[str] = []
+    clock = Clock()
+    crasher = Child("webhooks", CRASHER, dict(os.environ))
+    supervisor = Supervisor([crasher], lines.append, tmp_path / "processes.json", clock)
+    supervisor.start()
+    silent = []
+    try:
+        for exit_number in range(1, CRASH_LOOP_EXITS + 8):
+            wait_exit(crasher)
+            before = len(lines)
+            supervisor.check()
+            if exit_number >= CRASH_LOOP_EXITS and not any(line.startswith("ERROR:") for line in lines[before:]):
+                silent.append(exit_number)
+            assert crasher.restart_at is not None
+            clock.now = crasher.restart_at
+            supervisor.check()
+        clock.now += 3600  # then it stays up: its next exit is a first failure again, and quiet
+        assert crasher.process is not None
+        wait_exit(crasher)
+        before = len(lines)
+        supervisor.check()
+        assert not any(line.startswith("ERROR:") for line in lines[before:])
+    finally:
+        supervisor.stop()
+    assert silent == []
+
+
 def test_a_child_that_ran_for_a_while_restarts_quickly_again(tmp_path: Path) -> None:
     clock = Clock()
     child = Child("ingest", SLEEPER, dict(os.environ))

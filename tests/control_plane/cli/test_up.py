@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import asyncpg
+import pytest
+
+from control_plane.cli.supervisor import _masked
+from shared.embedded import redis_answers, temporary_root
+from tests.conftest import ROOT
 from tests.ports import free_port
 
 DEADLINE = 60.0  # seconds any one step may take on a loaded machine; a bound, not a measurement
@@ -85,3 +94,122 @@ def test_a_restarting_edge_refuses_no_connection(env: dict[str, str], tmp_path: 
         up.send_signal(signal.SIGTERM)
         output = up.communicate(timeout=DEADLINE)[0].decode()
     assert up.returncode == 0, output
+
+
+def _up(env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    """`scanroute up` in a session of its own, with only the store URLs in `env` (none from this test run)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    edge, cp = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    return subprocess.Popen([sys.executable, "-m", "control_plane.cli", "up"], cwd=cwd,
+                            env={**base, "PYTHONPATH": str(ROOT), "EDGE_BIND": edge, "CONTROL_PLANE_BIND": cp,
+                                 "DEFAULT_DOMAIN": edge, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(up: subprocess.Popen[bytes]) -> str:
+    if up.poll() is None:
+        up.send_signal(signal.SIGTERM)
+    try:
+        output = up.communicate(timeout=DEADLINE)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(up.pid, signal.SIGKILL)
+        output = up.communicate()[0]
+    return output.decode(errors="replace")
+
+
+async def _has_demo_org(url: str) -> bool:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM organisations WHERE name = 'demo'"))
+    finally:
+        await conn.close()
+
+
+def test_a_given_database_url_is_kept_when_only_redis_is_private(database_url: str) -> None:
+    """DATABASE_URL's default is a private server (docs/operations.md): a URL that is given is used, and
+    only the missing Redis is started — and its password is not printed."""
+    root = temporary_root("scanroute-up-")
+    up = _up({"DATABASE_URL": database_url}, root)
+    try:
+        wait_for(lambda: status(root), "children started")
+        services_env = (root / ".scanroute" / "services.env").read_text()
+        redis_password = (root / ".scanroute" / "credentials.env").read_text().split("REDIS_PASSWORD=")[1].strip()
+        assert asyncio.run(_has_demo_org(database_url)), "no demo organisation in the DATABASE_URL given"
+    finally:
+        output = _stop(up)
+        shutil.rmtree(root, ignore_errors=True)
+    assert up.returncode == 0, output
+    assert f"DATABASE_URL={database_url}\n" in services_env
+    assert "started private Redis (redis://:***@127.0.0.1:" in output, output[:600]
+    assert "private PostgreSQL" not in output, output[:600]
+    assert redis_password not in output
+    assert not (root / ".scanroute" / "pgdata").exists()
+
+
+def _redis_server_on(port: int) -> int:
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
+        except OSError:
+            continue
+        # redis-server retitles itself "redis-server 127.0.0.1:PORT"
+        if argv and b"redis-server" in argv[0] and f":{port}".encode() in b" ".join(argv):
+            return int(proc.name)
+    raise AssertionError(f"no redis-server on port {port}")
+
+
+def test_a_private_server_that_dies_is_restarted_and_reported(database_url: str) -> None:
+    """A private server killed under the stack (the OOM killer) comes back on its port and data, as a child
+    would, instead of leaving the stack degraded until `up` is restarted."""
+    root = temporary_root("scanroute-up-")
+    up = _up({"DATABASE_URL": database_url}, root)
+    try:
+        wait_for(lambda: status(root), "children started")
+        redis = urlsplit(dict(line.split("=", 1) for line in
+                              (root / ".scanroute" / "services.env").read_text().split())["REDIS_URL"])
+        assert redis.port and redis_answers(redis.port, redis.password)
+        os.kill(_redis_server_on(redis.port), signal.SIGKILL)
+        wait_for(lambda: not redis_answers(redis.port or 0, redis.password), "redis gone")
+        wait_for(lambda: redis_answers(redis.port or 0, redis.password), "redis back")
+    finally:
+        output = _stop(up)
+        shutil.rmtree(root, ignore_errors=True)
+    assert up.returncode == 0, output[-1500:]
+    assert "warning: private Redis exited with signal SIGKILL; restarting in 0.5 s" in output, output[-1500:]
+    assert "restarted private Redis" in output
+
+
+def test_printed_urls_hide_the_passwords() -> None:
+    assert _masked("postgresql://postgres:s3cret@127.0.0.1:5432/scanroute") == \
+        "postgresql://postgres:***@127.0.0.1:5432/scanroute"
+    assert _masked("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert _masked("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_postgresql_down_at_start_is_waited_for(tmp_path: Path) -> None:
+    """No process exits because PostgreSQL is down at start (docs/operations.md): `up` retries with backoff,
+    one line per attempt, and Ctrl-C / SIGTERM still stops it cleanly meanwhile."""
+    up = _up({"DATABASE_URL": f"postgresql://postgres:nope@127.0.0.1:{free_port()}/scanroute",
+              "REDIS_URL": os.environ["REDIS_URL"]}, tmp_path)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            up.wait(3)
+    finally:
+        output = _stop(up)
+    assert up.returncode == 0 and "Traceback" not in output, output[-1500:]
+    assert output.count("is not reachable") >= 2 and "retrying in" in output, output[-1500:]
+
+
+@pytest.mark.parametrize("variable", ["INGEST_BATCH_SIZE=abc", "WEBHOOK_LEASE=5", "JOBS_LEASE=inf"])
+def test_a_malformed_worker_variable_stops_up_before_any_child_starts(variable: str, env: dict[str, str],
+                                                                       tmp_path: Path) -> None:
+    """As for the edge's and the control plane's variables: "configuration error: NAME …" and exit 2, not
+    "scanroute is up" and a child restarted forever."""
+    name, value = variable.split("=")
+    up = _up({**env, name: value}, tmp_path)
+    try:
+        up.wait(DEADLINE)
+    finally:
+        output = _stop(up)
+    assert up.returncode == 2 and f"configuration error: {name}" in output, output[-1500:]
+    assert "is up" not in output and not (tmp_path / ".scanroute" / "processes.json").exists()

@@ -1,0 +1,60 @@
+"""The `scanroute` commands' answers to operator mistakes and outages: one line and a non-zero exit, never a
+traceback and never a wider key than asked for."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import ROOT
+from tests.ports import free_port
+
+DEADLINE = 60.0  # seconds a command may take on a loaded machine; a bound, not a measurement
+
+
+def _scanroute(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    return subprocess.run([sys.executable, "-m", "control_plane.cli", *args], cwd=cwd,
+                          env={**base, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True,
+                          timeout=DEADLINE)
+
+
+def _nothing_listening() -> dict[str, str]:
+    return {"DATABASE_URL": f"postgresql://postgres:nope@127.0.0.1:{free_port()}/scanroute",
+            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "SCAN_HASH_SECRET": "x" * 32}
+
+
+async def test_keys_create_with_an_empty_scope_list_is_refused(env: dict[str, str], database_url: str,
+                                                               tmp_path: Path) -> None:
+    """`--scopes "$SCOPES"` with the variable empty must not mint a key with every scope (keys:write included)."""
+    result = _scanroute(env, tmp_path, "keys", "create", "--org", "acme", "--scopes", "", "--json")
+    assert result.returncode == 2 and "--scopes is empty" in result.stderr, result.stderr
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM api_keys") == 0
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("argv", [["migrate"], ["keys", "create", "--org", "x"], ["dead-letters", "list"]])
+def test_an_unreachable_database_is_one_line_not_a_traceback(argv: list[str], tmp_path: Path) -> None:
+    result = _scanroute(_nothing_listening(), tmp_path, *argv)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr, result.stderr[-1500:]
+
+
+def test_an_edge_on_a_port_in_use_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = _scanroute({**_nothing_listening(), "EDGE_BIND": f"127.0.0.1:{taken.getsockname()[1]}"},
+                            tmp_path, "edge")
+    assert result.returncode == 1, result.stderr
+    assert "error: " in result.stderr and "in use" in result.stderr, result.stderr[-1500:]
+    assert "Traceback" not in result.stderr, result.stderr[-1500:]
