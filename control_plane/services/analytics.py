@@ -159,7 +159,10 @@ async def bot_scans(db: asyncpg.Pool[Any], f: ScanFilter) -> int:
 
 
 async def bucket_counts(db: asyncpg.Pool[Any], f: ScanFilter, group_by: str) -> list[tuple[datetime, int]]:
-    # Buckets are UTC days or hours; every bucket that overlaps [since, until) appears, empty or not.
+    """Buckets are UTC days or hours; every bucket that overlaps [since, until) appears, empty or not.
+
+    The series steps through UTC wall-clock times (`timestamp`, not `timestamptz`): `timestamptz + '1 day'` is a
+    calendar day of the session's zone, which after a change of summer time no longer lands on UTC midnight."""
     rows = await db.fetch(
         f"""WITH counted AS (
                 SELECT date_trunc($8, at, 'UTC') AS bucket, sum(scans)::bigint AS scans FROM (
@@ -168,8 +171,10 @@ async def bucket_counts(db: asyncpg.Pool[Any], f: ScanFilter, group_by: str) -> 
                     SELECT scanned_at, 1 FROM scans WHERE {f.partial}) AS hours
                 GROUP BY 1)
             SELECT b.bucket, coalesce(c.scans, 0) AS scans
-            FROM generate_series(date_trunc($8, $4::timestamptz, 'UTC'), $5::timestamptz - interval '1 microsecond',
-                                 $9::interval) AS b(bucket)
+            FROM (SELECT utc AT TIME ZONE 'UTC' AS bucket
+                  FROM generate_series(date_trunc($8, $4::timestamptz, 'UTC') AT TIME ZONE 'UTC',
+                                       ($5::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC',
+                                       $9::interval) AS utc) AS b
             LEFT JOIN counted c USING (bucket) ORDER BY b.bucket""",
         *f.args, group_by, BUCKETS[group_by])
     return [(r["bucket"], r["scans"]) for r in rows]
