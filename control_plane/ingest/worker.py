@@ -53,7 +53,6 @@ RETRYABLE: tuple[type[Exception], ...] = (*OUTAGE, asyncpg.PostgresError)
 # The data itself is bad: rejected by PostgreSQL, or by asyncpg's encoders while COPYing (a scan_id that is not
 # a UUID, a field of the wrong type). Retrying the same rows can never succeed.
 POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, TypeError, OverflowError)
-UNDECODABLE = (ValueError, TypeError, AttributeError, OverflowError)
 MAINTENANCE_INTERVAL_S = 3600.0
 GAUGE_INTERVAL_S = 5.0
 EXPIRY_INTERVAL_S = 0.5  # max_scans is enforced within the ingest delay plus this (docs/rules.md)
@@ -95,15 +94,39 @@ async def decode_in_turns(entries: list[Entry]) -> Batch:
 
 
 def _decode_into(batch: Batch, entries: list[Entry]) -> None:
+    """Decodes and summarises the entries. Whatever an entry makes fail here is that entry's alone (decoding
+    and summarising touch nothing outside it), and it would fail again on every delivery, before an attempt is
+    counted: it is set aside as undecodable, and never stops the worker (docs/ingest.md)."""
     decoded, undecodable = [], batch.undecodable
     for entry_id, fields in entries:
         payload = (fields or {}).get(SCAN_FIELD, b"")
         try:
             decoded.append(Pending(entry_id, payload, scan_row(ScanEvent.decode(payload))))
-        except UNDECODABLE as exc:
+        except Exception as exc:  # see above
             undecodable.append(DeadLetter(entry_id.decode(), payload, f"undecodable: {exc!r}"))
+    try:
+        batch.summary.add(p.row for p in decoded)
+    except Exception:  # a row that cannot be counted: summarise again, one row at a time
+        decoded = _summarise_one_by_one(batch, decoded)
     batch.decoded += decoded
-    batch.summary.add(p.row for p in decoded)
+
+
+def _summarise_one_by_one(batch: Batch, decoded: list[Pending]) -> list[Pending]:
+    """Rebuilds the batch's summary (the failed pass left part of its rows in it) from the rows decoded before,
+    then adds each of `decoded` that a summary of its own accepts; returns those, the others are undecodable."""
+    batch.summary = Summary()
+    batch.summary.add(p.row for p in batch.decoded)
+    countable = []
+    for pending in decoded:
+        try:
+            Summary().add([pending.row])  # first alone: a row that fails may have been counted in part
+        except Exception as exc:
+            batch.undecodable.append(DeadLetter(pending.entry_id.decode(), pending.payload,
+                                                f"undecodable: {exc!r}"))
+            continue
+        batch.summary.add([pending.row])
+        countable.append(pending)
+    return countable
 
 
 class IngestWorker:
