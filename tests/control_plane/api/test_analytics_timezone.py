@@ -3,7 +3,7 @@ retention are UTC days all the same (docs/api.md §4.2, docs/ingest.md)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -102,3 +102,17 @@ async def test_the_bucket_series_is_utc_in_a_session_of_any_zone(
     assert [(bucket.isoformat(), scans) for bucket, scans in series] == [
         ("2026-10-24T00:00:00+00:00", 0), ("2026-10-25T00:00:00+00:00", 0),
         ("2026-10-26T00:00:00+00:00", 1), ("2026-10-27T00:00:00+00:00", 0)]
+
+
+@pytest.mark.parametrize("zoned", ["America/New_York"], indirect=True)
+async def test_retention_keeps_the_hourly_rows_of_the_days_it_keeps(
+        api: httpx.AsyncClient, code: dict[str, Any], db: asyncpg.Connection[Any], worker: IngestWorker) -> None:
+    await ingest(worker, [scan(code, "2026-04-02T12:00:00", "v1", "i1", IPHONE_SAFARI),   # older than retention
+                          scan(code, "2026-04-03T02:00:00", "v2", "i2", IPHONE_SAFARI)])  # kept: its day is kept
+    await worker.partitions.drop_expired(7, today=date(2026, 4, 10))  # cutoff 2026-04-03
+    assert await db.fetchval("SELECT count(*) FROM scans") == 1
+    response = await api.get(f"/v1/qr-codes/{code['id']}/scans", headers=bearer(code["key"]),
+                             params={"since": "2026-04-03T00:00:00Z", "until": "2026-04-04T00:00:00Z"})
+    body = response.json()
+    assert body["totals"]["total_scans"] == 1
+    assert body["timeseries"] == [{"bucket": "2026-04-03T00:00:00Z", "scans": 1, "uniques": 1}]

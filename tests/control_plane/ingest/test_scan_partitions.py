@@ -50,6 +50,23 @@ async def test_retention_drops_whole_old_days_only(pool: asyncpg.Pool[Any], db: 
     assert await db.fetchval("SELECT count(*) FROM scans") == 0
 
 
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])
+async def test_retention_drops_the_hourly_rows_of_utc_days_in_a_session_of_any_zone(
+        zone: str, db: asyncpg.Connection[Any]) -> None:
+    """Partitions are UTC days: so are the hourly rows dropped with them, whatever the session's zone (the
+    rows of the first hours of the oldest day kept used to go west of UTC, and to outlive their day east)."""
+    hours = ["2026-04-02T20:00:00+00:00", "2026-04-02T23:00:00+00:00", "2026-04-03T00:00:00+00:00",
+             "2026-04-03T02:00:00+00:00"]
+    await db.execute(
+        "INSERT INTO scan_hours (code_id, hour, group_id, livemode, org_id, visitors, ips)"
+        " SELECT 'qr_x', h::timestamptz, '', true, 'org_x', '', '' FROM unnest($1::text[]) AS h", hours)
+    await db.execute(f"SET timezone = '{zone}'")
+    await db.execute("SELECT drop_scan_partitions_before('2026-04-03')")
+    await db.execute("SET timezone = 'UTC'")
+    kept = await db.fetch("SELECT hour FROM scan_hours ORDER BY hour")
+    assert [r["hour"].isoformat() for r in kept] == hours[2:]
+
+
 async def test_the_worker_reports_throughput_and_lag(ingest_settings: IngestSettings, pool: asyncpg.Pool[Any],
                                                      redis: aioredis.Redis, caplog: pytest.LogCaptureFixture) -> None:
     worker = IngestWorker(ingest_settings, pool, redis)
