@@ -54,6 +54,7 @@ RETRYABLE: tuple[type[Exception], ...] = (*OUTAGE, asyncpg.PostgresError)
 # a UUID, a field of the wrong type). Retrying the same rows can never succeed.
 POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, TypeError, OverflowError)
 MAINTENANCE_INTERVAL_S = 3600.0
+MAINTENANCE_RETRY_S = 30.0  # after partition maintenance gave way to a long reader of `scans`
 GAUGE_INTERVAL_S = 5.0
 EXPIRY_INTERVAL_S = 0.5  # max_scans is enforced within the ingest delay plus this (docs/rules.md)
 DECODE_SLICE = 500  # entries decoded between two turns of the event loop: about 5 ms
@@ -195,12 +196,21 @@ class IngestWorker:
             await self.stream.trim_acknowledged()
             await self.update_gauges()
         if self._is_due("partitions", MAINTENANCE_INTERVAL_S):
-            await self.partitions.ensure_ahead()
-            await self.partitions.drop_expired(self.settings.retention_days)
+            await self.maintain_partitions()
         if self._is_due("report", self.settings.metrics_interval_s):
             await self.report()
         if self._is_due("expiry", EXPIRY_INTERVAL_S):
             await self.expiry.run_once()
+
+    async def maintain_partitions(self) -> None:
+        """Days ahead, then retention; both give way to a long reader of `scans` rather than stall ingest behind
+        it (control_plane.ingest.partitions), and are tried again MAINTENANCE_RETRY_S later, not in an hour."""
+        try:
+            await self.partitions.ensure_ahead()
+            await self.partitions.drop_expired(self.settings.retention_days)
+        except asyncpg.LockNotAvailableError:
+            log.info("partition maintenance gave way to a long reader of scans; again in %.0f s", MAINTENANCE_RETRY_S)
+            self._due["partitions"] = time.monotonic() + MAINTENANCE_RETRY_S
 
     async def claim_from_dead_consumers(self) -> None:
         claimed = await self.stream.claim_idle(self.settings.claim_idle_ms, self.settings.batch_size)
