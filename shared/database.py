@@ -9,6 +9,11 @@ import orjson
 
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 30.0
+# Every session runs in UTC, whatever the TimeZone of the server or the database (initdb takes the host's zone).
+# Instants compare the same in any zone, but calendar arithmetic in SQL does not: `timestamptz + interval '1 day'`
+# and a date cast to timestamptz follow the session's zone, and analytics buckets and retention are UTC days
+# (docs/api.md, docs/ingest.md). Sent when the connection opens, so no statement ever runs in another zone.
+SERVER_SETTINGS = {"timezone": "UTC"}
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -29,6 +34,12 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool[Any]:
     pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
-                                     timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT)
+                                     timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT,
+                                     server_settings=SERVER_SETTINGS)
     assert pool is not None
     return pool
+
+
+async def connect(dsn: str, *, timeout: float = 10.0) -> asyncpg.Connection[Any]:
+    """One connection outside a pool (command-line tools, migrations), in UTC like the pools' connections."""
+    return await asyncpg.connect(dsn, timeout=timeout, server_settings=SERVER_SETTINGS)

@@ -248,7 +248,8 @@ class EmbeddedServices:
         if not (data / "PG_VERSION").exists():
             self._initdb(data)
         options = ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-                   "-c", "max_connections=300", "-c", "shared_buffers=128MB"]
+                   "-c", "max_connections=300", "-c", "shared_buffers=128MB",
+                   "-c", "timezone=UTC"]  # not the host's zone (every connection asks for UTC anyway)
         if not self.persistent:
             options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         log_path = self.root / "postgres.log"

@@ -7,15 +7,20 @@ the `scans` table (control_plane.ingest.scan_row), reading its fields by name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import msgspec
 import orjson
+
+# The scan times an event may carry (unix milliseconds, [0, LATEST_TS_MS)): a UUIDv7's time is never before
+# 1970, and a scan of the last day of year 9999 would have no next hour or day to be counted and stored in.
+LATEST_TS_MS = 253_402_214_400_000  # 9999-12-31T00:00:00Z
 
 
 @dataclass(slots=True)
 class ScanEvent:
     scan_id: str  # UUIDv7 made by the edge: the dedupe key downstream
-    ts_ms: int  # unix milliseconds, taken from the scan_id
+    ts_ms: Annotated[int, msgspec.Meta(ge=0, lt=LATEST_TS_MS)]  # unix milliseconds, taken from the scan_id
     code_id: str
     group_id: str | None
     org_id: str
@@ -39,7 +44,8 @@ class ScanEvent:
     @staticmethod
     def decode(raw: bytes) -> ScanEvent:
         """Raises ValueError (msgspec.ValidationError) when `raw` is not a scan event: not JSON, a field
-        missing or of the wrong type. Fields it does not know are ignored (an edge newer than its workers)."""
+        missing or of the wrong type, a time out of range (LATEST_TS_MS). Fields it does not know are ignored
+        (an edge newer than its workers)."""
         return _DECODER.decode(raw)
 
 

@@ -6,16 +6,15 @@ import argparse
 import asyncio
 import json
 
-import asyncpg
-
 from control_plane.ingest import dead_letters
+from shared.database import connect
 from shared.keys import RedisKeys
 from shared.redis_client import create_redis
 from shared.settings import Stores
 
 
 async def _list(stores: Stores, include_replayed: bool, as_json: bool) -> int:
-    conn = await asyncpg.connect(stores.database_url, timeout=10)
+    conn = await connect(stores.database_url)
     try:
         letters = await dead_letters.waiting(conn, include_replayed=include_replayed, limit=1000)
     finally:
@@ -34,7 +33,7 @@ async def _list(stores: Stores, include_replayed: bool, as_json: bool) -> int:
 
 
 async def _replay(stores: Stores, ids: list[int]) -> int:
-    conn = await asyncpg.connect(stores.database_url, timeout=10)
+    conn = await connect(stores.database_url)
     redis = create_redis(stores.redis_url)
     try:
         count = await dead_letters.replay(conn, redis, RedisKeys(stores.redis_namespace).scans, ids or None)

@@ -103,11 +103,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def _create_key(database_url: str, org: str, scopes: list[str], livemode: bool) -> dict[str, object]:
-    import asyncpg
-
     from control_plane.services.keys import create_key, ensure_org
+    from shared.database import connect
 
-    conn = await asyncpg.connect(database_url, timeout=10)
+    conn = await connect(database_url)
     try:
         async with conn.transaction():
             org_id = await ensure_org(conn, org)
@@ -143,12 +142,11 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 async def _create_user(database_url: str, org: str, email: str, role: str, password: str) -> dict[str, object]:
-    import asyncpg
-
     from control_plane.services.keys import ensure_org
     from control_plane.services.users import create_user
+    from shared.database import connect
 
-    conn = await asyncpg.connect(database_url, timeout=10)
+    conn = await connect(database_url)
     try:
         async with conn.transaction():
             org_id = await ensure_org(conn, org)
@@ -181,14 +179,13 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 
 
 def cmd_orgs_set_plan(args: argparse.Namespace) -> int:
-    import asyncpg
-
+    from shared.database import connect
     from shared.settings import Stores
 
     stores = Stores.from_env()
 
     async def set_plan() -> str:
-        conn = await asyncpg.connect(stores.database_url, timeout=10)
+        conn = await connect(stores.database_url)
         try:
             result: str = await conn.execute("UPDATE organisations SET plan = $2 WHERE id = $1",
                                              args.org_id, args.plan)

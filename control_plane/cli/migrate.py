@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.database import connect
+
 log = logging.getLogger(__name__)
 _LOCK_ID = 0x5CA9_2017
 
@@ -45,7 +47,7 @@ async def migrate(conn: asyncpg.Connection[Any]) -> list[str]:
 
 
 async def migrate_url(dsn: str) -> list[str]:
-    conn = await asyncpg.connect(dsn, timeout=10)
+    conn = await connect(dsn)
     try:
         return await migrate(conn)
     finally:

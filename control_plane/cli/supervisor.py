@@ -102,12 +102,11 @@ def _start_private_servers(env: dict[str, str]) -> EmbeddedServices | None:
 
 async def _prepare_database(database_url: str) -> str | None:
     """Migrate and make the demo organisation; returns a new demo key, or None if one exists."""
-    import asyncpg
-
     from control_plane.cli.migrate import migrate
     from control_plane.services.keys import create_key, ensure_org
+    from shared.database import connect
 
-    conn = await asyncpg.connect(database_url, timeout=10)
+    conn = await connect(database_url)
     try:
         await migrate(conn)
         async with conn.transaction():

@@ -53,8 +53,8 @@ RETRYABLE: tuple[type[Exception], ...] = (*OUTAGE, asyncpg.PostgresError)
 # The data itself is bad: rejected by PostgreSQL, or by asyncpg's encoders while COPYing (a scan_id that is not
 # a UUID, a field of the wrong type). Retrying the same rows can never succeed.
 POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, TypeError, OverflowError)
-UNDECODABLE = (ValueError, TypeError, AttributeError, OverflowError)
 MAINTENANCE_INTERVAL_S = 3600.0
+MAINTENANCE_RETRY_S = 30.0  # after partition maintenance gave way to a long reader of `scans`
 GAUGE_INTERVAL_S = 5.0
 EXPIRY_INTERVAL_S = 0.5  # max_scans is enforced within the ingest delay plus this (docs/rules.md)
 DECODE_SLICE = 500  # entries decoded between two turns of the event loop: about 5 ms
@@ -95,15 +95,39 @@ async def decode_in_turns(entries: list[Entry]) -> Batch:
 
 
 def _decode_into(batch: Batch, entries: list[Entry]) -> None:
+    """Decodes and summarises the entries. Whatever an entry makes fail here is that entry's alone (decoding
+    and summarising touch nothing outside it), and it would fail again on every delivery, before an attempt is
+    counted: it is set aside as undecodable, and never stops the worker (docs/ingest.md)."""
     decoded, undecodable = [], batch.undecodable
     for entry_id, fields in entries:
         payload = (fields or {}).get(SCAN_FIELD, b"")
         try:
             decoded.append(Pending(entry_id, payload, scan_row(ScanEvent.decode(payload))))
-        except UNDECODABLE as exc:
+        except Exception as exc:  # see above
             undecodable.append(DeadLetter(entry_id.decode(), payload, f"undecodable: {exc!r}"))
+    try:
+        batch.summary.add(p.row for p in decoded)
+    except Exception:  # a row that cannot be counted: summarise again, one row at a time
+        decoded = _summarise_one_by_one(batch, decoded)
     batch.decoded += decoded
-    batch.summary.add(p.row for p in decoded)
+
+
+def _summarise_one_by_one(batch: Batch, decoded: list[Pending]) -> list[Pending]:
+    """Rebuilds the batch's summary (the failed pass left part of its rows in it) from the rows decoded before,
+    then adds each of `decoded` that a summary of its own accepts; returns those, the others are undecodable."""
+    batch.summary = Summary()
+    batch.summary.add(p.row for p in batch.decoded)
+    countable = []
+    for pending in decoded:
+        try:
+            Summary().add([pending.row])  # first alone: a row that fails may have been counted in part
+        except Exception as exc:
+            batch.undecodable.append(DeadLetter(pending.entry_id.decode(), pending.payload,
+                                                f"undecodable: {exc!r}"))
+            continue
+        batch.summary.add([pending.row])
+        countable.append(pending)
+    return countable
 
 
 class IngestWorker:
@@ -172,12 +196,21 @@ class IngestWorker:
             await self.stream.trim_acknowledged()
             await self.update_gauges()
         if self._is_due("partitions", MAINTENANCE_INTERVAL_S):
-            await self.partitions.ensure_ahead()
-            await self.partitions.drop_expired(self.settings.retention_days)
+            await self.maintain_partitions()
         if self._is_due("report", self.settings.metrics_interval_s):
             await self.report()
         if self._is_due("expiry", EXPIRY_INTERVAL_S):
             await self.expiry.run_once()
+
+    async def maintain_partitions(self) -> None:
+        """Days ahead, then retention; both give way to a long reader of `scans` rather than stall ingest behind
+        it (control_plane.ingest.partitions), and are tried again MAINTENANCE_RETRY_S later, not in an hour."""
+        try:
+            await self.partitions.ensure_ahead()
+            await self.partitions.drop_expired(self.settings.retention_days)
+        except asyncpg.LockNotAvailableError:
+            log.info("partition maintenance gave way to a long reader of scans; again in %.0f s", MAINTENANCE_RETRY_S)
+            self._due["partitions"] = time.monotonic() + MAINTENANCE_RETRY_S
 
     async def claim_from_dead_consumers(self) -> None:
         claimed = await self.stream.claim_idle(self.settings.claim_idle_ms, self.settings.batch_size)

@@ -39,6 +39,7 @@ BUCKETS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 # are estimated from hourly HyperLogLog sketches (about 3% standard error), which costs the same at any size.
 EXACT_UNIQUES_UP_TO = 25_000  # exact distinct counting of 100,000 scans took ~350 ms here
 SKETCH_ROWS_PER_FETCH = 1_000  # 2 MB of hourly sketches held at once, merged in ~7 ms
+SCANS_PER_FETCH = 5_000  # ~1.5 MB of the partial hours' raw scans held at once
 
 
 class Totals(TypedDict):
@@ -159,7 +160,10 @@ async def bot_scans(db: asyncpg.Pool[Any], f: ScanFilter) -> int:
 
 
 async def bucket_counts(db: asyncpg.Pool[Any], f: ScanFilter, group_by: str) -> list[tuple[datetime, int]]:
-    # Buckets are UTC days or hours; every bucket that overlaps [since, until) appears, empty or not.
+    """Buckets are UTC days or hours; every bucket that overlaps [since, until) appears, empty or not.
+
+    The series steps through UTC wall-clock times (`timestamp`, not `timestamptz`): `timestamptz + '1 day'` is a
+    calendar day of the session's zone, which after a change of summer time no longer lands on UTC midnight."""
     rows = await db.fetch(
         f"""WITH counted AS (
                 SELECT date_trunc($8, at, 'UTC') AS bucket, sum(scans)::bigint AS scans FROM (
@@ -168,8 +172,10 @@ async def bucket_counts(db: asyncpg.Pool[Any], f: ScanFilter, group_by: str) -> 
                     SELECT scanned_at, 1 FROM scans WHERE {f.partial}) AS hours
                 GROUP BY 1)
             SELECT b.bucket, coalesce(c.scans, 0) AS scans
-            FROM generate_series(date_trunc($8, $4::timestamptz, 'UTC'), $5::timestamptz - interval '1 microsecond',
-                                 $9::interval) AS b(bucket)
+            FROM (SELECT utc AT TIME ZONE 'UTC' AS bucket
+                  FROM generate_series(date_trunc($8, $4::timestamptz, 'UTC') AT TIME ZONE 'UTC',
+                                       ($5::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC',
+                                       $9::interval) AS utc) AS b
             LEFT JOIN counted c USING (bucket) ORDER BY b.bucket""",
         *f.args, group_by, BUCKETS[group_by])
     return [(r["bucket"], r["scans"]) for r in rows]
@@ -231,12 +237,14 @@ async def estimated_uniques(db: asyncpg.Pool[Any], f: ScanFilter, total: int,
                             group_by: str) -> tuple[dict[str, int], dict[datetime, int]]:
     """Merges the hourly sketches per bucket and overall, with sketches made here of the partial hours' scans.
 
-    Ten years of hours are 87,600 sketches of 2 KiB: they are read SKETCH_ROWS_PER_FETCH at a time and merged
-    off the event loop, so one request holds a few MB and never stalls the others (docs/api.md §4.2)."""
+    Ten years of hours are 87,600 sketches of 2 KiB, a busy group's partial hour a million scans: they are read
+    SKETCH_ROWS_PER_FETCH and SCANS_PER_FETCH at a time and merged off the event loop, so one request holds a
+    few MB and never stalls the others (docs/api.md §4.2)."""
     merged = _Sketches(group_by)
-    edges = await db.fetch(f"SELECT scanned_at, visitor_hash, ip_hash FROM scans WHERE {f.partial}", *f.args)
-    await asyncio.to_thread(merged.add_scans, edges)
     async with db.acquire() as conn, conn.transaction(readonly=True):  # a cursor lives in a transaction
+        edges = await conn.cursor(f"SELECT scanned_at, visitor_hash, ip_hash FROM scans WHERE {f.partial}", *f.args)
+        while rows := await edges.fetch(SCANS_PER_FETCH):
+            await asyncio.to_thread(merged.add_scans, rows)
         hours = await conn.cursor(f"SELECT hour, visitors, ips FROM scan_hours WHERE {f.column} = $1"
                                   " AND livemode = $2 AND org_id = $3 AND hour >= $4 AND hour < $5",
                                   f.object_id, f.livemode, f.org_id, *f.whole_hours)

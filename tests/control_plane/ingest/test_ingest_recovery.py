@@ -23,6 +23,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from control_plane.ingest import hours as hours_module
+from control_plane.ingest import scan_row as scan_row_module
 from control_plane.ingest.partitions import _runs
 from control_plane.ingest.worker import IngestWorker
 from shared.database import create_pool
@@ -99,6 +101,57 @@ async def test_poison_entries_are_dead_lettered_and_do_not_block(
     assert sorted(bytes(r["payload"]) for r in letters) == sorted(poison)
     assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 10
     assert (await redis.xpending(stream, INGEST_GROUP))["pending"] == 0
+
+
+LAST_HOUR_OF_9999 = 253_402_299_000_000  # 9999-12-31T23:30:00Z: a datetime, but its hour has no next hour
+
+
+async def test_an_entry_dated_in_the_last_hour_of_9999_is_dead_lettered_not_fatal(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
+    """It used to stop every worker for good: working out the hour after it overflowed, outside the per-entry
+    checks and before an attempt was counted, at every delivery and on every worker that claimed it."""
+    stream = RedisKeys(redis_namespace).scans
+    await add(redis, stream, [scan(code, ts_ms=LAST_HOUR_OF_9999).encode(), scan(code).encode()])
+    stop_event = asyncio.Event()
+    task = asyncio.create_task(make_worker(ingest_settings, pool, redis).run(stop_event))
+    deadline = time.monotonic() + 5
+    while not task.done() and not await _stored(db) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop_event.set()
+    await asyncio.wait_for(task, 10)  # raised OverflowError('date value out of range')
+    assert await _stored(db) == 1
+    assert [r["error"] for r in await db.fetch("SELECT error FROM scan_dead_letters")] == [
+        "undecodable: ValidationError('Expected `int` <= 253402214399999 - at `$.ts_ms`')"]
+    assert (await redis.xpending(stream, INGEST_GROUP))["pending"] == 0
+
+
+@pytest.mark.parametrize("stage", ["decoding", "summarising"])
+async def test_an_entry_that_fails_in_any_way_before_it_is_stored_is_set_aside_alone(
+        stage: str, monkeypatch: pytest.MonkeyPatch, ingest_settings: IngestSettings, pool: asyncpg.Pool[Any],
+        redis: aioredis.Redis, code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
+    """Decoding and counting an entry touch nothing else: whatever goes wrong there would go wrong at every
+    delivery, so the entry is a dead letter and the rest of its batch goes in, each scan counted once."""
+    def failing_on_odd(original: Any) -> Any:
+        def wrapped(value: str, *args: Any) -> Any:
+            if value == "odd":
+                raise KeyError(value)  # none of the errors a bad field is known to cause
+            return original(value, *args)
+        return wrapped
+    if stage == "decoding":
+        monkeypatch.setattr(scan_row_module, "enrich", failing_on_odd(scan_row_module.enrich))
+        odd = scan(code, user_agent="odd")
+    else:
+        monkeypatch.setattr(hours_module, "_register", failing_on_odd(hours_module._register))
+        odd = scan(code, visitor_hash="odd")
+    worker = make_worker(ingest_settings, pool, redis)
+    await worker.ensure_group()
+    events = [scan(code), scan(code), odd, scan(code)]
+    await worker.ingest([(f"1-{i}".encode(), {SCAN_FIELD: e.encode()}) for i, e in enumerate(events)])
+    assert await _stored(db) == 3
+    assert [bytes(r["payload"]) for r in await db.fetch("SELECT payload FROM scan_dead_letters")] == [odd.encode()]
+    assert await db.fetchval("SELECT sum(scans) FROM scan_hours") == 3  # not the odd one, even in part
+    assert await db.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", code["id"]) == 3
 
 
 async def test_entries_of_a_dead_consumer_are_claimed_however_often_they_were_delivered(
