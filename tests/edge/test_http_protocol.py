@@ -213,6 +213,25 @@ async def test_pipelined_heads_in_one_long_read_are_each_within_the_limit(
     assert await closed_by_server(reader)
 
 
+async def test_a_chunked_body_and_its_trailers_are_bounded(
+        connect: Connect, served: tuple[EdgeApp, EdgeServer]) -> None:
+    """A trailer field after a chunked body's last chunk is buffered whole by the parser until its line ends:
+    an endless one is refused once the bytes after the head pass 64 KiB + 8 KiB, not read for ever."""
+    chunked = b"GET /healthz HTTP/1.1\r\nHost: qr.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+    reader, writer = await connect(address(served[1]))
+    writer.write(chunked + b"3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n")  # small trailers: answered
+    assert (await Responses(reader).next()).status == 200
+    writer.write(chunked + b"0\r\nX-Pad: ")
+    answer = asyncio.create_task(reader.read(100))
+    for _ in range(64):  # up to 4 MiB of one trailer line, never ended, in reads the parser buffers one by one
+        await asyncio.sleep(0.005)
+        if answer.done():
+            break
+        writer.write(b"a" * 65536)
+        await writer.drain()
+    assert (await asyncio.wait_for(answer, 1)).startswith(b"HTTP/1.1 413 ")
+
+
 async def test_slow_heads_and_idle_connections_are_disconnected(
         connect: Connect, env: dict[str, str]) -> None:
     async with edge_on_socket(env, EDGE_HEADER_TIMEOUT="0.3", EDGE_KEEPALIVE_TIMEOUT="0.3") as (_, server):
