@@ -199,6 +199,8 @@ class HttpConnection(asyncio.Protocol):
             self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_complete:  # a trailer field, after a chunked body: not a header (RFC 9110 §6.5.1)
+            return  # behind a proxy, a client's trailer X-Forwarded-For would choose its own address
         if self.counting:
             self._count(len(name) + len(value) + 4)
         name = name.lower()

@@ -10,9 +10,12 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from edge.app import EdgeApp
 from edge.client_address import ClientAddress
+from shared.settings import EdgeSettings
 from tests.conftest import KeyFactory
-from tests.edge.conftest import edge_client
+from tests.edge.conftest import address, edge_client, protocol_server, synced
+from tests.edge.raw_http import Responses, connected
 from tests.edge.test_scan import make_code, stream_events
 
 PROXIES = (ip_network("10.0.0.0/8"), ip_network("127.0.0.1/32"))
@@ -70,3 +73,26 @@ async def test_repeated_forwarded_for_headers_are_read_as_one_list(
         assert (await edge.get(f"/{code['slug']}", headers=headers)).status_code == 302
     [event] = await stream_events(redis, redis_namespace)
     assert event.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "198.51.100.7")
+
+
+async def test_a_trailer_field_does_not_extend_the_forwarded_for_list(
+        env: dict[str, str], api: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str) -> None:
+    """A trailer field after a chunked body (a proxy such as Go's ReverseProxy passes it on as the client sent
+    it) is not a header: the client cannot append its own entry right of the proxy's."""
+    key = await make_key()
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/"})
+    await synced(env)
+    app = EdgeApp(EdgeSettings.from_env({**env, "TRUSTED_PROXIES": "127.0.0.1"}))
+    await app.startup()
+    try:
+        async with protocol_server(app) as server, connected(address(server)) as (reader, writer):
+            writer.write(f"GET /{code['slug']} HTTP/1.1\r\nHost: qr.test\r\nX-Forwarded-For: 203.0.113.9\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n0\r\nX-Forwarded-For: 198.51.100.7\r\n"
+                         "User-Agent: trailer\r\n\r\n".encode())
+            assert (await Responses(reader).next()).status == 302
+    finally:
+        await app.shutdown()
+    [event] = await stream_events(redis, redis_namespace)
+    assert event.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "203.0.113.9")
+    assert event.user_agent == ""
