@@ -152,7 +152,8 @@ class HttpConnection(asyncio.Protocol):
                     self._check_partial_head(data)
                 else:
                     self._check_after_head(data)
-        self._set_deadline()
+        if self.in_request or self.completed_in_chunk:  # progress; empty lines before a request are not
+            self._set_deadline()
 
     def _check_partial_head(self, data: bytes) -> None:
         """A head that spans several reads is buffered by the parser: bound it before it is complete."""

@@ -246,6 +246,23 @@ async def test_slow_heads_and_idle_connections_are_disconnected(
         assert await closed_by_server(reader)
 
 
+async def test_empty_lines_before_a_request_do_not_buy_time(connect: Connect, env: dict[str, str]) -> None:
+    """RFC 9112 §2.2 lets a server skip empty lines before a request; skipping them renews no deadline, on a
+    new connection or on an idle keep-alive one (timeouts 0.3 s, plus the sweep's half second at most)."""
+    async with edge_on_socket(env, EDGE_HEADER_TIMEOUT="0.3", EDGE_KEEPALIVE_TIMEOUT="0.3") as (_, server):
+        for answered_first in (False, True):
+            reader, writer = await connect(address(server))
+            if answered_first:
+                writer.write(request_bytes("GET", "/healthz"))
+                assert (await Responses(reader).next()).status == 200
+            started = asyncio.get_running_loop().time()
+            closed = asyncio.create_task(closed_by_server(reader))
+            while not closed.done() and asyncio.get_running_loop().time() - started < 2:
+                writer.write(b"\r\n")
+                await asyncio.sleep(0.1)
+            assert closed.done() and closed.result(), "a client sending only empty lines kept its connection"
+
+
 async def test_connections_past_the_bound_wait_in_the_backlog(
         connect: Connect, env: dict[str, str]) -> None:
     async with edge_on_socket(env, EDGE_MAX_CONNECTIONS="2") as (_, server):
