@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from edge import responses
+from edge.client_address import unmapped
 from edge.password_form import FORM_LIMIT
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
         peer = transport.get_extra_info("peername")
-        self.peer = peer[0] if peer else ""
+        self.peer = unmapped(peer[0]) if peer else ""  # an IPv4 client of a `[::]` socket is an IPv4 client
         self.deadline = self.server.now + self.server.header_timeout
         self.server.opened(self)
 

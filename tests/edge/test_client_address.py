@@ -11,11 +11,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from edge.app import EdgeApp
-from edge.client_address import ClientAddress
+from edge.client_address import ClientAddress, unmapped
+from edge.server import EdgeServer
+from shared.listen import listen
 from shared.settings import EdgeSettings
 from tests.conftest import KeyFactory
 from tests.edge.conftest import address, edge_client, protocol_server, synced
-from tests.edge.raw_http import Responses, connected
+from tests.edge.raw_http import Responses, connected, request_bytes
 from tests.edge.test_scan import make_code, stream_events
 
 PROXIES = (ip_network("10.0.0.0/8"), ip_network("127.0.0.1/32"))
@@ -35,6 +37,8 @@ def documented_hash(secret: str, text: str) -> str:
     ("10.1.1.1", b"203.0.113.9, nonsense", "10.1.1.1"),  # garbage: only the last trusted hop is known
     ("10.1.1.1", b"", "10.1.1.1"),
     ("10.1.1.1", b" 2001:db8::1 ", "2001:db8::1"),
+    ("10.1.1.1", b"203.0.113.9, ::ffff:10.2.2.2", "203.0.113.9"),  # a proxy on a dual-stack socket: still trusted
+    ("10.1.1.1", b"::FFFF:203.0.113.9", "203.0.113.9"),  # an IPv4 client is an IPv4 address, however written
 ])
 def test_right_most_untrusted_address(peer: str, forwarded: bytes, client: str) -> None:
     assert ClientAddress(PROXIES).of(peer, forwarded) == client
@@ -96,3 +100,36 @@ async def test_a_trailer_field_does_not_extend_the_forwarded_for_list(
     [event] = await stream_events(redis, redis_namespace)
     assert event.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "203.0.113.9")
     assert event.user_agent == ""
+
+
+def test_an_ipv4_mapped_address_is_its_ipv4_address() -> None:
+    assert [unmapped(a) for a in ("::ffff:127.0.0.1", "::ffff:7f00:1", "127.0.0.1", "2001:db8::1", "::ffff:x", "")] \
+        == ["127.0.0.1", "127.0.0.1", "127.0.0.1", "2001:db8::1", "::ffff:x", ""]
+
+
+async def test_an_ipv4_proxy_on_a_dual_stack_socket_is_trusted(
+        env: dict[str, str], api: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str) -> None:
+    """EDGE_BIND=[::]:8080 makes one socket for IPv4 and IPv6, which names an IPv4 peer ::ffff:a.b.c.d: the
+    proxy 127.0.0.1 is still trusted, and a client without a proxy is counted under its IPv4 address."""
+    key = await make_key()
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/"})
+    await synced(env)
+    app = EdgeApp(EdgeSettings.from_env({**env, "TRUSTED_PROXIES": "127.0.0.1"}))
+    await app.startup()
+    sock = listen(("::", 0))  # dual-stack, as for EDGE_BIND=[::]:8080 (Linux's default: IPv6 only if asked)
+    server = EdgeServer(app, sock)
+    await server.start()
+    try:
+        async with connected(("127.0.0.1", sock.getsockname()[1])) as (reader, writer):  # over IPv4
+            writer.write(request_bytes("GET", f"/{code['slug']}", headers=[("X-Forwarded-For", "198.51.100.7")])
+                         + request_bytes("GET", f"/{code['slug']}"))
+            responses = Responses(reader)
+            assert [(await responses.next()).status for _ in range(2)] == [302, 302]
+    finally:
+        await server.drain()
+        sock.close()
+        await app.shutdown()
+    proxied, direct = await stream_events(redis, redis_namespace)
+    assert proxied.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "198.51.100.7")
+    assert direct.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "127.0.0.1")
