@@ -64,7 +64,13 @@ class ScanHandler:
         started = time.perf_counter()
         connection = responses.CLOSE if slot.close else responses.KEEP_ALIVE
         head_only = method == HEAD
-        path, _, query = url.partition(b"?") if url.startswith(b"/") else _absolute(url)
+        if url.startswith(b"/"):
+            # A fragment is the client's own, cut as uvicorn (the ASGI app) and `_absolute` cut it: `find`, since
+            # bytes' `in` first tries its operand as an int (edge/scan_path.py).
+            fragment = url.find(b"#")
+            path, _, query = (url if fragment < 0 else url[:fragment]).partition(b"?")
+        else:
+            path, _, query = _absolute(url)
         path_text = path.decode("latin-1")
         if "%" in path_text:
             path_text = unquote(path_text)

@@ -232,6 +232,21 @@ async def test_a_chunked_body_and_its_trailers_are_bounded(
     assert (await asyncio.wait_for(answer, 1)).startswith(b"HTTP/1.1 413 ")
 
 
+async def test_a_fragment_in_the_request_target_is_cut_off(
+        connect: Connect, api: httpx.AsyncClient, make_key: KeyFactory, served: tuple[EdgeApp, EdgeServer]) -> None:
+    """A client that sends `#…` (browsers do not) gets the answer uvicorn gives the ASGI app, which never sees
+    the fragment: not a 404 for `slug#frag`, nor `#frag` in a query parameter's value."""
+    key = await make_key()
+    slug = (await make_code(api, key, destination={"type": "url", "url": "https://example.com/x"}))["slug"]
+    reader, writer = await connect(address(served[1]))
+    responses = Responses(reader)
+    for target, location in [(f"/{slug}#frag", "https://example.com/x"), (f"/{slug}?a=1#f?g", "https://example.com/x?a=1"),
+                             (f"http://qr.test/{slug}?a=1#frag", "https://example.com/x?a=1")]:
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: qr.test\r\n\r\n".encode())
+        answer = await responses.next()
+        assert (answer.status, answer.headers.get("location")) == (302, location), target
+
+
 async def test_slow_heads_and_idle_connections_are_disconnected(
         connect: Connect, env: dict[str, str]) -> None:
     async with edge_on_socket(env, EDGE_HEADER_TIMEOUT="0.3", EDGE_KEEPALIVE_TIMEOUT="0.3") as (_, server):
