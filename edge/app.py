@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from edge.client_address import unmapped
 from edge.code_filter import CodeFilter
 from edge.heap import FrozenHeap
 from edge.invalidations import InvalidationFollower
@@ -146,7 +147,7 @@ class EdgeApp:
 
     def _client_ip(self, scope: Scope) -> str:
         client = scope.get("client")
-        peer = str(client[0]) if client else ""
+        peer = unmapped(str(client[0])) if client else ""  # an IPv4 client of a `[::]` socket is an IPv4 client
         if not self.settings.trusted_proxies:
             return peer
         forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")

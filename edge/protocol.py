@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from edge import responses
+from edge.client_address import unmapped
 from edge.password_form import FORM_LIMIT
 
 if TYPE_CHECKING:
@@ -31,6 +32,12 @@ MAX_BODY = 64 * 1024  # the edge takes no uploads; a password form is a few hund
 MAX_PENDING = 32  # answers waiting in one connection before we stop reading its requests
 LINGER = 2.0  # seconds we keep reading (and discarding) after our last answer, so it is not lost to a reset
 _HEAD_END = b"\r\n\r\n"
+
+
+def _after_last_head_end(data: bytes) -> int:
+    """The bytes of a read after the last head that ended in it (all of them if none did)."""
+    end = data.rfind(_HEAD_END)
+    return len(data) - (end + len(_HEAD_END) if end >= 0 else 0)
 
 
 class _Rejected(Exception):
@@ -71,6 +78,8 @@ class HttpConnection(asyncio.Protocol):
         self.partial_head = 0  # bytes of a head not yet complete, counted from the raw data
         self.head_tail = b""  # the last bytes of that head, in which its end may begin
         self.body_bytes = 0
+        self.after_head = 0  # raw bytes read after a head while its request is incomplete (body, trailers)
+        self.after_head_of = -1  # the request (`requests` before it) they were counted for
         self.body = b""  # kept for POST only (a password form), at most FORM_LIMIT + 1 bytes
         self.keep_body = False
         self.started = 0.0  # loop time at which the request's first byte was parsed
@@ -84,7 +93,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
         peer = transport.get_extra_info("peername")
-        self.peer = peer[0] if peer else ""
+        self.peer = unmapped(peer[0]) if peer else ""  # an IPv4 client of a `[::]` socket is an IPv4 client
         self.deadline = self.server.now + self.server.header_timeout
         self.server.opened(self)
 
@@ -139,20 +148,35 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._reject(400)
         else:
-            if self.in_request and not self.head_complete:
-                self._check_partial_head(data)
-        self._set_deadline()
+            if self.in_request:  # a request continues in the next read: bound what the parser keeps of it
+                if not self.head_complete:
+                    self._check_partial_head(data)
+                else:
+                    self._check_after_head(data)
+        if self.in_request or self.completed_in_chunk:  # progress; empty lines before a request are not
+            self._set_deadline()
 
     def _check_partial_head(self, data: bytes) -> None:
         """A head that spans several reads is buffered by the parser: bound it before it is complete."""
         if self.completed_in_chunk or not self.partial_head:  # the head began in this read
-            start = data.rfind(_HEAD_END)
-            self.partial_head = len(data) - (start + len(_HEAD_END) if start >= 0 else 0)
+            self.partial_head = _after_last_head_end(data)
         else:
             self.partial_head += len(data)
         self.head_tail = data[-3:] if self.partial_head >= 3 else b""
         if self.partial_head > MAX_HEAD:
             self._reject(431)
+
+    def _check_after_head(self, data: bytes) -> None:
+        """A body or trailer section that spans several reads. `on_body` counts the body, but the trailer fields
+        after a chunked body's last chunk are buffered whole by the parser, line by line, and reported only at
+        each line's end: every raw byte after the head counts against MAX_BODY + MAX_HEAD (docs/edge.md)."""
+        if self.after_head_of != self.requests:  # the head ended in this read
+            self.after_head_of = self.requests
+            self.after_head = _after_last_head_end(data)
+        else:
+            self.after_head += len(data)
+        if self.after_head > MAX_BODY + MAX_HEAD:
+            self._reject(413)
 
     def _head_too_long(self, data: bytes) -> bool:
         """Whether the head begun in earlier reads, if it ends in this one, is longer than MAX_HEAD."""
@@ -177,6 +201,8 @@ class HttpConnection(asyncio.Protocol):
             self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_complete:  # a trailer field, after a chunked body: not a header (RFC 9110 §6.5.1)
+            return  # behind a proxy, a client's trailer X-Forwarded-For would choose its own address
         if self.counting:
             self._count(len(name) + len(value) + 4)
         name = name.lower()

@@ -52,19 +52,29 @@ class ScanHandler:
         self.app.metrics.answered("malformed", 0.0)
 
     def failed(self, conn: HttpConnection, slot: Slot) -> None:
-        """Answering a request raised (a bug): logged, and answered 500 as an ASGI server does; the connection
-        closes after it (the answers before it are written first), and nothing after it is read."""
+        """Answering a request raised (a bug): logged, and answered 500 as an ASGI server does, after the answers
+        before it; nothing more is read, and the connection closes. A cache miss fails in a later callback, when
+        requests pipelined behind it may have been read — and a cache hit among them recorded: those are
+        answered before the connection closes, since a scan is never recorded without its answer."""
         log.exception("answering a request failed")
-        slot.close = True
-        conn.done = True
-        conn.fill(slot, responses.error(500).encode(self.server.date, responses.CLOSE))
+        conn.done = True  # the connection closes once its last pending answer is written (`_flush`)
+        last = not conn.slots or conn.slots[-1] is slot
+        slot.close = last
+        conn.fill(slot, responses.error(500).encode(self.server.date,
+                                                    responses.CLOSE if last else responses.KEEP_ALIVE))
 
     def handle(self, conn: HttpConnection, slot: Slot, method: bytes, url: bytes, headers: dict[bytes, bytes],
                body: bytes) -> None:
         started = time.perf_counter()
         connection = responses.CLOSE if slot.close else responses.KEEP_ALIVE
         head_only = method == HEAD
-        path, _, query = url.partition(b"?") if url.startswith(b"/") else _absolute(url)
+        if url.startswith(b"/"):
+            # A fragment is the client's own, cut as uvicorn (the ASGI app) and `_absolute` cut it: `find`, since
+            # bytes' `in` first tries its operand as an int (edge/scan_path.py).
+            fragment = url.find(b"#")
+            path, _, query = (url if fragment < 0 else url[:fragment]).partition(b"?")
+        else:
+            path, _, query = _absolute(url)
         path_text = path.decode("latin-1")
         if "%" in path_text:
             path_text = unquote(path_text)

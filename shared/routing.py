@@ -76,13 +76,15 @@ class CompiledSplit:
 
 NO_RULE, NOT_SEEN = -1, -2
 MEMO_ENTRIES = 4096  # per compiled routing: answers for this many distinct sets of visitor facts
+MEMO_FACT_CHARACTERS = 512  # facts with more text are evaluated every time: a memo is bounded in bytes too
 
 
 @dataclass(frozen=True, slots=True)
 class Routing:
     rules: tuple[CompiledRule, ...]
     split: CompiledSplit | None
-    facts: Callable[[Visitor, float], Hashable]  # everything the rules read of a scan, as one hashable value
+    # Everything the rules read of a scan, as one hashable value; None when that is nearly unique per visitor.
+    facts: Callable[[Visitor, float], Hashable] | None
     memo: dict[Hashable, int] = field(default_factory=dict)  # facts → first matching rule, or NO_RULE
     # Every answer `choose` can give, made once: a scan builds no Choice.
     rule_choices: tuple[Choice, ...] = field(init=False)
@@ -107,20 +109,37 @@ class Routing:
         NO_RULE (-1: the usual destination). A scan plan keeps its decisions in that order, the usual last.
 
         The rules are a function of the facts they read, so their answer is remembered per distinct facts:
-        phones of the same model and language in the same minute cost one dictionary lookup."""
+        phones of the same model and language in the same minute cost one dictionary lookup. Not facts that
+        would only fill memory (docs/rules.md): an address or a query, nearly unique per visitor, or long text."""
         if self.rules:
-            facts = self.facts(visitor, now)
-            index = self.memo.get(facts, NOT_SEEN)
-            if index == NOT_SEEN:
-                index = next((n for n, rule in enumerate(self.rules) if rule.matches(visitor, now)), NO_RULE)
-                if len(self.memo) >= MEMO_ENTRIES:
-                    self.memo.clear()
-                self.memo[facts] = index
+            if self.facts is None:
+                index = self._first_match(visitor, now)
+            else:
+                facts = self.facts(visitor, now)
+                index = self.memo.get(facts, NOT_SEEN)
+                if index == NOT_SEEN:
+                    index = self._first_match(visitor, now)
+                    if _characters(facts) <= MEMO_FACT_CHARACTERS:
+                        if len(self.memo) >= MEMO_ENTRIES:
+                            self.memo.clear()
+                        self.memo[facts] = index
             if index != NO_RULE:
                 return index
         if self.split is not None:
             return len(self.rules) + self.split.pick(visitor.visitor_hash)
         return NO_RULE
+
+    def _first_match(self, visitor: Visitor, now: float) -> int:
+        return next((n for n, rule in enumerate(self.rules) if rule.matches(visitor, now)), NO_RULE)
+
+
+def _characters(facts: Hashable) -> int:
+    """The length of the text in a routing's facts (text, None, numbers, or a tuple of them)."""
+    if isinstance(facts, str | bytes):
+        return len(facts)
+    if isinstance(facts, tuple):
+        return sum(_characters(fact) for fact in facts)
+    return 0
 
 
 def compile_routing(own_rules: Sequence[dict[str, Any]], own_split: Sequence[dict[str, Any]] | None,
@@ -143,13 +162,17 @@ def compile_routing(own_rules: Sequence[dict[str, Any]], own_split: Sequence[dic
 # The visitor attribute each condition reads; time conditions read the clock (see facts_of).
 FACT_ATTRIBUTES = {"device": "user_agent", "browser": "user_agent", "language": "accept_language",
                    "country": "country", "ip": "client_ip", "query": "query_string"}
+UNIQUE_FACTS = frozenset({"client_ip", "query_string"})  # nearly unique per visitor: not worth remembering
 
 
-def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Visitor, float], Hashable]:
+def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Visitor, float], Hashable] | None:
     """A function giving what these conditions read of a scan: the visitor attributes they test, the UTC
     minute if a weekday or time window is tested (windows are whole minutes), and between which `after`/
-    `before` instants the scan falls. Two scans with equal facts match the same rules."""
+    `before` instants the scan falls. Two scans with equal facts match the same rules. None when the
+    conditions read the address or the query: their answers are not remembered."""
     names = sorted({FACT_ATTRIBUTES[name] for c in conditions for name in c if name in FACT_ATTRIBUTES})
+    if UNIQUE_FACTS.intersection(names):
+        return None
     read = attrgetter(*names) if names else (lambda visitor: None)
     calendar = any("weekday" in c or "time" in c for c in conditions)
     instants = sorted({datetime.fromisoformat(c[name]).timestamp() for c in conditions

@@ -10,9 +10,14 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from edge.client_address import ClientAddress
+from edge.app import EdgeApp
+from edge.client_address import ClientAddress, unmapped
+from edge.server import EdgeServer
+from shared.listen import listen
+from shared.settings import EdgeSettings
 from tests.conftest import KeyFactory
-from tests.edge.conftest import edge_client
+from tests.edge.conftest import address, edge_client, protocol_server, synced
+from tests.edge.raw_http import Responses, connected, request_bytes
 from tests.edge.test_scan import make_code, stream_events
 
 PROXIES = (ip_network("10.0.0.0/8"), ip_network("127.0.0.1/32"))
@@ -32,6 +37,8 @@ def documented_hash(secret: str, text: str) -> str:
     ("10.1.1.1", b"203.0.113.9, nonsense", "10.1.1.1"),  # garbage: only the last trusted hop is known
     ("10.1.1.1", b"", "10.1.1.1"),
     ("10.1.1.1", b" 2001:db8::1 ", "2001:db8::1"),
+    ("10.1.1.1", b"203.0.113.9, ::ffff:10.2.2.2", "203.0.113.9"),  # a proxy on a dual-stack socket: still trusted
+    ("10.1.1.1", b"::FFFF:203.0.113.9", "203.0.113.9"),  # an IPv4 client is an IPv4 address, however written
 ])
 def test_right_most_untrusted_address(peer: str, forwarded: bytes, client: str) -> None:
     assert ClientAddress(PROXIES).of(peer, forwarded) == client
@@ -70,3 +77,59 @@ async def test_repeated_forwarded_for_headers_are_read_as_one_list(
         assert (await edge.get(f"/{code['slug']}", headers=headers)).status_code == 302
     [event] = await stream_events(redis, redis_namespace)
     assert event.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "198.51.100.7")
+
+
+async def test_a_trailer_field_does_not_extend_the_forwarded_for_list(
+        env: dict[str, str], api: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str) -> None:
+    """A trailer field after a chunked body (a proxy such as Go's ReverseProxy passes it on as the client sent
+    it) is not a header: the client cannot append its own entry right of the proxy's."""
+    key = await make_key()
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/"})
+    await synced(env)
+    app = EdgeApp(EdgeSettings.from_env({**env, "TRUSTED_PROXIES": "127.0.0.1"}))
+    await app.startup()
+    try:
+        async with protocol_server(app) as server, connected(address(server)) as (reader, writer):
+            writer.write(f"GET /{code['slug']} HTTP/1.1\r\nHost: qr.test\r\nX-Forwarded-For: 203.0.113.9\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n0\r\nX-Forwarded-For: 198.51.100.7\r\n"
+                         "User-Agent: trailer\r\n\r\n".encode())
+            assert (await Responses(reader).next()).status == 302
+    finally:
+        await app.shutdown()
+    [event] = await stream_events(redis, redis_namespace)
+    assert event.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "203.0.113.9")
+    assert event.user_agent == ""
+
+
+def test_an_ipv4_mapped_address_is_its_ipv4_address() -> None:
+    assert [unmapped(a) for a in ("::ffff:127.0.0.1", "::ffff:7f00:1", "127.0.0.1", "2001:db8::1", "::ffff:x", "")] \
+        == ["127.0.0.1", "127.0.0.1", "127.0.0.1", "2001:db8::1", "::ffff:x", ""]
+
+
+async def test_an_ipv4_proxy_on_a_dual_stack_socket_is_trusted(
+        env: dict[str, str], api: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str) -> None:
+    """EDGE_BIND=[::]:8080 makes one socket for IPv4 and IPv6, which names an IPv4 peer ::ffff:a.b.c.d: the
+    proxy 127.0.0.1 is still trusted, and a client without a proxy is counted under its IPv4 address."""
+    key = await make_key()
+    code = await make_code(api, key, destination={"type": "url", "url": "https://example.com/"})
+    await synced(env)
+    app = EdgeApp(EdgeSettings.from_env({**env, "TRUSTED_PROXIES": "127.0.0.1"}))
+    await app.startup()
+    sock = listen(("::", 0))  # dual-stack, as for EDGE_BIND=[::]:8080 (Linux's default: IPv6 only if asked)
+    server = EdgeServer(app, sock)
+    await server.start()
+    try:
+        async with connected(("127.0.0.1", sock.getsockname()[1])) as (reader, writer):  # over IPv4
+            writer.write(request_bytes("GET", f"/{code['slug']}", headers=[("X-Forwarded-For", "198.51.100.7")])
+                         + request_bytes("GET", f"/{code['slug']}"))
+            responses = Responses(reader)
+            assert [(await responses.next()).status for _ in range(2)] == [302, 302]
+    finally:
+        await server.drain()
+        sock.close()
+        await app.shutdown()
+    proxied, direct = await stream_events(redis, redis_namespace)
+    assert proxied.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "198.51.100.7")
+    assert direct.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "127.0.0.1")

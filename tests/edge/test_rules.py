@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from edge.app import EdgeApp
+from edge.lookup import PreparedScan
 from shared.passwords import PasswordChecks
 from shared.settings import EdgeSettings
 from shared.throttle import KeyedThrottle
@@ -117,6 +118,26 @@ async def test_each_condition_matches_and_does_not(
     code = await create(api, key, destination=url(DEFAULT), rules=[{"if": condition, "destination": url(HIT)}])
     assert answer(await scan(edge_app, code["slug"], **matching)) in (HIT, f"{HIT}?src=flyer")
     assert answer(await scan(edge_app, code["slug"], **other)) in (DEFAULT, f"{DEFAULT}?src=poster")
+
+
+async def test_a_rule_memo_keeps_no_visitor_query_nor_address(
+        api: httpx.AsyncClient, edge_app: EdgeApp, make_key: KeyFactory) -> None:
+    """A code's compiled rules remember answers per facts many visitors share (docs/rules.md), outside the
+    local cache's estimate: not the raw query (up to 8 KiB each) that a bot varies on every scan."""
+    key = await make_key()
+    code = await create(api, key, destination=url(DEFAULT), rules=[
+        {"if": {"query": {"lang": "de"}}, "destination": url(HIT)},
+        {"if": {"ip": ["198.51.100.0/24"]}, "destination": url(HIT)}])
+    for n in range(20):
+        assert answer(await scan(edge_app, code["slug"], query=f"?n={n}&pad={'x' * 7000}")) == \
+            f"{DEFAULT}?n={n}&pad={'x' * 7000}"
+    assert answer(await scan(edge_app, code["slug"], query="?lang=de")) == f"{HIT}?lang=de"
+    target = edge_app.scans.target(f"/{code['slug']}", b"qr.test")
+    assert target is not None
+    scan_plan = edge_app.lookup.find_cached(*target)
+    assert isinstance(scan_plan, PreparedScan) and scan_plan.resolution.plan is not None
+    routing = scan_plan.resolution.plan.routing
+    assert routing is not None and routing.memo == {}
 
 
 async def test_rule_order_group_rules_and_leaving_the_group(

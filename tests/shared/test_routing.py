@@ -209,14 +209,30 @@ def test_remembered_answers_are_the_answers_of_a_fresh_evaluation() -> None:
     rules = (({"device": ["ios"], "language": ["de"]}, "a"), ({"ip": ["203.0.113.0/24"]}, "b"),
              ({"query": {"src": None}, "country": ["DE"]}, "c"), ({"after": "2026-06-03T12:30:00Z"}, "d"),
              ({"weekday": ["wed"], "time": {"from": "12:10", "to": "12:20"}, "timezone": "Europe/Berlin"}, "e"))
-    remembering = routing(*rules)
+    remembered = rules[0], rules[3], rules[4]  # no `ip`, no `query`: facts shared by many visitors
     visitors = [Visitor(user_agent=agent, accept_language=language, country=country, client_ip=ip,
                         query_string=query)
                 for agent in (IPHONE, WINDOWS_EDGE) for language in ("de", "fr") for country in ("DE", None)
                 for ip in ("203.0.113.9", "198.51.100.1") for query in (b"src=x", b"")]
     instants = [NOON + minutes * 60 - 7200 for minutes in range(0, 45, 3)]  # 10:00 UTC = 12:00 in Berlin
-    for _ in range(2):  # the second pass is answered from memory
-        for visitor in visitors:
-            for now in instants:
-                assert remembering.choose(visitor, now) == routing(*rules).choose(visitor, now)
-    assert remembering.memo
+    for subset in (rules, remembered):
+        remembering = routing(*subset)
+        for _ in range(2):  # the second pass is answered from memory
+            for visitor in visitors:
+                for now in instants:
+                    assert remembering.choose(visitor, now) == routing(*subset).choose(visitor, now)
+        assert bool(remembering.memo) == (subset is remembered)
+
+
+def test_facts_nearly_unique_per_visitor_or_long_are_not_remembered() -> None:
+    """docs/rules.md: a memo holds facts many visitors share, so that it stays small in bytes, not only in entries."""
+    by_query = routing(({"query": {"lang": "de"}}, "a"))
+    by_address = routing(({"ip": ["203.0.113.0/24"], "device": ["ios"]}, "a"))
+    by_agent = routing(({"device": ["ios"]}, "a"))
+    for n in range(100):
+        visitor = Visitor(user_agent=IPHONE + "x" * (n * 10), query_string=f"lang=de&n={n}".encode(),
+                          client_ip=f"203.0.113.{n}")
+        assert by_query.choose(visitor, NOON) is not None and by_address.choose(visitor, NOON) is not None
+        assert by_agent.choose(visitor, NOON) is not None
+    assert not by_query.memo and not by_address.memo
+    assert all(len(agent) <= 512 for agent in by_agent.memo) and len(by_agent.memo) == 38  # up to 512 characters
