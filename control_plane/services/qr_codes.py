@@ -237,7 +237,7 @@ async def insert_code(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCr
         raise field_error("type", "dynamic codes have type 'url'")
     if body.content is not None:
         raise field_error("content", "only static codes have content")
-    destination = merge_destination({}, body.destination, False)
+    destination = merge_destination({}, body.destination, False, infer_type=True)
     domain = await _domain_for(conn, key, body.domain, settings)
     code_id = await _insert_dynamic(conn, key, body, domain, destination)
     if routing_fields.touched(body):
@@ -278,16 +278,19 @@ async def upsert_code(ctx: ServiceContext, key: ApiKey, body: QRCodeCreate) -> t
         # Serialise upserts of one URL: concurrent requests create exactly one code.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                            f"{key.org_id}|{key.livemode}|{domain}|{url}")
+        # Only a code whose destination is this URL: one of type page (or inheriting) that kept the URL
+        # from an earlier destination goes elsewhere, and upsert then creates the code that goes here.
         existing = await conn.fetchval(
             "SELECT id FROM qr_codes WHERE org_id = $1 AND livemode = $2 AND domain = $3 AND deleted_at IS NULL"
             " AND kind = 'dynamic' AND md5(destination_url) = md5($4) AND destination_url = $4"
-            " ORDER BY created_at LIMIT 1", key.org_id, key.livemode, domain, url)
+            " AND destination_type = 'url' ORDER BY created_at LIMIT 1", key.org_id, key.livemode, domain, url)
         if existing is None:
             code_id, obj = await _create_in(conn, key, body, ctx.settings)
         else:
             if body.slug is not None and body.slug != (await fetch_code(conn, key, existing))["slug"]:
                 raise field_error("slug", "cannot change after creation")
-            given = body.model_fields_set - {"kind", "type", "slug", "domain"}
+            # The destination is the key it was found by: only the other fields update it (docs/api.md §4.1).
+            given = body.model_fields_set - {"kind", "type", "slug", "domain", "destination"}
             patch = QRCodeUpdate.model_validate({name: getattr(body, name) for name in given})
             code_id, obj = existing, await _update_in(conn, key, existing, patch, ctx.settings)
     await ctx.cache.publish_codes(ctx.db, [code_id])

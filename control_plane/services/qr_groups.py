@@ -84,7 +84,8 @@ async def load_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool = 
 
 
 async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) -> QRGroupPublic:
-    destination = merge_destination({}, body.destination, "destination" in body.model_fields_set)
+    destination = merge_destination({}, body.destination, "destination" in body.model_fields_set,
+                                    infer_type=True)
     async with ctx.transaction() as conn:
         group_id = new_id("grp")
         await conn.execute(
