@@ -425,6 +425,21 @@ class BulkUpdatePublic(TypedDict):
     updated: int
 
 
+async def _lock_for_bulk(conn: asyncpg.Connection[Any], key: ApiKey, code_ids: list[str],
+                         new_group: str | None) -> None:
+    """Lock up front, in the order every writer takes them, all that a bulk update will lock: first the groups
+    involved (as a group delete locks its group before its codes), then the codes by id. Locking each code
+    in request order instead deadlocks two bulk updates naming the same codes in other orders, or a bulk
+    update and a group delete (whose ON DELETE SET NULL locks the codes in its own order)."""
+    await conn.execute(
+        "SELECT 1 FROM qr_groups WHERE org_id = $1 AND livemode = $2"
+        " AND (id = $4 OR id IN (SELECT group_id FROM qr_codes WHERE id = ANY($3)))"
+        " ORDER BY id FOR KEY SHARE", key.org_id, key.livemode, code_ids, new_group)
+    await conn.execute(
+        "SELECT 1 FROM qr_codes c WHERE c.id = ANY($3) AND " + OWNED + " ORDER BY c.id FOR UPDATE",
+        key.org_id, key.livemode, code_ids)
+
+
 async def bulk_update(ctx: ServiceContext, key: ApiKey, body: QRCodeBulkUpdate) -> BulkUpdatePublic:
     """Every named code or none: one transaction, each code patched (and its `qr.updated` recorded) as a PATCH
     of the same fields would; an unknown id or a refused change rolls all of them back."""
@@ -433,6 +448,7 @@ async def bulk_update(ctx: ServiceContext, key: ApiKey, body: QRCodeBulkUpdate) 
         raise field_error("set", "must set at least one of tags, folder_id, status, group_id")
     code_ids = list(dict.fromkeys(body.ids))
     async with ctx.transaction() as conn:
+        await _lock_for_bulk(conn, key, code_ids, changes.group_id)
         for code_id in code_ids:
             await _update_in(conn, key, code_id, changes, ctx.settings)
     await ctx.cache.publish_codes(ctx.db, code_ids)
