@@ -24,7 +24,7 @@ from control_plane.services.destinations import (
     merge_destination,
 )
 from control_plane.services.keys import ApiKey
-from control_plane.services.listing import Listing
+from control_plane.services.listing import LIKE_ESCAPE, Listing, contains_pattern
 from control_plane.services.params import apply_params, pairs_to_dict
 from control_plane.services.routing_fields import ResolvedRoutingPublic, RoutingPublic, resolved_routing, routing_object
 from control_plane.services.schemas import (
@@ -310,7 +310,7 @@ def _filters(query: QRCodeListQuery, key: ApiKey) -> tuple[str, list[Any]]:
     if query.tag is not None:
         add("? = ANY(c.tags)", query.tag)
     if query.q is not None:
-        add("(c.name ILIKE ? OR c.slug ILIKE ?)", f"%{query.q}%")
+        add(f"(c.name ILIKE ? {LIKE_ESCAPE} OR c.slug ILIKE ? {LIKE_ESCAPE})", contains_pattern(query.q))
     if query.standalone is not None:
         where.append("c.group_id IS NULL" if query.standalone == "true" else "c.group_id IS NOT NULL")
     return " AND ".join(where), args
