@@ -85,6 +85,23 @@ async def test_mint_creates_inheriting_children_and_counts_usage(api: httpx.Asyn
         assert bad.status_code == 422
 
 
+async def test_mint_names_stay_1_to_n_after_a_slug_collision(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from control_plane.services import mint as mint_module
+
+    key = await make_key()
+    taken = (await api.post("/v1/qr-codes", headers=bearer(key), json={"slug": "Collide"})).json()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "run"})).json()
+    slugs = iter(["s000001", "s000002", taken["slug"], "s000004", "s000005", "s000006"])
+    monkeypatch.setattr(mint_module, "new_slug", lambda: next(slugs))  # the third random slug is taken
+    minted = await api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key),
+                            json={"count": 5, "name_prefix": "Table "})
+    assert minted.status_code == 201, minted.text
+    data = minted.json()["data"]
+    assert [c["name"] for c in data] == [f"Table {n}" for n in range(1, 6)]
+    assert [c["slug"] for c in data] == ["s000001", "s000002", "s000006", "s000004", "s000005"]
+
+
 async def test_free_plan_hard_cap(api: httpx.AsyncClient, make_key: KeyFactory,
                                   db: asyncpg.Connection[Any]) -> None:
     key = await make_key("tiny")
