@@ -102,6 +102,20 @@ async def test_mint_names_stay_1_to_n_after_a_slug_collision(api: httpx.AsyncCli
     assert [c["slug"] for c in data] == ["s000001", "s000002", "s000006", "s000004", "s000005"]
 
 
+async def test_a_param_key_with_a_slash_can_be_addressed_by_its_sub_resource(api: httpx.AsyncClient,
+                                                                               make_key: KeyFactory) -> None:
+    key = await make_key()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={"url_params": {"a/b": "1"}})).json()
+    base = f"/v1/qr-codes/{code['id']}/url-params"
+    assert [item["key"] for item in (await api.get(base, headers=bearer(key))).json()["data"]] == ["a/b"]
+    put = await api.put(f"{base}/a%2Fb", headers=bearer(key), json={"value": "2"})
+    assert put.status_code == 200 and put.json()["key"] == "a/b", put.text
+    assert (await api.put(f"{base}/c/d", headers=bearer(key), json={"value": "3"})).json()["key"] == "c/d"
+    assert (await api.delete(f"{base}/a%2Fb", headers=bearer(key))).status_code == 204
+    assert [item["key"] for item in (await api.get(base, headers=bearer(key))).json()["data"]] == ["c/d"]
+    assert (await api.put(f"{base}/", headers=bearer(key), json={"value": "x"})).status_code == 422
+
+
 async def test_free_plan_hard_cap(api: httpx.AsyncClient, make_key: KeyFactory,
                                   db: asyncpg.Connection[Any]) -> None:
     key = await make_key("tiny")
