@@ -46,6 +46,37 @@ async def test_concurrent_posts_with_one_idempotency_key_create_one_code(
     assert other.status_code == 422 and other.headers["content-type"] == "application/problem+json"
 
 
+async def test_a_response_that_cannot_be_stored_never_lets_its_key_run_twice(
+        api: httpx.AsyncClient, make_key: KeyFactory, db: asyncpg.Connection[Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis refuses to store the response (every attempt); the claim is short only to avoid a 120 s wait."""
+    import redis.exceptions
+
+    from control_plane.api import middleware
+
+    monkeypatch.setattr(middleware, "IN_FLIGHT_TTL", 1)
+    monkeypatch.setattr(middleware, "STORE_RETRY_DELAYS", (0.01,), raising=False)
+    client = api._transport.app.state.control_plane.redis  # type: ignore[attr-defined]
+    real_set = client.set
+
+    async def refusing_set(name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ex") == middleware.IDEMPOTENCY_TTL:  # storing the response, after the request ran
+            raise redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+        return await real_set(name, value, *args, **kwargs)
+
+    key = await make_key()
+    headers = {**bearer(key), "Idempotency-Key": "order-7"}
+    body = {"name": "once", "destination": {"type": "url", "url": "https://example.com/"}}
+    monkeypatch.setattr(client, "set", refusing_set)
+    first = await api.post("/v1/qr-codes", headers=headers, json=body)
+    assert first.status_code == 201
+    monkeypatch.setattr(client, "set", real_set)
+    await asyncio.sleep(1.2)  # past the claim's own lifetime
+    retry = await api.post("/v1/qr-codes", headers=headers, json=body)
+    assert retry.status_code == 409 and retry.json()["type"].endswith("/idempotency-key-used"), retry.text
+    assert await db.fetchval("SELECT count(*) FROM qr_codes") == 1
+
+
 async def test_rate_limit_headers_and_429(env: dict[str, str], make_key: KeyFactory) -> None:
     settings = ControlPlaneSettings.from_env({**env, "RATE_LIMIT_BURST": "5", "RATE_LIMIT_PER_SECOND": "0.01"})
     app = create_app(settings)
