@@ -128,10 +128,11 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
     routes += [Route("/openapi.json", openapi_json, methods=["GET"]), Route("/docs", docs, methods=["GET"]),
                Route("/metrics", metrics.endpoint, methods=["GET"]), dashboard_mount()]
     metrics.learn(routes)
-    # Outermost first: metrics count every answer; the body limit holds before the rate limiter,
-    # authentication or idempotency read anything.
-    middleware = [Middleware(MetricsMiddleware, metrics=metrics), Middleware(BodyLimitMiddleware),
-                  Middleware(RateLimitMiddleware), Middleware(IdempotencyMiddleware)]
+    # Outermost first: metrics count every answer; the rate limiter reads only headers, so it sits outside the
+    # body limit and a 413 carries the RateLimit headers too (docs/api.md §1); the body limit holds before
+    # authentication, idempotency or a route read anything.
+    middleware = [Middleware(MetricsMiddleware, metrics=metrics), Middleware(RateLimitMiddleware),
+                  Middleware(BodyLimitMiddleware), Middleware(IdempotencyMiddleware)]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=exception_handlers(), middleware=middleware)
 
 

@@ -1,8 +1,8 @@
 """Request bodies over the limit get a 413 before anything reads them (docs/security.md, "Request bodies").
 
-The outermost middleware: it refuses a declared `Content-Length` over the limit without reading a byte,
-and counts the bytes of a streamed (chunked) body as they arrive, so neither authentication, the
-idempotency store nor a route ever holds more than the limit in memory.
+Inside only the metrics and the rate limiter (which read no body): it refuses a declared `Content-Length` over
+the limit without reading a byte, and counts the bytes of a streamed (chunked) body as they arrive, so neither
+authentication, the idempotency store nor a route ever holds more than the limit in memory.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ lookup that authentication does. Neither ever sees or stores the token itself.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL = 24 * 3600  # seconds a response is replayed
 IN_FLIGHT_TTL = 120  # seconds a crashed request can block its key
+STORE_RETRY_DELAYS = (0.1, 0.3, 1.0)  # seconds before each further attempt to store a response
 NOT_CACHED = {401, 403, 429}  # the request never ran: a retry must run it
 STORE_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.RedisError, *STORE_UNAVAILABLE)
 
@@ -199,8 +201,10 @@ class IdempotencyMiddleware:
                               headers={"Retry-After": "1"})
             return await problem_response(problem)(scope, receive, send)
         captured: dict[str, Any] = {"body": b""}
+        held: list[Message] = []  # sent once the response is stored: a client that has it can rely on a replay
 
         async def capture(message: Message) -> None:
+            held.append(message)
             if message["type"] == "http.response.start":
                 captured["status"] = message["status"]
                 captured["headers"] = [(k.decode("latin-1"), v.decode("latin-1"))
@@ -208,25 +212,48 @@ class IdempotencyMiddleware:
                                        b"ratelimit-remaining", b"ratelimit-reset", b"content-length")]
             elif message["type"] == "http.response.body":
                 captured["body"] += message.get("body", b"")
-            await send(message)
 
         try:
             await self.app(scope, _replayed_receive(body, receive), capture)
         finally:
             await self._store(state.redis, token, redis_key, fingerprint, captured)
+        for message in held:
+            await send(message)
 
     @staticmethod
     async def _store(client: Any, token: str, redis_key: str, fingerprint: str, captured: dict[str, Any]) -> None:
+        """Store the response to replay, before it is sent (docs/api.md §4.1), retrying a Redis blip briefly.
+        On the first failure the claim is kept for the replay's 24 h (EXPIRE works even where Redis refuses
+        writes for memory), so that if the response never gets stored a retry gets a 409 saying the request
+        already ran, never a second run. Only if the claim is lost too can a retry after IN_FLIGHT_TTL run the
+        request again (logged)."""
         status = captured.get("status")
-        try:
-            if status is None or status >= 500 or status in NOT_CACHED:
+        if status is None or status >= 500 or status in NOT_CACHED:
+            try:
                 await client.delete(redis_key)
-            else:
-                response = {"status": status, "headers": captured["headers"], "body": captured["body"].decode()}
-                record = {"fp": fingerprint, "sealed": seal(token, redis_key, response)}
-                await client.set(redis_key, orjson.dumps(record), ex=IDEMPOTENCY_TTL)
-        except redis.exceptions.RedisError as exc:
-            log.warning("could not store idempotent response: %r", exc)
+            except STORE_ERRORS as exc:
+                log.warning("could not release an idempotency claim (it expires by itself): %r", exc)
+            return
+        response = {"status": status, "headers": captured["headers"], "body": captured["body"].decode()}
+        record = orjson.dumps({"fp": fingerprint, "sealed": seal(token, redis_key, response)})
+        kept = False
+        for attempt, delay in enumerate((0, *STORE_RETRY_DELAYS)):
+            await asyncio.sleep(delay)
+            try:
+                await client.set(redis_key, record, ex=IDEMPOTENCY_TTL)
+                return
+            except STORE_ERRORS as exc:
+                log.warning("could not store idempotent response: %r", exc)
+            if attempt == 0:
+                try:
+                    kept = bool(await client.expire(redis_key, IDEMPOTENCY_TTL))
+                except STORE_ERRORS as exc:
+                    log.warning("could not keep the idempotency claim: %r", exc)
+        if kept:
+            log.error("idempotent response not stored; its key stays claimed as done for %s s", IDEMPOTENCY_TTL)
+        else:
+            log.error("idempotent response and claim lost: a retry after %s s may run the request again",
+                      IN_FLIGHT_TTL)
 
     @staticmethod
     async def _replay(token: str, redis_key: str, fingerprint: str, scope: Scope, receive: Receive,
@@ -238,6 +265,11 @@ class IdempotencyMiddleware:
                               type="idempotency-key-reused")
             return await problem_response(problem)(scope, receive, send)
         response = unseal(token, redis_key, record["sealed"]) if "sealed" in record else None
+        if response is None and await scope_state(scope).redis.ttl(redis_key) > IN_FLIGHT_TTL:
+            # A claim kept for the replay's 24 h by _store: the request ran, but its response is not stored.
+            problem = Problem(409, "A request with this Idempotency-Key already ran, but its response could not"
+                                   " be stored; it is not run again.", type="idempotency-key-used")
+            return await problem_response(problem)(scope, receive, send)
         if response is None:
             problem = Problem(409, "A request with this Idempotency-Key is still in progress.",
                               type="idempotency-key-in-use", headers={"Retry-After": "1"})

@@ -52,6 +52,15 @@ async def handle_unavailable(request: Request, exc: Exception) -> Response:
     return problem_response(Problem(503, "A datastore is unreachable; retry shortly.", headers={"Retry-After": "1"}))
 
 
+async def handle_rollback(request: Request, exc: Exception) -> Response:
+    # A deadlock or serialization failure (SQLSTATE class 40): the transaction lost a race with a concurrent
+    # one and was rolled back whole. The same request succeeds when retried; a 5xx is not recorded as an
+    # idempotent result (docs/api.md §4.1), so a retry with the same Idempotency-Key runs it again.
+    log.warning("transaction rolled back on %s %s: %r", request.method, request.url.path, exc)
+    return problem_response(Problem(503, "The request conflicted with a concurrent change and was not applied;"
+                                         " retry it.", headers={"Retry-After": "1"}))
+
+
 async def handle_data_error(request: Request, exc: Exception) -> Response:
     # The database refused a value that passed validation (e.g. NUL in a query parameter).
     return problem_response(Problem(422, f"A value cannot be stored or compared: {exc}"))
@@ -66,5 +75,6 @@ def exception_handlers() -> dict[Any, Any]:
     handlers: dict[Any, Any] = {Problem: handle_problem, HTTPException: handle_http}
     handlers.update({cls: handle_unavailable for cls in STORE_UNAVAILABLE})
     handlers[asyncpg.DataError] = handle_data_error
+    handlers[asyncpg.exceptions.TransactionRollbackError] = handle_rollback
     handlers[Exception] = handle_unexpected
     return handlers

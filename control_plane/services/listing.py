@@ -36,6 +36,17 @@ class ListEnvelope(TypedDict, Generic[T]):
     has_more: NotRequired[bool]
 
 
+# `q` is a substring (docs/api.md §2.1), not a LIKE pattern: `%`, `_` and the escape character itself match
+# only themselves. Use as f"column ILIKE $n {LIKE_ESCAPE}" with `contains_pattern(q)` as $n.
+LIKE_ESCAPE = "ESCAPE '\\'"
+
+
+def contains_pattern(text: str) -> str:
+    """The ILIKE pattern (with LIKE_ESCAPE) matching any text that contains `text`."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 @dataclass(frozen=True, slots=True)
 class Listing(Generic[T]):
     data: list[T]

@@ -24,7 +24,7 @@ from control_plane.services.destinations import (
     merge_destination,
 )
 from control_plane.services.keys import ApiKey
-from control_plane.services.listing import Listing
+from control_plane.services.listing import LIKE_ESCAPE, Listing, contains_pattern
 from control_plane.services.params import apply_params, pairs_to_dict
 from control_plane.services.routing_fields import ResolvedRoutingPublic, RoutingPublic, resolved_routing, routing_object
 from control_plane.services.schemas import (
@@ -237,7 +237,7 @@ async def insert_code(conn: asyncpg.Connection[Any], key: ApiKey, body: QRCodeCr
         raise field_error("type", "dynamic codes have type 'url'")
     if body.content is not None:
         raise field_error("content", "only static codes have content")
-    destination = merge_destination({}, body.destination, False)
+    destination = merge_destination({}, body.destination, False, infer_type=True)
     domain = await _domain_for(conn, key, body.domain, settings)
     code_id = await _insert_dynamic(conn, key, body, domain, destination)
     if routing_fields.touched(body):
@@ -278,16 +278,19 @@ async def upsert_code(ctx: ServiceContext, key: ApiKey, body: QRCodeCreate) -> t
         # Serialise upserts of one URL: concurrent requests create exactly one code.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                            f"{key.org_id}|{key.livemode}|{domain}|{url}")
+        # Only a code whose destination is this URL: one of type page (or inheriting) that kept the URL
+        # from an earlier destination goes elsewhere, and upsert then creates the code that goes here.
         existing = await conn.fetchval(
             "SELECT id FROM qr_codes WHERE org_id = $1 AND livemode = $2 AND domain = $3 AND deleted_at IS NULL"
             " AND kind = 'dynamic' AND md5(destination_url) = md5($4) AND destination_url = $4"
-            " ORDER BY created_at LIMIT 1", key.org_id, key.livemode, domain, url)
+            " AND destination_type = 'url' ORDER BY created_at LIMIT 1", key.org_id, key.livemode, domain, url)
         if existing is None:
             code_id, obj = await _create_in(conn, key, body, ctx.settings)
         else:
             if body.slug is not None and body.slug != (await fetch_code(conn, key, existing))["slug"]:
                 raise field_error("slug", "cannot change after creation")
-            given = body.model_fields_set - {"kind", "type", "slug", "domain"}
+            # The destination is the key it was found by: only the other fields update it (docs/api.md §4.1).
+            given = body.model_fields_set - {"kind", "type", "slug", "domain", "destination"}
             patch = QRCodeUpdate.model_validate({name: getattr(body, name) for name in given})
             code_id, obj = existing, await _update_in(conn, key, existing, patch, ctx.settings)
     await ctx.cache.publish_codes(ctx.db, [code_id])
@@ -307,7 +310,7 @@ def _filters(query: QRCodeListQuery, key: ApiKey) -> tuple[str, list[Any]]:
     if query.tag is not None:
         add("? = ANY(c.tags)", query.tag)
     if query.q is not None:
-        add("(c.name ILIKE ? OR c.slug ILIKE ?)", f"%{query.q}%")
+        add(f"(c.name ILIKE ? {LIKE_ESCAPE} OR c.slug ILIKE ? {LIKE_ESCAPE})", contains_pattern(query.q))
     if query.standalone is not None:
         where.append("c.group_id IS NULL" if query.standalone == "true" else "c.group_id IS NOT NULL")
     return " AND ".join(where), args
@@ -422,6 +425,21 @@ class BulkUpdatePublic(TypedDict):
     updated: int
 
 
+async def _lock_for_bulk(conn: asyncpg.Connection[Any], key: ApiKey, code_ids: list[str],
+                         new_group: str | None) -> None:
+    """Lock up front, in the order every writer takes them, all that a bulk update will lock: first the groups
+    involved (as a group delete locks its group before its codes), then the codes by id. Locking each code
+    in request order instead deadlocks two bulk updates naming the same codes in other orders, or a bulk
+    update and a group delete (whose ON DELETE SET NULL locks the codes in its own order)."""
+    await conn.execute(
+        "SELECT 1 FROM qr_groups WHERE org_id = $1 AND livemode = $2"
+        " AND (id = $4 OR id IN (SELECT group_id FROM qr_codes WHERE id = ANY($3)))"
+        " ORDER BY id FOR KEY SHARE", key.org_id, key.livemode, code_ids, new_group)
+    await conn.execute(
+        "SELECT 1 FROM qr_codes c WHERE c.id = ANY($3) AND " + OWNED + " ORDER BY c.id FOR UPDATE",
+        key.org_id, key.livemode, code_ids)
+
+
 async def bulk_update(ctx: ServiceContext, key: ApiKey, body: QRCodeBulkUpdate) -> BulkUpdatePublic:
     """Every named code or none: one transaction, each code patched (and its `qr.updated` recorded) as a PATCH
     of the same fields would; an unknown id or a refused change rolls all of them back."""
@@ -430,6 +448,7 @@ async def bulk_update(ctx: ServiceContext, key: ApiKey, body: QRCodeBulkUpdate) 
         raise field_error("set", "must set at least one of tags, folder_id, status, group_id")
     code_ids = list(dict.fromkeys(body.ids))
     async with ctx.transaction() as conn:
+        await _lock_for_bulk(conn, key, code_ids, changes.group_id)
         for code_id in code_ids:
             await _update_in(conn, key, code_id, changes, ctx.settings)
     await ctx.cache.publish_codes(ctx.db, code_ids)

@@ -20,7 +20,7 @@ from control_plane.services.destinations import (
     merge_destination,
 )
 from control_plane.services.keys import ApiKey
-from control_plane.services.listing import Listing
+from control_plane.services.listing import LIKE_ESCAPE, Listing, contains_pattern
 from control_plane.services.mint import mint
 from control_plane.services.params import apply_params, pairs_to_dict
 from control_plane.services.qr_codes import SELECT as CODE_SELECT
@@ -84,7 +84,8 @@ async def load_group(db: Queryable, key: ApiKey, group_id: str, *, lock: bool = 
 
 
 async def create_group(ctx: ServiceContext, key: ApiKey, body: QRGroupCreate) -> QRGroupPublic:
-    destination = merge_destination({}, body.destination, "destination" in body.model_fields_set)
+    destination = merge_destination({}, body.destination, "destination" in body.model_fields_set,
+                                    infer_type=True)
     async with ctx.transaction() as conn:
         group_id = new_id("grp")
         await conn.execute(
@@ -110,8 +111,8 @@ async def list_groups(ctx: ServiceContext, key: ApiKey, query: QRGroupListQuery)
         args.append(query.status)
         where.append(f"g.status = ${len(args)}")
     if query.q:
-        args.append(f"%{query.q}%")
-        where.append(f"g.name ILIKE ${len(args)}")
+        args.append(contains_pattern(query.q))
+        where.append(f"g.name ILIKE ${len(args)} {LIKE_ESCAPE}")
     clause = " AND ".join(where)
     total = await ctx.db.fetchval(f"SELECT count(*) FROM qr_groups g WHERE {clause}", *args)
     rows = await ctx.db.fetch(f"{SELECT} WHERE {clause} ORDER BY g.created_at DESC, g.id"

@@ -78,8 +78,9 @@ def routing_values(body: RoutingFields, current: asyncpg.Record | None, new_hash
         if name in fields:
             values[name] = getattr(body, name)
     if "expired_destination" in fields:
+        # A null type stores no expired destination at all, so a patch without one takes its companion's.
         merged = merge_destination(values["expired_destination"] or {}, body.expired_destination, True,
-                                   "expired_destination")
+                                   "expired_destination", infer_type=True)
         values["expired_destination"] = ({k: v for k, v in merged.items() if v is not None}
                                          if merged["type"] is not None else None)
     if "password" in fields:

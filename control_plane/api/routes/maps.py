@@ -40,11 +40,13 @@ def _routes_for(prefix: str, owner: MapOwner, segment: str, field: MapField) -> 
         await change(request, None)
         return Response(status_code=204)
 
+    # `{key:path}`: a key is any 1-64 characters (docs/api.md §2.1), `/` included; sent as `%2F` (or as is),
+    # it reaches the route decoded, so every key a list shows can be addressed here.
     base = f"{prefix}/{{owner_id}}/{segment}"
     return [
         Route(base, list_items, methods=["GET"]),
-        Route(base + "/{key:str}", put_item, methods=["PUT"]),
-        Route(base + "/{key:str}", delete_item, methods=["DELETE"]),
+        Route(base + "/{key:path}", put_item, methods=["PUT"]),
+        Route(base + "/{key:path}", delete_item, methods=["DELETE"]),
     ]
 
 

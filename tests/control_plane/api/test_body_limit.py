@@ -91,3 +91,18 @@ async def test_json_nested_32_deep_is_not_refused_for_depth(api: httpx.AsyncClie
     body = b'{"properties": ' + b'{"a": ' * 30 + b"1" + b"}" * 30 + b"}"
     response = await api.post("/v1/qr-codes", content=body, headers=bearer(key))
     assert response.status_code == 422  # validation (properties are flat), not the depth limit
+
+
+async def test_a_413_carries_the_rate_limit_headers(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    """docs/api.md §1: every response carries them; the rate limiter reads no body, so it sits outside."""
+    key = await make_key()
+    declared = await api.post("/v1/qr-codes", headers=bearer(key), content=b"{" + b" " * (1 << 20) + b"}")
+
+    async def streamed_body() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b" " * CHUNK
+
+    streamed = await api.post("/v1/qr-codes", headers=bearer(key), content=streamed_body())
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} <= set(response.headers)

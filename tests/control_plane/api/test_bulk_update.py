@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import asyncpg
 import httpx
 
 from tests.conftest import KeyFactory, bearer
@@ -51,3 +55,50 @@ async def test_bulk_update_validates_like_the_api(api: httpx.AsyncClient, make_k
     for response in (nothing, too_many, unknown):
         assert response.status_code == 422, response.text
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_concurrent_bulk_updates_in_other_orders_both_succeed(api: httpx.AsyncClient, make_key: KeyFactory):
+    key = await make_key()
+    ids = await _codes(api, key, 30)
+    for attempt in range(3):
+        a, b = await asyncio.gather(
+            api.post("/v1/qr-codes/bulk-update", headers=bearer(key),
+                     json={"ids": ids, "set": {"tags": [f"a{attempt}"]}}),
+            api.post("/v1/qr-codes/bulk-update", headers=bearer(key),
+                     json={"ids": ids[::-1], "set": {"status": "inactive"}}))
+        assert (a.status_code, b.status_code) == (200, 200), (a.text, b.text)
+
+
+async def test_a_bulk_update_racing_its_group_delete_never_answers_500(api: httpx.AsyncClient,
+                                                                      make_key: KeyFactory):
+    key = await make_key()
+    for attempt in range(4):
+        group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "run"})).json()
+        minted = await api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key), json={"count": 40})
+        ids = [c["id"] for c in minted.json()["data"]][::-1]
+        bulk, delete = await asyncio.gather(
+            api.post("/v1/qr-codes/bulk-update", headers=bearer(key), json={"ids": ids, "set": {"tags": ["x"]}}),
+            api.delete(f"/v1/qr-groups/{group['id']}", headers=bearer(key)))
+        assert (bulk.status_code, delete.status_code) == (200, 204), (attempt, bulk.text, delete.text)
+
+
+async def test_a_deadlock_is_a_503_to_retry_not_a_500(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                      db: asyncpg.Connection[Any]):
+    """A PATCH that moves a code into a group waits for a transaction holding the group, which then waits for
+    the code: PostgreSQL rolls one back (the PATCH, which waited first and so detects the cycle first)."""
+    key = await make_key()
+    code_id = (await _codes(api, key, 1))[0]
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "run"})).json()
+    await db.execute("SET deadlock_timeout = '10s'")  # the other side of the cycle is never the victim
+    async with db.transaction():
+        await db.execute("SELECT 1 FROM qr_groups WHERE id = $1 FOR UPDATE", group["id"])
+        patch = asyncio.create_task(api.patch(f"/v1/qr-codes/{code_id}", headers=bearer(key),
+                                              json={"group_id": group["id"]}))
+        for _ in range(100):  # until the PATCH holds the code and waits for the group
+            await asyncio.sleep(0.02)
+            if await db.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                break
+        await db.execute("SELECT 1 FROM qr_codes WHERE id = $1 FOR UPDATE", code_id)
+    response = await patch
+    assert response.status_code == 503 and response.headers["retry-after"] == "1", response.text
+    assert response.headers["content-type"] == "application/problem+json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -47,7 +48,7 @@ async def test_every_route_isolates_orgs_and_modes_and_checks_scopes(
     checked = 0
     for method, template in v1_routes(cp_settings):
         owner_id = code["id"] if template.startswith("/v1/qr-codes/") else group["id"]
-        path = template.replace(":str}", "}").format(**{**params, "owner_id": owner_id})
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", template).format(**{**params, "owner_id": owner_id})
         body: dict[str, Any] = BODIES.get(method, {})
         if path.endswith("/codes"):
             body = {"count": 1}

@@ -161,3 +161,17 @@ async def test_static_codes_encode_their_content(api: httpx.AsyncClient, make_ke
     on_static = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
                                 json={"destination": {"type": "url", "url": "https://x.example"}})
     assert on_static.status_code == 422
+
+
+async def test_q_is_a_substring_not_a_like_pattern(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    for name in ("50% off", "a_b", "axb", "back\\slash", "plain"):
+        assert (await api.post("/v1/qr-codes", headers=bearer(key), json={"name": name})).status_code == 201
+        assert (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": name})).status_code == 201
+    for path in ("/v1/qr-codes", "/v1/qr-groups"):
+        found = {}
+        for q in ("%", "_", "a_b", "\\", "K\\S", "AX"):
+            listed = (await api.get(path, headers=bearer(key), params={"q": q})).json()["data"]
+            found[q] = sorted(c["name"] for c in listed)
+        assert found == {"%": ["50% off"], "_": ["a_b"], "a_b": ["a_b"], "\\": ["back\\slash"],
+                         "K\\S": ["back\\slash"], "AX": ["axb"]}, (path, found)

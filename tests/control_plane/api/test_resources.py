@@ -46,6 +46,37 @@ async def test_concurrent_posts_with_one_idempotency_key_create_one_code(
     assert other.status_code == 422 and other.headers["content-type"] == "application/problem+json"
 
 
+async def test_a_response_that_cannot_be_stored_never_lets_its_key_run_twice(
+        api: httpx.AsyncClient, make_key: KeyFactory, db: asyncpg.Connection[Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis refuses to store the response (every attempt); the claim is short only to avoid a 120 s wait."""
+    import redis.exceptions
+
+    from control_plane.api import middleware
+
+    monkeypatch.setattr(middleware, "IN_FLIGHT_TTL", 1)
+    monkeypatch.setattr(middleware, "STORE_RETRY_DELAYS", (0.01,), raising=False)
+    client = api._transport.app.state.control_plane.redis  # type: ignore[attr-defined]
+    real_set = client.set
+
+    async def refusing_set(name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ex") == middleware.IDEMPOTENCY_TTL:  # storing the response, after the request ran
+            raise redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+        return await real_set(name, value, *args, **kwargs)
+
+    key = await make_key()
+    headers = {**bearer(key), "Idempotency-Key": "order-7"}
+    body = {"name": "once", "destination": {"type": "url", "url": "https://example.com/"}}
+    monkeypatch.setattr(client, "set", refusing_set)
+    first = await api.post("/v1/qr-codes", headers=headers, json=body)
+    assert first.status_code == 201
+    monkeypatch.setattr(client, "set", real_set)
+    await asyncio.sleep(1.2)  # past the claim's own lifetime
+    retry = await api.post("/v1/qr-codes", headers=headers, json=body)
+    assert retry.status_code == 409 and retry.json()["type"].endswith("/idempotency-key-used"), retry.text
+    assert await db.fetchval("SELECT count(*) FROM qr_codes") == 1
+
+
 async def test_rate_limit_headers_and_429(env: dict[str, str], make_key: KeyFactory) -> None:
     settings = ControlPlaneSettings.from_env({**env, "RATE_LIMIT_BURST": "5", "RATE_LIMIT_PER_SECOND": "0.01"})
     app = create_app(settings)
@@ -83,6 +114,37 @@ async def test_mint_creates_inheriting_children_and_counts_usage(api: httpx.Asyn
     for count in (0, 10_001):
         bad = await api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key), json={"count": count})
         assert bad.status_code == 422
+
+
+async def test_mint_names_stay_1_to_n_after_a_slug_collision(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from control_plane.services import mint as mint_module
+
+    key = await make_key()
+    taken = (await api.post("/v1/qr-codes", headers=bearer(key), json={"slug": "Collide"})).json()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "run"})).json()
+    slugs = iter(["s000001", "s000002", taken["slug"], "s000004", "s000005", "s000006"])
+    monkeypatch.setattr(mint_module, "new_slug", lambda: next(slugs))  # the third random slug is taken
+    minted = await api.post(f"/v1/qr-groups/{group['id']}/codes", headers=bearer(key),
+                            json={"count": 5, "name_prefix": "Table "})
+    assert minted.status_code == 201, minted.text
+    data = minted.json()["data"]
+    assert [c["name"] for c in data] == [f"Table {n}" for n in range(1, 6)]
+    assert [c["slug"] for c in data] == ["s000001", "s000002", "s000006", "s000004", "s000005"]
+
+
+async def test_a_param_key_with_a_slash_can_be_addressed_by_its_sub_resource(api: httpx.AsyncClient,
+                                                                               make_key: KeyFactory) -> None:
+    key = await make_key()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={"url_params": {"a/b": "1"}})).json()
+    base = f"/v1/qr-codes/{code['id']}/url-params"
+    assert [item["key"] for item in (await api.get(base, headers=bearer(key))).json()["data"]] == ["a/b"]
+    put = await api.put(f"{base}/a%2Fb", headers=bearer(key), json={"value": "2"})
+    assert put.status_code == 200 and put.json()["key"] == "a/b", put.text
+    assert (await api.put(f"{base}/c/d", headers=bearer(key), json={"value": "3"})).json()["key"] == "c/d"
+    assert (await api.delete(f"{base}/a%2Fb", headers=bearer(key))).status_code == 204
+    assert [item["key"] for item in (await api.get(base, headers=bearer(key))).json()["data"]] == ["c/d"]
+    assert (await api.put(f"{base}/", headers=bearer(key), json={"value": "x"})).status_code == 422
 
 
 async def test_free_plan_hard_cap(api: httpx.AsyncClient, make_key: KeyFactory,
