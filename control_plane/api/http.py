@@ -15,6 +15,9 @@ from shared.problems import Problem, from_validation_error
 
 MAX_DEPTH = 32  # JSON nesting accepted in a body; deeper is a 400, checked without recursion
 Model = TypeVar("Model", bound=BaseModel)
+# On a response that holds a secret shown once (a new API key, a webhook signing secret): no cache keeps it,
+# a browser's or a proxy's (docs/api.md §2.4). The idempotency middleware replays it with the header.
+SECRET_SHOWN_ONCE = {"Cache-Control": "no-store"}
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

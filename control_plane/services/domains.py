@@ -24,12 +24,21 @@ HOSTNAME = rf"^{_LABEL}(\.{_LABEL})+(:{_PORT})?$"
 OWNED = "id = $1 AND org_id = $2 AND livemode = $3"
 
 
+def host_of(hostname: str) -> str:
+    """The name without its port: what a client may send in `Host` with the port or without it."""
+    return hostname.partition(":")[0]
+
+
 class DomainBody(Body):
     hostname: Annotated[str, StringConstraints(min_length=3, max_length=253, pattern=HOSTNAME)]
 
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, value: str) -> str:
+        # No top-level domain is all digits (RFC 3696 §2): such a name is an IPv4 address, perhaps the edge's
+        # own, and scans of http://<address>/… would reach this organisation's codes (docs/api.md §2.3).
+        if host_of(value).rpartition(".")[2].isdigit():
+            raise ValueError("is an IP address, not a domain name")
         return value.lower()
 
 
@@ -46,15 +55,27 @@ def domain_object(row: asyncpg.Record) -> DomainPublic:
             "created_at": timestamp(row["created_at"])}
 
 
+def _taken(hostname: str) -> Problem:
+    return Problem(409, f"{hostname} is already registered.", type="domain-taken")
+
+
 async def create_domain(ctx: ServiceContext, key: ApiKey, body: DomainBody) -> DomainPublic:
-    if body.hostname.partition(":")[0] == ctx.settings.default_domain.partition(":")[0]:  # with a port or not
+    host = host_of(body.hostname)
+    if host == host_of(ctx.settings.default_domain):  # with a port or not
         raise field_error("hostname", "is the default domain, which every organisation already uses")
     try:
-        row = await ctx.db.fetchrow(
-            "INSERT INTO domains (id, org_id, livemode, hostname) VALUES ($1, $2, $3, $4) RETURNING *",
-            new_id("dom"), key.org_id, key.livemode, body.hostname)
+        async with ctx.transaction() as conn:
+            # A host is one organisation's under every port: go.acme.com:443 taken by another would answer
+            # clients that send the port on Acme's name. The lock orders concurrent claims of one host.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"domain-host|{host}")
+            if await conn.fetchval("SELECT 1 FROM domains WHERE split_part(hostname, ':', 1) = $1 AND org_id <> $2",
+                                   host, key.org_id):
+                raise _taken(body.hostname)
+            row = await conn.fetchrow(
+                "INSERT INTO domains (id, org_id, livemode, hostname) VALUES ($1, $2, $3, $4) RETURNING *",
+                new_id("dom"), key.org_id, key.livemode, body.hostname)
     except asyncpg.UniqueViolationError:
-        raise Problem(409, f"{body.hostname} is already registered.", type="domain-taken") from None
+        raise _taken(body.hostname) from None
     assert row is not None
     return domain_object(row)
 

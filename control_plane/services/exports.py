@@ -370,6 +370,19 @@ class ExportFile:
     chunks: AsyncIterator[bytes]
 
 
+# A file is downloaded, never shown as a page: a browser that opens a signed link (a print shop's) or the
+# dashboard's must not sniff it into HTML, frame it or run anything in it, nor pass the signed URL on in a
+# Referer if a viewer follows a link inside it (docs/exports.md).
+DOWNLOAD_POLICY = "default-src 'none'; frame-ancestors 'none'; sandbox"
+
+
+def download_headers(file: ExportFile) -> dict[str, str]:
+    """The headers of an export's file, the same from the API and the dashboard."""
+    return {"Content-Disposition": f'attachment; filename="{file.name}"', "Content-Length": str(file.size),
+            "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": DOWNLOAD_POLICY, "Referrer-Policy": "no-referrer"}
+
+
 async def export_file(ctx: ServiceContext, key: ApiKey | None, export_id: str) -> ExportFile:
     """The file of the caller's export (`key`), or of any export (`None`: a signed URL checked by the caller)."""
     if key is not None:

@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.api.auth import authenticate
-from control_plane.api.http import json_response, list_response, parse_body, parse_query
+from control_plane.api.http import SECRET_SHOWN_ONCE, json_response, list_response, parse_body, parse_query
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import api_keys
@@ -20,7 +20,8 @@ from control_plane.services.listing import PageQuery
 async def create_api_key(request: Request) -> Response:
     caller = await authenticate(request, "keys:write")
     body = await parse_body(request, ApiKeyCreate)
-    return json_response(await api_keys.create_api_key(app_state(request).services, caller, body), 201)
+    return json_response(await api_keys.create_api_key(app_state(request).services, caller, body), 201,
+                         SECRET_SHOWN_ONCE)
 
 
 @operation("List API keys", "keys:write", returns=ApiKeyPublic, many=True, query=PageQuery)

@@ -75,9 +75,7 @@ async def export_file(request: Request) -> Response:
         file = await exports.export_file(services, None, export_id)
     else:
         file = await exports.export_file(services, await authenticate(request, "qr:read"), export_id)
-    headers = {"Content-Disposition": f'attachment; filename="{file.name}"', "Content-Length": str(file.size),
-               "Cache-Control": "private, no-store"}
-    return StreamingResponse(file.chunks, headers=headers, media_type=file.media_type)
+    return StreamingResponse(file.chunks, headers=exports.download_headers(file), media_type=file.media_type)
 
 
 @operation("Import codes from a CSV file (all or nothing)", "qr:write", status=202, returns=ImportPublic,

@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from control_plane.api.auth import authenticate
-from control_plane.api.http import json_response, list_response, parse_body, parse_query
+from control_plane.api.http import SECRET_SHOWN_ONCE, json_response, list_response, parse_body, parse_query
 from control_plane.api.openapi import operation
 from control_plane.api.state import app_state
 from control_plane.services import webhook_endpoints as endpoints
@@ -30,7 +30,8 @@ from control_plane.services.webhook_endpoints import (
 async def create_endpoint(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     body = await parse_body(request, WebhookEndpointCreate)
-    return json_response(await endpoints.create_endpoint(app_state(request).services, key, body), 201)
+    return json_response(await endpoints.create_endpoint(app_state(request).services, key, body), 201,
+                         SECRET_SHOWN_ONCE)
 
 
 @operation("List webhook endpoints", "webhooks:read", returns=WebhookEndpointPublic, many=True, query=PageQuery)
@@ -68,7 +69,8 @@ async def delete_endpoint(request: Request) -> Response:
 async def rotate_secret(request: Request) -> Response:
     key = await authenticate(request, "webhooks:write")
     endpoint_id = request.path_params["endpoint_id"]
-    return json_response(await endpoints.rotate_secret(app_state(request).services, key, endpoint_id))
+    return json_response(await endpoints.rotate_secret(app_state(request).services, key, endpoint_id),
+                         headers=SECRET_SHOWN_ONCE)
 
 
 @operation("Queue a test event for this endpoint only", "webhooks:write", status=202,

@@ -63,9 +63,7 @@ async def start_export(visit: Visit) -> Response:
 async def export_file(visit: Visit) -> Response:
     """The file, for the signed-in user (the session stands in for the API key)."""
     file = await exports.export_file(visit.stores.services, visit.principal, visit.request.path_params["export_id"])
-    return StreamingResponse(file.chunks, media_type=file.media_type, headers={
-        "Content-Disposition": f'attachment; filename="{file.name}"', "Content-Length": str(file.size),
-        "Cache-Control": "private, no-store"})
+    return StreamingResponse(file.chunks, media_type=file.media_type, headers=exports.download_headers(file))
 
 
 async def _imports_page(visit: Visit, status: int = 200, errors: dict[str, str] | None = None) -> Response:

@@ -30,6 +30,9 @@ async def test_replay_repeats_the_response_but_redis_never_holds_the_secret(
     replay = await api.post("/v1/api-keys", headers=headers, json={"name": "ci", "scopes": ["qr:read"]})
     assert replay.status_code == 201 and replay.json() == first.json()
     assert replay.headers["idempotent-replayed"] == "true"
+    # A response holding a secret is kept by no cache, the browser's included (docs/api.md §2.4).
+    for response in (first, hook, replay):
+        assert response.headers["cache-control"] == "no-store", response.headers
 
 
 async def test_no_replay_after_the_key_is_revoked(api: httpx.AsyncClient, make_key: KeyFactory) -> None:

@@ -274,6 +274,43 @@ async def test_a_domain_the_edge_could_never_answer_for_is_refused(api: httpx.As
     assert refused.json()["errors"][0]["field"] == "hostname"
 
 
+async def test_a_host_belongs_to_one_organisation_whatever_the_port(api: httpx.AsyncClient,
+                                                                     make_key: KeyFactory) -> None:
+    """Another organisation cannot take go.acme.com under a port (nor without one once it holds a port):
+    clients that send the port in `Host` would reach its codes on Acme's name (docs/api.md §2.3)."""
+    acme, globex = await make_key(), await make_key("globex")
+    assert (await api.post("/v1/domains", headers=bearer(acme), json={"hostname": "go.acme.com"})).status_code == 201
+    for hostname in ("go.acme.com:443", "GO.acme.com:8443"):
+        taken = await api.post("/v1/domains", headers=bearer(globex), json={"hostname": hostname})
+        assert taken.status_code == 409 and taken.json()["type"].endswith("domain-taken"), taken.text
+    assert (await api.post("/v1/domains", headers=bearer(acme), json={"hostname": "links.acme.com:8443"})
+            ).status_code == 201
+    taken = await api.post("/v1/domains", headers=bearer(globex), json={"hostname": "links.acme.com"})
+    assert taken.status_code == 409, taken.text
+    # The organisation holding the host may add it under other ports, in either mode.
+    assert (await api.post("/v1/domains", headers=bearer(acme), json={"hostname": "go.acme.com:8443"})
+            ).status_code == 201
+    test_acme = await make_key(livemode=False)
+    assert (await api.post("/v1/domains", headers=bearer(test_acme), json={"hostname": "go.acme.com:9443"})
+            ).status_code == 201
+
+
+async def test_concurrent_claims_of_one_host_under_two_ports_leave_it_to_one_organisation(
+        api: httpx.AsyncClient, make_key: KeyFactory, db: asyncpg.Connection[Any]) -> None:
+    keys = [await make_key(f"org{i}") for i in range(6)]
+    await asyncio.gather(*[api.post("/v1/domains", headers=bearer(key), json={"hostname": f"go.acme.com:{8000 + i}"})
+                           for i, key in enumerate(keys)])
+    assert await db.fetchval("SELECT count(DISTINCT org_id) FROM domains") == 1
+
+
+@pytest.mark.parametrize("hostname", ["127.0.0.1", "10.0.0.5:8080", "192.168.1.1", "go.acme.123"])
+async def test_an_address_is_no_domain(api: httpx.AsyncClient, make_key: KeyFactory, hostname: str) -> None:
+    """An IPv4 literal (a name whose last label is all digits) could be the edge's own address: 422."""
+    refused = await api.post("/v1/domains", headers=bearer(await make_key()), json={"hostname": hostname})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "hostname"
+
+
 async def test_api_keys_are_shown_once_and_revoked_at_once(api: httpx.AsyncClient, make_key: KeyFactory,
                                                            db: asyncpg.Connection[Any]) -> None:
     admin = await make_key(scopes=ALL)

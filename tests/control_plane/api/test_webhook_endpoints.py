@@ -54,6 +54,7 @@ async def test_rotating_shows_a_new_secret_once(api: httpx.AsyncClient, make_key
     assert rotated.status_code == 200, rotated.text
     assert rotated.json()["secret"].startswith("whsec_") and rotated.json()["secret"] != created["secret"]
     assert rotated.json()["previous_secret_expires_at"].endswith("Z")
+    assert rotated.headers["cache-control"] == "no-store"
     fetched = (await api.get(f"/v1/webhook-endpoints/{created['id']}", headers=bearer(key))).json()
     assert "secret" not in fetched
 

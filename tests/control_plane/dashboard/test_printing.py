@@ -55,6 +55,8 @@ async def test_an_editor_imports_a_campaign_then_prints_its_labels(
     assert f"/app/exports/{export_id}/file" in page
     file = await client.get(f"/app/exports/{export_id}/file")
     assert file.status_code == 200 and file.headers["content-type"] == "application/pdf"
+    assert file.headers["x-content-type-options"] == "nosniff" and file.headers["cache-control"] == "private, no-store"
+    assert file.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'; sandbox"
     text = pdfium.PdfDocument(file.content)[0].get_textpage().get_text_range()
     assert all(f"Table {n}" in text for n in range(1, 4))
 

@@ -146,6 +146,13 @@ async def test_a_signed_url_serves_the_file_without_a_key_until_it_expires(
     shop = await api.get(f"/{path}")
     assert shop.status_code == 200 and shop.content == data
     assert shop.headers["content-type"] == "application/pdf"
+    # A print shop opens the link in a browser: never sniffed, framed, run or cached (docs/exports.md).
+    assert shop.headers["x-content-type-options"] == "nosniff"
+    assert shop.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'; sandbox"
+    assert shop.headers["referrer-policy"] == "no-referrer"
+    assert shop.headers["cache-control"] == "private, no-store"
+    keyed = await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(key))
+    assert keyed.headers["x-content-type-options"] == "nosniff" and keyed.headers["referrer-policy"] == "no-referrer"
     tampered = await api.get(f"/{path}".replace("signature=", "signature=0"))
     assert tampered.status_code == 403
     not_ascii = await api.get(f"/{path}".replace("signature=", "signature=%C3%A9"))
