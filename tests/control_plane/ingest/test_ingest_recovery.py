@@ -524,3 +524,31 @@ async def test_a_periodic_task_that_keeps_failing_never_stops_ingest(
     assert worker.metrics.registry.get_sample_value("scanroute_ingest_failed_batches_total", {"kind": "error"}) == 0
     assert await db.fetchval("SELECT expired_notified_at FROM qr_codes WHERE id = $1", code["id"]) is None
     assert await db.fetchval("SELECT count(*) FROM scan_dead_letters") == 0
+
+
+async def test_a_read_only_database_is_an_outage_and_dead_letters_nothing(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any], db: asyncpg.Connection[Any], database_url: str) -> None:
+    """A failover that lands on a standby, or a provider's read-only mode on a full disk, refuses every write
+    with SQLSTATE 25006 for as long as it lasts: an outage (docs/ingest.md), however often the scans are re-read."""
+    stream = RedisKeys(redis_namespace).scans
+    total = 20
+    before = make_worker(ingest_settings, pool, redis)
+    await before.ensure_group()
+    await before.partitions.ensure_ahead()  # as a worker running before does: days known exist
+    await add(redis, stream, [scan(code).encode() for _ in range(total)])
+    name = await db.fetchval("SELECT current_database()")
+    await db.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')  # every new session
+    read_only = await create_pool(database_url, min_size=0, max_size=2)
+    try:
+        worker = make_worker(ingest_settings, read_only, redis, max_attempts=2)
+        worker.partitions.known = before.partitions.known
+        await run_until(worker, lambda: _all_delivered(redis, stream, total, 3))
+    finally:
+        await read_only.close()
+        await db.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+
+    await run_until(make_worker(ingest_settings, pool, redis, max_attempts=2),
+                    lambda: db.fetchval("SELECT count(*) = $1 FROM scans", total))
+    assert await db.fetchval("SELECT count(*) FROM scan_dead_letters") == 0
+    assert (await redis.xpending(stream, INGEST_GROUP))["pending"] == 0
