@@ -27,13 +27,15 @@ debian-package = @command -v $(1) >/dev/null 2>&1 || { \
 	fi; \
 }
 
-# Private PostgreSQL and Redis need their server binaries unless DATABASE_URL and REDIS_URL are given.
+# A private PostgreSQL (Redis) needs its server binaries unless DATABASE_URL (REDIS_URL) is given: `scanroute up`
+# and the test suite start only the servers whose URL is not set.
 system-deps:
 	@if [ -z "$$DATABASE_URL" ] || [ -z "$$REDIS_URL" ]; then \
 		$(PYTHON) -m shared.embedded check 2>/dev/null || { \
 			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-				echo "installing PostgreSQL and Redis server binaries with apt-get"; \
-				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server; \
+				packages=""; [ -n "$$DATABASE_URL" ] || packages=postgresql; [ -n "$$REDIS_URL" ] || packages="$$packages redis-server"; \
+				echo "installing server binaries with apt-get: $$packages"; \
+				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$packages; \
 			else \
 				$(PYTHON) -m shared.embedded check; exit 1; \
 			fi; \

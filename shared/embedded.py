@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -68,8 +69,16 @@ POSTGRES_BINARIES = ("initdb", "postgres", "pg_isready", "psql")
 REDIS_BINARIES = ("redis-server",)
 
 
-def missing_binaries() -> list[str]:
-    return [name for name in POSTGRES_BINARIES + REDIS_BINARIES if find_binary(name) is None]
+def missing_binaries(*, postgres: bool = True, redis: bool = True) -> list[str]:
+    """The binaries not found among those of the servers asked for."""
+    wanted = (POSTGRES_BINARIES if postgres else ()) + (REDIS_BINARIES if redis else ())
+    return [name for name in wanted if find_binary(name) is None]
+
+
+def needed_servers(env: Mapping[str, str]) -> tuple[bool, bool]:
+    """Whether PostgreSQL and Redis must be started privately: their URL is not given (as `scanroute up` and
+    the test suite decide)."""
+    return not env.get("DATABASE_URL"), not env.get("REDIS_URL")
 
 
 def free_port() -> int:
@@ -140,8 +149,7 @@ class EmbeddedServices:
         self.stop()
 
     def start(self) -> None:
-        wanted = (POSTGRES_BINARIES if self.with_postgres else ()) + (REDIS_BINARIES if self.with_redis else ())
-        missing = [name for name in missing_binaries() if name in wanted]
+        missing = missing_binaries(postgres=self.with_postgres, redis=self.with_redis)
         if missing:
             raise EmbeddedError(f"missing {', '.join(missing)}.\n{INSTALL_HINT}")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -331,8 +339,9 @@ def temporary_root(prefix: str = "scanroute-") -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if argv[1:] == ["check"]:
-        missing = missing_binaries()
+    if argv[1:] == ["check"]:  # the binaries of the servers whose URL is not set (`make system-deps`)
+        postgres, redis = needed_servers(os.environ)
+        missing = missing_binaries(postgres=postgres, redis=redis)
         if missing:
             sys.stderr.write(f"missing: {', '.join(missing)}\n{INSTALL_HINT}\n")
             return 1

@@ -209,7 +209,11 @@ def _percent(r: _Reader, name: str, default: float) -> float:
 
 
 def _public(r: _Reader, edge_bind: tuple[str, int]) -> tuple[str, str]:
-    default_domain = r.text("DEFAULT_DOMAIN", f"{edge_bind[0]}:{edge_bind[1]}").lower()
+    """DEFAULT_DOMAIN, by default the edge's bind address as a Host header names it: an IPv6 literal in
+    brackets (`[::1]:8080`), else short URLs would not be URLs."""
+    host, port = edge_bind
+    bind_host = f"[{host}]" if ":" in host else host
+    default_domain = r.text("DEFAULT_DOMAIN", f"{bind_host}:{port}").lower()
     return default_domain, r.choice("PUBLIC_SCHEME", "https", ("https", "http"))
 
 

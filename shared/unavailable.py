@@ -17,6 +17,10 @@ STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
     # A connection the server closed in the middle of an operation (a fast shutdown) can be left in a state
     # asyncpg refuses to use: "cannot switch to state …; another operation is in progress".
     asyncpg.exceptions.InternalClientError,
+    # SQLSTATE 25006: PostgreSQL takes no writes right now (a failover that landed on a standby, a provider's
+    # read-only mode on a full disk). The primary, the store that takes writes, is away: the same write
+    # succeeds once it is back, so it is answered 503, a job goes back to the queue, a worker waits.
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
     redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 )
 # What PostgreSQL answers while it is being operated on (a cancelled statement) or short of resources (disk,

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from control_plane.api.app import create_app
 from control_plane.cli.migrate import migrate
 from control_plane.services.keys import create_key, ensure_org
-from shared.embedded import EmbeddedServices, temporary_root
+from shared.embedded import EmbeddedServices, needed_servers, temporary_root
 from shared.settings import ControlPlaneSettings, EdgeSettings, IngestSettings
 
 TEMPLATE_VAR = "SCANROUTE_TEST_TEMPLATE"
@@ -58,10 +58,15 @@ def pytest_configure(config: pytest.Config) -> None:
     global _services
     if hasattr(config, "workerinput"):  # an xdist worker: the controller prepared everything
         return
-    if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
-        _services = EmbeddedServices(temporary_root("scanroute-test-"), persistent=False)
+    postgres, redis = needed_servers(os.environ)
+    if postgres or redis:  # only the servers whose URL is not given, as `scanroute up` (docs/operations.md)
+        _services = EmbeddedServices(temporary_root("scanroute-test-"), persistent=False, postgres=postgres,
+                                     redis=redis)
         _services.start()
-        os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = _services.database_url, _services.redis_url
+        if postgres:
+            os.environ["DATABASE_URL"] = _services.database_url
+        if redis:
+            os.environ["REDIS_URL"] = _services.redis_url
     template = f"scanroute_tmpl_{secrets.token_hex(6)}"
     asyncio.run(_make_template(template))
     os.environ[TEMPLATE_VAR] = template

@@ -15,6 +15,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -55,6 +56,7 @@ RETRYABLE: tuple[type[Exception], ...] = (*OUTAGE, asyncpg.PostgresError)
 POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, TypeError, OverflowError)
 MAINTENANCE_INTERVAL_S = 3600.0
 MAINTENANCE_RETRY_S = 30.0  # after partition maintenance gave way to a long reader of `scans`
+CHORE_RETRY_S = 30.0  # at the earliest, after a periodic chore failed on anything but an unreachable store
 GAUGE_INTERVAL_S = 5.0
 EXPIRY_INTERVAL_S = 0.5  # max_scans is enforced within the ingest delay plus this (docs/rules.md)
 DECODE_SLICE = 500  # entries decoded between two turns of the event loop: about 5 ms
@@ -191,16 +193,32 @@ class IngestWorker:
 
     async def periodic(self) -> None:
         if self._is_due("claim", self.settings.claim_idle_ms / 2000):
-            await self.claim_from_dead_consumers()
-        if self._is_due("trim", GAUGE_INTERVAL_S):
-            await self.stream.trim_acknowledged()
-            await self.update_gauges()
-        if self._is_due("partitions", MAINTENANCE_INTERVAL_S):
-            await self.maintain_partitions()
-        if self._is_due("report", self.settings.metrics_interval_s):
-            await self.report()
-        if self._is_due("expiry", EXPIRY_INTERVAL_S):
-            await self.expiry.run_once()
+            await self.claim_from_dead_consumers()  # storing scans, not a chore: its failures are the batch's
+        await self._chore("trim", GAUGE_INTERVAL_S, self._trim_and_update_gauges)
+        await self._chore("partitions", MAINTENANCE_INTERVAL_S, self.maintain_partitions)
+        await self._chore("report", self.settings.metrics_interval_s, self.report)
+        await self._chore("expiry", EXPIRY_INTERVAL_S, self.expiry.run_once)
+
+    async def _chore(self, task: str, interval_s: float, run: Callable[[], Awaitable[object]]) -> None:
+        """Runs a periodic chore if it is due. One that fails (a bug, a constraint or trigger error in the expiry
+        sweep) is logged and tried again CHORE_RETRY_S later at the earliest: it runs before every read of the
+        stream, and must never keep the scans from being ingested (docs/ingest.md). A store that cannot be
+        reached pauses the worker as before: no scan could be stored either."""
+        if not self._is_due(task, interval_s):
+            return
+        try:
+            await run()
+        except STORE_UNAVAILABLE:
+            raise
+        except Exception:  # see above
+            retry_s = max(interval_s, CHORE_RETRY_S)
+            log.exception("ingest chore %r failed; scans are still ingested, and it is tried again in %.0f s",
+                          task, retry_s)
+            self._due[task] = max(self._due[task], time.monotonic() + retry_s)
+
+    async def _trim_and_update_gauges(self) -> None:
+        await self.stream.trim_acknowledged()
+        await self.update_gauges()
 
     async def maintain_partitions(self) -> None:
         """Days ahead, then retention; both give way to a long reader of `scans` rather than stall ingest behind

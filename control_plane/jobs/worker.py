@@ -82,6 +82,7 @@ class JobWorker:
         finally:
             for task in (beat, stopping):
                 task.cancel()
+        _log_heartbeat_error(job, beat)
         if not work.done():
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError, claims.JobLost):
@@ -199,6 +200,16 @@ class JobWorker:
             await self.files.delete(job_id)
             await self.db.execute("UPDATE jobs SET file_size = NULL WHERE id = $1", job_id)
         return len(expired)
+
+
+def _log_heartbeat_error(job: asyncpg.Record, beat: asyncio.Task[None]) -> None:
+    """A renewal that failed on anything but an outage (a bug, a trigger or constraint refusing the UPDATE)
+    ended the heartbeat: the lease cannot be kept, so the work is given up as when the job is lost, and the job
+    returns to the queue after its lease (docs/exports.md). The error is retrieved and logged here, with the
+    job, rather than left to asyncio's "exception never retrieved"."""
+    if beat.done() and not beat.cancelled() and (error := beat.exception()) is not None:
+        log.error("job %s: heartbeat failed (%r); the job is given up and returns to the queue after its lease",
+                  job["id"], error, exc_info=error)
 
 
 def _connection(proxy: Any) -> asyncpg.Connection[Any]:

@@ -16,7 +16,16 @@ import asyncpg
 import pytest
 import redis
 
-from shared.embedded import EmbeddedError, EmbeddedServices, find_binary, redis_answers, temporary_root
+from shared import embedded
+from shared.embedded import (
+    POSTGRES_BINARIES,
+    REDIS_BINARIES,
+    EmbeddedError,
+    EmbeddedServices,
+    find_binary,
+    redis_answers,
+    temporary_root,
+)
 from tests.conftest import ROOT
 
 STARTER = """
@@ -149,3 +158,21 @@ async def _select_one(url: str) -> int:
         return int(await conn.fetchval("SELECT 1"))
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize(("given", "absent", "status"), [
+    ({"DATABASE_URL": "postgresql://db.example/x"}, POSTGRES_BINARIES, 0),
+    ({"REDIS_URL": "redis://cache.example/0"}, REDIS_BINARIES, 0),
+    ({"DATABASE_URL": "postgresql://db.example/x"}, REDIS_BINARIES, 1),
+    ({}, REDIS_BINARIES, 1),
+])
+def test_the_check_asks_only_for_the_servers_whose_url_is_not_given(
+        given: dict[str, str], absent: tuple[str, ...], status: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make system-deps` runs it: with DATABASE_URL given, `scanroute up` and the tests start Redis alone, so
+    the PostgreSQL binaries are not needed (and the other way round)."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(embedded, "find_binary", lambda name: None if name in absent else f"/usr/bin/{name}")
+    assert embedded.main(["embedded", "check"]) == status

@@ -55,3 +55,13 @@ def test_a_unix_socket_redis_url_is_accepted() -> None:
     """`unix` is among REDIS_URL's schemes, and a socket's URL has a path where others have a host."""
     settings = EdgeSettings.from_env({**BASE, "REDIS_URL": "unix:///run/redis/redis.sock?db=1"})
     assert settings.stores.redis_url == "unix:///run/redis/redis.sock?db=1"
+
+
+@pytest.mark.parametrize(("edge_bind", "domain"), [
+    ("[::1]:8080", "[::1]:8080"), ("[2001:db8::5]:80", "[2001:db8::5]:80"), ("0.0.0.0:9000", "0.0.0.0:9000")])
+def test_the_default_domain_brackets_an_ipv6_bind_address(edge_bind: str, domain: str) -> None:
+    """A short URL's host is the edge's bind address by default: an IPv6 literal needs its brackets, else
+    `https://::1:8080/slug` is no URL at all."""
+    for settings in (ControlPlaneSettings.from_env({**BASE, "EDGE_BIND": edge_bind}),
+                     EdgeSettings.from_env({**BASE, "EDGE_BIND": edge_bind})):
+        assert settings.default_domain == domain

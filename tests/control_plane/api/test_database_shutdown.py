@@ -9,6 +9,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from control_plane.api.app import create_app
+from shared.settings import ControlPlaneSettings
 from tests.conftest import KeyFactory, bearer
 
 BOUND = 30.0  # seconds; a bound on a wait, not a measurement
@@ -31,6 +33,24 @@ async def test_a_query_ended_by_a_server_shutdown_is_a_503(
         # What PostgreSQL's fast shutdown does to every session: FATAL 57P01, admin_shutdown.
         assert await db.fetchval("SELECT pg_terminate_backend($1)", waiting)
         response = await asyncio.wait_for(listing, BOUND)
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "retry-after" in response.headers
+
+
+async def test_a_write_to_a_read_only_database_is_a_503(
+        cp_settings: ControlPlaneSettings, make_key: KeyFactory, db: asyncpg.Connection[Any]) -> None:
+    """A failover that lands on a standby, or a provider's read-only mode on a full disk (SQLSTATE 25006): the
+    write succeeds once PostgreSQL takes writes again, so it is retried like an outage, not a 500."""
+    key = await make_key()
+    name = await db.fetchval("SELECT current_database()")
+    await db.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')  # every new session
+    app = create_app(cp_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cp.test") as api:
+            assert (await api.get("/v1/qr-codes", headers=bearer(key))).status_code == 200
+            response = await api.post("/v1/qr-codes", headers=bearer(key), json={})
     assert response.status_code == 503, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "retry-after" in response.headers

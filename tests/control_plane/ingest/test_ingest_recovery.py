@@ -23,6 +23,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from control_plane.ingest import expiry as expiry_module
 from control_plane.ingest import hours as hours_module
 from control_plane.ingest import scan_row as scan_row_module
 from control_plane.ingest.partitions import _runs
@@ -484,3 +485,70 @@ def test_runs_of_consecutive_days() -> None:
     days = [date(2010, 1, 1), date(2026, 11, 28), date(2026, 11, 29), date(2026, 12, 1)]
     assert _runs(days) == [(date(2010, 1, 1), date(2010, 1, 1)), (date(2026, 11, 28), date(2026, 11, 29)),
                            (date(2026, 12, 1), date(2026, 12, 1))]
+
+
+@pytest.mark.parametrize("failure", ["postgres", "bug"])
+async def test_a_periodic_task_that_keeps_failing_never_stops_ingest(
+        failure: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any], db: asyncpg.Connection[Any]) -> None:
+    """The expiry sweep runs between two reads of the stream; failing at every run (a trigger refusing its
+    update, a bug), it used to keep the worker from reading (a PostgreSQL error: retried before every read) or
+    stop it (any other error). It is logged and tried again later, and the scans go in meanwhile."""
+    await db.execute("UPDATE qr_codes SET valid_until = now() - interval '1 minute' WHERE id = $1", code["id"])
+    if failure == "postgres":
+        await db.execute("""
+            CREATE FUNCTION refuse_expiry() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'expiry refused'; END $$;
+            CREATE TRIGGER refuse_expiry BEFORE UPDATE OF expired_notified_at ON qr_codes
+            FOR EACH ROW EXECUTE FUNCTION refuse_expiry();""")
+    else:
+        monkeypatch.setattr(expiry_module, "expired_object", lambda row: {}["no such key"])
+    stream = RedisKeys(redis_namespace).scans
+    worker = make_worker(ingest_settings, pool, redis)
+    stop_event = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop_event))
+    try:
+        for total in (10, 20, 30):  # the sweep is due again in between
+            await add(redis, stream, [scan(code).encode() for _ in range(10)])
+            deadline = time.monotonic() + 5
+            while await _stored(db) < total:
+                assert not task.done(), task.exception()
+                assert time.monotonic() < deadline, f"{await _stored(db)} of {total} scans stored"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1)
+    finally:
+        stop_event.set()
+        await asyncio.wait_for(task, 10)
+    assert "ingest chore 'expiry' failed" in caplog.text
+    assert worker.metrics.registry.get_sample_value("scanroute_ingest_failed_batches_total", {"kind": "error"}) == 0
+    assert await db.fetchval("SELECT expired_notified_at FROM qr_codes WHERE id = $1", code["id"]) is None
+    assert await db.fetchval("SELECT count(*) FROM scan_dead_letters") == 0
+
+
+async def test_a_read_only_database_is_an_outage_and_dead_letters_nothing(
+        ingest_settings: IngestSettings, pool: asyncpg.Pool[Any], redis: aioredis.Redis, redis_namespace: str,
+        code: dict[str, Any], db: asyncpg.Connection[Any], database_url: str) -> None:
+    """A failover that lands on a standby, or a provider's read-only mode on a full disk, refuses every write
+    with SQLSTATE 25006 for as long as it lasts: an outage (docs/ingest.md), however often the scans are re-read."""
+    stream = RedisKeys(redis_namespace).scans
+    total = 20
+    before = make_worker(ingest_settings, pool, redis)
+    await before.ensure_group()
+    await before.partitions.ensure_ahead()  # as a worker running before does: days known exist
+    await add(redis, stream, [scan(code).encode() for _ in range(total)])
+    name = await db.fetchval("SELECT current_database()")
+    await db.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')  # every new session
+    read_only = await create_pool(database_url, min_size=0, max_size=2)
+    try:
+        worker = make_worker(ingest_settings, read_only, redis, max_attempts=2)
+        worker.partitions.known = before.partitions.known
+        await run_until(worker, lambda: _all_delivered(redis, stream, total, 3))
+    finally:
+        await read_only.close()
+        await db.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+
+    await run_until(make_worker(ingest_settings, pool, redis, max_attempts=2),
+                    lambda: db.fetchval("SELECT count(*) = $1 FROM scans", total))
+    assert await db.fetchval("SELECT count(*) FROM scan_dead_letters") == 0
+    assert (await redis.xpending(stream, INGEST_GROUP))["pending"] == 0

@@ -163,3 +163,31 @@ async def test_an_import_publishes_all_its_codes_while_its_heartbeat_finds_it_en
     keys = RedisKeys(redis_namespace)
     for code in await db.fetch("SELECT domain, slug FROM qr_codes"):
         assert await redis.exists(keys.code(code["domain"], code["slug"]))
+
+
+async def test_a_heartbeat_that_fails_on_an_error_gives_the_job_up_and_says_why(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Not an outage (a trigger refusing the renewal): the lease cannot be kept, so the work stops, and the
+    heartbeat's error is logged with the job, not left to asyncio's "exception never retrieved"."""
+    resume = asyncio.Event()
+
+    class WaitingRun(ExportRun):
+        async def run(self) -> tuple[str, str]:
+            await resume.wait()
+            return await super().run()
+
+    monkeypatch.setattr(worker_module, "ExportRun", WaitingRun)
+    worker.settings = dataclasses.replace(worker.settings, lease=0.4)  # a heartbeat every 0.1 s
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 3)
+    started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    await db.execute("""
+        CREATE FUNCTION refuse_heartbeat() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'heartbeat refused'; END $$;
+        CREATE TRIGGER refuse_heartbeat BEFORE UPDATE OF heartbeat_at ON jobs FOR EACH ROW
+        WHEN (OLD.status = 'running') EXECUTE FUNCTION refuse_heartbeat();""")
+    assert await asyncio.wait_for(worker.run_once(), 30)
+    failed = [r for r in caplog.records if r.levelname == "ERROR" and started.json()["id"] in r.getMessage()]
+    assert failed and "heartbeat refused" in failed[0].getMessage(), caplog.text
+    assert failed[0].exc_info is not None
