@@ -19,8 +19,12 @@ from shared.times import timestamp
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # A port from 1 to 65535 without leading zeros: the edge answers no `Host` with another (docs/api.md §3.4).
 _PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+# The last label begins with a letter, as every top-level domain does (RFC 3696 §2): a name whose last label
+# is all digits is an IPv4 address, perhaps the edge's own, and scans of http://<address>/… would reach this
+# organisation's codes (docs/api.md §2.3).
+_TOP_LABEL = r"[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # Stated in the schema as it is checked: letters, digits and inner hyphens, two labels at least, a port.
-HOSTNAME = rf"^{_LABEL}(\.{_LABEL})+(:{_PORT})?$"
+HOSTNAME = rf"^({_LABEL}\.)+{_TOP_LABEL}(:{_PORT})?$"
 OWNED = "id = $1 AND org_id = $2 AND livemode = $3"
 
 
@@ -35,10 +39,6 @@ class DomainBody(Body):
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, value: str) -> str:
-        # No top-level domain is all digits (RFC 3696 §2): such a name is an IPv4 address, perhaps the edge's
-        # own, and scans of http://<address>/… would reach this organisation's codes (docs/api.md §2.3).
-        if host_of(value).rpartition(".")[2].isdigit():
-            raise ValueError("is an IP address, not a domain name")
         return value.lower()
 
 
