@@ -274,6 +274,11 @@ async def test_a_redis_restart_with_stale_rows_never_serves_them(
     assert campaign.stale == []
 
 
+# Waits for the cache sync's cursor are long: its horizon is the whole PostgreSQL cluster's oldest running
+# writer, and the parallel tests' transactions share this cluster (docs/freshness.md, "Watching the cache sync").
+SYNC_WAIT = 60.0
+
+
 async def until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -291,7 +296,7 @@ async def test_a_redis_restored_from_an_older_file_never_serves_what_a_write_rep
         await repair(private_env)
         backup = private_redis.folder.with_name("redis-backup")
         await asyncio.to_thread(private_redis.copy_data, backup)
-        await until(lambda: app.link.rows_readable, "the edge never read Redis's rows again")
+        await until(lambda: app.link.rows_readable, "the edge never read Redis's rows again", SYNC_WAIT)
         response = await api.patch(f"/v1/qr-codes/{code['id']}", headers=bearer(key),
                                    json={"destination": {"url": "https://example.com/new"}})
         assert response.status_code == 200
@@ -309,7 +314,7 @@ async def test_a_redis_restored_from_an_older_file_never_serves_what_a_write_rep
         assert (await edge.get("/readyz")).json()["freshness"]["redis_rows"] == "pending repair check"
 
         await repair(private_env)  # re-applies the outbox from the restored Redis's own, older, position
-        await until(lambda: app.link.rows_readable, "the edge never read the repaired Redis's rows")
+        await until(lambda: app.link.rows_readable, "the edge never read the repaired Redis's rows", SYNC_WAIT)
         assert (await edge.get(f"/{code['slug']}")).headers["location"] == "https://example.com/new"
 
 
