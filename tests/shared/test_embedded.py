@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -44,6 +45,16 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _kill_and_expect_servers_gone(parent: subprocess.Popen[Any], info: dict[str, Any]) -> None:
+    """A `kill -9` of the parent: its private servers stop by themselves (the parent-death signal)."""
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (listening(info["pg"]) or listening(info["redis"])):
+        time.sleep(0.1)
+    assert not listening(info["pg"]) and not listening(info["redis"])
+
+
 def test_servers_die_with_a_killed_parent() -> None:
     """A crashed test run (or `kill -9` of `scanroute up`) leaves no server listening."""
     parent = subprocess.Popen([sys.executable, "-c", STARTER], cwd=ROOT, stdout=subprocess.PIPE,
@@ -52,12 +63,7 @@ def test_servers_die_with_a_killed_parent() -> None:
     info = json.loads(parent.stdout.readline())
     try:
         assert listening(info["pg"]) and listening(info["redis"])
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(10)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and (listening(info["pg"]) or listening(info["redis"])):
-            time.sleep(0.1)
-        assert not listening(info["pg"]) and not listening(info["redis"])
+        _kill_and_expect_servers_gone(parent, info)
     finally:
         parent.kill()
         parent.wait()
@@ -89,12 +95,7 @@ def test_ctrl_c_to_the_process_group_does_not_reach_the_servers() -> None:
         os.killpg(parent.pid, signal.SIGINT)
         time.sleep(1)
         assert listening(info["pg"]) and redis_answers(info["redis"], info["password"])
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(10)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and (listening(info["pg"]) or listening(info["redis"])):
-            time.sleep(0.1)
-        assert not listening(info["pg"]) and not listening(info["redis"])
+        _kill_and_expect_servers_gone(parent, info)
     finally:
         parent.kill()
         parent.wait()
