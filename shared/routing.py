@@ -34,8 +34,12 @@ class Choice(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    matches: Check  # every condition of the rule, as one call
+    shared: Check | None  # its conditions on facts many visitors share (agent, languages, country, clock), as one call
+    unique: Check | None  # its conditions on `ip` and `query`, nearly unique per visitor
     destination: Destination
+
+    def matches(self, visitor: Visitor, now: float) -> bool:
+        return (self.shared is None or self.shared(visitor, now)) and (self.unique is None or self.unique(visitor, now))
 
 
 def _every(checks: Sequence[Check]) -> Check:
@@ -74,18 +78,19 @@ class CompiledSplit:
         return bisect_right(self.bounds, int.from_bytes(state.digest(), "big") % self.bounds[-1])
 
 
-NO_RULE, NOT_SEEN = -1, -2
-MEMO_ENTRIES = 4096  # per compiled routing: answers for this many distinct sets of visitor facts
+NO_RULE = -1
+MEMO_ENTRIES = 4096  # per compiled routing: answers for this many distinct sets of shared visitor facts
 MEMO_FACT_CHARACTERS = 512  # facts with more text are evaluated every time: a memo is bounded in bytes too
+Candidates = tuple[tuple[int, Check | None], ...]  # (rule index, its `ip`/`query` conditions or None), in order
 
 
 @dataclass(frozen=True, slots=True)
 class Routing:
     rules: tuple[CompiledRule, ...]
     split: CompiledSplit | None
-    # Everything the rules read of a scan, as one hashable value; None when that is nearly unique per visitor.
-    facts: Callable[[Visitor, float], Hashable] | None
-    memo: dict[Hashable, int] = field(default_factory=dict)  # facts → first matching rule, or NO_RULE
+    # Every fact the rules read of a scan but the address and the query, as one hashable value.
+    facts: Callable[[Visitor, float], Hashable]
+    memo: dict[Hashable, Candidates] = field(default_factory=dict)  # facts → the rules they leave in the running
     # Every answer `choose` can give, made once: a scan builds no Choice.
     rule_choices: tuple[Choice, ...] = field(init=False)
     variant_choices: tuple[Choice, ...] = field(init=False)
@@ -108,29 +113,35 @@ class Routing:
         """`choose`'s answer as a number: the rule's index, else the number of rules plus the variant's, else
         NO_RULE (-1: the usual destination). A scan plan keeps its decisions in that order, the usual last.
 
-        The rules are a function of the facts they read, so their answer is remembered per distinct facts:
-        phones of the same model and language in the same minute cost one dictionary lookup. Not facts that
-        would only fill memory (docs/rules.md): an address or a query, nearly unique per visitor, or long text."""
+        Which rules can still match is a function of the facts many visitors share (docs/rules.md), so it is
+        remembered per distinct facts: phones of the same model and language in the same minute cost one
+        dictionary lookup, plus the `ip`/`query` conditions of the rules left in the running — the address and
+        the query, nearly unique per visitor, are tested every time and never kept."""
         if self.rules:
-            if self.facts is None:
-                index = self._first_match(visitor, now)
-            else:
-                facts = self.facts(visitor, now)
-                index = self.memo.get(facts, NOT_SEEN)
-                if index == NOT_SEEN:
-                    index = self._first_match(visitor, now)
-                    if _characters(facts) <= MEMO_FACT_CHARACTERS:
-                        if len(self.memo) >= MEMO_ENTRIES:
-                            self.memo.clear()
-                        self.memo[facts] = index
-            if index != NO_RULE:
-                return index
+            facts = self.facts(visitor, now)
+            candidates = self.memo.get(facts)
+            if candidates is None:
+                candidates = self._candidates(visitor, now)
+                if _characters(facts) <= MEMO_FACT_CHARACTERS:
+                    if len(self.memo) >= MEMO_ENTRIES:
+                        self.memo.clear()
+                    self.memo[facts] = candidates
+            for index, unique in candidates:
+                if unique is None or unique(visitor, now):
+                    return index
         if self.split is not None:
             return len(self.rules) + self.split.pick(visitor.visitor_hash)
         return NO_RULE
 
-    def _first_match(self, visitor: Visitor, now: float) -> int:
-        return next((n for n, rule in enumerate(self.rules) if rule.matches(visitor, now)), NO_RULE)
+    def _candidates(self, visitor: Visitor, now: float) -> Candidates:
+        """The rules whose shared conditions match, up to the first that has nothing else to test."""
+        found: list[tuple[int, Check | None]] = []
+        for n, rule in enumerate(self.rules):
+            if rule.shared is None or rule.shared(visitor, now):
+                found.append((n, rule.unique))
+                if rule.unique is None:
+                    break
+        return tuple(found)
 
 
 def _characters(facts: Hashable) -> int:
@@ -159,20 +170,18 @@ def compile_routing(own_rules: Sequence[dict[str, Any]], own_split: Sequence[dic
     return Routing(tuple(compile_rule(rule) for rule in raw), split, facts_of([rule["if"] for rule in raw]))
 
 
-# The visitor attribute each condition reads; time conditions read the clock (see facts_of).
+# The visitor attribute each shared condition reads; time conditions read the clock (see facts_of). `ip` and
+# `query` read facts nearly unique per visitor: never part of a memo's key (Routing.index).
 FACT_ATTRIBUTES = {"device": "user_agent", "browser": "user_agent", "language": "accept_language",
-                   "country": "country", "ip": "client_ip", "query": "query_string"}
-UNIQUE_FACTS = frozenset({"client_ip", "query_string"})  # nearly unique per visitor: not worth remembering
+                   "country": "country"}
 
 
-def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Visitor, float], Hashable] | None:
-    """A function giving what these conditions read of a scan: the visitor attributes they test, the UTC
-    minute if a weekday or time window is tested (windows are whole minutes), and between which `after`/
-    `before` instants the scan falls. Two scans with equal facts match the same rules. None when the
-    conditions read the address or the query: their answers are not remembered."""
+def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Visitor, float], Hashable]:
+    """A function giving what these conditions read of a scan but the address and the query: the visitor
+    attributes they test, the UTC minute if a weekday or time window is tested (windows are whole minutes),
+    and between which `after`/`before` instants the scan falls. Two scans with equal facts leave the same
+    rules in the running."""
     names = sorted({FACT_ATTRIBUTES[name] for c in conditions for name in c if name in FACT_ATTRIBUTES})
-    if UNIQUE_FACTS.intersection(names):
-        return None
     read = attrgetter(*names) if names else (lambda visitor: None)
     calendar = any("weekday" in c or "time" in c for c in conditions)
     instants = sorted({datetime.fromisoformat(c[name]).timestamp() for c in conditions
@@ -196,8 +205,10 @@ def destination(raw: dict[str, Any]) -> Destination:
 
 def compile_rule(rule: dict[str, Any]) -> CompiledRule:
     conditions: dict[str, Any] = rule["if"]
-    checks = [check for build in CONDITION_BUILDERS if (check := build(conditions)) is not None]
-    return CompiledRule(_every(checks), destination(rule["destination"]))
+    shared = [check for build in SHARED_CONDITIONS if (check := build(conditions)) is not None]
+    unique = [check for build in UNIQUE_CONDITIONS if (check := build(conditions)) is not None]
+    return CompiledRule(_every(shared) if shared else None, _every(unique) if unique else None,
+                        destination(rule["destination"]))
 
 
 def _after(c: dict[str, Any]) -> Check | None:
@@ -326,6 +337,7 @@ def _calendar(c: dict[str, Any]) -> Check | None:
 
 
 # Cheap checks first: every condition must match, so the order changes the cost, never the answer.
-CONDITION_BUILDERS: tuple[Callable[[dict[str, Any]], Check | None], ...] = (
-    _after, _before, _country, _ip, _language, _device, _browser, _calendar, _query,
+SHARED_CONDITIONS: tuple[Callable[[dict[str, Any]], Check | None], ...] = (
+    _after, _before, _country, _language, _device, _browser, _calendar,
 )
+UNIQUE_CONDITIONS: tuple[Callable[[dict[str, Any]], Check | None], ...] = (_ip, _query)
