@@ -19,9 +19,14 @@ RATE, SECONDS, STALL_AT, STALL = 2_000, 1.5, 1_000, 0.08  # the stall: 80 ms, ha
 class StallingServer(asyncio.Protocol):
     """Answers each request with a 302; the STALL_AT-th request freezes the whole event loop for STALL seconds."""
     requests = 0
+    open: set[asyncio.Transport] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        StallingServer.open.add(self.transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        StallingServer.open.discard(self.transport)
 
     def data_received(self, data: bytes) -> None:
         for _ in range(data.count(b"\r\n\r\n")):
@@ -38,9 +43,19 @@ def server_port() -> Iterator[int]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     yield server.sockets[0].getsockname()[1]
+
+    async def shut() -> None:
+        # Every accepted connection closed on the loop before it stops: a transport left open would be
+        # garbage-collected later, warning (an error here) in whichever test happens to run then.
+        server.close()
+        for transport in list(StallingServer.open):
+            transport.close()
+        await server.wait_closed()
+        await asyncio.sleep(0)
+
+    asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=10)
-    server.close()
     loop.close()
 
 
