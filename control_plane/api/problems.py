@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shared.problems import Problem
-from shared.unavailable import STORE_UNAVAILABLE
+from shared.unavailable import POSTGRES_TRANSIENT, STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,20 @@ async def handle_rollback(request: Request, exc: Exception) -> Response:
                                          " retry it.", headers={"Retry-After": "1"}))
 
 
+async def handle_transient(request: Request, exc: Exception) -> Response:
+    # A statement cancelled (an operator, a statement_timeout) or PostgreSQL short of disk, memory or
+    # connections (SQLSTATE classes 57 and 53): the same request succeeds later (docs/api.md §1).
+    log.warning("PostgreSQL could not finish %s %s: %r", request.method, request.url.path, exc)
+    return problem_response(Problem(503, "The database could not finish the request right now; retry shortly.",
+                                    headers={"Retry-After": "1"}))
+
+
 async def handle_data_error(request: Request, exc: Exception) -> Response:
-    # The database refused a value that passed validation (e.g. NUL in a query parameter).
-    return problem_response(Problem(422, f"A value cannot be stored or compared: {exc}"))
+    # The database refused a value that passed validation (e.g. NUL in a query parameter). PostgreSQL's own
+    # message names its types and functions, not the request's fields: it is logged, not returned.
+    log.info("value refused by PostgreSQL on %s %s: %r", request.method, request.url.path, exc)
+    return problem_response(Problem(422, "A value in the request cannot be stored or compared (a NUL character,"
+                                         " or text that is not valid UTF-8, for example)."))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
@@ -73,6 +84,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 
 def exception_handlers() -> dict[Any, Any]:
     handlers: dict[Any, Any] = {Problem: handle_problem, HTTPException: handle_http}
+    handlers.update({cls: handle_transient for cls in POSTGRES_TRANSIENT})
     handlers.update({cls: handle_unavailable for cls in STORE_UNAVAILABLE})
     handlers[asyncpg.DataError] = handle_data_error
     handlers[asyncpg.exceptions.TransactionRollbackError] = handle_rollback

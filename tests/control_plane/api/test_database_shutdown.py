@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from control_plane.api.app import create_app
 from shared.settings import ControlPlaneSettings
@@ -16,8 +17,12 @@ from tests.conftest import KeyFactory, bearer
 BOUND = 30.0  # seconds; a bound on a wait, not a measurement
 
 
-async def test_a_query_ended_by_a_server_shutdown_is_a_503(
-        api: httpx.AsyncClient, make_key: KeyFactory, db: asyncpg.Connection[Any]) -> None:
+@pytest.mark.parametrize("ending", [
+    "pg_terminate_backend",  # what PostgreSQL's fast shutdown does to every session: FATAL 57P01, admin_shutdown
+    "pg_cancel_backend",  # an operator cancelling a stuck query, or a statement_timeout: 57014, query_canceled
+])
+async def test_a_query_ended_by_the_server_is_a_503(
+        api: httpx.AsyncClient, make_key: KeyFactory, db: asyncpg.Connection[Any], ending: str) -> None:
     key = await make_key()
     async with db.transaction():
         await db.execute("LOCK TABLE qr_codes IN ACCESS EXCLUSIVE MODE")  # the API's list waits behind it
@@ -30,8 +35,7 @@ async def test_a_query_ended_by_a_server_shutdown_is_a_503(
                 break
             await asyncio.sleep(0.1)
         assert waiting, "the API's query never waited for the lock"
-        # What PostgreSQL's fast shutdown does to every session: FATAL 57P01, admin_shutdown.
-        assert await db.fetchval("SELECT pg_terminate_backend($1)", waiting)
+        assert await db.fetchval(f"SELECT {ending}($1)", waiting)
         response = await asyncio.wait_for(listing, BOUND)
     assert response.status_code == 503, response.text
     assert response.headers["content-type"].startswith("application/problem+json")

@@ -175,3 +175,14 @@ async def test_q_is_a_substring_not_a_like_pattern(api: httpx.AsyncClient, make_
             found[q] = sorted(c["name"] for c in listed)
         assert found == {"%": ["50% off"], "_": ["a_b"], "a_b": ["a_b"], "\\": ["back\\slash"],
                          "K\\S": ["back\\slash"], "AX": ["axb"]}, (path, found)
+
+
+async def test_a_value_postgresql_refuses_is_a_422_in_the_request_s_terms(api: httpx.AsyncClient,
+                                                                           make_key: KeyFactory) -> None:
+    """A NUL passes validation but not PostgreSQL: 422, saying so without quoting PostgreSQL's own message."""
+    key = await make_key()
+    response = await api.get("/v1/qr-codes", headers=bearer(key), params={"q": "a\x00b"})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    detail = response.json()["detail"]
+    assert "NUL" in detail and "0x00" not in detail and "UTF8" not in detail, detail
