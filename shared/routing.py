@@ -38,9 +38,6 @@ class CompiledRule:
     unique: Check | None  # its conditions on `ip` and `query`, nearly unique per visitor
     destination: Destination
 
-    def matches(self, visitor: Visitor, now: float) -> bool:
-        return (self.shared is None or self.shared(visitor, now)) and (self.unique is None or self.unique(visitor, now))
-
 
 def _every(checks: Sequence[Check]) -> Check:
     """One callable for a rule's conditions: a rule usually has one or two, and each call saved per rule is
