@@ -22,10 +22,10 @@ The edge, as its protocol server (`scanroute edge`) and as the ASGI app under uv
       lookups an edge falls back to while the filter is missing or not trusted);
   (e) as (a), but the code's group has 20 rules (every condition type, none matching) and a split
       (docs/rules.md): the budget is (e)/(a) ≥ 0.9, judged per round.
-Then p99 at 64 connections at 80 % of each server's measured maximum (an open-loop client in C,
-loadtests/fixed_rate.c, built at run time) with the machine's kernel threads that ran for long stretches
-meanwhile (/proc/<pid>/schedstat), and the edge's RSS after --flood distinct unknown slugs on ~200-byte
-hosts, with the filter and then without it.
+Then p99 at 64 connections at 80 % of each server's measured maximum (--latency-at: other shares too; an
+open-loop client in C, loadtests/fixed_rate.c, built at run time) with the machine's kernel threads that ran
+for long stretches meanwhile (/proc/<pid>/schedstat), and the edge's RSS after --flood distinct unknown slugs
+on ~200-byte hosts, with the filter and then without it.
 Every scan is acknowledged by Redis (group-committed XADD) before its answer.
 """
 
@@ -341,8 +341,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--codes", type=int, default=1_000_000, help="codes with Zipf popularity in (b), (c)")
     parser.add_argument("--flood", type=int, default=1_000_000, help="distinct unknown slugs for the RSS check")
-    parser.add_argument("--latency-seconds", type=int, default=10, help="seconds at 80 %% of the maximum rate")
-    parser.add_argument("--latency-rounds", type=int, default=3, help="rounds of the latency at 80 %%, alternating")
+    parser.add_argument("--latency-seconds", type=int, default=10, help="seconds at each share of the maximum rate")
+    parser.add_argument("--latency-rounds", type=int, default=3, help="rounds of the latency phase, alternating")
+    parser.add_argument("--latency-at", default="0.8", help="comma-separated shares of each server's maximum rate"
+                        " to measure the latency at (e.g. 0.5,0.6,0.7,0.8: where does p99 cross 5 ms?)")
     parser.add_argument("--only", default="", help="comma-separated scenario keys to measure (e.g. ref,protocol-a;"
                         " default all), for a quick look while working; skips the first touch, latency and flood"
                         " unless their scenarios are named (protocol-b, latency, flood)")
@@ -571,44 +573,59 @@ def _bad(key: str, count: int) -> str:
 
 
 def latency_report(servers: dict[str, Server], rounds: dict[str, list[Result]], args: argparse.Namespace) -> list[str]:
-    """p99 at 80 % of each server's measured maximum with the open-loop C client (loadtests/fixed_rate.c), in
-    --latency-rounds rounds alternating the servers; the median of the rounds, and their range."""
-    lines = [f"\nlatency at 80 % of each server's measured maximum (median req/s of its rounds above), "
-             f"{args.connections} connections, {args.latency_rounds} alternating rounds of {args.latency_seconds} s,"
-             " open loop (loadtests/fixed_rate.c: each connection one request at a time, as wrk2; latency counted from"
-             " when each request was due); medians of the rounds [lowest–highest p99]; stalls/s: answers over 4 ms"
-             " right after one under 2 ms, per second (loadtests/fixed_rate.py, `stalls`)",
-             f"{'server':<40} {'offered':>9} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9':>7} {'stalls/s':>8}"
-             "  p99 range"]
+    """p99 at each --latency-at share (80 % by default) of each server's measured maximum with the open-loop C
+    client (loadtests/fixed_rate.c), in --latency-rounds rounds alternating the servers; the median of the
+    rounds, and their range. With several shares, the highest at which each server's p99 stayed under 5 ms."""
+    shares = sorted({float(share) for share in args.latency_at.split(",")})
+    lines = [f"\nlatency at {', '.join(f'{share:.0%}' for share in shares)} of each server's measured maximum (median"
+             f" req/s of its rounds above), {args.connections} connections, {args.latency_rounds} alternating rounds of"
+             f" {args.latency_seconds} s, open loop (loadtests/fixed_rate.c: each connection one request at a time, as"
+             " wrk2; latency counted from when each request was due); medians of the rounds [lowest–highest p99];"
+             " stalls/s: answers over 4 ms right after one under 2 ms, per second (loadtests/fixed_rate.py, `stalls`)",
+             f"{'server':<40} {'load':>5} {'offered':>9} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99.9':>7}"
+             f" {'stalls/s':>8}  p99 range"]
     # nginx and the raw protocol, when measured, show what this machine's tails are without Python or Redis.
     chosen = [(key, servers[kind], name) for key, kind, name in (
         ("nginx", "nginx", "nginx return 302"), ("raw", "raw", "raw uvloop + httptools, fixed 302"),
         ("ref", "bare", "bare uvicorn, fixed 302"), ("protocol-a", "protocol", "edge protocol, (a) hot code"),
         ("asgi-a", "asgi", "edge asgi, (a) hot code")) if key in rounds]
-    results: dict[str, list[fixed_rate.Latencies]] = {key: [] for key, _, _ in chosen}
-    stalls: dict[str, list[float]] = {key: [] for key, _, _ in chosen}
+    cases = [(key, share) for key, _, _ in chosen for share in shares]
+    results: dict[tuple[str, float], list[fixed_rate.Latencies]] = {case: [] for case in cases}
+    stalls: dict[tuple[str, float], list[float]] = {case: [] for case in cases}
     trace = Path(tempfile.gettempdir()) / f"scanroute-latency-{os.getpid()}"
-    rates = {key: 0.8 * statistics.median(r.rps for r in rounds[key]) for key, _, _ in chosen}
+    rates = {(key, share): share * statistics.median(r.rps for r in rounds[key]) for key, share in cases}
     kernel_before, started = kernel_threads(), time.monotonic()
     for number in range(args.latency_rounds):
         print(f"latency round {number + 1}/{args.latency_rounds}", flush=True)
-        for key, server, _ in chosen:
-            empty_scan_stream()
-            results[key].append(fixed_rate.measure("127.0.0.1", server.port, HOT_REQUEST, rates[key],
-                                                   args.latency_seconds, args.connections, cpu=LOAD_CPU, trace=trace))
-            stalls[key].append(len(fixed_rate.stalls(trace)) / args.latency_seconds)
+        for share in shares:
+            for key, server, _ in chosen:
+                empty_scan_stream()
+                results[key, share].append(fixed_rate.measure(
+                    "127.0.0.1", server.port, HOT_REQUEST, rates[key, share], args.latency_seconds, args.connections,
+                    cpu=LOAD_CPU, trace=trace))
+                stalls[key, share].append(len(fixed_rate.stalls(trace)) / args.latency_seconds)
     trace.unlink(missing_ok=True)
+    under: dict[str, list[float]] = {key: [] for key, _, _ in chosen}
     for key, _, name in chosen:
-        got = results[key]
-        bad = sum(r.bad for r in got)
-        p99 = [r.p99_ms for r in got]
-        lines.append(f"{name:<40} {rates[key]:>9,.0f} {statistics.median(r.rate for r in got):>9,.0f} "
-                     f"{statistics.median(r.p50_ms for r in got):>7.2f} {statistics.median(p99):>7.2f} "
-                     f"{statistics.median(r.p999_ms for r in got):>7.2f} {statistics.median(stalls[key]):>8.1f}"
-                     f"  [{min(p99):.2f}–{max(p99):.2f}]"
-                     + (f"  ({bad} bad or unanswered)" if bad else "")
-                     + ("  (target p99 < 5 ms: " + ("met" if statistics.median(p99) < 5 else "missed") + ")"
-                        if key == "protocol-a" else ""))
+        for share in shares:
+            got = results[key, share]
+            bad = sum(r.bad for r in got)
+            p99 = [r.p99_ms for r in got]
+            if statistics.median(p99) < 5:
+                under[key].append(share)
+            lines.append(f"{name:<40} {share:>5.0%} {rates[key, share]:>9,.0f}"
+                         f" {statistics.median(r.rate for r in got):>9,.0f}"
+                         f" {statistics.median(r.p50_ms for r in got):>7.2f} {statistics.median(p99):>7.2f}"
+                         f" {statistics.median(r.p999_ms for r in got):>7.2f}"
+                         f" {statistics.median(stalls[key, share]):>8.1f}"
+                         f"  [{min(p99):.2f}–{max(p99):.2f}]"
+                         + (f"  ({bad} bad or unanswered)" if bad else "")
+                         + ("  (target p99 < 5 ms: " + ("met" if statistics.median(p99) < 5 else "missed") + ")"
+                            if key == "protocol-a" and share == 0.8 else ""))
+    if len(shares) > 1:
+        lines.append("highest load with a median p99 under 5 ms: " + "; ".join(
+            f"{name} {max(under[key]):.0%}" if under[key] else f"{name} none tried"
+            for key, _, name in chosen))
     lines.append(kernel_report(kernel_before, kernel_threads(), time.monotonic() - started))
     return lines
 
