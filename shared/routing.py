@@ -14,11 +14,11 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import accumulate
-from operator import attrgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from shared.rows import Destination
+from shared.user_agents import agent_traits
 from shared.visitor import Visitor
 
 Check = Callable[[Visitor, float], bool]  # (visitor, unix time) → does this condition match
@@ -76,8 +76,7 @@ class CompiledSplit:
 
 
 NO_RULE = -1
-MEMO_ENTRIES = 4096  # per compiled routing: answers for this many distinct sets of shared visitor facts
-MEMO_FACT_CHARACTERS = 512  # facts with more text are evaluated every time: a memo is bounded in bytes too
+MEMO_ENTRIES = 4096  # per compiled routing: answers for this many distinct sets of facts
 Candidates = tuple[tuple[int, Check | None], ...]  # (rule index, its `ip`/`query` conditions or None), in order
 
 
@@ -119,10 +118,9 @@ class Routing:
             candidates = self.memo.get(facts)
             if candidates is None:
                 candidates = self._candidates(visitor, now)
-                if _characters(facts) <= MEMO_FACT_CHARACTERS:
-                    if len(self.memo) >= MEMO_ENTRIES:
-                        self.memo.clear()
-                    self.memo[facts] = candidates
+                if len(self.memo) >= MEMO_ENTRIES:
+                    self.memo.clear()
+                self.memo[facts] = candidates
             for index, unique in candidates:
                 if unique is None or unique(visitor, now):
                     return index
@@ -139,15 +137,6 @@ class Routing:
                 if rule.unique is None:
                     break
         return tuple(found)
-
-
-def _characters(facts: Hashable) -> int:
-    """The length of the text in a routing's facts (text, None, numbers, or a tuple of them)."""
-    if isinstance(facts, str | bytes):
-        return len(facts)
-    if isinstance(facts, tuple):
-        return sum(_characters(fact) for fact in facts)
-    return 0
 
 
 def compile_routing(own_rules: Sequence[dict[str, Any]], own_split: Sequence[dict[str, Any]] | None,
@@ -167,19 +156,25 @@ def compile_routing(own_rules: Sequence[dict[str, Any]], own_split: Sequence[dic
     return Routing(tuple(compile_rule(rule) for rule in raw), split, facts_of([rule["if"] for rule in raw]))
 
 
-# The visitor attribute each shared condition reads; time conditions read the clock (see facts_of). `ip` and
-# `query` read facts nearly unique per visitor: never part of a memo's key (Routing.index).
-FACT_ATTRIBUTES = {"device": "user_agent", "browser": "user_agent", "language": "accept_language",
-                   "country": "country"}
-
-
 def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Visitor, float], Hashable]:
-    """A function giving what these conditions read of a scan but the address and the query: the visitor
-    attributes they test, the UTC minute if a weekday or time window is tested (windows are whole minutes),
-    and between which `after`/`before` instants the scan falls. Two scans with equal facts leave the same
-    rules in the running."""
-    names = sorted({FACT_ATTRIBUTES[name] for c in conditions for name in c if name in FACT_ATTRIBUTES})
-    read = attrgetter(*names) if names else (lambda visitor: None)
+    """A function giving what these conditions can tell apart of a scan, but the address and the query: the
+    visitor's devices, browser, languages and country as far as the conditions name them (an unnamed browser
+    is None, a set keeps only the named members), the UTC minute if a weekday or time window is tested
+    (windows are whole minutes), and between which `after`/`before` instants the scan falls. Two scans with
+    equal facts leave the same rules in the running; a memo keyed by them holds only what the rules name —
+    never a visitor's own text — and thousands of user agents of one phone model share one entry."""
+    def named(name: str) -> frozenset[str]:
+        return frozenset(value for c in conditions for value in c.get(name, ()))
+    devices, browsers, languages, countries = named("device"), named("browser"), named("language"), named("country")
+    agent = bool(devices or browsers)
+
+    def read(visitor: Visitor) -> Hashable:
+        traits = agent_traits(visitor.user_agent) if agent else None  # a cache lookup: not its parse again
+        return (traits.devices & devices if traits is not None and devices else None,
+                traits.browser if traits is not None and traits.browser in browsers else None,
+                visitor.languages & languages if languages else None,
+                visitor.country if visitor.country in countries else None)
+
     calendar = any("weekday" in c or "time" in c for c in conditions)
     instants = sorted({datetime.fromisoformat(c[name]).timestamp() for c in conditions
                        for name in ("after", "before") if name in c})
@@ -188,7 +183,9 @@ def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Visitor, float],
         return lambda visitor, now: (read(visitor), now // 60 if calendar else 0, bisect_right(instants, now))
     if calendar:
         return lambda visitor, now: (read(visitor), now // 60)
-    return lambda visitor, now: read(visitor)
+    if agent or languages or countries:
+        return lambda visitor, now: read(visitor)
+    return lambda visitor, now: None
 
 
 def compile_split(variants: Sequence[dict[str, Any]], owner_id: str) -> CompiledSplit:

@@ -226,16 +226,21 @@ def test_remembered_answers_are_the_answers_of_a_fresh_evaluation() -> None:
                                             for text in ("203.0.113", "198.51.100", "src"))
 
 
-def test_facts_nearly_unique_per_visitor_or_long_are_not_remembered() -> None:
-    """docs/rules.md: a memo holds facts many visitors share, so that it stays small in bytes, not only in entries."""
+def test_a_memo_holds_what_the_rules_name_never_the_visitors_own_text() -> None:
+    """docs/rules.md: a memo is keyed by the devices, browser, languages and country as far as the rules name
+    them, so that it stays small in bytes however many visitors a bot invents, and is shared by every user
+    agent of one phone model."""
     by_query = routing(({"query": {"lang": "de"}}, "a"))
     by_address = routing(({"ip": ["203.0.113.0/24"], "device": ["ios"]}, "a"))
-    by_agent = routing(({"device": ["ios"]}, "a"))
+    by_agent = routing(({"device": ["ios"], "language": ["de"]}, "a"), ({"country": ["AT"]}, "b"))
     for n in range(100):
         visitor = Visitor(user_agent=IPHONE + "x" * (n * 10), query_string=f"lang=de&n={n}".encode(),
-                          client_ip=f"203.0.113.{n}")
+                          client_ip=f"203.0.113.{n}", accept_language=f"de, x{n}, en;q=0.9", country=f"A{n % 10}")
         assert by_query.choose(visitor, NOON) is not None and by_address.choose(visitor, NOON) is not None
         assert by_agent.choose(visitor, NOON) is not None
     assert list(by_query.memo) == [None]  # the rule reads nothing else: one entry, whatever the queries
-    assert all(len(agent) <= 512 for agent in by_address.memo) and len(by_address.memo) == 38  # no address kept
-    assert all(len(agent) <= 512 for agent in by_agent.memo) and len(by_agent.memo) == 38  # up to 512 characters
+    assert list(by_address.memo) == [(frozenset({"ios"}), None, None, None)]  # no address, no user agent kept
+    assert list(by_agent.memo) == [(frozenset({"ios"}), None, frozenset({"de"}), None)]
+    austrian = by_agent.choose(Visitor(user_agent=IPHONE, country="AT"), NOON)
+    assert austrian is not None and austrian.destination.url == "https://example.com/b"
+    assert len(by_agent.memo) == 2
