@@ -49,6 +49,12 @@ CODE_ORDER = "c.created_at, length(c.name), c.name, c.id"  # minted "Table 2" be
 # A PNG's side in pixels: drawn on an RGB canvas (3 bytes a pixel) plus masks, so 8000 is already about
 # 200 MB, the schema's 500 mm at 1200 dpi gigabytes; 30 mm at 1200 dpi is 1417. SVG and PDF are vectors: no cap.
 MAX_IMAGE_PIXELS = 8000
+# What the export and import objects show of a job. A page of jobs reads no more: the request kept with a
+# job holds up to MAX_CODES `code_ids` (~280 KB of JSON), which a page of 100 would decode for nothing.
+LISTED_JOB_COLUMNS = (
+    "id, kind, livemode, status, progress_done, progress_total, error, result, created_at, finished_at,"
+    " expires_at, file_name, file_size,"
+    " jsonb_strip_nulls(jsonb_build_object('format', request->'format', 'dry_run', request->'dry_run')) AS request")
 
 
 def _given(*names: str) -> dict[str, Any]:
@@ -345,7 +351,7 @@ def export_object(row: asyncpg.Record, settings: ControlPlaneSettings) -> Export
 
 
 async def list_jobs(ctx: ServiceContext, key: ApiKey, kind: str, page: PageQuery) -> tuple[list[asyncpg.Record], int]:
-    return await owned_page(ctx.db, "jobs", key, page, where="kind = $3", args=(kind,))
+    return await owned_page(ctx.db, "jobs", key, page, where="kind = $3", args=(kind,), columns=LISTED_JOB_COLUMNS)
 
 
 async def start_export(ctx: ServiceContext, key: ApiKey, body: ExportCreate) -> ExportPublic:
