@@ -183,7 +183,8 @@ class JobWorker:
                                   expiry(self.cp), name, media_type, size)
         if row is None:
             return False
-        if job["kind"] == "export":
+        if job["kind"] == "export":  # the selection was needed while the job ran, never after
+            await conn.execute("DELETE FROM job_codes WHERE job_id = $1", job["id"])
             await record_event(conn, job["org_id"], job["livemode"], f"export.{status}", export_object(row, self.cp))
         else:
             await conn.execute("DELETE FROM job_inputs WHERE job_id = $1", job["id"])

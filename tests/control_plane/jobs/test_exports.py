@@ -305,3 +305,22 @@ async def test_a_page_of_exports_costs_memory_in_proportion_to_the_page_not_to_t
     assert listed.status_code == 200, listed.text
     assert [e["format"] for e in listed.json()["data"]] == ["codes_csv"] * 100
     assert peak < 20e6, f"listing 100 exports held {peak / 1e6:.0f} MB"  # 84 MB when whole rows were read
+
+
+async def test_an_ended_export_keeps_no_list_of_its_codes(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 3)
+    succeeded, _ = await export(api, worker, key, {"format": "codes_csv", "group_id": group_id})
+    assert await db.fetchval("SELECT count(*) FROM job_codes WHERE job_id = $1", succeeded["id"]) == 0
+    failing = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    await db.execute("UPDATE jobs SET attempt = 3 WHERE id = $1", failing.json()["id"])  # its last attempt is next
+    failed = await run_job(api, worker, key, f"/v1/exports/{failing.json()['id']}")
+    assert failed["status"] == "failed"
+    assert await db.fetchval("SELECT count(*) FROM job_codes") == 0
+    # Jobs that ended before the worker deleted their lists lose them to migration 0019.
+    queued = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    await db.execute("INSERT INTO job_codes SELECT $1, 1, id FROM qr_codes LIMIT 1", succeeded["id"])
+    await db.execute((Path(__file__).parents[3] / "control_plane/migrations/0019_job_codes_of_ended_jobs.sql")
+                     .read_text())
+    assert [r["job_id"] for r in await db.fetch("SELECT DISTINCT job_id FROM job_codes")] == [queued.json()["id"]]
