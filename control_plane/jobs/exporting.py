@@ -24,13 +24,12 @@ from control_plane.render.images import payload_for
 from control_plane.render.logo import load_logo
 from control_plane.render.sheets import PrintItem, SheetWriter
 from control_plane.services.export_files import FileSink
-from control_plane.services.exports import ExportCreate, sheet_for
+from control_plane.services.exports import DEFAULT_SCAN_RANGE, ExportCreate, sheet_for
 from shared.settings import ControlPlaneSettings
 from shared.times import timestamp
 
 BATCH = 200  # codes per round trip and per thread hand-off
 SCAN_BATCH = 5_000  # scans per cursor fetch
-DEFAULT_SCAN_RANGE = timedelta(days=30)
 CODE_BATCH = """
 SELECT j.position, c.id, c.kind, c.type, c.content, c.domain, c.slug, c.design, c.name, c.group_id, c.folder_id,
        c.tags, c.status, c.destination_type, c.destination_url, c.scan_count, c.created_at, c.deleted_at

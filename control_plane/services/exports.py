@@ -11,7 +11,7 @@ import hmac
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
 
 import asyncpg
@@ -34,6 +34,7 @@ from control_plane.services.context import Queryable, ServiceContext
 from control_plane.services.export_files import FileStore
 from control_plane.services.keys import ApiKey
 from control_plane.services.listing import Listing, PageQuery, owned_page
+from control_plane.services.scan_reports import EARLIEST, LATEST
 from control_plane.services.schemas import Body, Reference, Tag
 from shared.ids import new_id
 from shared.problems import Problem, field_error, not_found
@@ -42,6 +43,7 @@ from shared.settings import ControlPlaneSettings
 from shared.times import timestamp
 
 MAX_CODES = 10_000
+DEFAULT_SCAN_RANGE = timedelta(days=30)  # scans_csv without `since`: the 30 days before `until`
 Format = Literal["pdf_sheet", "zip", "codes_csv", "scans_csv"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")  # QR alphanumeric mode
@@ -132,8 +134,6 @@ class ExportCreate(Body):
             raise ValueError("select codes with group_id, code_ids, folder_id or tag")
         if self.format == "zip" and self.image_format is None:
             raise ValueError("a zip export needs image_format: svg, png or pdf")
-        if self.since and self.until and self.since >= self.until:
-            raise ValueError("since must be before until")
         return self
 
 
@@ -181,11 +181,18 @@ def _selection(key: ApiKey, body: ExportCreate) -> tuple[str, list[Any]]:
     return " AND ".join(where), args
 
 
+async def _check_owned(conn: asyncpg.Connection[Any], key: ApiKey, table: str, object_id: str | None,
+                       name: str) -> None:
+    """404 unless `object_id` (when given) is a row of `table` in the caller's org and mode."""
+    if object_id is not None and not await conn.fetchval(
+            f"SELECT 1 FROM {table} WHERE id = $1 AND org_id = $2 AND livemode = $3",
+            object_id, key.org_id, key.livemode):
+        raise not_found(name)
+
+
 async def select_codes(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportCreate) -> list[asyncpg.Record]:
-    if body.group_id is not None and not await conn.fetchval(
-            "SELECT 1 FROM qr_groups WHERE id = $1 AND org_id = $2 AND livemode = $3",
-            body.group_id, key.org_id, key.livemode):
-        raise not_found("QR group")
+    await _check_owned(conn, key, "qr_groups", body.group_id, "QR group")
+    await _check_owned(conn, key, "folders", body.folder_id, "folder")
     clause, args = _selection(key, body)
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT c.id, c.kind, c.type, c.content, c.domain, c.slug, c.design FROM qr_codes c WHERE {clause}"
@@ -196,7 +203,25 @@ async def select_codes(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportC
         raise field_error("code_ids", f"no such QR codes: {', '.join(missing[:5])}")
     if len(rows) > MAX_CODES:
         raise field_error("selection", f"an export holds at most {MAX_CODES} codes; narrow it with a tag or folder")
+    if not rows and body.format in ("pdf_sheet", "zip"):
+        raise field_error("selection", "selects no code: there is nothing to print")
     return rows
+
+
+def _bounded(field: str, value: datetime) -> datetime:
+    if not EARLIEST <= value <= LATEST:
+        raise field_error(field, "must be between 1970-01-01 and 9999-01-01")
+    return value
+
+
+def scan_range(body: ExportCreate) -> tuple[datetime, datetime]:
+    """The `[since, until)` of a `scans_csv`, defaults resolved at the request: 422 on the field at fault."""
+    until = _bounded("until", body.until or datetime.now(UTC))
+    since = _bounded("since", body.since or max(until - DEFAULT_SCAN_RANGE, EARLIEST))
+    if since >= until:
+        given = "" if body.until is not None else ", which is the time of the request unless given"
+        raise field_error("since", f"must be before until{given}")
+    return since, until
 
 
 def _printed_size(body: ExportCreate) -> tuple[float, str]:
@@ -265,8 +290,9 @@ async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: Export
         raise field_error("sheet", "only pdf_sheet exports are laid out on sheets")
     if body.format == "zip":
         check_image_size(body.image_format, body.size_mm, body.dpi)
-    if body.since is not None and body.until is None and body.since >= datetime.now(UTC):
-        raise field_error("since", "must be before until, which is the time of the request unless given")
+    if body.format == "scans_csv":
+        since, until = scan_range(body)
+        body = body.model_copy(update={"since": since, "until": until})  # the job keeps the range it was given
     needs_codes = body.format != "scans_csv" or body.group_id or body.code_ids or body.folder_id or body.tag
     rows = await select_codes(conn, key, body) if needs_codes else []
     print_check(rows, body, settings)

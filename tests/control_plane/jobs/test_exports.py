@@ -324,3 +324,58 @@ async def test_an_ended_export_keeps_no_list_of_its_codes(
     await db.execute((Path(__file__).parents[3] / "control_plane/migrations/0019_job_codes_of_ended_jobs.sql")
                      .read_text())
     assert [r["job_id"] for r in await db.fetch("SELECT DISTINCT job_id FROM job_codes")] == [queued.json()["id"]]
+
+
+async def test_a_folder_of_another_org_or_none_at_all_is_a_404_like_a_group(
+        api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    theirs = await make_key("globex")
+    folder = await api.post("/v1/folders", headers=bearer(theirs), json={"name": "secret"})
+    group = await api.post("/v1/qr-groups", headers=bearer(theirs), json={"name": "g"})
+    assert folder.status_code == group.status_code == 201, (folder.text, group.text)
+    mine = await make_key()
+    for selection in ({"group_id": group.json()["id"]}, {"folder_id": folder.json()["id"]},
+                      {"folder_id": "fld_doesnotexist0000000"}):
+        response = await api.post("/v1/exports", headers=bearer(mine), json={"format": "pdf_sheet", **selection})
+        assert response.status_code == 404, (selection, response.text)
+    assert (await api.get("/v1/exports", headers=bearer(mine))).json()["total"] == 0
+
+
+async def test_a_label_sheet_or_zip_of_no_code_is_refused_on_the_selection(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker) -> None:
+    key = await make_key()
+    for body in ({"format": "zip", "tag": "no-such-tag", "image_format": "svg"},
+                 {"format": "pdf_sheet", "tag": "no-such-tag"}):
+        response = await api.post("/v1/exports", headers=bearer(key), json=body)
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["selection"]
+    # Every code deleted after the request: the zip still opens with its manifest (and lists no code).
+    group_id, codes = await mint_group(api, key, 1)
+    started = await api.post("/v1/exports", headers=bearer(key),
+                             json={"format": "zip", "group_id": group_id, "image_format": "svg"})
+    assert (await api.delete(f"/v1/qr-codes/{codes[0]['id']}", headers=bearer(key))).status_code in (200, 204)
+    job = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
+    file = await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(key))
+    archive = zipfile.ZipFile(io.BytesIO(file.content))
+    assert archive.namelist() == ["manifest.csv"]
+    assert archive.read("manifest.csv").decode() == "id,slug,short_url,name,group,folder,tags,file\r\n"
+
+
+async def test_a_scans_csv_range_out_of_bounds_is_refused_on_its_field(
+        api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    for body, field in (({"until": "0001-01-05T00:00:00Z"}, "until"),
+                        ({"since": "0001-01-05T00:00:00Z"}, "since"),
+                        ({"until": "9999-12-31T00:00:00Z"}, "until")):
+        response = await api.post("/v1/exports", headers=bearer(key), json={"format": "scans_csv", **body})
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
+
+
+async def test_since_not_before_until_is_refused_on_since_when_both_are_given(
+        api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    response = await api.post("/v1/exports", headers=bearer(key), json={
+        "format": "scans_csv", "since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": "since", "message": "must be before until"}]
