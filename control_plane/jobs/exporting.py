@@ -73,15 +73,17 @@ def label_for(row: asyncpg.Record, kind: str, settings: ControlPlaneSettings) ->
     return "" if kind == "none" else str(row["name"])
 
 
-async def code_batches(db: asyncpg.Pool[Any], job_id: str) -> AsyncIterator[tuple[int, list[asyncpg.Record]]]:
-    """The job's codes in print order, a batch at a time: (codes consumed, codes still there to print)."""
+async def code_batches(db: asyncpg.Pool[Any], job_id: str, *,
+                       deleted: bool = False) -> AsyncIterator[tuple[int, list[asyncpg.Record]]]:
+    """The job's codes in print order, a batch at a time: (codes consumed, codes still there to print, and
+    with `deleted` those deleted since the request too)."""
     position = 0
     while True:
         rows = await db.fetch(CODE_BATCH, job_id, position, BATCH)
         if not rows:
             return
         position = rows[-1]["position"]
-        yield len(rows), [r for r in rows if r["deleted_at"] is None]
+        yield len(rows), [r for r in rows if deleted or r["deleted_at"] is None]
 
 
 class ExportRun:
@@ -132,14 +134,18 @@ class ExportRun:
         buffer, rendering = Buffer(), Rendering(self.db, self.settings)
         writer = ZipWriter(buffer, self.request.image_format, self.request.size_mm, self.request.dpi)
         names = UniqueNames(self.request.image_format)
+        # The manifest fixes which codes the zip holds, under which file names (a few bytes a code, as the zip
+        # directory): a code deleted while the images are drawn keeps its image, so the two always agree.
+        files: dict[str, str] = {}
         async for _, rows in code_batches(self.db, self.job["id"]):
+            files.update((r["id"], names.name(r["id"], r["slug"])) for r in rows)
             writer.manifest_rows([
                 (r["id"], r["slug"], short_url(r, self.settings), r["name"], r["group_id"], r["folder_id"],
-                 "|".join(r["tags"]), names.name(r["id"], r["slug"])) for r in rows])
+                 "|".join(r["tags"]), files[r["id"]]) for r in rows])
             await self.sink.write(buffer.take())
-        names = UniqueNames(self.request.image_format)  # the same names again, in the same order
-        async for consumed, rows in code_batches(self.db, self.job["id"]):
-            entries = [ZipEntry(await rendering.item(r, r["name"]), names.name(r["id"], r["slug"])) for r in rows]
+        async for consumed, rows in code_batches(self.db, self.job["id"], deleted=True):
+            listed = [r for r in rows if r["id"] in files]
+            entries = [ZipEntry(await rendering.item(r, r["name"]), files[r["id"]]) for r in listed]
             await asyncio.to_thread(writer.add, entries)
             await self._drain(buffer, consumed)
         await asyncio.to_thread(writer.close)

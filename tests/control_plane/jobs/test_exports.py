@@ -22,6 +22,7 @@ import zxingcpp
 from PIL import Image
 
 from control_plane.api.app import create_app
+from control_plane.jobs import exporting
 from control_plane.jobs.worker import JobWorker, start_worker
 from shared.database import create_pool
 from shared.settings import ControlPlaneSettings, JobSettings
@@ -379,3 +380,27 @@ async def test_since_not_before_until_is_refused_on_since_when_both_are_given(
         "format": "scans_csv", "since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"})
     assert response.status_code == 422, response.text
     assert response.json()["errors"] == [{"field": "since", "message": "must be before until"}]
+
+
+async def test_a_code_deleted_while_a_zip_is_drawn_keeps_its_manifest_row_and_its_file(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = await make_key()
+    group_id, codes = await mint_group(api, key, 3)
+    real_batches = exporting.code_batches
+    passes: list[int] = []
+
+    async def deleting_between_the_passes(db: Any, job_id: str, **options: Any) -> Any:
+        passes.append(1)
+        if len(passes) == 2:  # the manifest is written; someone deletes a code before its image is drawn
+            deleted = await api.delete(f"/v1/qr-codes/{codes[1]['id']}", headers=bearer(key))
+            assert deleted.status_code in (200, 204), deleted.text
+        async for batch in real_batches(db, job_id, **options):
+            yield batch
+
+    monkeypatch.setattr(exporting, "code_batches", deleting_between_the_passes)
+    _, data = await export(api, worker, key, {"format": "zip", "group_id": group_id, "image_format": "svg"})
+    assert len(passes) == 2
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+    assert [row["id"] for row in manifest] == [code["id"] for code in codes]
+    assert archive.namelist() == ["manifest.csv", *(row["file"] for row in manifest)]
