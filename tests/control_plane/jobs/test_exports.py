@@ -404,3 +404,17 @@ async def test_a_code_deleted_while_a_zip_is_drawn_keeps_its_manifest_row_and_it
     manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
     assert [row["id"] for row in manifest] == [code["id"] for code in codes]
     assert archive.namelist() == ["manifest.csv", *(row["file"] for row in manifest)]
+
+
+async def test_codes_imported_together_are_exported_in_the_natural_order_of_their_names(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker) -> None:
+    key = await make_key()
+    rows = "".join(f"{name},https://example.com/{n}\r\n" for n, name in enumerate(
+        ["Zoo", "apple pie", "Bar 10", "Bar 9", "Bar 9b", "Table 2", "Table 10"]))
+    started = await api.post("/v1/imports", headers={**bearer(key), "Content-Type": "text/csv"},
+                             content=f"name,url\r\n{rows}")
+    assert started.status_code == 202, started.text
+    assert (await run_job(api, worker, key, f"/v1/imports/{started.json()['id']}"))["status"] == "succeeded"
+    _, data = await export(api, worker, key, {"format": "codes_csv"})
+    names = [row["name"] for row in csv.DictReader(io.StringIO(data.decode()))]
+    assert names == ["apple pie", "Bar 9", "Bar 9b", "Bar 10", "Table 2", "Table 10", "Zoo"]
