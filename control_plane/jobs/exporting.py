@@ -165,10 +165,9 @@ class ExportRun:
         until = self.request.until or self.job["created_at"]
         since = self.request.since or until - DEFAULT_SCAN_RANGE
         job_id, org, livemode = self.job["id"], self.job["org_id"], self.job["livemode"]
-        selected = "" if self.job["request"].get("all_codes") else \
-            " AND code_id IN (SELECT code_id FROM job_codes WHERE job_id = $5)"
+        selected, chosen = _scan_selection(self.job["request"], job_id)
         where = f"org_id = $1 AND livemode = $2 AND scanned_at >= $3 AND scanned_at < $4{selected}"
-        args = (org, livemode, since, until) + (() if not selected else (job_id,))
+        args = (org, livemode, since, until, *chosen)
         async with self.db.acquire() as conn:
             total = await conn.fetchval(f"SELECT count(*) FROM scans WHERE {where}", *args)
             await self.progress(0, total)
@@ -180,6 +179,16 @@ class ExportRun:
                     await self.sink.write(csv_lines(_scan_row(r) for r in rows))
                     self.done += len(rows)
                     await self.progress(self.done, None)
+
+
+def _scan_selection(request: dict[str, Any], job_id: str) -> tuple[str, tuple[str, ...]]:
+    """The condition on `scans` (and its argument, $5) for the codes a `scans_csv` selects. A group's are the
+    scans recorded with the group, as its analytics count them: made while the code belonged to it."""
+    if request.get("group_id") is not None:
+        return " AND group_id = $5", (request["group_id"],)
+    if request.get("all_codes"):
+        return "", ()
+    return " AND code_id IN (SELECT code_id FROM job_codes WHERE job_id = $5)", (job_id,)
 
 
 def _scan_row(row: asyncpg.Record) -> tuple[Any, ...]:

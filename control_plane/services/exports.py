@@ -303,7 +303,12 @@ async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: Export
     if body.format == "scans_csv":
         since, until = scan_range(body)
         body = body.model_copy(update={"since": since, "until": until})  # the job keeps the range it was given
-    needs_codes = body.format != "scans_csv" or body.group_id or body.code_ids or body.folder_id or body.tag
+    # A group's scans are those made while in the group, whatever codes it holds now (docs/exports.md).
+    scans_of_group = body.format == "scans_csv" and body.group_id is not None
+    if scans_of_group:
+        await _check_owned(conn, key, "qr_groups", body.group_id, "QR group")
+    needs_codes = not scans_of_group and (
+        body.format != "scans_csv" or body.code_ids or body.folder_id or body.tag)
     rows = await select_codes(conn, key, body) if needs_codes else []
     print_check(rows, body, settings)
     job_id = new_id("exp")

@@ -418,3 +418,30 @@ async def test_codes_imported_together_are_exported_in_the_natural_order_of_thei
     _, data = await export(api, worker, key, {"format": "codes_csv"})
     names = [row["name"] for row in csv.DictReader(io.StringIO(data.decode()))]
     assert names == ["apple pie", "Bar 9", "Bar 9b", "Bar 10", "Table 2", "Table 10", "Zoo"]
+
+
+async def test_a_groups_scans_csv_holds_the_scans_its_analytics_count(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    group_id, (moved_out, _) = await mint_group(api, key, 2)
+    moved_in = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/a"}})).json()
+    org_id = await db.fetchval("SELECT org_id FROM qr_codes WHERE id = $1", moved_in["id"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    await db.execute("SELECT ensure_scan_partitions($1::date, $2::date)", (now - timedelta(hours=3)).date(), now.date())
+    await db.executemany(
+        "INSERT INTO scans (scan_id, scanned_at, code_id, group_id, org_id, livemode, outcome, method, scan_method,"
+        " ip_hash, visitor_hash, user_agent, is_bot) VALUES ($1, $2, $3, $4, $5, true, 'redirected', 'GET',"
+        " 'camera', 'ip', 'visitor', 'ua', false)",
+        [(uuid.uuid4(), now - timedelta(hours=3, seconds=n), code_id, group, org_id)
+         for n, (code_id, group) in enumerate([(moved_out["id"], group_id)] * 3 + [(moved_in["id"], None)] * 2)])
+    # One code leaves the group with its 3 scans made there; another joins it, without the 2 made before.
+    for code_id, group in ((moved_out["id"], None), (moved_in["id"], group_id)):
+        moved = await api.patch(f"/v1/qr-codes/{code_id}", headers=bearer(key), json={"group_id": group})
+        assert moved.status_code == 200, moved.text
+    window = {"since": (now - timedelta(days=1)).isoformat(), "until": now.isoformat()}
+    analytics = await api.get(f"/v1/qr-groups/{group_id}/scans", headers=bearer(key), params=window)
+    assert analytics.json()["totals"]["total_scans"] == 3
+    _, data = await export(api, worker, key, {"format": "scans_csv", "group_id": group_id, **window})
+    rows = list(csv.DictReader(io.StringIO(data.decode())))
+    assert [(row["code_id"], row["group_id"]) for row in rows] == [(moved_out["id"], group_id)] * 3
