@@ -24,13 +24,12 @@ from control_plane.render.images import payload_for
 from control_plane.render.logo import load_logo
 from control_plane.render.sheets import PrintItem, SheetWriter
 from control_plane.services.export_files import FileSink
-from control_plane.services.exports import ExportCreate, sheet_for
+from control_plane.services.exports import DEFAULT_SCAN_RANGE, ExportCreate, sheet_for
 from shared.settings import ControlPlaneSettings
 from shared.times import timestamp
 
 BATCH = 200  # codes per round trip and per thread hand-off
 SCAN_BATCH = 5_000  # scans per cursor fetch
-DEFAULT_SCAN_RANGE = timedelta(days=30)
 CODE_BATCH = """
 SELECT j.position, c.id, c.kind, c.type, c.content, c.domain, c.slug, c.design, c.name, c.group_id, c.folder_id,
        c.tags, c.status, c.destination_type, c.destination_url, c.scan_count, c.created_at, c.deleted_at
@@ -74,15 +73,17 @@ def label_for(row: asyncpg.Record, kind: str, settings: ControlPlaneSettings) ->
     return "" if kind == "none" else str(row["name"])
 
 
-async def code_batches(db: asyncpg.Pool[Any], job_id: str) -> AsyncIterator[tuple[int, list[asyncpg.Record]]]:
-    """The job's codes in print order, a batch at a time: (codes consumed, codes still there to print)."""
+async def code_batches(db: asyncpg.Pool[Any], job_id: str, *,
+                       deleted: bool = False) -> AsyncIterator[tuple[int, list[asyncpg.Record]]]:
+    """The job's codes in print order, a batch at a time: (codes consumed, codes still there to print, and
+    with `deleted` those deleted since the request too)."""
     position = 0
     while True:
         rows = await db.fetch(CODE_BATCH, job_id, position, BATCH)
         if not rows:
             return
         position = rows[-1]["position"]
-        yield len(rows), [r for r in rows if r["deleted_at"] is None]
+        yield len(rows), [r for r in rows if deleted or r["deleted_at"] is None]
 
 
 class ExportRun:
@@ -133,14 +134,18 @@ class ExportRun:
         buffer, rendering = Buffer(), Rendering(self.db, self.settings)
         writer = ZipWriter(buffer, self.request.image_format, self.request.size_mm, self.request.dpi)
         names = UniqueNames(self.request.image_format)
+        # The manifest fixes which codes the zip holds, under which file names (a few bytes a code, as the zip
+        # directory): a code deleted while the images are drawn keeps its image, so the two always agree.
+        files: dict[str, str] = {}
         async for _, rows in code_batches(self.db, self.job["id"]):
+            files.update((r["id"], names.name(r["id"], r["slug"])) for r in rows)
             writer.manifest_rows([
                 (r["id"], r["slug"], short_url(r, self.settings), r["name"], r["group_id"], r["folder_id"],
-                 "|".join(r["tags"]), names.name(r["id"], r["slug"])) for r in rows])
+                 "|".join(r["tags"]), files[r["id"]]) for r in rows])
             await self.sink.write(buffer.take())
-        names = UniqueNames(self.request.image_format)  # the same names again, in the same order
-        async for consumed, rows in code_batches(self.db, self.job["id"]):
-            entries = [ZipEntry(await rendering.item(r, r["name"]), names.name(r["id"], r["slug"])) for r in rows]
+        async for consumed, rows in code_batches(self.db, self.job["id"], deleted=True):
+            listed = [r for r in rows if r["id"] in files]
+            entries = [ZipEntry(await rendering.item(r, r["name"]), files[r["id"]]) for r in listed]
             await asyncio.to_thread(writer.add, entries)
             await self._drain(buffer, consumed)
         await asyncio.to_thread(writer.close)
@@ -160,10 +165,9 @@ class ExportRun:
         until = self.request.until or self.job["created_at"]
         since = self.request.since or until - DEFAULT_SCAN_RANGE
         job_id, org, livemode = self.job["id"], self.job["org_id"], self.job["livemode"]
-        selected = "" if self.job["request"].get("all_codes") else \
-            " AND code_id IN (SELECT code_id FROM job_codes WHERE job_id = $5)"
+        selected, chosen = _scan_selection(self.job["request"], job_id)
         where = f"org_id = $1 AND livemode = $2 AND scanned_at >= $3 AND scanned_at < $4{selected}"
-        args = (org, livemode, since, until) + (() if not selected else (job_id,))
+        args = (org, livemode, since, until, *chosen)
         async with self.db.acquire() as conn:
             total = await conn.fetchval(f"SELECT count(*) FROM scans WHERE {where}", *args)
             await self.progress(0, total)
@@ -175,6 +179,16 @@ class ExportRun:
                     await self.sink.write(csv_lines(_scan_row(r) for r in rows))
                     self.done += len(rows)
                     await self.progress(self.done, None)
+
+
+def _scan_selection(request: dict[str, Any], job_id: str) -> tuple[str, tuple[str, ...]]:
+    """The condition on `scans` (and its argument, $5) for the codes a `scans_csv` selects. A group's are the
+    scans recorded with the group, as its analytics count them: made while the code belonged to it."""
+    if request.get("group_id") is not None:
+        return " AND group_id = $5", (request["group_id"],)
+    if request.get("all_codes"):
+        return "", ()
+    return " AND code_id IN (SELECT code_id FROM job_codes WHERE job_id = $5)", (job_id,)
 
 
 def _scan_row(row: asyncpg.Record) -> tuple[Any, ...]:

@@ -77,12 +77,11 @@ class ZipWriter:
         self.format = image_format
         self.size_mm = size_mm
         self.dpi = dpi
-        self.manifest: Any = None
+        # The first entry, with its header even when no code is left to list (all deleted since the request).
+        self.manifest: Any = self.zip.open("manifest.csv", "w")
+        self.manifest.write(csv_lines([MANIFEST_COLUMNS]))
 
     def manifest_rows(self, rows: list[tuple[Any, ...]]) -> None:
-        if self.manifest is None:
-            self.manifest = self.zip.open("manifest.csv", "w")
-            self.manifest.write(csv_lines([MANIFEST_COLUMNS]))
         self.manifest.write(csv_lines(rows))
 
     def add(self, entries: list[ZipEntry]) -> None:

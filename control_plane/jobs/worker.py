@@ -52,7 +52,8 @@ class JobWorker:
             try:
                 await self._cleanup_if_due()
                 job = await claims.claim(self.db, self.settings.lease)
-            except STORE_UNAVAILABLE as exc:  # PostgreSQL is down or restarting: wait for it, never exit
+            except (*STORE_UNAVAILABLE, *POSTGRES_TRANSIENT) as exc:
+                # PostgreSQL is down, restarting or short of connections: wait for it, never exit
                 await backoff.wait(stop, log, "job worker paused", exc)
                 continue
             backoff.reset()
@@ -130,11 +131,12 @@ class JobWorker:
             raise
         except Problem as problem:
             await self._fail(job, problem)
-        except STORE_UNAVAILABLE as exc:
-            # Not the job's fault (a failover, a dropped connection): it gets another attempt, as when a worker
-            # dies (docs/exports.md, the job worker): at once if PostgreSQL answers again, else after the lease.
+        except (*STORE_UNAVAILABLE, *POSTGRES_TRANSIENT) as exc:
+            # Not the job's fault (a failover, a dropped connection, a cancelled statement, a deadlock): it gets
+            # another attempt, as when a worker dies (docs/exports.md, the job worker): at once if PostgreSQL
+            # answers again, else after the lease. MAX_ATTEMPTS bounds the retries.
             log.warning("job %s interrupted (%r); it goes back to the queue", job["id"], exc)
-            with contextlib.suppress(*STORE_UNAVAILABLE):
+            with contextlib.suppress(*STORE_UNAVAILABLE, *POSTGRES_TRANSIENT):
                 await claims.release(self.db, job)
             return
         except Exception:
@@ -181,7 +183,8 @@ class JobWorker:
                                   expiry(self.cp), name, media_type, size)
         if row is None:
             return False
-        if job["kind"] == "export":
+        if job["kind"] == "export":  # the selection was needed while the job ran, never after
+            await conn.execute("DELETE FROM job_codes WHERE job_id = $1", job["id"])
             await record_event(conn, job["org_id"], job["livemode"], f"export.{status}", export_object(row, self.cp))
         else:
             await conn.execute("DELETE FROM job_inputs WHERE job_id = $1", job["id"])

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
 
 import asyncpg
@@ -34,6 +35,7 @@ from control_plane.services.context import Queryable, ServiceContext
 from control_plane.services.export_files import FileStore
 from control_plane.services.keys import ApiKey
 from control_plane.services.listing import Listing, PageQuery, owned_page
+from control_plane.services.scan_reports import EARLIEST, LATEST
 from control_plane.services.schemas import Body, Reference, Tag
 from shared.ids import new_id
 from shared.problems import Problem, field_error, not_found
@@ -42,13 +44,20 @@ from shared.settings import ControlPlaneSettings
 from shared.times import timestamp
 
 MAX_CODES = 10_000
+DEFAULT_SCAN_RANGE = timedelta(days=30)  # scans_csv without `since`: the 30 days before `until`
 Format = Literal["pdf_sheet", "zip", "codes_csv", "scans_csv"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")  # QR alphanumeric mode
-CODE_ORDER = "c.created_at, length(c.name), c.name, c.id"  # minted "Table 2" before "Table 10"
+DIGITS = re.compile(r"(\d+)")
 # A PNG's side in pixels: drawn on an RGB canvas (3 bytes a pixel) plus masks, so 8000 is already about
 # 200 MB, the schema's 500 mm at 1200 dpi gigabytes; 30 mm at 1200 dpi is 1417. SVG and PDF are vectors: no cap.
 MAX_IMAGE_PIXELS = 8000
+# What the export and import objects show of a job. A page of jobs reads no more: the request kept with a
+# job holds up to MAX_CODES `code_ids` (~280 KB of JSON), which a page of 100 would decode for nothing.
+LISTED_JOB_COLUMNS = (
+    "id, kind, livemode, status, progress_done, progress_total, error, result, created_at, finished_at,"
+    " expires_at, file_name, file_size,"
+    " jsonb_strip_nulls(jsonb_build_object('format', request->'format', 'dry_run', request->'dry_run')) AS request")
 
 
 def _given(*names: str) -> dict[str, Any]:
@@ -126,8 +135,6 @@ class ExportCreate(Body):
             raise ValueError("select codes with group_id, code_ids, folder_id or tag")
         if self.format == "zip" and self.image_format is None:
             raise ValueError("a zip export needs image_format: svg, png or pdf")
-        if self.since and self.until and self.since >= self.until:
-            raise ValueError("since must be before until")
         return self
 
 
@@ -175,22 +182,56 @@ def _selection(key: ApiKey, body: ExportCreate) -> tuple[str, list[Any]]:
     return " AND ".join(where), args
 
 
+async def _check_owned(conn: asyncpg.Connection[Any], key: ApiKey, table: str, object_id: str | None,
+                       name: str) -> None:
+    """404 unless `object_id` (when given) is a row of `table` in the caller's org and mode."""
+    if object_id is not None and not await conn.fetchval(
+            f"SELECT 1 FROM {table} WHERE id = $1 AND org_id = $2 AND livemode = $3",
+            object_id, key.org_id, key.livemode):
+        raise not_found(name)
+
+
 async def select_codes(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportCreate) -> list[asyncpg.Record]:
-    if body.group_id is not None and not await conn.fetchval(
-            "SELECT 1 FROM qr_groups WHERE id = $1 AND org_id = $2 AND livemode = $3",
-            body.group_id, key.org_id, key.livemode):
-        raise not_found("QR group")
+    await _check_owned(conn, key, "qr_groups", body.group_id, "QR group")
+    await _check_owned(conn, key, "folders", body.folder_id, "folder")
     clause, args = _selection(key, body)
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT c.id, c.kind, c.type, c.content, c.domain, c.slug, c.design FROM qr_codes c WHERE {clause}"
-        f" ORDER BY {CODE_ORDER} LIMIT {MAX_CODES + 1}", *args)
+        f"SELECT c.id, c.kind, c.type, c.content, c.domain, c.slug, c.design, c.name, c.created_at"
+        f" FROM qr_codes c WHERE {clause} LIMIT {MAX_CODES + 1}", *args)
     if body.code_ids is not None and len(rows) < len(set(body.code_ids)):
         found = {r["id"] for r in rows}
         missing = [code_id for code_id in body.code_ids if code_id not in found]
         raise field_error("code_ids", f"no such QR codes: {', '.join(missing[:5])}")
     if len(rows) > MAX_CODES:
         raise field_error("selection", f"an export holds at most {MAX_CODES} codes; narrow it with a tag or folder")
-    return rows
+    if not rows and body.format in ("pdf_sheet", "zip"):
+        raise field_error("selection", "selects no code: there is nothing to print")
+    return sorted(rows, key=print_order)
+
+
+def print_order(row: asyncpg.Record) -> tuple[Any, ...]:
+    """Creation order; codes created together (a mint, an import: one `created_at`) in the natural order of
+    their names, "Table 2" before "Table 10" and "Bar 9" before "Zoo" (docs/exports.md, "Order")."""
+    name = row["name"] or ""
+    # re.split alternates text and digit runs, starting with text: equal places compare str with str, int with int.
+    runs = tuple(int(run) if i % 2 else run.casefold() for i, run in enumerate(DIGITS.split(name)))
+    return row["created_at"], runs, name, row["id"]
+
+
+def _bounded(field: str, value: datetime) -> datetime:
+    if not EARLIEST <= value <= LATEST:
+        raise field_error(field, "must be between 1970-01-01 and 9999-01-01")
+    return value
+
+
+def scan_range(body: ExportCreate) -> tuple[datetime, datetime]:
+    """The `[since, until)` of a `scans_csv`, defaults resolved at the request: 422 on the field at fault."""
+    until = _bounded("until", body.until or datetime.now(UTC))
+    since = _bounded("since", body.since or max(until - DEFAULT_SCAN_RANGE, EARLIEST))
+    if since >= until:
+        given = "" if body.until is not None else ", which is the time of the request unless given"
+        raise field_error("since", f"must be before until{given}")
+    return since, until
 
 
 def _printed_size(body: ExportCreate) -> tuple[float, str]:
@@ -259,9 +300,15 @@ async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: Export
         raise field_error("sheet", "only pdf_sheet exports are laid out on sheets")
     if body.format == "zip":
         check_image_size(body.image_format, body.size_mm, body.dpi)
-    if body.since is not None and body.until is None and body.since >= datetime.now(UTC):
-        raise field_error("since", "must be before until, which is the time of the request unless given")
-    needs_codes = body.format != "scans_csv" or body.group_id or body.code_ids or body.folder_id or body.tag
+    if body.format == "scans_csv":
+        since, until = scan_range(body)
+        body = body.model_copy(update={"since": since, "until": until})  # the job keeps the range it was given
+    # A group's scans are those made while in the group, whatever codes it holds now (docs/exports.md).
+    scans_of_group = body.format == "scans_csv" and body.group_id is not None
+    if scans_of_group:
+        await _check_owned(conn, key, "qr_groups", body.group_id, "QR group")
+    needs_codes = not scans_of_group and (
+        body.format != "scans_csv" or body.code_ids or body.folder_id or body.tag)
     rows = await select_codes(conn, key, body) if needs_codes else []
     print_check(rows, body, settings)
     job_id = new_id("exp")
@@ -345,7 +392,7 @@ def export_object(row: asyncpg.Record, settings: ControlPlaneSettings) -> Export
 
 
 async def list_jobs(ctx: ServiceContext, key: ApiKey, kind: str, page: PageQuery) -> tuple[list[asyncpg.Record], int]:
-    return await owned_page(ctx.db, "jobs", key, page, where="kind = $3", args=(kind,))
+    return await owned_page(ctx.db, "jobs", key, page, where="kind = $3", args=(kind,), columns=LISTED_JOB_COLUMNS)
 
 
 async def start_export(ctx: ServiceContext, key: ApiKey, body: ExportCreate) -> ExportPublic:

@@ -60,10 +60,11 @@ class Listing(Generic[T]):
 
 
 async def owned_page(db: asyncpg.Pool[Any], table: str, key: ApiKey, page: PageQuery, *, where: str = "",
-                     args: Sequence[Any] = (), order: str = "created_at DESC, id") -> tuple[list[asyncpg.Record], int]:
-    """One page of the caller's org's and mode's rows of `table`, and how many there are in all."""
+                     args: Sequence[Any] = (), order: str = "created_at DESC, id",
+                     columns: str = "*") -> tuple[list[asyncpg.Record], int]:
+    """One page of the caller's org's and mode's rows of `table` (`columns` of them), and how many in all."""
     clause = "org_id = $1 AND livemode = $2" + (f" AND {where}" if where else "")
     total: int = await db.fetchval(f"SELECT count(*) FROM {table} WHERE {clause}", key.org_id, key.livemode, *args)
-    rows = await db.fetch(f"SELECT * FROM {table} WHERE {clause} ORDER BY {order}"
+    rows = await db.fetch(f"SELECT {columns} FROM {table} WHERE {clause} ORDER BY {order}"
                           f" LIMIT {page.limit} OFFSET {page.offset}", key.org_id, key.livemode, *args)
     return rows, total

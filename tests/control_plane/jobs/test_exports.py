@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import tracemalloc
 import uuid
 import zipfile
 from dataclasses import replace
@@ -21,6 +22,7 @@ import zxingcpp
 from PIL import Image
 
 from control_plane.api.app import create_app
+from control_plane.jobs import exporting
 from control_plane.jobs.worker import JobWorker, start_worker
 from shared.database import create_pool
 from shared.settings import ControlPlaneSettings, JobSettings
@@ -281,3 +283,165 @@ async def test_files_can_live_in_a_directory_every_process_shares(
     assert [p.name for p in tmp_path.iterdir()] == [f"{job['id']}.1.export"]
     assert (tmp_path / f"{job['id']}.1.export").read_bytes() == data
     assert await db.fetchval("SELECT count(*) FROM job_file_chunks") == 0
+
+
+async def test_a_page_of_exports_costs_memory_in_proportion_to_the_page_not_to_the_requests(
+        api: httpx.AsyncClient, make_key: KeyFactory, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    first = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv"})
+    assert first.status_code == 202, first.text
+    # 99 more, each asked for by 10,000 code_ids: the request kept with each job is ~280 KB of JSON.
+    await db.execute("""
+        INSERT INTO jobs (id, kind, org_id, livemode, request, progress_total)
+        SELECT 'exp_big' || g, 'export', j.org_id, j.livemode,
+               jsonb_build_object('format', 'codes_csv', 'code_ids',
+                   (SELECT jsonb_agg('qr_' || lpad(i::text, 20, '0')) FROM generate_series(1, 10000) AS i)), 10000
+        FROM jobs j, generate_series(1, 99) AS g WHERE j.id = $1""", first.json()["id"])
+    tracemalloc.start()
+    try:
+        listed = await api.get("/v1/exports", headers=bearer(key), params={"limit": 100})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert listed.status_code == 200, listed.text
+    assert [e["format"] for e in listed.json()["data"]] == ["codes_csv"] * 100
+    assert peak < 20e6, f"listing 100 exports held {peak / 1e6:.0f} MB"  # 84 MB when whole rows were read
+
+
+async def test_an_ended_export_keeps_no_list_of_its_codes(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 3)
+    succeeded, _ = await export(api, worker, key, {"format": "codes_csv", "group_id": group_id})
+    assert await db.fetchval("SELECT count(*) FROM job_codes WHERE job_id = $1", succeeded["id"]) == 0
+    failing = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    await db.execute("UPDATE jobs SET attempt = 3 WHERE id = $1", failing.json()["id"])  # its last attempt is next
+    failed = await run_job(api, worker, key, f"/v1/exports/{failing.json()['id']}")
+    assert failed["status"] == "failed"
+    assert await db.fetchval("SELECT count(*) FROM job_codes") == 0
+    # Jobs that ended before the worker deleted their lists lose them to migration 0019.
+    queued = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    await db.execute("INSERT INTO job_codes SELECT $1, 1, id FROM qr_codes LIMIT 1", succeeded["id"])
+    await db.execute((Path(__file__).parents[3] / "control_plane/migrations/0019_job_codes_of_ended_jobs.sql")
+                     .read_text())
+    assert [r["job_id"] for r in await db.fetch("SELECT DISTINCT job_id FROM job_codes")] == [queued.json()["id"]]
+
+
+async def test_a_folder_of_another_org_or_none_at_all_is_a_404_like_a_group(
+        api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    theirs = await make_key("globex")
+    folder = await api.post("/v1/folders", headers=bearer(theirs), json={"name": "secret"})
+    group = await api.post("/v1/qr-groups", headers=bearer(theirs), json={"name": "g"})
+    assert folder.status_code == group.status_code == 201, (folder.text, group.text)
+    mine = await make_key()
+    for selection in ({"group_id": group.json()["id"]}, {"folder_id": folder.json()["id"]},
+                      {"folder_id": "fld_doesnotexist0000000"}):
+        response = await api.post("/v1/exports", headers=bearer(mine), json={"format": "pdf_sheet", **selection})
+        assert response.status_code == 404, (selection, response.text)
+    assert (await api.get("/v1/exports", headers=bearer(mine))).json()["total"] == 0
+
+
+async def test_a_label_sheet_or_zip_of_no_code_is_refused_on_the_selection(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker) -> None:
+    key = await make_key()
+    for body in ({"format": "zip", "tag": "no-such-tag", "image_format": "svg"},
+                 {"format": "pdf_sheet", "tag": "no-such-tag"}):
+        response = await api.post("/v1/exports", headers=bearer(key), json=body)
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["selection"]
+    # Every code deleted after the request: the zip still opens with its manifest (and lists no code).
+    group_id, codes = await mint_group(api, key, 1)
+    started = await api.post("/v1/exports", headers=bearer(key),
+                             json={"format": "zip", "group_id": group_id, "image_format": "svg"})
+    assert (await api.delete(f"/v1/qr-codes/{codes[0]['id']}", headers=bearer(key))).status_code in (200, 204)
+    job = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
+    file = await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(key))
+    archive = zipfile.ZipFile(io.BytesIO(file.content))
+    assert archive.namelist() == ["manifest.csv"]
+    assert archive.read("manifest.csv").decode() == "id,slug,short_url,name,group,folder,tags,file\r\n"
+
+
+async def test_a_scans_csv_range_out_of_bounds_is_refused_on_its_field(
+        api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    for body, field in (({"until": "0001-01-05T00:00:00Z"}, "until"),
+                        ({"since": "0001-01-05T00:00:00Z"}, "since"),
+                        ({"until": "9999-12-31T00:00:00Z"}, "until")):
+        response = await api.post("/v1/exports", headers=bearer(key), json={"format": "scans_csv", **body})
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
+
+
+async def test_since_not_before_until_is_refused_on_since_when_both_are_given(
+        api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    key = await make_key()
+    response = await api.post("/v1/exports", headers=bearer(key), json={
+        "format": "scans_csv", "since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": "since", "message": "must be before until"}]
+
+
+async def test_a_code_deleted_while_a_zip_is_drawn_keeps_its_manifest_row_and_its_file(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = await make_key()
+    group_id, codes = await mint_group(api, key, 3)
+    real_batches = exporting.code_batches
+    passes: list[int] = []
+
+    async def deleting_between_the_passes(db: Any, job_id: str, **options: Any) -> Any:
+        passes.append(1)
+        if len(passes) == 2:  # the manifest is written; someone deletes a code before its image is drawn
+            deleted = await api.delete(f"/v1/qr-codes/{codes[1]['id']}", headers=bearer(key))
+            assert deleted.status_code in (200, 204), deleted.text
+        async for batch in real_batches(db, job_id, **options):
+            yield batch
+
+    monkeypatch.setattr(exporting, "code_batches", deleting_between_the_passes)
+    _, data = await export(api, worker, key, {"format": "zip", "group_id": group_id, "image_format": "svg"})
+    assert len(passes) == 2
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    manifest = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode())))
+    assert [row["id"] for row in manifest] == [code["id"] for code in codes]
+    assert archive.namelist() == ["manifest.csv", *(row["file"] for row in manifest)]
+
+
+async def test_codes_imported_together_are_exported_in_the_natural_order_of_their_names(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker) -> None:
+    key = await make_key()
+    rows = "".join(f"{name},https://example.com/{n}\r\n" for n, name in enumerate(
+        ["Zoo", "apple pie", "Bar 10", "Bar 9", "Bar 9b", "Table 2", "Table 10"]))
+    started = await api.post("/v1/imports", headers={**bearer(key), "Content-Type": "text/csv"},
+                             content=f"name,url\r\n{rows}")
+    assert started.status_code == 202, started.text
+    assert (await run_job(api, worker, key, f"/v1/imports/{started.json()['id']}"))["status"] == "succeeded"
+    _, data = await export(api, worker, key, {"format": "codes_csv"})
+    names = [row["name"] for row in csv.DictReader(io.StringIO(data.decode()))]
+    assert names == ["apple pie", "Bar 9", "Bar 9b", "Bar 10", "Table 2", "Table 10", "Zoo"]
+
+
+async def test_a_groups_scans_csv_holds_the_scans_its_analytics_count(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
+    key = await make_key()
+    group_id, (moved_out, _) = await mint_group(api, key, 2)
+    moved_in = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/a"}})).json()
+    org_id = await db.fetchval("SELECT org_id FROM qr_codes WHERE id = $1", moved_in["id"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    await db.execute("SELECT ensure_scan_partitions($1::date, $2::date)", (now - timedelta(hours=3)).date(), now.date())
+    await db.executemany(
+        "INSERT INTO scans (scan_id, scanned_at, code_id, group_id, org_id, livemode, outcome, method, scan_method,"
+        " ip_hash, visitor_hash, user_agent, is_bot) VALUES ($1, $2, $3, $4, $5, true, 'redirected', 'GET',"
+        " 'camera', 'ip', 'visitor', 'ua', false)",
+        [(uuid.uuid4(), now - timedelta(hours=3, seconds=n), code_id, group, org_id)
+         for n, (code_id, group) in enumerate([(moved_out["id"], group_id)] * 3 + [(moved_in["id"], None)] * 2)])
+    # One code leaves the group with its 3 scans made there; another joins it, without the 2 made before.
+    for code_id, group in ((moved_out["id"], None), (moved_in["id"], group_id)):
+        moved = await api.patch(f"/v1/qr-codes/{code_id}", headers=bearer(key), json={"group_id": group})
+        assert moved.status_code == 200, moved.text
+    window = {"since": (now - timedelta(days=1)).isoformat(), "until": now.isoformat()}
+    analytics = await api.get(f"/v1/qr-groups/{group_id}/scans", headers=bearer(key), params=window)
+    assert analytics.json()["totals"]["total_scans"] == 3
+    _, data = await export(api, worker, key, {"format": "scans_csv", "group_id": group_id, **window})
+    rows = list(csv.DictReader(io.StringIO(data.decode())))
+    assert [(row["code_id"], row["group_id"]) for row in rows] == [(moved_out["id"], group_id)] * 3

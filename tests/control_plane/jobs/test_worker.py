@@ -95,6 +95,64 @@ async def test_a_connection_dropped_mid_export_gives_the_job_another_attempt(
     assert file.text.count("\r\n") == 4  # the header and the 3 codes, once
 
 
+async def test_a_statement_cancelled_mid_export_gives_the_job_another_attempt(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real_progress = claims.progress
+    cancelled: list[int] = []
+
+    async def progress_cancelled_once(pool: Any, job: Any, done: int, total: int | None) -> None:
+        if cancelled:
+            return await real_progress(pool, job, done, total)
+        # The worker's progress UPDATE waits on the row and is cancelled: what a `statement_timeout` does on a
+        # slow server, or an operator's pg_cancel_backend. The same statement succeeds later.
+        async with db.transaction():
+            await db.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job["id"])
+            update = asyncio.create_task(real_progress(pool, job, done, total))
+            pid = None
+            for _ in range(200):
+                pid = await db.fetchval("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND"
+                                        " wait_event_type = 'Lock' AND query LIKE '%UPDATE jobs SET progress_done%'")
+                if pid:
+                    break
+                await asyncio.sleep(0.01)
+            assert pid and await db.fetchval("SELECT pg_cancel_backend($1)", pid)
+            cancelled.append(pid)
+        await update
+
+    monkeypatch.setattr(claims, "progress", progress_cancelled_once)
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 3)
+    started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    job = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
+    assert cancelled
+    assert job["status"] == "succeeded", job["error"]
+    assert await db.fetchval("SELECT attempt FROM jobs WHERE id = $1", job["id"]) == 2
+
+
+async def test_the_worker_loop_rides_out_too_many_connections_at_the_claim(
+        worker: JobWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A saturated server (53300 when the pool opens a connection) pauses the worker; it never exits."""
+    real_claim = claims.claim
+    claimed: list[int] = []
+
+    async def claim(db: Any, lease: float) -> Any:
+        claimed.append(1)
+        if len(claimed) == 1:
+            raise asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already")
+        return await real_claim(db, lease)
+
+    monkeypatch.setattr(claims, "claim", claim)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(worker.run(stop))
+    async with asyncio.timeout(10):
+        while len(claimed) < 2:
+            assert not loop.done(), f"the worker loop ended on a transient error: {loop.exception()!r}"
+            await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(loop, 10)
+
+
 async def test_a_heartbeat_cut_off_once_does_not_cancel_the_job(
         api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
         database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
