@@ -21,6 +21,7 @@ from typing_extensions import TypedDict
 from control_plane.render.design import Design, parse_design
 from control_plane.render.images import payload_for
 from control_plane.render.matrix import PayloadTooLarge
+from control_plane.render.scannability import MIN_MODULE_PIXELS
 from control_plane.render.sheets import (
     MIN_MODULE_MM,
     TEMPLATES,
@@ -229,11 +230,33 @@ def _sizing_fields(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_check(rows: list[asyncpg.Record], body: ExportCreate, settings: ControlPlaneSettings) -> None:
-    """422 `too-small-to-print` when any module would print under 0.4 mm, naming the smallest size that passes."""
+    """422 `too-small-to-print` when any module would print under 0.4 mm, naming the smallest size that passes;
+    for a zip of PNGs, 422 `unscannable-design` when a module would be under MIN_MODULE_PIXELS."""
     if body.format not in ("pdf_sheet", "zip") or not rows:
         return
-    size, field = _printed_size(body)
     modules = _largest_symbol(rows, settings)
+    _check_printed_size(body, modules)
+    if body.format == "zip" and body.image_format == "png":
+        check_image_pixels(body.size_mm, body.dpi, modules)
+
+
+def check_image_pixels(size_mm: float, dpi: int, modules: int) -> None:
+    """The floor every image we serve meets (docs/rendering.md): at a low dpi a PNG passes the 0.4 mm print
+    check with about 1 px a module, which no phone reads."""
+    pixels, needed = image_pixels(size_mm, dpi), MIN_MODULE_PIXELS * modules
+    if pixels >= needed:
+        return
+    smallest_mm = math.ceil(needed * 25.4 / dpi * 10 - 1e-9) / 10
+    smallest_dpi = math.ceil(needed * 25.4 / size_mm - 1e-9)
+    raise Problem(422, f"A {size_mm:g} mm PNG at {dpi} dpi is {pixels} pixels a side: {pixels / modules:.1f} px a "
+                  f"module, under the {MIN_MODULE_PIXELS} px that scan ({modules} modules across); it needs "
+                  f"{needed} pixels.", type="unscannable-design", title="The image would not scan", errors=[
+                      {"field": "size_mm", "message": f"at {dpi} dpi, at least {smallest_mm:.1f} mm"},
+                      {"field": "dpi", "message": f"at {size_mm:g} mm, at least {smallest_dpi}"}])
+
+
+def _check_printed_size(body: ExportCreate, modules: int) -> None:
+    size, field = _printed_size(body)
     module_mm = size / modules
     if module_mm >= MIN_MODULE_MM:
         return
