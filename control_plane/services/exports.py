@@ -47,9 +47,12 @@ Format = Literal["pdf_sheet", "zip", "codes_csv", "scans_csv"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")  # QR alphanumeric mode
 CODE_ORDER = "c.created_at, length(c.name), c.name, c.id"  # minted "Table 2" before "Table 10"
-# A PNG's side in pixels: drawn on an RGB canvas (3 bytes a pixel) plus masks, so 8000 is already about
-# 200 MB, the schema's 500 mm at 1200 dpi gigabytes; 30 mm at 1200 dpi is 1417. SVG and PDF are vectors: no cap.
+# A PNG's side in pixels. It is drawn on an RGB canvas (Pillow keeps 4 bytes a pixel: 256 MB at 8000) and one
+# 1-byte mask at a time (64 MB), gradients scaled up in bands (docs/rendering.md): 8000 costs the job worker
+# about PNG_BUDGET_MB while it draws, the schema's 500 mm at 1200 dpi would be gigabytes; 30 mm at 1200 dpi is
+# 1417. SVG and PDF are vectors: no cap.
 MAX_IMAGE_PIXELS = 8000
+PNG_BUDGET_MB = 340  # on top of the worker's own memory; tests/control_plane/render/test_raster_memory.py
 
 
 def _given(*names: str) -> dict[str, Any]:
