@@ -79,6 +79,11 @@ class RedisKeys:
         """String: rendered image bytes of a content-addressed spec (control plane; expires, re-renderable)."""
         return f"{self.namespace}:img:{image_key}:{size}.{format}"
 
+    def readable_size(self, image_key: str, size: int) -> str:
+        """String: decimal px; `size` once the spec's image at `size` was decoded, else a size that decodes
+        (control plane; expires with the rendered bytes)."""
+        return f"{self.namespace}:img:{image_key}:{size}.reads"
+
 
 @dataclass(frozen=True, slots=True)
 class ApiKeys:

@@ -172,6 +172,10 @@ def _runs(width: int, dark: Callable[[int, int], bool], margin: int) -> list[Sha
 
 _EYE_FRAME = {"square": (0.0, 0.0), "rounded": (2.0, 1.2)}  # outer and inner corner radius, in modules
 _EYE_BALL = {"square": 0.0, "rounded": 0.9}
+# A sharp 3×3 ball's corners come within 0.38 module of a circular frame's hole (r 2.5): along the diagonal
+# the finder's 1:1:3:1:1 light/dark runs break, and zxing-cpp misses the eye at many sizes. Half-module
+# corners leave 0.59 module of light there.
+_BALL_IN_CIRCLE_RADIUS = 0.5
 
 
 def _eyes(matrix: Matrix, design: Design, margin: int) -> tuple[tuple[Shape, ...], tuple[Shape, ...],
@@ -191,6 +195,8 @@ def _eyes(matrix: Matrix, design: Design, margin: int) -> tuple[tuple[Shape, ...
             holes.append(Rect(x + 1, y + 1, 5, 5, inner))
         if design.shapes.eye_ball == "circle":
             balls.append(Circle(x + 3.5, y + 3.5, 1.5))
+        elif design.shapes.eye_frame == "circle" and design.shapes.eye_ball == "square":
+            balls.append(Rect(x + 2, y + 2, 3, 3, _BALL_IN_CIRCLE_RADIUS))
         else:
             balls.append(Rect(x + 2, y + 2, 3, 3, _EYE_BALL[design.shapes.eye_ball]))
     return tuple(frames), tuple(holes), tuple(balls)

@@ -27,8 +27,15 @@ import redis.exceptions
 from control_plane.render.content import encode_static
 from control_plane.render.design import Design, design_dict, parse_design
 from control_plane.render.logo import load_logo, obtain_logo, store_logo
-from control_plane.render.output import render_bytes
-from control_plane.render.scannability import check_module_pixels, check_scannable
+from control_plane.render.output import render_bytes, render_raster
+from control_plane.render.raster import encode
+from control_plane.render.scannability import (
+    check_module_pixels,
+    check_readable,
+    check_scannable,
+    checked_size,
+    readable_size,
+)
 from shared.keys import RedisKeys
 from shared.settings import ControlPlaneSettings, Secret
 
@@ -100,6 +107,25 @@ def download_size_check(payload: str, design: dict[str, Any], size: int) -> None
     check_module_pixels(payload, Design.model_validate(design), size, "size")
 
 
+def proven_at(design: dict[str, Any], size: int) -> bool:
+    """Whether check_design already decoded the design at `size`; any other size is decoded on first download."""
+    return size == checked_size(Design.model_validate(design))
+
+
+def _render(payload: str, design: Design, format: str, size: int, logo: bytes | None,
+            verify: bool) -> tuple[bytes, int | None]:
+    """The image and, with `verify`, the size that reads: `size` when this image decodes. An SVG is proven by its
+    raster twin at the same size (docs/rendering.md)."""
+    if not verify:
+        return render_bytes(payload, design, format, size, logo), None
+    raster = render_raster(payload, design, size, logo)
+    readable = readable_size(payload, design, size, raster, logo)
+    if readable != size:
+        return b"", readable
+    body = render_bytes(payload, design, format, size, logo) if format == "svg" else encode(raster, format)
+    return body, readable
+
+
 async def mint(db: asyncpg.Pool[Any] | asyncpg.Connection[Any], settings: ControlPlaneSettings, payload: str,
                design: dict[str, Any] | None) -> str:
     """Record what an image URL stands for, so the public route can render it; returns the hash."""
@@ -146,27 +172,44 @@ async def load_spec(db: asyncpg.Pool[Any], key: str) -> tuple[str, dict[str, Any
 
 
 class RenderCache:
-    """Rendered bytes in Redis by (hash, size, format); a Redis outage only costs a re-render."""
+    """Rendered bytes in Redis by (hash, size, format), and whether a size decodes by (hash, size); a Redis outage
+    only costs a re-render (and a decode)."""
 
     def __init__(self, db: asyncpg.Pool[Any], redis: aioredis.Redis, keys: RedisKeys) -> None:
         self.db = db
         self.redis = redis
         self.keys = keys
 
-    async def render(self, key: str, payload: str, design: dict[str, Any], format: str, size: int) -> bytes:
-        cache_key = self.keys.rendered_image(key, size, format)
-        try:
-            cached = await self.redis.get(cache_key)
-        except redis.exceptions.RedisError as exc:
-            log.warning("render cache unreachable, rendering %s uncached: %r", key, exc)
-            cached = None
-        if isinstance(cached, bytes):
+    async def render(self, key: str, payload: str, design: dict[str, Any], format: str, size: int, *,
+                     verify: bool = False) -> bytes:
+        """With `verify`, a 422 on `size` unless the image at `size` decodes (proven once per hash and size)."""
+        image_key, verdict_key = self.keys.rendered_image(key, size, format), self.keys.readable_size(key, size)
+        cached, verdict = await self._get(image_key, verdict_key if verify else None)
+        if verdict is not None:
+            check_readable(size, int(verdict))
+        if cached is not None and (verdict is not None or not verify):
             return cached
         parsed = Design.model_validate(design)
         logo = await load_logo(self.db, parsed.logo.sha256) if parsed.logo and parsed.logo.sha256 else None
-        image = await asyncio.to_thread(render_bytes, payload, parsed, format, size, logo)
+        image, readable = await asyncio.to_thread(_render, payload, parsed, format, size, logo,
+                                                  verify and verdict is None)
+        if readable is not None:
+            await self._set(key, verdict_key, str(readable).encode())
+            check_readable(size, readable)
+        await self._set(key, image_key, image)
+        return image
+
+    async def _get(self, image_key: str, verdict_key: str | None) -> tuple[bytes | None, bytes | None]:
         try:
-            await self.redis.set(cache_key, image, ex=RENDER_TTL)
+            values = await self.redis.mget([image_key] if verdict_key is None else [image_key, verdict_key])
+        except redis.exceptions.RedisError as exc:
+            log.warning("render cache unreachable, rendering %s uncached: %r", image_key, exc)
+            return None, None
+        cached, verdict = values[0], values[1] if verdict_key is not None else None
+        return cached if isinstance(cached, bytes) else None, verdict if isinstance(verdict, bytes) else None
+
+    async def _set(self, key: str, cache_key: str, value: bytes) -> None:
+        try:
+            await self.redis.set(cache_key, value, ex=RENDER_TTL)
         except redis.exceptions.RedisError as exc:
             log.warning("could not cache render %s: %r", key, exc)
-        return image

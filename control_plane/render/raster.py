@@ -10,6 +10,10 @@ from PIL import Image, ImageChops, ImageDraw
 from control_plane.render.geometry import Circle, Fill, Geometry, Layer, LinearGradient, RadialGradient, Shape, Solid
 
 SUPERSAMPLE = 2  # draw at twice the size, then average down: anti-aliased dots and curves
+# Larger images draw curves directly: a module is then ≥ 23 px and a stair step under 5 % of it, while a
+# supersampled mask of an 8000 px image would be 256 MB, more than the canvas itself.
+SUPERSAMPLED_UP_TO = 4096
+GRADIENT_BAND = 256  # rows of a gradient scaled up and painted at a time
 
 
 def _rgb(color: str) -> tuple[int, int, int]:
@@ -62,7 +66,8 @@ def _curved(shapes: tuple[Shape, ...]) -> bool:
 
 def _mask(steps: Steps, size: int, unit: float) -> Image.Image:
     # Straight edges need no smoothing; only curves are drawn large and averaged down.
-    factor = SUPERSAMPLE if any(_curved(shapes) or _curved(holes) for shapes, holes in steps) else 1
+    curved = any(_curved(shapes) or _curved(holes) for shapes, holes in steps)
+    factor = SUPERSAMPLE if curved and size <= SUPERSAMPLED_UP_TO else 1
     mask = Image.new("L", (size * factor, size * factor), 0)
     draw = ImageDraw.Draw(mask)
     for shapes, holes in steps:
@@ -73,13 +78,14 @@ def _mask(steps: Steps, size: int, unit: float) -> Image.Image:
     return mask.reduce(factor) if factor > 1 else mask
 
 
-@lru_cache(maxsize=32)
-def _ramp(direction: str, size: int) -> Image.Image:
-    """0 → 255 from the gradient's start to its end, as SVG's userSpaceOnUse gradients run (cached: read-only)."""
+@lru_cache(maxsize=4)
+def _ramp(direction: str) -> Image.Image:
+    """0 → 255 from the gradient's start to its end across RAMP_SIDE px, as SVG's userSpaceOnUse gradients run
+    (cached: read-only, 64 KB each)."""
     if direction == "radial":
         # Pillow's radial ramp reaches 255 at the corners of its square, which is where ours ends too.
-        return Image.radial_gradient("L").resize((size, size), Image.Resampling.BILINEAR)
-    vertical = Image.linear_gradient("L").resize((size, size), Image.Resampling.BILINEAR)
+        return Image.radial_gradient("L")
+    vertical = Image.linear_gradient("L")
     horizontal = vertical.transpose(Image.Transpose.ROTATE_90)
     return {"vertical": vertical, "horizontal": horizontal,
             "diagonal": ImageChops.add(horizontal, vertical, scale=2.0)}[direction]
@@ -96,9 +102,16 @@ def _paint(canvas: Image.Image, fill: Fill, mask: Image.Image) -> None:
     if isinstance(fill, Solid):
         canvas.paste(_rgb(fill.color), (0, 0, size, size), mask)
         return
-    start = Image.new("RGB", (size, size), _rgb(fill.start))
-    end = Image.new("RGB", (size, size), _rgb(fill.end))
-    canvas.paste(Image.composite(end, start, _ramp(_direction(fill), size)), (0, 0), mask)
+    ramp = _ramp(_direction(fill))
+    colors = Image.composite(Image.new("RGB", ramp.size, _rgb(fill.end)),
+                             Image.new("RGB", ramp.size, _rgb(fill.start)), ramp)
+    # Scaled up a band at a time: a gradient costs two bands, not two more canvases (docs/rendering.md).
+    scale = ramp.size[1] / size
+    for top in range(0, size, GRADIENT_BAND):
+        bottom = min(top + GRADIENT_BAND, size)
+        band = colors.resize((size, bottom - top), Image.Resampling.BILINEAR,
+                             box=(0, top * scale, ramp.size[0], bottom * scale))
+        canvas.paste(band, (0, top), mask.crop((0, top, size, bottom)))
 
 
 def _paste_logo(canvas: Image.Image, geometry: Geometry, logo_png: bytes, unit: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zxingcpp
 from PIL import Image, ImageOps
 
-from control_plane.render.design import Design
+from control_plane.render.design import MAX_SIZE, Design
 from control_plane.render.matrix import PayloadTooLarge, qr_matrix
 from control_plane.render.output import render_raster
 from shared.problems import Problem
@@ -94,9 +94,14 @@ def _reason(design: Design) -> str:
     return "The rendered image does not decode back to its payload; choose plainer shapes or stronger colours."
 
 
+def _modules(payload: str, design: Design) -> int:
+    """Modules across the image, quiet zone included."""
+    return qr_matrix(payload, design.effective_error_correction).width + 2 * design.margin
+
+
 def check_module_pixels(payload: str, design: Design, size: int, field: str) -> None:
     """A 422 on `field` unless every module is MIN_MODULE_PIXELS wide in an image `size` px a side."""
-    modules = qr_matrix(payload, design.effective_error_correction).width + 2 * design.margin
+    modules = _modules(payload, design)
     smallest = MIN_MODULE_PIXELS * modules
     if size < smallest:
         raise UnscannableDesign(f"At {size} px each module would be {size / modules:.1f} px wide; at least "
@@ -112,6 +117,33 @@ def check_scannable(payload: str, design: Design, logo_png: bytes | None = None)
     except PayloadTooLarge as exc:
         raise UnscannableDesign(f"The content is too long: {exc}.", "design.error_correction") from None
     check_module_pixels(payload, design, design.size, "design.size")
-    image = render_raster(payload, design, min(design.size, MAX_CHECK_SIZE), logo_png)
+    image = render_raster(payload, design, checked_size(design), logo_png)
     if not decodes_to(image, payload, design.colors.background):
         raise UnscannableDesign(_reason(design))
+
+
+def checked_size(design: Design) -> int:
+    """The size check_scannable decodes a design at: the one size a design is proven to read at."""
+    return min(design.size, MAX_CHECK_SIZE)
+
+
+def readable_size(payload: str, design: Design, size: int, image: Image.Image,
+                  logo_png: bytes | None = None) -> int:
+    """`size` if `image` (the design rendered at `size`) decodes; else a size that does. Reading at 504 px says
+    nothing about 512: shapes land differently on the pixel grid (docs/rendering.md). At most one more render:
+    the next size up with whole pixels per module, else the size the design was proven at."""
+    if decodes_to(image, payload, design.colors.background):
+        return size
+    modules = _modules(payload, design)
+    crisp = modules * -(-size // modules)
+    if crisp != size and crisp <= MAX_SIZE and \
+            decodes_to(render_raster(payload, design, crisp, logo_png), payload, design.colors.background):
+        return crisp
+    return checked_size(design)
+
+
+def check_readable(size: int, readable: int) -> None:
+    """A 422 on `size` naming `readable` unless the two agree."""
+    if readable != size:
+        raise UnscannableDesign(f"At {size} px this code's image does not decode: its shapes fall badly on the pixel "
+                                f"grid at that size. At {readable} px it reads; download at that size.", "size")

@@ -22,6 +22,7 @@ from typing_extensions import TypedDict
 from control_plane.render.design import Design, parse_design
 from control_plane.render.images import payload_for
 from control_plane.render.matrix import PayloadTooLarge
+from control_plane.render.scannability import MIN_MODULE_PIXELS
 from control_plane.render.sheets import (
     MIN_MODULE_MM,
     TEMPLATES,
@@ -49,9 +50,12 @@ Format = Literal["pdf_sheet", "zip", "codes_csv", "scans_csv"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")  # QR alphanumeric mode
 DIGITS = re.compile(r"(\d+)")
-# A PNG's side in pixels: drawn on an RGB canvas (3 bytes a pixel) plus masks, so 8000 is already about
-# 200 MB, the schema's 500 mm at 1200 dpi gigabytes; 30 mm at 1200 dpi is 1417. SVG and PDF are vectors: no cap.
+# A PNG's side in pixels. It is drawn on an RGB canvas (Pillow keeps 4 bytes a pixel: 256 MB at 8000) and one
+# 1-byte mask at a time (64 MB), gradients scaled up in bands (docs/rendering.md): 8000 costs the job worker
+# about PNG_BUDGET_MB while it draws, the schema's 500 mm at 1200 dpi would be gigabytes; 30 mm at 1200 dpi is
+# 1417. SVG and PDF are vectors: no cap.
 MAX_IMAGE_PIXELS = 8000
+PNG_BUDGET_MB = 340  # on top of the worker's own memory; tests/control_plane/render/test_raster_memory.py
 # What the export and import objects show of a job. A page of jobs reads no more: the request kept with a
 # job holds up to MAX_CODES `code_ids` (~280 KB of JSON), which a page of 100 would decode for nothing.
 LISTED_JOB_COLUMNS = (
@@ -270,11 +274,33 @@ def _sizing_fields(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_check(rows: list[asyncpg.Record], body: ExportCreate, settings: ControlPlaneSettings) -> None:
-    """422 `too-small-to-print` when any module would print under 0.4 mm, naming the smallest size that passes."""
+    """422 `too-small-to-print` when any module would print under 0.4 mm, naming the smallest size that passes;
+    for a zip of PNGs, 422 `unscannable-design` when a module would be under MIN_MODULE_PIXELS."""
     if body.format not in ("pdf_sheet", "zip") or not rows:
         return
-    size, field = _printed_size(body)
     modules = _largest_symbol(rows, settings)
+    _check_printed_size(body, modules)
+    if body.format == "zip" and body.image_format == "png":
+        check_image_pixels(body.size_mm, body.dpi, modules)
+
+
+def check_image_pixels(size_mm: float, dpi: int, modules: int) -> None:
+    """The floor every image we serve meets (docs/rendering.md): at a low dpi a PNG passes the 0.4 mm print
+    check with about 1 px a module, which no phone reads."""
+    pixels, needed = image_pixels(size_mm, dpi), MIN_MODULE_PIXELS * modules
+    if pixels >= needed:
+        return
+    smallest_mm = math.ceil(needed * 25.4 / dpi * 10 - 1e-9) / 10
+    smallest_dpi = math.ceil(needed * 25.4 / size_mm - 1e-9)
+    raise Problem(422, f"A {size_mm:g} mm PNG at {dpi} dpi is {pixels} pixels a side: {pixels / modules:.1f} px a "
+                  f"module, under the {MIN_MODULE_PIXELS} px that scan ({modules} modules across); it needs "
+                  f"{needed} pixels.", type="unscannable-design", title="The image would not scan", errors=[
+                      {"field": "size_mm", "message": f"at {dpi} dpi, at least {smallest_mm:.1f} mm"},
+                      {"field": "dpi", "message": f"at {size_mm:g} mm, at least {smallest_dpi}"}])
+
+
+def _check_printed_size(body: ExportCreate, modules: int) -> None:
+    size, field = _printed_size(body)
     module_mm = size / modules
     if module_mm >= MIN_MODULE_MM:
         return

@@ -21,6 +21,7 @@ from control_plane.render.images import (
     load_spec,
     mint,
     payload_for,
+    proven_at,
 )
 from control_plane.render.logo import load_logo
 from control_plane.render.output import MEDIA_TYPES
@@ -54,8 +55,9 @@ def _image_response(request: Request, body: bytes, format: str, etag: str, cache
     Query("format", {"enum": list(MEDIA_TYPES)}, "default: the design's format"),
     Query("size", {"type": "integer", "minimum": MIN_SIZE, "maximum": MAX_SIZE},
           "pixels; default: the design's size; a dense code needs more (2 px per module, docs/rendering.md)"),
-), error_details=((422, "Validation failed, or `size` is under the smallest at which the code scans: 2 px per"
-                        " module, quiet zone included (`unscannable-design`, naming that size)"),))
+), error_details=((422, "Validation failed, or `size` is under the smallest at which the code scans (2 px per"
+                        " module, quiet zone included), or the image at that size does not decode"
+                        " (`unscannable-design`, naming a size that does)"),))
 async def download(request: Request) -> Response:
     key = await authenticate(request, "qr:read")
     state = app_state(request)
@@ -68,7 +70,7 @@ async def download(request: Request) -> Response:
     size = query_int(request, "size", design["size"], MIN_SIZE, MAX_SIZE)
     download_size_check(payload, design, size)
     image = await mint(db, settings, payload, design)
-    body = await _cache(request).render(image, payload, design, format, size)
+    body = await _cache(request).render(image, payload, design, format, size, verify=not proven_at(design, size))
     return _image_response(request, body, format, f'"{image}-{size}-{format}"', "private, no-cache",
                            f"{row['id']}.{format}")
 

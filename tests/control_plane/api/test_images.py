@@ -144,6 +144,44 @@ async def test_a_download_too_small_to_scan_is_a_422_naming_the_smallest_size(ap
     assert "smallest at which the code scans" in described
 
 
+LONG_TEXT = "The quick brown fox jumps over the lazy dog; " * 50
+
+
+@pytest.mark.parametrize(("length", "preset", "size", "reads_at"), [(300, "default", 200, 231),
+                                                                    (800, "dots", 293, 351)])
+async def test_a_download_whose_image_does_not_decode_is_a_422_naming_a_size_that_does(
+        api: httpx.AsyncClient, make_key: KeyFactory, length: int, preset: str, size: int, reads_at: int) -> None:
+    """Designed at 2048 px (proven at 1024); at these sizes modules are 2.5 px and over, yet the image does not
+    read: dots are 0.9 module wide, and squares alias at fractional module widths."""
+    key = await make_key()
+    text = LONG_TEXT[:length]
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "kind": "static", "type": "text", "content": {"text": text},
+        "design": {"size": 2048, "style_preset": preset}})).json()
+    for _ in range(2):  # the second answer comes from the verdict cached with the image
+        refused = await api.get(code["download_url"], params={"size": size}, headers=bearer(key))
+        assert refused.status_code == 422 and refused.json()["type"].endswith("/unscannable-design")
+        [error] = refused.json()["errors"]
+        assert error["field"] == "size" and f"At {reads_at} px it reads" in error["message"], error
+    for format in ("png", "svg", "webp"):
+        download = await api.get(code["download_url"], params={"size": reads_at, "format": format},
+                                 headers=bearer(key))
+        assert download.status_code == 200 and reads_as(download.content, format, text)
+    svg = await api.get(code["download_url"], params={"size": size, "format": "svg"}, headers=bearer(key))
+    assert svg.status_code == 422  # proven by its raster twin
+
+
+async def test_circle_eye_frames_download_readable_at_sizes_that_did_not_scan(api: httpx.AsyncClient,
+                                                                              make_key: KeyFactory) -> None:
+    key = await make_key()
+    code = (await create(api, key, slug="menu-table",
+                         design={"shapes": {"body": "square", "eye_frame": "circle", "eye_ball": "square"}})).json()
+    for size in (504, 416, 356, 288, 252, 216):
+        download = await api.get(code["download_url"], params={"size": size}, headers=bearer(key))
+        assert download.status_code == 200, download.text
+        assert reads_as(download.content, "png", code["short_url"] + "?qr=1"), size
+
+
 async def test_unknown_images_and_previews_are_404(api: httpx.AsyncClient) -> None:
     for path in ("/i/" + "0" * 32 + ".png", "/i/../../etc/passwd", "/qr/" + "0" * 32, "/qr/qr_abc",
                  "/logos/" + "0" * 64 + ".png", "/logos/x.png"):

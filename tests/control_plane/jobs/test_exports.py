@@ -238,6 +238,28 @@ async def test_a_request_that_cannot_be_served_is_refused_before_any_job(api: ht
     assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
 
 
+@pytest.mark.parametrize(("preset", "dpi", "smallest_mm"), [("default", 72, 26.2), ("dots", 120, 15.7)])
+async def test_a_png_under_2_px_a_module_is_refused_before_any_job(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, preset: str, dpi: int,
+        smallest_mm: float) -> None:
+    """14.8 mm is the smallest size the print check names for 37 modules; at 72 or 120 dpi that is a 42 or 70 px
+    PNG, 1.1 or 1.9 px a module, which did not decode once in 20 codes."""
+    key = await make_key()
+    code = (await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "slug": "menu-table", "destination": {"type": "url", "url": "https://example.com/menu"},
+        "design": {"style_preset": preset}})).json()
+    body = {"format": "zip", "code_ids": [code["id"]], "image_format": "png", "size_mm": 14.8, "dpi": dpi}
+    refused = await api.post("/v1/exports", headers=bearer(key), json=body)
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/unscannable-design"), refused.text
+    assert refused.json()["errors"] == [{"field": "size_mm", "message": f"at {dpi} dpi, at least {smallest_mm} mm"},
+                                        {"field": "dpi", "message": "at 14.8 mm, at least 127"}]
+    assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
+    if preset == "default":
+        _, data = await export(api, worker, key, {**body, "size_mm": smallest_mm})
+        assert decode(zipfile.ZipFile(io.BytesIO(data)).read("menu-table.png"), "png") == [
+            code["short_url"] + "?qr=1"]
+
+
 async def test_a_png_over_8000_pixels_a_side_is_refused_on_size_mm_before_any_job(
         api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any]) -> None:
     key = await make_key()

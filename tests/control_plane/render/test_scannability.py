@@ -75,3 +75,13 @@ def test_modules_narrower_than_2_px_are_refused_with_the_size_to_change() -> Non
     problem = refusal({"size": 200, "error_correction": "L"}, payload="x" * 800)
     assert problem.errors[0]["field"] == "design.size" and "1.9 px" in problem.detail
     check_scannable("x" * 800, parse_design({"size": 400, "error_correction": "L"}))
+
+
+def test_a_square_eye_ball_in_a_circle_frame_reads_at_every_size_a_download_allows() -> None:
+    """Sharp ball corners came within 0.38 module of the frame's hole, and the eyes went unread at these sizes
+    (7–13 px a module, far above the 2-px floor), though the design read at its own 512 px."""
+    design = parse_design({"shapes": {"body": "square", "eye_frame": "circle", "eye_ball": "square"}})
+    check_scannable(PAYLOAD, design)
+    unread = [size for size in (204, 208, 216, 248, 252, 268, 288, 328, 340, 356, 396, 416, 504)
+              if not decodes_to(render_image(build_geometry(qr_matrix(PAYLOAD, "M"), design), size), PAYLOAD)]
+    assert unread == []
