@@ -54,6 +54,10 @@ FROM events e JOIN webhook_endpoints w
   ON w.org_id = e.org_id AND w.livemode = e.livemode AND w.enabled AND w.created_at <= e.created_at
  AND (e.type = ANY (w.events) OR '*' = ANY (w.events))
 WHERE e.id = ANY ($1::text[])"""
+# A delivery's row refers to its endpoint, and inserting it waits for a DELETE of that endpoint (which may
+# cascade over a long log) to end. The endpoints are locked first, skipping the ones another transaction is
+# deleting: the events for those wait in the outbox, and the round goes on with everyone else.
+LOCK_SUBSCRIBERS = "SELECT id FROM webhook_endpoints WHERE id = ANY ($1::text[]) FOR KEY SHARE SKIP LOCKED"
 CREATE_DELIVERIES = """
 INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at, updated_at)
 SELECT d.id, d.event_id, d.endpoint_id, $4, $4, $4 FROM unnest($1::text[], $2::text[], $3::text[])
@@ -99,16 +103,23 @@ async def fan_out_round(conn: Conn, now: datetime, *, limit: int, org_queue: int
         subscribers: dict[str, list[str]] = {}
         for row in await conn.fetch(SUBSCRIBERS, [e["id"] for e in events]):
             subscribers.setdefault(row["event_id"], []).append(row["endpoint_id"])
+        wanted = {endpoint for endpoints in subscribers.values() for endpoint in endpoints}
+        being_deleted = wanted - {r["id"] for r in await conn.fetch(LOCK_SUBSCRIBERS, list(wanted))}
         # In order, while the deliveries fit in the room left (the first event always goes: a pair
-        # below its bound overshoots by at most one event's deliveries).
+        # below its bound overshoots by at most one event's deliveries), up to the first event for an
+        # endpoint being deleted: it and the pair's later events wait for the next round.
         taken: list[asyncpg.Record] = []
         for event in events:
             needed = len(subscribers.get(event["id"], ()))
+            if being_deleted.intersection(subscribers.get(event["id"], ())):
+                break
             if taken and needed > room:
                 done.held.add(pair)
                 break
             taken.append(event)
             room -= needed
+        if not taken:
+            continue
         pairs_created = [(new_id("whd"), e["id"], endpoint) for e in taken for endpoint in subscribers.get(e["id"], ())]
         if pairs_created:
             ids, event_ids, endpoint_ids = (list(column) for column in zip(*pairs_created, strict=True))
