@@ -3,8 +3,8 @@
 Events are taken per (organisation, mode) pair, going round the pairs that have undispatched events, so
 a burst of one organisation's events (a free test-mode mint of 10,000 codes) does not queue ahead of
 another's. A pair with `org_queue` deliveries pending gets no more: its further events stay in the
-outbox, untouched and in order, until its deliveries finish; the other pairs go on. Deliveries behind
-an endpoint's open circuit do not count, so one dead receiver never holds its organisation's others.
+outbox, untouched and in order, until its deliveries finish; the other pairs go on. Deliveries of an
+endpoint whose circuit is not closed do not count, so one dead receiver never holds its organisation's others.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from control_plane.webhooks.schedule import CIRCUIT_AFTER
 from shared.ids import new_id
 
 Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
@@ -36,12 +37,14 @@ WITH RECURSIVE pairs AS (
         ORDER BY org_id, livemode LIMIT 1) n)
 SELECT org_id, livemode FROM pairs LIMIT $3"""
 # Pending deliveries that will be sent soon, counted no further than the bound. Parked ones (a disabled
-# endpoint) and those behind an open circuit (a failing endpoint, paused) do not count: a dead receiver's
-# backlog waits on its own and never holds the organisation's other endpoints.
-PENDING_OF_PAIR = """
+# endpoint) and those of an endpoint whose circuit is not closed do not count: a dead receiver's backlog
+# waits on its own and never holds the organisation's other endpoints. Not closed means paused or half
+# open — its pause is over (at most 10 min), but its next retry may be hours away, and until a probe
+# succeeds its backlog is still a dead receiver's.
+PENDING_OF_PAIR = f"""
 SELECT count(*) FROM (
     SELECT 1 FROM webhook_endpoints w JOIN webhook_deliveries d ON d.endpoint_id = w.id
-    WHERE w.org_id = $1 AND w.livemode = $2 AND (w.paused_until IS NULL OR w.paused_until <= $4)
+    WHERE w.org_id = $1 AND w.livemode = $2 AND w.consecutive_failures < {CIRCUIT_AFTER}
       AND d.status = 'pending' AND d.next_attempt_at IS NOT NULL
     LIMIT $3) pending"""
 CLAIM_EVENTS = """
@@ -93,7 +96,7 @@ async def fan_out_round(conn: Conn, now: datetime, *, limit: int, org_queue: int
         if done.dispatched >= limit:
             break
         last = pair
-        room = org_queue - await conn.fetchval(PENDING_OF_PAIR, *pair, org_queue, now)
+        room = org_queue - await conn.fetchval(PENDING_OF_PAIR, *pair, org_queue)
         if room <= 0:
             done.held.add(pair)
             continue
