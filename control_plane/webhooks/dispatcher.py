@@ -11,6 +11,8 @@ Three loops share one process, and any number of processes may run side by side:
   (failures in a row, circuit breaker, failing since, disabled) in one short transaction, and frees
   the slot. A dispatcher that dies (even by `kill -9`) leaves its leases to expire and another sends
   those deliveries again: delivery is at least once, and receivers deduplicate on `webhook-id`.
+
+A fourth loop removes finished deliveries older than WEBHOOK_LOG_RETENTION_DAYS (`retention.py`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from control_plane.webhooks.metrics import (
     QUEUE_DEPTH,
     WebhookMetrics,
 )
+from control_plane.webhooks.retention import PRUNE_BATCH, prune_batch
 from control_plane.webhooks.schedule import (
     DISABLE_AFTER,
     Clock,
@@ -61,6 +64,7 @@ Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[An
 FAN_OUT_BATCH = 500
 QUEUE_DEPTH_INTERVAL_S = 5.0
 SHUTDOWN_RECORD_S = 15.0  # after SIGTERM, how long to keep trying to record attempts already made
+PRUNE_INTERVAL_S = 600.0  # between rounds of removing the log's expired deliveries
 HELD_RETRY_S = 0.2  # how soon an outcome whose endpoint another transaction held is recorded again
 # The stores' outages (shared.unavailable): the same statement succeeds later, so attempts wait for it.
 RETRYABLE: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, *POSTGRES_TRANSIENT)
@@ -268,6 +272,26 @@ class Dispatcher:
             made += sent
         return made
 
+    async def prune_log(self) -> int:
+        """One batch of finished deliveries past the retention, removed with their attempts; returns how many."""
+        if not self.settings.log_retention_days:
+            return 0
+        created_before = self.clock() - timedelta(days=self.settings.log_retention_days)
+        async with self.db.acquire() as conn, conn.transaction():
+            return await prune_batch(conn, created_before)
+
+    async def _prune_loop(self, stop: asyncio.Event) -> None:
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                removed = await self.prune_log()
+                backoff.reset()
+            except PAUSES as exc:
+                await backoff.wait(stop, log, "webhook log retention paused", exc)
+                continue
+            if removed < PRUNE_BATCH:  # caught up: the next deliveries expire later
+                await pause(stop, PRUNE_INTERVAL_S)
+
     async def measure_queue(self) -> None:
         now = self.clock()
         depth = await self.db.fetchrow(QUEUE_DEPTH, now)
@@ -290,7 +314,8 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         sending = asyncio.create_task(self._send_loop(stop))
         recording = asyncio.create_task(self._record_loop(stop, sending))
-        await asyncio.gather(self._loop(self.fan_out, stop), self._measure_queue_loop(stop), sending, recording)
+        await asyncio.gather(self._loop(self.fan_out, stop), self._measure_queue_loop(stop), self._prune_loop(stop),
+                             sending, recording)
 
     async def _send_loop(self, stop: asyncio.Event) -> None:
         """Keep up to WEBHOOK_CONCURRENCY deliveries in flight, each on its own task."""
