@@ -65,7 +65,7 @@ FAN_OUT_BATCH = 500
 QUEUE_DEPTH_INTERVAL_S = 5.0
 SHUTDOWN_RECORD_S = 15.0  # after SIGTERM, how long to keep trying to record attempts already made
 PRUNE_INTERVAL_S = 600.0  # between rounds of removing the log's expired deliveries
-HELD_RETRY_S = 0.2  # how soon an outcome whose endpoint another transaction held is recorded again
+HELD_RETRY_S = 0.05  # how soon an outcome whose endpoint another transaction held is recorded again
 # The stores' outages (shared.unavailable): the same statement succeeds later, so attempts wait for it.
 RETRYABLE: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, *POSTGRES_TRANSIENT)
 # Fan-out, claims and gauges have no one item to blame for any other PostgreSQL error: they pause and retry.
@@ -362,8 +362,9 @@ class Dispatcher:
                     return
             if not self._finished:
                 self._to_record.clear()
+                wake = min(0.5, held_until - loop.time()) if held else 0.5
                 with contextlib.suppress(TimeoutError):  # not on `stop`: after it, this waits for the sends
-                    await asyncio.wait_for(self._to_record.wait(), 0.5)
+                    await asyncio.wait_for(self._to_record.wait(), max(0.0, wake))
                 continue
             batch, self._finished = self._finished, []
             later, left, outage = await self._record_or_drop(batch)

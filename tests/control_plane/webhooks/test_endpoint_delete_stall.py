@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -18,6 +20,7 @@ import httpx
 
 from control_plane.webhooks.delivery import AttemptResult
 from control_plane.webhooks.dispatcher import Dispatcher, Outcome
+from shared.settings import WebhookSettings
 from tests.conftest import KeyFactory
 from tests.control_plane.webhooks.conftest import (
     WEBHOOK_SCOPES,
@@ -25,7 +28,7 @@ from tests.control_plane.webhooks.conftest import (
     Receiver,
     create_endpoint,
 )
-from tests.control_plane.webhooks.test_fairness import org_of, record_events
+from tests.control_plane.webhooks.test_fairness import eventually, org_of, record_events, running
 
 STEP_S = 5.0
 
@@ -44,6 +47,19 @@ async def being_deleted(database_url: str, endpoint_id: str) -> AsyncIterator[No
             await tx.rollback()
     finally:
         await conn.close()
+
+
+async def succeeded(pool: asyncpg.Pool[Any], endpoint: dict[str, Any]) -> int:
+    count: int = await pool.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1"
+                                     " AND status = 'succeeded'", endpoint["id"])
+    return count
+
+
+async def until_succeeded(pool: asyncpg.Pool[Any], endpoint: dict[str, Any], expected: int) -> None:
+    deadline = time.monotonic() + STEP_S
+    while (count := await succeeded(pool, endpoint)) != expected:
+        assert time.monotonic() < deadline, f"{count} of {expected} deliveries to {endpoint['url']} recorded"
+        await asyncio.sleep(0.02)
 
 
 async def two_organisations(api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver,
@@ -96,9 +112,28 @@ async def test_recording_for_other_organisations_goes_on_while_an_endpoint_is_be
         later = await asyncio.wait_for(dispatcher.record(outcomes), STEP_S)
 
     assert {o.delivery["endpoint_id"] for o in later} == {doomed["id"]}
-    assert await pool.fetchval("SELECT status FROM webhook_deliveries WHERE endpoint_id = $1",
-                               other["id"]) == "succeeded"
+    assert await succeeded(pool, other) == 1
     # Recorded again once the DELETE is over (here: rolled back), the doomed endpoint's outcomes land too.
     assert await dispatcher.record(later) == []
-    assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1"
-                               " AND status = 'succeeded'", doomed["id"]) == 3
+    assert await succeeded(pool, doomed) == 3
+
+
+async def test_a_running_dispatcher_records_the_others_meanwhile_and_the_endpoints_own_outcomes_after(
+        api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, webhook_settings: WebhookSettings,
+        pool: asyncpg.Pool[Any], database_url: str) -> None:
+    """Attempts at the endpoint were under way when its DELETE began; they end while it runs."""
+    receiver.hold.add("/doomed")
+    doomed, other = await two_organisations(api, make_key, receiver, pool)
+    settings = dataclasses.replace(webhook_settings, poll_interval=0.05)
+
+    async with running(settings, database_url):
+        await eventually(lambda: receiver.in_flight.get("/doomed", 0) == 3, timeout=STEP_S)
+        async with being_deleted(database_url, doomed["id"]):
+            receiver.release.set()
+            await eventually(lambda: receiver.in_flight.get("/doomed", 0) == 0, timeout=STEP_S)
+            await record_events(pool, await org_of(pool, other), 1)
+            await until_succeeded(pool, other, 2)
+        await until_succeeded(pool, doomed, 3)
+
+    assert len(receiver.at("/doomed")) == 3, "recorded late, not sent again"
+
