@@ -381,6 +381,7 @@ class WebhookSettings(_FromEnv):
     lease: float = 60.0  # seconds a claimed delivery is held before another dispatcher may send it again
     poll_interval: float = 0.5  # seconds to wait when nothing was due
     delivery_timeout: float = 10.0  # seconds for one whole request (docs/api.md §2.5)
+    log_retention_days: int = 30  # finished deliveries and their attempts are kept this long; 0 keeps them forever
     metrics_bind: tuple[str, int] | None = None  # Prometheus /metrics; off by default
 
     @classmethod
@@ -395,6 +396,7 @@ class WebhookSettings(_FromEnv):
             # Longer than one attempt (DNS and the 10 s request): a live dispatcher never loses its lease.
             lease=r.number("WEBHOOK_LEASE", 60.0, minimum=20.0),
             poll_interval=r.number("WEBHOOK_POLL_INTERVAL", 0.5, minimum=0.01),
+            log_retention_days=r.integer("WEBHOOK_LOG_RETENTION_DAYS", 30, minimum=0),
             metrics_bind=r.optional_bind("WEBHOOKS_METRICS_BIND"),
         )
 

@@ -1,4 +1,5 @@
-"""Folders: named groupings of codes for people; deleting one leaves its codes without a folder."""
+"""Folders: named groupings of codes for people; deleting one leaves its codes without a folder, each with its
+`qr.updated` event (docs/webhooks.md, "Change paths")."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ from typing_extensions import TypedDict
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
 from control_plane.services.listing import Listing, PageQuery, owned_page
+from control_plane.services.qr_codes import SELECT as CODE_SELECT
+from control_plane.services.qr_codes import code_objects
 from control_plane.services.schemas import Body
 from shared.ids import new_id
 from shared.problems import not_found
 from shared.times import timestamp
 
 OWNED = "id = $1 AND org_id = $2 AND livemode = $3"
+# The folder's live codes, detached as any other change of a code is (a new version); deleted codes detach
+# through the foreign key (ON DELETE SET NULL) with no event, as nobody hears of a deleted code again.
+DETACH_CODES = """
+UPDATE qr_codes SET folder_id = NULL, version = version + 1, updated_at = now()
+WHERE folder_id = $1 AND deleted_at IS NULL RETURNING id"""
 
 
 class FolderBody(Body):
@@ -65,7 +73,18 @@ async def rename_folder(ctx: ServiceContext, key: ApiKey, folder_id: str, body: 
 
 
 async def delete_folder(ctx: ServiceContext, key: ApiKey, folder_id: str) -> None:
-    deleted = await ctx.db.fetchval(f"DELETE FROM folders WHERE {OWNED} RETURNING id",
-                                    folder_id, key.org_id, key.livemode)
-    if deleted is None:
-        raise not_found("folder")
+    """One transaction: the folder, and a `qr.updated` for each of its codes (`previous_attributes.folder_id`)."""
+    async with ctx.transaction() as conn:
+        # Locked first: a code being put in the folder meanwhile waits, then finds it gone (422), rather than
+        # landing in it after its codes were detached and losing it again without an event.
+        if await conn.fetchval(f"SELECT id FROM folders WHERE {OWNED} FOR UPDATE",
+                               folder_id, key.org_id, key.livemode) is None:
+            raise not_found("folder")
+        code_ids = [r["id"] for r in await conn.fetch(DETACH_CODES, folder_id)]
+        await conn.execute("DELETE FROM folders WHERE id = $1", folder_id)
+        rows = await conn.fetch(f"{CODE_SELECT} WHERE c.id = ANY($1) ORDER BY c.id", code_ids)
+        objects = await code_objects(conn, rows, ctx.settings)
+        await conn.copy_records_to_table(
+            "events", columns=("id", "org_id", "livemode", "type", "data"),
+            records=[(new_id("evt"), key.org_id, key.livemode, "qr.updated",
+                      {"object": obj, "previous_attributes": {"folder_id": folder_id}}) for obj in objects])

@@ -60,11 +60,15 @@ WHERE r.pair_rank <= $4 - coalesce(p.n, 0)
 ORDER BY r.pair_rank, r.endpoint_rank, r.next_attempt_at
 LIMIT $2"""
 # The conditions are checked again on the row as it is now: a delivery parked or deleted by the API
-# since CHOOSE read it is not leased.
+# since CHOOSE read it is not leased. A row another transaction holds (an endpoint's DELETE cascading over
+# its log, a recorder) is skipped, not waited for: waiting would hold the claim lock, and every
+# organisation's claims with it, for as long as that transaction runs.
 LEASE = """
 WITH leased AS (
     UPDATE webhook_deliveries SET leased_until = $3, leased_by = $4
-    WHERE id = ANY ($1::text[]) AND status = 'pending' AND next_attempt_at <= $2
+    WHERE id IN (SELECT id FROM webhook_deliveries
+                 WHERE id = ANY ($1::text[]) AND status = 'pending' AND next_attempt_at <= $2
+                 FOR UPDATE SKIP LOCKED)
     RETURNING id, event_id, endpoint_id, attempt_count, payload, leased_by)
 SELECT d.id AS delivery_id, d.event_id, d.endpoint_id, d.attempt_count, d.payload, d.leased_by AS lease,
        w.url, w.secret, w.previous_secret, w.previous_secret_expires_at, w.org_id,

@@ -11,6 +11,8 @@ Three loops share one process, and any number of processes may run side by side:
   (failures in a row, circuit breaker, failing since, disabled) in one short transaction, and frees
   the slot. A dispatcher that dies (even by `kill -9`) leaves its leases to expire and another sends
   those deliveries again: delivery is at least once, and receivers deduplicate on `webhook-id`.
+
+A fourth loop removes finished deliveries older than WEBHOOK_LOG_RETENTION_DAYS (`retention.py`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from control_plane.webhooks.metrics import (
     QUEUE_DEPTH,
     WebhookMetrics,
 )
+from control_plane.webhooks.retention import PRUNE_BATCH, prune_batch
 from control_plane.webhooks.schedule import (
     DISABLE_AFTER,
     Clock,
@@ -61,6 +64,8 @@ Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[An
 FAN_OUT_BATCH = 500
 QUEUE_DEPTH_INTERVAL_S = 5.0
 SHUTDOWN_RECORD_S = 15.0  # after SIGTERM, how long to keep trying to record attempts already made
+PRUNE_INTERVAL_S = 600.0  # between rounds of removing the log's expired deliveries
+HELD_RETRY_S = 0.05  # how soon an outcome whose endpoint another transaction held is recorded again
 # The stores' outages (shared.unavailable): the same statement succeeds later, so attempts wait for it.
 RETRYABLE: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, *POSTGRES_TRANSIENT)
 # Fan-out, claims and gauges have no one item to blame for any other PostgreSQL error: they pause and retry.
@@ -75,12 +80,14 @@ UPDATE_DELIVERY = """
 UPDATE webhook_deliveries SET status = $2, attempt_count = $3, next_attempt_at = $4, updated_at = $5,
        leased_until = NULL, leased_by = NULL
 WHERE id = $1 AND leased_by = $6"""
-# The endpoints of the attempts being recorded, locked in a fixed order before any delivery row: the
-# API locks an endpoint before its deliveries too (DELETE cascades, PATCH parks), so neither can wait
-# for the other in a cycle, and concurrent recorders cannot deadlock either.
+# The endpoints of the attempts being recorded, locked before any delivery row: the API locks an endpoint
+# before its deliveries too (DELETE cascades, PATCH parks). One that another transaction holds is skipped,
+# not waited for — a DELETE cascading over a long log would otherwise hold up every other outcome of the
+# batch — and its outcomes are recorded a moment later.
 LOCK_ENDPOINTS = """
 SELECT id, enabled, consecutive_failures, failing_since, paused_until FROM webhook_endpoints
-WHERE id = ANY ($1::text[]) ORDER BY id FOR NO KEY UPDATE"""
+WHERE id = ANY ($1::text[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED"""
+EXISTING_ENDPOINTS = "SELECT id FROM webhook_endpoints WHERE id = ANY ($1::text[])"
 ENDPOINT_RECOVERED = """
 UPDATE webhook_endpoints SET failing_since = NULL, consecutive_failures = 0, paused_until = NULL WHERE id = $1"""
 ENDPOINT_FAILED = """
@@ -171,7 +178,9 @@ class Dispatcher:
                                lease=f"{self.owner}.{self._claims}", holding=list(self._sending))
 
     async def deliver_due(self) -> int:
-        """Claim what is due now, send it all and record it; returns how many were attempted (for tests)."""
+        """Claim what is due now, send it all and record it; returns how many were attempted (for tests).
+
+        Outcomes whose endpoint another transaction holds are not recorded: their leases expire."""
         due = await self.claim(self.settings.concurrency)
         if due:
             await self.record(await asyncio.gather(*(self._send(row) for row in due)))
@@ -191,14 +200,18 @@ class Dispatcher:
             result = AttemptResult(None, 0, f"internal error: {type(exc).__name__}", "")
         return Outcome(row, now, result)
 
-    async def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Attempts, the deliveries' next states and their endpoints' health, in one transaction."""
+    async def record(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Attempts, the deliveries' next states and their endpoints' health, in one transaction; returns the
+        outcomes left for later, those of an endpoint another transaction holds (being deleted, or patched)."""
         by_endpoint: dict[str, list[Outcome]] = {}
         for outcome in outcomes:
             by_endpoint.setdefault(outcome.delivery["endpoint_id"], []).append(outcome)
         states: list[NextState] = []
         async with self.db.acquire() as conn, conn.transaction():
             endpoints = {r["id"]: r for r in await conn.fetch(LOCK_ENDPOINTS, sorted(by_endpoint))}
+            held = set(by_endpoint) - set(endpoints)
+            if held:
+                held &= {r["id"] for r in await conn.fetch(EXISTING_ENDPOINTS, list(held))}
             # An endpoint deleted meanwhile took its deliveries with it: nothing is left to record.
             kept = [o for o in outcomes if o.delivery["endpoint_id"] in endpoints]
             await conn.executemany(RECORD_ATTEMPT, [
@@ -209,9 +222,11 @@ class Dispatcher:
                 (*state, o.delivery["lease"]) for state, o in zip(states, kept, strict=True)])
             for endpoint_id, endpoint in endpoints.items():
                 await self._update_endpoint(conn, endpoint, by_endpoint[endpoint_id])
-        self.attempts += len(outcomes)
+        left = [o for o in outcomes if o.delivery["endpoint_id"] in held]
+        self.attempts += len(outcomes) - len(left)
         for state in states:
             self.metrics.deliveries.labels("retrying" if state.status == "pending" else state.status).inc()
+        return left
 
     def _next_state(self, outcome: Outcome, endpoint_enabled: bool) -> NextState:
         attempts = outcome.delivery["attempt_count"] + 1
@@ -257,6 +272,26 @@ class Dispatcher:
             made += sent
         return made
 
+    async def prune_log(self) -> int:
+        """One batch of finished deliveries past the retention, removed with their attempts; returns how many."""
+        if not self.settings.log_retention_days:
+            return 0
+        created_before = self.clock() - timedelta(days=self.settings.log_retention_days)
+        async with self.db.acquire() as conn, conn.transaction():
+            return await prune_batch(conn, created_before)
+
+    async def _prune_loop(self, stop: asyncio.Event) -> None:
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                removed = await self.prune_log()
+                backoff.reset()
+            except PAUSES as exc:
+                await backoff.wait(stop, log, "webhook log retention paused", exc)
+                continue
+            if removed < PRUNE_BATCH:  # caught up: the next deliveries expire later
+                await pause(stop, PRUNE_INTERVAL_S)
+
     async def measure_queue(self) -> None:
         now = self.clock()
         depth = await self.db.fetchrow(QUEUE_DEPTH, now)
@@ -279,7 +314,8 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         sending = asyncio.create_task(self._send_loop(stop))
         recording = asyncio.create_task(self._record_loop(stop, sending))
-        await asyncio.gather(self._loop(self.fan_out, stop), self._measure_queue_loop(stop), sending, recording)
+        await asyncio.gather(self._loop(self.fan_out, stop), self._measure_queue_loop(stop), self._prune_loop(stop),
+                             sending, recording)
 
     async def _send_loop(self, stop: asyncio.Event) -> None:
         """Keep up to WEBHOOK_CONCURRENCY deliveries in flight, each on its own task."""
@@ -311,7 +347,11 @@ class Dispatcher:
         backoff, never = Backoff(), asyncio.Event()  # attempts are recorded after `stop` too
         deadline: float | None = None
         loop = asyncio.get_running_loop()
+        held: list[Outcome] = []  # their endpoint was held by another transaction: tried again after HELD_RETRY_S
+        held_until = 0.0
         while True:
+            if held and loop.time() >= held_until:
+                self._finished, held = held + self._finished, []
             if stop.is_set() and sending.done():
                 if not self._sending:
                     return
@@ -322,42 +362,49 @@ class Dispatcher:
                     return
             if not self._finished:
                 self._to_record.clear()
+                wake = min(0.5, held_until - loop.time()) if held else 0.5
                 with contextlib.suppress(TimeoutError):  # not on `stop`: after it, this waits for the sends
-                    await asyncio.wait_for(self._to_record.wait(), 0.5)
+                    await asyncio.wait_for(self._to_record.wait(), max(0.0, wake))
                 continue
             batch, self._finished = self._finished, []
-            left, outage = await self._record_or_drop(batch)
+            later, left, outage = await self._record_or_drop(batch)
             if outage is None:
                 backoff.reset()
-            for outcome in batch[:len(batch) - len(left)]:
-                self._sending.pop(outcome.delivery["delivery_id"], None)
+            if later:
+                held, held_until = held + later, loop.time() + HELD_RETRY_S
+            unrecorded = {o.delivery["delivery_id"] for o in later + left}
+            for outcome in batch:
+                if outcome.delivery["delivery_id"] not in unrecorded:
+                    self._sending.pop(outcome.delivery["delivery_id"], None)
             self.metrics.in_flight.set(len(self._sending))
             self._recorded.set()
             if outage is not None:
                 self._finished = left + self._finished
                 await backoff.wait(never, log, "webhook attempts not recorded", outage)
 
-    async def _record_or_drop(self, batch: list[Outcome]) -> tuple[list[Outcome], Exception | None]:
-        """Record `batch`; returns the outcomes left for later and the outage that stopped it, if one did.
+    async def _record_or_drop(self, batch: list[Outcome]) -> tuple[list[Outcome], list[Outcome], Exception | None]:
+        """Record `batch`; returns the outcomes whose endpoint another transaction held, those an outage left
+        for later, and the outage that stopped it, if one did.
 
         After an error that is no outage each outcome is recorded alone, and only one that fails again is dropped
         (logged): its delivery is sent again once its lease expires, and no other attempt waits behind it.
         """
         try:
-            await self.record(batch)
-            return [], None
+            return await self.record(batch), [], None
         except RETRYABLE as exc:
-            return batch, exc
+            return [], batch, exc
         except Exception:
             if len(batch) == 1:
                 log.exception("webhook attempt of delivery %s not recorded, dropped: it is sent again once its "
                               "lease expires", batch[0].delivery["delivery_id"])
-                return [], None
+                return [], [], None
+        later: list[Outcome] = []
         for n, outcome in enumerate(batch):
-            _, outage = await self._record_or_drop([outcome])
+            held, _, outage = await self._record_or_drop([outcome])
+            later += held
             if outage is not None:
-                return batch[n:], outage
-        return [], None
+                return later, batch[n:], outage
+        return later, [], None
 
     async def _loop(self, step: Callable[[], Awaitable[int]], stop: asyncio.Event) -> None:
         backoff = Backoff()

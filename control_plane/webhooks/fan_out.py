@@ -3,8 +3,8 @@
 Events are taken per (organisation, mode) pair, going round the pairs that have undispatched events, so
 a burst of one organisation's events (a free test-mode mint of 10,000 codes) does not queue ahead of
 another's. A pair with `org_queue` deliveries pending gets no more: its further events stay in the
-outbox, untouched and in order, until its deliveries finish; the other pairs go on. Deliveries behind
-an endpoint's open circuit do not count, so one dead receiver never holds its organisation's others.
+outbox, untouched and in order, until its deliveries finish; the other pairs go on. Deliveries of an
+endpoint whose circuit is not closed do not count, so one dead receiver never holds its organisation's others.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from control_plane.webhooks.schedule import CIRCUIT_AFTER
 from shared.ids import new_id
 
 Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
@@ -36,12 +37,14 @@ WITH RECURSIVE pairs AS (
         ORDER BY org_id, livemode LIMIT 1) n)
 SELECT org_id, livemode FROM pairs LIMIT $3"""
 # Pending deliveries that will be sent soon, counted no further than the bound. Parked ones (a disabled
-# endpoint) and those behind an open circuit (a failing endpoint, paused) do not count: a dead receiver's
-# backlog waits on its own and never holds the organisation's other endpoints.
-PENDING_OF_PAIR = """
+# endpoint) and those of an endpoint whose circuit is not closed do not count: a dead receiver's backlog
+# waits on its own and never holds the organisation's other endpoints. Not closed means paused or half
+# open — its pause is over (at most 10 min), but its next retry may be hours away, and until a probe
+# succeeds its backlog is still a dead receiver's.
+PENDING_OF_PAIR = f"""
 SELECT count(*) FROM (
     SELECT 1 FROM webhook_endpoints w JOIN webhook_deliveries d ON d.endpoint_id = w.id
-    WHERE w.org_id = $1 AND w.livemode = $2 AND (w.paused_until IS NULL OR w.paused_until <= $4)
+    WHERE w.org_id = $1 AND w.livemode = $2 AND w.consecutive_failures < {CIRCUIT_AFTER}
       AND d.status = 'pending' AND d.next_attempt_at IS NOT NULL
     LIMIT $3) pending"""
 CLAIM_EVENTS = """
@@ -54,6 +57,10 @@ FROM events e JOIN webhook_endpoints w
   ON w.org_id = e.org_id AND w.livemode = e.livemode AND w.enabled AND w.created_at <= e.created_at
  AND (e.type = ANY (w.events) OR '*' = ANY (w.events))
 WHERE e.id = ANY ($1::text[])"""
+# A delivery's row refers to its endpoint, and inserting it waits for a DELETE of that endpoint (which may
+# cascade over a long log) to end. The endpoints are locked first, skipping the ones another transaction is
+# deleting: the events for those wait in the outbox, and the round goes on with everyone else.
+LOCK_SUBSCRIBERS = "SELECT id FROM webhook_endpoints WHERE id = ANY ($1::text[]) FOR KEY SHARE SKIP LOCKED"
 CREATE_DELIVERIES = """
 INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at, updated_at)
 SELECT d.id, d.event_id, d.endpoint_id, $4, $4, $4 FROM unnest($1::text[], $2::text[], $3::text[])
@@ -89,7 +96,7 @@ async def fan_out_round(conn: Conn, now: datetime, *, limit: int, org_queue: int
         if done.dispatched >= limit:
             break
         last = pair
-        room = org_queue - await conn.fetchval(PENDING_OF_PAIR, *pair, org_queue, now)
+        room = org_queue - await conn.fetchval(PENDING_OF_PAIR, *pair, org_queue)
         if room <= 0:
             done.held.add(pair)
             continue
@@ -99,16 +106,23 @@ async def fan_out_round(conn: Conn, now: datetime, *, limit: int, org_queue: int
         subscribers: dict[str, list[str]] = {}
         for row in await conn.fetch(SUBSCRIBERS, [e["id"] for e in events]):
             subscribers.setdefault(row["event_id"], []).append(row["endpoint_id"])
+        wanted = {endpoint for endpoints in subscribers.values() for endpoint in endpoints}
+        being_deleted = wanted - {r["id"] for r in await conn.fetch(LOCK_SUBSCRIBERS, list(wanted))}
         # In order, while the deliveries fit in the room left (the first event always goes: a pair
-        # below its bound overshoots by at most one event's deliveries).
+        # below its bound overshoots by at most one event's deliveries), up to the first event for an
+        # endpoint being deleted: it and the pair's later events wait for the next round.
         taken: list[asyncpg.Record] = []
         for event in events:
             needed = len(subscribers.get(event["id"], ()))
+            if being_deleted.intersection(subscribers.get(event["id"], ())):
+                break
             if taken and needed > room:
                 done.held.add(pair)
                 break
             taken.append(event)
             room -= needed
+        if not taken:
+            continue
         pairs_created = [(new_id("whd"), e["id"], endpoint) for e in taken for endpoint in subscribers.get(e["id"], ())]
         if pairs_created:
             ids, event_ids, endpoint_ids = (list(column) for column in zip(*pairs_created, strict=True))

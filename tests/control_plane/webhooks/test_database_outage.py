@@ -139,12 +139,12 @@ async def test_an_outage_longer_than_the_lease_neither_resends_nor_loses_the_att
             raise ConnectionRefusedError("PostgreSQL unreachable")
         return await real_claim(room)
 
-    async def record(outcomes: Any) -> None:
+    async def record(outcomes: Any) -> Any:
         nonlocal record_failures
         if down["record"]:
             record_failures += 1
             raise ConnectionRefusedError("PostgreSQL unreachable")
-        await real_record(outcomes)
+        return await real_record(outcomes)
 
     dispatcher.claim = claim  # type: ignore[method-assign]
     dispatcher.record = record  # type: ignore[method-assign]
