@@ -13,7 +13,6 @@ from control_plane.dashboard.visit import Visit, page
 from control_plane.services import exports, imports, qr_groups
 from control_plane.services.exports import ExportCreate
 from control_plane.services.listing import PageQuery
-from control_plane.services.schemas import QRGroupListQuery
 from shared.problems import Problem
 
 FORMATS = ("pdf_sheet", "zip", "codes_csv")
@@ -36,10 +35,10 @@ def _export_body(form: dict[str, str]) -> dict[str, Any]:
 async def _exports_page(visit: Visit, status: int = 200, errors: dict[str, str] | None = None) -> Response:
     ctx, key = visit.stores.services, visit.principal
     listing = await exports.list_exports(ctx, key, PageQuery(limit=25))
-    groups = await qr_groups.list_groups(ctx, key, validated(QRGroupListQuery, {"limit": 100}))
+    groups = await qr_groups.group_choices(ctx, key)
     values = visit.form or {"group_id": visit.request.query_params.get("group_id", "")}
     return visit.render("exports.html", {
-        "listing": listing, "groups": groups.data, "values": values, "errors": errors or {}, "formats": FORMATS,
+        "listing": listing, "groups": groups, "values": values, "errors": errors or {}, "formats": FORMATS,
         "templates": TEMPLATES, "labels": LABELS, "image_formats": IMAGE_FORMATS,
         "started": visit.request.query_params.get("started", "")}, status)
 
