@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "unmatched"  # no route: 404s and scanners probing paths share one label
@@ -27,14 +27,24 @@ class ApiMetrics:
                                 ["method", "route", "status"], registry=self.registry)
         self.latency = Histogram("scanroute_api_request_seconds", "Time to answer, by method and route template",
                                  ["method", "route"], buckets=BUCKETS, registry=self.registry)
-        self.templates: dict[object, str] = {}
+        # By id(): a path no route under a Mount serves leaves the Mount's app (a Router, or the middleware
+        # around it) as the endpoint, and a Router cannot be hashed. The endpoints live as long as the app's
+        # routes, so their ids stay theirs.
+        self.templates: dict[int, str] = {}
 
-    def learn(self, routes: Sequence[BaseRoute]) -> None:
-        """Which template each endpoint serves (Starlette leaves the endpoint in the request's scope)."""
-        self.templates = {route.endpoint: route.path for route in routes if isinstance(route, Route)}
+    def learn(self, routes: Sequence[BaseRoute], prefix: str = "") -> None:
+        """Which template each endpoint serves (Starlette leaves the endpoint in the request's scope), the
+        routes of a Mount (the dashboard's /app) under the Mount's path."""
+        for route in routes:
+            if isinstance(route, Route):
+                self.templates[id(route.endpoint)] = prefix + route.path
+            elif isinstance(route, Mount) and route.routes:
+                self.learn(route.routes, prefix + route.path)
+            elif isinstance(route, Mount):  # an app of its own, such as static files
+                self.templates[id(route.app)] = f"{prefix}{route.path}/{{path}}"
 
     def observe(self, scope: Scope, status: int, seconds: float) -> None:
-        route = self.templates.get(scope.get("endpoint"), UNMATCHED)
+        route = self.templates.get(id(scope.get("endpoint")), UNMATCHED)
         self.requests.labels(scope["method"], route, str(status)).inc()
         self.latency.labels(scope["method"], route).observe(seconds)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from control_plane.dashboard.errors import ErrorPages
 from control_plane.dashboard.pages import (
     account,
     analytics,
@@ -39,4 +41,4 @@ def dashboard_mount() -> Mount:
         *printing.routes,
         Mount("/static", StaticFiles(packages=[("control_plane.dashboard", "static")]), name="static"),
     ]
-    return Mount("/app", routes=routes)
+    return Mount("/app", routes=routes, middleware=[Middleware(ErrorPages)])

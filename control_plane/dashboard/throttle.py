@@ -10,35 +10,58 @@ WINDOW_SECONDS = 15 * 60
 PER_EMAIL = 5  # guessing one account's password
 PER_CLIENT = 20  # trying many accounts from one address
 
+# KEYS: the counters; ARGV[1]: the window in seconds, ARGV[1 + i]: KEYS[i]'s limit. Returns the seconds to
+# wait when a counter is at its limit (nothing counted), else 0 after counting the attempt in every counter.
+# Counting before the password is checked, in one step, is what holds the limit: checks sent at the same time
+# each take a place, and the one past the limit is refused before argon2 runs.
+RESERVE = """
+local wait = 0
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then
+    wait = math.max(wait, redis.call('TTL', key), 1)
+  end
+end
+if wait > 0 then return wait end
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, 0, 'EX', ARGV[1], 'NX')
+  redis.call('INCR', key)
+end
+return 0
+"""
+# KEYS[1]: a counter whose attempt was no failure; not re-created once its window has ended.
+GIVE_BACK = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
 
 class SignInThrottle:
     def __init__(self, redis: aioredis.Redis, keys: DashboardKeys) -> None:
         self.redis = redis
         self.keys = keys
+        self._reserve = redis.register_script(RESERVE)
+        self._give_back = redis.register_script(GIVE_BACK)
 
     # `email` is users.sign_in_email(): lowered as the account lookup lowers it, not by Python's rules.
     def _subjects(self, email: str, client: str) -> list[tuple[str, int]]:
         return [(self.keys.failed_sign_ins(f"email:{email}"), PER_EMAIL),
                 (self.keys.failed_sign_ins(f"client:{client}"), PER_CLIENT)]
 
-    async def retry_after(self, email: str, client: str) -> int:
-        """Seconds until this e-mail and client may try again; 0 when they may now."""
+    async def reserve(self, email: str, client: str) -> int:
+        """Count an attempt as failed before its password is checked; the seconds until this e-mail and client
+        may try again instead (nothing counted) when either is at its limit. Then `succeeded` gives it back."""
         subjects = self._subjects(email, client)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, _ in subjects:
-                pipe.get(key)
-                pipe.ttl(key)
-            replies = await pipe.execute()
-        waits = [max(int(ttl), 1) for (_, limit), count, ttl in zip(subjects, replies[::2], replies[1::2], strict=True)
-                 if count is not None and int(count) >= limit]
-        return max(waits, default=0)
+        wait = await self._reserve(
+            keys=[key for key, _ in subjects], args=[WINDOW_SECONDS, *(limit for _, limit in subjects)])
+        return int(wait)
 
-    async def failed(self, email: str, client: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for key, _ in self._subjects(email, client):
-                pipe.set(key, 0, ex=WINDOW_SECONDS, nx=True)  # the window starts at the first failure
-                pipe.incr(key)
-            await pipe.execute()
+    async def succeeded(self, email: str, client: str) -> None:
+        """The reserved attempt was right: the e-mail's count starts over and the client's loses this attempt."""
+        email_key, client_key = (key for key, _ in self._subjects(email, client))
+        await self.redis.delete(email_key)
+        await self._give_back(keys=[client_key])
 
-    async def succeeded(self, email: str) -> None:
-        await self.redis.delete(self._subjects(email, "")[0][0])
+    async def unchecked(self, email: str, client: str) -> None:
+        """The reserved attempt ended before its password was checked: it counts for neither."""
+        for key, _ in self._subjects(email, client):
+            await self._give_back(keys=[key])

@@ -92,8 +92,10 @@ def _csrf_ok(session: Session, sent: str | None) -> bool:
     return sent is not None and hmac.compare_digest(sent.encode(), session.csrf.encode())
 
 
-def page(scope: str = "qr:read") -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """A dashboard endpoint: signed in, holding `scope`, and on POST carrying the session's CSRF token."""
+def page(scope: str = "qr:read", *,
+         field_bytes: int = 1 << 20) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """A dashboard endpoint: signed in, holding `scope`, and on POST carrying the session's CSRF token.
+    `field_bytes`: the most a form field may take as sent (url-encoded), Starlette's 1 MB unless said."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -107,7 +109,7 @@ def page(scope: str = "qr:read") -> Callable[[Handler], Callable[[Request], Awai
                 return RedirectResponse(f"/app/login?next={quote(request.url.path)}", 303)
             visit = Visit(request, session, user, found)
             if request.method == "POST":
-                form = await request.form(max_files=0, max_fields=2000)
+                form = await request.form(max_files=0, max_fields=2000, max_part_size=field_bytes)
                 visit.form_items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
                 visit.form = dict(visit.form_items)
                 sent = visit.form.get(CSRF_FIELD) or request.headers.get("x-csrf-token")

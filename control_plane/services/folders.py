@@ -11,7 +11,7 @@ from typing_extensions import TypedDict
 
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
-from control_plane.services.listing import Listing, PageQuery, owned_page
+from control_plane.services.listing import Choice, Listing, PageQuery, owned_page
 from control_plane.services.qr_codes import SELECT as CODE_SELECT
 from control_plane.services.qr_codes import code_objects
 from control_plane.services.schemas import Body
@@ -55,6 +55,13 @@ async def create_folder(ctx: ServiceContext, key: ApiKey, body: FolderBody) -> F
 async def list_folders(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[FolderPublic]:
     rows, total = await owned_page(ctx.db, "folders", key, page)
     return Listing([folder_object(r) for r in rows], total, page.limit, page.offset)
+
+
+async def folder_choices(ctx: ServiceContext, key: ApiKey) -> list[Choice]:
+    """Every folder of the caller's organisation and mode, by name (the dashboard's folder picker)."""
+    rows = await ctx.db.fetch("SELECT id, name FROM folders WHERE org_id = $1 AND livemode = $2"
+                              " ORDER BY lower(name), id", key.org_id, key.livemode)
+    return [{"id": r["id"], "name": r["name"]} for r in rows]
 
 
 async def get_folder(ctx: ServiceContext, key: ApiKey, folder_id: str) -> FolderPublic:

@@ -36,6 +36,13 @@ class ListEnvelope(TypedDict, Generic[T]):
     has_more: NotRequired[bool]
 
 
+class Choice(TypedDict):
+    """One option of a picker that offers every object of a kind: a form must be able to show the one it holds."""
+
+    id: str
+    name: str
+
+
 # `q` is a substring (docs/api.md §2.1), not a LIKE pattern: `%`, `_` and the escape character itself match
 # only themselves. Use as f"column ILIKE $n {LIKE_ESCAPE}" with `contains_pattern(q)` as $n.
 LIKE_ESCAPE = "ESCAPE '\\'"

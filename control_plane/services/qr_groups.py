@@ -20,7 +20,7 @@ from control_plane.services.destinations import (
     merge_destination,
 )
 from control_plane.services.keys import ApiKey
-from control_plane.services.listing import LIKE_ESCAPE, Listing, contains_pattern
+from control_plane.services.listing import LIKE_ESCAPE, Choice, Listing, contains_pattern
 from control_plane.services.mint import mint
 from control_plane.services.params import apply_params, pairs_to_dict
 from control_plane.services.qr_codes import SELECT as CODE_SELECT
@@ -118,6 +118,18 @@ async def list_groups(ctx: ServiceContext, key: ApiKey, query: QRGroupListQuery)
     rows = await ctx.db.fetch(f"{SELECT} WHERE {clause} ORDER BY g.created_at DESC, g.id"
                               f" LIMIT {query.limit} OFFSET {query.offset}", *args)
     return Listing([group_object(r) for r in rows], total, query.limit, query.offset)
+
+
+class GroupChoice(Choice):
+    code_count: int
+
+
+async def group_choices(ctx: ServiceContext, key: ApiKey) -> list[GroupChoice]:
+    """Every group of the caller's organisation and mode, by name: a picker that left one out would let a form
+    that holds it save another (docs/dashboard.md)."""
+    rows = await ctx.db.fetch(f"SELECT g.id, g.name, g.code_count FROM qr_groups g WHERE {OWNED}"
+                              " ORDER BY lower(g.name), g.id", key.org_id, key.livemode)
+    return [{"id": r["id"], "name": r["name"], "code_count": r["code_count"]} for r in rows]
 
 
 async def get_group(ctx: ServiceContext, key: ApiKey, group_id: str) -> QRGroupPublic:

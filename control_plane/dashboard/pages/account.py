@@ -34,17 +34,18 @@ async def change_password(visit: Visit) -> Response:
     throttle = SignInThrottle(visit.stores.redis, visit.stores.keys)
     counted_as = await sign_in_email(visit.stores.db, user.email)
     client = visit.request.client.host if visit.request.client else "unknown"
-    wait = await throttle.retry_after(counted_as, client)
+    wait = await throttle.reserve(counted_as, client)
     if wait:
         return _page(visit, 429, {"current_password": f"too many wrong passwords; try again in {-(-wait // 60)}"
                                                       " minute(s)"}, headers={"Retry-After": str(wait)})
     try:
         epoch = await change_own_password(visit.stores.db, user.id, form.get("current_password", ""), new)
-    except Problem as problem:  # the new password's length
+    except Problem as problem:  # the new password's length, refused before the current one is checked
+        await throttle.unchecked(counted_as, client)
         return _page(visit, problem.status, {"new_password": problem.errors[0]["message"]})
-    if epoch is None:
-        await throttle.failed(counted_as, client)
+    if epoch is None:  # counted already, by reserve()
         return _page(visit, 403, {"current_password": "is not your password"})
+    await throttle.succeeded(counted_as, client)
     await visit.stores.sessions.set_epoch(visit.session, epoch)  # this browser stays signed in; the others end
     return _page(visit, notice="Your password is changed. Your other sessions are signed out.")
 

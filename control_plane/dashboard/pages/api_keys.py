@@ -5,19 +5,24 @@ from __future__ import annotations
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from control_plane.dashboard.forms import field_errors, validated
+from control_plane.dashboard.forms import field_errors, validated, whole_number
+from control_plane.dashboard.paging import pages
 from control_plane.dashboard.visit import Visit, page
 from control_plane.services import api_keys
 from control_plane.services.keys import SCOPES
 from control_plane.services.listing import PageQuery
 from shared.problems import Problem
 
+PER_PAGE = 100
+
 
 async def _page(visit: Visit, *, created: api_keys.ApiKeyPublic | None = None, errors: dict[str, str] | None = None,
                 status: int = 200) -> Response:
-    listing = await api_keys.list_api_keys(visit.stores.services, visit.principal, PageQuery(limit=100))
+    query = validated(PageQuery, {"limit": PER_PAGE, "offset": visit.request.query_params.get("offset") or 0})
+    listing = await api_keys.list_api_keys(visit.stores.services, visit.principal, query)
     return visit.render("api_keys.html", {"keys": listing.data, "created": created, "errors": errors or {},
-                                          "scopes": SCOPES, "values": visit.form}, status)
+                                          "scopes": SCOPES, "values": visit.form,
+                                          "pages": pages(visit.request, listing), "offset": query.offset}, status)
 
 
 @page("keys:write")
@@ -38,7 +43,8 @@ async def create_key(visit: Visit) -> Response:
 @page("keys:write")
 async def revoke_key(visit: Visit) -> Response:
     await api_keys.revoke_api_key(visit.stores.services, visit.principal, visit.request.path_params["key_id"])
-    return RedirectResponse("/app/api-keys", 303)
+    offset = whole_number(visit.form.get("offset", ""))  # back to the page the key was on
+    return RedirectResponse(f"/app/api-keys?offset={offset}" if offset else "/app/api-keys", 303)
 
 
 routes = [

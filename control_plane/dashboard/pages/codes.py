@@ -26,13 +26,11 @@ from control_plane.services import exports, folders, qr_codes, qr_groups
 from control_plane.services.context import ServiceContext
 from control_plane.services.exports import ExportCreate
 from control_plane.services.keys import ApiKey
-from control_plane.services.listing import PageQuery
 from control_plane.services.schemas import (
     QRCodeBulkUpdate,
     QRCodeCreate,
     QRCodeListQuery,
     QRCodeUpdate,
-    QRGroupListQuery,
 )
 from shared.problems import Problem
 
@@ -41,9 +39,8 @@ SORTS = {"-created_at": "newest first", "created_at": "oldest first", "name": "n
 FILTERS = ("q", "group_id", "status", "kind", "tag", "sort", "offset", "limit")
 
 
-async def _group_choices(visit: Visit) -> list[Mapping[str, Any]]:
-    listing = await qr_groups.list_groups(visit.stores.services, visit.principal, QRGroupListQuery(limit=100))
-    return list(listing.data)
+async def _group_choices(visit: Visit) -> list[qr_groups.GroupChoice]:
+    return await qr_groups.group_choices(visit.stores.services, visit.principal)
 
 
 @page()
@@ -53,12 +50,12 @@ async def code_list(visit: Visit) -> Response:
     listing = await qr_codes.list_codes(visit.stores.services, visit.principal, query)
     updated = whole_number(visit.request.query_params.get("updated", ""))
     notice = f"Updated {updated} codes." if updated is not None else ""
-    folder_choices = await folders.list_folders(visit.stores.services, visit.principal, PageQuery(limit=100)) \
-        if visit.can("qr:write") else None
+    folder_choices = await folders.folder_choices(visit.stores.services, visit.principal) \
+        if visit.can("qr:write") else []
     return visit.render("codes/list.html", {"listing": listing, "query": query, "statuses": STATUSES,
                                             "sorts": SORTS, "pages": pages(visit.request, listing),
                                             "groups": await _group_choices(visit), "notice": notice,
-                                            "folders": folder_choices.data if folder_choices else [],
+                                            "folders": folder_choices,
                                             "exports": EXPORTS,
                                             "here": str(visit.request.url.path) + (
                                                 f"?{visit.request.url.query}" if visit.request.url.query else "")})

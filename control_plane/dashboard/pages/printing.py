@@ -13,13 +13,16 @@ from control_plane.dashboard.visit import Visit, page
 from control_plane.services import exports, imports, qr_groups
 from control_plane.services.exports import ExportCreate
 from control_plane.services.listing import PageQuery
-from control_plane.services.schemas import QRGroupListQuery
 from shared.problems import Problem
 
 FORMATS = ("pdf_sheet", "zip", "codes_csv")
 TEMPLATES = ("avery-l7160", "avery-l7163", "avery-5160")
 LABELS = ("name", "slug", "short_url", "none")
 IMAGE_FORMATS = ("svg", "png", "pdf")
+MAX_PASTE = 1 << 20  # bytes of CSV in the Import page's box; larger files go through the API or the CLI
+# The box as the browser sends it, url-encoded: a byte is at most 3 (`%0D%0A` for a line break, sent as CRLF).
+# The control plane's body limit for POST /app/imports is sized to match (docs/dashboard.md).
+MAX_PASTE_SENT = 3 * MAX_PASTE
 
 
 def _export_body(form: dict[str, str]) -> dict[str, Any]:
@@ -36,10 +39,10 @@ def _export_body(form: dict[str, str]) -> dict[str, Any]:
 async def _exports_page(visit: Visit, status: int = 200, errors: dict[str, str] | None = None) -> Response:
     ctx, key = visit.stores.services, visit.principal
     listing = await exports.list_exports(ctx, key, PageQuery(limit=25))
-    groups = await qr_groups.list_groups(ctx, key, validated(QRGroupListQuery, {"limit": 100}))
+    groups = await qr_groups.group_choices(ctx, key)
     values = visit.form or {"group_id": visit.request.query_params.get("group_id", "")}
     return visit.render("exports.html", {
-        "listing": listing, "groups": groups.data, "values": values, "errors": errors or {}, "formats": FORMATS,
+        "listing": listing, "groups": groups, "values": values, "errors": errors or {}, "formats": FORMATS,
         "templates": TEMPLATES, "labels": LABELS, "image_formats": IMAGE_FORMATS,
         "started": visit.request.query_params.get("started", "")}, status)
 
@@ -77,11 +80,14 @@ async def import_list(visit: Visit) -> Response:
     return await _imports_page(visit)
 
 
-@page("qr:write")
+@page("qr:write", field_bytes=MAX_PASTE_SENT)
 async def start_import(visit: Visit) -> Response:
     text = visit.form.get("csv", "")
     if not text.strip():
         return await _imports_page(visit, 422, {"csv": "paste a CSV file with a header row"})
+    if len(text.encode("utf-8")) > MAX_PASTE:
+        return await _imports_page(visit, 413, {"csv": "is larger than 1 MiB; import larger files with"
+                                                       " POST /v1/imports or scanroute import"})
     try:
         started = await imports.start_import(visit.stores.services, visit.principal, text.encode("utf-8"),
                                              visit.form.get("dry_run") == "on")

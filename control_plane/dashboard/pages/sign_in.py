@@ -55,16 +55,15 @@ async def login(request: Request) -> Response:
     throttle = SignInThrottle(found.redis, found.keys)
     client = request.client.host if request.client else "unknown"
     counted_as = await sign_in_email(found.db, email)
-    wait = await throttle.retry_after(counted_as, client)
+    wait = await throttle.reserve(counted_as, client)
     if wait:
         minutes = -(-wait // 60)
         return _login_page(request, 429, f"Too many failed sign-ins. Try again in {minutes} minute(s).", email,
                            {"Retry-After": str(wait)})
     user = await sign_in(found.db, email, password)
-    if user is None:
-        await throttle.failed(counted_as, client)
+    if user is None:  # counted already, by reserve()
         return _login_page(request, 401, "The e-mail address or password is wrong.", email)
-    await throttle.succeeded(counted_as)
+    await throttle.succeeded(counted_as, client)
     token = await found.sessions.create(user.id, user.session_epoch)
     response = RedirectResponse(_next(request), 303)
     # No Max-Age: a fixed one would end an active user's session 8 hours after sign-in; the server's idle

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from tests.control_plane.dashboard.conftest import PASSWORD, BrowserFactory, UserFactory, post_form, sign_in
+import asyncio
+
+from tests.control_plane.dashboard.conftest import (
+    PASSWORD,
+    BrowserFactory,
+    UserFactory,
+    csrf_of,
+    post_form,
+    sign_in,
+)
 
 
 def _change(current: str, new: str, confirm: str | None = None) -> dict[str, str]:
@@ -52,6 +61,18 @@ async def test_guessing_the_current_password_is_throttled_like_sign_in(browser: 
     blocked = await post_form(client, "/app/account", "/app/account", _change(PASSWORD, "taken over 1"))
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
     assert (await sign_in(browser())).status_code == 429  # the guesses count against signing in too
+
+
+async def test_current_passwords_guessed_at_once_are_checked_at_most_five_times(browser: BrowserFactory,
+                                                                                 make_user: UserFactory):
+    await make_user()
+    client = browser()
+    await sign_in(client)
+    token = csrf_of((await client.get("/app/account")).text)
+    answers = await asyncio.gather(*(client.post("/app/account", data={**_change(f"guess {n}", "taken over 1"),
+                                                                       "csrf_token": token}) for n in range(12)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [403] * 5 + [429] * 7, codes
 
 
 async def test_the_change_form_needs_the_sessions_csrf_token(browser: BrowserFactory, make_user: UserFactory):

@@ -169,3 +169,44 @@ async def test_a_viewer_has_no_bulk_controls(browser: BrowserFactory, make_user:
     assert (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()["status"] is None
     new = await client.get("/app/codes/new")  # a bookmark, a shared link: no form to fill in only to be refused
     assert new.status_code == 403 and 'action="/app/codes"' not in new.text
+
+
+def _select(html: str, select_id: str) -> str:
+    found = re.search(rf'<select id="{select_id}" name="\w+".*?</select>', html, re.S)
+    assert found, f"no select {select_id}"
+    return found.group(0)
+
+
+async def test_a_code_of_an_old_group_keeps_its_group_and_every_picker_offers_it(browser: BrowserFactory,
+                                                                                make_user: UserFactory,
+                                                                                make_key: KeyFactory,
+                                                                                api: httpx.AsyncClient):
+    """Past 100 groups the pickers offered only the newest 100: the code's own group had no option, the browser
+    sent "none (standalone)", and a save that only renamed the code took it out of its group."""
+    await make_user()
+    key = await make_key()
+    old = (await api.post("/v1/qr-groups", json={"name": "Old campaign", "destination": {
+        "type": "url", "url": "https://example.com/old"}}, headers=bearer(key))).json()
+    for n in range(100):
+        assert (await api.post("/v1/qr-groups", json={"name": f"g{n}"}, headers=bearer(key))).status_code == 201
+    folder = (await api.post("/v1/folders", json={"name": "Posters"}, headers=bearer(key))).json()
+    for n in range(100):
+        assert (await api.post("/v1/folders", json={"name": f"f{n}"}, headers=bearer(key))).status_code == 201
+    code = (await api.post("/v1/qr-codes", json={"name": "Table 1", "group_id": old["id"]},
+                           headers=bearer(key))).json()
+    client = browser()
+    await sign_in(client)
+    page = f"/app/codes/{code['id']}"
+    picker = _select((await client.get(page)).text, "f-group_id")
+    assert f'<option value="{old["id"]}" selected>Old campaign</option>' in picker
+    await post_form(client, page, page, {**CODE, "name": "Table 1 renamed", "destination_url": "",
+                                         "group_id": old["id"], "version": str(code["version"])})
+    after = (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()
+    assert after["name"] == "Table 1 renamed" and after["group_id"] == old["id"]
+
+    listed = (await client.get("/app/codes", params={"group_id": old["id"]})).text
+    assert f'<option value="{old["id"]}" selected>Old campaign</option>' in _select(listed, "group_id")
+    assert f'<option value="{old["id"]}">Old campaign</option>' in _select(listed, "bulk-group")
+    assert f'<option value="{folder["id"]}">Posters</option>' in _select(listed, "bulk-folder")
+    printing = (await client.get("/app/exports", params={"group_id": old["id"]})).text
+    assert f'<option value="{old["id"]}" selected>Old campaign (1 codes)</option>' in _select(printing, "f-group_id")

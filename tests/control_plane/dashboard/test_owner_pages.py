@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from tests.conftest import bearer
+from tests.conftest import KeyFactory, bearer
 from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, post_form, sign_in
 
 PUBLIC_URL = "https://93.184.215.14/hooks/scanroute"  # a public address literal: no DNS needed
@@ -28,6 +28,31 @@ async def test_an_owner_creates_a_key_shown_once_that_works_then_revokes_it(brow
     key_id = re.search(r'action="/app/api-keys/(key_\w+)/revoke"', listing.text).group(1)
     await post_form(client, "/app/api-keys", f"/app/api-keys/{key_id}/revoke", {})
     assert (await api.get("/v1/qr-codes", headers=bearer(secret.group(1)))).status_code == 401
+
+
+async def test_the_keys_page_has_pages_and_a_key_past_the_first_100_can_be_revoked(browser: BrowserFactory,
+                                                                                   make_user: UserFactory,
+                                                                                   make_key: KeyFactory,
+                                                                                   api: httpx.AsyncClient):
+    await make_user()
+    oldest = await make_key(scopes=("qr:read",))
+    for _ in range(104):
+        await make_key(scopes=("qr:read",))
+    client = browser()
+    await sign_in(client)
+    first = await client.get("/app/api-keys")
+    assert len(re.findall(r'action="/app/api-keys/key_\w+/revoke"', first.text)) == 100
+    assert "1–100 of 105 keys" in first.text
+    following = re.search(r'<a href="([^"]+)" rel="next">', first.text)
+    assert following
+    second_page = following.group(1).replace("&amp;", "&")
+    second = await client.get(second_page)
+    assert "101–105 of 105 keys" in second.text and 'name="offset" value="100"' in second.text
+    row = re.search(rf'{oldest[-4:]}</code>.*?action="/app/api-keys/(key_\w+)/revoke"', second.text, re.S)
+    assert row
+    revoked = await post_form(client, second_page, f"/app/api-keys/{row.group(1)}/revoke", {"offset": "100"})
+    assert revoked.headers["location"] == "/app/api-keys?offset=100"
+    assert (await api.get("/v1/qr-codes", headers=bearer(oldest))).status_code == 401
 
 
 async def test_keys_and_webhook_changes_are_for_owners_only(browser: BrowserFactory, make_user: UserFactory):

@@ -165,6 +165,24 @@ async def test_numbers_that_are_no_numbers_are_refused_with_a_message(browser: B
     assert after["rules"] is None and after["split"] is None
 
 
+async def test_a_rule_number_that_is_no_rule_is_a_404_page_not_a_500(browser: BrowserFactory, make_user: UserFactory,
+                                                                      make_key: KeyFactory, api: httpx.AsyncClient):
+    """A rule's number is in the address: one of thousands of digits (int() refuses over 4,300) is no rule."""
+    await make_user()
+    key = await make_key()
+    group = await _group(api, key)
+    client = browser()
+    await sign_in(client)
+    page = f"/app/groups/{group['id']}"
+    assert (await _submit(client, page, f"{page}/rules", IOS)).status_code == 303
+    for number in ("9" * 5000, "0", "2", "\u00b2"):
+        for action in ("", "/move", "/delete"):
+            answer = await _submit(client, page, f"{page}/rules/{number}{action}", {**IOS, "direction": "up"})
+            assert answer.status_code == 404 and "No such rule" in answer.text, (number, action, answer.status_code)
+    after = (await api.get(f"/v1/qr-groups/{group['id']}", headers=bearer(key))).json()
+    assert len(after["rules"]) == 1
+
+
 async def test_a_codes_own_rules_come_first_and_reach_resolved(browser: BrowserFactory, make_user: UserFactory,
                                                                make_key: KeyFactory, api: httpx.AsyncClient):
     await make_user()

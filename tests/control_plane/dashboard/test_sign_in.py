@@ -107,6 +107,42 @@ async def test_repeated_failures_throttle_even_the_right_password(browser: Brows
     assert (await client.get("/app/")).status_code == 303
 
 
+async def test_guesses_sent_at_once_are_checked_at_most_five_times(browser: BrowserFactory, make_user: UserFactory):
+    """Each attempt takes its place in the count before argon2 runs: guesses in flight together cannot all pass a
+    check of the count made before any of them failed."""
+    await make_user()
+    clients = [browser() for _ in range(20)]
+    tokens = [csrf_of((await c.get("/app/login")).text) for c in clients]
+    answers = await asyncio.gather(*(c.post("/app/login", data={"email": "ana@example.com", "password": f"guess {n}",
+                                                                "csrf_token": t})
+                                     for n, (c, t) in enumerate(zip(clients, tokens, strict=True))))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [401] * 5 + [429] * 15, codes
+
+
+async def test_the_right_password_after_a_burst_of_guesses_is_refused(browser: BrowserFactory, make_user: UserFactory):
+    await make_user()
+    clients = [browser() for _ in range(12)]
+    tokens = [csrf_of((await c.get("/app/login")).text) for c in clients]
+    passwords = [f"guess {n}" for n in range(11)] + [PASSWORD]
+
+    async def attempt(n: int) -> int:
+        await asyncio.sleep(0.002 * n)  # the right one last
+        answer = await clients[n].post("/app/login", data={"email": "ana@example.com", "password": passwords[n],
+                                                            "csrf_token": tokens[n]})
+        return answer.status_code
+
+    codes = await asyncio.gather(*(attempt(n) for n in range(12)))
+    assert codes[-1] == 429, f"the right password after {codes[:-1].count(401)} failures answered {codes[-1]}"
+
+
+async def test_sign_ins_that_succeed_do_not_use_up_the_clients_limit(browser: BrowserFactory, make_user: UserFactory):
+    """An office behind one address signs in all day: only failures count against it."""
+    await make_user()
+    for _ in range(25):
+        assert (await sign_in(browser())).status_code == 303
+
+
 async def test_the_limit_holds_for_every_spelling_that_reaches_the_account(browser: BrowserFactory,
                                                                          make_user: UserFactory):
     await make_user("vic@example.com")
