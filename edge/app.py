@@ -106,7 +106,10 @@ class EdgeApp:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         elif scope["path"] in OPS_PATHS:
-            await self.ops(scope, receive, send)
+            if scope["path"] != "/healthz" and not self._operator(scope):
+                await self.page(send, 404, "unknown", scope["method"])  # as any unknown slug
+            else:
+                await self.ops(scope, receive, send)
         else:
             started = time.perf_counter()
             outcome = await self.scan(scope, receive, send)
@@ -146,12 +149,20 @@ class EdgeApp:
         return "redirected"
 
     def _client_ip(self, scope: Scope) -> str:
-        client = scope.get("client")
-        peer = unmapped(str(client[0])) if client else ""  # an IPv4 client of a `[::]` socket is an IPv4 client
+        peer = self._peer(scope)
         if not self.settings.trusted_proxies:
             return peer
         forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
         return self.scans.client_address.of(peer, forwarded)
+
+    def _operator(self, scope: Scope) -> bool:
+        forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
+        return self.scans.client_address.operator(self._peer(scope), forwarded or None, self.settings.ops_from)
+
+    @staticmethod
+    def _peer(scope: Scope) -> str:
+        client = scope.get("client")
+        return unmapped(str(client[0])) if client else ""  # an IPv4 client of a `[::]` socket is an IPv4 client
 
     async def _not_allowed(self, send: Send, method: str) -> str:
         await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)

@@ -54,3 +54,15 @@ class ClientAddress:
             if not self._is_trusted(address):
                 return entry
         return client
+
+    def operator(self, peer: str, forwarded_for: bytes | None, allowed: Networks) -> bool:
+        """Whether `/readyz` and `/metrics` answer this request (docs/edge.md, "Operations endpoints"): its client
+        is in `allowed`. A request that a proxy forwarded names its origin in X-Forwarded-For; unless that proxy
+        is trusted the origin is unknown, and the answer is no — a reverse proxy on the same host would otherwise
+        open them to everyone it serves."""
+        if forwarded_for:
+            if not self._is_trusted(_parsed(peer)):
+                return False
+            peer = self.of(peer, forwarded_for)
+        address = _parsed(peer)
+        return address is not None and any(address in network for network in allowed)

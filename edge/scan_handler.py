@@ -79,7 +79,8 @@ class ScanHandler:
         if "%" in path_text:
             path_text = unquote(path_text)
         if path_text in OPS:
-            return conn.fill(slot, self._operations(path_text, method, connection))
+            forwarded = headers.get(FORWARDED_FOR)
+            return conn.fill(slot, self._operations(path_text, method, connection, conn.peer, forwarded))
         if method != GET and not head_only and method != POST:  # POST sends a password (docs/rules.md)
             return self._not_allowed(conn, slot, connection, started)
         target = self.scans.target(path_text, headers.get(b"host", b""))
@@ -163,7 +164,9 @@ class ScanHandler:
     def _count(self, outcome: str, started: float) -> None:
         self.metrics.answered(outcome, time.perf_counter() - started)
 
-    def _operations(self, path: str, method: bytes, connection: bytes) -> bytes:
+    def _operations(self, path: str, method: bytes, connection: bytes, peer: str, forwarded: bytes | None) -> bytes:
+        if path != "/healthz" and not self.scans.client_address.operator(peer, forwarded, self.app.settings.ops_from):
+            return self.pages["unknown"].encode(self.server.date, connection, method == HEAD)  # as any unknown slug
         if method not in (GET, HEAD):
             return responses.Fixed(405, responses.ALLOW, b"").encode(self.server.date, connection)
         if path == "/healthz":

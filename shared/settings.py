@@ -122,8 +122,8 @@ class _Reader:
             return False
         raise ConfigError(name, f"must be true or false, got {value!r}")
 
-    def networks(self, name: str) -> tuple[IPv4Network | IPv6Network, ...]:
-        value = self.text(name, "-")
+    def networks(self, name: str, default: str = "-") -> tuple[IPv4Network | IPv6Network, ...]:
+        value = self.text(name, default)
         if value == "-":
             return ()
         try:
@@ -281,6 +281,10 @@ class ControlPlaneSettings(_FromEnv):
         )
 
 
+# Loopback and the private networks (RFC 1918, RFC 4193): where a monitoring system usually scrapes from.
+PRIVATE_NETWORKS = "127.0.0.0/8, ::1/128, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7"
+
+
 @dataclass(frozen=True, slots=True)
 class EdgeSettings(_FromEnv):
     stores: Stores
@@ -302,6 +306,8 @@ class EdgeSettings(_FromEnv):
     read_your_writes: bool = True  # off only to measure what it costs (docs/freshness.md)
     # Peers whose X-Forwarded-For is believed (docs/edge.md); none by default: the peer is the client.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    # Clients `/readyz` and `/metrics` answer (docs/edge.md); loopback and private networks by default.
+    ops_from: tuple[IPv4Network | IPv6Network, ...] = tuple(ip_network(n) for n in PRIVATE_NETWORKS.split(", "))
     header_timeout: float = 10.0  # seconds a client has to send a request's complete head
     keepalive_timeout: float = 15.0  # seconds an idle keep-alive connection is kept open
     max_connections: int = 4096  # per process; past it the process stops accepting until one closes
@@ -335,6 +341,7 @@ class EdgeSettings(_FromEnv):
             read_your_writes=r.flag("EDGE_READ_YOUR_WRITES", True),
             cache_bytes=r.integer("EDGE_CACHE_MB", 64, minimum=1) << 20,
             trusted_proxies=r.networks("TRUSTED_PROXIES"),
+            ops_from=r.networks("EDGE_OPS_FROM", PRIVATE_NETWORKS),
             header_timeout=r.number("EDGE_HEADER_TIMEOUT", 10.0, minimum=0.01),
             keepalive_timeout=r.number("EDGE_KEEPALIVE_TIMEOUT", 15.0, minimum=0.01),
             max_connections=r.integer("EDGE_MAX_CONNECTIONS", 4096, minimum=1),

@@ -32,7 +32,8 @@ from tests.edge.private_redis import PrivateRedis
 
 @pytest.fixture
 def env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    return {**env, "EDGE_JOURNAL_DIR": str(tmp_path / "journal")}
+    # The ASGI tests' client (serving(): 203.0.113.7) may read /readyz and /metrics, as loopback may.
+    return {**env, "EDGE_JOURNAL_DIR": str(tmp_path / "journal"), "EDGE_OPS_FROM": "127.0.0.0/8, ::1, 203.0.113.7"}
 
 
 async def repair(env: dict[str, str], *, caught_up: bool = False) -> None:

@@ -14,7 +14,7 @@ from edge.app import EdgeApp
 from edge.client_address import ClientAddress, unmapped
 from edge.server import EdgeServer
 from shared.listen import listen
-from shared.settings import EdgeSettings
+from shared.settings import PRIVATE_NETWORKS, EdgeSettings
 from tests.conftest import KeyFactory
 from tests.edge.conftest import address, edge_client, protocol_server, synced
 from tests.edge.raw_http import Responses, connected, request_bytes
@@ -133,3 +133,39 @@ async def test_an_ipv4_proxy_on_a_dual_stack_socket_is_trusted(
     proxied, direct = await stream_events(redis, redis_namespace)
     assert proxied.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "198.51.100.7")
     assert direct.ip_hash == documented_hash(env["SCAN_HASH_SECRET"], "127.0.0.1")
+
+
+PRIVATE = tuple(ip_network(n) for n in PRIVATE_NETWORKS.split(", "))  # EDGE_OPS_FROM's default
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "allowed"), [
+    ("127.0.0.1", None, True),
+    ("10.4.0.9", None, True),  # a scraper in the same private network
+    ("::1", None, True),
+    ("198.51.100.1", None, False),  # anyone on the internet
+    ("127.0.0.1", b"198.51.100.1", False),  # a reverse proxy on the host that is not trusted: the origin is unknown
+    ("10.1.1.1", b"198.51.100.1", False),  # a trusted proxy forwarding an internet client
+    ("10.1.1.1", b"10.4.0.9", True),  # a trusted proxy forwarding a private scraper
+])
+def test_operations_endpoints_answer_private_clients_only(peer: str, forwarded: bytes | None, allowed: bool) -> None:
+    assert ClientAddress((ip_network("10.0.0.0/8"),)).operator(peer, forwarded, PRIVATE) == allowed
+
+
+async def test_readyz_and_metrics_are_an_unknown_slug_to_the_internet(env: dict[str, str], server_kind: str) -> None:
+    """docs/edge.md, "Operations endpoints": the public port shows the internet no host name, pid, scan volume or
+    code count; /healthz stays open (it says nothing). The test peers: 127.0.0.1 (protocol), 203.0.113.7 (ASGI)."""
+    public = {name: value for name, value in env.items() if name != "EDGE_OPS_FROM"}
+    if server_kind == "asgi":
+        async with edge_client(public, server_kind) as (_, edge):
+            assert [(await edge.get(path)).status_code for path in ("/healthz", "/readyz", "/metrics")] == \
+                [200, 404, 404]
+        async with edge_client({**public, "EDGE_OPS_FROM": "203.0.113.0/24"}, server_kind) as (_, edge):
+            assert (await edge.get("/metrics")).status_code == 200
+        return
+    async with edge_client(public, server_kind) as (_, edge):
+        assert (await edge.get("/metrics")).status_code == 200  # loopback
+        through_proxy = {"x-forwarded-for": "198.51.100.1"}  # a proxy on this host, not in TRUSTED_PROXIES
+        assert [(await edge.get(path, headers=through_proxy)).status_code
+                for path in ("/healthz", "/readyz", "/metrics")] == [200, 404, 404]
+    async with edge_client({**public, "EDGE_OPS_FROM": "-"}, server_kind) as (_, edge):
+        assert (await edge.get("/readyz")).status_code == 404
