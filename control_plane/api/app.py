@@ -19,6 +19,7 @@ from control_plane.api.metrics import ApiMetrics, MetricsMiddleware
 from control_plane.api.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
 from control_plane.api.openapi import build_spec, docs_page
 from control_plane.api.problems import exception_handlers
+from control_plane.api.request_redis import RequestRedis
 from control_plane.api.routes import (
     analytics,
     api_keys,
@@ -76,8 +77,9 @@ async def open_state(settings: ControlPlaneSettings) -> AppState:
     redis = create_redis(settings.stores.redis_url)
     keys = RedisKeys(settings.stores.redis_namespace)
     cache = EdgeCache(redis, keys)
-    return AppState(settings=settings, db=db, redis=redis, keys=keys, cache=cache,
-                    rate_limiter=redis.register_script(TOKEN_BUCKET),
+    request_redis = RequestRedis(settings.stores.redis_url)
+    return AppState(settings=settings, db=db, redis=redis, keys=keys, cache=cache, request_redis=request_redis,
+                    rate_limiter=request_redis.client.register_script(TOKEN_BUCKET),
                     services=ServiceContext(db=db, cache=cache, settings=settings))
 
 
@@ -100,6 +102,7 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
                 await syncing
             await state.db.close()
             await state.redis.aclose()
+            await state.request_redis.aclose()
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
