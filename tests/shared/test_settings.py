@@ -65,3 +65,24 @@ def test_the_default_domain_brackets_an_ipv6_bind_address(edge_bind: str, domain
     for settings in (ControlPlaneSettings.from_env({**BASE, "EDGE_BIND": edge_bind}),
                      EdgeSettings.from_env({**BASE, "EDGE_BIND": edge_bind})):
         assert settings.default_domain == domain
+
+
+@pytest.mark.parametrize("domain", [
+    "https://qr.example.com",  # the URL pasted: short URLs became https://https://qr.example.com/slug
+    "qr.example.com/",  # no Host header equals it: the edge answered every scan of every printed code 404
+    "qr.example.com/go",
+    "qr example.com",
+    "qr.example.com:70000",
+])
+def test_a_default_domain_that_is_no_host_is_named(domain: str) -> None:
+    for settings in (ControlPlaneSettings, EdgeSettings):
+        with pytest.raises(ConfigError) as raised:
+            settings.from_env({**BASE, "DEFAULT_DOMAIN": domain})
+        assert raised.value.variable == "DEFAULT_DOMAIN" and domain in str(raised.value)
+
+
+@pytest.mark.parametrize(("domain", "read"), [
+    ("qr.example.com", "qr.example.com"), ("QR.Example.com:8443", "qr.example.com:8443"),
+    ("localhost:8080", "localhost:8080"), ("127.0.0.1:8080", "127.0.0.1:8080"), ("[::1]:8080", "[::1]:8080")])
+def test_a_default_domain_is_a_host_and_a_port_perhaps(domain: str, read: str) -> None:
+    assert EdgeSettings.from_env({**BASE, "DEFAULT_DOMAIN": domain}).default_domain == read

@@ -58,3 +58,11 @@ def test_an_edge_on_a_port_in_use_is_one_line_not_a_traceback(tmp_path: Path) ->
     assert result.returncode == 1, result.stderr
     assert "error: " in result.stderr and "in use" in result.stderr, result.stderr[-1500:]
     assert "Traceback" not in result.stderr, result.stderr[-1500:]
+
+
+def test_a_url_as_default_domain_stops_the_control_plane_with_one_line(tmp_path: Path) -> None:
+    result = _scanroute({**_nothing_listening(), "DEFAULT_DOMAIN": "https://qr.example.com",
+                         "CONTROL_PLANE_BIND": f"127.0.0.1:{free_port()}"}, tmp_path, "control-plane")
+    assert result.returncode == 2, result.stderr[-1500:]
+    assert result.stderr.startswith("configuration error: DEFAULT_DOMAIN") and result.stderr.count("\n") == 1, \
+        result.stderr[-1500:]
