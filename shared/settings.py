@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from shared.geo import unreadable
+
 SERVICES_ENV = Path(".scanroute") / "services.env"
 
 
@@ -67,6 +69,12 @@ class _Reader:
                 raise ConfigError(name, "a unix URL must name the socket's absolute path (unix:///run/redis.sock)")
         elif not parts.hostname:
             raise ConfigError(name, f"must be a {parts.scheme} URL with a host")
+        try:  # a typo ("5432x") or a port past 65535, which the drivers take modulo 65536
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:  # the value is not shown: the URL may carry a password
+            raise ConfigError(name, "has a port that is no number from 1 to 65535")
         return Secret(value)
 
     def public_url(self, name: str, default: str) -> str:
@@ -327,6 +335,8 @@ class EdgeSettings(_FromEnv):
         geoip = r.text("GEOIP_DB", "-")
         if geoip != "-" and not Path(geoip).is_file():
             raise ConfigError("GEOIP_DB", f"no such file {geoip!r}")
+        if geoip != "-" and (problem := unreadable(Path(geoip))) is not None:
+            raise ConfigError("GEOIP_DB", f"{geoip!r} is no MaxMind-format database: {problem}")
         return cls(
             stores=Stores.read(r),
             bind=bind,

@@ -34,11 +34,17 @@ def test_defaults_follow_the_contract() -> None:
     ({"EDGE_CACHE_TTL": "nan"}, "EDGE_CACHE_TTL"),
     ({"EDGE_DRAIN_TIMEOUT": "-Infinity"}, "EDGE_DRAIN_TIMEOUT"),
     ({"REDIS_URL": "unix://"}, "REDIS_URL"),
+    # A port typo was a driver's traceback; a port past 65535 was taken modulo 65536 (70000: 4464).
+    ({"DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:5432x/scanroute"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:70000/scanroute"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:0/scanroute"}, "DATABASE_URL"),
+    ({"REDIS_URL": "redis://127.0.0.1:6379x/0"}, "REDIS_URL"),
 ])
 def test_a_missing_or_malformed_variable_is_named(overrides: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError) as raised:
         EdgeSettings.from_env({**BASE, **overrides})
     assert raised.value.variable == variable and variable in str(raised.value)
+    assert "hunter2" not in str(raised.value)
 
 
 def test_worker_metrics_are_off_unless_a_bind_is_given() -> None:
