@@ -11,6 +11,15 @@ from typing import Any
 import maxminddb
 
 
+def unreadable(path: Path) -> str | None:
+    """Why `path` is no MaxMind-format database (a failed download, an HTML error page), or None."""
+    try:
+        maxminddb.open_database(str(path), maxminddb.MODE_AUTO).close()
+    except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:  # an empty file: ValueError (mmap)
+        return str(exc)
+    return None
+
+
 class CountryLookup:
     def __init__(self, path: Path) -> None:
         # MODE_AUTO memory-maps the file (or uses the C extension): lookups take microseconds, no I/O.

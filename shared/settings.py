@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -12,6 +13,8 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+
+from shared.geo import unreadable
 
 SERVICES_ENV = Path(".scanroute") / "services.env"
 
@@ -66,6 +69,12 @@ class _Reader:
                 raise ConfigError(name, "a unix URL must name the socket's absolute path (unix:///run/redis.sock)")
         elif not parts.hostname:
             raise ConfigError(name, f"must be a {parts.scheme} URL with a host")
+        try:  # a typo ("5432x") or a port past 65535, which the drivers take modulo 65536
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:  # the value is not shown: the URL may carry a password
+            raise ConfigError(name, "has a port that is no number from 1 to 65535")
         return Secret(value)
 
     def public_url(self, name: str, default: str) -> str:
@@ -208,12 +217,22 @@ def _percent(r: _Reader, name: str, default: float) -> float:
     return value
 
 
+# What a phone sends in `Host` for a printed code: a DNS name or an IPv4 address, or an IPv6 literal in brackets,
+# perhaps with a port; no scheme, path or space (the edge matches Host and slug exactly: docs/operations.md).
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"({_LABEL}(\.{_LABEL})*|\[[0-9a-f:.]+\])(:(?P<port>[0-9]{{1,5}}))?")
+
+
 def _public(r: _Reader, edge_bind: tuple[str, int]) -> tuple[str, str]:
     """DEFAULT_DOMAIN, by default the edge's bind address as a Host header names it: an IPv6 literal in
     brackets (`[::1]:8080`), else short URLs would not be URLs."""
     host, port = edge_bind
     bind_host = f"[{host}]" if ":" in host else host
     default_domain = r.text("DEFAULT_DOMAIN", f"{bind_host}:{port}").lower()
+    matched = _HOST.fullmatch(default_domain)
+    if matched is None or not 0 < int(matched["port"] or 443) < 65536:
+        raise ConfigError("DEFAULT_DOMAIN", "must be the host of short URLs as phones send it, a port perhaps"
+                          f" (qr.example.com, qr.example.com:8080): no scheme or path, got {default_domain!r}")
     return default_domain, r.choice("PUBLIC_SCHEME", "https", ("https", "http"))
 
 
@@ -322,6 +341,8 @@ class EdgeSettings(_FromEnv):
         geoip = r.text("GEOIP_DB", "-")
         if geoip != "-" and not Path(geoip).is_file():
             raise ConfigError("GEOIP_DB", f"no such file {geoip!r}")
+        if geoip != "-" and (problem := unreadable(Path(geoip))) is not None:
+            raise ConfigError("GEOIP_DB", f"{geoip!r} is no MaxMind-format database: {problem}")
         return cls(
             stores=Stores.read(r),
             bind=bind,

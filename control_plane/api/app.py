@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,6 +20,7 @@ from control_plane.api.metrics import ApiMetrics, MetricsMiddleware
 from control_plane.api.middleware import TOKEN_BUCKET, IdempotencyMiddleware, RateLimitMiddleware
 from control_plane.api.openapi import build_spec, docs_page
 from control_plane.api.problems import exception_handlers
+from control_plane.api.request_redis import RequestRedis
 from control_plane.api.routes import (
     analytics,
     api_keys,
@@ -35,7 +37,7 @@ from control_plane.api.routes import (
 )
 from control_plane.api.state import AppState, app_state
 from control_plane.dashboard.routes import dashboard_mount
-from control_plane.render.images import with_image_secret
+from control_plane.render.images import read_image_secret, with_image_secret
 from control_plane.services.cache import EdgeCache
 from control_plane.services.cache_sync import CacheSync, CacheSyncMetrics
 from control_plane.services.context import ServiceContext
@@ -43,9 +45,11 @@ from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.redis_client import create_redis
 from shared.settings import ControlPlaneSettings
+from shared.unavailable import POSTGRES_TRANSIENT, STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 __version__ = "0.1.0"
+FIRST_SECRET_READ = 2.0  # seconds the start waits for PostgreSQL before it goes on without the image URL secret
 
 
 async def healthz(request: Request) -> Response:
@@ -65,20 +69,35 @@ async def readyz(request: Request) -> Response:
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"
+    if state.settings.image_url_secret is None:
+        checks["image_url_secret"] = "not read from the database yet"
     ready = all(v == "ok" for v in checks.values())
     return json_response({"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
 
 
 async def open_state(settings: ControlPlaneSettings) -> AppState:
-    """Pools and clients for one app; nothing connects before the lifespan starts."""
+    """Pools and clients for one app; nothing connects before the lifespan starts. The start waits for PostgreSQL
+    FIRST_SECRET_READ at most: the control plane starts while PostgreSQL or Redis is away (docs/operations.md)."""
     db = await create_pool(settings.stores.database_url, min_size=0, max_size=20)
-    settings = await with_image_secret(settings, db)
+    try:
+        settings = await asyncio.wait_for(with_image_secret(settings, db), FIRST_SECRET_READ)
+    except (*STORE_UNAVAILABLE, *POSTGRES_TRANSIENT) as exc:
+        log.warning("starting without the image URL secret, read once PostgreSQL answers (image and download URLs"
+                    " answer 503 until then): %r", exc)
     redis = create_redis(settings.stores.redis_url)
     keys = RedisKeys(settings.stores.redis_namespace)
     cache = EdgeCache(redis, keys)
-    return AppState(settings=settings, db=db, redis=redis, keys=keys, cache=cache,
-                    rate_limiter=redis.register_script(TOKEN_BUCKET),
+    request_redis = RequestRedis(settings.stores.redis_url)
+    return AppState(settings=settings, db=db, redis=redis, keys=keys, cache=cache, request_redis=request_redis,
+                    rate_limiter=request_redis.client.register_script(TOKEN_BUCKET),
                     services=ServiceContext(db=db, cache=cache, settings=settings))
+
+
+async def load_image_secret(app: Starlette, state: AppState, stop: asyncio.Event) -> None:
+    """Hand the app the image-URL secret once PostgreSQL answers; until then what needs it answers 503."""
+    settings = await read_image_secret(state.settings, state.db, stop)
+    if settings is not None:
+        app.state.control_plane = replace(state, settings=settings, services=replace(state.services, settings=settings))
 
 
 def create_app(settings: ControlPlaneSettings) -> Starlette:
@@ -92,14 +111,19 @@ def create_app(settings: ControlPlaneSettings) -> Starlette:
         stop = asyncio.Event()
         sync = CacheSync(state.db, state.cache, state.keys.namespace, settings.cache_sync_interval, sync_metrics)
         syncing = asyncio.create_task(sync.run(stop)) if settings.cache_sync_interval else None
+        loading = (asyncio.create_task(load_image_secret(app, state, stop))
+                   if state.settings.image_url_secret is None else None)
         try:
             yield
         finally:
             stop.set()
+            if loading is not None:
+                await loading
             if syncing is not None:
                 await syncing
             await state.db.close()
             await state.redis.aclose()
+            await state.request_redis.aclose()
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),

@@ -12,17 +12,16 @@ import logging
 from typing import Any
 
 import orjson
-import redis.exceptions
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from control_plane.api.auth import invalid_key
 from control_plane.api.problems import problem_response
+from control_plane.api.request_redis import STORE_ERRORS, RedisSkipped
 from control_plane.api.sealed_replays import seal, unseal
 from control_plane.api.state import scope_state
 from control_plane.services.keys import find_key
 from shared.keys import ApiKeys
 from shared.problems import Problem
-from shared.unavailable import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,6 @@ IDEMPOTENCY_TTL = 24 * 3600  # seconds a response is replayed
 IN_FLIGHT_TTL = 120  # seconds a crashed request can block its key
 STORE_RETRY_DELAYS = (0.1, 0.3, 1.0)  # seconds before each further attempt to store a response
 NOT_CACHED = {401, 403, 429}  # the request never ran: a retry must run it
-STORE_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.RedisError, *STORE_UNAVAILABLE)
 
 # A token bucket refilled continuously at ARGV[1] tokens/s up to ARGV[2]; a request costs ARGV[3] tokens
 # (0: only look whether one is left). Returns {allowed, tokens left, seconds until full, seconds until the
@@ -116,8 +114,8 @@ class RateLimitMiddleware:
     async def _take(self, scope: Scope, bucket: str, *, per_address: bool, cost: int) -> bool:
         try:
             return bool((await self._bucket(scope, bucket, per_address, cost))[0])
-        except redis.exceptions.RedisError:
-            return True  # _limit logs the outage
+        except RedisSkipped:
+            return True  # logged once per outage by RequestRedis
 
     @staticmethod
     async def _bucket(scope: Scope, bucket: str, per_address: bool, cost: int) -> list[int]:
@@ -125,16 +123,16 @@ class RateLimitMiddleware:
         settings = state.settings
         rate, burst = ((settings.address_rate_limit_per_second, settings.address_rate_limit_burst) if per_address
                        else (settings.rate_limit_per_second, settings.rate_limit_burst))
-        result: list[int] = await state.rate_limiter(
-            keys=[ApiKeys(settings.stores.redis_namespace).rate_limit(bucket)], args=[rate, burst, cost])
+        keys = [ApiKeys(settings.stores.redis_namespace).rate_limit(bucket)]
+        result: list[int] = await state.request_redis.call(
+            lambda: state.rate_limiter(keys=keys, args=[rate, burst, cost]))
         return result
 
     async def _limit(self, scope: Scope, receive: Receive, send: Send, bucket: str, *, per_address: bool) -> None:
         settings = scope_state(scope).settings
         try:
             allowed, remaining, reset, retry = await self._bucket(scope, bucket, per_address, 1)
-        except redis.exceptions.RedisError as exc:
-            log.warning("rate limiter unavailable, letting the request through: %r", exc)
+        except RedisSkipped:  # logged once per outage by RequestRedis
             return await self.app(scope, receive, send)
         burst = settings.address_rate_limit_burst if per_address else settings.rate_limit_burst
         headers = [(b"ratelimit-limit", str(burst).encode()),
@@ -189,12 +187,18 @@ class IdempotencyMiddleware:
         owner = hashlib.sha256(token.encode()).hexdigest()[:32]
         redis_key = ApiKeys(state.settings.stores.redis_namespace).idempotency(
             owner, hashlib.sha256(key.encode()).hexdigest()[:32])
+        client = state.request_redis.client
         try:
-            claimed = await state.redis.set(redis_key, orjson.dumps({"fp": fingerprint}), nx=True, ex=IN_FLIGHT_TTL)
+            claimed = await state.request_redis.call(
+                lambda: client.set(redis_key, orjson.dumps({"fp": fingerprint}), nx=True, ex=IN_FLIGHT_TTL))
             if not claimed:
                 if await find_key(state.db, token) is None:  # revoked since the first request
                     return await problem_response(invalid_key())(scope, receive, send)
                 return await self._replay(token, redis_key, fingerprint, scope, receive, send)
+        except RedisSkipped:  # logged once per outage by RequestRedis
+            problem = Problem(503, "Idempotency-Key cannot be honoured right now; retry shortly.",
+                              headers={"Retry-After": "1"})
+            return await problem_response(problem)(scope, receive, send)
         except STORE_ERRORS as exc:
             log.warning("idempotency store unavailable: %r", exc)
             problem = Problem(503, "Idempotency-Key cannot be honoured right now; retry shortly.",
@@ -216,7 +220,8 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, _replayed_receive(body, receive), capture)
         finally:
-            await self._store(state.redis, token, redis_key, fingerprint, captured)
+            # The short-budget client without the circuit: its own retries below are what a blip needs.
+            await self._store(client, token, redis_key, fingerprint, captured)
         for message in held:
             await send(message)
 
@@ -258,14 +263,15 @@ class IdempotencyMiddleware:
     @staticmethod
     async def _replay(token: str, redis_key: str, fingerprint: str, scope: Scope, receive: Receive,
                       send: Send) -> None:
-        raw = await scope_state(scope).redis.get(redis_key)
+        redis = scope_state(scope).request_redis
+        raw = await redis.call(lambda: redis.client.get(redis_key))
         record: dict[str, Any] = orjson.loads(raw) if raw else {"fp": fingerprint}
         if record["fp"] != fingerprint:
             problem = Problem(422, "This Idempotency-Key was used with a different request body.",
                               type="idempotency-key-reused")
             return await problem_response(problem)(scope, receive, send)
         response = unseal(token, redis_key, record["sealed"]) if "sealed" in record else None
-        if response is None and await scope_state(scope).redis.ttl(redis_key) > IN_FLIGHT_TTL:
+        if response is None and await redis.call(lambda: redis.client.ttl(redis_key)) > IN_FLIGHT_TTL:
             # A claim kept for the replay's 24 h by _store: the request ran, but its response is not stored.
             problem = Problem(409, "A request with this Idempotency-Key already ran, but its response could not"
                                    " be stored; it is not run again.", type="idempotency-key-used")

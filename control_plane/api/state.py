@@ -11,6 +11,7 @@ from redis.commands.core import AsyncScript
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
+from control_plane.api.request_redis import RequestRedis
 from control_plane.services.cache import EdgeCache
 from control_plane.services.context import ServiceContext
 from shared.keys import RedisKeys
@@ -24,7 +25,8 @@ class AppState:
     redis: aioredis.Redis
     keys: RedisKeys
     cache: EdgeCache
-    rate_limiter: AsyncScript
+    request_redis: RequestRedis  # the middleware's: a short budget and a circuit
+    rate_limiter: AsyncScript  # on request_redis
     services: ServiceContext
 
 

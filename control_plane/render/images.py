@@ -7,7 +7,9 @@ Integration API (used by control_plane/routes/qr_codes.py):
   stored design against the code's payload, stores it normalised and mints its image URL.
 - `await sync_designs(conn, settings, code_ids)` — the same for codes minted in bulk, in one pass.
 - `image_url(settings, payload, design)`, `preview_url(…)` — the public, content-addressed URLs.
-- `await with_image_secret(settings, db)` — settings with the URL key loaded (the app's lifespan does it).
+- `await with_image_secret(settings, db)` — settings with the URL key loaded (a job worker, a CLI command).
+- `await read_image_secret(settings, db, stop)` — the same, waiting for PostgreSQL (the app's lifespan task).
+- `url_secret(settings)` — the URL key, or a 503 problem while it is not loaded yet.
 """
 
 from __future__ import annotations
@@ -37,9 +39,13 @@ from control_plane.render.scannability import (
     readable_size,
 )
 from shared.keys import RedisKeys
+from shared.problems import Problem
+from shared.processes import Backoff
 from shared.settings import ControlPlaneSettings, Secret
+from shared.unavailable import POSTGRES_TRANSIENT, STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
+SECRET_READ_TIMEOUT = 5.0  # seconds for the one SELECT of the URL key
 RENDER_TTL = 7 * 24 * 3600  # seconds a rendered image stays in Redis; it can always be rendered again
 HASH_LENGTH = 32  # hex characters: 128 bits, unguessable
 
@@ -65,15 +71,34 @@ async def with_image_secret(settings: ControlPlaneSettings,
     """`settings` with the image-URL secret filled in from the database when IMAGE_URL_SECRET is unset."""
     if settings.image_url_secret is not None:
         return settings
-    secret: str = await db.fetchval("SELECT secret FROM render_secret")
+    secret: str = await db.fetchval("SELECT secret FROM render_secret", timeout=SECRET_READ_TIMEOUT)
     return replace(settings, image_url_secret=Secret(secret))
 
 
-def image_key(settings: ControlPlaneSettings, payload: str, design: dict[str, Any]) -> str:
+async def read_image_secret(settings: ControlPlaneSettings, db: asyncpg.Pool[Any],
+                            stop: asyncio.Event) -> ControlPlaneSettings | None:
+    """`with_image_secret`, once PostgreSQL answers; None if stopped first. The control plane starts while
+    PostgreSQL is away and answers 503 for what needs the key meanwhile (docs/operations.md, "Processes")."""
+    backoff = Backoff(longest=2.0)
+    while not stop.is_set():
+        try:
+            return await with_image_secret(settings, db)
+        except (*STORE_UNAVAILABLE, *POSTGRES_TRANSIENT) as exc:
+            await backoff.wait(stop, log, "image URLs wait for the database to read their secret", exc)
+    return None
+
+
+def url_secret(settings: ControlPlaneSettings) -> str:
+    """The key of image and download URLs; a 503 while the control plane has not read it from PostgreSQL yet."""
     if settings.image_url_secret is None:
-        raise RuntimeError("the image URL secret was not loaded: pass settings through with_image_secret()")
+        raise Problem(503, "Image and download URLs are not available until the database answers; retry shortly.",
+                      headers={"Retry-After": "1"})
+    return settings.image_url_secret
+
+
+def image_key(settings: ControlPlaneSettings, payload: str, design: dict[str, Any]) -> str:
     spec = orjson.dumps({"payload": payload, "design": design}, option=orjson.OPT_SORT_KEYS)
-    return hmac.new(settings.image_url_secret.encode(), spec, hashlib.sha256).hexdigest()[:HASH_LENGTH]
+    return hmac.new(url_secret(settings).encode(), spec, hashlib.sha256).hexdigest()[:HASH_LENGTH]
 
 
 def image_url(settings: ControlPlaneSettings, payload: str, design: dict[str, Any] | None) -> str:

@@ -20,7 +20,7 @@ from pydantic import ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
 from control_plane.render.design import Design, parse_design
-from control_plane.render.images import payload_for
+from control_plane.render.images import payload_for, url_secret
 from control_plane.render.matrix import PayloadTooLarge
 from control_plane.render.scannability import MIN_MODULE_PIXELS
 from control_plane.render.sheets import (
@@ -360,10 +360,8 @@ async def fetch_job(db: Queryable, key: ApiKey, job_id: str,
 
 def signature(settings: ControlPlaneSettings, job_id: str, expires: int) -> str:
     """HMAC of the job and expiry, keyed by the image-URL secret (separated from image hashes by a prefix)."""
-    if settings.image_url_secret is None:
-        raise RuntimeError("the URL secret was not loaded: pass settings through with_image_secret()")
     message = f"export-file|{job_id}|{expires}".encode()
-    return hmac.new(settings.image_url_secret.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.new(url_secret(settings).encode(), message, hashlib.sha256).hexdigest()
 
 
 def signature_valid(settings: ControlPlaneSettings, job_id: str, expires: str, given: str, now: float) -> bool:

@@ -44,3 +44,21 @@ def test_a_missing_database_file_stops_the_edge_at_start(tmp_path: Path) -> None
            "GEOIP_DB": str(tmp_path / "missing.mmdb")}
     with pytest.raises(ConfigError, match="GEOIP_DB"):
         EdgeSettings.from_env(env)
+
+
+@pytest.mark.parametrize("content", [b"<html>404 Not Found</html>\n", b""])
+def test_a_file_that_is_no_maxmind_database_stops_the_edge_at_start(tmp_path: Path, content: bytes) -> None:
+    """What a failed download leaves behind: before, the edge died in its start-up with a traceback (and under
+    `scanroute up` restarted forever)."""
+    not_a_database = tmp_path / "GeoLite2-Country.mmdb"
+    not_a_database.write_bytes(content)
+    env = {"DATABASE_URL": "postgresql://h/db", "REDIS_URL": "redis://h", "SCAN_HASH_SECRET": "x" * 20,
+           "GEOIP_DB": str(not_a_database)}
+    with pytest.raises(ConfigError, match="GEOIP_DB"):
+        EdgeSettings.from_env(env)
+
+
+def test_a_maxmind_database_is_accepted(country_db: Path) -> None:
+    env = {"DATABASE_URL": "postgresql://h/db", "REDIS_URL": "redis://h", "SCAN_HASH_SECRET": "x" * 20,
+           "GEOIP_DB": str(country_db)}
+    assert EdgeSettings.from_env(env).geoip_db == country_db

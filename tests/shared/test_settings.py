@@ -34,11 +34,17 @@ def test_defaults_follow_the_contract() -> None:
     ({"EDGE_CACHE_TTL": "nan"}, "EDGE_CACHE_TTL"),
     ({"EDGE_DRAIN_TIMEOUT": "-Infinity"}, "EDGE_DRAIN_TIMEOUT"),
     ({"REDIS_URL": "unix://"}, "REDIS_URL"),
+    # A port typo was a driver's traceback; a port past 65535 was taken modulo 65536 (70000: 4464).
+    ({"DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:5432x/scanroute"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:70000/scanroute"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "postgresql://app:hunter2@127.0.0.1:0/scanroute"}, "DATABASE_URL"),
+    ({"REDIS_URL": "redis://127.0.0.1:6379x/0"}, "REDIS_URL"),
 ])
 def test_a_missing_or_malformed_variable_is_named(overrides: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigError) as raised:
         EdgeSettings.from_env({**BASE, **overrides})
     assert raised.value.variable == variable and variable in str(raised.value)
+    assert "hunter2" not in str(raised.value)
 
 
 def test_worker_metrics_are_off_unless_a_bind_is_given() -> None:
@@ -65,3 +71,24 @@ def test_the_default_domain_brackets_an_ipv6_bind_address(edge_bind: str, domain
     for settings in (ControlPlaneSettings.from_env({**BASE, "EDGE_BIND": edge_bind}),
                      EdgeSettings.from_env({**BASE, "EDGE_BIND": edge_bind})):
         assert settings.default_domain == domain
+
+
+@pytest.mark.parametrize("domain", [
+    "https://qr.example.com",  # the URL pasted: short URLs became https://https://qr.example.com/slug
+    "qr.example.com/",  # no Host header equals it: the edge answered every scan of every printed code 404
+    "qr.example.com/go",
+    "qr example.com",
+    "qr.example.com:70000",
+])
+def test_a_default_domain_that_is_no_host_is_named(domain: str) -> None:
+    for settings in (ControlPlaneSettings, EdgeSettings):
+        with pytest.raises(ConfigError) as raised:
+            settings.from_env({**BASE, "DEFAULT_DOMAIN": domain})
+        assert raised.value.variable == "DEFAULT_DOMAIN" and domain in str(raised.value)
+
+
+@pytest.mark.parametrize(("domain", "read"), [
+    ("qr.example.com", "qr.example.com"), ("QR.Example.com:8443", "qr.example.com:8443"),
+    ("localhost:8080", "localhost:8080"), ("127.0.0.1:8080", "127.0.0.1:8080"), ("[::1]:8080", "[::1]:8080")])
+def test_a_default_domain_is_a_host_and_a_port_perhaps(domain: str, read: str) -> None:
+    assert EdgeSettings.from_env({**BASE, "DEFAULT_DOMAIN": domain}).default_domain == read

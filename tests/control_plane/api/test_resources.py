@@ -56,7 +56,7 @@ async def test_a_response_that_cannot_be_stored_never_lets_its_key_run_twice(
 
     monkeypatch.setattr(middleware, "IN_FLIGHT_TTL", 1)
     monkeypatch.setattr(middleware, "STORE_RETRY_DELAYS", (0.01,), raising=False)
-    client = api._transport.app.state.control_plane.redis  # type: ignore[attr-defined]
+    client = api._transport.app.state.control_plane.request_redis.client  # type: ignore[attr-defined]
     real_set = client.set
 
     async def refusing_set(name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:

@@ -58,3 +58,34 @@ def test_an_edge_on_a_port_in_use_is_one_line_not_a_traceback(tmp_path: Path) ->
     assert result.returncode == 1, result.stderr
     assert "error: " in result.stderr and "in use" in result.stderr, result.stderr[-1500:]
     assert "Traceback" not in result.stderr, result.stderr[-1500:]
+
+
+def test_a_url_as_default_domain_stops_the_control_plane_with_one_line(tmp_path: Path) -> None:
+    result = _scanroute({**_nothing_listening(), "DEFAULT_DOMAIN": "https://qr.example.com",
+                         "CONTROL_PLANE_BIND": f"127.0.0.1:{free_port()}"}, tmp_path, "control-plane")
+    assert result.returncode == 2, result.stderr[-1500:]
+    assert result.stderr.startswith("configuration error: DEFAULT_DOMAIN") and result.stderr.count("\n") == 1, \
+        result.stderr[-1500:]
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("DATABASE_URL", "postgresql://app:hunter2@127.0.0.1:5432x/scanroute"),
+    ("REDIS_URL", "redis://:hunter2@127.0.0.1:6379x/0"),
+])
+def test_a_port_typo_in_a_store_url_is_one_line_not_a_traceback(variable: str, value: str, tmp_path: Path) -> None:
+    result = _scanroute({**_nothing_listening(), variable: value}, tmp_path, "migrate")
+    assert result.returncode == 2, result.stderr[-1500:]
+    assert result.stderr.startswith(f"configuration error: {variable}") and result.stderr.count("\n") == 1, \
+        result.stderr[-1500:]
+    assert "hunter2" not in result.stderr
+
+
+def test_a_geoip_db_that_is_no_maxmind_database_stops_the_edge_with_one_line(tmp_path: Path) -> None:
+    not_a_database = tmp_path / "GeoLite2-Country.mmdb"
+    not_a_database.write_text("<html>404 Not Found</html>\n")  # what a failed download leaves behind
+    result = _scanroute({**_nothing_listening(), "GEOIP_DB": str(not_a_database),
+                         "EDGE_BIND": f"127.0.0.1:{free_port()}", "EDGE_JOURNAL_DIR": str(tmp_path / "journal")},
+                        tmp_path, "edge")
+    assert result.returncode == 2, result.stderr[-1500:]
+    assert result.stderr.startswith("configuration error: GEOIP_DB") and result.stderr.count("\n") == 1, \
+        result.stderr[-1500:]
