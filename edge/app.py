@@ -152,17 +152,21 @@ class EdgeApp:
         peer = self._peer(scope)
         if not self.settings.trusted_proxies:
             return peer
-        forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
-        return self.scans.client_address.of(peer, forwarded)
+        return self.scans.client_address.of(peer, self._forwarded(scope))
 
     def _operator(self, scope: Scope) -> bool:
-        forwarded = b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
-        return self.scans.client_address.operator(self._peer(scope), forwarded or None, self.settings.ops_from)
+        return self.scans.client_address.operator(self._peer(scope), self._forwarded(scope) or None,
+                                                  self.settings.ops_from)
 
     @staticmethod
     def _peer(scope: Scope) -> str:
         client = scope.get("client")
         return unmapped(str(client[0])) if client else ""  # an IPv4 client of a `[::]` socket is an IPv4 client
+
+    @staticmethod
+    def _forwarded(scope: Scope) -> bytes:
+        """Every X-Forwarded-For line of the request, joined into one list."""
+        return b",".join(value for name, value in scope["headers"] if name == b"x-forwarded-for")
 
     async def _not_allowed(self, send: Send, method: str) -> str:
         await self.respond(send, 405, [(b"allow", b"GET, HEAD"), *HTML], b"", method)
