@@ -48,14 +48,17 @@ def cmd_edge(args: argparse.Namespace) -> int:
         return 0
     import uvicorn
 
+    from edge.asgi_protocol import HeadOnlyHttpToolsProtocol
     from shared.listen import inherited
 
     host, port = settings.bind
     sock = inherited(settings.bind)  # from `scanroute up` (shared/listen.py)
-    # proxy_headers off: the edge itself reads X-Forwarded-For, from TRUSTED_PROXIES only (docs/edge.md).
+    # proxy_headers off: the edge itself reads X-Forwarded-For, from TRUSTED_PROXIES only, and never from a
+    # trailer field (docs/edge.md).
     uvicorn.run("edge.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 fd=sock.fileno() if sock is not None else None,
-                loop="uvloop", http="httptools", access_log=False, log_level="info", proxy_headers=False,
+                loop="uvloop", http=HeadOnlyHttpToolsProtocol, access_log=False, log_level="info",
+                proxy_headers=False,
                 timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
                 timeout_keep_alive=math.ceil(settings.keepalive_timeout),
                 limit_concurrency=settings.max_connections, backlog=4096)

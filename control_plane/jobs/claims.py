@@ -49,9 +49,8 @@ async def progress(db: asyncpg.Pool[Any], job: asyncpg.Record, done: int, total:
 
 
 async def renew(db: asyncpg.Pool[Any], job: asyncpg.Record) -> bool:
-    """Renew the lease; False once another attempt holds the job. An attempt that ended its job itself (an
-    import writes its codes through to the edges after the commit that ends it) still holds it: there is
-    nothing to renew, and its work goes on to the end."""
+    """Renew the lease; False once another attempt holds the job. An attempt that ended its job itself still
+    holds it: there is nothing to renew, and its work goes on to the end."""
     if await db.execute(HEARTBEAT, job["id"], job["attempt"]) != "UPDATE 0":
         return True
     attempt: int | None = await db.fetchval("SELECT attempt FROM jobs WHERE id = $1", job["id"])

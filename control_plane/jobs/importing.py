@@ -19,7 +19,7 @@ from shared.settings import ControlPlaneSettings
 
 PUBLISH_SLICE = 500  # codes written through to Redis per call
 
-# Called inside the import's own transaction, so the job ends exactly when its codes commit.
+# Called inside a transaction of the import's: with its (lack of) codes, or after they reached the edges.
 Finish = Callable[["asyncpg.Connection[Any]", str, dict[str, Any], Problem | None], Awaitable[bool]]
 
 
@@ -41,14 +41,25 @@ async def _meter_and_roll_back(conn: asyncpg.Connection[Any], key: ApiKey, count
             raise _RollBack
 
 
+# The codes commit with the job's `result` while it still reads `running`; the job ends only once every edge
+# can answer them (docs/freshness.md): a client polling it must not see `succeeded` and then a 404.
+COMMIT_CREATED = """
+UPDATE jobs SET result = $3 WHERE id = $1 AND attempt = $2 AND status = 'running' RETURNING id"""
+KEEP_CREATED = """
+INSERT INTO job_codes (job_id, position, code_id) SELECT $1, n, code_id FROM unnest($2::text[]) WITH ORDINALITY
+AS c(code_id, n)"""
+
+
 async def run_import(db: asyncpg.Pool[Any], settings: ControlPlaneSettings, cache: EdgeCache, job: asyncpg.Record,
                      finish: Finish) -> None:
+    if job["result"] is not None:  # an earlier attempt committed the codes and stopped before the edges had them
+        await _publish_and_finish(db, cache, job, finish)
+        return
     key = ApiKey(f"job:{job['id']}", job["org_id"], job["livemode"], frozenset())
     data: bytes = await db.fetchval("SELECT body FROM job_inputs WHERE job_id = $1", job["id"])
     parsed = await asyncio.to_thread(parse_csv, data)
     rows, errors = parsed.rows, parsed.errors
     await db.execute("UPDATE jobs SET progress_total = $2 WHERE id = $1", job["id"], parsed.records)
-    created: list[str] = []
     async with db.acquire() as proxy, proxy.transaction():
         conn = cast("asyncpg.Connection[Any]", proxy)
         # Checked in the transaction that creates the codes, so a group or folder deleted meanwhile is either
@@ -60,11 +71,27 @@ async def run_import(db: asyncpg.Pool[Any], settings: ControlPlaneSettings, cach
         if dry_run or errors:
             problem = None if dry_run else _invalid(len({e["row"] for e in errors}))
             await finish(conn, "failed" if problem else "succeeded", {"created": 0, "errors": errors}, problem)
-        else:
-            created = await create_codes(conn, key, rows, settings) if rows else []
-            if not await finish(conn, "succeeded", {"created": len(created), "errors": []}, None):
-                raise JobLost(job["id"])  # taken over meanwhile: roll these codes back
-    # Like every create: the edges learn of the new codes after the commit. In slices, so that each
-    # write-through fits in the edge lease (a whole 10,000 would time out into a cache repair).
+            return
+        created = await create_codes(conn, key, rows, settings) if rows else []
+        if await conn.fetchval(COMMIT_CREATED, job["id"], job["attempt"], {"created": len(created), "errors": []}) \
+                is None:
+            raise JobLost(job["id"])  # taken over meanwhile: roll these codes back
+        await conn.execute("DELETE FROM job_inputs WHERE job_id = $1", job["id"])
+        await conn.execute(KEEP_CREATED, job["id"], created)
+    await _publish_and_finish(db, cache, job, finish)
+
+
+async def _publish_and_finish(db: asyncpg.Pool[Any], cache: EdgeCache, job: asyncpg.Record, finish: Finish) -> None:
+    """Write the committed codes through to the edges, then end the job. A worker stopped or failing in between
+    leaves the job `running`; the attempt that takes it over publishes them again (docs/exports.md)."""
+    created: list[str] = [r["code_id"] for r in await db.fetch(
+        "SELECT code_id FROM job_codes WHERE job_id = $1 ORDER BY position", job["id"])]
+    # In slices, so that each write-through fits in the edge lease (a whole 10,000 would time out into a cache
+    # repair).
     for start in range(0, len(created), PUBLISH_SLICE):
         await cache.publish_codes(db, created[start:start + PUBLISH_SLICE])
+    result = job["result"] if job["result"] is not None else await db.fetchval(
+        "SELECT result FROM jobs WHERE id = $1", job["id"])
+    async with db.acquire() as proxy, proxy.transaction():
+        if not await finish(cast("asyncpg.Connection[Any]", proxy), "succeeded", result, None):
+            raise JobLost(job["id"])

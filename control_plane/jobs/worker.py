@@ -121,7 +121,7 @@ class JobWorker:
     async def _process(self, job: asyncpg.Record) -> None:
         started = time.monotonic()
         try:
-            if job["attempt"] > claims.MAX_ATTEMPTS:
+            if job["attempt"] > claims.MAX_ATTEMPTS and job["result"] is None:  # not an import's codes to publish
                 raise Problem(500, f"The job was interrupted {claims.MAX_ATTEMPTS} times; request it again.")
             if job["kind"] == "export":
                 await self._export(job)
@@ -183,8 +183,9 @@ class JobWorker:
                                   expiry(self.cp), name, media_type, size)
         if row is None:
             return False
-        if job["kind"] == "export":  # the selection was needed while the job ran, never after
-            await conn.execute("DELETE FROM job_codes WHERE job_id = $1", job["id"])
+        # An export's selection, an import's created codes: needed while the job ran, never after.
+        await conn.execute("DELETE FROM job_codes WHERE job_id = $1", job["id"])
+        if job["kind"] == "export":
             await record_event(conn, job["org_id"], job["livemode"], f"export.{status}", export_object(row, self.cp))
         else:
             await conn.execute("DELETE FROM job_inputs WHERE job_id = $1", job["id"])

@@ -85,6 +85,17 @@ class EdgeCache:
         """After commit: the group's row to Redis (O(1) whatever its number of codes), then wait likewise."""
         await self._publish(db, lambda: self.write_group(db, group_id))
 
+    async def publish_retired(self, db: asyncpg.Pool[Any], addresses: list[tuple[str, str]]) -> None:
+        """After commit: these (domain, slug) answer for no code any more; their rows leave Redis, then wait
+        until no edge holds them. A key a late read-through writes back is one the cache audit removes."""
+        await self._publish(db, lambda: self.remove_codes(addresses))
+
+    async def remove_codes(self, addresses: list[tuple[str, str]]) -> str | None:
+        keys = [self.keys.code(domain, slug) for domain, slug in addresses]
+        for start in range(0, len(keys), ROWS_PER_CALL):
+            await self._answered(self.redis.delete(*keys[start:start + ROWS_PER_CALL]))
+        return await self.invalidate(keys)
+
     async def write_codes(self, db: asyncpg.Pool[Any], code_ids: list[str]) -> str | None:
         """Write the codes' current rows and tell every edge to drop its copy; raises if Redis fails.
 

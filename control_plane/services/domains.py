@@ -103,4 +103,12 @@ async def delete_domain(ctx: ServiceContext, key: ApiKey, domain_id: str) -> Non
         if in_use:
             raise Problem(409, f"{hostname} is used by {in_use} live codes; delete or keep them first.",
                           type="domain-in-use")
+        # The deleted codes on the host leave it too: it may go to another organisation next, whose slugs they
+        # must not take and whose visitors' scans they must not answer (docs/api.md §2.3). Renamed, not
+        # removed, as their scans and events still name them; no edge resolves a `Host` with a colon inside.
+        retired = [r["slug"] for r in await conn.fetch(
+            "UPDATE qr_codes SET domain = $2, version = version + 1, updated_at = now()"
+            " WHERE domain = $1 AND deleted_at IS NOT NULL AND slug IS NOT NULL RETURNING slug",
+            hostname, f"deleted:{domain_id}:{hostname}")]
         await conn.execute("DELETE FROM domains WHERE hostname = $1", hostname)
+    await ctx.cache.publish_retired(ctx.db, [(hostname, slug) for slug in retired])

@@ -294,7 +294,9 @@ class ImportPublic(TypedDict):
 
 
 def import_object(row: asyncpg.Record) -> ImportPublic:
-    obj = {**job_fields(row), "dry_run": bool(row["request"].get("dry_run")), "result": row["result"]}
+    # A running import may hold its committed result while its codes reach the edges: shown once it ends.
+    result = row["result"] if row["status"] in ("succeeded", "failed") else None
+    obj = {**job_fields(row), "dry_run": bool(row["request"].get("dry_run")), "result": result}
     return cast(ImportPublic, obj)
 
 

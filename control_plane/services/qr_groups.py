@@ -6,7 +6,7 @@ Changing a group writes one edge row, whatever the number of its codes.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 
@@ -165,10 +165,22 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
         obj = await load_group(conn, key, group_id)
         await record_event(conn, key.org_id, key.livemode, "qr_group.updated", obj,
                            previous_attributes(before, obj))
+        await _announce_limits(conn, key, limits_changed, ctx)
     await ctx.cache.publish_group(ctx.db, group_id)
     if limits_changed:
         await ctx.cache.publish_codes(ctx.db, limits_changed)
     return obj
+
+
+async def _announce_limits(conn: asyncpg.Connection[Any], key: ApiKey, code_ids: list[str],
+                           ctx: ServiceContext) -> None:
+    """A `qr.updated` for each code the group's new `max_scans` marked or unmarked (a new `version`): the
+    cache sync re-applies the outbox, so a write-through of them that is lost is repaired (docs/freshness.md)."""
+    if not code_ids:
+        return
+    rows = await conn.fetch(f"{CODE_SELECT} WHERE c.id = ANY($1) ORDER BY c.id", code_ids)
+    for obj in await code_objects(conn, rows, ctx.settings):
+        await record_event(conn, key.org_id, key.livemode, "qr.updated", obj, {})
 
 
 async def delete_group(ctx: ServiceContext, key: ApiKey, group_id: str, *,
