@@ -12,7 +12,7 @@ import asyncio
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +27,7 @@ from control_plane.cli.migrate import migrate
 from control_plane.services.keys import create_key, ensure_org
 from shared.embedded import EmbeddedServices, needed_servers, temporary_root
 from shared.settings import ControlPlaneSettings, EdgeSettings, IngestSettings
+from tests.edge.private_redis import PrivateRedis
 
 TEMPLATE_VAR = "SCANROUTE_TEST_TEMPLATE"
 _services: EmbeddedServices | None = None
@@ -188,3 +189,14 @@ def bearer(key: str) -> dict[str, str]:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis of the test's own, which it may stop, pause or restart."""
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -7,7 +7,7 @@ the edge test suite proves they answer alike.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -124,16 +124,6 @@ async def serving(app: EdgeApp, kind: str) -> AsyncIterator[httpx.AsyncClient]:
         host, port = address(server)
         async with httpx.AsyncClient(base_url=f"http://{host}:{port}", headers={"host": "qr.test"}) as client:
             yield client
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

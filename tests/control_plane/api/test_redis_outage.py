@@ -7,8 +7,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,16 +17,6 @@ from control_plane.api.request_redis import OPEN_FOR
 from shared.settings import ControlPlaneSettings
 from tests.conftest import KeyFactory, bearer
 from tests.edge.private_redis import PrivateRedis
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
