@@ -214,11 +214,32 @@ async def seed(database_url: str, codes: int) -> None:
             records=((f"qr_z{n}", "org_bench", True, "dynamic", "url", f"z{n}", HOST, "grp_bench")
                      for n in range(1, codes + 1)))
         await seed_rules(conn)
-        await conn.execute("ANALYZE qr_codes")
         await warm_redis(conn, codes)
     finally:
         await conn.close()
     await build_code_filter(database_url)
+    await settle(database_url)
+
+
+async def settle(database_url: str) -> None:
+    """Leave nothing of the seed for the disk to do while the servers are measured.
+
+    A million fresh rows are work the machine would otherwise do in the middle of the rounds: the first
+    reads of each row set its hint bits (dirtying its page again), autovacuum visits the table once the
+    inserts cross its threshold, a checkpoint spreads the writes over minutes, and the kernel's flusher
+    writes the dirty page cache back (a writeback kworker ran 0.7–1.2 s during the latency phase of earlier
+    runs, on the bench's core). VACUUM (FREEZE, ANALYZE) does the first two now, CHECKPOINT and sync(2)
+    the rest, before anything is timed."""
+    started = time.monotonic()
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        for table in ("qr_codes", "qr_code_url_params", "qr_groups", "qr_group_url_params"):
+            await conn.execute(f"VACUUM (FREEZE, ANALYZE) {table}", timeout=600)
+        await conn.execute("CHECKPOINT", timeout=600)
+    finally:
+        await conn.close()
+    os.sync()
+    print(f"settled (VACUUM FREEZE, CHECKPOINT, sync) in {time.monotonic() - started:.1f} s", flush=True)
 
 
 SAVED_FILTER = f"{NAMESPACE}:bench:filter-saved"
