@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from edge import responses
 from edge.client_address import unmapped
 from edge.code_filter import CodeFilter
 from edge.heap import FrozenHeap
@@ -31,7 +32,8 @@ from edge.local_cache import Fence, LocalCache, open_fence
 from edge.lookup import Answer, CachedCode, PreparedScan, RowLookup, Unresolvable, code_weight, group_weight
 from edge.metrics import EdgeMetrics
 from edge.pages import load_pages
-from edge.password_form import read_password
+from edge.password_form import BodyTooLarge, password_from_form, read_form
+from edge.protocol import MAX_BODY
 from edge.recorder import ScanRecorder
 from edge.redis_link import RedisLink
 from edge.redis_repair import RedisRepairWatch
@@ -60,6 +62,8 @@ HTML = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-
 UNAVAILABLE_EXCEPTIONS = (OSError, redis.exceptions.RedisError, TimeoutError, asyncpg.PostgresError,
                           asyncpg.InterfaceError, Unresolvable)
 RETRY = [(b"retry-after", b"2")]
+# the protocol server's 413 (edge/responses.py `error`), and the connection closes after it
+TOO_LARGE = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
 # pages of docs/rules.md, by answer (the others take the status of their outcome, shared.resolve.HTTP_STATUS)
 ANSWER_STATUS = {**PAGE_STATUS, "password_throttled": 429}
 START_WAIT = 5.0  # seconds to wait for Redis at start-up before serving without it
@@ -113,12 +117,24 @@ class EdgeApp:
         else:
             started = time.perf_counter()
             outcome = await self.scan(scope, receive, send)
-            self.metrics.answered(outcome, time.perf_counter() - started)
+            if outcome is not None:
+                self.metrics.answered(outcome, time.perf_counter() - started)
 
-    async def scan(self, scope: Scope, receive: Receive, send: Send) -> str:
+    async def scan(self, scope: Scope, receive: Receive, send: Send) -> str | None:
+        """Answers a scan; its outcome, None if the client went away before its request's end (unanswered)."""
         method = scope["method"]
         if method not in ("GET", "HEAD", "POST"):  # POST sends a password (docs/rules.md)
             return await self._not_allowed(send, method)
+        form = b""
+        if method == "POST":  # read whole before anything, as the protocol server reads it (docs/edge.md)
+            try:
+                read = await read_form(receive, MAX_BODY)
+            except BodyTooLarge:  # not a password attempt: refused before any lookup
+                await self.respond(send, 413, TOO_LARGE, responses.error(413).body, method)
+                return "malformed"
+            if read is None:
+                return None
+            form = read
         headers = _headers(scope)
         target = self.scans.target(scope["path"], headers.get(b"host", b""))
         if target is None:
@@ -136,7 +152,7 @@ class EdgeApp:
         facts = self.scans.facts(headers, ip)
         visitor = self.scans.visitor(query, ip, facts)
         decision, page, extra = self.decide(method, found, visitor) or \
-            await self.check_password(found.code, resolution, visitor, await read_password(receive))
+            await self.check_password(found.code, resolution, visitor, password_from_form(form))
         try:
             await self.recorder.record(self.scans.event(method, query, headers, ip, facts, found.event, decision))
         except Exception:  # neither Redis nor the journal took it (logged per batch): never answer unrecorded

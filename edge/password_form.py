@@ -18,15 +18,25 @@ def password_from_form(body: bytes) -> str:
     return values[0] if values else ""
 
 
-async def read_password(receive: Receive) -> str:
-    """The `password` field of an ASGI request body ("" if absent or too long)."""
+class BodyTooLarge(Exception):
+    """A request body longer than the edge reads (docs/edge.md: 413)."""
+
+
+async def read_form(receive: Receive, limit: int) -> bytes | None:
+    """An ASGI request body read to its end, as the protocol server reads one (edge/protocol.py): its first
+    FORM_LIMIT + 1 bytes, the rest discarded; BodyTooLarge once it passes `limit` bytes, None if the client
+    went away before its end (then nothing is answered, nor counted: the request was never complete)."""
     body = b""
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return ""  # the client went away
-        body += message.get("body", b"")
-        if len(body) > FORM_LIMIT:
-            return ""
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        if len(body) <= FORM_LIMIT:
+            body += chunk[:FORM_LIMIT + 1 - len(body)]
         if not message.get("more_body", False):
-            return password_from_form(body)
+            return body

@@ -1,0 +1,78 @@
+"""`scanroute edge --server asgi` answers odd and hostile requests as the protocol server does (docs/edge.md,
+"HTTP behaviour and limits"): both servers on real sockets, the requests written by hand."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from edge.app import EdgeApp
+from shared.passwords import PasswordChecks
+from shared.throttle import KeyedThrottle
+from tests.conftest import KeyFactory
+from tests.edge.conftest import address, protocol_server
+from tests.edge.raw_http import Responses, closed_by_server, connected
+from tests.edge.test_asgi_trailers import under_uvicorn
+from tests.edge.test_scan import make_code, stream_events
+
+
+@pytest.fixture(params=("protocol", "uvicorn"))
+async def where(request: pytest.FixtureRequest, edge_app: EdgeApp) -> AsyncIterator[tuple[str, int]]:
+    """The address of `edge_app` served by the protocol server, or as `--server asgi` serves it."""
+    if request.param == "uvicorn":
+        async with under_uvicorn(edge_app) as found:
+            yield found
+        return
+    async with protocol_server(edge_app) as server:
+        yield address(server)
+
+
+async def answer_and_close(where: tuple[str, int], request: bytes) -> int:
+    """The status answered to `request`, which must be the last on its connection."""
+    async with connected(where) as (reader, writer):
+        writer.write(request)
+        await writer.drain()
+        status = (await Responses(reader).next()).status
+        assert await closed_by_server(reader)
+        return status
+
+
+@pytest.mark.parametrize("head", [
+    "GET /{slug} HTTP/1.1\r\n\r\n",  # no Host
+    "GET /{slug} HTTP/1.1\r\nHost: qr.test\r\nHost: qr.test\r\n\r\n",  # two
+    "GET /{slug} HTTP/1.1\r\nHost: elsewhere.test\r\nHost: qr.test\r\n\r\n",
+    "GET /healthz HTTP/1.1\r\n\r\n",
+])
+async def test_an_http_1_1_request_without_exactly_one_host_is_refused_by_both_servers(
+        where: tuple[str, int], api: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str, head: str) -> None:
+    code = await make_code(api, await make_key(), destination={"type": "url", "url": "https://example.com/"})
+    assert await answer_and_close(where, head.format(slug=code["slug"]).encode()) == 400
+    assert await stream_events(redis, redis_namespace) == []  # not a scan
+
+
+async def test_http_1_0_needs_no_host_under_either_server(where: tuple[str, int]) -> None:
+    assert await answer_and_close(where, b"GET /healthz HTTP/1.0\r\n\r\n") == 200
+
+
+async def test_a_password_post_over_64_kib_is_refused_and_not_a_password_attempt(
+        where: tuple[str, int], edge_app: EdgeApp, api: httpx.AsyncClient, make_key: KeyFactory,
+        redis: aioredis.Redis, redis_namespace: str) -> None:
+    code = await make_code(api, await make_key(), destination={"type": "url", "url": "https://example.com/"},
+                           password="open sesame")
+    edge_app.passwords.close()
+    edge_app.passwords = PasswordChecks(per_client=KeyedThrottle(burst=1, per_second=0.001))  # one attempt
+    body = b"password=" + b"x" * (100 * 1024)
+    head = (f"POST /{code['slug']} HTTP/1.1\r\nHost: qr.test\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    assert await answer_and_close(where, head + body) == 413
+    # The client's one attempt is still its own: the right password opens the code.
+    form = b"password=open+sesame"
+    async with connected(where) as (reader, writer):
+        writer.write(head.replace(str(len(body)).encode(), str(len(form)).encode()) + form)
+        answer = await Responses(reader).next()
+    assert (answer.status, answer.headers.get("location")) == (302, "https://example.com/")
+    assert [event.outcome for event in await stream_events(redis, redis_namespace)] == ["redirected"]
