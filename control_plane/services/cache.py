@@ -81,9 +81,14 @@ class EdgeCache:
         """After commit: the codes' rows to Redis, then wait until no edge can answer their old state."""
         await self._publish(db, lambda: self.write_codes(db, code_ids))
 
-    async def publish_group(self, db: asyncpg.Pool[Any], group_id: str) -> None:
-        """After commit: the group's row to Redis (O(1) whatever its number of codes), then wait likewise."""
-        await self._publish(db, lambda: self.write_group(db, group_id))
+    async def publish_group(self, db: asyncpg.Pool[Any], group_id: str, code_ids: list[str] | None = None) -> None:
+        """After commit: the group's row to Redis (O(1) whatever its number of codes), and the rows of the codes
+        the change itself updated (a deleted group's, detached), then wait likewise — once for both."""
+        async def write() -> str | None:
+            position = await self.write_group(db, group_id)
+            return (await self.write_codes(db, code_ids) if code_ids else None) or position
+
+        await self._publish(db, write)
 
     async def publish_retired(self, db: asyncpg.Pool[Any], addresses: list[tuple[str, str]]) -> None:
         """After commit: these (domain, slug) answer for no code any more; their rows leave Redis, then wait

@@ -38,6 +38,10 @@ SELECT = f"""
 SELECT {GROUP_COLUMNS}, g.org_id, g.livemode, g.name, g.description, g.created_at, g.updated_at, g.code_count
 FROM qr_groups g"""
 OWNED = "g.org_id = $1 AND g.livemode = $2"
+# A deleted group's codes, detached with a new version before `ON DELETE SET NULL` would detach them without
+# one (it still detaches the deleted codes, which no edge serves).
+DETACH_CODES = """UPDATE qr_codes SET group_id = NULL, version = version + 1, updated_at = now()
+WHERE group_id = $1 AND deleted_at IS NULL RETURNING id"""
 
 
 class QRGroupPublic(RoutingPublic):
@@ -185,13 +189,17 @@ async def _announce_limits(conn: asyncpg.Connection[Any], key: ApiKey, code_ids:
 
 async def delete_group(ctx: ServiceContext, key: ApiKey, group_id: str, *,
                        if_match: Collection[int] | None = None) -> None:
-    """Its codes stay, detached (`group_id` null); one `qr_group.deleted` event says so for all of them."""
+    """Its codes stay, detached (`group_id` null); one `qr_group.deleted` event says so for all of them.
+
+    Detaching changes each code as any update does — a new `version`, its row written through to Redis — so
+    Redis's rows follow the database (the cache audit never takes a detached code's row for a planted one)."""
     async with ctx.transaction() as conn:
         current = await fetch_group(conn, key, group_id, lock=True)
         check_version(current, if_match, "QR group")
+        code_ids = [r["id"] for r in await conn.fetch(DETACH_CODES, group_id)]
         await conn.execute("DELETE FROM qr_groups WHERE id = $1", group_id)
         await record_event(conn, key.org_id, key.livemode, "qr_group.deleted", group_object(current))
-    await ctx.cache.publish_group(ctx.db, group_id)
+    await ctx.cache.publish_group(ctx.db, group_id, code_ids)
 
 
 async def mint_codes(ctx: ServiceContext, key: ApiKey, group_id: str, body: MintCodes) -> list[QRCodePublic]:
