@@ -39,7 +39,7 @@ from control_plane.services.listing import Listing, PageQuery, owned_page
 from control_plane.services.scan_reports import EARLIEST, LATEST
 from control_plane.services.schemas import Body, Reference, Tag
 from shared.ids import new_id
-from shared.problems import Problem, field_error, not_found
+from shared.problems import Problem, field_error, fields_error, not_found
 from shared.rules import Moment
 from shared.settings import ControlPlaneSettings
 from shared.times import timestamp
@@ -50,6 +50,7 @@ Format = Literal["pdf_sheet", "zip", "codes_csv", "scans_csv"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")  # QR alphanumeric mode
 DIGITS = re.compile(r"(\d+)")
+SELECTION_FIELDS = ("group_id", "code_ids", "folder_id", "tag")
 # A PNG's side in pixels. It is drawn on an RGB canvas (Pillow keeps 4 bytes a pixel: 256 MB at 8000) and one
 # 1-byte mask at a time (64 MB), gradients scaled up in bands (docs/rendering.md): 8000 costs the job worker
 # about PNG_BUDGET_MB while it draws, the schema's 500 mm at 1200 dpi would be gigabytes; 30 mm at 1200 dpi is
@@ -130,15 +131,17 @@ class ExportCreate(Body):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExportCreate:
-        chosen = [name for name in ("group_id", "code_ids") if getattr(self, name) is not None]
+        # Each 422 names the fields it is about (docs/api.md, "Errors"): those given, or those to give.
+        given = [name for name in SELECTION_FIELDS if getattr(self, name) is not None]
+        chosen: list[str] = [name for name in ("group_id", "code_ids") if name in given]
         if self.folder_id is not None or self.tag is not None:
             chosen.append("folder_id/tag")
         if len(chosen) > 1:
-            raise ValueError(f"choose one selection: {' or '.join(chosen)}")
+            raise fields_error(f"choose one selection: {' or '.join(chosen)}", *given)
         if not chosen and self.format in ("pdf_sheet", "zip"):
-            raise ValueError("select codes with group_id, code_ids, folder_id or tag")
+            raise fields_error("select codes with group_id, code_ids, folder_id or tag", *SELECTION_FIELDS)
         if self.format == "zip" and self.image_format is None:
-            raise ValueError("a zip export needs image_format: svg, png or pdf")
+            raise fields_error("a zip export needs image_format: svg, png or pdf", "image_format")
         return self
 
 
