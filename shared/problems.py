@@ -11,6 +11,7 @@ from typing import Any, NotRequired
 
 import orjson
 from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 PROBLEM_BASE = "https://scanroute.dev/problems/"
@@ -66,6 +67,12 @@ def field_error(field: str, message: str) -> Problem:
     return validation_problem([{"field": field, "message": message}], f"{field}: {message}")
 
 
+def fields_error(message: str, *fields: str) -> PydanticCustomError:
+    """What a model validator raises for a rule between fields: its 422 names each of `fields` (one entry in
+    `errors` apiece), where a ValueError there would name the model itself, the field ""."""
+    return PydanticCustomError("value_error", "{message}", {"message": message, "named_fields": fields})
+
+
 def from_validation_error(exc: ValidationError, prefix: str = "") -> Problem:
     errors = []
     for error in exc.errors(include_url=False):
@@ -73,7 +80,10 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> Problem:
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown field"
-        errors.append({"field": prefix + location, "message": message.removeprefix("Value error, ")})
+        named = (error.get("ctx") or {}).get("named_fields") or ("",)
+        for name in named:
+            field = ".".join(part for part in (location, name) if part)
+            errors.append({"field": prefix + field, "message": message.removeprefix("Value error, ")})
     return validation_problem(errors)
 
 

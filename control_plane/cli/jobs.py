@@ -19,6 +19,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from control_plane.jobs.worker import JobWorker, start_worker
+from control_plane.render.images import RenderCache
 from control_plane.services.export_files import FileStore
 from control_plane.services.exports import ExportCreate, create_export, export_object
 from control_plane.services.imports import MAX_BYTES, create_import, import_object
@@ -100,7 +101,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings = JobSettings.from_env()
 
     async def queue(conn: asyncpg.Connection[Any], worker: JobWorker) -> Mapping[str, object]:
-        return await create_export(conn, await _key(conn, args.org, args.test), body, worker.cp)
+        render = RenderCache(worker.db, worker.cache.redis, worker.cache.keys)
+        return await create_export(conn, await _key(conn, args.org, args.test), body, worker.cp, render)
 
     return _guarded(lambda: _run(settings, queue, args.output))
 

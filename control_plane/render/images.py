@@ -137,6 +137,10 @@ def proven_at(design: dict[str, Any], size: int) -> bool:
     return size == checked_size(Design.model_validate(design))
 
 
+def _readable(payload: str, design: Design, size: int, logo: bytes | None) -> int:
+    return readable_size(payload, design, size, render_raster(payload, design, size, logo), logo)
+
+
 def _render(payload: str, design: Design, format: str, size: int, logo: bytes | None,
             verify: bool) -> tuple[bytes, int | None]:
     """The image and, with `verify`, the size that reads: `size` when this image decodes. An SVG is proven by its
@@ -214,8 +218,7 @@ class RenderCache:
             check_readable(size, int(verdict))
         if cached is not None and (verdict is not None or not verify):
             return cached
-        parsed = Design.model_validate(design)
-        logo = await load_logo(self.db, parsed.logo.sha256) if parsed.logo and parsed.logo.sha256 else None
+        parsed, logo = await self._parsed(design)
         image, readable = await asyncio.to_thread(_render, payload, parsed, format, size, logo,
                                                   verify and verdict is None)
         if readable is not None:
@@ -223,6 +226,28 @@ class RenderCache:
             check_readable(size, readable)
         await self._set(key, image_key, image)
         return image
+
+    async def readable(self, key: str, payload: str, design: dict[str, Any], size: int) -> int:
+        """`size` if the image at `size` decodes, else a size that does (`readable_size`): the verdict a
+        download gets, decoded once per hash and size and cached with it. For what is rendered elsewhere (the
+        PNGs of a zip export, docs/exports.md)."""
+        verdict_key = self.keys.readable_size(key, size)
+        try:
+            verdict = await self.redis.get(verdict_key)
+        except redis.exceptions.RedisError as exc:
+            log.warning("render cache unreachable, decoding %s uncached: %r", verdict_key, exc)
+            verdict = None
+        if isinstance(verdict, bytes):
+            return int(verdict)
+        parsed, logo = await self._parsed(design)
+        readable = await asyncio.to_thread(_readable, payload, parsed, size, logo)
+        await self._set(key, verdict_key, str(readable).encode())
+        return readable
+
+    async def _parsed(self, design: dict[str, Any]) -> tuple[Design, bytes | None]:
+        parsed = Design.model_validate(design)
+        logo = await load_logo(self.db, parsed.logo.sha256) if parsed.logo and parsed.logo.sha256 else None
+        return parsed, logo
 
     async def _get(self, image_key: str, verdict_key: str | None) -> tuple[bytes | None, bytes | None]:
         try:

@@ -16,13 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
 
 import asyncpg
+import orjson
 from pydantic import ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
 from control_plane.render.design import Design, parse_design
-from control_plane.render.images import payload_for, url_secret
+from control_plane.render.images import RenderCache, effective_design, image_key, payload_for, url_secret
 from control_plane.render.matrix import PayloadTooLarge
-from control_plane.render.scannability import MIN_MODULE_PIXELS
+from control_plane.render.scannability import MAX_CHECK_SIZE, MIN_MODULE_PIXELS
 from control_plane.render.sheets import (
     MIN_MODULE_MM,
     TEMPLATES,
@@ -39,7 +40,7 @@ from control_plane.services.listing import Listing, PageQuery, owned_page
 from control_plane.services.scan_reports import EARLIEST, LATEST
 from control_plane.services.schemas import Body, Reference, Tag
 from shared.ids import new_id
-from shared.problems import Problem, field_error, not_found
+from shared.problems import Problem, field_error, fields_error, not_found
 from shared.rules import Moment
 from shared.settings import ControlPlaneSettings
 from shared.times import timestamp
@@ -50,6 +51,7 @@ Format = Literal["pdf_sheet", "zip", "codes_csv", "scans_csv"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")  # QR alphanumeric mode
 DIGITS = re.compile(r"(\d+)")
+SELECTION_FIELDS = ("group_id", "code_ids", "folder_id", "tag")
 # A PNG's side in pixels. It is drawn on an RGB canvas (Pillow keeps 4 bytes a pixel: 256 MB at 8000) and one
 # 1-byte mask at a time (64 MB), gradients scaled up in bands (docs/rendering.md): 8000 costs the job worker
 # about PNG_BUDGET_MB while it draws, the schema's 500 mm at 1200 dpi would be gigabytes; 30 mm at 1200 dpi is
@@ -130,15 +132,17 @@ class ExportCreate(Body):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExportCreate:
-        chosen = [name for name in ("group_id", "code_ids") if getattr(self, name) is not None]
+        # Each 422 names the fields it is about (docs/api.md, "Errors"): those given, or those to give.
+        given = [name for name in SELECTION_FIELDS if getattr(self, name) is not None]
+        chosen: list[str] = [name for name in ("group_id", "code_ids") if name in given]
         if self.folder_id is not None or self.tag is not None:
             chosen.append("folder_id/tag")
         if len(chosen) > 1:
-            raise ValueError(f"choose one selection: {' or '.join(chosen)}")
+            raise fields_error(f"choose one selection: {' or '.join(chosen)}", *given)
         if not chosen and self.format in ("pdf_sheet", "zip"):
-            raise ValueError("select codes with group_id, code_ids, folder_id or tag")
+            raise fields_error("select codes with group_id, code_ids, folder_id or tag", *SELECTION_FIELDS)
         if self.format == "zip" and self.image_format is None:
-            raise ValueError("a zip export needs image_format: svg, png or pdf")
+            raise fields_error("a zip export needs image_format: svg, png or pdf", "image_format")
         return self
 
 
@@ -246,6 +250,12 @@ def _printed_size(body: ExportCreate) -> tuple[float, str]:
     return body.size_mm, "size_mm"
 
 
+def _symbol_class(payload: str) -> tuple[str, int]:
+    """What, with the error correction and the margin, decides a symbol's size: its encoding mode and length."""
+    mode = "n" if payload.isascii() and payload.isdigit() else "a" if set(payload) <= ALPHANUMERIC else "b"
+    return mode, len(payload.encode())
+
+
 def _largest_symbol(rows: list[asyncpg.Record], settings: ControlPlaneSettings) -> int:
     """Most modules across any selected code. The symbol size depends only on the encoding mode, the
     payload's length, the error correction and the margin, so one symbol is built per such class."""
@@ -256,8 +266,7 @@ def _largest_symbol(rows: list[asyncpg.Record], settings: ControlPlaneSettings) 
         raw = row["design"] or {}
         design_key = f"{raw.get('error_correction')}|{raw.get('margin')}|{bool(raw.get('logo'))}"
         design = designs.get(design_key) or designs.setdefault(design_key, parse_design(_sizing_fields(raw)))
-        mode = "n" if payload.isascii() and payload.isdigit() else "a" if set(payload) <= ALPHANUMERIC else "b"
-        key = (mode, len(payload.encode()), design.effective_error_correction, design.margin)
+        key = (*_symbol_class(payload), design.effective_error_correction, design.margin)
         classes.setdefault(key, (payload, design))
     try:
         return max((module_count(payload, design) for payload, design in classes.values()), default=0)
@@ -299,6 +308,35 @@ def check_image_pixels(size_mm: float, dpi: int, modules: int) -> None:
                       {"field": "dpi", "message": f"at {size_mm:g} mm, at least {smallest_dpi}"}])
 
 
+async def check_pngs_read(rows: list[asyncpg.Record], body: ExportCreate, settings: ControlPlaneSettings,
+                          render: RenderCache) -> None:
+    """A zip's PNGs held to a download's guarantee (docs/exports.md, "The print check"): decoded before the job
+    is accepted, once per design and symbol size (codes that share both put the same shapes on the same pixel
+    grid), with the verdict a download of that image at that size gets, cached in Redis. A 422
+    `unscannable-design` on `size_mm` names a size that reads. Over MAX_CHECK_SIZE px (5 px a module and
+    more) they are not decoded, as a design saved that large is not decoded at its size (docs/rendering.md)."""
+    if body.format != "zip" or body.image_format != "png":
+        return
+    pixels = image_pixels(body.size_mm, body.dpi)
+    if pixels > MAX_CHECK_SIZE:
+        return
+    proven: set[tuple[bytes, str, int]] = set()
+    for row in rows:
+        payload, design = payload_for(row, settings), effective_design(row["design"])
+        kind = (orjson.dumps(design, option=orjson.OPT_SORT_KEYS), *_symbol_class(payload))
+        if kind in proven:
+            continue
+        readable = await render.readable(image_key(settings, payload, design), payload, design, pixels)
+        if readable != pixels:
+            size_mm = round(readable * 25.4 / body.dpi, 2)  # off by under 0.3 px at 1200 dpi: `readable` px
+            raise Problem(422, f"A {body.size_mm:g} mm PNG at {body.dpi} dpi is {pixels} pixels a side, and at that"
+                          f" size the image of {row['id']} does not decode: its shapes fall badly on the pixel grid."
+                          f" At {readable} px ({size_mm:g} mm) it reads.", type="unscannable-design",
+                          title="The image would not scan", errors=[
+                              {"field": "size_mm", "message": f"at {body.dpi} dpi, {size_mm:g} mm reads"}])
+        proven.add(kind)
+
+
 def _check_printed_size(body: ExportCreate, modules: int) -> None:
     size, field = _printed_size(body)
     module_mm = size / modules
@@ -318,8 +356,9 @@ def _check_printed_size(body: ExportCreate, modules: int) -> None:
 
 
 async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportCreate,
-                        settings: ControlPlaneSettings) -> ExportPublic:
-    """Validate, select the codes, run the print check and queue the job, in the caller's transaction."""
+                        settings: ControlPlaneSettings, render: RenderCache) -> ExportPublic:
+    """Validate, select the codes, run the print check (and decode a zip's PNGs) and queue the job, in the
+    caller's transaction."""
     if body.format == "pdf_sheet":
         sheet_for(body)
     elif body.sheet is not None:
@@ -337,6 +376,7 @@ async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: Export
         body.format != "scans_csv" or body.code_ids or body.folder_id or body.tag)
     rows = await select_codes(conn, key, body) if needs_codes else []
     print_check(rows, body, settings)
+    await check_pngs_read(rows, body, settings, render)
     job_id = new_id("exp")
     await conn.execute(
         "INSERT INTO jobs (id, kind, org_id, livemode, request, progress_total) VALUES ($1, 'export', $2, $3, $4, $5)",
@@ -420,8 +460,9 @@ async def list_jobs(ctx: ServiceContext, key: ApiKey, kind: str, page: PageQuery
 
 
 async def start_export(ctx: ServiceContext, key: ApiKey, body: ExportCreate) -> ExportPublic:
+    render = RenderCache(ctx.db, ctx.cache.redis, ctx.cache.keys)
     async with ctx.transaction() as conn:
-        return await create_export(conn, key, body, ctx.settings)
+        return await create_export(conn, key, body, ctx.settings, render)
 
 
 async def list_exports(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[ExportPublic]:

@@ -210,6 +210,22 @@ async def test_what_the_export_schema_forbids_is_refused(api: httpx.AsyncClient,
     assert response.status_code == 422, response.text
 
 
+@pytest.mark.parametrize(("body", "fields"), [
+    ({"format": "codes_csv", "group_id": "grp_1", "tag": "fall24"}, ["group_id", "tag"]),
+    ({"format": "codes_csv", "code_ids": ["qr_1"], "folder_id": "fld_1", "tag": "x"}, ["code_ids", "folder_id", "tag"]),
+    ({"format": "zip", "image_format": "png"}, ["group_id", "code_ids", "folder_id", "tag"]),
+    ({"format": "zip", "tag": "fall24"}, ["image_format"]),
+])
+async def test_an_export_rule_between_fields_names_its_fields(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                              body: dict[str, Any], fields: list[str]) -> None:
+    # docs/api.md, "Errors": a 422 names the fields at fault, never the body as a whole ("").
+    response = await api.post("/v1/exports", headers=bearer(await make_key()), json=body)
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == fields, response.text
+    assert len({e["message"] for e in errors}) == 1, response.text
+
+
 @pytest.mark.parametrize("body", [
     {"format": "codes_csv"},
     {"format": "scans_csv", "group_id": None, "since": "2026-01-01T00:00:00Z"},

@@ -111,3 +111,15 @@ async def test_a_paste_over_1_mib_is_refused_by_its_box(browser: BrowserFactory,
     assert refused.status_code == 413 and refused.headers["content-type"].startswith("text/html")
     assert "is larger than 1 MiB" in refused.text
     assert await db.fetchval("SELECT count(*) FROM jobs") == 0
+
+
+async def test_an_export_without_a_group_says_so_under_the_group_field(browser: BrowserFactory,
+                                                                      make_user: UserFactory) -> None:
+    await make_user(role="viewer")
+    client = browser()
+    await sign_in(client)
+    page = await post_form(client, "/app/exports", "/app/exports", {"group_id": "", "format": "zip"})
+    assert page.status_code == 422
+    assert ('<p class="error" id="f-group_id-error">select codes with group_id, code_ids, folder_id or tag</p>'
+            in page.text), page.text
+    assert "tag: select codes" not in page.text and ": select codes" not in page.text

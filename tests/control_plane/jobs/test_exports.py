@@ -467,3 +467,26 @@ async def test_a_groups_scans_csv_holds_the_scans_its_analytics_count(
     _, data = await export(api, worker, key, {"format": "scans_csv", "group_id": group_id, **window})
     rows = list(csv.DictReader(io.StringIO(data.decode())))
     assert [(row["code_id"], row["group_id"]) for row in rows] == [(moved_out["id"], group_id)] * 3
+
+
+async def test_a_zip_of_pngs_that_would_not_read_is_refused_naming_a_size_that_does(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker) -> None:
+    """15.7 mm at 120 dpi is a 74 px PNG: 2 px a module for these codes' 37 modules, the floor, and a `dots`
+    design does not decode there. Every image of the zip the 422 leads to reads."""
+    key = await make_key()
+    group_id = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "tables"})).json()["id"]
+    codes = [(await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "slug": f"table-{n}", "group_id": group_id, "destination": {"type": "url", "url": "https://example.com/"},
+        "design": {"style_preset": "dots"}})).json() for n in range(10, 13)]
+    body = {"format": "zip", "group_id": group_id, "image_format": "png", "size_mm": 15.7, "dpi": 120}
+    for _ in range(2):  # the second answer comes from the verdict cached in Redis
+        refused = await api.post("/v1/exports", headers=bearer(key), json=body)
+        assert refused.status_code == 422 and refused.json()["type"].endswith("/unscannable-design"), refused.text
+        [error] = refused.json()["errors"]
+        assert error["field"] == "size_mm", error
+    assert (await api.get("/v1/exports", headers=bearer(key))).json()["total"] == 0
+    reads_at = float(error["message"].removeprefix("at 120 dpi, ").removesuffix(" mm reads"))
+    _, data = await export(api, worker, key, {**body, "size_mm": reads_at})
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    for code in codes:
+        assert decode(archive.read(f"{code['slug']}.png"), "png") == [code["short_url"] + "?qr=1"]
