@@ -29,6 +29,7 @@ from edge.journal import JournalFull, ScanJournal
 from edge.redis_link import RedisLink
 from edge.scan_stream import ScanStream
 from shared.keys import SCAN_FIELD
+from shared.settings import EDGE_FLUSH_S
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,7 @@ class ScanRecorder:
                 raise
         self._delivered.difference_update(events)
 
-    async def drain(self, timeout: float = 5.0) -> None:
+    async def drain(self, timeout: float = EDGE_FLUSH_S) -> None:
         """Graceful shutdown: finish the batches in flight; an unfinished replay stays in the journal."""
         deadline = time.monotonic() + timeout
         while (self._in_flight or self._pending or self._scheduled) and self._flusher is None \

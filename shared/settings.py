@@ -17,6 +17,16 @@ from dotenv import dotenv_values
 from shared.geo import unreadable
 
 SERVICES_ENV = Path(".scanroute") / "services.env"
+# How long each process may still be finishing what it has in hand after SIGTERM (docs/operations.md,
+# "Stopping"). Whatever stops it — `scanroute up`, Compose's `stop_grace_period`, Kubernetes'
+# `terminationGracePeriodSeconds` — must wait longer before SIGKILL, or that work is cut: webhook deliveries
+# already sent go unrecorded and are sent again, scans an edge had taken wait in its journal.
+CONTROL_PLANE_SHUTDOWN_S = 10.0  # requests in flight (uvicorn's timeout_graceful_shutdown)
+EDGE_FLUSH_S = 5.0  # after the drain: the scan batches in flight, then as long again for a journal replay
+WEBHOOK_RECORD_S = 15.0  # after the sends in flight (up to the delivery timeout): recording what they did
+# The ingest worker's batch in hand, the job worker's release of its job: no timer bounds them, and each is
+# one PostgreSQL transaction or statement, normally well under a second.
+WORKER_STOP_S = 10.0
 
 
 class ConfigError(Exception):
@@ -270,6 +280,11 @@ class ControlPlaneSettings(_FromEnv):
     export_dir: Path | None = None
     export_ttl_hours: float = 24.0  # how long a finished export's file is kept and its signed URL valid
 
+    @property
+    def stop_deadline(self) -> float:
+        """Seconds after SIGTERM until the process has exited (see CONTROL_PLANE_SHUTDOWN_S)."""
+        return CONTROL_PLANE_SHUTDOWN_S
+
     @classmethod
     def read(cls, r: _Reader) -> ControlPlaneSettings:
         edge_bind = r.bind("EDGE_BIND", "127.0.0.1:8080")
@@ -333,6 +348,11 @@ class EdgeSettings(_FromEnv):
     drain_timeout: float = 10.0  # seconds a stopping process waits for requests in flight
     workers: int = 1  # processes sharing the listening socket when `--workers` is not given
 
+    @property
+    def stop_deadline(self) -> float:
+        """Seconds after SIGTERM: the drain, then the scan batches in flight and a journal replay."""
+        return self.drain_timeout + 2 * EDGE_FLUSH_S
+
     @classmethod
     def read(cls, r: _Reader) -> EdgeSettings:
         bind = r.bind("EDGE_BIND", "127.0.0.1:8080")
@@ -383,6 +403,11 @@ class IngestSettings(_FromEnv):
     metrics_interval_s: float = 30.0
     metrics_bind: tuple[str, int] | None = None  # Prometheus /metrics; off by default
 
+    @property
+    def stop_deadline(self) -> float:
+        """Seconds after SIGTERM: the batch in hand (WORKER_STOP_S)."""
+        return WORKER_STOP_S
+
     @classmethod
     def read(cls, r: _Reader) -> IngestSettings:
         return cls(
@@ -412,6 +437,11 @@ class WebhookSettings(_FromEnv):
     log_retention_days: int = 30  # finished deliveries and their attempts are kept this long; 0 keeps them forever
     metrics_bind: tuple[str, int] | None = None  # Prometheus /metrics; off by default
 
+    @property
+    def stop_deadline(self) -> float:
+        """Seconds after SIGTERM: the sends in flight, then recording them (WEBHOOK_RECORD_S)."""
+        return self.delivery_timeout + WEBHOOK_RECORD_S
+
     @classmethod
     def read(cls, r: _Reader) -> WebhookSettings:
         return cls(
@@ -436,6 +466,11 @@ class JobSettings(_FromEnv):
     control_plane: ControlPlaneSettings
     poll_interval: float = 0.5  # seconds to wait when no job is queued
     lease: float = 60.0  # seconds without a heartbeat after which another worker takes a running job over
+
+    @property
+    def stop_deadline(self) -> float:
+        """Seconds after SIGTERM: the job in progress back in the queue (WORKER_STOP_S)."""
+        return WORKER_STOP_S
 
     @classmethod
     def read(cls, r: _Reader) -> JobSettings:

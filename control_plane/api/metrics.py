@@ -1,4 +1,5 @@
-"""`/metrics` of the control plane (Prometheus text): requests by route template and status, and latency.
+"""`/metrics` of the control plane (Prometheus text): requests by route template and status, latency, and the
+requests refused at CONTROL_PLANE_MAX_CONNECTIONS (control_plane/api/slow_clients.py).
 
 Labelled by the route's template (`/v1/qr-codes/{code_id}`), never the raw path, so ids cannot blow up the
 number of series. One registry per app: tests and benchmarks build several apps in one process.
@@ -15,6 +16,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from control_plane.api.slow_clients import OVER_CAPACITY
+
 UNMATCHED = "unmatched"  # no route: 404s and scanners probing paths share one label
 # Seconds: from a cached GET (a few ms) to a 10,000-code mint (seconds).
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -25,6 +28,8 @@ class ApiMetrics:
         self.registry = CollectorRegistry()
         self.requests = Counter("scanroute_api_requests", "Requests answered, by method, route template and status",
                                 ["method", "route", "status"], registry=self.registry)
+        self.refused = Counter("scanroute_api_refused", "Requests answered 503 because the process was at "
+                               "CONTROL_PLANE_MAX_CONNECTIONS", registry=self.registry)
         self.latency = Histogram("scanroute_api_request_seconds", "Time to answer, by method and route template",
                                  ["method", "route"], buckets=BUCKETS, registry=self.registry)
         # By id(): a path no route under a Mount serves leaves the Mount's app (a Router, or the middleware
@@ -52,6 +57,14 @@ class ApiMetrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+async def refuse(send: Send) -> None:
+    """uvicorn's own answer past `limit_concurrency`: a 503 that closes the connection."""
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"19"),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": b"Service Unavailable"})
+
+
 class MetricsMiddleware:
     """Outermost, so that every answer counts, the middleware's own 413s and 429s included."""
 
@@ -62,6 +75,9 @@ class MetricsMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if scope.get(OVER_CAPACITY):  # the protocol found the process full: refused before any route runs
+            self.metrics.refused.inc()
+            return await refuse(send)
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
 

@@ -24,7 +24,7 @@ def cmd_control_plane(args: argparse.Namespace) -> int:
     import uvicorn
 
     from control_plane.api.slow_clients import protocol_with_deadline
-    from shared.settings import ControlPlaneSettings
+    from shared.settings import CONTROL_PLANE_SHUTDOWN_S, ControlPlaneSettings
 
     settings = ControlPlaneSettings.from_env()
     host, port = settings.bind
@@ -32,7 +32,7 @@ def cmd_control_plane(args: argparse.Namespace) -> int:
     uvicorn.run("control_plane.api.app:app_from_env", factory=True, host=host, port=port, loop="uvloop",
                 http=protocol_with_deadline(settings.request_read_timeout),
                 limit_concurrency=settings.max_connections, access_log=False, log_level="info",
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=math.ceil(CONTROL_PLANE_SHUTDOWN_S))
     return 0
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.processes import spawn, stop
+from shared.processes import spawn
 
 FIRST_BACKOFF = 0.5  # seconds before the first restart of a child that exited
 MAX_BACKOFF = 30.0  # seconds; the delay doubles per consecutive quick exit up to this
@@ -40,6 +40,7 @@ class Child:
     last_exit: int | None = None
     exits: deque[float] = field(default_factory=lambda: deque(maxlen=CRASH_LOOP_EXITS))
     pass_fds: tuple[int, ...] = ()  # descriptors each start inherits (the edge's listening socket)
+    stop_timeout: float = 15.0  # seconds from SIGTERM to SIGKILL: longer than the child's own drain deadline
 
     def start(self, now: float) -> None:
         self.process = spawn(list(self.argv), env=self.env, pass_fds=self.pass_fds)
@@ -99,10 +100,22 @@ class Supervisor:
                      f"{delay:g} s — its own output above says why")
 
     def stop(self) -> None:
+        """SIGTERM to every child at once; each gets its own `stop_timeout` to finish what it has in hand
+        (docs/operations.md, "Stopping") before SIGKILL. The stack is down within the longest, not the sum."""
+        running = []
         for child in self.children:
             child.restart_at = None
-            if child.process is not None:
-                stop(child.process, signal.SIGTERM)
+            if child.process is not None and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+                running.append(child)
+        signalled = time.monotonic()
+        for child in running:
+            assert child.process is not None
+            try:
+                child.process.wait(max(0.0, signalled + child.stop_timeout - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
         self.status_file.unlink(missing_ok=True)
 
     def write_status(self) -> None:

@@ -230,8 +230,25 @@ class _PrivateServerWatch:
         _say(f"restarted private {SERVER_NAMES[name]}")
 
 
+STOP_MARGIN_S = 5.0  # beyond a child's own drain deadline: its start-up of the shutdown, closing its pools
+
+
+def stop_timeouts(env: dict[str, str]) -> dict[str, float]:
+    """Seconds each child gets from SIGTERM to SIGKILL: its own drain deadline (`stop_deadline`, read from the
+    same variables it reads) plus STOP_MARGIN_S, so that `up` never cuts a graceful stop short
+    (docs/operations.md, "Stopping")."""
+    deadlines = {"control-plane": ControlPlaneSettings.from_env(env).stop_deadline,
+                 "edge": EdgeSettings.from_env(env).stop_deadline,
+                 "ingest": IngestSettings.from_env(env).stop_deadline,
+                 "webhooks": WebhookSettings.from_env(env).stop_deadline,
+                 "jobs": JobSettings.from_env(env).stop_deadline}
+    return {kind: deadlines[kind] + STOP_MARGIN_S for kind in PROCESS_KINDS}
+
+
 def _supervisor(env: dict[str, str], edge_socket: socket.socket) -> Supervisor:
-    children = [Child(kind, [sys.executable, "-m", "control_plane.cli", kind], env) for kind in PROCESS_KINDS]
+    timeouts = stop_timeouts(env)
+    children = [Child(kind, [sys.executable, "-m", "control_plane.cli", kind], env, stop_timeout=timeouts[kind])
+                for kind in PROCESS_KINDS]
     for child in children:
         if child.kind == "edge":
             child.env = {**env, LISTEN_FD_VAR: str(edge_socket.fileno())}

@@ -30,8 +30,12 @@ UPDATE jobs SET status = $3, result = $4, error = $5, finished_at = now(), expir
 WHERE id = $1 AND attempt = $2 AND status = 'running'
 RETURNING *"""
 RELEASE = "UPDATE jobs SET status = 'queued', heartbeat_at = NULL WHERE id = $1 AND attempt = $2 AND status = 'running'"
+# A graceful stop hands the claim back uncounted: `attempt - stops` is what MAX_ATTEMPTS bounds.
+RELEASE_STOPPING = """
+UPDATE jobs SET status = 'queued', heartbeat_at = NULL, stops = stops + 1
+WHERE id = $1 AND attempt = $2 AND status = 'running'"""
 EXPIRED = "SELECT id FROM jobs WHERE file_size IS NOT NULL AND expires_at < now() ORDER BY expires_at LIMIT 100"
-MAX_ATTEMPTS = 3  # claims of one job (each after a worker died or stopped mid-job) before it fails
+MAX_ATTEMPTS = 3  # claims of one job (each after a worker died or lost PostgreSQL mid-job) before it fails
 
 
 class JobLost(Exception):
@@ -57,6 +61,18 @@ async def renew(db: asyncpg.Pool[Any], job: asyncpg.Record) -> bool:
     return attempt is not None and attempt == int(job["attempt"])
 
 
+def interrupted(job: asyncpg.Record) -> int:
+    """Claims of the job before this one that ended without ending it, graceful stops left out."""
+    return int(job["attempt"]) - 1 - int(job["stops"])
+
+
 async def release(db: asyncpg.Pool[Any], job: asyncpg.Record) -> None:
-    """Back to the queue at once (the worker is stopping), instead of waiting out the lease."""
+    """Back to the queue at once (PostgreSQL failed the attempt), instead of waiting out the lease; the attempt
+    counts against MAX_ATTEMPTS."""
     await db.execute(RELEASE, job["id"], job["attempt"])
+
+
+async def release_stopping(db: asyncpg.Pool[Any], job: asyncpg.Record) -> None:
+    """Back to the queue at once because the worker is stopping gracefully: the attempt does not count, so
+    deploys and restarts never use up a job's attempts (a crash still does)."""
+    await db.execute(RELEASE_STOPPING, job["id"], job["attempt"])

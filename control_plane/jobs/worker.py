@@ -1,7 +1,8 @@
 """`scanroute jobs`: exports and imports, one job at a time per process; run as many processes as needed.
 
 Rendering is CPU work done in a thread, so the event loop keeps the lease alive while a page is drawn.
-SIGTERM stops the worker between batches and puts its job back in the queue for the next worker.
+SIGTERM stops the worker between batches and puts its job back in the queue for the next worker, without
+counting an attempt (docs/exports.md, "The job worker").
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class JobWorker:
             with contextlib.suppress(asyncio.CancelledError, claims.JobLost):
                 await work
             if stop.is_set():
-                await claims.release(self.db, job)
+                await claims.release_stopping(self.db, job)
                 log.info("stopping: job %s is back in the queue", job["id"])
             return
         with contextlib.suppress(claims.JobLost):
@@ -121,7 +122,8 @@ class JobWorker:
     async def _process(self, job: asyncpg.Record) -> None:
         started = time.monotonic()
         try:
-            if job["attempt"] > claims.MAX_ATTEMPTS and job["result"] is None:  # not an import's codes to publish
+            # Not an import's codes to publish; claims handed back by a graceful stop do not count.
+            if claims.interrupted(job) >= claims.MAX_ATTEMPTS and job["result"] is None:
                 raise Problem(500, f"The job was interrupted {claims.MAX_ATTEMPTS} times; request it again.")
             if job["kind"] == "export":
                 await self._export(job)

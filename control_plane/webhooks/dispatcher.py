@@ -55,7 +55,7 @@ from shared.ids import new_id
 from shared.metrics_server import metrics_server
 from shared.outbox import event_object
 from shared.processes import Backoff, pause, stop_on_signals
-from shared.settings import WebhookSettings
+from shared.settings import WEBHOOK_RECORD_S, WebhookSettings
 from shared.unavailable import POSTGRES_TRANSIENT, STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[An
 
 FAN_OUT_BATCH = 500
 QUEUE_DEPTH_INTERVAL_S = 5.0
-SHUTDOWN_RECORD_S = 15.0  # after SIGTERM, how long to keep trying to record attempts already made
+SHUTDOWN_RECORD_S = WEBHOOK_RECORD_S  # after SIGTERM, how long to keep trying to record attempts already made
 PRUNE_INTERVAL_S = 600.0  # between rounds of removing the log's expired deliveries
 HELD_RETRY_S = 0.05  # how soon an outcome whose endpoint another transaction held is recorded again
 # The stores' outages (shared.unavailable): the same statement succeeds later, so attempts wait for it.

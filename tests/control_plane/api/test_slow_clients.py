@@ -70,14 +70,31 @@ async def test_silent_half_sent_and_stalled_requests_are_dropped(env: dict[str, 
         assert dropped(silent) and dropped(half_headers) and dropped(stalled_body)
 
 
-def test_connections_over_the_limit_get_a_503(env: dict[str, str]) -> None:
-    with control_plane(env, CONTROL_PLANE_MAX_CONNECTIONS="2") as port:
+def ask(port: int, path: str) -> bytes:
+    """One request on a connection of its own; the whole answer (the server closes past the limit)."""
+    sock = connect(port)
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: cp\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+    finally:
+        sock.close()
+
+
+def test_connections_over_the_limit_get_a_503_counted_in_metrics_but_probes_pass(env: dict[str, str]) -> None:
+    with control_plane(env, CONTROL_PLANE_MAX_CONNECTIONS="2", CONTROL_PLANE_READ_TIMEOUT="120") as port:
         held = [connect(port), connect(port)]
         try:
-            extra = connect(port)
-            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: cp\r\n\r\n")
-            assert extra.recv(4096).startswith(b"HTTP/1.1 503")
-            extra.close()
+            assert ask(port, "/v1/qr-codes").startswith(b"HTTP/1.1 503")
+            assert ask(port, "/openapi.json").startswith(b"HTTP/1.1 503")
+            # A liveness probe and the scrape are answered on a busy process, and the refusals are counted.
+            assert ask(port, "/healthz").startswith(b"HTTP/1.1 200")
+            scraped = ask(port, "/metrics")
+            assert scraped.startswith(b"HTTP/1.1 200")
+            assert b"\nscanroute_api_refused_total 2.0\n" in scraped
+            assert ask(port, "/readyz").startswith(b"HTTP/1.1 503")  # a full process is not ready for more
         finally:
             for sock in held:
                 sock.close()

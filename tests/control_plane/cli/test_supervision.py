@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
+import time
 from pathlib import Path
 
 from control_plane.cli.supervision import CRASH_LOOP_EXITS, MAX_BACKOFF, Child, Supervisor
+from control_plane.cli.supervisor import _supervisor
+from control_plane.webhooks.dispatcher import SHUTDOWN_RECORD_S
+from shared.settings import ControlPlaneSettings, EdgeSettings, IngestSettings, JobSettings, WebhookSettings
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 CRASHER = [sys.executable, "-c", "import sys; sys.exit(3)"]
@@ -128,3 +133,43 @@ def test_a_child_that_ran_for_a_while_restarts_quickly_again(tmp_path: Path) -> 
         assert child.restart_at == clock.now + 0.5
     finally:
         supervisor.stop()
+
+
+def draining_child(kind: str, ready: Path, stop_timeout: float) -> Child:
+    """A child that takes 4 s to stop after SIGTERM, and then exits 0, as a draining dispatcher does."""
+    script = ("import pathlib, signal, sys, time\n"
+              "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(4), sys.exit(0)))\n"
+              f"pathlib.Path({str(ready)!r}).touch()\n"
+              "time.sleep(120)\n")
+    return Child(kind, [sys.executable, "-c", script], dict(os.environ), stop_timeout=stop_timeout)
+
+
+def test_each_child_gets_its_own_time_to_stop_and_all_stop_together(tmp_path: Path) -> None:
+    patient = draining_child("webhooks", tmp_path / "webhooks.ready", stop_timeout=60.0)
+    hasty = draining_child("ingest", tmp_path / "ingest.ready", stop_timeout=0.5)
+    supervisor = Supervisor([hasty, patient], [].append, tmp_path / "processes.json")
+    supervisor.start()
+    for ready in (tmp_path / "webhooks.ready", tmp_path / "ingest.ready"):
+        for _ in range(600):
+            if ready.exists():
+                break
+            time.sleep(0.05)
+        assert ready.exists()
+    supervisor.stop()
+    assert patient.process is not None and patient.process.returncode == 0  # drained, not killed
+    assert hasty.process is not None and hasty.process.returncode == -signal.SIGKILL
+
+
+def test_scanroute_up_waits_longer_than_each_child_s_own_drain_deadline() -> None:
+    """`up` killed every child 15 s after SIGTERM: a dispatcher records what it sent for up to 25 s."""
+    settings = {"control-plane": ControlPlaneSettings, "edge": EdgeSettings, "ingest": IngestSettings,
+                "webhooks": WebhookSettings, "jobs": JobSettings}
+    child_env = {"DATABASE_URL": "postgresql://scanroute@127.0.0.1:5432/scanroute", "REDIS_URL": "redis://127.0.0.1",
+                 "EDGE_DRAIN_TIMEOUT": "30", "SCAN_HASH_SECRET": "a-secret-of-32-characters-or-more"}
+    with socket.socket() as edge_socket:
+        children = {child.kind: child for child in _supervisor(child_env, edge_socket).children}
+    for kind, kind_settings in settings.items():
+        deadline = kind_settings.from_env(child_env).stop_deadline
+        assert children[kind].stop_timeout > deadline, (kind, children[kind].stop_timeout, deadline)
+    assert children["webhooks"].stop_timeout > WebhookSettings.from_env(child_env).delivery_timeout + \
+        SHUTDOWN_RECORD_S

@@ -249,3 +249,51 @@ async def test_a_heartbeat_that_fails_on_an_error_gives_the_job_up_and_says_why(
     failed = [r for r in caplog.records if r.levelname == "ERROR" and started.json()["id"] in r.getMessage()]
     assert failed and "heartbeat refused" in failed[0].getMessage(), caplog.text
     assert failed[0].exc_info is not None
+
+
+async def test_a_graceful_stop_gives_the_job_back_without_using_an_attempt_but_a_crash_uses_one(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM sets the worker's stop event (shared.processes.stop_on_signals): three deploys during one long
+    export must not fail it, while workers that die mid-job still use up its attempts."""
+    running, stalling = asyncio.Event(), [True]
+
+    class LongRun(ExportRun):
+        async def run(self) -> tuple[str, str]:
+            if stalling[0]:
+                running.set()
+                await asyncio.Event().wait()  # a long export, still drawing when the worker is told to stop
+            return await super().run()
+
+    async def stop_mid_job() -> None:
+        running.clear()
+        stop = asyncio.Event()
+        loop = asyncio.create_task(worker.run(stop))
+        await asyncio.wait_for(running.wait(), 30)
+        stop.set()
+        await asyncio.wait_for(loop, 30)
+
+    monkeypatch.setattr(worker_module, "ExportRun", LongRun)
+    key = await make_key()
+    group_id, _ = await mint_group(api, key, 3)
+    body = {"format": "codes_csv", "group_id": group_id}
+    export_id = (await api.post("/v1/exports", headers=bearer(key), json=body)).json()["id"]
+    for _ in range(claims.MAX_ATTEMPTS):
+        await stop_mid_job()
+        assert (await api.get(f"/v1/exports/{export_id}", headers=bearer(key))).json()["status"] == "queued"
+    stalling[0] = False
+    job = await run_job(api, worker, key, f"/v1/exports/{export_id}")
+    assert job["status"] == "succeeded", job["error"]
+    file = await api.get(f"/v1/exports/{export_id}/file", headers=bearer(key))
+    assert file.status_code == 200 and file.text.count("\r\n") == 4
+
+    # A graceful stop, then three workers that die mid-job (their leases run out): the crashes count.
+    stalling[0] = True
+    crashed_id = (await api.post("/v1/exports", headers=bearer(key), json=body)).json()["id"]
+    await stop_mid_job()
+    for _ in range(claims.MAX_ATTEMPTS):
+        assert await claims.claim(worker.db, 60) is not None
+        await db.execute("UPDATE jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = $1", crashed_id)
+    stalling[0] = False
+    job = await run_job(api, worker, key, f"/v1/exports/{crashed_id}")
+    assert job["status"] == "failed" and "interrupted 3 times" in job["error"]["detail"], job
