@@ -59,15 +59,16 @@ SELECT r.id FROM ranked r LEFT JOIN pair_leased p ON p.org_id = r.org_id AND p.l
 WHERE r.pair_rank <= $4 - coalesce(p.n, 0)
 ORDER BY r.pair_rank, r.endpoint_rank, r.next_attempt_at
 LIMIT $2"""
-# The conditions are checked again on the row as it is now: a delivery parked or deleted by the API
-# since CHOOSE read it is not leased. A row another transaction holds (a batch removing a deleted endpoint's
-# log, a recorder) is skipped, not waited for: waiting would hold the claim lock, and every organisation's
-# claims with it, for as long as that transaction runs.
+# The conditions are checked again on the row as it is now: a delivery parked by the API, or whose endpoint
+# was deleted, since CHOOSE read it is not leased. A row another transaction holds (a batch removing a
+# deleted endpoint's log, a recorder) is skipped, not waited for: waiting would hold the claim lock, and
+# every organisation's claims with it, for as long as that transaction runs.
 LEASE = """
 WITH leased AS (
     UPDATE webhook_deliveries SET leased_until = $3, leased_by = $4
     WHERE id IN (SELECT id FROM webhook_deliveries
                  WHERE id = ANY ($1::text[]) AND status = 'pending' AND next_attempt_at <= $2
+                   AND endpoint_id NOT IN (SELECT id FROM webhook_endpoints WHERE deleted_at IS NOT NULL)
                  FOR UPDATE SKIP LOCKED)
     RETURNING id, event_id, endpoint_id, attempt_count, payload, leased_by)
 SELECT d.id AS delivery_id, d.event_id, d.endpoint_id, d.attempt_count, d.payload, d.leased_by AS lease,
