@@ -22,6 +22,8 @@ from shared.times import timestamp
 OWNED = "id = $1 AND org_id = $2 AND livemode = $3"
 # The folder's live codes, detached as any other change of a code is (a new version); deleted codes detach
 # through the foreign key (ON DELETE SET NULL) with no event, as nobody hears of a deleted code again.
+# Deleted ones too: the foreign key's ON DELETE SET NULL locks them when the folder goes.
+LOCK_CODES = "SELECT 1 FROM qr_codes WHERE folder_id = $1 ORDER BY id FOR UPDATE"
 DETACH_CODES = """
 UPDATE qr_codes SET folder_id = NULL, version = version + 1, updated_at = now()
 WHERE folder_id = $1 AND deleted_at IS NULL RETURNING id"""
@@ -82,8 +84,15 @@ async def rename_folder(ctx: ServiceContext, key: ApiKey, folder_id: str, body: 
 async def delete_folder(ctx: ServiceContext, key: ApiKey, folder_id: str) -> None:
     """One transaction: the folder, and a `qr.updated` for each of its codes (`previous_attributes.folder_id`)."""
     async with ctx.transaction() as conn:
-        # Locked first: a code being put in the folder meanwhile waits, then finds it gone (422), rather than
-        # landing in it after its codes were detached and losing it again without an event.
+        if await conn.fetchval(f"SELECT id FROM folders WHERE {OWNED}", folder_id, key.org_id, key.livemode) is None:
+            raise not_found("folder")
+        # Its codes first, by id, then the folder: the order in which a bulk update (or a PATCH) locks the codes
+        # it changes and then the folder it puts them in. Locking the folder first deadlocked with one
+        # (docs/api.md §2.3), and detaching the codes in the table's order with one that holds some of them.
+        await conn.execute(LOCK_CODES, folder_id)
+        # Then the folder: a code being put in it meanwhile waits, then finds it gone (422), rather than
+        # landing in it after its codes were detached and losing it again without an event; one that got there
+        # first is detached below with the others.
         if await conn.fetchval(f"SELECT id FROM folders WHERE {OWNED} FOR UPDATE",
                                folder_id, key.org_id, key.livemode) is None:
             raise not_found("folder")

@@ -41,7 +41,7 @@ open AS (
     SELECT w.id, w.org_id, w.livemode,
            (CASE WHEN w.consecutive_failures >= {CIRCUIT_AFTER} THEN 1 ELSE $3 END) - coalesce(l.n, 0) AS room
     FROM webhook_endpoints w LEFT JOIN leased l ON l.endpoint_id = w.id
-    WHERE w.enabled AND (w.paused_until IS NULL OR w.paused_until <= $1)),
+    WHERE w.enabled AND w.deleted_at IS NULL AND (w.paused_until IS NULL OR w.paused_until <= $1)),
 candidates AS (
     SELECT d.id, d.next_attempt_at, o.id AS endpoint_id, o.org_id, o.livemode,
            row_number() OVER (PARTITION BY o.id ORDER BY d.next_attempt_at, d.id) AS endpoint_rank
@@ -59,15 +59,16 @@ SELECT r.id FROM ranked r LEFT JOIN pair_leased p ON p.org_id = r.org_id AND p.l
 WHERE r.pair_rank <= $4 - coalesce(p.n, 0)
 ORDER BY r.pair_rank, r.endpoint_rank, r.next_attempt_at
 LIMIT $2"""
-# The conditions are checked again on the row as it is now: a delivery parked or deleted by the API
-# since CHOOSE read it is not leased. A row another transaction holds (an endpoint's DELETE cascading over
-# its log, a recorder) is skipped, not waited for: waiting would hold the claim lock, and every
-# organisation's claims with it, for as long as that transaction runs.
+# The conditions are checked again on the row as it is now: a delivery parked by the API, or whose endpoint
+# was deleted, since CHOOSE read it is not leased. A row another transaction holds (a batch removing a
+# deleted endpoint's log, a recorder) is skipped, not waited for: waiting would hold the claim lock, and
+# every organisation's claims with it, for as long as that transaction runs.
 LEASE = """
 WITH leased AS (
     UPDATE webhook_deliveries SET leased_until = $3, leased_by = $4
     WHERE id IN (SELECT id FROM webhook_deliveries
                  WHERE id = ANY ($1::text[]) AND status = 'pending' AND next_attempt_at <= $2
+                   AND endpoint_id NOT IN (SELECT id FROM webhook_endpoints WHERE deleted_at IS NOT NULL)
                  FOR UPDATE SKIP LOCKED)
     RETURNING id, event_id, endpoint_id, attempt_count, payload, leased_by)
 SELECT d.id AS delivery_id, d.event_id, d.endpoint_id, d.attempt_count, d.payload, d.leased_by AS lease,

@@ -12,7 +12,8 @@ Three loops share one process, and any number of processes may run side by side:
   the slot. A dispatcher that dies (even by `kill -9`) leaves its leases to expire and another sends
   those deliveries again: delivery is at least once, and receivers deduplicate on `webhook-id`.
 
-A fourth loop removes finished deliveries older than WEBHOOK_LOG_RETENTION_DAYS (`retention.py`).
+A fourth loop removes finished deliveries older than WEBHOOK_LOG_RETENTION_DAYS (`retention.py`), and a fifth
+the delivery logs of deleted endpoints, in batches, then their rows (`purge.py`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from control_plane.webhooks.metrics import (
     QUEUE_DEPTH,
     WebhookMetrics,
 )
+from control_plane.webhooks.purge import purge_batch
 from control_plane.webhooks.retention import PRUNE_BATCH, prune_batch
 from control_plane.webhooks.schedule import (
     DISABLE_AFTER,
@@ -65,6 +67,7 @@ FAN_OUT_BATCH = 500
 QUEUE_DEPTH_INTERVAL_S = 5.0
 SHUTDOWN_RECORD_S = WEBHOOK_RECORD_S  # after SIGTERM, how long to keep trying to record attempts already made
 PRUNE_INTERVAL_S = 600.0  # between rounds of removing the log's expired deliveries
+PURGE_INTERVAL_S = 5.0  # how often to look for a deleted endpoint whose log is left to remove
 HELD_RETRY_S = 0.05  # how soon an outcome whose endpoint another transaction held is recorded again
 # The stores' outages (shared.unavailable): the same statement succeeds later, so attempts wait for it.
 RETRYABLE: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, *POSTGRES_TRANSIENT)
@@ -81,13 +84,13 @@ UPDATE webhook_deliveries SET status = $2, attempt_count = $3, next_attempt_at =
        leased_until = NULL, leased_by = NULL
 WHERE id = $1 AND leased_by = $6"""
 # The endpoints of the attempts being recorded, locked before any delivery row: the API locks an endpoint
-# before its deliveries too (DELETE cascades, PATCH parks). One that another transaction holds is skipped,
-# not waited for — a DELETE cascading over a long log would otherwise hold up every other outcome of the
-# batch — and its outcomes are recorded a moment later.
+# before its deliveries too (PATCH parks). One that another transaction holds (a PATCH, or a DELETE marking
+# it) is skipped, not waited for, and its outcomes are recorded a moment later. A deleted endpoint's are
+# not recorded: its log is being removed (purge.py).
 LOCK_ENDPOINTS = """
 SELECT id, enabled, consecutive_failures, failing_since, paused_until FROM webhook_endpoints
-WHERE id = ANY ($1::text[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED"""
-EXISTING_ENDPOINTS = "SELECT id FROM webhook_endpoints WHERE id = ANY ($1::text[])"
+WHERE id = ANY ($1::text[]) AND deleted_at IS NULL ORDER BY id FOR NO KEY UPDATE SKIP LOCKED"""
+EXISTING_ENDPOINTS = "SELECT id FROM webhook_endpoints WHERE id = ANY ($1::text[]) AND deleted_at IS NULL"
 ENDPOINT_RECOVERED = """
 UPDATE webhook_endpoints SET failing_since = NULL, consecutive_failures = 0, paused_until = NULL WHERE id = $1"""
 ENDPOINT_FAILED = """
@@ -212,7 +215,7 @@ class Dispatcher:
             held = set(by_endpoint) - set(endpoints)
             if held:
                 held &= {r["id"] for r in await conn.fetch(EXISTING_ENDPOINTS, list(held))}
-            # An endpoint deleted meanwhile took its deliveries with it: nothing is left to record.
+            # An endpoint deleted meanwhile: its deliveries go with it, nothing is recorded.
             kept = [o for o in outcomes if o.delivery["endpoint_id"] in endpoints]
             await conn.executemany(RECORD_ATTEMPT, [
                 (o.delivery["delivery_id"], o.attempted_at, o.result.status_code, o.result.latency_ms,
@@ -292,6 +295,24 @@ class Dispatcher:
             if removed < PRUNE_BATCH:  # caught up: the next deliveries expire later
                 await pause(stop, PRUNE_INTERVAL_S)
 
+    async def purge_deleted(self) -> int:
+        """One batch of a deleted endpoint's deliveries removed, or its row once they are gone; returns how many
+        rows went (0: nothing to remove now)."""
+        async with self.db.acquire() as conn, conn.transaction():
+            return await purge_batch(conn)
+
+    async def _purge_loop(self, stop: asyncio.Event) -> None:
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                removed = await self.purge_deleted()
+                backoff.reset()
+            except PAUSES as exc:
+                await backoff.wait(stop, log, "removing deleted webhook endpoints paused", exc)
+                continue
+            if not removed:  # nothing deleted, or only rows another transaction holds: look again later
+                await pause(stop, PURGE_INTERVAL_S)
+
     async def measure_queue(self) -> None:
         now = self.clock()
         depth = await self.db.fetchrow(QUEUE_DEPTH, now)
@@ -315,7 +336,7 @@ class Dispatcher:
         sending = asyncio.create_task(self._send_loop(stop))
         recording = asyncio.create_task(self._record_loop(stop, sending))
         await asyncio.gather(self._loop(self.fan_out, stop), self._measure_queue_loop(stop), self._prune_loop(stop),
-                             sending, recording)
+                             self._purge_loop(stop), sending, recording)
 
     async def _send_loop(self, stop: asyncio.Event) -> None:
         """Keep up to WEBHOOK_CONCURRENCY deliveries in flight, each on its own task."""

@@ -44,22 +44,25 @@ SELECT org_id, livemode FROM pairs LIMIT $3"""
 PENDING_OF_PAIR = f"""
 SELECT count(*) FROM (
     SELECT 1 FROM webhook_endpoints w JOIN webhook_deliveries d ON d.endpoint_id = w.id
-    WHERE w.org_id = $1 AND w.livemode = $2 AND w.consecutive_failures < {CIRCUIT_AFTER}
+    WHERE w.org_id = $1 AND w.livemode = $2 AND w.consecutive_failures < {CIRCUIT_AFTER} AND w.deleted_at IS NULL
       AND d.status = 'pending' AND d.next_attempt_at IS NOT NULL
     LIMIT $3) pending"""
 CLAIM_EVENTS = """
 SELECT seq, id FROM events WHERE org_id = $1 AND livemode = $2 AND dispatched_at IS NULL
 ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED"""
-# Endpoints subscribe from their creation on; an endpoint never receives events from before it existed.
+# Endpoints subscribe from their creation on; an endpoint never receives events from before it existed, nor
+# any once it is deleted (its pending deliveries do not count against its organisation's queue either).
 SUBSCRIBERS = """
 SELECT e.id AS event_id, w.id AS endpoint_id
 FROM events e JOIN webhook_endpoints w
-  ON w.org_id = e.org_id AND w.livemode = e.livemode AND w.enabled AND w.created_at <= e.created_at
+  ON w.org_id = e.org_id AND w.livemode = e.livemode AND w.enabled AND w.deleted_at IS NULL
+ AND w.created_at <= e.created_at
  AND (e.type = ANY (w.events) OR '*' = ANY (w.events))
 WHERE e.id = ANY ($1::text[])"""
-# A delivery's row refers to its endpoint, and inserting it waits for a DELETE of that endpoint (which may
-# cascade over a long log) to end. The endpoints are locked first, skipping the ones another transaction is
-# deleting: the events for those wait in the outbox, and the round goes on with everyone else.
+# A delivery's row refers to its endpoint, and inserting it waits for a DELETE of that endpoint's row to end.
+# The endpoints are locked first, skipping the ones another transaction is deleting: the events for those wait
+# in the outbox, and the round goes on with everyone else. (An API delete only marks the endpoint, which
+# does not conflict with this lock; the row goes once its log is gone, by then in no SUBSCRIBERS.)
 LOCK_SUBSCRIBERS = "SELECT id FROM webhook_endpoints WHERE id = ANY ($1::text[]) FOR KEY SHARE SKIP LOCKED"
 CREATE_DELIVERIES = """
 INSERT INTO webhook_deliveries (id, event_id, endpoint_id, next_attempt_at, created_at, updated_at)

@@ -19,12 +19,13 @@ SELECT (SELECT count(*) FROM events WHERE dispatched_at IS NULL) AS undispatched
        count(*) FILTER (WHERE leased_until > $1) AS in_flight,
        count(*) FILTER (WHERE next_attempt_at > $1 AND (leased_until IS NULL OR leased_until <= $1)) AS scheduled,
        count(*) FILTER (WHERE next_attempt_at IS NULL AND (leased_until IS NULL OR leased_until <= $1)) AS parked
-FROM webhook_deliveries WHERE status = 'pending'"""
+FROM webhook_deliveries WHERE status = 'pending'
+  AND endpoint_id NOT IN (SELECT id FROM webhook_endpoints WHERE deleted_at IS NOT NULL)"""
 ENDPOINT_HEALTH = """
 SELECT count(*) FILTER (WHERE enabled AND paused_until > $1) AS paused,
        count(*) FILTER (WHERE enabled AND failing_since IS NOT NULL) AS failing,
        count(*) FILTER (WHERE NOT enabled) AS disabled
-FROM webhook_endpoints"""
+FROM webhook_endpoints WHERE deleted_at IS NULL"""
 
 
 class WebhookMetrics:

@@ -1,8 +1,10 @@
 """Deleting one organisation's webhook endpoint stalls nobody else's claims, fan-out or recording
 (docs/webhooks.md, "Fairness: no organisation holds up another").
 
-A DELETE cascading over a long delivery log runs for seconds; it is modelled by a transaction that has deleted
-the endpoint and not committed yet. Each step under test gets 5 s, where it needs milliseconds.
+The endpoint's row is deleted once its log is gone (docs/webhooks.md, "Deleting an endpoint"); that DELETE under
+way is modelled by a transaction that has deleted the row and not committed yet, here with the log still there
+(the cascade over it is what a DELETE from before the batched removal did). Each step under test gets 5 s, where
+it needs milliseconds.
 """
 
 from __future__ import annotations
