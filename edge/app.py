@@ -148,8 +148,9 @@ class EdgeApp:
         resolution = found.resolution
         if method == "POST" and not self.takes_password(resolution):
             return await self._not_allowed(send, method)  # only a password form posts to a code
-        query, ip = scope["query_string"], self._client_ip(scope)
-        facts = self.scans.facts(headers, ip)
+        query, peer = scope["query_string"], self._peer(scope)
+        ip = self._client_ip(scope, peer)
+        facts = self.scans.facts(headers, ip, peer)
         visitor = self.scans.visitor(query, ip, facts)
         decision, page, extra = self.decide(method, found, visitor) or \
             await self.check_password(found.code, resolution, visitor, password_from_form(form))
@@ -164,8 +165,7 @@ class EdgeApp:
                                        (b"content-type", b"text/plain")], b"", method)
         return "redirected"
 
-    def _client_ip(self, scope: Scope) -> str:
-        peer = self._peer(scope)
+    def _client_ip(self, scope: Scope, peer: str) -> str:
         if not self.settings.trusted_proxies:
             return peer
         return self.scans.client_address.of(peer, self._forwarded(scope))

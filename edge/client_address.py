@@ -33,16 +33,31 @@ def _parsed(address: str) -> IPv4Address | IPv6Address | None:
     return parsed
 
 
+PEER_MEMO_ENTRIES = 4096  # peers: behind proxies, a handful of addresses send every scan
+
+
 class ClientAddress:
     def __init__(self, trusted: Networks) -> None:
         self.trusted = trusted
+        self._peers: dict[str, bool] = {}  # peer → in `trusted`; a bounded memo
 
     def _is_trusted(self, address: IPv4Address | IPv6Address | None) -> bool:
         return address is not None and any(address in network for network in self.trusted)
 
+    def trusts_peer(self, peer: str) -> bool:
+        """Whether the TCP peer (`unmapped` already) is a trusted proxy: one dict lookup once it was seen, rather
+        than a parse and a scan of the networks per request."""
+        known = self._peers.get(peer)
+        if known is None:
+            known = self._is_trusted(_parsed(peer))
+            if len(self._peers) >= PEER_MEMO_ENTRIES:
+                self._peers.clear()
+            self._peers[peer] = known
+        return known
+
     def of(self, peer: str, forwarded_for: bytes | None) -> str:
         """`peer` is `unmapped` already: both servers unmap it once, where they read it."""
-        if not self.trusted or not forwarded_for or not self._is_trusted(_parsed(peer)):
+        if not self.trusted or not forwarded_for or not self.trusts_peer(peer):
             return peer
         client = peer
         for entry in reversed(forwarded_for.decode("latin-1").split(",")):

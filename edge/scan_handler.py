@@ -109,7 +109,7 @@ class ScanHandler:
     def _answer(self, request: _Request, scan: PreparedScan) -> None:
         if request.method == "POST" and not self.app.takes_password(scan.resolution):
             return self._not_allowed(request.conn, request.slot, request.connection, request.started)
-        facts = self.scans.facts(request.headers, request.ip)
+        facts = self.scans.facts(request.headers, request.ip, request.conn.peer)
         if scan.decided is not None:  # a plain code: nothing about the visitor can change the answer
             return self._record(request, scan, facts, scan.decided)
         visitor = self.scans.visitor(request.query, request.ip, facts)

@@ -39,6 +39,9 @@ class ScanPath:
         self._targets: dict[tuple[str, bytes], Target] = {}
         self._markers: dict[bytes, bool] = {}
         self.client_address = ClientAddress(settings.trusted_proxies)
+        # Without TRUSTED_PROXIES the country header is believed from every peer, as configured; with them, only
+        # from a trusted proxy: a visitor reaching the edge directly cannot pick its country (docs/edge.md).
+        self._country_from_any_peer = not settings.trusted_proxies
 
     def target(self, path: str, host: bytes) -> Target | None:
         """(domain, slug, the code's cache key) if the request can name a code at all (docs/api.md §3.4), else
@@ -60,7 +63,7 @@ class ScanPath:
         target = self._targets[(path, host)] = (domain, slug, self.keys.code(domain, slug))
         return target
 
-    def facts(self, headers: Headers, ip: str) -> Facts:
+    def facts(self, headers: Headers, ip: str, peer: str) -> Facts:
         """What the scan event records of the visitor (and rules test): a tuple, not yet a `Visitor`, which only
         a code with rules or a split needs (building one costs a tenth of a plain scan's instructions)."""
         user_agent = headers.get(b"user-agent", b"")[:512].decode("latin-1")
@@ -73,8 +76,8 @@ class ScanPath:
         keyed.update(ip.encode())
         ip_hash = keyed.hexdigest()
         keyed.update(b"\n" + user_agent.encode())
-        return (user_agent, headers.get(b"accept-language", b"")[:256].decode("latin-1"), self.country(headers, ip),
-                keyed.hexdigest(), ip_hash)
+        return (user_agent, headers.get(b"accept-language", b"")[:256].decode("latin-1"),
+                self.country(headers, ip, peer), keyed.hexdigest(), ip_hash)
 
     @staticmethod
     def visitor(query: bytes, ip: str, facts: Facts) -> Visitor:
@@ -110,10 +113,14 @@ class ScanPath:
             self._markers[query] = marker
         return marker
 
-    def country(self, headers: Headers, ip: str) -> str | None:
-        """A trusted CDN header first; else the GeoIP database, looked up here since IPs never leave the edge."""
+    def country(self, headers: Headers, ip: str, peer: str) -> str | None:
+        """A trusted CDN header first (from a trusted proxy, when TRUSTED_PROXIES is set: one memoised lookup of
+        the peer, and only for a request that carries the header); else the GeoIP database, looked up here since
+        IPs never leave the edge."""
         if self.country_header:
-            value = headers.get(self.country_header, b"").decode("latin-1").strip().upper()
-            if len(value) == 2 and value.isalpha():
-                return value
+            raw = headers.get(self.country_header)
+            if raw is not None and (self._country_from_any_peer or self.client_address.trusts_peer(peer)):
+                value = raw.decode("latin-1").strip().upper()
+                if len(value) == 2 and value.isalpha():
+                    return value
         return self.geo.country(ip) if self.geo and ip else None

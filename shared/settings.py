@@ -254,6 +254,10 @@ class _FromEnv:
         return cls.read(_Reader(load_environment() if env is None else env))  # type: ignore[attr-defined, no-any-return]
 
 
+# The proxies the control plane believes by default: one on the same host (uvicorn's own default is 127.0.0.1).
+CONTROL_PLANE_TRUSTED_PROXIES = "127.0.0.1, ::1"
+
+
 @dataclass(frozen=True, slots=True)
 class ControlPlaneSettings(_FromEnv):
     stores: Stores
@@ -279,6 +283,21 @@ class ControlPlaneSettings(_FromEnv):
     # Export files live in PostgreSQL unless a directory that every control-plane process shares is given.
     export_dir: Path | None = None
     export_ttl_hours: float = 24.0  # how long a finished export's file is kept and its signed URL valid
+    # Peers whose X-Forwarded-For and X-Forwarded-Proto uvicorn believes (docs/operations.md): the client
+    # address that sign-in throttles and address rate limits count, and the scheme. Loopback by default.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = tuple(
+        ip_network(n) for n in CONTROL_PLANE_TRUSTED_PROXIES.split(", "))
+
+    @property
+    def secure_cookies(self) -> bool:
+        """The operator says clients reach the control plane over https: cookies are `Secure` whatever
+        scheme a request arrived with (a TLS-terminating proxy not trusted, docs/dashboard.md)."""
+        return self.public_url.startswith("https://")
+
+    @property
+    def forwarded_allow_ips(self) -> list[str]:
+        """`trusted_proxies` as uvicorn's `forwarded_allow_ips` takes them (CIDRs, host bits cleared)."""
+        return [str(network) for network in self.trusted_proxies]
 
     @property
     def stop_deadline(self) -> float:
@@ -312,6 +331,7 @@ class ControlPlaneSettings(_FromEnv):
             image_url_secret=r.secret("IMAGE_URL_SECRET") if r.env.get("IMAGE_URL_SECRET", "").strip() else None,
             export_dir=None if export_dir == "-" else Path(export_dir),
             export_ttl_hours=r.number("EXPORT_TTL_HOURS", 24.0, minimum=24.0),
+            trusted_proxies=r.networks("CONTROL_PLANE_TRUSTED_PROXIES", CONTROL_PLANE_TRUSTED_PROXIES),
         )
 
 

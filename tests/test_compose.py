@@ -59,3 +59,12 @@ def test_compose_waits_as_long_as_scanroute_up_before_it_kills_a_stopping_proces
         env = service_env(by_kind[kind])
         grace = seconds(str(SERVICES[by_kind[kind]].get("stop_grace_period", "10s")))
         assert grace >= stop_timeouts(env)[kind], (kind, grace, stop_timeouts(env)[kind])
+
+
+def test_the_proxies_the_control_plane_trusts_can_be_named_in_compose() -> None:
+    """Compose hands a container only the variables its file lists: a proxy in another container must be
+    nameable, or every client is that proxy (docs/operations.md, CONTROL_PLANE_TRUSTED_PROXIES)."""
+    given = str(SERVICES["control-plane"]["environment"]["CONTROL_PLANE_TRUSTED_PROXIES"])
+    assert given.startswith("${CONTROL_PLANE_TRUSTED_PROXIES:-"), given
+    settings = ControlPlaneSettings.from_env(service_env("control-plane"))
+    assert settings.forwarded_allow_ips == ["127.0.0.1/32", "::1/128"]

@@ -9,8 +9,9 @@ import logging
 import math
 import sys
 from collections.abc import Callable
+from typing import Any
 
-from shared.settings import ConfigError
+from shared.settings import ConfigError, ControlPlaneSettings
 
 PLANS = ("free", "developer", "scale", "enterprise")
 
@@ -20,19 +21,27 @@ def _configure_logging(level: str = "INFO") -> None:
                         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
 
 
+def control_plane_server(settings: ControlPlaneSettings) -> dict[str, Any]:
+    """uvicorn's options for the control plane, as every start path (`scanroute control-plane`, under
+    `scanroute up` or compose) serves it."""
+    from control_plane.api.slow_clients import protocol_with_deadline
+    from shared.settings import CONTROL_PLANE_SHUTDOWN_S
+
+    host, port = settings.bind
+    # No reverse proxy is assumed in front: slow or idle clients are cut off here (docs/security.md).
+    # X-Forwarded-For/-Proto are believed from CONTROL_PLANE_TRUSTED_PROXIES only, never uvicorn's hidden
+    # FORWARDED_ALLOW_IPS (docs/operations.md).
+    return {"host": host, "port": port, "loop": "uvloop", "http": protocol_with_deadline(settings.request_read_timeout),
+            "limit_concurrency": settings.max_connections, "access_log": False, "log_level": "info",
+            "timeout_graceful_shutdown": math.ceil(CONTROL_PLANE_SHUTDOWN_S),
+            "proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
+
+
 def cmd_control_plane(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from control_plane.api.slow_clients import protocol_with_deadline
-    from shared.settings import CONTROL_PLANE_SHUTDOWN_S, ControlPlaneSettings
-
     settings = ControlPlaneSettings.from_env()
-    host, port = settings.bind
-    # No reverse proxy is assumed in front: slow or idle clients are cut off here (docs/security.md).
-    uvicorn.run("control_plane.api.app:app_from_env", factory=True, host=host, port=port, loop="uvloop",
-                http=protocol_with_deadline(settings.request_read_timeout),
-                limit_concurrency=settings.max_connections, access_log=False, log_level="info",
-                timeout_graceful_shutdown=math.ceil(CONTROL_PLANE_SHUTDOWN_S))
+    uvicorn.run("control_plane.api.app:app_from_env", factory=True, **control_plane_server(settings))
     return 0
 
 

@@ -22,7 +22,7 @@ from control_plane.jobs.importing import run_import
 from control_plane.render.images import with_image_secret
 from control_plane.services.cache import EdgeCache
 from control_plane.services.export_files import FileStore
-from control_plane.services.exports import export_object
+from control_plane.services.exports import export_event_object
 from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.outbox import record_event
@@ -188,7 +188,8 @@ class JobWorker:
         # An export's selection, an import's created codes: needed while the job ran, never after.
         await conn.execute("DELETE FROM job_codes WHERE job_id = $1", job["id"])
         if job["kind"] == "export":
-            await record_event(conn, job["org_id"], job["livemode"], f"export.{status}", export_object(row, self.cp))
+            await record_event(conn, job["org_id"], job["livemode"], f"export.{status}",
+                               export_event_object(row, self.cp))
         else:
             await conn.execute("DELETE FROM job_inputs WHERE job_id = $1", job["id"])
         return True

@@ -455,6 +455,13 @@ def export_object(row: asyncpg.Record, settings: ControlPlaneSettings) -> Export
     return obj
 
 
+def export_event_object(row: asyncpg.Record, settings: ControlPlaneSettings) -> dict[str, Any]:
+    """The export object as `export.*` events carry it: without `signed_url`, a link that needs no key. Events
+    reach keys with `webhooks:read` alone (`GET /v1/events`) and every endpoint subscribed to them, while the
+    file is for `qr:read`; a receiver reads `GET /v1/exports/{id}` for a fresh link (docs/exports.md)."""
+    return {name: value for name, value in export_object(row, settings).items() if name != "signed_url"}
+
+
 async def list_jobs(ctx: ServiceContext, key: ApiKey, kind: str, page: PageQuery) -> tuple[list[asyncpg.Record], int]:
     return await owned_page(ctx.db, "jobs", key, page, where="kind = $3", args=(kind,), columns=LISTED_JOB_COLUMNS)
 

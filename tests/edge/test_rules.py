@@ -31,7 +31,7 @@ EDGE_IP = "203.0.113.7"  # the address the `edge` fixture's client scans from
 
 @pytest.fixture
 def edge_settings(env: dict[str, str]) -> EdgeSettings:
-    # The protocol server's client is 127.0.0.1: as a trusted proxy, it names the visitor's address.
+    # Both servers' client is 127.0.0.1: as a trusted proxy (a CDN), it names the visitor's address and country.
     return EdgeSettings.from_env({**env, "TRUSTED_COUNTRY_HEADER": "CF-IPCountry", "TRUSTED_PROXIES": "127.0.0.1/32"})
 
 
@@ -57,7 +57,8 @@ def client_of(app: EdgeApp, ip: str = EDGE_IP) -> httpx.AsyncClient:
     """A client of the server the test runs on, scanning from `ip`."""
     if id(app) in _protocol_urls:
         return httpx.AsyncClient(base_url=_protocol_urls[id(app)], headers={"host": "qr.test", "x-forwarded-for": ip})
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 5000)), base_url="http://qr.test")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 5000)),
+                             base_url="http://qr.test", headers={"x-forwarded-for": ip})
 
 
 def url(target: str) -> dict[str, str]:

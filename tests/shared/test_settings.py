@@ -92,3 +92,20 @@ def test_a_default_domain_that_is_no_host_is_named(domain: str) -> None:
     ("localhost:8080", "localhost:8080"), ("127.0.0.1:8080", "127.0.0.1:8080"), ("[::1]:8080", "[::1]:8080")])
 def test_a_default_domain_is_a_host_and_a_port_perhaps(domain: str, read: str) -> None:
     assert EdgeSettings.from_env({**BASE, "DEFAULT_DOMAIN": domain}).default_domain == read
+
+
+@pytest.mark.parametrize(("value", "believed"), [
+    (None, ["127.0.0.1/32", "::1/128"]),  # a proxy on the same host, as uvicorn's own default
+    ("10.0.0.5, 10.1.2.3/16, fd00::/8", ["10.0.0.5/32", "10.1.0.0/16", "fd00::/8"]),  # host bits cleared
+    ("-", []),  # none: every peer is the client
+])
+def test_the_control_planes_trusted_proxies_become_uvicorns_forwarded_allow_ips(
+        value: str | None, believed: list[str]) -> None:
+    env = BASE if value is None else {**BASE, "CONTROL_PLANE_TRUSTED_PROXIES": value}
+    assert ControlPlaneSettings.from_env(env).forwarded_allow_ips == believed
+
+
+def test_a_malformed_trusted_proxy_of_the_control_plane_is_named() -> None:
+    with pytest.raises(ConfigError) as raised:
+        ControlPlaneSettings.from_env({**BASE, "CONTROL_PLANE_TRUSTED_PROXIES": "10.0.0.0/33"})
+    assert "CONTROL_PLANE_TRUSTED_PROXIES" in str(raised.value)

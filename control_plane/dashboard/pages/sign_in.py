@@ -21,7 +21,9 @@ LOGIN_COOKIE = "scanroute_login"
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """`Secure` over https, and whenever CONTROL_PLANE_PUBLIC_URL is https: behind a TLS-terminating proxy that
+    is not among CONTROL_PLANE_TRUSTED_PROXIES the request looks like plain http (docs/dashboard.md)."""
+    return request.url.scheme == "https" or stores(request).services.settings.secure_cookies
 
 
 def _next(request: Request) -> str:

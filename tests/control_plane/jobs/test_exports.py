@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pypdfium2 as pdfium
 import pytest
 import redis.asyncio as aioredis
@@ -22,6 +23,7 @@ import zxingcpp
 from PIL import Image
 
 from control_plane.api.app import create_app
+from control_plane.cli.migrate import migration_files
 from control_plane.jobs import exporting
 from control_plane.jobs.worker import JobWorker, start_worker
 from shared.database import create_pool
@@ -197,6 +199,51 @@ async def test_exports_announce_success_and_failure_as_events(api: httpx.AsyncCl
     assert failed["status"] == "failed" and failed["error"]["status"] >= 400 and failed["file_url"] is None
     events = (await api.get("/v1/events?type=export.failed", headers=bearer(key))).json()["data"]
     assert [e["data"]["object"]["id"] for e in events] == [failed["id"]]
+
+
+async def test_a_webhooks_read_key_cannot_download_an_export_file(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker) -> None:
+    """A key given only `webhooks:read` (a monitoring tool reading /v1/events) may not read export files: they
+    are for `qr:read` (docs/exports.md). `export.*` events carry the export object without its `signed_url`,
+    a link that needs no key; a `qr:read` key reads the export for a fresh one."""
+    owner = await make_key(scopes=("qr:read", "qr:write", "webhooks:read"))
+    monitor = await make_key(scopes=("webhooks:read",))
+    group_id, _ = await mint_group(api, owner, 2)
+    job, data = await export(api, worker, owner, {"format": "codes_csv", "group_id": group_id})
+    assert (await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(monitor))).status_code == 403
+    assert (await api.get(f"/v1/exports/{job['id']}", headers=bearer(monitor))).status_code == 403
+
+    events = (await api.get("/v1/events", headers=bearer(monitor), params={"type": "export.succeeded"})).json()
+    [event] = events["data"]
+    announced = event["data"]["object"]
+    assert announced["id"] == job["id"] and announced["status"] == "succeeded"
+    assert "signed_url" not in announced, announced
+    assert not any(isinstance(v, str) and "signature=" in v for v in announced.values()), announced
+    assert announced["file_url"] == job["file_url"]  # needs a key with qr:read
+    assert (await api.get(f"/v1/events/{event['id']}", headers=bearer(monitor))).json() == event
+    # The receiver with a qr:read key gets the link from the export itself.
+    fresh = (await api.get(f"/v1/exports/{job['id']}", headers=bearer(owner))).json()["signed_url"]
+    shop = await api.get("/" + fresh.split("://", 1)[1].split("/", 1)[1])
+    assert shop.status_code == 200 and shop.content == data
+
+
+async def test_export_events_recorded_before_lose_their_signed_url_on_migration(
+        db: asyncpg.Connection[Any], make_key: KeyFactory) -> None:
+    """Events stored by an older version still held the link: migration 0021 takes it out of them (and only it),
+    so neither `GET /v1/events` nor a pending delivery hands it out after the upgrade."""
+    await make_key()
+    org_id = await db.fetchval("SELECT id FROM organisations LIMIT 1")
+    old = {"id": "exp_old", "object": "export", "status": "succeeded", "file_url": "https://cp/v1/exports/exp_old/file",
+           "signed_url": "https://cp/v1/exports/exp_old/file?expires=1&signature=ab"}
+    await db.execute("INSERT INTO events (id, org_id, livemode, type, data) VALUES"
+                     " ('evt_old', $1, true, 'export.succeeded', jsonb_build_object('object', $2::text::jsonb)),"
+                     " ('evt_qr', $1, true, 'qr.updated', jsonb_build_object('object', $2::text::jsonb))",
+                     org_id, orjson.dumps(old).decode())
+    [sql] = [sql for version, sql in migration_files() if version.startswith("0021_export_events")]
+    await db.execute(sql)
+    rows = dict(await db.fetch("SELECT id, data::text FROM events WHERE id IN ('evt_old', 'evt_qr')"))
+    assert orjson.loads(rows["evt_old"]) == {"object": {k: v for k, v in old.items() if k != "signed_url"}}
+    assert orjson.loads(rows["evt_qr"]) == {"object": old}  # not an export event: untouched
 
 
 async def test_a_job_whose_worker_died_is_taken_over_and_finished(
