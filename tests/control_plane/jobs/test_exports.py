@@ -239,7 +239,7 @@ async def test_export_events_recorded_before_lose_their_signed_url_on_migration(
                      " ('evt_old', $1, true, 'export.succeeded', jsonb_build_object('object', $2::text::jsonb)),"
                      " ('evt_qr', $1, true, 'qr.updated', jsonb_build_object('object', $2::text::jsonb))",
                      org_id, orjson.dumps(old).decode())
-    [sql] = [sql for version, sql in migration_files() if version.startswith("0021_export_events")]
+    [sql] = [sql for version, sql in migration_files() if version.startswith("0022_export_events")]
     await db.execute(sql)
     rows = dict(await db.fetch("SELECT id, data::text FROM events WHERE id IN ('evt_old', 'evt_qr')"))
     assert orjson.loads(rows["evt_old"]) == {"object": {k: v for k, v in old.items() if k != "signed_url"}}
