@@ -58,17 +58,21 @@ async def test_a_stalled_attempt_that_fails_leaves_the_file_of_the_attempt_that_
     assert again.status_code == 200 and again.content == file.content
 
 
-async def test_a_connection_dropped_mid_export_gives_the_job_another_attempt(
+@pytest.mark.parametrize("interrupt", ["pg_terminate_backend", "pg_cancel_backend"],
+                         ids=["connection-dropped", "statement-cancelled"])
+async def test_a_progress_update_cut_off_mid_export_gives_the_job_another_attempt(
         api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, interrupt: str) -> None:
+    """The worker's progress UPDATE waits on the row and is cut off once; the same statement succeeds later.
+    pg_terminate_backend: its backend is terminated (a failover, a restarted pgbouncer, an administrator) while
+    PostgreSQL stays up for everyone else. pg_cancel_backend: the statement is cancelled, as a `statement_timeout`
+    on a slow server or an operator does."""
     real_progress = claims.progress
-    dropped: list[int] = []
+    interrupted: list[int] = []
 
-    async def progress_on_a_dropped_connection(pool: Any, job: Any, done: int, total: int | None) -> None:
-        if dropped:
+    async def progress_cut_off_once(pool: Any, job: Any, done: int, total: int | None) -> None:
+        if interrupted:
             return await real_progress(pool, job, done, total)
-        # The worker's progress UPDATE waits on the row while its backend is terminated (a failover, a
-        # restarted pgbouncer, an administrator); PostgreSQL stays up for everyone else.
         async with db.transaction():
             await db.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job["id"])
             update = asyncio.create_task(real_progress(pool, job, done, total))
@@ -79,55 +83,20 @@ async def test_a_connection_dropped_mid_export_gives_the_job_another_attempt(
                 if pid:
                     break
                 await asyncio.sleep(0.01)
-            assert pid and await db.fetchval("SELECT pg_terminate_backend($1)", pid)
-            dropped.append(pid)
+            assert pid and await db.fetchval(f"SELECT {interrupt}($1)", pid)
+            interrupted.append(pid)
         await update
 
-    monkeypatch.setattr(claims, "progress", progress_on_a_dropped_connection)
+    monkeypatch.setattr(claims, "progress", progress_cut_off_once)
     key = await make_key()
     group_id, _ = await mint_group(api, key, 3)
     started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
     job = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
-    assert dropped
+    assert interrupted
     assert job["status"] == "succeeded", job["error"]
     assert await db.fetchval("SELECT attempt FROM jobs WHERE id = $1", job["id"]) == 2
     file = await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(key))
     assert file.text.count("\r\n") == 4  # the header and the 3 codes, once
-
-
-async def test_a_statement_cancelled_mid_export_gives_the_job_another_attempt(
-        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    real_progress = claims.progress
-    cancelled: list[int] = []
-
-    async def progress_cancelled_once(pool: Any, job: Any, done: int, total: int | None) -> None:
-        if cancelled:
-            return await real_progress(pool, job, done, total)
-        # The worker's progress UPDATE waits on the row and is cancelled: what a `statement_timeout` does on a
-        # slow server, or an operator's pg_cancel_backend. The same statement succeeds later.
-        async with db.transaction():
-            await db.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job["id"])
-            update = asyncio.create_task(real_progress(pool, job, done, total))
-            pid = None
-            for _ in range(200):
-                pid = await db.fetchval("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND"
-                                        " wait_event_type = 'Lock' AND query LIKE '%UPDATE jobs SET progress_done%'")
-                if pid:
-                    break
-                await asyncio.sleep(0.01)
-            assert pid and await db.fetchval("SELECT pg_cancel_backend($1)", pid)
-            cancelled.append(pid)
-        await update
-
-    monkeypatch.setattr(claims, "progress", progress_cancelled_once)
-    key = await make_key()
-    group_id, _ = await mint_group(api, key, 3)
-    started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
-    job = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
-    assert cancelled
-    assert job["status"] == "succeeded", job["error"]
-    assert await db.fetchval("SELECT attempt FROM jobs WHERE id = $1", job["id"]) == 2
 
 
 async def test_the_worker_loop_rides_out_too_many_connections_at_the_claim(
