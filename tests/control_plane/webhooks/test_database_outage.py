@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
-import pytest
 
 from control_plane.webhooks.delivery import create_session
 from control_plane.webhooks.dispatcher import Dispatcher
@@ -28,50 +25,7 @@ from tests.control_plane.webhooks.conftest import (
     create_group,
     deliveries,
 )
-
-
-class Proxy:
-    """Forwards 127.0.0.1:port to the database; `cut` drops every connection and stops listening."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self.server: asyncio.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.writers:
-            writer.close()
-        self.writers.clear()
-
-    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_connection(*self.target)
-        self.writers |= {client_writer, server_writer}
-        await asyncio.gather(self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-
-@pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[Proxy]:
-    parts = urlsplit(database_url)
-    running = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.cut()
+from tests.pg_proxy import Proxy
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -84,11 +38,9 @@ async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> No
 async def test_deliveries_resume_when_postgresql_returns(
         api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, webhook_settings: WebhookSettings,
         database_url: str, proxy: Proxy) -> None:
-    parts = urlsplit(database_url)
-    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
     key = await make_key(scopes=WEBHOOK_SCOPES)
     endpoint = await create_endpoint(api, key, receiver.url())
-    pool = await create_pool(via_proxy, min_size=0, max_size=4)
+    pool = await create_pool(proxy.url(database_url), min_size=0, max_size=4)
     session = create_session(webhook_settings.delivery_timeout)
     stop = asyncio.Event()
     settings = dataclasses.replace(webhook_settings, concurrency=4, poll_interval=0.05)
