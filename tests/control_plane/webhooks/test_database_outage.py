@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -24,15 +23,10 @@ from tests.control_plane.webhooks.conftest import (
     create_endpoint,
     create_group,
     deliveries,
+    eventually,
+    loops_running,
 )
 from tests.pg_proxy import Proxy
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_deliveries_resume_when_postgresql_returns(
@@ -41,30 +35,26 @@ async def test_deliveries_resume_when_postgresql_returns(
     key = await make_key(scopes=WEBHOOK_SCOPES)
     endpoint = await create_endpoint(api, key, receiver.url())
     pool = await create_pool(proxy.url(database_url), min_size=0, max_size=4)
-    session = create_session(webhook_settings.delivery_timeout)
-    stop = asyncio.Event()
     settings = dataclasses.replace(webhook_settings, concurrency=4, poll_interval=0.05)
-    running = asyncio.create_task(Dispatcher(settings, pool, session).run(stop))
+    dispatcher = Dispatcher(settings, pool, create_session(webhook_settings.delivery_timeout))
     try:
-        await create_group(api, key, "before the outage")
-        await eventually(lambda: len(receiver.requests) == 1)
-        deadline = time.monotonic() + 30
-        while (await deliveries(api, key, endpoint["id"]))[0]["status"] != "succeeded":  # recorded, too
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        async with loops_running(dispatcher, stop_within=15) as running:
+            await create_group(api, key, "before the outage")
+            await eventually(lambda: len(receiver.requests) == 1)
+            deadline = time.monotonic() + 30
+            while (await deliveries(api, key, endpoint["id"]))[0]["status"] != "succeeded":  # recorded, too
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
 
-        await proxy.cut()
-        await create_group(api, key, "during the outage")  # committed directly, not through the proxy
-        await asyncio.sleep(1.0)
-        assert not running.done(), "the dispatcher must not die with its database"
-        assert len(receiver.requests) == 1
+            await proxy.cut()
+            await create_group(api, key, "during the outage")  # committed directly, not through the proxy
+            await asyncio.sleep(1.0)
+            assert not running.done(), "the dispatcher must not die with its database"
+            assert len(receiver.requests) == 1
 
-        await proxy.start()
-        await eventually(lambda: any(b"during the outage" in r.body for r in receiver.requests))
+            await proxy.start()
+            await eventually(lambda: any(b"during the outage" in r.body for r in receiver.requests))
     finally:
-        stop.set()
-        await asyncio.wait_for(running, 15)
-        await session.close()
         await pool.close()
 
 
@@ -80,8 +70,8 @@ async def test_an_outage_longer_than_the_lease_neither_resends_nor_loses_the_att
     receiver.script["/hook"] = [500, 200, 200]
     receiver.hold = {"/hook"}
     settings = dataclasses.replace(webhook_settings, concurrency=4, poll_interval=0.05)
-    session = create_session(settings.delivery_timeout)
-    dispatcher = Dispatcher(settings, pool, session, clock=clock, jitter=lambda: 0.5)
+    dispatcher = Dispatcher(settings, pool, create_session(settings.delivery_timeout), clock=clock,
+                            jitter=lambda: 0.5)
     down = {"claim": False, "record": False}
     record_failures = 0
     real_claim, real_record = dispatcher.claim, dispatcher.record
@@ -100,9 +90,7 @@ async def test_an_outage_longer_than_the_lease_neither_resends_nor_loses_the_att
 
     dispatcher.claim = claim  # type: ignore[method-assign]
     dispatcher.record = record  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    running = asyncio.create_task(dispatcher.run(stop))
-    try:
+    async with loops_running(dispatcher, stop_within=30):
         await create_group(api, key)
         await eventually(lambda: len(receiver.requests) == 1)  # the attempt is in flight
         down["claim"] = down["record"] = True
@@ -122,7 +110,3 @@ async def test_an_outage_longer_than_the_lease_neither_resends_nor_loses_the_att
         assert [a["status_code"] for a in delivery["attempts"]] == [500, 200]
         assert delivery["status"] == "succeeded" and delivery["attempt_count"] == 2
         assert len(receiver.requests) == 2
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 30)
-        await session.close()
