@@ -122,22 +122,30 @@ async def test_the_worker_loop_rides_out_too_many_connections_at_the_claim(
     await asyncio.wait_for(loop, 10)
 
 
-async def test_a_heartbeat_cut_off_once_does_not_cancel_the_job(
-        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
-        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def _a_long_export(api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker,
+                         monkeypatch: pytest.MonkeyPatch, lease: float) -> tuple[asyncio.Event, str, str]:
+    """An export of 3 codes, queued, whose drawing waits until the returned event is set (a long export, still
+    drawing while its heartbeats come and go), for a worker whose lease is `lease` s (a heartbeat every quarter
+    of it): (that event, the key, the export's id)."""
     resume = asyncio.Event()
 
     class WaitingRun(ExportRun):
         async def run(self) -> tuple[str, str]:
-            await resume.wait()  # a long export, still drawing while its heartbeat fails
+            await resume.wait()
             return await super().run()
 
     monkeypatch.setattr(worker_module, "ExportRun", WaitingRun)
-    worker.settings = dataclasses.replace(worker.settings, lease=2.0)  # a heartbeat every 0.5 s
+    worker.settings = dataclasses.replace(worker.settings, lease=lease)
     key = await make_key()
     group_id, _ = await mint_group(api, key, 3)
     started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
-    export_id = started.json()["id"]
+    return resume, key, started.json()["id"]
+
+
+async def test_a_heartbeat_cut_off_once_does_not_cancel_the_job(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    resume, key, export_id = await _a_long_export(api, make_key, worker, monkeypatch, lease=2.0)  # beats every 0.5 s
     running = asyncio.create_task(worker.run_once())
     async with asyncio.timeout(30):
         while await db.fetchval("SELECT status FROM jobs WHERE id = $1", export_id) != "running":
@@ -197,25 +205,14 @@ async def test_a_heartbeat_that_fails_on_an_error_gives_the_job_up_and_says_why(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Not an outage (a trigger refusing the renewal): the lease cannot be kept, so the work stops, and the
     heartbeat's error is logged with the job, not left to asyncio's "exception never retrieved"."""
-    resume = asyncio.Event()
-
-    class WaitingRun(ExportRun):
-        async def run(self) -> tuple[str, str]:
-            await resume.wait()
-            return await super().run()
-
-    monkeypatch.setattr(worker_module, "ExportRun", WaitingRun)
-    worker.settings = dataclasses.replace(worker.settings, lease=0.4)  # a heartbeat every 0.1 s
-    key = await make_key()
-    group_id, _ = await mint_group(api, key, 3)
-    started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    _, _, export_id = await _a_long_export(api, make_key, worker, monkeypatch, lease=0.4)  # a heartbeat every 0.1 s
     await db.execute("""
         CREATE FUNCTION refuse_heartbeat() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'heartbeat refused'; END $$;
         CREATE TRIGGER refuse_heartbeat BEFORE UPDATE OF heartbeat_at ON jobs FOR EACH ROW
         WHEN (OLD.status = 'running') EXECUTE FUNCTION refuse_heartbeat();""")
     assert await asyncio.wait_for(worker.run_once(), 30)
-    failed = [r for r in caplog.records if r.levelname == "ERROR" and started.json()["id"] in r.getMessage()]
+    failed = [r for r in caplog.records if r.levelname == "ERROR" and export_id in r.getMessage()]
     assert failed and "heartbeat refused" in failed[0].getMessage(), caplog.text
     assert failed[0].exc_info is not None
 
