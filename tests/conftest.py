@@ -28,6 +28,7 @@ from control_plane.services.keys import create_key, ensure_org
 from shared.embedded import EmbeddedServices, needed_servers, temporary_root
 from shared.settings import ControlPlaneSettings, EdgeSettings, IngestSettings
 from tests.edge.private_redis import PrivateRedis
+from tests.pg_proxy import Proxy
 
 TEMPLATE_VAR = "SCANROUTE_TEST_TEMPLATE"
 _services: EmbeddedServices | None = None
@@ -189,6 +190,18 @@ def bearer(key: str) -> dict[str, str]:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def proxy(database_url: str) -> AsyncIterator[Proxy]:
+    """A TCP proxy in front of the test's PostgreSQL, which the test may cut and start again."""
+    parts = urlsplit(database_url)
+    running = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.cut()
 
 
 @pytest.fixture

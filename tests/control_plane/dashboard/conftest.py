@@ -69,7 +69,32 @@ async def sign_in(client: httpx.AsyncClient, email: str = "ana@example.com", pas
                              data={"email": email, "password": password, "csrf_token": csrf_of(form.text)})
 
 
+SignedIn = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def signed_in(make_user: UserFactory, browser: BrowserFactory) -> SignedIn:
+    """A new user of the given role, signed in on a browser of their own."""
+
+    async def make(email: str = "ana@example.com", role: str = "owner") -> httpx.AsyncClient:
+        await make_user(email, role)
+        client = browser()
+        await sign_in(client, email)
+        return client
+
+    return make
+
+
 async def post_form(client: httpx.AsyncClient, page: str, action: str, data: dict[str, Any]) -> httpx.Response:
     """Submit a form the way a browser does: the CSRF token comes from the page the form is on."""
     token = csrf_of((await client.get(page)).text)
     return await client.post(action, data={**data, "csrf_token": token})
+
+
+async def create_through_form(client: httpx.AsyncClient, listing: str, data: dict[str, Any], id_prefix: str) -> str:
+    """Fill in the new-item form of `listing` (/app/codes, /app/groups): the id of what it made."""
+    response = await post_form(client, f"{listing}/new", listing, data)
+    assert response.status_code == 303, response.text
+    found = re.fullmatch(rf"{listing}/({id_prefix}_\w+)\?created=1", response.headers["location"])
+    assert found
+    return found.group(1)

@@ -5,25 +5,16 @@ import re
 import httpx
 
 from tests.conftest import KeyFactory, bearer
-from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, post_form, sign_in
+from tests.control_plane.dashboard.conftest import SignedIn, create_through_form, post_form
 
 CODE = {"name": "Table 1", "destination_url": "https://example.com/menu", "tags": "menu, fall",
         "url_params": "utm_medium=table", "properties": "", "status": "", "group_id": ""}
 
 
-def _code_id(response: httpx.Response) -> str:
-    assert response.status_code == 303, response.text
-    found = re.fullmatch(r"/app/codes/(qr_\w+)\?created=1", response.headers["location"])
-    assert found
-    return found.group(1)
-
-
-async def test_create_edit_pause_resume_and_delete_a_code(browser: BrowserFactory, make_user: UserFactory,
-                                                          make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
-    client = browser()
-    await sign_in(client)
-    code_id = _code_id(await post_form(client, "/app/codes/new", "/app/codes", CODE))
+async def test_create_edit_pause_resume_and_delete_a_code(signed_in: SignedIn, make_key: KeyFactory,
+                                                          api: httpx.AsyncClient):
+    client = await signed_in()
+    code_id = await create_through_form(client, "/app/codes", CODE, "qr")
     key = await make_key()
     code = (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()
     assert code["tags"] == ["menu", "fall"] and code["resolved"]["url"] == "https://example.com/menu?utm_medium=table"
@@ -44,12 +35,10 @@ async def test_create_edit_pause_resume_and_delete_a_code(browser: BrowserFactor
     assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).status_code == 404
 
 
-async def test_a_stale_form_does_not_overwrite_a_newer_change(browser: BrowserFactory, make_user: UserFactory,
-                                                              make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
-    client = browser()
-    await sign_in(client)
-    code_id = _code_id(await post_form(client, "/app/codes/new", "/app/codes", CODE))
+async def test_a_stale_form_does_not_overwrite_a_newer_change(signed_in: SignedIn, make_key: KeyFactory,
+                                                              api: httpx.AsyncClient):
+    client = await signed_in()
+    code_id = await create_through_form(client, "/app/codes", CODE, "qr")
     key = await make_key()
     await api.patch(f"/v1/qr-codes/{code_id}", json={"name": "renamed by a script"}, headers=bearer(key))
     stale = await post_form(client, f"/app/codes/{code_id}", f"/app/codes/{code_id}", {**CODE, "version": "1"})
@@ -57,13 +46,10 @@ async def test_a_stale_form_does_not_overwrite_a_newer_change(browser: BrowserFa
     assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()["name"] == "renamed by a script"
 
 
-async def test_a_form_whose_version_is_no_number_is_refused_not_saved(browser: BrowserFactory,
-                                                                      make_user: UserFactory, make_key: KeyFactory,
+async def test_a_form_whose_version_is_no_number_is_refused_not_saved(signed_in: SignedIn, make_key: KeyFactory,
                                                                       api: httpx.AsyncClient):
-    await make_user()
-    client = browser()
-    await sign_in(client)
-    code_id = _code_id(await post_form(client, "/app/codes/new", "/app/codes", CODE))
+    client = await signed_in()
+    code_id = await create_through_form(client, "/app/codes", CODE, "qr")
     for version in ("\u00b2", "9" * 5000):  # `str.isdigit` takes "²"; int() refuses both
         damaged = await post_form(client, f"/app/codes/{code_id}", f"/app/codes/{code_id}",
                                   {**CODE, "name": "renamed", "version": version})
@@ -72,16 +58,14 @@ async def test_a_form_whose_version_is_no_number_is_refused_not_saved(browser: B
     assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()["name"] == "Table 1"
 
 
-async def test_the_list_searches_filters_and_sorts_as_the_api_does(browser: BrowserFactory, make_user: UserFactory,
-                                                                   make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
+async def test_the_list_searches_filters_and_sorts_as_the_api_does(signed_in: SignedIn, make_key: KeyFactory,
+                                                                   api: httpx.AsyncClient):
     key = await make_key()
     for name, tag in (("Alpha poster", "poster"), ("Beta flyer", "flyer"), ("Gamma poster", "poster")):
         created = await api.post("/v1/qr-codes", json={"name": name, "tags": [tag], "destination": {
             "type": "url", "url": "https://example.com"}}, headers=bearer(key))
         assert created.status_code == 201
-    client = browser()
-    await sign_in(client)
+    client = await signed_in()
     names = re.compile(r'<a href="/app/codes/qr_\w+">([^<]+)</a>')
     assert names.findall((await client.get("/app/codes", params={"q": "poster", "sort": "name"})).text) == \
         ["Alpha poster", "Gamma poster"]
@@ -90,11 +74,8 @@ async def test_the_list_searches_filters_and_sorts_as_the_api_does(browser: Brow
         == ["Gamma poster"]
 
 
-async def test_code_validation_errors_come_from_the_api_and_sit_by_their_field(browser: BrowserFactory,
-                                                                               make_user: UserFactory):
-    await make_user()
-    client = browser()
-    await sign_in(client)
+async def test_code_validation_errors_come_from_the_api_and_sit_by_their_field(signed_in: SignedIn):
+    client = await signed_in()
     too_many = await post_form(client, "/app/codes/new", "/app/codes",
                                {**CODE, "tags": ",".join(f"t{n}" for n in range(11))})
     assert too_many.status_code == 422 and 'id="f-tags-error">List should have at most 10 items' in too_many.text
@@ -102,14 +83,12 @@ async def test_code_validation_errors_come_from_the_api_and_sit_by_their_field(b
     assert no_group.status_code == 422 and 'id="f-group_id-error">no such QR group' in no_group.text
 
 
-async def test_bulk_select_pauses_and_tags_through_the_bulk_update(browser: BrowserFactory, make_user: UserFactory,
-                                                                   make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
+async def test_bulk_select_pauses_and_tags_through_the_bulk_update(signed_in: SignedIn, make_key: KeyFactory,
+                                                                   api: httpx.AsyncClient):
     key = await make_key()
     ids = [(await api.post("/v1/qr-codes", headers=bearer(key), json={"name": f"Card {n}"})).json()["id"]
            for n in range(3)]
-    client = browser()
-    await sign_in(client)
+    client = await signed_in()
     paused = await post_form(client, "/app/codes?sort=name", "/app/codes/bulk",
                              {"ids": ids[:2], "action": "pause", "back": "/app/codes?sort=name"})
     assert paused.status_code == 303 and paused.headers["location"] == "/app/codes?sort=name&updated=2"
@@ -122,18 +101,14 @@ async def test_bulk_select_pauses_and_tags_through_the_bulk_update(browser: Brow
     assert nothing.status_code == 422 and "Select at least one code" in nothing.text
 
 
-async def test_bulk_move_to_a_folder_and_bulk_export_of_the_ticked_codes(browser: BrowserFactory,
-                                                                          make_user: UserFactory,
-                                                                          make_key: KeyFactory,
-                                                                          api: httpx.AsyncClient):
-    await make_user(role="editor")
+async def test_bulk_move_to_a_folder_and_bulk_export_of_the_ticked_codes(signed_in: SignedIn, make_key: KeyFactory,
+                                                                         api: httpx.AsyncClient):
     key = await make_key()
     folder = (await api.post("/v1/folders", headers=bearer(key), json={"name": "Posters"})).json()
     ids = [(await api.post("/v1/qr-codes", headers=bearer(key), json={
         "name": f"Card {n}", "destination": {"type": "url", "url": "https://example.com"}})).json()["id"]
         for n in range(3)]
-    client = browser()
-    await sign_in(client)
+    client = await signed_in(role="editor")
     listed = (await client.get("/app/codes")).text
     assert f'<option value="{folder["id"]}">Posters</option>' in listed
     assert 'id="select-all" aria-label="Select all codes on this page"' in listed
@@ -155,13 +130,10 @@ async def test_bulk_move_to_a_folder_and_bulk_export_of_the_ticked_codes(browser
     assert f"Export {found.group(1)} is queued" in progress
 
 
-async def test_a_viewer_has_no_bulk_controls(browser: BrowserFactory, make_user: UserFactory, make_key: KeyFactory,
-                                             api: httpx.AsyncClient):
-    await make_user("viewer@example.com", "viewer")
+async def test_a_viewer_has_no_bulk_controls(signed_in: SignedIn, make_key: KeyFactory, api: httpx.AsyncClient):
     key = await make_key()
     code = (await api.post("/v1/qr-codes", headers=bearer(key), json={"name": "Card"})).json()
-    client = browser()
-    await sign_in(client, "viewer@example.com")
+    client = await signed_in("viewer@example.com", "viewer")
     listed = (await client.get("/app/codes")).text
     assert 'id="bulk"' not in listed and 'name="ids"' not in listed and "select-all" not in listed
     refused = await post_form(client, "/app/codes", "/app/codes/bulk", {"ids": [code["id"]], "action": "pause"})
@@ -177,13 +149,11 @@ def _select(html: str, select_id: str) -> str:
     return found.group(0)
 
 
-async def test_a_code_of_an_old_group_keeps_its_group_and_every_picker_offers_it(browser: BrowserFactory,
-                                                                                make_user: UserFactory,
-                                                                                make_key: KeyFactory,
-                                                                                api: httpx.AsyncClient):
+async def test_a_code_of_an_old_group_keeps_its_group_and_every_picker_offers_it(signed_in: SignedIn,
+                                                                                 make_key: KeyFactory,
+                                                                                 api: httpx.AsyncClient):
     """Past 100 groups the pickers offered only the newest 100: the code's own group had no option, the browser
     sent "none (standalone)", and a save that only renamed the code took it out of its group."""
-    await make_user()
     key = await make_key()
     old = (await api.post("/v1/qr-groups", json={"name": "Old campaign", "destination": {
         "type": "url", "url": "https://example.com/old"}}, headers=bearer(key))).json()
@@ -194,8 +164,7 @@ async def test_a_code_of_an_old_group_keeps_its_group_and_every_picker_offers_it
         assert (await api.post("/v1/folders", json={"name": f"f{n}"}, headers=bearer(key))).status_code == 201
     code = (await api.post("/v1/qr-codes", json={"name": "Table 1", "group_id": old["id"]},
                            headers=bearer(key))).json()
-    client = browser()
-    await sign_in(client)
+    client = await signed_in()
     page = f"/app/codes/{code['id']}"
     picker = _select((await client.get(page)).text, "f-group_id")
     assert f'<option value="{old["id"]}" selected>Old campaign</option>' in picker

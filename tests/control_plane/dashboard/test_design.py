@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import httpx
+import pytest
 
 from tests.conftest import KeyFactory, bearer
-from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, post_form, sign_in
+from tests.control_plane.dashboard.conftest import SignedIn, post_form
 
 DESIGN = {"foreground": "#1b5e20", "background": "#fffde7", "body": "rounded", "eye_frame": "square",
           "eye_ball": "circle", "error_correction": "Q", "margin": "4"}
@@ -15,28 +18,33 @@ async def _code(api: httpx.AsyncClient, key: str) -> dict:
     return created.json()
 
 
-async def test_the_preview_renders_the_edited_design_and_judges_it(browser: BrowserFactory, make_user: UserFactory,
-                                                                   make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user("vic@example.com", "viewer")
-    code = await _code(api, await make_key())
-    client = browser()
-    await sign_in(client, "vic@example.com")
-    good = (await client.get(f"/app/codes/{code['id']}/design/preview", params=DESIGN)).json()
+DesignPage = Callable[..., Awaitable[tuple[str, dict, httpx.AsyncClient, str]]]
+
+
+@pytest.fixture
+def on_design_page(signed_in: SignedIn, make_key: KeyFactory, api: httpx.AsyncClient) -> DesignPage:
+    """A key, a code made with it, and a browser signed in as a user of `role`: (key, code, browser, design page)."""
+
+    async def make(email: str = "ana@example.com", role: str = "owner") -> tuple[str, dict, httpx.AsyncClient, str]:
+        key = await make_key()
+        code = await _code(api, key)
+        return key, code, await signed_in(email, role), f"/app/codes/{code['id']}/design"
+
+    return make
+
+
+async def test_the_preview_renders_the_edited_design_and_judges_it(on_design_page: DesignPage):
+    _, _, client, page = await on_design_page("vic@example.com", "viewer")
+    good = (await client.get(f"{page}/preview", params=DESIGN)).json()
     assert good["scannable"] and good["image"].startswith("data:image/svg+xml;base64,")
-    faint = (await client.get(f"/app/codes/{code['id']}/design/preview",
+    faint = (await client.get(f"{page}/preview",
                               params={**DESIGN, "foreground": "#eeeeee", "background": "#ffffff"})).json()
     assert not faint["scannable"] and "contrast" in faint["verdict"].lower()
     assert faint["image"] != good["image"]
 
 
-async def test_saving_a_design_changes_the_apis_image(browser: BrowserFactory, make_user: UserFactory,
-                                                      make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
-    key = await make_key()
-    code = await _code(api, key)
-    client = browser()
-    await sign_in(client)
-    page = f"/app/codes/{code['id']}/design"
+async def test_saving_a_design_changes_the_apis_image(on_design_page: DesignPage, api: httpx.AsyncClient):
+    key, code, client, page = await on_design_page()
     saved = await post_form(client, page, page, DESIGN)
     assert saved.status_code == 303
     after = (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()
@@ -45,29 +53,17 @@ async def test_saving_a_design_changes_the_apis_image(browser: BrowserFactory, m
     assert f'id="saved-image" src="{after["image_url"]}"' in (await client.get(page)).text
 
 
-async def test_an_unscannable_design_is_refused_with_the_apis_reason(browser: BrowserFactory,
-                                                                     make_user: UserFactory, make_key: KeyFactory,
+async def test_an_unscannable_design_is_refused_with_the_apis_reason(on_design_page: DesignPage,
                                                                      api: httpx.AsyncClient):
-    await make_user()
-    key = await make_key()
-    code = await _code(api, key)
-    client = browser()
-    await sign_in(client)
-    page = f"/app/codes/{code['id']}/design"
+    key, code, client, page = await on_design_page()
     refused = await post_form(client, page, page, {**DESIGN, "foreground": "#f0f0f0", "background": "#ffffff"})
     assert refused.status_code == 422 and "contrast" in refused.text.lower()
     assert (await api.get(f"/v1/qr-codes/{code['id']}", headers=bearer(key))).json()["image_url"] == code["image_url"]
 
 
-async def test_a_quiet_zone_that_is_no_number_is_refused_with_a_message(browser: BrowserFactory,
-                                                                        make_user: UserFactory, make_key: KeyFactory,
+async def test_a_quiet_zone_that_is_no_number_is_refused_with_a_message(on_design_page: DesignPage,
                                                                         api: httpx.AsyncClient):
-    await make_user()
-    key = await make_key()
-    code = await _code(api, key)
-    client = browser()
-    await sign_in(client)
-    page = f"/app/codes/{code['id']}/design"
+    key, code, client, page = await on_design_page()
     for margin in ("\u00b2", "9" * 5000):  # `str.isdigit` takes "²"; int() refuses both
         preview = await client.get(f"{page}/preview", params={**DESIGN, "margin": margin})
         assert preview.status_code == 200, preview.text

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from control_plane.api.app import create_app
 from shared.settings import ControlPlaneSettings
-from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, sign_in
+from tests.control_plane.dashboard.conftest import SignedIn, UserFactory, sign_in
 
 
 @pytest.fixture
@@ -40,23 +40,18 @@ def assert_dashboard_page(response: httpx.Response, status: int) -> None:
     assert 'href="/app/"' in response.text and "Traceback" not in response.text
 
 
-async def test_an_unknown_dashboard_path_is_a_404_not_an_unhandled_error(browser: BrowserFactory,
-                                                                        make_user: UserFactory,
-                                                                        caplog: pytest.LogCaptureFixture):
+async def test_an_unknown_dashboard_path_is_a_404_not_an_unhandled_error(signed_in: SignedIn,
+                                                                         caplog: pytest.LogCaptureFixture):
     """A scanner probing /app/wp-admin, a typo, a stale bookmark: a 404, and nothing at ERROR in the log."""
-    await make_user()
-    client = browser()
-    await sign_in(client)
+    client = await signed_in()
     with caplog.at_level(logging.ERROR):
         missing = await client.get("/app/wp-admin")
     assert missing.status_code == 404
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-async def test_dashboard_answers_are_counted_under_their_route(browser: BrowserFactory, make_user: UserFactory):
-    await make_user()
-    client = browser()
-    await sign_in(client)
+async def test_dashboard_answers_are_counted_under_their_route(signed_in: SignedIn):
+    client = await signed_in()
     assert (await client.get("/app/codes")).status_code == 200
     assert (await client.get("/app/static/app.css")).status_code == 200
     assert (await client.get("/app/wp-admin")).status_code == 404
@@ -104,10 +99,8 @@ async def test_a_page_with_postgresql_down_is_a_dashboard_error_page(app: Starle
         await dead.close()
 
 
-async def test_an_unknown_dashboard_address_is_a_dashboard_page(browser: BrowserFactory, make_user: UserFactory):
-    await make_user()
-    client = browser()
-    await sign_in(client)
+async def test_an_unknown_dashboard_address_is_a_dashboard_page(signed_in: SignedIn):
+    client = await signed_in()
     missing = await client.get("/app/codez")
     assert_dashboard_page(missing, 404)
     assert "There is no such page." in missing.text
@@ -117,12 +110,9 @@ async def test_an_unknown_dashboard_address_is_a_dashboard_page(browser: Browser
     assert wrong_method.headers["allow"]
 
 
-async def test_a_search_the_database_refuses_is_explained_on_a_page(browser: BrowserFactory,
-                                                                    make_user: UserFactory):
+async def test_a_search_the_database_refuses_is_explained_on_a_page(signed_in: SignedIn):
     """A NUL pasted into the codes search: PostgreSQL refuses to compare it."""
-    await make_user()
-    client = browser()
-    await sign_in(client)
+    client = await signed_in()
     refused = await client.get("/app/codes?q=a%00b")
     assert_dashboard_page(refused, 422)
     assert "a NUL character" in refused.text

@@ -5,25 +5,16 @@ import re
 import httpx
 
 from tests.conftest import KeyFactory, bearer
-from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, post_form, sign_in
+from tests.control_plane.dashboard.conftest import SignedIn, create_through_form, post_form
 
 GROUP = {"name": "Fall menus", "description": "", "status": "active", "destination_url": "https://example.com/menu",
          "url_params": "utm_campaign=fall24\nutm_source=print", "properties": "store=12"}
 
 
-async def _group_id(response: httpx.Response) -> str:
-    assert response.status_code == 303, response.text
-    found = re.fullmatch(r"/app/groups/(grp_\w+)\?created=1", response.headers["location"])
-    assert found
-    return found.group(1)
-
-
-async def test_a_group_made_in_the_dashboard_is_the_apis_group(browser: BrowserFactory, make_user: UserFactory,
-                                                               make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
-    client = browser()
-    await sign_in(client)
-    group_id = await _group_id(await post_form(client, "/app/groups/new", "/app/groups", GROUP))
+async def test_a_group_made_in_the_dashboard_is_the_apis_group(signed_in: SignedIn, make_key: KeyFactory,
+                                                               api: httpx.AsyncClient):
+    client = await signed_in()
+    group_id = await create_through_form(client, "/app/groups", GROUP, "grp")
     key = await make_key(scopes=("qr:read", "webhooks:read"))
     group = (await api.get(f"/v1/qr-groups/{group_id}", headers=bearer(key))).json()
     assert group["url_params"] == {"utm_campaign": "fall24", "utm_source": "print"}
@@ -32,12 +23,9 @@ async def test_a_group_made_in_the_dashboard_is_the_apis_group(browser: BrowserF
     assert [e["type"] for e in events] == ["qr_group.created"]
 
 
-async def test_minting_and_editing_a_group(browser: BrowserFactory, make_user: UserFactory, make_key: KeyFactory,
-                                           api: httpx.AsyncClient):
-    await make_user()
-    client = browser()
-    await sign_in(client)
-    group_id = await _group_id(await post_form(client, "/app/groups/new", "/app/groups", GROUP))
+async def test_minting_and_editing_a_group(signed_in: SignedIn, make_key: KeyFactory, api: httpx.AsyncClient):
+    client = await signed_in()
+    group_id = await create_through_form(client, "/app/groups", GROUP, "grp")
     page = f"/app/groups/{group_id}"
     minted = await post_form(client, page, f"{page}/mint", {"count": "20", "name_prefix": "table-"})
     assert "Minted 20 codes." in minted.text
@@ -53,10 +41,8 @@ async def test_minting_and_editing_a_group(browser: BrowserFactory, make_user: U
     assert row and '<td class="num">20</td>' in row.group(0)
 
 
-async def test_errors_are_shown_next_to_their_field(browser: BrowserFactory, make_user: UserFactory):
-    await make_user()
-    client = browser()
-    await sign_in(client)
+async def test_errors_are_shown_next_to_their_field(signed_in: SignedIn):
+    client = await signed_in()
     bad = await post_form(client, "/app/groups/new", "/app/groups",
                           {**GROUP, "destination_url": "ftp://example.com", "url_params": "no equals sign"})
     assert bad.status_code == 422
@@ -66,13 +52,10 @@ async def test_errors_are_shown_next_to_their_field(browser: BrowserFactory, mak
     assert (await client.get("/app/groups")).text.count("<tr>") == 2  # header and "No groups."
 
 
-async def test_a_viewer_reads_groups_but_cannot_change_them(browser: BrowserFactory, make_user: UserFactory):
-    await make_user()
-    await make_user("vic@example.com", "viewer")
-    owner, viewer = browser(), browser()
-    await sign_in(owner)
-    await sign_in(viewer, "vic@example.com")
-    group_id = await _group_id(await post_form(owner, "/app/groups/new", "/app/groups", GROUP))
+async def test_a_viewer_reads_groups_but_cannot_change_them(signed_in: SignedIn):
+    owner = await signed_in()
+    viewer = await signed_in("vic@example.com", "viewer")
+    group_id = await create_through_form(owner, "/app/groups", GROUP, "grp")
     page = await viewer.get(f"/app/groups/{group_id}")
     assert page.status_code == 200 and "utm_campaign=fall24" in page.text
     assert "<button" not in page.text.split("</header>")[1]
@@ -84,12 +67,10 @@ async def test_a_viewer_reads_groups_but_cannot_change_them(browser: BrowserFact
     assert (await owner.get(f"/app/groups/{group_id}")).status_code == 200
 
 
-async def test_deleting_a_group_warns_and_detaches_its_codes(browser: BrowserFactory, make_user: UserFactory,
-                                                             make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
-    client = browser()
-    await sign_in(client)
-    group_id = await _group_id(await post_form(client, "/app/groups/new", "/app/groups", GROUP))
+async def test_deleting_a_group_warns_and_detaches_its_codes(signed_in: SignedIn, make_key: KeyFactory,
+                                                             api: httpx.AsyncClient):
+    client = await signed_in()
+    group_id = await create_through_form(client, "/app/groups", GROUP, "grp")
     page = f"/app/groups/{group_id}"
     await post_form(client, page, f"{page}/mint", {"count": "3"})
     assert "Its 3 codes are not deleted: they detach." in (await client.get(page)).text
@@ -100,34 +81,28 @@ async def test_deleting_a_group_warns_and_detaches_its_codes(browser: BrowserFac
     assert codes["total"] == 3 and {c["group_id"] for c in codes["data"]} == {None}
 
 
-async def test_test_mode_shows_only_test_groups(browser: BrowserFactory, make_user: UserFactory):
-    await make_user()
-    client = browser()
-    await sign_in(client)
+async def test_test_mode_shows_only_test_groups(signed_in: SignedIn):
+    client = await signed_in()
     await post_form(client, "/app/groups/new", "/app/groups", GROUP)
     await post_form(client, "/app/", "/app/mode", {"mode": "test"})
     assert "Fall menus" not in (await client.get("/app/groups")).text
 
 
-async def test_a_group_without_a_status_says_so_instead_of_none(browser: BrowserFactory, make_user: UserFactory,
-                                                                make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
+async def test_a_group_without_a_status_says_so_instead_of_none(signed_in: SignedIn, make_key: KeyFactory,
+                                                                api: httpx.AsyncClient):
     key = await make_key()
     created = await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "No status"})
     assert created.status_code == 201, created.text
-    client = browser()
-    await sign_in(client)
+    client = await signed_in()
     detail = (await client.get(f"/app/groups/{created.json()['id']}")).text
     assert "<dd>None</dd>" not in detail and "not set: a code&#39;s own, else active" in detail
     assert "<td>None</td>" not in (await client.get("/app/groups")).text
 
 
-async def test_a_stale_group_form_does_not_overwrite_a_newer_change(browser: BrowserFactory, make_user: UserFactory,
-                                                                    make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
-    client = browser()
-    await sign_in(client)
-    group_id = await _group_id(await post_form(client, "/app/groups/new", "/app/groups", GROUP))
+async def test_a_stale_group_form_does_not_overwrite_a_newer_change(signed_in: SignedIn, make_key: KeyFactory,
+                                                                    api: httpx.AsyncClient):
+    client = await signed_in()
+    group_id = await create_through_form(client, "/app/groups", GROUP, "grp")
     key = await make_key()
     await api.patch(f"/v1/qr-groups/{group_id}", json={"name": "renamed by a script"}, headers=bearer(key))
     page = f"/app/groups/{group_id}"

@@ -7,17 +7,14 @@ import re
 import httpx
 
 from tests.conftest import KeyFactory, bearer
-from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, post_form, sign_in
+from tests.control_plane.dashboard.conftest import SignedIn, UserFactory, post_form
 
 PUBLIC_URL = "https://93.184.215.14/hooks/scanroute"  # a public address literal: no DNS needed
 
 
-async def test_an_owner_creates_a_key_shown_once_that_works_then_revokes_it(browser: BrowserFactory,
-                                                                            make_user: UserFactory,
+async def test_an_owner_creates_a_key_shown_once_that_works_then_revokes_it(signed_in: SignedIn,
                                                                             api: httpx.AsyncClient):
-    await make_user()
-    client = browser()
-    await sign_in(client)
+    client = await signed_in()
     created = await post_form(client, "/app/api-keys", "/app/api-keys", {"name": "print shop", "scopes": ["qr:read"]})
     secret = re.search(r'id="new-secret" type="text" readonly value="(qr_live_\w+)"', created.text)
     assert created.status_code == 200 and secret
@@ -30,16 +27,13 @@ async def test_an_owner_creates_a_key_shown_once_that_works_then_revokes_it(brow
     assert (await api.get("/v1/qr-codes", headers=bearer(secret.group(1)))).status_code == 401
 
 
-async def test_the_keys_page_has_pages_and_a_key_past_the_first_100_can_be_revoked(browser: BrowserFactory,
-                                                                                   make_user: UserFactory,
+async def test_the_keys_page_has_pages_and_a_key_past_the_first_100_can_be_revoked(signed_in: SignedIn,
                                                                                    make_key: KeyFactory,
                                                                                    api: httpx.AsyncClient):
-    await make_user()
     oldest = await make_key(scopes=("qr:read",))
     for _ in range(104):
         await make_key(scopes=("qr:read",))
-    client = browser()
-    await sign_in(client)
+    client = await signed_in()
     first = await client.get("/app/api-keys")
     assert len(re.findall(r'action="/app/api-keys/key_\w+/revoke"', first.text)) == 100
     assert "1–100 of 105 keys" in first.text
@@ -55,11 +49,9 @@ async def test_the_keys_page_has_pages_and_a_key_past_the_first_100_can_be_revok
     assert (await api.get("/v1/qr-codes", headers=bearer(oldest))).status_code == 401
 
 
-async def test_keys_and_webhook_changes_are_for_owners_only(browser: BrowserFactory, make_user: UserFactory):
+async def test_keys_and_webhook_changes_are_for_owners_only(make_user: UserFactory, signed_in: SignedIn):
     await make_user()
-    await make_user("ed@example.com", "editor")
-    editor = browser()
-    await sign_in(editor, "ed@example.com")
+    editor = await signed_in("ed@example.com", "editor")
     overview = await editor.get("/app/")
     assert 'href="/app/api-keys"' not in overview.text and 'href="/app/webhooks"' in overview.text
     assert (await editor.get("/app/api-keys")).status_code == 403
@@ -69,11 +61,8 @@ async def test_keys_and_webhook_changes_are_for_owners_only(browser: BrowserFact
     assert refused.status_code == 403
 
 
-async def test_an_owner_adds_an_endpoint_sends_a_test_and_sees_the_delivery(browser: BrowserFactory,
-                                                                            make_user: UserFactory):
-    await make_user()
-    client = browser()
-    await sign_in(client)
+async def test_an_owner_adds_an_endpoint_sends_a_test_and_sees_the_delivery(signed_in: SignedIn):
+    client = await signed_in()
     created = await post_form(client, "/app/webhooks", "/app/webhooks",
                               {"url": PUBLIC_URL, "events": "*", "description": "CRM"})
     assert created.status_code == 200 and re.search(r'id="endpoint-secret" type="text" readonly value="whsec_',
@@ -93,10 +82,8 @@ async def test_an_owner_adds_an_endpoint_sends_a_test_and_sees_the_delivery(brow
     assert http.status_code == 422 and 'id="f-url-error"' in http.text
 
 
-async def test_usage_counts_codes_created_in_the_dashboard(browser: BrowserFactory, make_user: UserFactory):
-    await make_user()
-    client = browser()
-    await sign_in(client)
+async def test_usage_counts_codes_created_in_the_dashboard(signed_in: SignedIn):
+    client = await signed_in()
     group = await post_form(client, "/app/groups/new", "/app/groups", {"name": "run"})
     await post_form(client, group.headers["location"], group.headers["location"].split("?")[0] + "/mint",
                     {"count": "7"})

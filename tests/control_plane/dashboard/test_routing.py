@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from html import unescape
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import KeyFactory, bearer
-from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, csrf_of, sign_in
+from tests.control_plane.dashboard.conftest import SignedIn, csrf_of
 
 IOS = {"device": ["ios"], "destination_url": "https://apps.apple.com/app/id1"}
 
@@ -30,14 +32,26 @@ async def _group(api: httpx.AsyncClient, key: str) -> dict[str, Any]:
     return group
 
 
-async def test_rules_added_edited_moved_and_deleted_are_the_apis_rules(browser: BrowserFactory, make_user: UserFactory,
-                                                                       make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user(role="editor")
-    key = await make_key(scopes=("qr:read", "qr:write", "webhooks:read"))
-    group = await _group(api, key)
-    client = browser()
-    await sign_in(client)
-    page = f"/app/groups/{group['id']}"
+GroupPage = Callable[..., Awaitable[tuple[str, dict[str, Any], httpx.AsyncClient, str]]]
+
+
+@pytest.fixture
+def on_group_page(signed_in: SignedIn, make_key: KeyFactory, api: httpx.AsyncClient) -> GroupPage:
+    """A key, a group made with it, and a browser signed in as a user of `role`: (key, group, browser, page)."""
+
+    async def make(email: str = "ana@example.com", role: str = "owner",
+                   scopes: tuple[str, ...] = ("qr:read", "qr:write"),
+                   ) -> tuple[str, dict[str, Any], httpx.AsyncClient, str]:
+        key = await make_key(scopes=scopes)
+        group = await _group(api, key)
+        return key, group, await signed_in(email, role), f"/app/groups/{group['id']}"
+
+    return make
+
+
+async def test_rules_added_edited_moved_and_deleted_are_the_apis_rules(on_group_page: GroupPage,
+                                                                       api: httpx.AsyncClient):
+    key, group, client, page = await on_group_page(role="editor", scopes=("qr:read", "qr:write", "webhooks:read"))
 
     async def rules() -> list[dict[str, Any]]:
         return (await api.get(f"/v1/qr-groups/{group['id']}", headers=bearer(key))).json()["rules"] or []
@@ -70,14 +84,8 @@ async def test_rules_added_edited_moved_and_deleted_are_the_apis_rules(browser: 
     assert len(events["data"]) == 5  # one per change, as through the API
 
 
-async def test_rule_errors_are_the_apis_messages_next_to_their_field(browser: BrowserFactory, make_user: UserFactory,
-                                                                     make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
-    key = await make_key()
-    group = await _group(api, key)
-    client = browser()
-    await sign_in(client)
-    page = f"/app/groups/{group['id']}"
+async def test_rule_errors_are_the_apis_messages_next_to_their_field(on_group_page: GroupPage, api: httpx.AsyncClient):
+    key, group, client, page = await on_group_page()
     refused = await api.patch(f"/v1/qr-groups/{group['id']}", headers=bearer(key), json={"rules": [
         {"if": {"country": ["DEU"], "time": {"from": "25:00", "to": "10:00"}},
          "destination": {"type": "url", "url": "https://example.com"}}]})
@@ -98,14 +106,8 @@ async def test_rule_errors_are_the_apis_messages_next_to_their_field(browser: Br
     assert (await api.get(f"/v1/qr-groups/{group['id']}", headers=bearer(key))).json()["rules"] is None
 
 
-async def test_the_split_is_saved_checked_and_removed(browser: BrowserFactory, make_user: UserFactory,
-                                                      make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
-    key = await make_key()
-    group = await _group(api, key)
-    client = browser()
-    await sign_in(client)
-    page = f"/app/groups/{group['id']}"
+async def test_the_split_is_saved_checked_and_removed(on_group_page: GroupPage, api: httpx.AsyncClient):
+    key, group, client, page = await on_group_page()
     saved = await _submit(client, page, f"{page}/split", {"weight_0": "1", "url_0": "https://example.com/a",
                                                           "weight_1": "3", "url_1": "https://example.com/b"})
     assert saved.status_code == 303
@@ -127,15 +129,9 @@ async def test_the_split_is_saved_checked_and_removed(browser: BrowserFactory, m
     assert (await api.get(f"/v1/qr-groups/{group['id']}", headers=bearer(key))).json()["split"] is None
 
 
-async def test_a_stale_page_does_not_overwrite_rules_changed_meanwhile(browser: BrowserFactory,
-                                                                       make_user: UserFactory,
-                                                                       make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
-    key = await make_key()
-    group = await _group(api, key)
-    client = browser()
-    await sign_in(client)
-    page = f"/app/groups/{group['id']}"
+async def test_a_stale_page_does_not_overwrite_rules_changed_meanwhile(on_group_page: GroupPage,
+                                                                       api: httpx.AsyncClient):
+    key, group, client, page = await on_group_page()
     html = (await client.get(page)).text
     await api.patch(f"/v1/qr-groups/{group['id']}", headers=bearer(key), json={"rules": [
         {"if": {"device": ["android"]}, "destination": {"type": "url", "url": "https://example.com/android"}}]})
@@ -146,15 +142,8 @@ async def test_a_stale_page_does_not_overwrite_rules_changed_meanwhile(browser: 
     assert [r["if"] for r in rules] == [{"device": ["android"]}]
 
 
-async def test_numbers_that_are_no_numbers_are_refused_with_a_message(browser: BrowserFactory,
-                                                                      make_user: UserFactory,
-                                                                      make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
-    key = await make_key()
-    group = await _group(api, key)
-    client = browser()
-    await sign_in(client)
-    page = f"/app/groups/{group['id']}"
+async def test_numbers_that_are_no_numbers_are_refused_with_a_message(on_group_page: GroupPage, api: httpx.AsyncClient):
+    key, group, client, page = await on_group_page()
     for number in ("\u00b2", "9" * 5000):  # `str.isdigit` takes "²"; int() refuses both
         damaged = await _submit(client, page, f"{page}/rules", {**IOS, "version": number})
         assert damaged.status_code == 400 and "Reload the page" in damaged.text
@@ -165,15 +154,9 @@ async def test_numbers_that_are_no_numbers_are_refused_with_a_message(browser: B
     assert after["rules"] is None and after["split"] is None
 
 
-async def test_a_rule_number_that_is_no_rule_is_a_404_page_not_a_500(browser: BrowserFactory, make_user: UserFactory,
-                                                                      make_key: KeyFactory, api: httpx.AsyncClient):
+async def test_a_rule_number_that_is_no_rule_is_a_404_page_not_a_500(on_group_page: GroupPage, api: httpx.AsyncClient):
     """A rule's number is in the address: one of thousands of digits (int() refuses over 4,300) is no rule."""
-    await make_user()
-    key = await make_key()
-    group = await _group(api, key)
-    client = browser()
-    await sign_in(client)
-    page = f"/app/groups/{group['id']}"
+    key, group, client, page = await on_group_page()
     assert (await _submit(client, page, f"{page}/rules", IOS)).status_code == 303
     for number in ("9" * 5000, "0", "2", "\u00b2"):
         for action in ("", "/move", "/delete"):
@@ -183,16 +166,11 @@ async def test_a_rule_number_that_is_no_rule_is_a_404_page_not_a_500(browser: Br
     assert len(after["rules"]) == 1
 
 
-async def test_a_codes_own_rules_come_first_and_reach_resolved(browser: BrowserFactory, make_user: UserFactory,
-                                                               make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user()
-    key = await make_key()
-    group = await _group(api, key)
+async def test_a_codes_own_rules_come_first_and_reach_resolved(on_group_page: GroupPage, api: httpx.AsyncClient):
+    key, group, client, _ = await on_group_page()
     await api.patch(f"/v1/qr-groups/{group['id']}", headers=bearer(key), json={"rules": [
         {"if": {"device": ["android"]}, "destination": {"type": "url", "url": "https://example.com/android"}}]})
     code = (await api.post("/v1/qr-codes", headers=bearer(key), json={"group_id": group["id"]})).json()
-    client = browser()
-    await sign_in(client)
     page = f"/app/codes/{code['id']}"
     assert "The group&#39;s rules and split come after these" in (await client.get(page)).text
     assert (await _submit(client, page, f"{page}/rules", IOS)).status_code == 303
@@ -204,19 +182,13 @@ async def test_a_codes_own_rules_come_first_and_reach_resolved(browser: BrowserF
     assert 'id="rules"' not in (await client.get(f"/app/codes/{static['id']}")).text
 
 
-async def test_a_viewer_reads_the_rules_without_any_form_and_is_refused(browser: BrowserFactory,
-                                                                        make_user: UserFactory,
-                                                                        make_key: KeyFactory, api: httpx.AsyncClient):
-    await make_user("viewer@example.com", "viewer")
-    key = await make_key()
-    group = await _group(api, key)
+async def test_a_viewer_reads_the_rules_without_any_form_and_is_refused(on_group_page: GroupPage,
+                                                                        api: httpx.AsyncClient):
+    key, group, client, page = await on_group_page("viewer@example.com", "viewer")
     await api.patch(f"/v1/qr-groups/{group['id']}", headers=bearer(key), json={
         "rules": [{"if": {"device": ["ios"]}, "destination": {"type": "url", "url": "https://example.com/ios"}}],
         "split": [{"weight": 1, "destination": {"type": "url", "url": "https://example.com/a"}},
                   {"weight": 1, "destination": {"type": "url", "url": "https://example.com/b"}}]})
-    client = browser()
-    await sign_in(client, "viewer@example.com")
-    page = f"/app/groups/{group['id']}"
     html = (await client.get(page)).text
     assert "Rule 1:</strong> if device is ios" in html and "https://example.com/b" in html
     assert "<form" not in html.split('id="rules"')[1]  # no write control anywhere below the settings

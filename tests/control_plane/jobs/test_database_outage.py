@@ -8,9 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -18,20 +16,9 @@ import pytest
 from shared.processes import spawn, stop
 from tests.conftest import KeyFactory, bearer
 from tests.control_plane.jobs.conftest import mint_group
-from tests.control_plane.webhooks.test_database_outage import Proxy
+from tests.pg_proxy import Proxy
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[Proxy]:
-    parts = urlsplit(database_url)
-    running = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.cut()
 
 
 async def _export_succeeds(api: httpx.AsyncClient, key: str, group_id: str, worker_alive: object) -> None:
@@ -49,8 +36,7 @@ async def test_the_worker_waits_out_postgresql_outages_at_start_and_while_runnin
         tmp_path: Path) -> None:
     key = await make_key()
     group_id, _ = await mint_group(api, key, 3)
-    parts = urlsplit(database_url)
-    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
+    via_proxy = proxy.url(database_url)
     await proxy.cut()  # PostgreSQL unreachable when the worker starts
     log = tmp_path / "jobs.log"
     with log.open("wb") as output:

@@ -58,17 +58,21 @@ async def test_a_stalled_attempt_that_fails_leaves_the_file_of_the_attempt_that_
     assert again.status_code == 200 and again.content == file.content
 
 
-async def test_a_connection_dropped_mid_export_gives_the_job_another_attempt(
+@pytest.mark.parametrize("interrupt", ["pg_terminate_backend", "pg_cancel_backend"],
+                         ids=["connection-dropped", "statement-cancelled"])
+async def test_a_progress_update_cut_off_mid_export_gives_the_job_another_attempt(
         api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, interrupt: str) -> None:
+    """The worker's progress UPDATE waits on the row and is cut off once; the same statement succeeds later.
+    pg_terminate_backend: its backend is terminated (a failover, a restarted pgbouncer, an administrator) while
+    PostgreSQL stays up for everyone else. pg_cancel_backend: the statement is cancelled, as a `statement_timeout`
+    on a slow server or an operator does."""
     real_progress = claims.progress
-    dropped: list[int] = []
+    interrupted: list[int] = []
 
-    async def progress_on_a_dropped_connection(pool: Any, job: Any, done: int, total: int | None) -> None:
-        if dropped:
+    async def progress_cut_off_once(pool: Any, job: Any, done: int, total: int | None) -> None:
+        if interrupted:
             return await real_progress(pool, job, done, total)
-        # The worker's progress UPDATE waits on the row while its backend is terminated (a failover, a
-        # restarted pgbouncer, an administrator); PostgreSQL stays up for everyone else.
         async with db.transaction():
             await db.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job["id"])
             update = asyncio.create_task(real_progress(pool, job, done, total))
@@ -79,55 +83,20 @@ async def test_a_connection_dropped_mid_export_gives_the_job_another_attempt(
                 if pid:
                     break
                 await asyncio.sleep(0.01)
-            assert pid and await db.fetchval("SELECT pg_terminate_backend($1)", pid)
-            dropped.append(pid)
+            assert pid and await db.fetchval(f"SELECT {interrupt}($1)", pid)
+            interrupted.append(pid)
         await update
 
-    monkeypatch.setattr(claims, "progress", progress_on_a_dropped_connection)
+    monkeypatch.setattr(claims, "progress", progress_cut_off_once)
     key = await make_key()
     group_id, _ = await mint_group(api, key, 3)
     started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
     job = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
-    assert dropped
+    assert interrupted
     assert job["status"] == "succeeded", job["error"]
     assert await db.fetchval("SELECT attempt FROM jobs WHERE id = $1", job["id"]) == 2
     file = await api.get(f"/v1/exports/{job['id']}/file", headers=bearer(key))
     assert file.text.count("\r\n") == 4  # the header and the 3 codes, once
-
-
-async def test_a_statement_cancelled_mid_export_gives_the_job_another_attempt(
-        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    real_progress = claims.progress
-    cancelled: list[int] = []
-
-    async def progress_cancelled_once(pool: Any, job: Any, done: int, total: int | None) -> None:
-        if cancelled:
-            return await real_progress(pool, job, done, total)
-        # The worker's progress UPDATE waits on the row and is cancelled: what a `statement_timeout` does on a
-        # slow server, or an operator's pg_cancel_backend. The same statement succeeds later.
-        async with db.transaction():
-            await db.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job["id"])
-            update = asyncio.create_task(real_progress(pool, job, done, total))
-            pid = None
-            for _ in range(200):
-                pid = await db.fetchval("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND"
-                                        " wait_event_type = 'Lock' AND query LIKE '%UPDATE jobs SET progress_done%'")
-                if pid:
-                    break
-                await asyncio.sleep(0.01)
-            assert pid and await db.fetchval("SELECT pg_cancel_backend($1)", pid)
-            cancelled.append(pid)
-        await update
-
-    monkeypatch.setattr(claims, "progress", progress_cancelled_once)
-    key = await make_key()
-    group_id, _ = await mint_group(api, key, 3)
-    started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
-    job = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
-    assert cancelled
-    assert job["status"] == "succeeded", job["error"]
-    assert await db.fetchval("SELECT attempt FROM jobs WHERE id = $1", job["id"]) == 2
 
 
 async def test_the_worker_loop_rides_out_too_many_connections_at_the_claim(
@@ -153,22 +122,30 @@ async def test_the_worker_loop_rides_out_too_many_connections_at_the_claim(
     await asyncio.wait_for(loop, 10)
 
 
-async def test_a_heartbeat_cut_off_once_does_not_cancel_the_job(
-        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
-        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def _a_long_export(api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker,
+                         monkeypatch: pytest.MonkeyPatch, lease: float) -> tuple[asyncio.Event, str, str]:
+    """An export of 3 codes, queued, whose drawing waits until the returned event is set (a long export, still
+    drawing while its heartbeats come and go), for a worker whose lease is `lease` s (a heartbeat every quarter
+    of it): (that event, the key, the export's id)."""
     resume = asyncio.Event()
 
     class WaitingRun(ExportRun):
         async def run(self) -> tuple[str, str]:
-            await resume.wait()  # a long export, still drawing while its heartbeat fails
+            await resume.wait()
             return await super().run()
 
     monkeypatch.setattr(worker_module, "ExportRun", WaitingRun)
-    worker.settings = dataclasses.replace(worker.settings, lease=2.0)  # a heartbeat every 0.5 s
+    worker.settings = dataclasses.replace(worker.settings, lease=lease)
     key = await make_key()
     group_id, _ = await mint_group(api, key, 3)
     started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
-    export_id = started.json()["id"]
+    return resume, key, started.json()["id"]
+
+
+async def test_a_heartbeat_cut_off_once_does_not_cancel_the_job(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker, db: asyncpg.Connection[Any],
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    resume, key, export_id = await _a_long_export(api, make_key, worker, monkeypatch, lease=2.0)  # beats every 0.5 s
     running = asyncio.create_task(worker.run_once())
     async with asyncio.timeout(30):
         while await db.fetchval("SELECT status FROM jobs WHERE id = $1", export_id) != "running":
@@ -228,25 +205,14 @@ async def test_a_heartbeat_that_fails_on_an_error_gives_the_job_up_and_says_why(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Not an outage (a trigger refusing the renewal): the lease cannot be kept, so the work stops, and the
     heartbeat's error is logged with the job, not left to asyncio's "exception never retrieved"."""
-    resume = asyncio.Event()
-
-    class WaitingRun(ExportRun):
-        async def run(self) -> tuple[str, str]:
-            await resume.wait()
-            return await super().run()
-
-    monkeypatch.setattr(worker_module, "ExportRun", WaitingRun)
-    worker.settings = dataclasses.replace(worker.settings, lease=0.4)  # a heartbeat every 0.1 s
-    key = await make_key()
-    group_id, _ = await mint_group(api, key, 3)
-    started = await api.post("/v1/exports", headers=bearer(key), json={"format": "codes_csv", "group_id": group_id})
+    _, _, export_id = await _a_long_export(api, make_key, worker, monkeypatch, lease=0.4)  # a heartbeat every 0.1 s
     await db.execute("""
         CREATE FUNCTION refuse_heartbeat() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'heartbeat refused'; END $$;
         CREATE TRIGGER refuse_heartbeat BEFORE UPDATE OF heartbeat_at ON jobs FOR EACH ROW
         WHEN (OLD.status = 'running') EXECUTE FUNCTION refuse_heartbeat();""")
     assert await asyncio.wait_for(worker.run_once(), 30)
-    failed = [r for r in caplog.records if r.levelname == "ERROR" and started.json()["id"] in r.getMessage()]
+    failed = [r for r in caplog.records if r.levelname == "ERROR" and export_id in r.getMessage()]
     assert failed and "heartbeat refused" in failed[0].getMessage(), caplog.text
     assert failed[0].exc_info is not None
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -148,6 +149,27 @@ async def dispatcher(webhook_settings: WebhookSettings, pool: asyncpg.Pool[Any],
         yield Dispatcher(webhook_settings, pool, session, clock=clock, jitter=lambda: 0.5)
     finally:
         await session.close()
+
+
+@contextlib.asynccontextmanager
+async def loops_running(dispatcher: Dispatcher, stop_within: float) -> AsyncIterator[asyncio.Task[None]]:
+    """The dispatcher's loops as `scanroute webhooks` runs them, until the block ends: then they are told to stop
+    (and must, within `stop_within` seconds) and the dispatcher's HTTP session is closed."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, stop_within)
+        await dispatcher.session.close()
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
 
 
 async def create_endpoint(api: httpx.AsyncClient, key: str, url: str, events: list[str] | None = None,

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
-import pytest
 
 from control_plane.webhooks.delivery import create_session
 from control_plane.webhooks.dispatcher import Dispatcher
@@ -27,92 +23,38 @@ from tests.control_plane.webhooks.conftest import (
     create_endpoint,
     create_group,
     deliveries,
+    eventually,
+    loops_running,
 )
-
-
-class Proxy:
-    """Forwards 127.0.0.1:port to the database; `cut` drops every connection and stops listening."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self.server: asyncio.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.writers:
-            writer.close()
-        self.writers.clear()
-
-    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_connection(*self.target)
-        self.writers |= {client_writer, server_writer}
-        await asyncio.gather(self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-
-@pytest.fixture
-async def proxy(database_url: str) -> AsyncIterator[Proxy]:
-    parts = urlsplit(database_url)
-    running = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.cut()
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
+from tests.pg_proxy import Proxy
 
 
 async def test_deliveries_resume_when_postgresql_returns(
         api: httpx.AsyncClient, make_key: KeyFactory, receiver: Receiver, webhook_settings: WebhookSettings,
         database_url: str, proxy: Proxy) -> None:
-    parts = urlsplit(database_url)
-    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
     key = await make_key(scopes=WEBHOOK_SCOPES)
     endpoint = await create_endpoint(api, key, receiver.url())
-    pool = await create_pool(via_proxy, min_size=0, max_size=4)
-    session = create_session(webhook_settings.delivery_timeout)
-    stop = asyncio.Event()
+    pool = await create_pool(proxy.url(database_url), min_size=0, max_size=4)
     settings = dataclasses.replace(webhook_settings, concurrency=4, poll_interval=0.05)
-    running = asyncio.create_task(Dispatcher(settings, pool, session).run(stop))
+    dispatcher = Dispatcher(settings, pool, create_session(webhook_settings.delivery_timeout))
     try:
-        await create_group(api, key, "before the outage")
-        await eventually(lambda: len(receiver.requests) == 1)
-        deadline = time.monotonic() + 30
-        while (await deliveries(api, key, endpoint["id"]))[0]["status"] != "succeeded":  # recorded, too
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        async with loops_running(dispatcher, stop_within=15) as running:
+            await create_group(api, key, "before the outage")
+            await eventually(lambda: len(receiver.requests) == 1)
+            deadline = time.monotonic() + 30
+            while (await deliveries(api, key, endpoint["id"]))[0]["status"] != "succeeded":  # recorded, too
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
 
-        await proxy.cut()
-        await create_group(api, key, "during the outage")  # committed directly, not through the proxy
-        await asyncio.sleep(1.0)
-        assert not running.done(), "the dispatcher must not die with its database"
-        assert len(receiver.requests) == 1
+            await proxy.cut()
+            await create_group(api, key, "during the outage")  # committed directly, not through the proxy
+            await asyncio.sleep(1.0)
+            assert not running.done(), "the dispatcher must not die with its database"
+            assert len(receiver.requests) == 1
 
-        await proxy.start()
-        await eventually(lambda: any(b"during the outage" in r.body for r in receiver.requests))
+            await proxy.start()
+            await eventually(lambda: any(b"during the outage" in r.body for r in receiver.requests))
     finally:
-        stop.set()
-        await asyncio.wait_for(running, 15)
-        await session.close()
         await pool.close()
 
 
@@ -128,8 +70,8 @@ async def test_an_outage_longer_than_the_lease_neither_resends_nor_loses_the_att
     receiver.script["/hook"] = [500, 200, 200]
     receiver.hold = {"/hook"}
     settings = dataclasses.replace(webhook_settings, concurrency=4, poll_interval=0.05)
-    session = create_session(settings.delivery_timeout)
-    dispatcher = Dispatcher(settings, pool, session, clock=clock, jitter=lambda: 0.5)
+    dispatcher = Dispatcher(settings, pool, create_session(settings.delivery_timeout), clock=clock,
+                            jitter=lambda: 0.5)
     down = {"claim": False, "record": False}
     record_failures = 0
     real_claim, real_record = dispatcher.claim, dispatcher.record
@@ -148,9 +90,7 @@ async def test_an_outage_longer_than_the_lease_neither_resends_nor_loses_the_att
 
     dispatcher.claim = claim  # type: ignore[method-assign]
     dispatcher.record = record  # type: ignore[method-assign]
-    stop = asyncio.Event()
-    running = asyncio.create_task(dispatcher.run(stop))
-    try:
+    async with loops_running(dispatcher, stop_within=30):
         await create_group(api, key)
         await eventually(lambda: len(receiver.requests) == 1)  # the attempt is in flight
         down["claim"] = down["record"] = True
@@ -170,7 +110,3 @@ async def test_an_outage_longer_than_the_lease_neither_resends_nor_loses_the_att
         assert [a["status_code"] for a in delivery["attempts"]] == [500, 200]
         assert delivery["status"] == "succeeded" and delivery["attempt_count"] == 2
         assert len(receiver.requests) == 2
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 30)
-        await session.close()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +33,8 @@ from tests.control_plane.webhooks.conftest import (
     Receiver,
     create_endpoint,
     create_group,
+    eventually,
+    loops_running,
 )
 
 
@@ -48,27 +50,15 @@ async def record_events(pool: asyncpg.Pool[Any], org_id: str, count: int, livemo
                 for n in range(count)}
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
 @contextlib.asynccontextmanager
 async def running(settings: WebhookSettings, database_url: str) -> AsyncIterator[Dispatcher]:
     """The dispatcher's loops as `scanroute webhooks` runs them, on a pool of their own."""
     pool = await create_pool(database_url, min_size=0, max_size=4)
-    session = create_session(settings.delivery_timeout)
-    stop = asyncio.Event()
-    dispatcher = Dispatcher(settings, pool, session)
-    task = asyncio.create_task(dispatcher.run(stop))
     try:
-        yield dispatcher
+        dispatcher = Dispatcher(settings, pool, create_session(settings.delivery_timeout))
+        async with loops_running(dispatcher, stop_within=30):
+            yield dispatcher
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await session.close()
         await pool.close()
 
 

@@ -25,6 +25,7 @@ from tests.control_plane.webhooks.conftest import (
     create_endpoint,
     create_group,
     deliveries,
+    loops_running,
 )
 from tests.local_http import local_server
 
@@ -56,16 +57,10 @@ async def running(webhook_settings: WebhookSettings, pool: asyncpg.Pool[Any],
                   clock: FrozenClock) -> AsyncIterator[Dispatcher]:
     """A dispatcher running its loops, as `scanroute webhooks` does."""
     settings = dataclasses.replace(webhook_settings, poll_interval=0.05)
-    session = create_session(settings.delivery_timeout)
-    dispatcher = Dispatcher(settings, pool, session, clock=clock, jitter=lambda: 0.5)
-    stop = asyncio.Event()
-    task = asyncio.create_task(dispatcher.run(stop))
-    try:
+    dispatcher = Dispatcher(settings, pool, create_session(settings.delivery_timeout), clock=clock,
+                            jitter=lambda: 0.5)
+    async with loops_running(dispatcher, stop_within=60):
         yield dispatcher
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
-        await session.close()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> bool:
