@@ -43,12 +43,12 @@ async def parse_body(request: Request, model: type[Model], immutable: tuple[str,
         raise Problem(400, f"The body is not valid JSON: {exc}.", type="malformed-json") from None
     if not isinstance(data, dict):
         raise Problem(422, "The body must be a JSON object.", errors=[{"field": "", "message": "must be an object"}])
-    depth, has_nul = _shape(data)
+    depth, nul_at = _shape(data)
     if depth > MAX_DEPTH:
         raise Problem(400, f"The body is nested deeper than {MAX_DEPTH} levels.", type="malformed-json")
-    if has_nul:
+    if nul_at is not None:
         raise Problem(422, "Text must not contain NUL characters.",
-                      errors=[{"field": "", "message": "must not contain NUL (\\u0000) characters"}])
+                      errors=[{"field": nul_at, "message": "must not contain NUL (\\u0000) characters"}])
     if fixed := [name for name in immutable if name in data]:
         raise Problem(422, f"{', '.join(fixed)} cannot change after creation.",
                       errors=[{"field": name, "message": "cannot change after creation"} for name in fixed])
@@ -61,21 +61,28 @@ async def parse_body(request: Request, model: type[Model], immutable: tuple[str,
         raise from_validation_error(exc) from None
 
 
-def _shape(document: Any) -> tuple[int, bool]:
-    """(nesting depth, whether any key or string holds NUL), walked with a stack: no recursion limit to hit."""
-    deepest, has_nul = 0, False
-    stack = [(document, 1)]
+def _shape(document: Any) -> tuple[int, str | None]:
+    """(nesting depth, the dotted path of the first string or key in document order that holds NUL, or None),
+    walked with a stack: no recursion limit to hit. A path names its field as other 422s do (`tags.1`)."""
+    deepest, nul_at = 0, None
+    stack: list[tuple[Any, int, tuple[str, ...]]] = [(document, 1, ())]
     while stack:
-        value, depth = stack.pop()
+        value, depth, path = stack.pop()
         if isinstance(value, str):
-            has_nul = has_nul or "\x00" in value
+            if nul_at is None and "\x00" in value:
+                nul_at = ".".join(path)
         elif isinstance(value, dict | list):
             deepest = max(deepest, depth)
             if deepest > MAX_DEPTH:
                 break
-            children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children)
-    return deepest, has_nul
+            children: list[tuple[Any, int, tuple[str, ...]]] = []
+            if isinstance(value, dict):
+                for key, child in value.items():
+                    children += [(key, depth + 1, (*path, key)), (child, depth + 1, (*path, key))]
+            else:
+                children = [(child, depth + 1, (*path, str(n))) for n, child in enumerate(value)]
+            stack.extend(reversed(children))  # popped in document order: the first NUL is the one named
+    return deepest, nul_at
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from shared.settings import ConfigError, ControlPlaneSettings
+from shared.settings import SERVICES_ENV, ConfigError, ControlPlaneSettings
 
 PLANS = ("free", "developer", "scale", "enterprise")
 
@@ -289,6 +289,16 @@ def add_job_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                          lazy("cmd_import"))
 
 
+def _stack_hint(exc: ConfigError) -> str | None:
+    """Why a store URL is missing in a folder where `scanroute up` ran: its private PostgreSQL and Redis (and
+    .scanroute/services.env, which names them) exist only while it is up (docs/operations.md)."""
+    if exc.variable not in ("DATABASE_URL", "REDIS_URL") or not SERVICES_ENV.parent.is_dir() \
+            or SERVICES_ENV.is_file():
+        return None
+    return ("hint: the private PostgreSQL and Redis in .scanroute/ run only while `make run` (`scanroute up`) is "
+            "up: start it in another terminal, or set DATABASE_URL and REDIS_URL")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _configure_logging()
@@ -297,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        if hint := _stack_hint(exc):
+            print(hint, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

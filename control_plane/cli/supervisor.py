@@ -178,8 +178,13 @@ def _say_up(cp: ControlPlaneSettings, edge: EdgeSettings, silent: list[str], dem
          "  jobs           export/import worker running\n")
     if demo_key:
         _say(f"demo API key (shown once, also saved in {DEMO_KEY_FILE}):\n  {demo_key}\n")
-    else:
+    elif DEMO_KEY_FILE.exists():
         _say(f"demo API key: see {DEMO_KEY_FILE}, or make one with `scanroute keys create --org demo`\n")
+    else:
+        # The demo organisation had a key already (this DATABASE_URL was used from another folder, or
+        # .scanroute/ was deleted): it was shown once where it was made, and is not in this folder.
+        _say(f"demo API key: the demo organisation already has one, made elsewhere (not in {DEMO_KEY_FILE});\n"
+             "  make one with `scanroute keys create --org demo` while the stack is up\n")
     _say("press Ctrl-C to stop")
 
 

@@ -92,6 +92,8 @@ async def set_item(ctx: ServiceContext, key: ApiKey, owner: MapOwner, field: Map
             refuse_on_static([field])
         if value is None and name not in before[field]:
             raise Problem(404, f"No {ITEM_KINDS[field]} '{name}'.")
+        if value is not None and before[field].get(name) == value:
+            return map_item(field, name, value)  # no change: the same version, no event (docs/api.md §4.1)
         await apply_params(conn, f"{owner.table_prefix}_{field}", owner.owner_column, owner_id, {name: value})
         await conn.execute(f"UPDATE {owner.table} SET version = version + 1, updated_at = now() WHERE id = $1",
                            owner_id)

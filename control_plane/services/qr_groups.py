@@ -142,31 +142,20 @@ async def get_group(ctx: ServiceContext, key: ApiKey, group_id: str) -> QRGroupP
 
 async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QRGroupUpdate, *,
                        if_match: Collection[int] | None = None) -> QRGroupPublic:
-    """JSON Merge Patch of a group; records `qr_group.updated`; `if_match` as for codes."""
-    fields = body.model_fields_set
+    """JSON Merge Patch of a group; records `qr_group.updated`; `if_match` as for codes. A patch that changes
+    nothing writes nothing (its writes are undone to a savepoint): the same `version`, no event, nothing
+    published (docs/api.md §4.1)."""
     async with ctx.transaction() as conn:
         current = await fetch_group(conn, key, group_id, lock=True)
         check_version(current, if_match, "QR group")
         before = group_object(current)
-        destination = merge_destination(before["destination"], body.destination, "destination" in fields)
-        await conn.execute(
-            "UPDATE qr_groups SET name = $2, description = $3, status = $4, destination_type = $5,"
-            " destination_url = $6, destination_page = $7, destination_chatbot = $8,"
-            " destination_knowledge_base = $9, version = version + 1, updated_at = now() WHERE id = $1",
-            group_id,
-            (body.name or "") if "name" in fields else current["name"],
-            (body.description or "") if "description" in fields else current["description"],
-            body.status if "status" in fields else current["status"],
-            *destination_columns(destination))
-        if routing_fields.touched(body):
-            values = routing_fields.routing_values(body, current, await routing_fields.password_hash(body))
-            await routing_fields.store(conn, "qr_groups", group_id, values)
-        limits_changed = await routing_fields.after_group_change(conn, group_id, fields)
-        if "url_params" in fields:
-            await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params)
-        if "properties" in fields:
-            await apply_params(conn, "qr_group_properties", "group_id", group_id, body.properties)
-        obj = await load_group(conn, key, group_id)
+        try:
+            async with conn.transaction():
+                obj, limits_changed = await _write_patch(conn, key, group_id, body, current, before)
+                if routing_fields.changes_nothing(before, obj, body):
+                    raise routing_fields.Unchanged
+        except routing_fields.Unchanged:
+            return before
         await record_event(conn, key.org_id, key.livemode, "qr_group.updated", obj,
                            previous_attributes(before, obj))
         await _announce_limits(conn, key, limits_changed, ctx)
@@ -174,6 +163,31 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
     if limits_changed:
         await ctx.cache.publish_codes(ctx.db, limits_changed)
     return obj
+
+
+async def _write_patch(conn: asyncpg.Connection[Any], key: ApiKey, group_id: str, body: QRGroupUpdate,
+                       current: asyncpg.Record, before: QRGroupPublic) -> tuple[QRGroupPublic, list[str]]:
+    """The patch's writes; returns the new object and the codes whose `max_scans` mark it changed."""
+    fields = body.model_fields_set
+    destination = merge_destination(before["destination"], body.destination, "destination" in fields)
+    await conn.execute(
+        "UPDATE qr_groups SET name = $2, description = $3, status = $4, destination_type = $5,"
+        " destination_url = $6, destination_page = $7, destination_chatbot = $8,"
+        " destination_knowledge_base = $9, version = version + 1, updated_at = now() WHERE id = $1",
+        group_id,
+        (body.name or "") if "name" in fields else current["name"],
+        (body.description or "") if "description" in fields else current["description"],
+        body.status if "status" in fields else current["status"],
+        *destination_columns(destination))
+    if routing_fields.touched(body):
+        values = routing_fields.routing_values(body, current, await routing_fields.password_hash(body))
+        await routing_fields.store(conn, "qr_groups", group_id, values)
+    limits_changed = await routing_fields.after_group_change(conn, group_id, fields)
+    if "url_params" in fields:
+        await apply_params(conn, "qr_group_url_params", "group_id", group_id, body.url_params)
+    if "properties" in fields:
+        await apply_params(conn, "qr_group_properties", "group_id", group_id, body.properties)
+    return await load_group(conn, key, group_id), limits_changed
 
 
 async def _announce_limits(conn: asyncpg.Connection[Any], key: ApiKey, code_ids: list[str],

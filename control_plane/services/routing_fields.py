@@ -7,6 +7,7 @@ two resources behave alike.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, Literal, NotRequired
 
 import asyncpg
@@ -15,6 +16,7 @@ from typing_extensions import TypedDict
 
 from control_plane.services.destinations import DestinationPublic, merge_destination
 from control_plane.services.schemas import RoutingFields
+from shared.outbox import previous_attributes
 from shared.passwords import hash_password
 from shared.problems import field_error
 from shared.rows import CodeRow, GroupRow
@@ -55,6 +57,16 @@ class ResolvedRoutingPublic(TypedDict):
     max_scans: NotRequired[int | None]
     expired_destination: NotRequired[dict[str, str] | None]
     has_password: NotRequired[bool]
+
+
+class Unchanged(Exception):
+    """Raised inside a patch's savepoint when the patch changed nothing, to undo its writes."""
+
+
+def changes_nothing(before: Mapping[str, Any], after: Mapping[str, Any], body: RoutingFields) -> bool:
+    """Whether a merge patch of a code or group left it as it was (docs/api.md §4.1, "Versions"): every field
+    its object shows is equal, and no new password was given (objects show only whether there is one)."""
+    return not previous_attributes(before, after) and not body.password
 
 
 def touched(body: RoutingFields) -> bool:

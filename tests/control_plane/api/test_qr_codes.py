@@ -186,3 +186,18 @@ async def test_a_value_postgresql_refuses_is_a_422_in_the_request_s_terms(api: h
     assert response.headers["content-type"] == "application/problem+json"
     detail = response.json()["detail"]
     assert "NUL" in detail and "0x00" not in detail and "UTF8" not in detail, detail
+
+
+async def test_a_nul_in_the_body_is_a_422_naming_its_field(api: httpx.AsyncClient, make_key: KeyFactory) -> None:
+    """docs/api.md §1: a 422 names its field, so a client (an import script, a form) can tell which value to fix;
+    with several, the first in the body."""
+    h = bearer(await make_key())
+    for body, field in (({"destination": {"url": "https://e.com"}, "tags": ["ok", "b\u0000d", "\u0000"]}, "tags.1"),
+                        ({"name": "a\u0000", "tags": ["\u0000"]}, "name"),
+                        ({"properties": {"ok": "v", "k": "x\u0000"}}, "properties.k"),
+                        ({"properties": {"k\u0000": "v"}}, "properties.k\u0000")):
+        r = await api.post("/v1/qr-codes", headers=h, json=body)
+        assert r.status_code == 422
+        assert [e["field"] for e in r.json()["errors"]] == [field], r.json()["errors"]
+    patch = await api.patch("/v1/qr-codes/qr_nonexistent", headers=h, json={"design": {"logo": {"url": "\u0000"}}})
+    assert [e["field"] for e in patch.json()["errors"]] == ["design.logo.url"]

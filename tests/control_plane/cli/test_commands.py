@@ -89,3 +89,16 @@ def test_a_geoip_db_that_is_no_maxmind_database_stops_the_edge_with_one_line(tmp
     assert result.returncode == 2, result.stderr[-1500:]
     assert result.stderr.startswith("configuration error: GEOIP_DB") and result.stderr.count("\n") == 1, \
         result.stderr[-1500:]
+
+
+def test_a_cli_command_after_the_stack_stopped_says_to_start_it(tmp_path: Path) -> None:
+    """README: the stack's data stays in .scanroute/ for the next run, but its private PostgreSQL and Redis run
+    only while `make run` is up. A command run there meanwhile says so, not only that DATABASE_URL is unset."""
+    (tmp_path / ".scanroute").mkdir()
+    result = _scanroute({}, tmp_path, "keys", "create", "--org", "demo")
+    assert result.returncode == 2, result.stderr
+    first, hint = result.stderr.splitlines()
+    assert first == "configuration error: DATABASE_URL: is required but not set"
+    assert "only while `make run` (`scanroute up`) is up" in hint and "set DATABASE_URL and REDIS_URL" in hint
+    elsewhere = _scanroute({}, tmp_path / ".scanroute", "keys", "create", "--org", "demo")
+    assert elsewhere.stderr.splitlines() == [first]  # no .scanroute/ here: no hint about one

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -213,3 +214,45 @@ def test_a_malformed_worker_variable_stops_up_before_any_child_starts(variable: 
         output = _stop(up)
     assert up.returncode == 2 and f"configuration error: {name}" in output, output[-1500:]
     assert "is up" not in output and not (tmp_path / ".scanroute" / "processes.json").exists()
+
+
+def _up_until_ready(env: dict[str, str], cwd: Path) -> str:
+    """`up` in `cwd` until it says it is up (its last line, "press Ctrl-C to stop"), then stopped; its output."""
+    up = _up(env, cwd)
+    assert up.stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(line.decode(errors="replace") for line in up.stdout),
+                              daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any("press Ctrl-C to stop" in line for line in lines), "scanroute is up")
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+        try:
+            up.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+        reader.join(DEADLINE)
+        up.stdout.close()
+    return "".join(lines)
+
+
+def test_up_points_at_the_demo_key_file_only_where_it_is(env: dict[str, str]) -> None:
+    """The README's first step is `KEY=$(cat .scanroute/demo_key)`. A second folder on the same DATABASE_URL
+    (a teammate's checkout, a Compose PostgreSQL) finds the demo organisation's key made already: `up` must not
+    send the user to a file it did not write there, but say how to make a key."""
+    stores = {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "REDIS_NAMESPACE")}
+    first, second = temporary_root("scanroute-demo-"), temporary_root("scanroute-demo-")
+    try:
+        made = _up_until_ready(stores, first)
+        assert (first / ".scanroute" / "demo_key").exists(), made[-1500:]
+        assert "demo API key (shown once, also saved in .scanroute/demo_key)" in made, made[-1500:]
+        again = _up_until_ready(stores, second)
+        assert not (second / ".scanroute" / "demo_key").exists()
+    finally:
+        shutil.rmtree(first, ignore_errors=True)
+        shutil.rmtree(second, ignore_errors=True)
+    assert "see .scanroute/demo_key" not in again, again[-1500:]
+    assert "scanroute keys create --org demo" in again, again[-1500:]

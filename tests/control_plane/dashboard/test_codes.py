@@ -46,6 +46,21 @@ async def test_a_stale_form_does_not_overwrite_a_newer_change(signed_in: SignedI
     assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()["name"] == "renamed by a script"
 
 
+async def test_saving_a_form_without_changes_changes_nothing(signed_in: SignedIn, make_key: KeyFactory,
+                                                             api: httpx.AsyncClient):
+    """The same service as `PATCH` (docs/api.md §4.1): no new version, so another tab's form stays good."""
+    client = await signed_in()
+    code_id = await create_through_form(client, "/app/codes", CODE, "qr")
+    page = f"/app/codes/{code_id}"
+    await post_form(client, page, page, {**CODE, "version": "1"})
+    key = await make_key(scopes=("qr:read", "webhooks:read"))
+    assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()["version"] == 1
+    other_tab = await post_form(client, page, page, {**CODE, "name": "Table 2", "version": "1"})
+    assert other_tab.status_code == 200 and "Saved." in other_tab.text
+    events = (await api.get("/v1/events", headers=bearer(key))).json()["data"]
+    assert [e["type"] for e in events] == ["qr.updated", "qr.created"]
+
+
 async def test_a_form_whose_version_is_no_number_is_refused_not_saved(signed_in: SignedIn, make_key: KeyFactory,
                                                                       api: httpx.AsyncClient):
     client = await signed_in()

@@ -41,6 +41,18 @@ async def test_minting_and_editing_a_group(signed_in: SignedIn, make_key: KeyFac
     assert row and '<td class="num">20</td>' in row.group(0)
 
 
+async def test_saving_a_group_form_without_changes_changes_nothing(signed_in: SignedIn, make_key: KeyFactory,
+                                                                   api: httpx.AsyncClient):
+    client = await signed_in()
+    group_id = await create_through_form(client, "/app/groups", GROUP, "grp")
+    page = f"/app/groups/{group_id}"
+    await post_form(client, page, page, {**GROUP, "version": "1"})
+    key = await make_key(scopes=("qr:read", "webhooks:read"))
+    assert (await api.get(f"/v1/qr-groups/{group_id}", headers=bearer(key))).json()["version"] == 1
+    events = (await api.get("/v1/events", headers=bearer(key))).json()["data"]
+    assert [e["type"] for e in events] == ["qr_group.created"]
+
+
 async def test_errors_are_shown_next_to_their_field(signed_in: SignedIn):
     client = await signed_in()
     bad = await post_form(client, "/app/groups/new", "/app/groups",
