@@ -42,6 +42,8 @@ OWNED = "g.org_id = $1 AND g.livemode = $2"
 # version before `ON DELETE SET NULL` would detach them without one: else Redis keeps the old group at the same
 # version and the cache audit takes the row for a planted one.
 LOCK_CODES = "SELECT 1 FROM qr_codes WHERE group_id = $1 ORDER BY id FOR UPDATE"
+# The group fields whose change updates some of its codes' rows (routing_fields.after_group_change).
+CODE_FIELDS = {"max_scans", "valid_until"}
 DETACH_CODES = """UPDATE qr_codes SET group_id = NULL, version = version + 1, updated_at = now()
 WHERE group_id = $1 RETURNING id"""
 
@@ -147,6 +149,9 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
     """JSON Merge Patch of a group; records `qr_group.updated`; `if_match` as for codes."""
     fields = body.model_fields_set
     async with ctx.transaction() as conn:
+        if fields & CODE_FIELDS:  # it changes codes too: their locks first, as delete_group takes them
+            await fetch_group(conn, key, group_id)  # 404 before taking any lock
+            await conn.execute(LOCK_CODES, group_id)
         current = await fetch_group(conn, key, group_id, lock=True)
         check_version(current, if_match, "QR group")
         before = group_object(current)
