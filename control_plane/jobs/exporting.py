@@ -24,7 +24,7 @@ from control_plane.render.images import payload_for
 from control_plane.render.logo import load_logo
 from control_plane.render.sheets import PrintItem, SheetWriter
 from control_plane.services.export_files import FileSink
-from control_plane.services.exports import DEFAULT_SCAN_RANGE, ExportCreate, sheet_for
+from control_plane.services.exports import DEFAULT_SCAN_RANGE, ExportCreate, sheet_for, unreadable_pngs
 from shared.settings import ControlPlaneSettings
 from shared.times import timestamp
 
@@ -145,9 +145,11 @@ class ExportRun:
             await self.sink.write(buffer.take())
         async for consumed, rows in code_batches(self.db, self.job["id"], deleted=True):
             listed = [r for r in rows if r["id"] in files]
-            entries = [ZipEntry(await rendering.item(r, r["name"]), files[r["id"]]) for r in listed]
+            entries = [ZipEntry(await rendering.item(r, r["name"]), files[r["id"]], r["id"]) for r in listed]
             await asyncio.to_thread(writer.add, entries)
             await self._drain(buffer, consumed)
+        if writer.unreadable:  # never a zip with an image that does not scan: the job fails, its file goes
+            raise unreadable_pngs(writer.unreadable, self.request.size_mm, self.request.dpi)
         await asyncio.to_thread(writer.close)
         await self._drain(buffer, 0)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from control_plane.render.output import render_bytes, render_raster
+from control_plane.render.scannability import MAX_CHECK_SIZE, readable_size
 from control_plane.render.sheets import PrintItem, single_code_pdf
 from control_plane.services.exports import check_image_size, image_pixels
 
@@ -64,6 +65,7 @@ def csv_lines(rows: Iterable[Iterable[Any]]) -> bytes:
 class ZipEntry:
     item: PrintItem
     file: str
+    code_id: str
 
 
 class ZipWriter:
@@ -77,6 +79,10 @@ class ZipWriter:
         self.format = image_format
         self.size_mm = size_mm
         self.dpi = dpi
+        # Every PNG up to MAX_CHECK_SIZE px is decoded as a download of it would be (docs/exports.md, "The print
+        # check"): (code id, a size that reads) for each one that does not, and the job fails on them.
+        self.decode = image_format == "png" and image_pixels(size_mm, dpi) <= MAX_CHECK_SIZE
+        self.unreadable: list[tuple[str, int]] = []
         # The first entry, with its header even when no code is left to list (all deleted since the request).
         self.manifest: Any = self.zip.open("manifest.csv", "w")
         self.manifest.write(csv_lines([MANIFEST_COLUMNS]))
@@ -89,11 +95,12 @@ class ZipWriter:
             self.manifest.close()
             self.manifest = None
         for entry in entries:
-            data = self._image(entry.item)
+            data = self._image(entry)
             compress = zipfile.ZIP_STORED if self.format == "png" else zipfile.ZIP_DEFLATED
             self.zip.writestr(zipfile.ZipInfo(entry.file, date_time=(2026, 1, 1, 0, 0, 0)), data, compress)
 
-    def _image(self, item: PrintItem) -> bytes:
+    def _image(self, entry: ZipEntry) -> bytes:
+        item = entry.item
         if self.format == "pdf":
             out = io.BytesIO()
             single_code_pdf(out, item, self.size_mm)
@@ -105,6 +112,10 @@ class ZipWriter:
             return svg.replace(f'width="{pixels}" height="{pixels}"'.encode(),
                                f'width="{self.size_mm:g}mm" height="{self.size_mm:g}mm"'.encode(), 1)
         image = render_raster(item.payload, item.design, pixels, item.logo_png)
+        if self.decode:
+            readable = readable_size(item.payload, item.design, pixels, image, item.logo_png)
+            if readable != pixels:
+                self.unreadable.append((entry.code_id, readable))
         out = io.BytesIO()
         image.save(out, "PNG", dpi=(self.dpi, self.dpi), compress_level=6)
         return out.getvalue()

@@ -308,13 +308,20 @@ def check_image_pixels(size_mm: float, dpi: int, modules: int) -> None:
                       {"field": "dpi", "message": f"at {size_mm:g} mm, at least {smallest_dpi}"}])
 
 
+def _readable_mm(readable: int, dpi: int) -> float:
+    """The size_mm, at `dpi`, of a PNG `readable` px a side (off by under 0.3 px at 1200 dpi)."""
+    return round(readable * 25.4 / dpi, 2)
+
+
 async def check_pngs_read(rows: list[asyncpg.Record], body: ExportCreate, settings: ControlPlaneSettings,
                           render: RenderCache) -> None:
-    """A zip's PNGs held to a download's guarantee (docs/exports.md, "The print check"): decoded before the job
-    is accepted, once per design and symbol size (codes that share both put the same shapes on the same pixel
-    grid), with the verdict a download of that image at that size gets, cached in Redis. A 422
-    `unscannable-design` on `size_mm` names a size that reads. Over MAX_CHECK_SIZE px (5 px a module and
-    more) they are not decoded, as a design saved that large is not decoded at its size (docs/rendering.md)."""
+    """A quick check of a zip's PNGs on the request (docs/exports.md, "The print check"): one code of each
+    design and symbol size is decoded at the PNG's size, with the verdict a download of that image at that size
+    gets, cached in Redis; one that does not read is a 422 `unscannable-design` on `size_mm` naming a size that
+    reads. It proves those codes only: the data modules differ with the payload, so another code of the same
+    design and size may still not read — the export job decodes every PNG it renders (`unreadable_pngs`). Over
+    MAX_CHECK_SIZE px (5 px a module and more) they are not decoded, as a design saved that large is not
+    decoded at its size (docs/rendering.md)."""
     if body.format != "zip" or body.image_format != "png":
         return
     pixels = image_pixels(body.size_mm, body.dpi)
@@ -328,13 +335,31 @@ async def check_pngs_read(rows: list[asyncpg.Record], body: ExportCreate, settin
             continue
         readable = await render.readable(image_key(settings, payload, design), payload, design, pixels)
         if readable != pixels:
-            size_mm = round(readable * 25.4 / body.dpi, 2)  # off by under 0.3 px at 1200 dpi: `readable` px
+            size_mm = _readable_mm(readable, body.dpi)
             raise Problem(422, f"A {body.size_mm:g} mm PNG at {body.dpi} dpi is {pixels} pixels a side, and at that"
                           f" size the image of {row['id']} does not decode: its shapes fall badly on the pixel grid."
                           f" At {readable} px ({size_mm:g} mm) it reads.", type="unscannable-design",
                           title="The image would not scan", errors=[
                               {"field": "size_mm", "message": f"at {body.dpi} dpi, {size_mm:g} mm reads"}])
         proven.add(kind)
+
+
+MAX_NAMED = 20  # unreadable codes named in an export job's error; the detail counts them all
+
+
+def unreadable_pngs(unreadable: list[tuple[str, int]], size_mm: float, dpi: int) -> Problem:
+    """The error of an export job whose zip PNGs did not all decode (docs/exports.md, "The print check"):
+    `unreadable` holds (code id, a size in px that reads for it), in the zip's order."""
+    pixels = image_pixels(size_mm, dpi)
+    named = [f"{code_id} reads at {readable} px ({_readable_mm(readable, dpi):g} mm)"
+             for code_id, readable in unreadable[:MAX_NAMED]]
+    more = f", and {len(unreadable) - MAX_NAMED} more" if len(unreadable) > MAX_NAMED else ""
+    return Problem(422, f"{len(unreadable)} of the zip's PNGs do not decode at {pixels} px ({size_mm:g} mm at {dpi}"
+                   f" dpi): their shapes fall badly on the pixel grid at that size. {'; '.join(named)}{more}. No file"
+                   f" was kept; request the export again at a size that reads.", type="unscannable-design",
+                   title="The image would not scan", errors=[
+                       {"field": "size_mm", "message": f"{code_id}: at {dpi} dpi, {_readable_mm(readable, dpi):g} mm "
+                                                       "reads"} for code_id, readable in unreadable[:MAX_NAMED]])
 
 
 def _check_printed_size(body: ExportCreate, modules: int) -> None:

@@ -461,17 +461,18 @@ class BulkUpdatePublic(TypedDict):
 
 async def _lock_for_bulk(conn: asyncpg.Connection[Any], key: ApiKey, code_ids: list[str],
                          new_group: str | None) -> None:
-    """Lock up front, in the order every writer takes them, all that a bulk update will lock: first the groups
-    involved (as a group delete locks its group before its codes), then the codes by id. Locking each code
-    in request order instead deadlocks two bulk updates naming the same codes in other orders, or a bulk
-    update and a group delete (whose ON DELETE SET NULL locks the codes in its own order)."""
+    """Lock up front, in the order every writer takes them, all that a bulk update will lock: first the codes
+    by id, then the groups involved (as a PATCH locks its code, then the group it leaves or joins; as a group
+    or folder delete locks its codes by id, then the group or folder). Locking each code in request order
+    instead deadlocks two bulk updates naming the same codes in other orders; locking the groups first, a
+    bulk update and a group delete (docs/api.md, "Lost races")."""
+    await conn.execute(
+        "SELECT 1 FROM qr_codes c WHERE c.id = ANY($3) AND " + OWNED + " ORDER BY c.id FOR UPDATE",
+        key.org_id, key.livemode, code_ids)
     await conn.execute(
         "SELECT 1 FROM qr_groups WHERE org_id = $1 AND livemode = $2"
         " AND (id = $4 OR id IN (SELECT group_id FROM qr_codes WHERE id = ANY($3)))"
         " ORDER BY id FOR KEY SHARE", key.org_id, key.livemode, code_ids, new_group)
-    await conn.execute(
-        "SELECT 1 FROM qr_codes c WHERE c.id = ANY($3) AND " + OWNED + " ORDER BY c.id FOR UPDATE",
-        key.org_id, key.livemode, code_ids)
 
 
 async def bulk_update(ctx: ServiceContext, key: ApiKey, body: QRCodeBulkUpdate) -> BulkUpdatePublic:

@@ -38,10 +38,14 @@ SELECT = f"""
 SELECT {GROUP_COLUMNS}, g.org_id, g.livemode, g.name, g.description, g.created_at, g.updated_at, g.code_count
 FROM qr_groups g"""
 OWNED = "g.org_id = $1 AND g.livemode = $2"
-# A deleted group's codes, detached with a new version before `ON DELETE SET NULL` would detach them without
-# one (it still detaches the deleted codes, which no edge serves).
+# A deleted group's codes, deleted ones included (the edges keep their rows to answer 410), detached with a new
+# version before `ON DELETE SET NULL` would detach them without one: else Redis keeps the old group at the same
+# version and the cache audit takes the row for a planted one.
+LOCK_CODES = "SELECT 1 FROM qr_codes WHERE group_id = $1 ORDER BY id FOR UPDATE"
+# The group fields whose change updates some of its codes' rows (routing_fields.after_group_change).
+CODE_FIELDS = {"max_scans", "valid_until"}
 DETACH_CODES = """UPDATE qr_codes SET group_id = NULL, version = version + 1, updated_at = now()
-WHERE group_id = $1 AND deleted_at IS NULL RETURNING id"""
+WHERE group_id = $1 RETURNING id"""
 
 
 class QRGroupPublic(RoutingPublic):
@@ -146,6 +150,9 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
     nothing writes nothing (its writes are undone to a savepoint): the same `version`, no event, nothing
     published (docs/api.md §4.1)."""
     async with ctx.transaction() as conn:
+        if fields & CODE_FIELDS:  # it changes codes too: their locks first, as delete_group takes them
+            await fetch_group(conn, key, group_id)  # 404 before taking any lock
+            await conn.execute(LOCK_CODES, group_id)
         current = await fetch_group(conn, key, group_id, lock=True)
         check_version(current, if_match, "QR group")
         before = group_object(current)
@@ -208,6 +215,11 @@ async def delete_group(ctx: ServiceContext, key: ApiKey, group_id: str, *,
     Detaching changes each code as any update does — a new `version`, its row written through to Redis — so
     Redis's rows follow the database (the cache audit never takes a detached code's row for a planted one)."""
     async with ctx.transaction() as conn:
+        await fetch_group(conn, key, group_id)  # 404 before taking any lock
+        # Its codes first, by id, then the group: the order in which a PATCH (or a code's DELETE) locks a code
+        # and then, through the code_count trigger, the group it leaves. Locking the group first deadlocked with
+        # one (docs/api.md "Lost races"). A code put in the group between the two locks is detached below too.
+        await conn.execute(LOCK_CODES, group_id)
         current = await fetch_group(conn, key, group_id, lock=True)
         check_version(current, if_match, "QR group")
         code_ids = [r["id"] for r in await conn.fetch(DETACH_CODES, group_id)]

@@ -76,3 +76,12 @@ async def test_a_password_post_over_64_kib_is_refused_and_not_a_password_attempt
         answer = await Responses(reader).next()
     assert (answer.status, answer.headers.get("location")) == (302, "https://example.com/")
     assert [event.outcome for event in await stream_events(redis, redis_namespace)] == ["redirected"]
+
+
+@pytest.mark.parametrize("head", [b"GET /healthz HTTP/1.1\r\n\r\n",  # no Host
+                                  b"GET /x HTTP/1.1\r\nHost: qr.test\r\nHost: qr.test\r\n\r\n"])  # two
+async def test_a_host_400_is_counted_as_malformed_under_both_servers(where: tuple[str, int], edge_app: EdgeApp,
+                                                                     head: bytes) -> None:
+    before = edge_app.metrics.by_outcome["malformed"]
+    assert await answer_and_close(where, head) == 400
+    assert edge_app.metrics.by_outcome["malformed"] == before + 1

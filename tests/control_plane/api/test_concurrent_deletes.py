@@ -16,6 +16,7 @@ import httpx
 
 from control_plane.services.usage import period
 from tests.conftest import KeyFactory, bearer
+from tests.edge.test_scan import make_code
 
 BOUND = 30.0  # seconds; a bound on a wait, not a measurement
 
@@ -88,3 +89,71 @@ async def test_a_group_deleted_while_codes_are_minted_in_it(api: httpx.AsyncClie
         ids = [code["id"] for code in minted.json()["data"]]
         assert await db.fetchval("SELECT count(*) FROM qr_codes WHERE id = ANY($1) AND group_id IS NULL", ids) == 3
 
+
+
+async def test_a_group_delete_and_a_patch_moving_its_code_out_do_not_deadlock(
+        api: httpx.AsyncClient, make_key: KeyFactory, database_url: str) -> None:
+    """The PATCH locks its code, then (its UPDATE's code_count trigger) the group it leaves; the group's DELETE
+    must take the same order, or PostgreSQL aborts one of them (a 503). The PATCH is replayed statement by
+    statement on a connection of its own so the interleaving is exact."""
+    key = await make_key()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "g"})).json()
+    code = await make_code(api, key, group_id=group["id"])
+    patch = await asyncpg.connect(database_url, timeout=10)
+    watcher = await asyncpg.connect(database_url, timeout=10)
+    try:
+        tx = patch.transaction()
+        await tx.start()
+        await patch.execute("SELECT 1 FROM qr_codes c WHERE c.id = $1 FOR UPDATE OF c", code["id"])  # fetch_code
+        delete = asyncio.create_task(api.delete(f"/v1/qr-groups/{group['id']}", headers=bearer(key)))
+        await waiting_for_a_lock(watcher, 1)  # the DELETE, for the code this PATCH holds
+        patch_error = None
+        try:  # the PATCH's UPDATE (group_id → null): its trigger updates the group's code_count
+            await patch.execute("UPDATE qr_codes SET group_id = NULL, version = version + 1, updated_at = now()"
+                                " WHERE id = $1", code["id"])
+            await tx.commit()
+        except asyncpg.PostgresError as exc:
+            patch_error = exc
+            await tx.rollback()
+        answer = await delete
+        assert (answer.status_code, patch_error) == (204, None), answer.text
+        assert (await api.get(f"/v1/qr-groups/{group['id']}", headers=bearer(key))).status_code == 404
+    finally:
+        await patch.close()
+        await watcher.close()
+
+
+async def test_a_group_limit_change_and_the_groups_delete_do_not_deadlock(
+        api: httpx.AsyncClient, make_key: KeyFactory, database_url: str) -> None:
+    """A `max_scans` change re-marks the group's codes at their limit; a group delete locks the group's codes
+    by id, then the group. The PATCH must take them in the same order. The DELETE is replayed statement by
+    statement (services/qr_groups.py delete_group) on a connection of its own so the interleaving is exact."""
+    key = await make_key()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/"}})).json()
+    code = await make_code(api, key, group_id=group["id"])
+    delete = await asyncpg.connect(database_url, timeout=10)
+    watcher = await asyncpg.connect(database_url, timeout=10)
+    try:
+        await delete.execute("UPDATE qr_codes SET scan_count = 5 WHERE id = $1", code["id"])  # at a limit of 5
+        tx = delete.transaction()
+        await tx.start()
+        await delete.execute("SELECT 1 FROM qr_codes WHERE group_id = $1 ORDER BY id FOR UPDATE", group["id"])
+        patch = asyncio.create_task(api.patch(f"/v1/qr-groups/{group['id']}", headers=bearer(key),
+                                              json={"max_scans": 5}))
+        await waiting_for_a_lock(watcher, 1)  # the PATCH, for the group or (in the delete's order) the code
+        delete_error = None
+        try:
+            await delete.execute("SELECT 1 FROM qr_groups WHERE id = $1 FOR UPDATE", group["id"])
+            await delete.execute("UPDATE qr_codes SET group_id = NULL, version = version + 1 WHERE group_id = $1",
+                                 group["id"])
+            await delete.execute("DELETE FROM qr_groups WHERE id = $1", group["id"])
+            await tx.commit()
+        except asyncpg.PostgresError as exc:
+            delete_error = exc
+            await tx.rollback()
+        answer = await patch
+        assert (delete_error, answer.status_code) == (None, 404), answer.text  # the group it changed is gone
+    finally:
+        await delete.close()
+        await watcher.close()

@@ -26,6 +26,9 @@ from control_plane.api.app import create_app
 from control_plane.cli.migrate import migration_files
 from control_plane.jobs import exporting
 from control_plane.jobs.worker import JobWorker, start_worker
+from control_plane.render.design import parse_design
+from control_plane.render.output import render_raster
+from control_plane.render.scannability import decodes_to
 from shared.database import create_pool
 from shared.settings import ControlPlaneSettings, JobSettings
 from tests.conftest import KeyFactory, bearer
@@ -537,3 +540,37 @@ async def test_a_zip_of_pngs_that_would_not_read_is_refused_naming_a_size_that_d
     archive = zipfile.ZipFile(io.BytesIO(data))
     for code in codes:
         assert decode(archive.read(f"{code['slug']}.png"), "png") == [code["short_url"] + "?qr=1"]
+
+
+async def test_a_zip_png_that_does_not_read_fails_the_job_naming_the_code_and_a_size_that_reads(
+        api: httpx.AsyncClient, make_key: KeyFactory, worker: JobWorker) -> None:
+    """The request decodes one code per design and symbol size; the data modules differ with the payload, so
+    another code of the class may not read (two `dots` codes of 37 modules at 92 px, 2.5 px a module: the first
+    reads, the second does not). The job decodes every PNG: it fails naming that code, never a zip with an
+    image that does not scan."""
+    key = await make_key(scopes=("qr:read", "qr:write", "webhooks:read"))
+    good, bad = [(await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "slug": slug, "destination": {"type": "url", "url": "https://example.com/"},
+        "design": {"style_preset": "dots"}})).json() for slug in ("3eiw8uo9b4kfe", "lfxctncsbpcdp")]
+    dots = parse_design(good["design"])
+    for code, reads in ((good, True), (bad, False)):  # what a download of each at 92 px finds
+        payload = code["short_url"] + "?qr=1"
+        assert decodes_to(render_raster(payload, dots, 92), payload, dots.colors.background) is reads
+    body = {"format": "zip", "code_ids": [good["id"], bad["id"]], "image_format": "png", "size_mm": 14.9, "dpi": 157}
+    started = await api.post("/v1/exports", headers=bearer(key), json=body)
+    assert started.status_code == 202, started.text  # the request's check decodes `good` only
+
+    failed = await run_job(api, worker, key, f"/v1/exports/{started.json()['id']}")
+    assert failed["status"] == "failed" and failed["file_url"] is None, failed
+    error = failed["error"]
+    assert error["status"] == 422 and error["type"].endswith("/unscannable-design"), error
+    assert bad["id"] in error["detail"] and good["id"] not in error["detail"], error
+    [named] = error["errors"]
+    assert named["field"] == "size_mm" and named["message"].startswith(f"{bad['id']}: at 157 dpi, "), named
+    events = (await api.get("/v1/events?type=export.failed", headers=bearer(key))).json()["data"]
+    assert [e["data"]["object"]["error"] for e in events] == [error]
+    # The size it names reads, for that code, in the zip the job then makes.
+    reads_at = float(named["message"].removeprefix(f"{bad['id']}: at 157 dpi, ").removesuffix(" mm reads"))
+    _, data = await export(api, worker, key, {**body, "code_ids": [bad["id"]], "size_mm": reads_at})
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert decode(archive.read(f"{bad['slug']}.png"), "png") == [bad["short_url"] + "?qr=1"]
