@@ -150,7 +150,7 @@ async def update_group(ctx: ServiceContext, key: ApiKey, group_id: str, body: QR
     nothing writes nothing (its writes are undone to a savepoint): the same `version`, no event, nothing
     published (docs/api.md §4.1)."""
     async with ctx.transaction() as conn:
-        if fields & CODE_FIELDS:  # it changes codes too: their locks first, as delete_group takes them
+        if body.model_fields_set & CODE_FIELDS:  # it changes codes too: their locks first, as delete_group takes them
             await fetch_group(conn, key, group_id)  # 404 before taking any lock
             await conn.execute(LOCK_CODES, group_id)
         current = await fetch_group(conn, key, group_id, lock=True)
