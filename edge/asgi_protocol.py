@@ -1,4 +1,4 @@
-"""The HTTP protocol of `scanroute edge --server asgi`: uvicorn's httptools protocol with two changes, so that
+"""The HTTP protocol of `scanroute edge --server asgi`: uvicorn's httptools protocol with three changes, so that
 it answers as the protocol server does (docs/edge.md, the table of limits).
 
 Trailer fields: uvicorn appends the trailer fields that follow a chunked body to the request's header list,
@@ -12,17 +12,29 @@ first with the 404 page and the second for whichever `Host` came last. The proto
 answered in the connection's order, after the answers before it, as uvicorn answers its `limit_concurrency`
 503s. It is counted as the protocol server counts its refusals: `scanroute_edge_requests_total{outcome=
 "malformed"}` (docs/operations.md, "The edge").
+
+Closing after an answer: uvicorn closes the connection as soon as an answer with `connection: close` is written
+(a 413, the 400s above, its own parser's 400), while the client may still be sending its body. Data left unread
+when a socket closes makes the kernel send a reset, which can destroy the answer before the client reads it.
+The protocol server closes its sending side only and keeps discarding what comes for LINGER seconds
+(edge/protocol.py `_linger`); this one does the same, bounded in bytes too (docs/edge.md, `--server asgi`).
+The connection's transport, as uvicorn's protocol and its cycles see it, is a `_LingeringTransport`: the same
+bound methods for writes (nothing more per request), a `close` that lingers.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from edge import responses
 from edge.metrics import EdgeMetrics
+from edge.protocol import LINGER
+
+LINGER_BYTES = 1024 * 1024  # discarded after an answer that closes, at most: then the connection closes
 
 _BAD_REQUEST = responses.error(400).body
 _BAD_REQUEST_HEAD = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close"),
@@ -48,9 +60,86 @@ def edge_metrics(app: Any) -> EdgeMetrics | None:
     return None
 
 
+class _Drain(asyncio.Protocol):
+    """The protocol of a lingering connection: discards what the client still sends, until its end of stream,
+    LINGER_BYTES or LINGER seconds, whichever comes first; then the connection closes."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: HeadOnlyHttpToolsProtocol) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.left = LINGER_BYTES
+        self.timer = protocol.loop.call_later(LINGER, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        self.left -= len(data)
+        if self.left < 0:
+            self.transport.close()
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes
+
+    def pause_writing(self) -> None:
+        self.protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.protocol.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.timer.cancel()
+        self.protocol.connection_lost(exc)  # uvicorn's bookkeeping of the connection
+
+
+class _LingeringTransport:
+    """A connection's transport as uvicorn sees it: writes go straight to the transport (the same bound
+    methods), `close` closes the sending side only and drains the rest (`_Drain`). It holds the transport
+    only: no reference cycle with the protocol."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.raw = transport
+        self.lingering = False
+        self.write = transport.write
+        self.is_closing = transport.is_closing
+        self.get_extra_info = transport.get_extra_info
+        self.set_protocol = transport.set_protocol
+
+    def close(self) -> None:
+        raw = self.raw
+        if self.lingering or raw.is_closing() or not raw.can_write_eof():
+            raw.close()
+            return
+        self.lingering = True
+        self.is_closing = _closing  # uvicorn starts no pipelined request, nor a keep-alive timer, after this
+        protocol = cast(HeadOnlyHttpToolsProtocol, raw.get_protocol())
+        raw.write_eof()
+        raw.set_protocol(_Drain(raw, protocol))
+        protocol.flow.resume_reading()  # uvicorn pauses reading while a body waits for the app to read it
+
+
+def _closing() -> bool:
+    return True
+
+
 class HeadOnlyHttpToolsProtocol(HttpToolsProtocol):
     _head_complete = False
     _hosts = 0  # `Host` fields in the request's head
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.transport = cast(asyncio.Transport, _LingeringTransport(transport))
+
+    def _close_now(self) -> None:
+        """Close without lingering: no answer of ours is on its way to the client."""
+        cast(_LingeringTransport, self.transport).raw.close()
+
+    def timeout_keep_alive_handler(self) -> None:
+        if not self.transport.is_closing():
+            self._close_now()
+
+    def shutdown(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:  # idle: close now (uvicorn's shutdown, unlingered)
+            self._close_now()
+        else:
+            super().shutdown()  # the answer in flight closes the connection, and lingers
 
     def on_message_begin(self) -> None:
         self._head_complete = False

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -14,7 +16,7 @@ from shared.passwords import PasswordChecks
 from shared.throttle import KeyedThrottle
 from tests.conftest import KeyFactory
 from tests.edge.conftest import address, protocol_server
-from tests.edge.raw_http import Responses, closed_by_server, connected
+from tests.edge.raw_http import READ_TIMEOUT, Responses, closed_by_server, connected
 from tests.edge.test_asgi_trailers import under_uvicorn
 from tests.edge.test_scan import make_code, stream_events
 
@@ -85,3 +87,38 @@ async def test_a_host_400_is_counted_as_malformed_under_both_servers(where: tupl
     before = edge_app.metrics.by_outcome["malformed"]
     assert await answer_and_close(where, head) == 400
     assert edge_app.metrics.by_outcome["malformed"] == before + 1
+
+
+TRIES = 30  # a reset is a race: one try may well miss it
+
+
+def send_then_read(where: tuple[str, int], request: bytes) -> str:
+    """As a plain client does it: the whole request in one `sendall`, then read until the server closes.
+    The answer's status, or what went wrong instead (a reset, nothing read)."""
+    with socket.create_connection(where, timeout=READ_TIMEOUT) as sock:
+        try:
+            sock.sendall(request)
+            answer = b""
+            while data := sock.recv(65536):
+                answer += data
+        except ConnectionError as exc:
+            return type(exc).__name__
+    return answer.split(b" ", 2)[1].decode() if answer else "nothing"
+
+
+@pytest.mark.parametrize("head", [
+    "POST /{slug} HTTP/1.1\r\nHost: qr.test\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    "Content-Length: {length}\r\n\r\n",  # 413: past 64 KiB
+    "POST /{slug} HTTP/1.1\r\nContent-Length: {length}\r\n\r\n",  # 400: no Host
+], ids=["413", "400"])
+async def test_a_refusal_reaches_a_client_still_sending_its_body_under_both_servers(
+        where: tuple[str, int], api: httpx.AsyncClient, make_key: KeyFactory, head: str) -> None:
+    """The server closes after its refusal while the client is still sending: the client reads the refusal,
+    never a reset (docs/edge.md, "after a refusal")."""
+    code = await make_code(api, await make_key(), destination={"type": "url", "url": "https://example.com/"},
+                           password="open sesame")
+    body = b"password=" + b"x" * (200 * 1024)
+    request = head.format(slug=code["slug"], length=len(body)).encode() + body
+    expected = "413" if "Host" in head else "400"
+    answers = [await asyncio.to_thread(send_then_read, where, request) for _ in range(TRIES)]
+    assert answers == [expected] * TRIES
