@@ -380,10 +380,17 @@ def _check_printed_size(body: ExportCreate, modules: int) -> None:
                   type="too-small-to-print", title="Too small to print", errors=[{"field": field, "message": message}])
 
 
-async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportCreate,
-                        settings: ControlPlaneSettings, render: RenderCache) -> ExportPublic:
-    """Validate, select the codes, run the print check (and decode a zip's PNGs) and queue the job, in the
-    caller's transaction."""
+@dataclass(frozen=True, slots=True)
+class ExportPlan:
+    """A request that passed every check but the decoding of a zip's PNGs: what `queue_export` inserts."""
+    body: ExportCreate
+    rows: list[asyncpg.Record]
+    all_codes: bool
+
+
+async def plan_export(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportCreate,
+                      settings: ControlPlaneSettings) -> ExportPlan:
+    """Validate, select the codes and run the print check: reads only, so no transaction is needed."""
     if body.format == "pdf_sheet":
         sheet_for(body)
     elif body.sheet is not None:
@@ -401,16 +408,29 @@ async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: Export
         body.format != "scans_csv" or body.code_ids or body.folder_id or body.tag)
     rows = await select_codes(conn, key, body) if needs_codes else []
     print_check(rows, body, settings)
-    await check_pngs_read(rows, body, settings, render)
+    return ExportPlan(body, rows, not needs_codes)
+
+
+async def queue_export(conn: asyncpg.Connection[Any], key: ApiKey, plan: ExportPlan,
+                       settings: ControlPlaneSettings) -> ExportPublic:
+    """Insert the job and its codes, in the caller's transaction."""
     job_id = new_id("exp")
     await conn.execute(
         "INSERT INTO jobs (id, kind, org_id, livemode, request, progress_total) VALUES ($1, 'export', $2, $3, $4, $5)",
         job_id, key.org_id, key.livemode,
-        {**body.model_dump(mode="json", exclude_none=True), "all_codes": not needs_codes}, len(rows))
+        {**plan.body.model_dump(mode="json", exclude_none=True), "all_codes": plan.all_codes}, len(plan.rows))
     await conn.execute("INSERT INTO job_codes (job_id, position, code_id)"
                        " SELECT $1, p, id FROM unnest($2::text[]) WITH ORDINALITY AS t(id, p)",
-                       job_id, [r["id"] for r in rows])
+                       job_id, [r["id"] for r in plan.rows])
     return export_object(await fetch_job(conn, key, job_id, "export"), settings)
+
+
+async def create_export(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportCreate,
+                        settings: ControlPlaneSettings, render: RenderCache) -> ExportPublic:
+    """Plan, decode a zip's PNGs and queue the job on one connection (the CLI's)."""
+    plan = await plan_export(conn, key, body, settings)
+    await check_pngs_read(plan.rows, plan.body, settings, render)
+    return await queue_export(conn, key, plan, settings)
 
 
 async def fetch_job(db: Queryable, key: ApiKey, job_id: str,
@@ -492,9 +512,16 @@ async def list_jobs(ctx: ServiceContext, key: ApiKey, kind: str, page: PageQuery
 
 
 async def start_export(ctx: ServiceContext, key: ApiKey, body: ExportCreate) -> ExportPublic:
+    """Checks read outside any transaction, and the decoding of a zip's PNGs holds no connection (a logo is read
+    through the pool, one statement): many exports decoding at once hold no pooled connection or lock while
+    they decode. Only the insert of the job is a transaction. The selection was never locked (each statement
+    sees what is committed when it runs); the job leaves out codes deleted since (docs/exports.md, "Order")."""
     render = RenderCache(ctx.db, ctx.cache.redis, ctx.cache.keys)
+    async with ctx.connection() as conn:
+        plan = await plan_export(conn, key, body, ctx.settings)
+    await check_pngs_read(plan.rows, plan.body, ctx.settings, render)
     async with ctx.transaction() as conn:
-        return await create_export(conn, key, body, ctx.settings, render)
+        return await queue_export(conn, key, plan, ctx.settings)
 
 
 async def list_exports(ctx: ServiceContext, key: ApiKey, page: PageQuery) -> Listing[ExportPublic]:

@@ -178,7 +178,10 @@ async def update_code(visit: Visit) -> Response:
             if problem.status == 412 else ""
         errors = {"": message} if message else field_errors(problem)
         return await _detail(visit, before, values=visit.form, errors=errors, status=problem.status)
-    return await _detail(visit, code, notice="Saved. The next scan follows the change.")
+    # The service writes nothing for a form that changes nothing, and keeps the version (docs/api.md §4.1).
+    saved = code["version"] != before["version"]
+    return await _detail(visit, code, notice="Saved. The next scan follows the change." if saved
+                         else "No changes to save.")
 
 
 @page("qr:write")

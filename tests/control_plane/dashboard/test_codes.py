@@ -52,11 +52,13 @@ async def test_saving_a_form_without_changes_changes_nothing(signed_in: SignedIn
     client = await signed_in()
     code_id = await create_through_form(client, "/app/codes", CODE, "qr")
     page = f"/app/codes/{code_id}"
-    await post_form(client, page, page, {**CODE, "version": "1"})
+    unchanged = await post_form(client, page, page, {**CODE, "version": "1"})
+    assert unchanged.status_code == 200 and "No changes to save." in unchanged.text
+    assert "Saved." not in unchanged.text
     key = await make_key(scopes=("qr:read", "webhooks:read"))
     assert (await api.get(f"/v1/qr-codes/{code_id}", headers=bearer(key))).json()["version"] == 1
     other_tab = await post_form(client, page, page, {**CODE, "name": "Table 2", "version": "1"})
-    assert other_tab.status_code == 200 and "Saved." in other_tab.text
+    assert other_tab.status_code == 200 and "Saved." in other_tab.text and "No changes" not in other_tab.text
     events = (await api.get("/v1/events", headers=bearer(key))).json()["data"]
     assert [e["type"] for e in events] == ["qr.updated", "qr.created"]
 

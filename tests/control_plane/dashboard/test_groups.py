@@ -46,11 +46,15 @@ async def test_saving_a_group_form_without_changes_changes_nothing(signed_in: Si
     client = await signed_in()
     group_id = await create_through_form(client, "/app/groups", GROUP, "grp")
     page = f"/app/groups/{group_id}"
-    await post_form(client, page, page, {**GROUP, "version": "1"})
+    unchanged = await post_form(client, page, page, {**GROUP, "version": "1"})
+    assert unchanged.status_code == 200 and "No changes to save." in unchanged.text
+    assert "Saved." not in unchanged.text
     key = await make_key(scopes=("qr:read", "webhooks:read"))
     assert (await api.get(f"/v1/qr-groups/{group_id}", headers=bearer(key))).json()["version"] == 1
     events = (await api.get("/v1/events", headers=bearer(key))).json()["data"]
     assert [e["type"] for e in events] == ["qr_group.created"]
+    renamed = await post_form(client, page, page, {**GROUP, "name": "Winter menus", "version": "1"})
+    assert renamed.status_code == 200 and "Saved." in renamed.text and "No changes" not in renamed.text
 
 
 async def test_errors_are_shown_next_to_their_field(signed_in: SignedIn):
