@@ -9,26 +9,11 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from control_plane.services.cache import EdgeCache
-from control_plane.services.cache_audit import CacheAudit
-from shared.database import create_pool
 from shared.keys import RedisKeys
 from shared.rows import CodeRow
 from tests.conftest import KeyFactory, bearer
+from tests.edge.test_planted_rows import audit_walk
 from tests.edge.test_scan import make_code
-
-
-async def audit_walk(database_url: str, redis: aioredis.Redis, keys: RedisKeys) -> int:
-    """One full walk of the cache audit over the namespace: how many rows it replaced."""
-    pool = await create_pool(database_url)
-    try:
-        audit = CacheAudit(pool, EdgeCache(redis, keys), slice=100)
-        repaired = await audit.run_once()
-        while audit.cursor:
-            repaired += await audit.run_once()
-        return repaired
-    finally:
-        await pool.close()
 
 
 async def test_a_deleted_groups_codes_answer_their_own_state_and_the_audit_finds_nothing(

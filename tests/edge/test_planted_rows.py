@@ -37,6 +37,19 @@ async def plant_code(redis: aioredis.Redis, keys: RedisKeys, db: asyncpg.Connect
     return planted
 
 
+async def audit_walk(database_url: str, redis: aioredis.Redis, keys: RedisKeys) -> int:
+    """One full walk of the cache audit over the namespace: how many rows it replaced."""
+    pool = await create_pool(database_url)
+    try:
+        audit = CacheAudit(pool, EdgeCache(redis, keys), slice=100)
+        repaired = await audit.run_once()
+        while audit.cursor:
+            repaired += await audit.run_once()
+        return repaired
+    finally:
+        await pool.close()
+
+
 async def test_a_code_row_ahead_of_the_database_is_replaced_by_the_next_patch(
         api: httpx.AsyncClient, edge: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
         redis_namespace: str, db: asyncpg.Connection[Any]) -> None:
@@ -94,15 +107,7 @@ async def test_the_audit_replaces_planted_rows_without_any_write(
     for slug in (ahead["slug"], level["slug"], member["slug"]):
         assert (await edge.get(f"/{slug}")).headers["location"] == PLANTED
 
-    pool = await create_pool(database_url)
-    try:
-        audit = CacheAudit(pool, EdgeCache(redis, keys), slice=100)
-        repaired = await audit.run_once()
-        while audit.cursor:  # one full walk of the keyspace
-            repaired += await audit.run_once()
-    finally:
-        await pool.close()
-    assert repaired == 4
+    assert await audit_walk(database_url, redis, keys) == 4
     await wait_for_location(edge, ahead["slug"], "https://example.com/ahead")
     await wait_for_location(edge, level["slug"], "https://example.com/level")
     await wait_for_location(edge, member["slug"], "https://example.com/g")
@@ -125,15 +130,7 @@ async def test_a_group_row_planted_at_the_database_version_gives_way_to_the_audi
         group_row, destination=Destination("url", PLANTED)).encode())
     assert (await edge.get(f"/{member['slug']}")).headers["location"] == PLANTED
 
-    pool = await create_pool(database_url)
-    try:
-        audit = CacheAudit(pool, EdgeCache(redis, keys), slice=100)
-        repaired = await audit.run_once()
-        while audit.cursor:
-            repaired += await audit.run_once()
-    finally:
-        await pool.close()
-    assert repaired == 1
+    assert await audit_walk(database_url, redis, keys) == 1
     await wait_for_location(edge, member["slug"], "https://example.com/g")
 
 
