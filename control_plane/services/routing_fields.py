@@ -86,9 +86,14 @@ def routing_values(body: RoutingFields, current: asyncpg.Record | None, new_hash
         values["rules"] = dump_rules(body.rules) if body.rules else None
     if "split" in fields:
         values["split"] = dump_split(body.split) if body.split else None
-    for name in ("valid_from", "valid_until", "max_scans"):
+    for name in ("valid_from", "valid_until"):
         if name in fields:
-            values[name] = getattr(body, name)
+            moment = getattr(body, name)
+            # Kept to the whole second, as objects show them (docs/api.md §4.1): the edge closes a code at the
+            # instant the API shows, and a patch to what is shown is no change.
+            values[name] = moment.replace(microsecond=0) if moment is not None else None
+    if "max_scans" in fields:
+        values["max_scans"] = body.max_scans
     if "expired_destination" in fields:
         # A null type stores no expired destination at all, so a patch without one takes its companion's.
         merged = merge_destination(values["expired_destination"] or {}, body.expired_destination, True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tests.conftest import KeyFactory, bearer
@@ -113,3 +114,19 @@ async def test_an_upsert_that_finds_the_code_as_it_is_changes_nothing(api: httpx
     again = await api.post("/v1/qr-codes/upsert", headers=h, json=body)
     assert (made.status_code, again.status_code) == (201, 200)
     assert again.json() == made.json() and await _events(api, h) == []
+
+
+async def test_valid_until_is_kept_to_the_second_it_is_shown_at(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                               db: asyncpg.Connection[Any]):
+    """A fraction is cut when stored, as the object shows it: a patch to the instant shown is no change, and the
+    edge closes the code at that instant (not up to a second later)."""
+    h = bearer(await make_key(scopes=SCOPES))
+    for kind in ("qr-codes", "qr-groups"):
+        body = {"destination": {"url": "https://e.com"}, "valid_until": "2030-01-01T00:00:00.900Z"}
+        made = (await api.post(f"/v1/{kind}", headers=h, json=body)).json()
+        assert made["valid_until"] == "2030-01-01T00:00:00Z"
+        table = "qr_codes" if kind == "qr-codes" else "qr_groups"
+        stored = await db.fetchval(f"SELECT valid_until FROM {table} WHERE id = $1", made["id"])
+        assert stored.microsecond == 0
+        patched = await api.patch(f"/v1/{kind}/{made['id']}", headers=h, json={"valid_until": "2030-01-01T00:00:00Z"})
+        assert patched.status_code == 200 and patched.json()["version"] == made["version"]
