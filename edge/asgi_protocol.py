@@ -109,6 +109,9 @@ class _LingeringTransport:
             return
         self.lingering = True
         self.is_closing = _closing  # uvicorn starts no pipelined request, nor a keep-alive timer, after this
+        # A request still in flight behind the one that closed (its answer comes later) is dropped, as before
+        # lingering: a write after the sending side is shut would raise in the app.
+        self.write = _discard
         protocol = cast(HeadOnlyHttpToolsProtocol, raw.get_protocol())
         raw.write_eof()
         raw.set_protocol(_Drain(raw, protocol))
@@ -117,6 +120,10 @@ class _LingeringTransport:
 
 def _closing() -> bool:
     return True
+
+
+def _discard(data: bytes | bytearray | memoryview) -> None:
+    pass
 
 
 class HeadOnlyHttpToolsProtocol(HttpToolsProtocol):
@@ -164,3 +171,10 @@ class HeadOnlyHttpToolsProtocol(HttpToolsProtocol):
             super().on_headers_complete()
         finally:
             self.app = app
+
+
+# How `scanroute edge --server asgi` runs uvicorn, whatever else it is given (and the tests, likewise): this
+# protocol; no proxy headers (the edge reads X-Forwarded-For itself, from TRUSTED_PROXIES only); no WebSocket
+# (an upgrade request is answered as any request to its path — uvicorn's WebSocket protocol would hand the app
+# a scope it does not serve, an error and a traceback per request).
+UVICORN_OPTIONS: dict[str, Any] = {"http": HeadOnlyHttpToolsProtocol, "proxy_headers": False, "ws": "none"}

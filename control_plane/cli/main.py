@@ -57,7 +57,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
         return 0
     import uvicorn
 
-    from edge.asgi_protocol import HeadOnlyHttpToolsProtocol
+    from edge.asgi_protocol import UVICORN_OPTIONS
     from shared.listen import inherited
 
     host, port = settings.bind
@@ -66,8 +66,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
     # trailer field (docs/edge.md).
     uvicorn.run("edge.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 fd=sock.fileno() if sock is not None else None,
-                loop="uvloop", http=HeadOnlyHttpToolsProtocol, access_log=False, log_level="info",
-                proxy_headers=False,
+                loop="uvloop", access_log=False, log_level="info", **UVICORN_OPTIONS,
                 timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
                 timeout_keep_alive=math.ceil(settings.keepalive_timeout),
                 limit_concurrency=settings.max_connections, backlog=4096)

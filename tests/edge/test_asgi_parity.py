@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 
@@ -122,3 +123,35 @@ async def test_a_refusal_reaches_a_client_still_sending_its_body_under_both_serv
     expected = "413" if "Host" in head else "400"
     answers = [await asyncio.to_thread(send_then_read, where, request) for _ in range(TRIES)]
     assert answers == [expected] * TRIES
+
+
+async def test_a_scan_answered_after_its_connection_was_refused_raises_nothing(
+        where: tuple[str, int], api: httpx.AsyncClient, make_key: KeyFactory,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A scan and, in the same packet, bytes the parser refuses: the 400 closes the connection (lingering) while
+    the scan is still being answered; its late answer is dropped, not written into a shut socket (an error
+    and a traceback in the log per such connection)."""
+    code = await make_code(api, await make_key(), destination={"type": "url", "url": "https://example.com/"})
+    request = f"GET /{code['slug']} HTTP/1.1\r\nHost: qr.test\r\n\r\n".encode() + b"\x00\x01garbage\r\n\r\n"
+    async with connected(where) as (reader, writer):
+        writer.write(request)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(65536), READ_TIMEOUT)
+        assert data.startswith(b"HTTP/1.1 "), data
+        await asyncio.sleep(0.5)  # the scan's answer, if it was going to fail, has failed by now
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert not errors, [record.getMessage() for record in errors]
+
+
+async def test_a_websocket_upgrade_is_answered_as_any_request_under_both_servers(
+        where: tuple[str, int], caplog: pytest.LogCaptureFixture) -> None:
+    """The edge serves no WebSocket: an upgrade request for an unknown path is its 404, with no error logged."""
+    request = (b"GET /no-such-code HTTP/1.1\r\nHost: qr.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    async with connected(where) as (reader, writer):
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.read(65536), READ_TIMEOUT)
+    assert head.startswith(b"HTTP/1.1 404 "), head
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert not errors, [record.getMessage() for record in errors]

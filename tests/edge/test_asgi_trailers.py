@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 import uvicorn
 
 from edge.app import EdgeApp
-from edge.asgi_protocol import HeadOnlyHttpToolsProtocol
+from edge.asgi_protocol import UVICORN_OPTIONS
 from tests.conftest import KeyFactory
 from tests.edge.conftest import address, edge_client, protocol_server
 from tests.edge.raw_http import Responses, connected
@@ -26,11 +26,11 @@ STARTUP_TIMEOUT = 10.0  # seconds
 
 @asynccontextmanager
 async def under_uvicorn(app: EdgeApp) -> AsyncIterator[tuple[str, int]]:
-    """The app as `cmd_edge` serves it in asgi mode (its protocol, proxy_headers off); lifespan already run."""
+    """The app as `cmd_edge` serves it in asgi mode (UVICORN_OPTIONS); lifespan already run."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, loop="none", http=HeadOnlyHttpToolsProtocol, lifespan="off", proxy_headers=False,
-                            access_log=False, log_level="warning")
+    config = uvicorn.Config(app, loop="none", lifespan="off", access_log=False, log_level="warning",
+                            **UVICORN_OPTIONS)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     async with asyncio.timeout(STARTUP_TIMEOUT):
