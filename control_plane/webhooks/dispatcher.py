@@ -284,16 +284,8 @@ class Dispatcher:
             return await prune_batch(conn, created_before)
 
     async def _prune_loop(self, stop: asyncio.Event) -> None:
-        backoff = Backoff()
-        while not stop.is_set():
-            try:
-                removed = await self.prune_log()
-                backoff.reset()
-            except PAUSES as exc:
-                await backoff.wait(stop, log, "webhook log retention paused", exc)
-                continue
-            if removed < PRUNE_BATCH:  # caught up: the next deliveries expire later
-                await pause(stop, PRUNE_INTERVAL_S)
+        # caught up below a full batch: the next deliveries expire later
+        await _in_batches(stop, self.prune_log, PRUNE_BATCH, PRUNE_INTERVAL_S, "webhook log retention paused")
 
     async def purge_deleted(self) -> int:
         """One batch of a deleted endpoint's deliveries removed, or its row once they are gone; returns how many
@@ -302,16 +294,8 @@ class Dispatcher:
             return await purge_batch(conn)
 
     async def _purge_loop(self, stop: asyncio.Event) -> None:
-        backoff = Backoff()
-        while not stop.is_set():
-            try:
-                removed = await self.purge_deleted()
-                backoff.reset()
-            except PAUSES as exc:
-                await backoff.wait(stop, log, "removing deleted webhook endpoints paused", exc)
-                continue
-            if not removed:  # nothing deleted, or only rows another transaction holds: look again later
-                await pause(stop, PURGE_INTERVAL_S)
+        # nothing removed: nothing deleted, or only rows another transaction holds; look again later
+        await _in_batches(stop, self.purge_deleted, 1, PURGE_INTERVAL_S, "removing deleted webhook endpoints paused")
 
     async def measure_queue(self) -> None:
         now = self.clock()
@@ -465,3 +449,19 @@ async def serve(settings: WebhookSettings) -> None:
         await session.close()
         await db.close()
         log.info("webhook dispatcher stopped after %d attempts", dispatcher.attempts)
+
+
+async def _in_batches(stop: asyncio.Event, batch: Callable[[], Awaitable[int]], full: int, interval: float,
+                      paused: str) -> None:
+    """Run `batch` until `stop`; after one that removed fewer than `full` rows, wait `interval` seconds; while
+    PostgreSQL is away, back off (logged once as `paused`)."""
+    backoff = Backoff()
+    while not stop.is_set():
+        try:
+            removed = await batch()
+            backoff.reset()
+        except PAUSES as exc:
+            await backoff.wait(stop, log, paused, exc)
+            continue
+        if removed < full:
+            await pause(stop, interval)
