@@ -19,6 +19,7 @@ import shutil
 import socket
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -258,9 +259,35 @@ async def run(args: argparse.Namespace, services: EmbeddedServices, root: str) -
                 connection.data_received(request)
             profiler.stop()
             lines.append(profiler.output_text(unicode=True, color=False, show_all=False))
+        for case in args.calls:
+            app.fence.until = time.monotonic() + 3600
+            await app.lookup.find(HOST, CASES[case][1:].partition(b"?")[0].decode())  # into the local cache
+            lines.extend(_calls(server, case, args.scans))
     finally:
         await app.shutdown()
     return lines
+
+
+def _calls(server: EdgeServer, case: str, scans: int) -> list[str]:
+    """Python-level calls per scan through the connection, by function (cProfile's counts, not its times): what
+    a case adds to another in calls, the unit of CPython's cost that callgrind's totals do not name."""
+    import cProfile
+    import pstats
+
+    connection = HttpConnection(server)
+    connection.connection_made(_Transport())  # type: ignore[arg-type]
+    request = _request(CASES[case])
+    connection.data_received(request)  # memos filled
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(scans):
+        connection.data_received(request)
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    counts = sorted(((calls / scans, f"{Path(file).name}:{line} {name}") for (file, line, name), (_, calls, *_)
+                     in stats.items()), reverse=True)
+    total = sum(n for n, _ in counts)
+    return [f"{case}: {total:.1f} calls per scan", *(f"  {n:5.2f}  {where}" for n, where in counts if n >= 0.01)]
 
 
 def main() -> None:
@@ -273,6 +300,8 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=0, help="also this many first touches of known codes per repeat")
     parser.add_argument("--profile-cold", action="store_true", help="profile the first touches with pyinstrument")
     parser.add_argument("--profile", choices=list(CASES), help="profile this case with pyinstrument")
+    parser.add_argument("--calls", nargs="*", default=[], choices=list(CASES),
+                        help="count Python calls per scan of these cases, by function (cProfile)")
     args = parser.parse_args()
     root = temporary_root("scanroute-micro-")
     services = EmbeddedServices(root, persistent=False)
