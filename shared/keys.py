@@ -113,7 +113,8 @@ class DashboardKeys:
         return f"{self.namespace}:dash:session:{token_hash}"
 
     def failed_sign_ins(self, subject: str) -> str:
-        """String: failed sign-ins of one e-mail address or client address in the current window (expires)."""
+        """String: failed sign-ins in the current window (expires) of one e-mail address from one client
+        (`pair:{client} {email}`), of one e-mail address (`email:{email}`) or of one client (`client:{client}`)."""
         return f"{self.namespace}:dash:failed:{subject}"
 
 

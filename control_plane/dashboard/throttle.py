@@ -1,4 +1,5 @@
-"""Failed sign-ins are counted per e-mail address and per client address; past a limit, sign-in waits."""
+"""Failed sign-ins are counted per e-mail address and client address together, per e-mail address across all
+clients, and per client address; past a limit, sign-in waits (docs/dashboard.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import redis.asyncio as aioredis
 from shared.keys import DashboardKeys
 
 WINDOW_SECONDS = 15 * 60
-PER_EMAIL = 5  # guessing one account's password
+PER_EMAIL_AND_CLIENT = 5  # guessing one account's password from one address
+# Guessing one account's password from many addresses. One address adds at most PER_EMAIL_AND_CLIENT to it, so
+# only guesses from 20 addresses or more can keep the owner out; and an account's password meets at most 9,600
+# guesses a day, however many addresses guess.
+PER_EMAIL = 100
 PER_CLIENT = 20  # trying many accounts from one address
 
 # KEYS: the counters; ARGV[1]: the window in seconds, ARGV[1 + i]: KEYS[i]'s limit. Returns the seconds to
@@ -43,25 +48,30 @@ class SignInThrottle:
         self._give_back = redis.register_script(GIVE_BACK)
 
     # `email` is users.sign_in_email(): lowered as the account lookup lowers it, not by Python's rules.
+    # The pair's key puts the client first: an address has no space in it, an e-mail address may have one.
     def _subjects(self, email: str, client: str) -> list[tuple[str, int]]:
-        return [(self.keys.failed_sign_ins(f"email:{email}"), PER_EMAIL),
+        return [(self.keys.failed_sign_ins(f"pair:{client} {email}"), PER_EMAIL_AND_CLIENT),
+                (self.keys.failed_sign_ins(f"email:{email}"), PER_EMAIL),
                 (self.keys.failed_sign_ins(f"client:{client}"), PER_CLIENT)]
 
     async def reserve(self, email: str, client: str) -> int:
         """Count an attempt as failed before its password is checked; the seconds until this e-mail and client
-        may try again instead (nothing counted) when either is at its limit. Then `succeeded` gives it back."""
+        may try again instead (nothing counted) when any of their counts is at its limit. Then `succeeded`
+        gives it back."""
         subjects = self._subjects(email, client)
         wait = await self._reserve(
             keys=[key for key, _ in subjects], args=[WINDOW_SECONDS, *(limit for _, limit in subjects)])
         return int(wait)
 
     async def succeeded(self, email: str, client: str) -> None:
-        """The reserved attempt was right: the e-mail's count starts over and the client's loses this attempt."""
-        email_key, client_key = (key for key, _ in self._subjects(email, client))
-        await self.redis.delete(email_key)
-        await self._give_back(keys=[client_key])
+        """The reserved attempt was right: this e-mail and client's count starts over; the e-mail's count across
+        all clients and the client's lose this attempt (others' guesses stay counted)."""
+        pair_key, *shared_keys = (key for key, _ in self._subjects(email, client))
+        await self.redis.delete(pair_key)
+        for key in shared_keys:
+            await self._give_back(keys=[key])
 
     async def unchecked(self, email: str, client: str) -> None:
-        """The reserved attempt ended before its password was checked: it counts for neither."""
+        """The reserved attempt ended before its password was checked: it counts in none of the counts."""
         for key, _ in self._subjects(email, client):
             await self._give_back(keys=[key])

@@ -44,11 +44,14 @@ BrowserFactory = Callable[..., httpx.AsyncClient]
 
 @pytest.fixture
 async def browser(app_transport: httpx.ASGITransport) -> AsyncIterator[BrowserFactory]:
-    """New cookie jars on the same app: each one is a separate person's browser."""
+    """New cookie jars on the same app: each one is a separate person's browser, at the client address `address`
+    (the transport's own, 127.0.0.1, unless given)."""
     clients: list[httpx.AsyncClient] = []
 
-    def make(base_url: str = "http://cp.test") -> httpx.AsyncClient:
-        clients.append(httpx.AsyncClient(transport=app_transport, base_url=base_url))
+    def make(base_url: str = "http://cp.test", address: str | None = None) -> httpx.AsyncClient:
+        transport = app_transport if address is None else httpx.ASGITransport(
+            app=app_transport.app, raise_app_exceptions=False, client=(address, 123))
+        clients.append(httpx.AsyncClient(transport=transport, base_url=base_url))
         return clients[-1]
 
     yield make

@@ -51,7 +51,7 @@ async def test_a_wrong_current_password_or_a_mismatch_changes_nothing(browser: B
 async def test_guessing_the_current_password_is_throttled_like_sign_in(browser: BrowserFactory,
                                                                      make_user: UserFactory):
     """Someone at a browser left signed in cannot try passwords without limit, nor lock the owner out of the
-    change with the right one meanwhile: the same count as sign-in's, per e-mail address."""
+    change with the right one meanwhile: the same count as sign-in's, per e-mail and client address."""
     await make_user()
     client = browser()
     await sign_in(client)
@@ -61,6 +61,7 @@ async def test_guessing_the_current_password_is_throttled_like_sign_in(browser: 
     blocked = await post_form(client, "/app/account", "/app/account", _change(PASSWORD, "taken over 1"))
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
     assert (await sign_in(browser())).status_code == 429  # the guesses count against signing in too
+    assert (await sign_in(browser(address="198.51.100.7"))).status_code == 303  # but only at that address
 
 
 async def test_current_passwords_guessed_at_once_are_checked_at_most_five_times(browser: BrowserFactory,

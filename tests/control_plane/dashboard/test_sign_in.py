@@ -15,6 +15,7 @@ from control_plane.services.users import reset_password
 from tests.control_plane.dashboard.conftest import PASSWORD, BrowserFactory, UserFactory, csrf_of, post_form, sign_in
 
 BOUND = 30.0  # seconds; a bound on a wait, not a measurement
+ATTACKER = "203.0.113.66"
 HOUR = 3600
 
 
@@ -134,7 +135,44 @@ async def test_the_right_password_after_a_burst_of_guesses_is_refused(browser: B
 
     codes = await asyncio.gather(*(guess(n) for n in range(11)))
     assert sorted(codes) == [401] * 5 + [429] * 6, codes
-    assert (await sign_in(browser())).status_code == 429
+    assert (await sign_in(browser())).status_code == 429  # from the address that guessed
+
+
+async def test_five_wrong_guesses_from_one_address_do_not_lock_the_owner_out(browser: BrowserFactory,
+                                                                              make_user: UserFactory):
+    """Anyone who knows Ana's e-mail address can guess from their own address: that address is stopped after 5,
+    and Ana, signing in from hers with the right password, is not."""
+    await make_user()
+    for _ in range(5):
+        assert (await sign_in(browser(address=ATTACKER), password="guess guess guess")).status_code == 401
+    assert (await sign_in(browser(address=ATTACKER))).status_code == 429  # even with the right password
+    owner = browser(address="198.51.100.7")
+    assert (await sign_in(owner)).status_code == 303
+    assert (await owner.get("/app/")).status_code == 200
+    # Ana's sign-in starts her own count over, not the guesser's.
+    assert (await sign_in(browser(address=ATTACKER), password="guess guess guess")).status_code == 429
+
+
+async def test_guesses_spread_over_many_addresses_stop_at_the_accounts_total(browser: BrowserFactory,
+                                                                            make_user: UserFactory,
+                                                                            db: asyncpg.Connection[Any]):
+    """Each address may guess 5 times, but no more than 100 passwords of one account are checked per window,
+    however many addresses guess and however they spell it: sent at once from 25 addresses, 125 guesses get
+    100 checks, and the right password then waits, from any address."""
+    vic = await make_user("vic@example.com")
+    # A cheap hash keeps 100 checks quick; what is counted does not depend on it.
+    await db.execute("UPDATE users SET password_hash = $2 WHERE id = $1", vic.id,
+                     argon2.PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD))
+    spellings = ("vic@example.com", "VIC@example.com", "v\u0130c@example.com")
+    guessers = [(browser(address=f"192.0.2.{n // 5 + 1}"), spellings[n % 3], f"guess {n}") for n in range(125)]
+    tokens = [csrf_of((await client.get("/app/login")).text) for client, _, _ in guessers]
+    answers = await asyncio.gather(*(client.post("/app/login", data={"email": email, "password": password,
+                                                                     "csrf_token": token})
+                                     for (client, email, password), token in zip(guessers, tokens, strict=True)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [401] * 100 + [429] * 25, codes
+    blocked = await sign_in(browser(address="198.51.100.7"), "vic@example.com")
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
 
 
 async def test_sign_ins_that_succeed_do_not_use_up_the_clients_limit(browser: BrowserFactory, make_user: UserFactory):
@@ -147,7 +185,7 @@ async def test_sign_ins_that_succeed_do_not_use_up_the_clients_limit(browser: Br
 async def test_the_limit_holds_for_every_spelling_that_reaches_the_account(browser: BrowserFactory,
                                                                          make_user: UserFactory):
     await make_user("vic@example.com")
-    for _ in range(5):
+    for _ in range(5):  # from one address; spread over many, see test_guesses_spread_over_many_addresses_…
         assert (await sign_in(browser(), "vic@example.com", "guess guess guess")).status_code == 401
     # PostgreSQL's lower() finds vic@example.com for `vİc` (U+0130); Python's lower() makes it `vi̇c`.
     for email in ("vic@example.com", "VIC@example.com", "v\u0130c@example.com"):
