@@ -1,8 +1,10 @@
 """Rules and split, compiled once per cached row and evaluated per scan (docs/rules.md, docs/api.md §3.5 steps 3–4).
 
-Compiling turns the stored JSON (`shared.rules.dump_rules`) into closures over precompiled values —
-networks, time zones, frozensets, timestamps — so a scan costs only the comparisons of the rules it
-reaches, and a visitor fact (user agent, languages, query, address) is derived only if a rule asks.
+Compiling turns the stored JSON (`shared.rules.dump_rules`) into precompiled values — networks as integers,
+time zones, frozensets, timestamps — so a scan costs only the comparisons of the rules it reaches, and a
+visitor fact (user agent, languages, query, address) is derived only if a rule asks. Conditions on facts
+many visitors share are closures, evaluated once per distinct facts (`Routing.memo`); `ip` and `query`,
+tested on every scan, are data tested inline by `Routing.index`, without a call per rule.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from shared.rows import Destination
 from shared.user_agents import agent_traits
-from shared.visitor import Visitor
+from shared.visitor import Address, Visitor, preferred_languages
 
 Check = Callable[[Visitor, float], bool]  # (visitor, unix time) → does this condition match
 MINUTES_PER_DAY = 24 * 60
@@ -32,10 +34,23 @@ class Choice(NamedTuple):
     destination: Destination
 
 
+Networks = tuple[tuple[int, int, int], ...]  # (IP version, network bits, mask bits) per CIDR block
+Wanted = tuple[tuple[str, str | None], ...]  # (query key, the value it must have, or None for any)
+
+
+class Unique(NamedTuple):
+    """A rule in the running, and its conditions on `ip` and `query` (nearly unique per visitor) as data: the
+    scan tests them inline in `Routing.index`, with no call per rule."""
+    rule: int  # index in the effective rule list
+    networks: Networks | None  # the `ip` condition, or None
+    wanted: Wanted | None  # the `query` condition, or None
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     shared: Check | None  # its conditions on facts many visitors share (agent, languages, country, clock), as one call
-    unique: Check | None  # its conditions on `ip` and `query`, nearly unique per visitor
+    networks: Networks | None  # its `ip` condition
+    wanted: Wanted | None  # its `query` condition
     destination: Destination
 
 
@@ -77,7 +92,7 @@ class CompiledSplit:
 
 NO_RULE = -1
 MEMO_ENTRIES = 4096  # per compiled routing: answers for this many distinct sets of facts
-Candidates = tuple[tuple[int, Check | None], ...]  # (rule index, its `ip`/`query` conditions or None), in order
+Candidates = tuple[Unique, ...]  # the rules left in the running, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,20 +136,34 @@ class Routing:
                 if len(self.memo) >= MEMO_ENTRIES:
                     self.memo.clear()
                 self.memo[facts] = candidates
-            for index, unique in candidates:
-                if unique is None or unique(visitor, now):
-                    return index
+            address: Address | None = None
+            read = False  # the address is read once, and only if a rule in the running tests it
+            for rule, networks, wanted in candidates:
+                if networks is not None:
+                    if not read:
+                        address, read = visitor.ip, True
+                    if address is None:
+                        continue
+                    version, bits = address
+                    for network_version, network, mask in networks:
+                        if bits & mask == network and version == network_version:
+                            break
+                    else:
+                        continue
+                if wanted is not None and not _has(visitor.query, wanted):
+                    continue
+                return rule
         if self.split is not None:
             return len(self.rules) + self.split.pick(visitor.visitor_hash)
         return NO_RULE
 
     def _candidates(self, visitor: Visitor, now: float) -> Candidates:
         """The rules whose shared conditions match, up to the first that has nothing else to test."""
-        found: list[tuple[int, Check | None]] = []
+        found: list[Unique] = []
         for n, rule in enumerate(self.rules):
             if rule.shared is None or rule.shared(visitor, now):
-                found.append((n, rule.unique))
-                if rule.unique is None:
+                found.append(Unique(n, rule.networks, rule.wanted))
+                if rule.networks is None and rule.wanted is None:
                     break
         return tuple(found)
 
@@ -167,25 +196,23 @@ def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Visitor, float],
         return frozenset(value for c in conditions for value in c.get(name, ()))
     devices, browsers, languages, countries = named("device"), named("browser"), named("language"), named("country")
     agent = bool(devices or browsers)
-
-    def read(visitor: Visitor) -> Hashable:
-        traits = agent_traits(visitor.user_agent) if agent else None  # a cache lookup: not its parse again
-        return (traits.devices & devices if traits is not None and devices else None,
-                traits.browser if traits is not None and traits.browser in browsers else None,
-                visitor.languages & languages if languages else None,
-                visitor.country if visitor.country in countries else None)
-
     calendar = any("weekday" in c or "time" in c for c in conditions)
     instants = sorted({datetime.fromisoformat(c[name]).timestamp() for c in conditions
                        for name in ("after", "before") if name in c})
-    # Only what the conditions read (a routing's memo holds one shape of facts): per scan, nothing else is done.
-    if instants:
-        return lambda visitor, now: (read(visitor), now // 60 if calendar else 0, bisect_right(instants, now))
-    if calendar:
-        return lambda visitor, now: (read(visitor), now // 60)
-    if agent or languages or countries:
-        return lambda visitor, now: read(visitor)
-    return lambda visitor, now: None
+    if not (agent or languages or countries or calendar or instants):
+        return lambda visitor, now: None
+
+    def facts(visitor: Visitor, now: float) -> Hashable:
+        # One call per scan, reading only what the conditions name (a routing's memo holds one shape of facts).
+        traits = agent_traits(visitor.user_agent) if agent else None  # a cache lookup: not its parse again
+        shared = (traits.devices & devices if traits is not None and devices else None,
+                  traits.browser if traits is not None and traits.browser in browsers else None,
+                  preferred_languages(visitor.accept_language) & languages if languages else None,
+                  visitor.country if visitor.country in countries else None)
+        if instants:
+            return shared, now // 60 if calendar else 0, bisect_right(instants, now)
+        return (shared, now // 60) if calendar else shared
+    return facts
 
 
 def compile_split(variants: Sequence[dict[str, Any]], owner_id: str) -> CompiledSplit:
@@ -200,8 +227,7 @@ def destination(raw: dict[str, Any]) -> Destination:
 def compile_rule(rule: dict[str, Any]) -> CompiledRule:
     conditions: dict[str, Any] = rule["if"]
     shared = [check for build in SHARED_CONDITIONS if (check := build(conditions)) is not None]
-    unique = [check for build in UNIQUE_CONDITIONS if (check := build(conditions)) is not None]
-    return CompiledRule(_every(shared) if shared else None, _every(unique) if unique else None,
+    return CompiledRule(_every(shared) if shared else None, _networks(conditions), _wanted(conditions),
                         destination(rule["destination"]))
 
 
@@ -226,38 +252,25 @@ def _country(c: dict[str, Any]) -> Check | None:
     return lambda visitor, now: visitor.country in countries
 
 
-def _query(c: dict[str, Any]) -> Check | None:
-    if "query" not in c:
-        return None
-    wanted = tuple(c["query"].items())
-
-    def check(visitor: Visitor, now: float) -> bool:
-        query = visitor.query
-        for key, value in wanted:
-            values = query.get(key)
-            if values is None or (value is not None and value not in values):
-                return False
-        return True
-    return check
+def _wanted(c: dict[str, Any]) -> Wanted | None:
+    return tuple(c["query"].items()) if "query" in c else None
 
 
-def _ip(c: dict[str, Any]) -> Check | None:
+def _has(query: dict[str, list[str]], wanted: Wanted) -> bool:
+    """The `query` condition: every key present, with the value asked for where one is."""
+    for key, value in wanted:
+        values = query.get(key)
+        if values is None or (value is not None and value not in values):
+            return False
+    return True
+
+
+def _networks(c: dict[str, Any]) -> Networks | None:
     if "ip" not in c:
         return None
-    # (version, network bits, mask bits) as integers: two operations per network instead of ipaddress's `in`.
-    networks = tuple((n.version, int(n.network_address), int(n.netmask))
-                     for n in (ipaddress.ip_network(cidr, strict=False) for cidr in c["ip"]))
-
-    def check(visitor: Visitor, now: float) -> bool:
-        address = visitor.ip
-        if address is None:
-            return False
-        version, bits = address
-        for network_version, network, mask in networks:
-            if bits & mask == network and version == network_version:
-                return True
-        return False
-    return check
+    # Integers: two operations per network instead of ipaddress's `in`.
+    return tuple((n.version, int(n.network_address), int(n.netmask))
+                 for n in (ipaddress.ip_network(cidr, strict=False) for cidr in c["ip"]))
 
 
 def _language(c: dict[str, Any]) -> Check | None:
@@ -334,4 +347,3 @@ def _calendar(c: dict[str, Any]) -> Check | None:
 SHARED_CONDITIONS: tuple[Callable[[dict[str, Any]], Check | None], ...] = (
     _after, _before, _country, _language, _device, _browser, _calendar,
 )
-UNIQUE_CONDITIONS: tuple[Callable[[dict[str, Any]], Check | None], ...] = (_ip, _query)
