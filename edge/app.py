@@ -78,6 +78,12 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope["headers"])  # a repeated header keeps its last value
 
 
+def _carries_body(headers: dict[bytes, bytes]) -> bool:
+    """Whether a request has a body to read (RFC 9112 §6.3: only these two headers announce one). A request
+    without one — a scan's GET — reads nothing: no await."""
+    return b"content-length" in headers or b"transfer-encoding" in headers
+
+
 class EdgeApp:
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
@@ -110,6 +116,8 @@ class EdgeApp:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         elif scope["path"] in OPS_PATHS:
+            if _carries_body(_headers(scope)) and await self.read_body(receive, send, scope["method"]) is None:
+                return  # refused (413), or the client went away
             if scope["path"] != "/healthz" and not self._operator(scope):
                 await self.page(send, 404, "unknown", scope["method"])  # as any unknown slug
             else:
@@ -123,19 +131,15 @@ class EdgeApp:
     async def scan(self, scope: Scope, receive: Receive, send: Send) -> str | None:
         """Answers a scan; its outcome, None if the client went away before its request's end (unanswered)."""
         method = scope["method"]
-        if method not in ("GET", "HEAD", "POST"):  # POST sends a password (docs/rules.md)
-            return await self._not_allowed(send, method)
+        headers = _headers(scope)
         form = b""
-        if method == "POST":  # read whole before anything, as the protocol server reads it (docs/edge.md)
-            try:
-                read = await read_form(receive, MAX_BODY)
-            except BodyTooLarge:  # not a password attempt: refused before any lookup
-                await self.respond(send, 413, TOO_LARGE, responses.error(413).body, method)
-                return "malformed"
+        if b"content-length" in headers or b"transfer-encoding" in headers:  # `_carries_body`, inlined
+            read = await self.read_body(receive, send, method)
             if read is None:
                 return None
             form = read
-        headers = _headers(scope)
+        if method not in ("GET", "HEAD", "POST"):  # POST sends a password (docs/rules.md)
+            return await self._not_allowed(send, method)
         target = self.scans.target(scope["path"], headers.get(b"host", b""))
         if target is None:
             return await self.page(send, 404, "unknown", method)
@@ -164,6 +168,19 @@ class EdgeApp:
         await self.respond(send, 302, [(b"location", location), (b"cache-control", b"private, no-store"),
                                        (b"content-type", b"text/plain")], b"", method)
         return "redirected"
+
+    async def read_body(self, receive: Receive, send: Send, method: str) -> bytes | None:
+        """A request's body, read to its end before anything else whatever the method and path, as the protocol
+        server reads every body (docs/edge.md, "bodies"): its first FORM_LIMIT + 1 bytes (a password form), the
+        rest discarded. None when nothing more is to be answered: past MAX_BODY it answered 413 and the
+        connection closes — neither a scan nor a password attempt, counted as the protocol server counts its
+        refusals — or the client went away before its body's end."""
+        try:
+            return await read_form(receive, MAX_BODY)
+        except BodyTooLarge:
+            await self.respond(send, 413, TOO_LARGE, responses.error(413).body, method)
+            self.metrics.answered("malformed", 0.0)  # edge/scan_handler.py `rejected`
+            return None
 
     def _client_ip(self, scope: Scope, peer: str) -> str:
         if not self.settings.trusted_proxies:

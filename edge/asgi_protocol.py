@@ -1,4 +1,4 @@
-"""The HTTP protocol of `scanroute edge --server asgi`: uvicorn's httptools protocol with three changes, so that
+"""The HTTP protocol of `scanroute edge --server asgi`: uvicorn's httptools protocol with four changes, so that
 it answers as the protocol server does (docs/edge.md, the table of limits).
 
 Trailer fields: uvicorn appends the trailer fields that follow a chunked body to the request's header list,
@@ -12,6 +12,12 @@ first with the 404 page and the second for whichever `Host` came last. The proto
 answered in the connection's order, after the answers before it, as uvicorn answers its `limit_concurrency`
 503s. It is counted as the protocol server counts its refusals: `scanroute_edge_requests_total{outcome=
 "malformed"}` (docs/operations.md, "The edge").
+
+Bodies: the app reads every body to its end before it answers (edge/app.py `read_body`), and refuses one past
+MAX_BODY (413, and close) as the protocol server does. uvicorn would keep what the client sends until the app
+reads it — 64 KiB and the whole of the read that passed them, up to the transport's read size, before it stops
+reading — and a request's body past MAX_BODY is refused whatever follows: this one keeps one byte past MAX_BODY
+at most, enough for the app to refuse it, and discards the rest.
 
 Closing after an answer: uvicorn closes the connection as soon as an answer with `connection: close` is written
 (a 413, the 400s above, its own parser's 400), while the client may still be sending its body. Data left unread
@@ -32,7 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from edge import responses
 from edge.metrics import EdgeMetrics
-from edge.protocol import LINGER
+from edge.protocol import LINGER, MAX_BODY
 
 LINGER_BYTES = 1024 * 1024  # discarded after an answer that closes, at most: then the connection closes
 
@@ -129,6 +135,7 @@ def _discard(data: bytes | bytearray | memoryview) -> None:
 class HeadOnlyHttpToolsProtocol(HttpToolsProtocol):
     _head_complete = False
     _hosts = 0  # `Host` fields in the request's head
+    _body_bytes = 0  # of the request's body, so far
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -151,7 +158,17 @@ class HeadOnlyHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._head_complete = False
         self._hosts = 0
+        self._body_bytes = 0
         super().on_message_begin()
+
+    def on_body(self, body: bytes) -> None:
+        read = self._body_bytes
+        self._body_bytes = read + len(body)
+        if read > MAX_BODY:
+            return  # the app has what makes it answer 413 (and close): the rest is discarded, never kept
+        if read + len(body) > MAX_BODY:
+            body = body[:MAX_BODY + 1 - read]  # one byte past the limit, whatever the size of this read
+        super().on_body(body)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._head_complete:  # else a trailer field (RFC 9110 §6.5.1): not a header

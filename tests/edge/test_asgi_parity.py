@@ -17,7 +17,7 @@ from shared.passwords import PasswordChecks
 from shared.throttle import KeyedThrottle
 from tests.conftest import KeyFactory
 from tests.edge.conftest import address, protocol_server
-from tests.edge.raw_http import READ_TIMEOUT, Responses, closed_by_server, connected
+from tests.edge.raw_http import READ_TIMEOUT, Responses, closed_by_server, connected, read_until_closed
 from tests.edge.test_asgi_trailers import under_uvicorn
 from tests.edge.test_scan import make_code, stream_events
 
@@ -110,8 +110,10 @@ def send_then_read(where: tuple[str, int], request: bytes) -> str:
 @pytest.mark.parametrize("head", [
     "POST /{slug} HTTP/1.1\r\nHost: qr.test\r\nContent-Type: application/x-www-form-urlencoded\r\n"
     "Content-Length: {length}\r\n\r\n",  # 413: past 64 KiB
+    "GET /{slug} HTTP/1.1\r\nHost: qr.test\r\nContent-Length: {length}\r\n\r\n",  # 413 too: any method
+    "POST /healthz HTTP/1.1\r\nHost: qr.test\r\nContent-Length: {length}\r\n\r\n",  # and any path
     "POST /{slug} HTTP/1.1\r\nContent-Length: {length}\r\n\r\n",  # 400: no Host
-], ids=["413", "400"])
+], ids=["413", "413-get", "413-healthz", "400"])
 async def test_a_refusal_reaches_a_client_still_sending_its_body_under_both_servers(
         where: tuple[str, int], api: httpx.AsyncClient, make_key: KeyFactory, head: str) -> None:
     """The server closes after its refusal while the client is still sending: the client reads the refusal,
@@ -155,3 +157,60 @@ async def test_a_websocket_upgrade_is_answered_as_any_request_under_both_servers
     assert head.startswith(b"HTTP/1.1 404 "), head
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert not errors, [record.getMessage() for record in errors]
+
+
+BODY_REFUSED = [("GET", "/{slug}"), ("HEAD", "/{slug}"), ("POST", "/{slug}"), ("PUT", "/{slug}"),
+                ("DELETE", "/{slug}"), ("POST", "/healthz"), ("GET", "/healthz"), ("PUT", "/readyz"),
+                ("GET", "/metrics")]
+
+
+async def answered_and_closed(where: tuple[str, int], request: bytes) -> bytes:
+    """What the server sends to `request` until it closes the connection (raw: a HEAD's 413 is read whole)."""
+    async with connected(where) as (reader, writer):
+        writer.write(request)
+        await writer.drain()
+        return await read_until_closed(reader)
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+@pytest.mark.parametrize(("method", "path"), BODY_REFUSED, ids=[f"{m} {p}" for m, p in BODY_REFUSED])
+async def test_a_body_over_64_kib_is_refused_on_any_method_and_path_under_both_servers(
+        where: tuple[str, int], edge_app: EdgeApp, api: httpx.AsyncClient, make_key: KeyFactory,
+        redis: aioredis.Redis, redis_namespace: str, method: str, path: str, framing: str) -> None:
+    """docs/edge.md, "bodies": more than 64 KiB of body → 413 and close, whatever the method and path — never a
+    scan (the code exists: a GET would redirect), never the operations route's answer. A chunked body is
+    refused as it grows past the limit, before its end (it has none here)."""
+    code = await make_code(api, await make_key(), destination={"type": "url", "url": "https://example.com/"})
+    target = path.format(slug=code["slug"])
+    before = edge_app.metrics.by_outcome["malformed"]
+    head = f"{method} {target} HTTP/1.1\r\nHost: qr.test\r\n"
+    if framing == "content-length":
+        request = f"{head}Content-Length: {100 * 1024}\r\n\r\n".encode() + b"x" * (100 * 1024)
+    else:  # 512 KiB in chunks of 16 KiB, and no last chunk: the body has no end (within what a closing edge reads)
+        request = f"{head}Transfer-Encoding: chunked\r\n\r\n".encode() + (b"4000\r\n" + b"x" * 0x4000 + b"\r\n") * 32
+    raw = await answered_and_closed(where, request)
+    assert raw.startswith(b"HTTP/1.1 413 "), raw[:200]
+    assert b"\r\nconnection: close\r\n" in raw.lower()
+    assert await stream_events(redis, redis_namespace) == []  # not a scan
+    assert edge_app.metrics.by_outcome["malformed"] == before + 1
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_a_body_of_64_kib_is_read_past_and_the_request_answered_under_both_servers(
+        where: tuple[str, int], api: httpx.AsyncClient, make_key: KeyFactory, redis: aioredis.Redis,
+        redis_namespace: str, framing: str) -> None:
+    """At the limit a GET's body is discarded and its scan answered and recorded; the connection stays open for
+    the next request."""
+    code = await make_code(api, await make_key(), destination={"type": "url", "url": "https://example.com/"})
+    head = f"GET /{code['slug']} HTTP/1.1\r\nHost: qr.test\r\n"
+    if framing == "content-length":
+        request = f"{head}Content-Length: {64 * 1024}\r\n\r\n".encode() + b"x" * (64 * 1024)
+    else:
+        request = f"{head}Transfer-Encoding: chunked\r\n\r\n".encode() + \
+            (b"4000\r\n" + b"x" * 0x4000 + b"\r\n") * 4 + b"0\r\n\r\n"
+    async with connected(where) as (reader, writer):
+        writer.write(request + b"GET /healthz HTTP/1.1\r\nHost: qr.test\r\n\r\n")
+        responses = Responses(reader)
+        scan, health = await responses.next(), await responses.next()
+    assert (scan.status, scan.headers.get("location"), health.status) == (302, "https://example.com/", 200)
+    assert [event.outcome for event in await stream_events(redis, redis_namespace)] == ["redirected"]
