@@ -81,7 +81,7 @@ def _when(condition: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
 
 
 class SheetOptions(Body):
-    # The rules between fields, in the schema as the checks below (and sheets.template_sheet) make them.
+    # The rules between fields, in the schema as `_consistent` below (and sheets.template_sheet) make them.
     model_config = ConfigDict(json_schema_extra={"allOf": [
         _when({"required": ["template"], "properties": {"template": {"const": "grid"}}},
               _given("columns", "rows", "qr_size_mm")),
@@ -99,6 +99,29 @@ class SheetOptions(Body):
     qr_size_mm: Annotated[float, Field(ge=1, le=280)] | None = None
     label: Literal["name", "slug", "short_url", "none"] = "name"
     crop_marks: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SheetOptions:
+        # Each 422 names the fields it is about (docs/api.md, "Errors"), under `sheet.` in an export's body: the
+        # grid fields missing, the template and the paper it does not come on, qr_size_mm too large for its grid.
+        if self.template == "grid":
+            missing = [name for name in ("columns", "rows", "qr_size_mm") if getattr(self, name) is None]
+            if missing:
+                raise fields_error("a grid needs columns, rows and qr_size_mm", *missing)
+        try:
+            self.layout()
+        except ValueError as exc:
+            named = ("qr_size_mm",) if self.template == "grid" else ("template", "paper")
+            raise fields_error(str(exc), *named) from None
+        return self
+
+    def layout(self) -> Sheet:
+        """The sheet these options lay out; ValueError when it cannot exist (the validator refuses those)."""
+        if self.template != "grid":
+            return template_sheet(self.template, self.paper, self.label, self.crop_marks)
+        if self.columns is None or self.rows is None or self.qr_size_mm is None:
+            raise ValueError("a grid needs columns, rows and qr_size_mm")
+        return grid_sheet(self.paper or "a4", self.columns, self.rows, self.qr_size_mm, self.label, self.crop_marks)
 
 
 class ExportCreate(Body):
@@ -159,17 +182,8 @@ def check_image_size(image_format: str | None, size_mm: float, dpi: int) -> None
 
 
 def sheet_for(body: ExportCreate) -> Sheet:
-    """The layout a `pdf_sheet` export asks for; 422 when it cannot exist."""
-    options = body.sheet or SheetOptions()
-    try:
-        if options.template != "grid":
-            return template_sheet(options.template, options.paper, options.label, options.crop_marks)
-        if options.columns is None or options.rows is None or options.qr_size_mm is None:
-            raise field_error("sheet", "a grid needs columns, rows and qr_size_mm")
-        return grid_sheet(options.paper or "a4", options.columns, options.rows, options.qr_size_mm, options.label,
-                          options.crop_marks)
-    except ValueError as exc:
-        raise field_error("sheet", str(exc)) from None
+    """The layout a `pdf_sheet` export asks for (one that cannot exist was refused by `SheetOptions`)."""
+    return (body.sheet or SheetOptions()).layout()
 
 
 def _selection(key: ApiKey, body: ExportCreate) -> tuple[str, list[Any]]:
@@ -391,9 +405,7 @@ class ExportPlan:
 async def plan_export(conn: asyncpg.Connection[Any], key: ApiKey, body: ExportCreate,
                       settings: ControlPlaneSettings) -> ExportPlan:
     """Validate, select the codes and run the print check: reads only, so no transaction is needed."""
-    if body.format == "pdf_sheet":
-        sheet_for(body)
-    elif body.sheet is not None:
+    if body.format != "pdf_sheet" and body.sheet is not None:
         raise field_error("sheet", "only pdf_sheet exports are laid out on sheets")
     if body.format == "zip":
         check_image_size(body.image_format, body.size_mm, body.dpi)

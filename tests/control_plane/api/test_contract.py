@@ -215,6 +215,17 @@ async def test_what_the_export_schema_forbids_is_refused(api: httpx.AsyncClient,
     ({"format": "codes_csv", "code_ids": ["qr_1"], "folder_id": "fld_1", "tag": "x"}, ["code_ids", "folder_id", "tag"]),
     ({"format": "zip", "image_format": "png"}, ["group_id", "code_ids", "folder_id", "tag"]),
     ({"format": "zip", "tag": "fall24"}, ["image_format"]),
+    # The sheet's rules (docs/exports.md): the grid fields missing, the template and the paper it does not come
+    # on (an absent template is avery-l7160, an A4 sheet), and a grid too small for its qr_size_mm.
+    ({"format": "pdf_sheet", "tag": "fall24", "sheet": {"template": "grid", "columns": 3, "rows": 7}},
+     ["sheet.qr_size_mm"]),
+    ({"format": "pdf_sheet", "tag": "fall24", "sheet": {"template": "grid"}},
+     ["sheet.columns", "sheet.rows", "sheet.qr_size_mm"]),
+    ({"format": "pdf_sheet", "tag": "fall24", "sheet": {"template": "avery-5160", "paper": "a4"}},
+     ["sheet.template", "sheet.paper"]),
+    ({"format": "pdf_sheet", "tag": "fall24", "sheet": {"paper": "letter"}}, ["sheet.template", "sheet.paper"]),
+    ({"format": "pdf_sheet", "tag": "fall24", "sheet": {"template": "grid", "columns": 20, "rows": 30,
+                                                         "qr_size_mm": 50}}, ["sheet.qr_size_mm"]),
 ])
 async def test_an_export_rule_between_fields_names_its_fields(api: httpx.AsyncClient, make_key: KeyFactory,
                                                               body: dict[str, Any], fields: list[str]) -> None:
