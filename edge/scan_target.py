@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from shared.hostnames import InvalidHostname, canonical_hostname
+
 SLUG = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LABEL = rb"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rb"(?P<name>(?:" + _LABEL + rb"\.)*" + _LABEL + rb")\.?|\[(?P<ipv6>[0-9A-Fa-f:.]{2,45})\]")
@@ -42,11 +44,21 @@ def _domain(host: bytes) -> str | None:
         canonical = name.lower()
     else:
         canonical = match["name"].lower()
+        # An `xn--` label must be the A-label of a valid name, as the control plane stores no other (docs/api.md
+        # §2.3): `xn--zz.example` can name no code. Rare, and memoised with the host by Domains.
+        if b"xn--" in canonical:
+            try:
+                canonical_hostname(canonical.decode("ascii"))
+            except InvalidHostname:
+                return None
     return (canonical + (b":" + port if colon else b"")).decode("ascii")
 
 
 class Domains:
-    """`Host` header → the domain codes are stored under (lower case, no trailing dot), or None."""
+    """`Host` header → the domain codes are stored under (lower case, no trailing dot), or None.
+
+    A name in Unicode is no `Host` (browsers send its A-labels, which match the stored form).
+    """
 
     def __init__(self) -> None:
         self._memo: dict[bytes, str] = {}

@@ -18,6 +18,8 @@ import aiodns
 import aiohttp
 from yarl import URL
 
+from shared.urls import InvalidURL, url_host
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 RESOLVE_TIMEOUT = 5.0
 DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -130,10 +132,10 @@ async def _addresses(host: str, port: int) -> list[IPAddress]:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
-    try:
-        name = host.encode("idna").decode("ascii")
-    except UnicodeError:  # an empty label or one over 63 characters ("a..example")
-        raise OutboundRefused("has an invalid host name") from None
+    try:  # IDNA 2008, as the Host header and TLS server name (yarl) and destination URLs (shared.urls) have it
+        name = url_host(host)
+    except InvalidURL as exc:  # an empty label, one over 63 characters ("a..example"), "xn--zz.example"
+        raise OutboundRefused(str(exc)) from None
     try:
         answer = await asyncio.wait_for(dns_resolver().getaddrinfo(
             name, port=port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), RESOLVE_TIMEOUT)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from shared.hostnames import InvalidHostname, canonical_hostname
 
 MAX_URL_LENGTH = 8000
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
@@ -14,11 +17,28 @@ class InvalidURL(ValueError):
     pass
 
 
+def url_host(host: str) -> str:
+    """A URL's host (`urlsplit(…).hostname`) as it is sent: an IP literal as is, a name in lower-case A-labels
+    (IDNA 2008 + UTS #46), a trailing dot kept; InvalidURL for a name that is none (`xn--zz.example`)."""
+    if ":" in host:  # urlsplit took it from brackets
+        try:
+            ipaddress.IPv6Address(host)  # no zone ("%eth0"): it names an interface of whoever follows the URL
+        except ValueError:
+            raise InvalidURL("has an invalid host") from None
+        return host
+    name = host[:-1] if host.endswith(".") else host
+    try:
+        return canonical_hostname(name, underscores=True) + host[len(name):]
+    except InvalidHostname as exc:
+        raise InvalidURL(f"has an invalid host name: {exc}") from None
+
+
 def normalize_destination_url(url: str) -> str:
     """An absolute http(s) URL with a host, no whitespace or control characters, ASCII only.
 
     Non-ASCII characters in the path, query and fragment are percent-encoded (UTF-8) and an
-    internationalised host is IDNA-encoded, so the stored text can go into a Location header as is.
+    internationalised host is IDNA-encoded (shared.hostnames), so the stored text can go into a Location
+    header as is.
     """
     if len(url) > MAX_URL_LENGTH:
         raise InvalidURL(f"must be at most {MAX_URL_LENGTH} characters")
@@ -36,12 +56,7 @@ def normalize_destination_url(url: str) -> str:
         raise InvalidURL("must have a host")
     if parts.username is not None or parts.password is not None:
         raise InvalidURL("must not contain credentials")
-    try:
-        ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host
-    except UnicodeError:
-        raise InvalidURL("has an invalid international host name") from None
-    if not re.fullmatch(r"[A-Za-z0-9.\-_\[\]:]+", ascii_host):
-        raise InvalidURL("has an invalid host")
+    ascii_host = url_host(host)
     netloc = f"[{ascii_host}]" if ":" in ascii_host else ascii_host
     if port is not None:
         netloc += f":{port}"

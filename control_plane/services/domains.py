@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import asyncpg
-from pydantic import StringConstraints, field_validator
+from pydantic import StringConstraints, WithJsonSchema, field_validator
 from typing_extensions import TypedDict
 
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
 from control_plane.services.listing import Listing, PageQuery, owned_page
 from control_plane.services.schemas import Body
+from shared.hostnames import MAX_INPUT, InvalidHostname, canonical_hostname
 from shared.ids import new_id
 from shared.problems import Problem, field_error, not_found
 from shared.times import timestamp
@@ -23,8 +25,12 @@ _PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2]
 # is all digits is an IPv4 address, perhaps the edge's own, and scans of http://<address>/… would reach this
 # organisation's codes (docs/api.md §2.3).
 _TOP_LABEL = r"[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-# Stated in the schema as it is checked: letters, digits and inner hyphens, two labels at least, a port.
+# The canonical form, stated in the schema: letters, digits and inner hyphens, two labels at least, a port. The
+# server also takes a name in Unicode (or mixed case, or with a trailing dot) and stores it in this form; an
+# `xn--` label must be the A-label of a valid IDNA 2008 name, which no pattern can state (docs/api.md §2.3).
 HOSTNAME = rf"^({_LABEL}\.)+{_TOP_LABEL}(:{_PORT})?$"
+_CANONICAL = re.compile(HOSTNAME)
+_NAME_AND_PORT = re.compile(r"(?P<name>[^:]*?)\.?(?::(?P<port>[^:]*))?")
 OWNED = "id = $1 AND org_id = $2 AND livemode = $3"
 
 
@@ -33,13 +39,31 @@ def host_of(hostname: str) -> str:
     return hostname.partition(":")[0]
 
 
+def canonical_domain(value: str) -> str:
+    """A domain as stored and as the edge matches `Host`: A-labels in lower case, no trailing dot, the port as
+    given; ValueError saying why a name cannot be one (docs/api.md §2.3)."""
+    given = _NAME_AND_PORT.fullmatch(value)
+    if given is None:
+        raise ValueError("must be a host name with an optional port (go.example.com, links.example.com:8443)")
+    try:
+        name = canonical_hostname(given["name"])
+    except InvalidHostname as exc:
+        raise ValueError(f"is not a valid host name: {exc}") from None
+    domain = name if given["port"] is None else f"{name}:{given['port']}"
+    if not _CANONICAL.fullmatch(domain):
+        raise ValueError("must be two labels or more, the last beginning with a letter, with an optional port from"
+                         " 1 to 65535 (go.example.com, links.example.com:8443)")
+    return domain
+
+
 class DomainBody(Body):
-    hostname: Annotated[str, StringConstraints(min_length=3, max_length=253, pattern=HOSTNAME)]
+    hostname: Annotated[str, StringConstraints(min_length=3, max_length=MAX_INPUT),
+                        WithJsonSchema({"type": "string", "minLength": 3, "maxLength": 253 + 6, "pattern": HOSTNAME})]
 
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, value: str) -> str:
-        return value.lower()
+        return canonical_domain(value)
 
 
 class DomainPublic(TypedDict):

@@ -23,6 +23,7 @@ from control_plane.services.destinations import (
     destination_object,
     merge_destination,
 )
+from control_plane.services.domains import canonical_domain
 from control_plane.services.keys import ApiKey
 from control_plane.services.listing import LIKE_ESCAPE, Listing, contains_pattern
 from control_plane.services.params import apply_params, pairs_to_dict
@@ -168,6 +169,10 @@ async def _domain_for(conn: asyncpg.Connection[Any], key: ApiKey, requested: str
     domain = (requested or settings.default_domain).lower()
     if domain == settings.default_domain:
         return domain
+    try:  # the form domains are stored in: `bücher.example` names `xn--bcher-kva.example` (docs/api.md §2.3)
+        domain = canonical_domain(domain)
+    except ValueError:
+        raise field_error("domain", "must be the default domain or one of your domains") from None
     # FOR KEY SHARE: a delete of the domain waits, then counts this code (409); nothing may sit on a hostname
     # that is free for another organisation to register.
     if await conn.fetchval("SELECT 1 FROM domains WHERE hostname = $1 AND org_id = $2 AND livemode = $3"

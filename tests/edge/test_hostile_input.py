@@ -22,7 +22,7 @@ from tests.edge.test_scan import make_code, stream_events
 
 BAD_PATHS = ["/%00x", "/a%2Fb", "/" + "a" * 65, "/a:b", "/a.b", "/%C3%A9t%C3%A9", "/28080:abc", "/a b"]
 BAD_HOSTS = ["h" * 200 + ".", "qr.test:99999", "qr_test", "-qr.test", "qr..test", "[::1", "[zz::1]:80",
-             "qr.test:80:80", "a" * 64 + ".test"]
+             "qr.test:80:80", "a" * 64 + ".test", "xn--zz.qr.test", "XN--A.qr.test:8080"]
 
 
 @pytest.mark.parametrize("path", BAD_PATHS)

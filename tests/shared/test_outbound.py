@@ -46,7 +46,8 @@ async def test_only_https_urls_with_a_host(url: str) -> None:
         await resolve_public_address(url, allowed_hosts=NONE, allow_http=False)
 
 
-@pytest.mark.parametrize("url", ["https://a..example/x", "https://" + "a" * 64 + ".example/x", "https://./"])
+@pytest.mark.parametrize("url", ["https://a..example/x", "https://" + "a" * 64 + ".example/x", "https://./",
+                                 "https://xn--zz.example/x", "https://hooks.xn--a.example/x"])
 async def test_a_host_name_that_cannot_be_encoded_is_refused(url: str) -> None:
     with pytest.raises(OutboundRefused, match="invalid host name"):
         await resolve_public_address(url, allowed_hosts=NONE, allow_http=False)

@@ -137,3 +137,13 @@ async def test_a_disabled_endpoint_cannot_be_sent_a_test_event(api: httpx.AsyncC
     created = (await create(api, key, enabled=False)).json()
     response = await api.post(f"/v1/webhook-endpoints/{created['id']}/test", headers=bearer(key))
     assert response.status_code == 409 and response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("url", ["https://xn--zz.example/hook", "https://hooks.xn--a.example/hook"])
+async def test_an_invalid_a_label_is_refused_as_such_before_any_lookup(api: httpx.AsyncClient, make_key: KeyFactory,
+                                                                      url: str) -> None:
+    """Not "does not resolve": the name is no name (IDNA 2008), whatever DNS would say (docs/webhooks.md)."""
+    response = await create(api, await make_key(scopes=SCOPES), url=url)
+    assert response.status_code == 422, response.text
+    error = response.json()["errors"][0]
+    assert error["field"] == "url" and "invalid host name" in error["message"], error

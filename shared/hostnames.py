@@ -1,0 +1,69 @@
+"""Host names: one check and one canonical form wherever one is taken (docs/api.md §2.3, §3.4, §4.1).
+
+A name is compared in its canonical form: A-labels, lower case, no trailing dot. `bücher.example`,
+`BÜCHER.example` and `XN--BCHER-KVA.example` are all `xn--bcher-kva.example`, which is what browsers send in
+`Host`. Internationalised labels follow IDNA 2008 with the UTS #46 mapping (the `idna` package), not Python's
+IDNA 2003 codec: that one maps `faß.de` to another domain (`fass.de`) and lets `xn--` labels through that are
+no Punycode at all (`xn--zz`). A name in plain ASCII without an `xn--` label keeps the DNS rules and never
+reaches the IDNA code (the edge checks `Host` on its path, docs/edge.md).
+"""
+
+from __future__ import annotations
+
+import re
+
+import idna
+
+MAX_NAME = 253  # octets of the A-label form, without a trailing dot (RFC 1035 §2.3.4)
+MAX_LABEL = 63
+MAX_INPUT = 1024  # characters taken at all: a Unicode name is longer than its A-labels, but not by this much
+_ACE = "xn--"
+_LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_LDH_UNDERSCORE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+class InvalidHostname(ValueError):
+    pass
+
+
+def needs_idna(name: str) -> bool:
+    """Whether `name` has a label in Unicode or in A-label form, which only IDNA can check."""
+    return not name.isascii() or _ACE in name.lower()
+
+
+def canonical_hostname(name: str, *, underscores: bool = False) -> str:
+    """`name` (no port, no trailing dot) as lower-case A-labels, or InvalidHostname saying why, as a clause
+    ("label 'xn--zz' is no valid IDNA 2008 A-label (…)").
+
+    `underscores` allows `_` in ASCII labels, as a URL's host may have (`my_host.example.com`); a host that
+    serves codes never does.
+    """
+    if len(name) > MAX_INPUT:
+        raise InvalidHostname(f"it is over {MAX_INPUT} characters")
+    if needs_idna(name):
+        try:  # UTS #46 maps case and full-width dots
+            labels = idna.uts46_remap(name, std3_rules=False).split(".")
+        except (idna.IDNAError, UnicodeError) as exc:
+            raise InvalidHostname(f"it is no valid IDNA 2008 name ({exc})") from None
+        for i, label in enumerate(labels):
+            if label and (not label.isascii() or label.startswith(_ACE)):
+                try:  # IDNA 2008; an A-label is decoded, checked and must encode back to itself
+                    labels[i] = idna.alabel(label).decode("ascii")
+                except (idna.IDNAError, UnicodeError) as exc:
+                    kind = "A-label" if label.startswith(_ACE) else "label"
+                    raise InvalidHostname(f"label {label!r} is no valid IDNA 2008 {kind} ({exc})") from None
+    else:
+        labels = name.lower().split(".")
+    ldh = _LDH_UNDERSCORE if underscores else _LDH
+    for label in labels:
+        if not label:
+            raise InvalidHostname("a label is empty")
+        if len(label) > MAX_LABEL:
+            raise InvalidHostname(f"label {label[:20]!r}… is over {MAX_LABEL} characters")
+        if not label.startswith(_ACE) and not ldh.fullmatch(label):
+            raise InvalidHostname(f"label {label!r} is not letters, digits and inner hyphens"
+                                  + (" or underscores" if underscores else ""))
+    canonical = ".".join(labels)
+    if len(canonical) > MAX_NAME:
+        raise InvalidHostname(f"it is over {MAX_NAME} characters in A-labels")
+    return canonical

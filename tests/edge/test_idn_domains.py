@@ -1,0 +1,25 @@
+"""A domain registered in Unicode is stored in A-labels, which is what browsers send in `Host`: the edge answers
+its scans in any letter case, with a trailing dot or without (docs/api.md §2.3, §3.4)."""
+
+from __future__ import annotations
+
+import secrets
+
+import httpx
+
+from tests.conftest import KeyFactory, bearer
+from tests.edge.test_scan import make_code
+
+
+async def test_a_unicode_domain_answers_scans_sent_to_its_a_labels(api: httpx.AsyncClient, edge: httpx.AsyncClient,
+                                                                   make_key: KeyFactory) -> None:
+    key = await make_key()
+    unicode_name = f"bücher-{secrets.token_hex(3)}.example"
+    a_labels = unicode_name.encode("idna").decode()  # IDNA 2003 and 2008 agree on this name
+    domain = await api.post("/v1/domains", headers=bearer(key), json={"hostname": unicode_name})
+    assert domain.status_code == 201, domain.text
+    code = await make_code(api, key, domain=unicode_name, slug="menu",
+                           destination={"type": "url", "url": "https://shop.example/menu"})
+    for host in (a_labels, a_labels.upper(), a_labels + "."):
+        scan = await edge.get("/menu", headers={"host": host})
+        assert (scan.status_code, scan.headers.get("location")) == (302, "https://shop.example/menu"), (host, code)
