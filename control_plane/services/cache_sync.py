@@ -2,8 +2,11 @@
 
 The write-through after each commit can fail: a crash between COMMIT and the write, or a Redis outage at
 that moment, would leave an old row in Redis with nothing to correct it. This loop follows the outbox
-(every change writes an event in its own transaction) and publishes the rows again. Publishing is
-version-checked and idempotent, so repeats and several control-plane replicas are harmless.
+(every change writes an event in its own transaction) and publishes the rows again — with the rows of every
+code whose version the transactions it passes changed, as some changes of many codes name them in no event
+(a group's deletion detaches its codes under one `qr_group.deleted`; docs/freshness.md, "The cache sync's
+cursor"). Publishing is version-checked and idempotent, so repeats and several control-plane replicas are
+harmless.
 
 A write that could not reach Redis marks it for repair in PostgreSQL (`cache_repair`); edges read
 PostgreSQL instead of Redis's rows until this loop has re-applied the outbox past that mark and cleared
@@ -48,6 +51,11 @@ BATCH = 1000
 HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())"
 FOLLOWING = """SELECT xid, seq, type, data->'object'->>'id' AS object_id FROM events
     WHERE (xid, seq) > ($1, $2) AND xid < $3 AND type <> 'qr.scan_threshold' ORDER BY xid, seq LIMIT $4"""
+# The codes whose version a transaction below $3 changed (or that it created), after ($1, $2) in that order, so
+# that the changes no event names — a group's deletion detaches its codes under one `qr_group.deleted` — are
+# re-applied too (migration 0023). One range of an index, usually a few rows a pass.
+CHANGED_CODES = """SELECT changed_xid, id FROM qr_codes WHERE (changed_xid, id) > ($1, $2) AND changed_xid < $3
+    ORDER BY changed_xid, id LIMIT $4"""
 # The mark is cleared only if nothing that committed after the pass's horizon is waiting for repair.
 CLEAR_REPAIR = "UPDATE cache_repair SET pending_through = 0 WHERE pending_through BETWEEN 1 AND $1"
 # The first committed event after the cursor, in the sync's order (one index probe, whatever waits behind it):
@@ -96,6 +104,8 @@ class CacheSync:
             await self.cache.write_codes(self.db, codes)
         for group_id in groups:
             await self.cache.write_group(self.db, group_id)
+        # The transactions this pass moves the cursor past: those below the last event's, or below the horizon.
+        await self._changed_codes(position.xid, events[-1]["xid"] if len(events) == BATCH else horizon, set(codes))
         if len(events) == BATCH:
             position = OutboxPosition(events[-1]["xid"], events[-1]["seq"])
             await self.cache.redis.set(self.cursor_key, position.encode())
@@ -104,6 +114,21 @@ class CacheSync:
             await self._reached(horizon)
         await self._measure(position)
         return len(events)
+
+    async def _changed_codes(self, start: int, end: int, written: set[str]) -> None:
+        """Re-applies every code whose version a transaction in [start, end) changed, beyond those an event
+        named (`written`). Each transaction id is walked by exactly one pass: the one whose cursor moves from
+        it (or from below it) to a later one. Codes changed before migration 0023 (id 0) are left to their
+        events, as before it."""
+        after: tuple[int, str] = (max(start, 1), "")  # every id sorts after ""
+        while after[0] < end:
+            rows = await self.db.fetch(CHANGED_CODES, *after, end, BATCH)
+            unwritten = [r["id"] for r in rows if r["id"] not in written]
+            if unwritten:
+                await self.cache.write_codes(self.db, unwritten)
+            if len(rows) < BATCH:
+                return
+            after = (rows[-1]["changed_xid"], rows[-1]["id"])
 
     async def _measure(self, position: OutboxPosition) -> None:
         """The lag as this pass leaves it: what committed meanwhile, or above a held horizon, is waiting."""

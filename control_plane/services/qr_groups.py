@@ -213,7 +213,9 @@ async def delete_group(ctx: ServiceContext, key: ApiKey, group_id: str, *,
     """Its codes stay, detached (`group_id` null); one `qr_group.deleted` event says so for all of them.
 
     Detaching changes each code as any update does — a new `version`, its row written through to Redis — so
-    Redis's rows follow the database (the cache audit never takes a detached code's row for a planted one)."""
+    Redis's rows follow the database (the cache audit never takes a detached code's row for a planted one).
+    No event names the codes: the cache sync re-applies them by their new version when this write-through is
+    lost (docs/freshness.md, "The cache sync's cursor")."""
     async with ctx.transaction() as conn:
         await fetch_group(conn, key, group_id)  # 404 before taking any lock
         # Its codes first, by id, then the group: the order in which a PATCH (or a code's DELETE) locks a code
