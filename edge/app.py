@@ -174,13 +174,19 @@ class EdgeApp:
         server reads every body (docs/edge.md, "bodies"): its first FORM_LIMIT + 1 bytes (a password form), the
         rest discarded. None when nothing more is to be answered: past MAX_BODY it answered 413 and the
         connection closes — neither a scan nor a password attempt, counted as the protocol server counts its
-        refusals — or the client went away before its body's end."""
+        refusals — or the client went away before its body's end. A body not all sent within EDGE_HEADER_TIMEOUT
+        is answered 408 and the connection closes: the protocol server closes a request not complete by then,
+        and uvicorn has no limit of its own on the wait."""
         try:
-            return await read_form(receive, MAX_BODY)
+            async with asyncio.timeout(self.settings.header_timeout):
+                return await read_form(receive, MAX_BODY)
         except BodyTooLarge:
-            await self.respond(send, 413, TOO_LARGE, responses.error(413).body, method)
-            self.metrics.answered("malformed", 0.0)  # edge/scan_handler.py `rejected`
-            return None
+            status = 413
+        except TimeoutError:
+            status = 408
+        await self.respond(send, status, TOO_LARGE, responses.error(status).body, method)
+        self.metrics.answered("malformed", 0.0)  # edge/scan_handler.py `rejected`
+        return None
 
     def _client_ip(self, scope: Scope, peer: str) -> str:
         if not self.settings.trusted_proxies:

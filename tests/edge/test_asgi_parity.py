@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -14,9 +16,10 @@ import redis.asyncio as aioredis
 
 from edge.app import EdgeApp
 from shared.passwords import PasswordChecks
+from shared.settings import EdgeSettings
 from shared.throttle import KeyedThrottle
 from tests.conftest import KeyFactory
-from tests.edge.conftest import address, protocol_server
+from tests.edge.conftest import address, protocol_server, synced
 from tests.edge.raw_http import READ_TIMEOUT, Responses, closed_by_server, connected, read_until_closed
 from tests.edge.test_asgi_trailers import under_uvicorn
 from tests.edge.test_scan import make_code, stream_events
@@ -214,3 +217,30 @@ async def test_a_body_of_64_kib_is_read_past_and_the_request_answered_under_both
         scan, health = await responses.next(), await responses.next()
     assert (scan.status, scan.headers.get("location"), health.status) == (302, "https://example.com/", 200)
     assert [event.outcome for event in await stream_events(redis, redis_namespace)] == ["redirected"]
+
+
+@pytest.mark.parametrize("kind", ["protocol", "uvicorn"])
+async def test_a_body_that_never_arrives_does_not_hold_the_connection_under_both_servers(
+        kind: str, edge_settings: EdgeSettings, env: dict[str, str], api: httpx.AsyncClient, make_key: KeyFactory,
+        redis: aioredis.Redis, redis_namespace: str) -> None:
+    """A request that announces a body and stops sending it is given EDGE_HEADER_TIMEOUT, then the connection
+    closes unrecorded: the protocol server closes it, the ASGI app answers 408 and closes (uvicorn would wait on
+    the body for ever)."""
+    code = await make_code(api, await make_key(), destination={"type": "url", "url": "https://example.com/"})
+    await synced(env)
+    app = EdgeApp(dataclasses.replace(edge_settings, header_timeout=0.5))
+    await app.startup()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if kind == "uvicorn":
+                where = await stack.enter_async_context(under_uvicorn(app))
+            else:
+                where = address(await stack.enter_async_context(protocol_server(app)))
+            async with connected(where) as (reader, writer):
+                writer.write(f"GET /{code['slug']} HTTP/1.1\r\nHost: qr.test\r\nContent-Length: 10\r\n\r\nab".encode())
+                await writer.drain()
+                raw = await read_until_closed(reader)  # READ_TIMEOUT, far longer than the 0.5 s given
+    finally:
+        await app.shutdown()
+    assert raw == b"" if kind == "protocol" else raw.startswith(b"HTTP/1.1 408 "), raw[:200]
+    assert await stream_events(redis, redis_namespace) == []
