@@ -295,6 +295,20 @@ async def test_a_host_belongs_to_one_organisation_whatever_the_port(api: httpx.A
             ).status_code == 201
 
 
+async def test_a_host_belongs_to_one_mode_and_moves_by_deleting_it(api: httpx.AsyncClient,
+                                                                   make_key: KeyFactory) -> None:
+    """The edge answers a host's codes without knowing a mode, so a host is registered in one mode: the other
+    mode's keys get 409 until the mode that has it deletes it (docs/api.md §2.3)."""
+    live, test = await make_key(), await make_key(livemode=False)
+    created = await api.post("/v1/domains", headers=bearer(test), json={"hostname": "go.acme.com"})
+    assert created.status_code == 201, created.text
+    taken = await api.post("/v1/domains", headers=bearer(live), json={"hostname": "go.acme.com"})
+    assert taken.status_code == 409 and taken.json()["type"].endswith("domain-taken"), taken.text
+    assert (await api.delete(f"/v1/domains/{created.json()['id']}", headers=bearer(test))).status_code == 204
+    moved = await api.post("/v1/domains", headers=bearer(live), json={"hostname": "go.acme.com"})
+    assert moved.status_code == 201, moved.text
+
+
 async def test_concurrent_claims_of_one_host_under_two_ports_leave_it_to_one_organisation(
         api: httpx.AsyncClient, make_key: KeyFactory, db: asyncpg.Connection[Any]) -> None:
     keys = [await make_key(f"org{i}") for i in range(6)]
