@@ -21,9 +21,17 @@ def validated(model: type[M], data: dict[str, Any]) -> M:
         raise from_validation_error(exc) from None
 
 
-def field_errors(problem: Problem) -> dict[str, str]:
-    """Messages by field (`destination.url`, …); a problem about no field in particular under ""."""
-    errors = {e["field"]: e["message"] for e in problem.errors if "field" in e}
+def field_errors(problem: Problem, inputs: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Messages by field (`destination.url`, …); a problem about no field in particular under "". `inputs`
+    names the form input of a field whose path in the API's request is not the input's name (the export
+    form's `template` is `sheet.template` in the request); two fields on one input show both messages."""
+    errors: dict[str, str] = {}
+    for error in problem.errors:
+        if "field" not in error:
+            continue
+        name = (inputs or {}).get(error["field"], error["field"])
+        before = errors.get(name)
+        errors[name] = error["message"] if before in (None, error["message"]) else f"{before}; {error['message']}"
     return errors or {"": problem.detail}
 
 

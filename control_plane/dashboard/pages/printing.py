@@ -19,6 +19,11 @@ FORMATS = ("pdf_sheet", "zip", "codes_csv")
 TEMPLATES = ("avery-l7160", "avery-l7163", "avery-5160")
 LABELS = ("name", "slug", "short_url", "none")
 IMAGE_FORMATS = ("svg", "png", "pdf")
+# The export form's inputs by the request fields they become (`_export_body`) where the names differ, so that a
+# 422 on `sheet.template` (the print check: docs/exports.md) shows under the Label sheet select. The form has
+# no paper input (each template comes on its paper) and offers its selection as the Group select.
+EXPORT_INPUTS = {"sheet": "template", "sheet.template": "template", "sheet.paper": "template",
+                 "sheet.label": "label", "sheet.crop_marks": "crop_marks", "selection": "group_id"}
 MAX_PASTE = 1 << 20  # bytes of CSV in the Import page's box; larger files go through the API or the CLI
 # The box as the browser sends it, url-encoded: a byte is at most 3 (`%0D%0A` for a line break, sent as CRLF).
 # The control plane's body limit for POST /app/imports is sized to match (docs/dashboard.md).
@@ -58,7 +63,7 @@ async def start_export(visit: Visit) -> Response:
         body = validated(ExportCreate, _export_body(visit.form))
         started = await exports.start_export(visit.stores.services, visit.principal, body)
     except Problem as problem:
-        return await _exports_page(visit, problem.status, field_errors(problem))
+        return await _exports_page(visit, problem.status, field_errors(problem, EXPORT_INPUTS))
     return RedirectResponse(f"/app/exports?started={started['id']}", 303)
 
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import asyncpg
+import httpx
 import pypdfium2 as pdfium
 import pytest
 import redis.asyncio as aioredis
@@ -13,6 +14,7 @@ import redis.asyncio as aioredis
 from control_plane.jobs.worker import JobWorker, start_worker
 from shared.database import create_pool
 from shared.settings import ControlPlaneSettings, JobSettings
+from tests.conftest import KeyFactory, bearer
 from tests.control_plane.dashboard.conftest import BrowserFactory, UserFactory, csrf_of, post_form, sign_in
 
 
@@ -123,3 +125,41 @@ async def test_an_export_without_a_group_says_so_under_the_group_field(browser: 
     assert ('<p class="error" id="f-group_id-error">select codes with group_id, code_ids, folder_id or tag</p>'
             in page.text), page.text
     assert "tag: select codes" not in page.text and ": select codes" not in page.text
+
+
+async def test_an_export_the_print_check_refuses_says_so_under_the_label_sheet_select(
+        browser: BrowserFactory, make_user: UserFactory, make_key: KeyFactory, api: httpx.AsyncClient,
+        db: asyncpg.Connection) -> None:
+    """The service names the sheet's fields by their path in the request (`sheet.template`, docs/exports.md);
+    the form's inputs are `template` and `label`, and its selection is the Group select."""
+    key = await make_key()
+    group = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "Big"})).json()
+    code = await api.post("/v1/qr-codes", headers=bearer(key), json={
+        "destination": {"type": "url", "url": "https://example.com/"}, "slug": "a" * 60, "group_id": group["id"],
+        "design": {"error_correction": "H"}})
+    assert code.status_code == 201, code.text
+    await make_user(role="viewer")
+    client = browser()
+    await sign_in(client)
+
+    page = await post_form(client, "/app/exports", "/app/exports", {
+        "group_id": group["id"], "format": "pdf_sheet", "template": "avery-5160", "label": "name"})
+    assert page.status_code == 422
+    assert ('<select id="f-template" name="template" aria-invalid="true" aria-describedby="f-template-error">'
+            in page.text), page.text
+    assert '<p class="error" id="f-template-error">codes print at ' in page.text
+    assert "avery-l7160 or avery-l7163" in page.text.split('id="f-template-error">')[1].split("</p>")[0]
+    assert "sheet.template" not in page.text and 'role="alert"' not in page.text
+
+    forged = await post_form(client, "/app/exports", "/app/exports", {
+        "group_id": group["id"], "format": "pdf_sheet", "template": "avery-l7163", "label": "colour"})
+    assert forged.status_code == 422
+    assert '<p class="error" id="f-label-error">' in forged.text and "sheet.label" not in forged.text
+
+    empty = (await api.post("/v1/qr-groups", headers=bearer(key), json={"name": "Empty"})).json()
+    nothing = await post_form(client, "/app/exports", "/app/exports", {
+        "group_id": empty["id"], "format": "pdf_sheet", "template": "avery-l7163", "label": "name"})
+    assert nothing.status_code == 422
+    assert '<p class="error" id="f-group_id-error">selects no code: there is nothing to print</p>' in nothing.text
+    assert "selection:" not in nothing.text
+    assert await db.fetchval("SELECT count(*) FROM jobs") == 0
