@@ -95,6 +95,24 @@ end
 return replaced
 """
 
+# Removes each KEYS[i] only while it holds a row of the code ARGV[i]: a code's row at an address it no longer has
+# (a deleted domain's codes, docs/api.md §2.3), never another code's row that took the address since. Returns
+# how many it removed.
+REMOVE_IF_OF = """
+local removed = 0
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if current then
+    local ok, row = pcall(cjson.decode, current)
+    if ok and type(row) == 'table' and row['id'] == ARGV[i] then
+      redis.call('DEL', key)
+      removed = removed + 1
+    end
+  end
+end
+return removed
+"""
+
 
 def stored_version(raw: bytes) -> float | None:
     """The version of a row as the version check reads it (None: it has none)."""
@@ -169,6 +187,7 @@ class RowStore:
         self.keys = keys
         self._set_if_newer = redis.register_script(SET_IF_NEWER)
         self._replace_if_unchanged = redis.register_script(REPLACE_IF_UNCHANGED)
+        self._remove_if_of = redis.register_script(REMOVE_IF_OF)
 
     async def store_code(self, domain: str, slug: str, row: CodeRow) -> bool:
         return not await self.store_codes_kept([(domain, slug, row)])
@@ -201,6 +220,13 @@ class RowStore:
         args = [value for _, seen, row in rows
                 for value in ((seen, row.encode(), row.version) if row is not None else (seen, b"", 0))]
         return int(await self._replace_if_unchanged(keys=[key for key, _, _ in rows], args=args))
+
+    async def remove_codes_of(self, rows: list[tuple[str, str, str]]) -> int:
+        """(domain, slug, code id): removes each address's row if it is that code's; returns how many."""
+        if not rows:
+            return 0
+        keys = [self.keys.code(domain, slug) for domain, slug, _ in rows]
+        return int(await self._remove_if_of(keys=keys, args=[code_id for _, _, code_id in rows]))
 
 
 def _kept(reply: list[Any]) -> list[tuple[int, bytes]]:

@@ -36,6 +36,7 @@ from shared.rows import CodeRow, Destination, GroupRow
 
 log = logging.getLogger(__name__)
 DELETED_GROUP_VERSION = 2**62  # ids are never reused, so a tombstone is final
+RETIRED_PREFIX = "deleted:"  # a deleted domain's codes' `domain` (retired_domain)
 FIRST_VERSION = 1  # a code at its first version was never cached anywhere except as "unknown"
 REDIS_FAILURES = (OSError, TimeoutError, redis.exceptions.RedisError)
 RETRY_PAUSE = 0.1  # seconds between write-through attempts while Redis does not answer
@@ -51,6 +52,20 @@ MARK_REPAIR = """UPDATE cache_repair
 T = TypeVar("T")
 Write = Callable[[], Awaitable[str | None]]  # writes through; returns the last invalidation's stream id
 Repair = tuple[str, bytes, CodeRow | GroupRow | None]  # key, what Redis holds, the database's row (None: none)
+
+
+def retired_domain(domain_id: str, hostname: str) -> str:
+    """What a deleted domain's codes get as their `domain`: their old host's slugs are free again, and no edge
+    resolves a `Host` with a colon inside (docs/api.md §2.3). The host stays readable in it, so that any
+    re-application of such a code removes its row from its old address (`write_codes`)."""
+    return f"{RETIRED_PREFIX}{domain_id}:{hostname}"
+
+
+def retired_host(domain: str) -> str | None:
+    """The host a code left with its domain's deletion (`retired_domain`), or None: a domain in use."""
+    if not domain.startswith(RETIRED_PREFIX):
+        return None
+    return domain[len(RETIRED_PREFIX):].partition(":")[2] or None
 
 
 def tombstone(group_id: str) -> GroupRow:
@@ -90,17 +105,6 @@ class EdgeCache:
 
         await self._publish(db, write)
 
-    async def publish_retired(self, db: asyncpg.Pool[Any], addresses: list[tuple[str, str]]) -> None:
-        """After commit: these (domain, slug) answer for no code any more; their rows leave Redis, then wait
-        until no edge holds them. A key a late read-through writes back is one the cache audit removes."""
-        await self._publish(db, lambda: self.remove_codes(addresses))
-
-    async def remove_codes(self, addresses: list[tuple[str, str]]) -> str | None:
-        keys = [self.keys.code(domain, slug) for domain, slug in addresses]
-        for start in range(0, len(keys), ROWS_PER_CALL):
-            await self._answered(self.redis.delete(*keys[start:start + ROWS_PER_CALL]))
-        return await self.invalidate(keys)
-
     async def write_codes(self, db: asyncpg.Pool[Any], code_ids: list[str]) -> str | None:
         """Write the codes' current rows and tell every edge to drop its copy; raises if Redis fails.
 
@@ -111,11 +115,22 @@ class EdgeCache:
         may have set them unannounced); when it cannot (more than DELTA_KEYS codes, no filter in Redis, or a
         rebuild meanwhile) it says "forget unknown slugs" and the edges load the whole filter again. A code
         created, or given a new domain, is scanned 302 right after the write returns.
+
+        A code whose domain was deleted (`retired_host`) has no address any more: its row leaves its old one, if
+        Redis still holds it there, and it gets no row or bits of its own — the same whether this is the
+        domain delete's write-through or the cache sync re-applying the code's new version after that was
+        lost (docs/freshness.md, "The cache sync's cursor"). A key a late read-through writes back is one the
+        cache audit removes.
         """
-        records = await db.fetch("SELECT id, domain, slug FROM qr_codes WHERE id = ANY($1) AND slug IS NOT NULL",
-                                 code_ids)
+        found = await db.fetch("SELECT id, domain, slug FROM qr_codes WHERE id = ANY($1) AND slug IS NOT NULL",
+                               code_ids)
+        retired = [(host, r["slug"], r["id"]) for r in found if (host := retired_host(r["domain"])) is not None]
+        records = [r for r in found if retired_host(r["domain"]) is None]
+        for start in range(0, len(retired), ROWS_PER_CALL):
+            await self._answered(self.rows.remove_codes_of(retired[start:start + ROWS_PER_CALL]))
+        left = [self.keys.code(host, slug) for host, slug, _ in retired]  # every edge drops its copy too
         if not records:
-            return None
+            return await self.invalidate(left)
         rows = await load_codes(db, [r["id"] for r in records])
         entries = [(r["domain"], r["slug"], rows[r["id"]]) for r in records]
         kept: list[tuple[int, bytes]] = []
@@ -131,7 +146,8 @@ class EdgeCache:
         changed = [self.keys.code(r["domain"], r["slug"]) for r in records if rows[r["id"]].version > FIRST_VERSION]
         negative = len(changed) < len(records) or delta is None
         changed += [key for key in repaired if key not in changed]  # a planted row may be cached at any version
-        position = await self.invalidate(changed + ([NEGATIVE_ENTRIES] if negative else []), filter_delta=delta)
+        position = await self.invalidate(left + changed + ([NEGATIVE_ENTRIES] if negative else []),
+                                         filter_delta=delta)
         if self.code_filter.lost:
             # Redis lost its data, the edge registry with it, so no edge is waited for: one that has not noticed
             # yet may still believe its copy of the filter (without these codes) until its fence closes.

@@ -4,9 +4,10 @@ The write-through after each commit can fail: a crash between COMMIT and the wri
 that moment, would leave an old row in Redis with nothing to correct it. This loop follows the outbox
 (every change writes an event in its own transaction) and publishes the rows again — with the rows of every
 code whose version the transactions it passes changed, as some changes of many codes name them in no event
-(a group's deletion detaches its codes under one `qr_group.deleted`; docs/freshness.md, "The cache sync's
-cursor"). Publishing is version-checked and idempotent, so repeats and several control-plane replicas are
-harmless.
+(a group's deletion detaches its codes under one `qr_group.deleted`; a domain's deletion takes its deleted
+codes off its host under none, and re-applying them removes their rows from their old addresses;
+docs/freshness.md, "The cache sync's cursor"). Publishing is version-checked and idempotent, so repeats and
+several control-plane replicas are harmless.
 
 A write that could not reach Redis marks it for repair in PostgreSQL (`cache_repair`); edges read
 PostgreSQL instead of Redis's rows until this loop has re-applied the outbox past that mark and cleared

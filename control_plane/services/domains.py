@@ -9,6 +9,7 @@ import asyncpg
 from pydantic import StringConstraints, WithJsonSchema, field_validator
 from typing_extensions import TypedDict
 
+from control_plane.services.cache import retired_domain
 from control_plane.services.context import ServiceContext
 from control_plane.services.keys import ApiKey
 from control_plane.services.listing import Listing, PageQuery, owned_page
@@ -130,9 +131,11 @@ async def delete_domain(ctx: ServiceContext, key: ApiKey, domain_id: str) -> Non
         # The deleted codes on the host leave it too: it may go to another organisation next, whose slugs they
         # must not take and whose visitors' scans they must not answer (docs/api.md §2.3). Renamed, not
         # removed, as their scans and events still name them; no edge resolves a `Host` with a colon inside.
-        retired = [r["slug"] for r in await conn.fetch(
+        # The new version is what takes their rows off the host in Redis: this write-through, or the cache
+        # sync's walk of changed codes when it is lost (docs/freshness.md, "The cache sync's cursor").
+        retired = [r["id"] for r in await conn.fetch(
             "UPDATE qr_codes SET domain = $2, version = version + 1, updated_at = now()"
-            " WHERE domain = $1 AND deleted_at IS NOT NULL AND slug IS NOT NULL RETURNING slug",
-            hostname, f"deleted:{domain_id}:{hostname}")]
+            " WHERE domain = $1 AND deleted_at IS NOT NULL AND slug IS NOT NULL RETURNING id",
+            hostname, retired_domain(domain_id, hostname))]
         await conn.execute("DELETE FROM domains WHERE hostname = $1", hostname)
-    await ctx.cache.publish_retired(ctx.db, [(hostname, slug) for slug in retired])
+    await ctx.cache.publish_codes(ctx.db, retired)
