@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from pydantic import StringConstraints
 
-from shared.throttle import KeyedThrottle
+from shared.throttle import KeyedThrottle, client_key
 
 # One pass over 64 MiB (RFC 9106's memory-constrained choice, OWASP's 46 MiB/t=1 rounded up). The
 # parameters travel inside each hash, so raising them later keeps old hashes verifiable.
@@ -54,6 +54,7 @@ class PasswordChecks:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="password-check")
 
     async def check(self, code_id: str, client: str, encoded: str, password: str) -> Verdict:
+        client = client_key(client)  # an IPv6 client by its /64
         if self.in_flight >= self.max_in_flight:
             return Verdict("throttled", 1.0)
         if not self.per_client.spend(client):

@@ -1,9 +1,30 @@
-"""Token buckets per key (a code, a client address), bounded in memory (docs/rules.md, "Passwords")."""
+"""Token buckets per key (a code, a client address), bounded in memory (docs/rules.md, "Passwords"); and the key
+every per-client count uses for a client address (docs/security.md, "Rate limits per address")."""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from ipaddress import IPv6Address, IPv6Network, ip_address
+
+CLIENT_IPV6_PREFIX = 64  # one IPv6 host is normally given a whole /64 (SLAAC, privacy addresses)
+
+
+def client_key(address: str) -> str:
+    """What a per-client count counts `address` as: an IPv4 address as itself, an IPv4-mapped IPv6 address
+    (`::ffff:a.b.c.d`, how a dual-stack socket names an IPv4 peer) as that IPv4 address, and any other IPv6
+    address as its /64 -- else one machine, taking a fresh address of its prefix per attempt, would be any number
+    of clients. Anything else (a Unix socket peer, "unknown") is its own key."""
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(IPv6Network((int(parsed) >> (128 - CLIENT_IPV6_PREFIX) << (128 - CLIENT_IPV6_PREFIX),
+                                CLIENT_IPV6_PREFIX)))
+    return str(parsed)
 
 
 class KeyedThrottle:

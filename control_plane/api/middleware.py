@@ -22,6 +22,7 @@ from control_plane.api.state import scope_state
 from control_plane.services.keys import find_key
 from shared.keys import ApiKeys
 from shared.problems import Problem
+from shared.throttle import client_key
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,9 @@ class RateLimitMiddleware:
 
 
 def address_bucket(scope: Scope, kind: str) -> str:
+    """The bucket of the request's client address, as `client_key` counts it (an IPv6 client by its /64)."""
     client = scope.get("client")
-    return f"{kind}:{client[0] if client else 'unknown'}"
+    return f"{kind}:{client_key(client[0]) if client else 'unknown'}"
 
 
 def _with_headers(app: Any, headers: list[tuple[bytes, bytes]]) -> ASGIApp:

@@ -1,19 +1,21 @@
 """Failed sign-ins are counted per e-mail address and client address together, per e-mail address across all
-clients, and per client address; past a limit, sign-in waits (docs/dashboard.md)."""
+clients, and per client address -- a client counted as `client_key` names it (an IPv6 client by its /64); past a
+limit, sign-in waits (docs/dashboard.md)."""
 
 from __future__ import annotations
 
 import redis.asyncio as aioredis
 
 from shared.keys import DashboardKeys
+from shared.throttle import client_key
 
 WINDOW_SECONDS = 15 * 60
-PER_EMAIL_AND_CLIENT = 5  # guessing one account's password from one address
-# Guessing one account's password from many addresses. One address adds at most PER_EMAIL_AND_CLIENT to it, so
-# only guesses from 20 addresses or more can keep the owner out; and an account's password meets at most 9,600
-# guesses a day, however many addresses guess.
+PER_EMAIL_AND_CLIENT = 5  # guessing one account's password from one client (an IPv4 address or IPv6 /64)
+# Guessing one account's password from many clients. One client adds at most PER_EMAIL_AND_CLIENT to it, so
+# only guesses from 20 clients or more can keep the owner out; and an account's password meets at most 9,600
+# guesses a day, however many clients guess.
 PER_EMAIL = 100
-PER_CLIENT = 20  # trying many accounts from one address
+PER_CLIENT = 20  # trying many accounts from one client
 
 # KEYS: the counters; ARGV[1]: the window in seconds, ARGV[1 + i]: KEYS[i]'s limit. Returns the seconds to
 # wait when a counter is at its limit (nothing counted), else 0 after counting the attempt in every counter.
@@ -48,8 +50,9 @@ class SignInThrottle:
         self._give_back = redis.register_script(GIVE_BACK)
 
     # `email` is users.sign_in_email(): lowered as the account lookup lowers it, not by Python's rules.
-    # The pair's key puts the client first: an address has no space in it, an e-mail address may have one.
+    # The pair's key puts the client first: an address or network has no space in it, an e-mail address may.
     def _subjects(self, email: str, client: str) -> list[tuple[str, int]]:
+        client = client_key(client)
         return [(self.keys.failed_sign_ins(f"pair:{client} {email}"), PER_EMAIL_AND_CLIENT),
                 (self.keys.failed_sign_ins(f"email:{email}"), PER_EMAIL),
                 (self.keys.failed_sign_ins(f"client:{client}"), PER_CLIENT)]

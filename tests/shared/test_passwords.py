@@ -76,3 +76,15 @@ async def test_absurd_passwords_are_just_wrong(password: str) -> None:
         assert (await checks.check("qr_1", "198.51.100.1", HASH, password)).result == "wrong"
     finally:
         checks.close()
+
+
+async def test_one_ipv6_host_is_one_client_whatever_address_of_its_64_it_uses() -> None:
+    """One machine owns a whole /64: a fresh address per guess would otherwise be a fresh budget
+    (docs/rules.md, "Passwords")."""
+    checks = PasswordChecks(per_client=KeyedThrottle(burst=2, per_second=0.001))
+    try:
+        results = [(await checks.check("qr_1", f"2001:db8:1:2::{n + 1:x}", HASH, "guess")).result for n in range(3)]
+        assert results == ["wrong", "wrong", "throttled"]
+        assert (await checks.check("qr_1", "2001:db8:1:3::1", HASH, "open sesame")).result == "right"
+    finally:
+        checks.close()

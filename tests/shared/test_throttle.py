@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from shared.throttle import KeyedThrottle
+import pytest
+
+from shared.throttle import KeyedThrottle, client_key
 
 
 def test_a_key_gets_its_burst_then_one_attempt_per_refill_interval() -> None:
@@ -25,3 +27,15 @@ def test_memory_is_bounded_by_forgetting_the_least_recently_used_keys() -> None:
     assert len(throttle._buckets) == 2
     assert throttle.spend("a", now=0.0)  # forgotten: starts full again
     assert not throttle.spend("c", now=0.0)
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("198.51.100.7", "198.51.100.7"),
+    ("::ffff:198.51.100.7", "198.51.100.7"),  # a dual-stack socket's name for an IPv4 peer
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+    ("2001:DB8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("unknown", "unknown"),
+])
+def test_a_client_is_counted_by_its_ipv4_address_or_its_ipv6_64(address: str, key: str) -> None:
+    assert client_key(address) == key
