@@ -5,7 +5,11 @@ A name is compared in its canonical form: A-labels, lower case, no trailing dot.
 `Host`. Internationalised labels follow IDNA 2008 with the UTS #46 mapping (the `idna` package), not Python's
 IDNA 2003 codec: that one maps `faß.de` to another domain (`fass.de`) and lets `xn--` labels through that are
 no Punycode at all (`xn--zz`). A name in plain ASCII without an `xn--` label keeps the DNS rules and never
-reaches the IDNA code (the edge checks `Host` on its path, docs/edge.md).
+reaches the IDNA code.
+
+A name is checked when it is written (a domain registered, a URL saved), never when stored data is read or
+used: rows written before IDNA 2008 was checked (`xn--i-7iq.ws`, which the IDNA 2003 codec made of `i❤.ws`)
+keep working (`stored_hostname`; the edge checks `Host` by the DNS rules only, docs/edge.md).
 """
 
 from __future__ import annotations
@@ -67,3 +71,18 @@ def canonical_hostname(name: str, *, underscores: bool = False) -> str:
     if len(canonical) > MAX_NAME:
         raise InvalidHostname(f"it is over {MAX_NAME} characters in A-labels")
     return canonical
+
+
+def stored_hostname(name: str) -> str:
+    """A host name read from stored data (a webhook endpoint's URL), as it is looked up and sent: never refused
+    for a rule it was not written under. In lower-case A-labels by IDNA 2008 (`canonical_hostname`), else as the
+    IDNA 2003 codec of earlier releases has it (`xn--i-7iq.ws` as it is, `i❤.ws` → `xn--i-7iq.ws`, as browsers
+    send them); InvalidHostname only for what neither takes (an empty label, one over 63 characters)."""
+    try:
+        return canonical_hostname(name, underscores=True)
+    except InvalidHostname:
+        pass
+    try:
+        return name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise InvalidHostname("a label is empty or over 63 characters") from None

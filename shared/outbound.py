@@ -127,13 +127,13 @@ async def close_dns_resolver() -> None:
         _resolver = None
 
 
-async def _addresses(host: str, port: int) -> list[IPAddress]:
+async def _addresses(host: str, port: int, stored: bool) -> list[IPAddress]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
     try:  # IDNA 2008, as the Host header and TLS server name (yarl) and destination URLs (shared.urls) have it
-        name = url_host(host)
+        name = url_host(host, stored=stored)
     except InvalidURL as exc:  # an empty label, one over 63 characters ("a..example"), "xn--zz.example"
         raise OutboundRefused(str(exc)) from None
     try:
@@ -148,17 +148,20 @@ async def _addresses(host: str, port: int) -> list[IPAddress]:
     return sorted(addresses, key=lambda ip: ip.version)
 
 
-async def resolve_public_address(url: str, *, allowed_hosts: frozenset[str], allow_http: bool) -> PublicAddress:
+async def resolve_public_address(url: str, *, allowed_hosts: frozenset[str], allow_http: bool,
+                                 stored: bool = False) -> PublicAddress:
     """The address to connect to for `url`, or OutboundRefused.
 
     Every address the host resolves to must be public: a name that answers with one public and one
     private address is refused, since a later lookup could pick the private one. Hosts in
-    `allowed_hosts` (e.g. 127.0.0.1 in development) skip the address check.
+    `allowed_hosts` (e.g. 127.0.0.1 in development) skip the address check. `stored`: the URL is a stored one
+    being used (a webhook delivery), whose host name was checked when it was saved, perhaps under an earlier
+    release's rules: it is encoded, not refused by today's (shared.urls.url_host).
     """
     parts = check_url(url, allow_http=allow_http)
     host = (parts.hostname or "").lower()
     port = parts.port or DEFAULT_PORTS[parts.scheme]
-    addresses = await _addresses(host, port)
+    addresses = await _addresses(host, port, stored)
     if not addresses:
         raise OutboundRefused(f"host {host!r} does not resolve")
     if host not in allowed_hosts:

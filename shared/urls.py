@@ -6,7 +6,7 @@ import ipaddress
 import re
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from shared.hostnames import InvalidHostname, canonical_hostname
+from shared.hostnames import InvalidHostname, canonical_hostname, stored_hostname
 
 MAX_URL_LENGTH = 8000
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
@@ -17,18 +17,25 @@ class InvalidURL(ValueError):
     pass
 
 
-def url_host(host: str) -> str:
+def url_host(host: str, *, stored: bool = False) -> str:
     """A URL's host (`urlsplit(…).hostname`) as it is sent: an IP literal as is, a name in lower-case A-labels
-    (IDNA 2008 + UTS #46), a trailing dot kept; InvalidURL for a name that is none (`xn--zz.example`)."""
+    (IDNA 2008 + UTS #46), a trailing dot kept; InvalidURL for a name that is none (`xn--zz.example`).
+
+    `stored`: the URL was checked when it was written, perhaps by an earlier release under other rules, and is
+    being used now: its name is encoded, not judged again (shared.hostnames.stored_hostname, docs/webhooks.md).
+    """
     if ":" in host:  # urlsplit took it from brackets
+        # No zone ("fe80::1%25eth0"): it names an interface of whoever follows the URL. IPv6Address takes one.
+        if "%" in host:
+            raise InvalidURL("has an IPv6 zone (%…), which names a network interface of whoever follows it")
         try:
-            ipaddress.IPv6Address(host)  # no zone ("%eth0"): it names an interface of whoever follows the URL
+            ipaddress.IPv6Address(host)
         except ValueError:
             raise InvalidURL("has an invalid host") from None
         return host
     name = host[:-1] if host.endswith(".") else host
     try:
-        return canonical_hostname(name, underscores=True) + host[len(name):]
+        return (stored_hostname(name) if stored else canonical_hostname(name, underscores=True)) + host[len(name):]
     except InvalidHostname as exc:
         raise InvalidURL(f"has an invalid host name: {exc}") from None
 

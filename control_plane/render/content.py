@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -38,7 +39,11 @@ class UrlContent(_Content):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        if info.context and info.context.get("stored"):
+            # Normalised when it was written, perhaps under an earlier release's host rules: an image of a code
+            # already printed is no place to refuse it (docs/api.md §2.1).
+            return value
         try:
             return normalize_destination_url(value)
         except InvalidURL as exc:
@@ -220,12 +225,14 @@ ENCODERS: dict[str, tuple[type[_Content], Callable[[Any], str]]] = {
 }
 
 
-def parse_content(type: str, content: dict[str, Any] | None) -> _Content:
+def parse_content(type: str, content: dict[str, Any] | None, *, stored: bool = False) -> _Content:
+    """`content` checked and normalised; `stored`: it was so when written, and is read now (its URL is taken as
+    it is)."""
     if type not in ENCODERS:
         raise field_error("type", f"must be one of {', '.join(ENCODERS)}")
     model, _ = ENCODERS[type]
     try:
-        return model.model_validate(content or {})
+        return model.model_validate(content or {}, context={"stored": stored})
     except ValidationError as exc:
         errors = []
         for error in from_validation_error(exc, prefix="content.").errors:
@@ -236,9 +243,10 @@ def parse_content(type: str, content: dict[str, Any] | None) -> _Content:
         raise validation_problem(errors) from None
 
 
-def encode_static(type: str, content: dict[str, Any] | None) -> str:
-    """The payload a static code encodes; a field-level 422 problem when the content is not valid."""
-    parsed = parse_content(type, content)
+def encode_static(type: str, content: dict[str, Any] | None, *, stored: bool = False) -> str:
+    """The payload a static code encodes; a field-level 422 problem when the content is not valid (`stored`: a
+    stored code's content, whose URL was normalised when it was written, parse_content)."""
+    parsed = parse_content(type, content, stored=stored)
     payload = ENCODERS[type][1](parsed)
     size = len(payload.encode("utf-8"))
     if size > MAX_PAYLOAD_BYTES:

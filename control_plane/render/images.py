@@ -58,7 +58,7 @@ def dynamic_payload(settings: ControlPlaneSettings, domain: str, slug: str) -> s
 def payload_for(row: Any, settings: ControlPlaneSettings) -> str:
     if row["kind"] == "dynamic":
         return dynamic_payload(settings, row["domain"], row["slug"])
-    return encode_static(row["type"], row["content"])
+    return encode_static(row["type"], row["content"], stored=True)  # checked when written (docs/api.md §2.1)
 
 
 def effective_design(stored: dict[str, Any] | None) -> dict[str, Any]:

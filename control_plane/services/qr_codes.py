@@ -166,13 +166,13 @@ async def _check_reference(conn: asyncpg.Connection[Any], key: ApiKey, table: st
 
 async def _domain_for(conn: asyncpg.Connection[Any], key: ApiKey, requested: str | None,
                       settings: ControlPlaneSettings) -> str:
-    domain = (requested or settings.default_domain).lower()
+    given = (requested or settings.default_domain).lower()
+    try:  # the form domains are stored in: `bücher.example.` names `xn--bcher-kva.example` (docs/api.md §2.3)
+        domain = canonical_domain(given)
+    except ValueError:  # an address (a default domain may be one), or a domain registered before IDNA 2008 was
+        domain = given  # checked (`xn--i-7iq.ws`): compared as given, as it is stored
     if domain == settings.default_domain:
         return domain
-    try:  # the form domains are stored in: `bücher.example` names `xn--bcher-kva.example` (docs/api.md §2.3)
-        domain = canonical_domain(domain)
-    except ValueError:
-        raise field_error("domain", "must be the default domain or one of your domains") from None
     # FOR KEY SHARE: a delete of the domain waits, then counts this code (409); nothing may sit on a hostname
     # that is free for another organisation to register.
     if await conn.fetchval("SELECT 1 FROM domains WHERE hostname = $1 AND org_id = $2 AND livemode = $3"

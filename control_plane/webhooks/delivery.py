@@ -50,7 +50,7 @@ async def attempt(session: aiohttp.ClientSession, url: str, body: bytes, headers
 
     try:
         address = await resolve_public_address(url, allowed_hosts=outbound.allowed_hosts,
-                                               allow_http=outbound.allow_http)
+                                               allow_http=outbound.allow_http, stored=True)
         named = URL(url)
         async with session.post(pinned_url(url, address), data=body, allow_redirects=False,
                                 headers={**headers, "host": named.raw_authority, "user-agent": USER_AGENT},
