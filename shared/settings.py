@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from shared.geo import unreadable
-from shared.hostnames import InvalidHostname, canonical_hostname, needs_idna
+from shared.hostnames import InvalidHostname, needs_idna, stored_hostname
 
 SERVICES_ENV = Path(".scanroute") / "services.env"
 # How long each process may still be finishing what it has in hand after SIGTERM (docs/operations.md,
@@ -242,8 +242,8 @@ def _public(r: _Reader, edge_bind: tuple[str, int]) -> tuple[str, str]:
     default_domain = r.text("DEFAULT_DOMAIN", f"{bind_host}:{port}").lower()
     if needs_idna(default_domain):  # in A-labels, as phones send it and domains are stored (docs/api.md §2.3)
         name, colon, port_text = default_domain.partition(":")
-        try:
-            default_domain = canonical_hostname(name) + colon + port_text
+        try:  # as leniently as stored names: a default domain of an earlier release is never refused (xn--i-7iq.ws)
+            default_domain = stored_hostname(name) + colon + port_text
         except InvalidHostname as exc:
             raise ConfigError("DEFAULT_DOMAIN", f"is no valid host name ({exc}), got {default_domain!r}") from None
     matched = _HOST.fullmatch(default_domain)
