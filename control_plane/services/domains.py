@@ -59,7 +59,11 @@ def canonical_domain(value: str) -> str:
 
 class DomainBody(Body):
     hostname: Annotated[str, StringConstraints(min_length=3, max_length=MAX_INPUT),
-                        WithJsonSchema({"type": "string", "minLength": 3, "maxLength": 253 + 6, "pattern": HOSTNAME})]
+                        # No pattern: a name in Unicode, mixed case or with a trailing dot is taken too, and whether an
+                        # `xn--` label is valid no pattern can state; the stored form is `DomainPublic`'s.
+                        WithJsonSchema({"type": "string", "minLength": 3, "maxLength": MAX_INPUT,
+                                        "description": "A host name, a port perhaps (go.example.com,"
+                                                       " links.example.com:8443); stored in lower-case A-labels"})]
 
     @field_validator("hostname")
     @classmethod
