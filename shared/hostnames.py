@@ -54,8 +54,7 @@ def canonical_hostname(name: str, *, underscores: bool = False) -> str:
                 try:  # IDNA 2008; an A-label is decoded, checked and must encode back to itself
                     labels[i] = idna.alabel(label).decode("ascii")
                 except (idna.IDNAError, UnicodeError) as exc:
-                    kind = "A-label" if label.startswith(_ACE) else "label"
-                    raise InvalidHostname(f"label {label!r} is no valid IDNA 2008 {kind} ({exc})") from None
+                    labels[i] = _idna2003(label, exc)
     else:
         labels = name.lower().split(".")
     ldh = _LDH_UNDERSCORE if underscores else _LDH
@@ -71,6 +70,22 @@ def canonical_hostname(name: str, *, underscores: bool = False) -> str:
     if len(canonical) > MAX_NAME:
         raise InvalidHostname(f"it is over {MAX_NAME} characters in A-labels")
     return canonical
+
+
+def _idna2003(label: str, refused: Exception) -> str:
+    """A label IDNA 2008 refuses, as IDNA 2003 (and so every browser) still takes it: a symbol or an emoji
+    (`i❤` → `xn--i-7iq`), an A-label that decodes and encodes back to itself; InvalidHostname for the rest —
+    an `xn--` label that is no punycode of anything (`xn--zz`, `xn--a`)."""
+    try:
+        if label.startswith(_ACE):
+            if label.encode("ascii").decode("idna").encode("idna").decode("ascii") == label:
+                return label
+        else:
+            return label.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        pass
+    kind = "A-label" if label.startswith(_ACE) else "label"
+    raise InvalidHostname(f"label {label!r} is no valid IDNA 2008 or 2003 {kind} ({refused})") from None
 
 
 def stored_hostname(name: str) -> str:
