@@ -67,6 +67,15 @@ def destination_and_pairs(form: Mapping[str, str]) -> dict[str, Any]:
     return body
 
 
+def drop_unchanged_url(body: dict[str, Any], before: Mapping[str, Any]) -> None:
+    """The edit forms always send the destination: leave it out of the update when it is the stored URL, which
+    was checked when it was written and is never refused for a rule made since (docs/api.md §2.1) — a code
+    whose URL an earlier release took stays editable."""
+    sent, stored = body.get("destination"), before.get("destination") or {}
+    if sent is not None and stored.get("type") == "url" and sent["url"] == stored.get("url"):
+        del body["destination"]
+
+
 def pairs_text(pairs: dict[str, str] | None) -> str:
     return "\n".join(f"{k}={v}" for k, v in (pairs or {}).items())
 

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from control_plane.dashboard.forms import (
     destination_and_pairs,
+    drop_unchanged_url,
     field_errors,
     form_version,
     optional,
@@ -171,6 +172,7 @@ async def update_code(visit: Visit) -> Response:
         body["properties"] = pairs_patch(before["properties"], body["properties"])
         if body["destination"] is None and before["destination"]["type"] not in (None, "url"):
             del body["destination"]
+        drop_unchanged_url(body, before)
         code = await qr_codes.update_code(ctx, key, code_id, validated(QRCodeUpdate, body),
                                           if_match=form_version(visit.form))
     except Problem as problem:

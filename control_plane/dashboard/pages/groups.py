@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from control_plane.dashboard.forms import (
     destination_and_pairs,
+    drop_unchanged_url,
     field_errors,
     form_version,
     pairs_patch,
@@ -102,6 +103,7 @@ async def update_group(visit: Visit) -> Response:
         body["properties"] = pairs_patch(before["properties"], body["properties"])
         if body["destination"] is None and before["destination"]["type"] != "url":
             del body["destination"]  # a page/chatbot destination set through the API is left as it is
+        drop_unchanged_url(body, before)
         group = await qr_groups.update_group(ctx, key, group_id, validated(QRGroupUpdate, body),
                                              if_match=form_version(visit.form))
     except Problem as problem:
