@@ -28,6 +28,7 @@ from control_plane.services.keys import create_key, ensure_org
 from shared.embedded import EmbeddedServices, needed_servers, temporary_root
 from shared.settings import ControlPlaneSettings, EdgeSettings, IngestSettings
 from tests.edge.private_redis import PrivateRedis
+from tests.local_dns import LocalDNS, local_dns
 from tests.pg_proxy import Proxy
 
 TEMPLATE_VAR = "SCANROUTE_TEST_TEMPLATE"
@@ -213,3 +214,10 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def dns() -> AsyncIterator[LocalDNS]:
+    """A name server on 127.0.0.1 answering what a test puts in `answers` (tests/local_dns.py)."""
+    async with local_dns() as running:
+        yield running

@@ -14,7 +14,7 @@ from shared.outbound import (
     resolve_public_address,
 )
 from tests.control_plane.render.logos import logo_png
-from tests.local_dns import LocalDNS, local_dns
+from tests.local_dns import LocalDNS
 from tests.local_http import local_server
 
 NONE: frozenset[str] = frozenset()
@@ -116,12 +116,6 @@ async def test_a_trickled_body_is_read_up_to_the_limit_not_what_has_arrived(serv
     with pytest.raises(OutboundRefused, match="more than 300000 bytes"):
         await fetch(f"{server}/trickled.png?size=300004", allowed_hosts=LOCAL, allow_http=True, max_bytes=300_000,
                     content_types=IMAGES)
-
-
-@pytest.fixture
-async def dns() -> AsyncIterator[LocalDNS]:
-    async with local_dns() as running:
-        yield running
 
 
 async def test_names_resolve_through_the_name_server_and_localhost_through_the_hosts_file(dns: LocalDNS) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from control_plane.webhooks.dispatcher import Dispatcher
 from tests.conftest import KeyFactory
 from tests.control_plane.webhooks.conftest import WEBHOOK_SCOPES, Receiver, create_endpoint, create_group, deliveries
-from tests.local_dns import LocalDNS, local_dns
+from tests.local_dns import LocalDNS
 
 SLOW = "slow-dns.test"  # org A's receivers: their name server stops answering once deliveries start
 FAST = "org-b.test"  # org B's receiver: the local receiver
@@ -20,12 +19,6 @@ FAST = "org-b.test"  # org B's receiver: the local receiver
 @pytest.fixture
 def env(env: dict[str, str]) -> dict[str, str]:
     return {**env, "OUTBOUND_ALLOWED_HOSTS": f"127.0.0.1,localhost,{FAST}"}
-
-
-@pytest.fixture
-async def dns() -> AsyncIterator[LocalDNS]:
-    async with local_dns() as running:
-        yield running
 
 
 async def test_one_orgs_hanging_dns_does_not_fail_another_orgs_delivery(

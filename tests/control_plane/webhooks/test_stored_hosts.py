@@ -3,7 +3,6 @@ URL is saved, not at every attempt (docs/webhooks.md)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -13,7 +12,7 @@ import pytest
 from control_plane.webhooks.dispatcher import Dispatcher
 from tests.conftest import KeyFactory
 from tests.control_plane.webhooks.conftest import WEBHOOK_SCOPES, Receiver, create_endpoint, create_group, deliveries
-from tests.local_dns import LocalDNS, local_dns
+from tests.local_dns import LocalDNS
 
 OLD_HOST = "xn--zz.example"  # an ASCII host the earlier release stored as given (no punycode of anything)
 
@@ -21,12 +20,6 @@ OLD_HOST = "xn--zz.example"  # an ASCII host the earlier release stored as given
 @pytest.fixture
 def env(env: dict[str, str]) -> dict[str, str]:
     return {**env, "OUTBOUND_ALLOWED_HOSTS": f"127.0.0.1,localhost,hooks.test,{OLD_HOST}"}
-
-
-@pytest.fixture
-async def dns() -> AsyncIterator[LocalDNS]:
-    async with local_dns() as running:
-        yield running
 
 
 async def test_an_endpoint_on_a_host_idna_2008_refuses_still_receives(
