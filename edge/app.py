@@ -48,7 +48,7 @@ from shared.resolve import Resolution
 from shared.rows import CodeRow, GroupRow
 from shared.scan_plan import PAGE_STATUS, Decision
 from shared.settings import EdgeSettings
-from shared.visitor import Visitor
+from shared.visitor import Facts
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +155,8 @@ class EdgeApp:
         query, peer = scope["query_string"], self._peer(scope)
         ip = self._client_ip(scope, peer)
         facts = self.scans.facts(headers, ip, peer)
-        visitor = self.scans.visitor(query, ip, facts)
-        decision, page, extra = self.decide(method, found, visitor) or \
-            await self.check_password(found.code, resolution, visitor, password_from_form(form))
+        decision, page, extra = self.decide(method, found, facts, query, ip) or \
+            await self.check_password(found.code, resolution, facts, query, ip, password_from_form(form))
         try:
             await self.recorder.record(self.scans.event(method, query, headers, ip, facts, found.event, decision))
         except Exception:  # neither Redis nor the journal took it (logged per batch): never answer unrecorded
@@ -215,29 +214,32 @@ class EdgeApp:
     def takes_password(resolution: Resolution) -> bool:
         return resolution.plan is not None and resolution.plan.password_hash is not None
 
-    def decide(self, method: str, scan: PreparedScan, visitor: Visitor) -> Answer | None:
-        """Validity, password, rules and split (docs/rules.md), without I/O: the decision, the page to answer
-        with when it does not redirect, and extra headers; None when a posted password must be checked."""
+    def decide(self, method: str, scan: PreparedScan, facts: Facts, query: bytes, ip: str) -> Answer | None:
+        """Validity, password, rules and split (docs/rules.md), without I/O, for the scan's facts, query and
+        client address: the decision, the page to answer with when it does not redirect, and extra headers; None
+        when a posted password must be checked."""
         if scan.decided is not None:  # nothing to decide: prepared with the code
             return scan.decided
         resolution = scan.resolution
         plan, default = resolution.plan, resolution.location
         if plan is None or default is None:
             return Decision(resolution.outcome, default), resolution.outcome, []
+        if plan.route is not None:  # rules and split only: no validity, no password to check
+            return plan.answers[plan.route(facts, query, ip, self.clock())]
         now = self.clock()
         if method != "POST" or plan.password_hash is None or plan.expiry(now) is not None:
-            decision = plan.decide(visitor, now)
+            decision = plan.decide(facts, query, ip, now)
             return decision, decision.outcome, ()
         return None
 
-    async def check_password(self, code: CodeRow, resolution: Resolution, visitor: Visitor,
+    async def check_password(self, code: CodeRow, resolution: Resolution, facts: Facts, query: bytes, ip: str,
                              password: str) -> tuple[Decision, str, list[tuple[bytes, bytes]]]:
         """The answer to a posted password (off the event loop, throttled: shared.passwords)."""
         plan, default = resolution.plan, resolution.location
         assert plan is not None and plan.password_hash is not None and default is not None
-        verdict = await self.passwords.check(code.id, visitor.client_ip, plan.password_hash, password)
+        verdict = await self.passwords.check(code.id, ip, plan.password_hash, password)
         if verdict.result == "right":
-            decision = plan.decide(visitor, self.clock(), unlocked=True)  # recorded as a scan of its own
+            decision = plan.decide(facts, query, ip, self.clock(), unlocked=True)  # recorded as a scan of its own
             return decision, decision.outcome, []
         if verdict.result == "wrong":
             return Decision("password_failed", None), "password_failed", []

@@ -23,9 +23,8 @@ from edge.app import ANSWER_STATUS, UNAVAILABLE_EXCEPTIONS, EdgeApp
 from edge.local_cache import Miss
 from edge.lookup import Answer, PreparedScan
 from edge.password_form import password_from_form
-from edge.scan_path import Facts
 from shared.resolve import HTTP_STATUS
-from shared.visitor import Visitor
+from shared.visitor import Facts
 
 if TYPE_CHECKING:
     from edge.protocol import HttpConnection, Slot
@@ -112,17 +111,16 @@ class ScanHandler:
         facts = self.scans.facts(request.headers, request.ip, request.conn.peer)
         if scan.decided is not None:  # a plain code: nothing about the visitor can change the answer
             return self._record(request, scan, facts, scan.decided)
-        visitor = self.scans.visitor(request.query, request.ip, facts)
-        decided = self.app.decide(request.method, scan, visitor)
+        decided = self.app.decide(request.method, scan, facts, request.query, request.ip)
         if decided is not None:
             return self._record(request, scan, facts, decided)
-        task = asyncio.get_running_loop().create_task(self._after_password(request, scan, visitor, facts))
+        task = asyncio.get_running_loop().create_task(self._after_password(request, scan, facts))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _after_password(self, request: _Request, scan: PreparedScan, visitor: Visitor, facts: Facts) -> None:
+    async def _after_password(self, request: _Request, scan: PreparedScan, facts: Facts) -> None:
         try:
-            decided = await self.app.check_password(scan.code, scan.resolution, visitor,
+            decided = await self.app.check_password(scan.code, scan.resolution, facts, request.query, request.ip,
                                                     password_from_form(request.body))
         except Exception:
             log.exception("password check failed")

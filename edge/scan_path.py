@@ -16,7 +16,7 @@ from shared.params import SCAN_MARKER
 from shared.scan_event import finish_event
 from shared.scan_plan import Decision
 from shared.settings import EdgeSettings
-from shared.visitor import Visitor
+from shared.visitor import Facts
 
 _MARKER = re.compile(rb"(?:^|&)" + SCAN_MARKER.encode() + rb"(?:[=&]|$)")
 TARGET_MEMO_ENTRIES = 4096  # (path, Host) pairs; at most ~70 + 255 bytes of key each, so ≤ ~2 MB
@@ -24,8 +24,6 @@ MARKER_MEMO_ENTRIES = 4096  # queries: a printed code's query is the same on eve
 MARKER_MEMO_QUERY = 512  # bytes; a longer query is searched every time
 Headers = dict[bytes, bytes]  # lower-case names; a repeated header keeps its last value
 Target = tuple[str, str, str]  # (domain, slug, the code's cache key)
-Facts = tuple[str, str, str | None, str, str]  # a visitor's user agent, Accept-Language, country, and the keyed
-# hashes of visitor (address and user agent) and address
 
 
 class ScanPath:
@@ -64,8 +62,8 @@ class ScanPath:
         return target
 
     def facts(self, headers: Headers, ip: str, peer: str) -> Facts:
-        """What the scan event records of the visitor (and rules test): a tuple, not yet a `Visitor`, which only
-        a code with rules or a split needs (building one costs a tenth of a plain scan's instructions)."""
+        """What the scan event records of the visitor and rules test, as one plain tuple: rules and split read it
+        as it is (`Routing.index`); a `Visitor` object is built only for facts a routing has not seen."""
         user_agent = headers.get(b"user-agent", b"")[:512].decode("latin-1")
         # Keyed BLAKE2b (docs/concepts.md, "Hashes"): a MAC in one call, cheaper per scan than HMAC-SHA256, and
         # a copied keyed state is cheaper than a new one. Both hashes come from one state: the visitor's input
@@ -78,12 +76,6 @@ class ScanPath:
         keyed.update(b"\n" + user_agent.encode())
         return (user_agent, headers.get(b"accept-language", b"")[:256].decode("latin-1"),
                 self.country(headers, ip, peer), keyed.hexdigest(), ip_hash)
-
-    @staticmethod
-    def visitor(query: bytes, ip: str, facts: Facts) -> Visitor:
-        user_agent, accept_language, country, visitor_hash, _ = facts
-        # Positional: keyword arguments to a class cost a dict per scan.
-        return Visitor(user_agent, accept_language, country, query, ip, visitor_hash)
 
     def event(self, method: str, query: bytes, headers: Headers, ip: str, facts: Facts, head: bytes,
               decision: Decision) -> bytes:

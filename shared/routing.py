@@ -4,7 +4,8 @@ Compiling turns the stored JSON (`shared.rules.dump_rules`) into precompiled val
 time zones, frozensets, timestamps — so a scan costs only the comparisons of the rules it reaches, and a
 visitor fact (user agent, languages, query, address) is derived only if a rule asks. Conditions on facts
 many visitors share are closures, evaluated once per distinct facts (`Routing.memo`); `ip` and `query`,
-tested on every scan, are data tested inline by `Routing.index`, without a call per rule.
+tested on every scan, are data tested by `Routing.index` — the networks of all the rules in the running first,
+once each, so that a visitor outside them skips every rule on the address at once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from shared.rows import Destination
 from shared.user_agents import agent_traits
-from shared.visitor import Address, Visitor, preferred_languages
+from shared.visitor import Address, Facts, Visitor, address_bits, parsed_query, preferred_languages
 
 Check = Callable[[Visitor, float], bool]  # (visitor, unix time) → does this condition match
 MINUTES_PER_DAY = 24 * 60
@@ -92,7 +93,14 @@ class CompiledSplit:
 
 NO_RULE = -1
 MEMO_ENTRIES = 4096  # per compiled routing: answers for this many distinct sets of facts
-Candidates = tuple[Unique, ...]  # the rules left in the running, in order
+PROJECTIONS = 64  # per compiled routing and fact: visitors' distinct device or language sets, the named in each
+Candidates = tuple[Unique, ...]  # rules left in the running, in order
+
+
+# What a scan's shared facts leave in the running (a `Routing.memo` value), as a plain tuple (a scan unpacks it):
+# the rules; every network their `ip` conditions name, once each (empty if none tests the address); and those of
+# the rules without an `ip` condition — all that an address outside those networks can match.
+Running = tuple[Candidates, Networks, Candidates]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +108,8 @@ class Routing:
     rules: tuple[CompiledRule, ...]
     split: CompiledSplit | None
     # Every fact the rules read of a scan but the address and the query, as one hashable value.
-    facts: Callable[[Visitor, float], Hashable]
-    memo: dict[Hashable, Candidates] = field(default_factory=dict)  # facts → the rules they leave in the running
+    facts: Callable[[Facts, float], Hashable]
+    memo: dict[Hashable, Running] = field(default_factory=dict)  # facts → the rules they leave in the running
     # Every answer `choose` can give, made once: a scan builds no Choice.
     rule_choices: tuple[Choice, ...] = field(init=False)
     variant_choices: tuple[Choice, ...] = field(init=False)
@@ -115,49 +123,48 @@ class Routing:
 
     def choose(self, visitor: Visitor, now: float) -> Choice | None:
         """The first matching rule, else the split's variant; None means the code's usual destination."""
-        index = self.index(visitor, now)
+        index = self.index(visitor.facts, visitor.query_string, visitor.client_ip, now)
         if index == NO_RULE:
             return None
         return self.rule_choices[index] if index < len(self.rules) else self.variant_choices[index - len(self.rules)]
 
-    def index(self, visitor: Visitor, now: float) -> int:
-        """`choose`'s answer as a number: the rule's index, else the number of rules plus the variant's, else
-        NO_RULE (-1: the usual destination). A scan plan keeps its decisions in that order, the usual last.
+    def index(self, facts: Facts, query: bytes, ip: str, now: float) -> int:
+        """`choose`'s answer as a number, for the scan's facts, query and address: the rule's index, else the
+        number of rules plus the variant's, else NO_RULE (-1: the usual destination). A scan plan keeps its
+        decisions in that order, the usual last.
 
         Which rules can still match is a function of the facts many visitors share (docs/rules.md), so it is
         remembered per distinct facts: phones of the same model and language in the same minute cost one
         dictionary lookup, plus the `ip`/`query` conditions of the rules left in the running — the address and
-        the query, nearly unique per visitor, are tested every time and never kept."""
+        the query, nearly unique per visitor, are tested every time and never kept. A `Visitor` is built only
+        for facts not seen before, for the rules' other conditions."""
         if self.rules:
-            facts = self.facts(visitor, now)
-            candidates = self.memo.get(facts)
-            if candidates is None:
-                candidates = self._candidates(visitor, now)
+            shared = self.facts(facts, now)
+            running = self.memo.get(shared)
+            if running is None:
+                running = self._running(Visitor.of(facts, query, ip), now)
                 if len(self.memo) >= MEMO_ENTRIES:
                     self.memo.clear()
-                self.memo[facts] = candidates
-            address: Address | None = None
-            read = False  # the address is read once, and only if a rule in the running tests it
-            for rule, networks, wanted in candidates:
-                if networks is not None:
-                    if not read:
-                        address, read = visitor.ip, True
-                    if address is None:
-                        continue
-                    version, bits = address
-                    for network_version, network, mask in networks:
-                        if bits & mask == network and version == network_version:
-                            break
-                    else:
-                        continue
-                if wanted is not None and not _has(visitor.query, wanted):
+                self.memo[shared] = running
+            candidates, networks, unaddressed = running
+            address = None
+            if networks:  # the address is read only if a rule in the running tests it
+                address = address_bits(ip)
+                # Most visitors are outside every network the rules name: one pass over those networks leaves
+                # the rules that do not test the address, instead of a pass per rule.
+                if not _within(address, networks):
+                    candidates = unaddressed
+            for rule, named, wanted in candidates:
+                if named is not None and not _within(address, named):
+                    continue
+                if wanted is not None and not _has(parsed_query(query), wanted):
                     continue
                 return rule
         if self.split is not None:
-            return len(self.rules) + self.split.pick(visitor.visitor_hash)
+            return len(self.rules) + self.split.pick(facts[3])
         return NO_RULE
 
-    def _candidates(self, visitor: Visitor, now: float) -> Candidates:
+    def _running(self, visitor: Visitor, now: float) -> Running:
         """The rules whose shared conditions match, up to the first that has nothing else to test."""
         found: list[Unique] = []
         for n, rule in enumerate(self.rules):
@@ -165,7 +172,8 @@ class Routing:
                 found.append(Unique(n, rule.networks, rule.wanted))
                 if rule.networks is None and rule.wanted is None:
                     break
-        return tuple(found)
+        networks = tuple(dict.fromkeys(network for rule in found for network in rule.networks or ()))
+        return tuple(found), networks, tuple(rule for rule in found if rule.networks is None)
 
 
 def compile_routing(own_rules: Sequence[dict[str, Any]], own_split: Sequence[dict[str, Any]] | None,
@@ -185,7 +193,7 @@ def compile_routing(own_rules: Sequence[dict[str, Any]], own_split: Sequence[dic
     return Routing(tuple(compile_rule(rule) for rule in raw), split, facts_of([rule["if"] for rule in raw]))
 
 
-def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Visitor, float], Hashable]:
+def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Facts, float], Hashable]:
     """A function giving what these conditions can tell apart of a scan, but the address and the query: the
     visitor's devices, browser, languages and country as far as the conditions name them (an unnamed browser
     is None, a set keeps only the named members), the UTC minute if a weekday or time window is tested
@@ -200,19 +208,37 @@ def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Visitor, float],
     instants = sorted({datetime.fromisoformat(c[name]).timestamp() for c in conditions
                        for name in ("after", "before") if name in c})
     if not (agent or languages or countries or calendar or instants):
-        return lambda visitor, now: None
+        return lambda scan, now: None
+    named_devices, named_languages = _Only(devices), _Only(languages)
 
-    def facts(visitor: Visitor, now: float) -> Hashable:
+    def facts(scan: Facts, now: float) -> Hashable:
         # One call per scan, reading only what the conditions name (a routing's memo holds one shape of facts).
-        traits = agent_traits(visitor.user_agent) if agent else None  # a cache lookup: not its parse again
-        shared = (traits.devices & devices if traits is not None and devices else None,
+        user_agent, accept_language, country, _, _ = scan
+        traits = agent_traits(user_agent) if agent else None  # a cache lookup: not its parse again
+        shared = (named_devices[traits.devices] if traits is not None and devices else None,
                   traits.browser if traits is not None and traits.browser in browsers else None,
-                  preferred_languages(visitor.accept_language) & languages if languages else None,
-                  visitor.country if visitor.country in countries else None)
+                  named_languages[preferred_languages(accept_language)] if languages else None,
+                  country if country in countries else None)
         if instants:
             return shared, now // 60 if calendar else 0, bisect_right(instants, now)
         return (shared, now // 60) if calendar else shared
     return facts
+
+
+class _Only(dict[frozenset[str], frozenset[str]]):
+    """A visitor's devices or languages among those a routing names, remembered per set: the sets come from
+    bounded caches (`agent_traits`, `preferred_languages`), so a scan finds its answer by the set's remembered
+    hash, builds no set, and its memo key compares member by member only with keys made of these same objects."""
+
+    def __init__(self, named: frozenset[str]) -> None:
+        super().__init__()
+        self.named = named
+
+    def __missing__(self, values: frozenset[str]) -> frozenset[str]:
+        if len(self) >= PROJECTIONS:
+            self.clear()
+        only = self[values] = values & self.named
+        return only
 
 
 def compile_split(variants: Sequence[dict[str, Any]], owner_id: str) -> CompiledSplit:
@@ -263,6 +289,17 @@ def _has(query: dict[str, list[str]], wanted: Wanted) -> bool:
         if values is None or (value is not None and value not in values):
             return False
     return True
+
+
+def _within(address: Address | None, networks: Networks) -> bool:
+    """The `ip` condition: the address is in one of the networks (never, without an address)."""
+    if address is None:
+        return False
+    version, bits = address
+    for network_version, network, mask in networks:
+        if bits & mask == network and version == network_version:
+            return True
+    return False
 
 
 def _networks(c: dict[str, Any]) -> Networks | None:

@@ -7,6 +7,7 @@ and picks a template: no I/O, no parsing of stored JSON.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -17,7 +18,7 @@ from shared.routing import Routing, compile_routing
 from shared.rows import CodeRow, Destination, GroupRow, Pairs
 from shared.settings import Templates
 from shared.validity import Validity
-from shared.visitor import Visitor
+from shared.visitor import Facts
 
 # outcomes of docs/api.md §3.5 → HTTP status when the edge answers with a page
 PAGE_STATUS = {"scheduled": 404, "expired": 410, "password_prompt": 200, "password_failed": 403}
@@ -46,6 +47,10 @@ class ScanPlan:
     # Every decision a scan can be routed to, prepared with the plan, in the order of `Routing.index`: the rules',
     # the split's variants, then the usual destination (index -1). A scan picks one, it builds none.
     decisions: tuple[Decision, ...] = field(init=False)
+    # The same as answers (the decision, the page it answers with, no extra headers): a scan of a plan that only
+    # routes — no validity to check, no password — takes one as it is (the edge's EdgeApp.decide).
+    answers: tuple[tuple[Decision, str, tuple[()]], ...] = field(init=False)
+    route: Callable[[Facts, bytes, str, float], int] | None = field(init=False)  # its routing's index, if only that
     limited: bool = field(init=False)  # a validity window or a scan limit to check
 
     def __post_init__(self) -> None:
@@ -56,17 +61,21 @@ class ScanPlan:
             *(Decision("redirected", location or default, None, n)
               for n, location in enumerate(self.variant_locations)),
             Decision("redirected", default)))
+        object.__setattr__(self, "answers", tuple((decision, decision.outcome, ()) for decision in self.decisions))
+        object.__setattr__(self, "route", self.routing.index if self.routing is not None and not self.limited
+                           and self.password_hash is None else None)
 
-    def decide(self, visitor: Visitor, now: float, unlocked: bool = False) -> Decision:
+    def decide(self, facts: Facts, query: bytes, ip: str, now: float, unlocked: bool = False) -> Decision:
         """Validity, then the password (unless `unlocked` by a right one), then rules and split (steps 3–5: the
-        first matching rule, else the split, else the default destination)."""
+        first matching rule, else the split, else the default destination), for the scan's facts, query and
+        address."""
         if self.limited:
             expired = self.expiry(now)
             if expired is not None:
                 return expired
         if self.password_hash is not None and not unlocked:
             return PASSWORD_PROMPT
-        return self.decisions[self.routing.index(visitor, now) if self.routing is not None else -1]
+        return self.decisions[self.routing.index(facts, query, ip, now) if self.routing is not None else -1]
 
     def expiry(self, now: float) -> Decision | None:
         """Step 1: `scheduled` or `expired`, else None (the scan goes on)."""

@@ -22,12 +22,14 @@ Address = tuple[int, int]  # (IP version, the address as an integer)
 
 @lru_cache(maxsize=LANGUAGE_CACHE_ENTRIES)
 def preferred_languages(accept_language: str) -> frozenset[str]:
-    """Primary tags of the entries with q ≥ 0.5: `de-AT;q=0.8, en;q=0.3` → {"de"}."""
+    """Primary tags of the entries with q ≥ 0.5: `de-AT;q=0.8, en;q=0.3` → {"de"}. Only tags of 2–3 ASCII
+    letters, the only ones a rule can name (shared.rules): a set holds no other text of the visitor's."""
     languages = set()
     for entry in accept_language.split(","):
         tag, _, params = entry.partition(";")
         primary = tag.strip().split("-", 1)[0].lower()
-        if not primary.isalpha() or _quality(params) < MIN_LANGUAGE_QUALITY:
+        if not (2 <= len(primary) <= 3 and primary.isascii() and primary.isalpha()) \
+                or _quality(params) < MIN_LANGUAGE_QUALITY:
             continue  # "*" and malformed entries name no language
         languages.add(primary)
     return frozenset(languages)
@@ -65,45 +67,57 @@ def parsed_query(query_string: bytes) -> dict[str, list[str]]:
     return parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
 
 
+Facts = tuple[str, str, str | None, str, str]  # what the edge reads of every scan, as one plain tuple: the user
+# agent, Accept-Language, country, and the keyed hashes of visitor (address and user agent) and of the address
+
+
 class Visitor:
-    __slots__ = ("_agent", "_ip", "_ip_parsed", "_languages", "_query", "accept_language", "client_ip", "country",
-                 "query_string", "user_agent", "visitor_hash")
+    """A scan's visitor as routing conditions read it: the scan's `Facts`, its query and its address. Derived
+    facts (user agent traits, languages, the parsed query, the address's bits) come from bounded caches shared
+    by all scans. Built only when a routing meets facts it has not seen (`Routing.index`): the scan path itself
+    passes the plain tuple, which costs a fraction of an object."""
+    __slots__ = ("client_ip", "facts", "query_string")
 
     def __init__(self, user_agent: str = "", accept_language: str = "", country: str | None = None,
-                 query_string: bytes = b"", client_ip: str = "", visitor_hash: str = "") -> None:
-        self.user_agent = user_agent
-        self.accept_language = accept_language
-        self.country = country
+                 query_string: bytes = b"", client_ip: str = "", visitor_hash: str = "", ip_hash: str = "") -> None:
+        self.facts: Facts = (user_agent, accept_language, country, visitor_hash, ip_hash)
         self.query_string = query_string
         self.client_ip = client_ip
-        self.visitor_hash = visitor_hash  # keyed hash of IP and user agent: what makes a split sticky
-        self._agent: AgentTraits | None = None
-        self._languages: frozenset[str] | None = None
-        self._query: dict[str, list[str]] | None = None
-        self._ip: Address | None = None
-        self._ip_parsed = False
+
+    @classmethod
+    def of(cls, facts: Facts, query_string: bytes, client_ip: str) -> Visitor:
+        visitor = cls.__new__(cls)
+        visitor.facts, visitor.query_string, visitor.client_ip = facts, query_string, client_ip
+        return visitor
+
+    @property
+    def user_agent(self) -> str:
+        return self.facts[0]
+
+    @property
+    def accept_language(self) -> str:
+        return self.facts[1]
+
+    @property
+    def country(self) -> str | None:
+        return self.facts[2]
+
+    @property
+    def visitor_hash(self) -> str:
+        return self.facts[3]  # keyed hash of IP and user agent: what makes a split sticky
 
     @property
     def agent(self) -> AgentTraits:
-        if self._agent is None:
-            self._agent = agent_traits(self.user_agent)
-        return self._agent
+        return agent_traits(self.facts[0])
 
     @property
     def languages(self) -> frozenset[str]:
-        if self._languages is None:
-            self._languages = preferred_languages(self.accept_language)
-        return self._languages
+        return preferred_languages(self.facts[1])
 
     @property
     def query(self) -> dict[str, list[str]]:
-        if self._query is None:
-            self._query = parsed_query(self.query_string)
-        return self._query
+        return parsed_query(self.query_string)
 
     @property
     def ip(self) -> Address | None:
-        if not self._ip_parsed:
-            self._ip_parsed = True
-            self._ip = address_bits(self.client_ip)
-        return self._ip
+        return address_bits(self.client_ip)

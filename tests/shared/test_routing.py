@@ -99,6 +99,28 @@ def test_the_first_matching_rule_wins() -> None:
     assert rules.choose(Visitor(country="FR"), NOON) is None  # the code's destination applies
 
 
+def test_rules_on_the_address_keep_their_place_among_the_others() -> None:
+    """A visitor outside every network the rules name skips the rules on `ip` at once (Routing.index): the
+    rules around them still answer in order, inside the networks as outside, and without an address."""
+    rules = routing(({"ip": ["203.0.113.0/24"], "query": {"src": "flyer"}}, "office-flyer"),
+                    ({"query": {"src": "flyer"}}, "flyer"),
+                    ({"ip": ["203.0.113.0/24", "2001:db8::/32"]}, "office"),
+                    ({"device": ["ios"]}, "phone"))
+
+    def answer(client_ip: str, query: bytes = b"", user_agent: str = "") -> str | None:
+        choice = rules.choose(Visitor(client_ip=client_ip, query_string=query, user_agent=user_agent), NOON)
+        return choice.destination.url.rsplit("/", 1)[1] if choice is not None and choice.destination.url else None
+
+    for _ in range(2):  # the second round is answered from the memo
+        assert answer("203.0.113.7", b"src=flyer") == "office-flyer"
+        assert answer("198.51.100.7", b"src=flyer") == "flyer"
+        assert answer("203.0.113.7") == "office"
+        assert answer("2001:db8::7", user_agent=IPHONE) == "office"
+        assert answer("198.51.100.7", user_agent=IPHONE) == "phone"
+        assert answer("unix:/run/edge.sock", b"src=flyer", IPHONE) == "flyer"  # no address: no `ip` rule matches
+        assert answer("198.51.100.7") is None
+
+
 def test_group_rules_come_after_the_codes_own_and_only_for_an_inheriting_code() -> None:
     own = stored_rules(({"country": ["DE"]}, "own"))
     group = stored_rules(({"country": ["DE", "FR"]}, "group"))

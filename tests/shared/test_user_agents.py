@@ -72,6 +72,7 @@ def test_parsed_agents_are_cached_in_a_bounded_lru() -> None:
     ("ZH-hant-TW", {"zh"}),
     ("", set()),
     ("de;q=x, ;q=1, en;foo=bar", {"en"}),
+    ("i-klingon, x-pirate, tlhingan, dé, fil", {"fil"}),  # only what a rule can name: 2–3 ASCII letters
 ])
 def test_preferred_languages_are_primary_tags_with_q_of_at_least_one_half(header: str, languages: set[str]) -> None:
     assert preferred_languages(header) == languages
