@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
-import subprocess
-import sys
 import tempfile
 import types
 from pathlib import Path
@@ -21,6 +17,7 @@ from typing import Any
 
 from edge.protocol import HttpConnection, Slot
 from loadtests.bench_edge import HOT_REQUEST
+from loadtests.callgrind import instructions_of
 
 
 class _Transport:
@@ -53,16 +50,6 @@ def requests(count: int) -> None:
     assert connection.requests == count and not connection.done
 
 
-def _counted(count: int, folder: Path) -> int:
-    out = folder / f"callgrind.{count}"
-    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
-                    "loadtests.protocol_instructions", "--run", str(count)], check=True, capture_output=True,
-                   env={**os.environ, "PYTHONHASHSEED": "1"})
-    totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
-    assert totals, out
-    return int(totals[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000, help="N")
@@ -71,7 +58,8 @@ def main() -> None:
     if args.run is not None:
         return requests(args.run)
     with tempfile.TemporaryDirectory(prefix="scanroute-protocol-") as folder:
-        once, twice = (_counted(n, Path(folder)) for n in (args.requests, 2 * args.requests))
+        once, twice = (instructions_of("loadtests.protocol_instructions", "--run", str(n),
+                                       out=Path(folder) / f"callgrind.{n}") for n in (args.requests, 2 * args.requests))
     print(f"protocol connection, (a)'s request: {(twice - once) / args.requests:,.0f} instructions per request "
           f"(callgrind; (2N - N) / N, N = {args.requests:,})")
 

@@ -12,15 +12,12 @@ is subtracted (the loop and the facts every scan builds). Each scan decodes its 
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from loadtests.bench_edge import BENCH_RULES, PHONE
+from loadtests.callgrind import instructions_of
 from shared.params import LocationTemplate
 from shared.routing import compile_routing
 from shared.scan_plan import ScanPlan
@@ -50,16 +47,6 @@ def scans(count: int, decide: bool = True) -> None:
     assert variants == (count if decide else 0), "the benchmark's visitor reaches the split"
 
 
-def _counted(count: int, mode: str, folder: Path) -> int:
-    out = folder / f"callgrind.{mode}.{count}"
-    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
-                    "loadtests.routing_instructions", "--run", mode, str(count)], check=True, capture_output=True,
-                   env={**os.environ, "PYTHONHASHSEED": "1"})
-    totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
-    assert totals, out
-    return int(totals[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scans", type=int, default=3000, help="N")
@@ -70,7 +57,9 @@ def main() -> None:
     per_scan = {}
     with tempfile.TemporaryDirectory(prefix="scanroute-routing-") as folder:
         for mode in ("baseline", "decide"):
-            once, twice = (_counted(n, mode, Path(folder)) for n in (args.scans, 2 * args.scans))
+            once, twice = (instructions_of("loadtests.routing_instructions", "--run", mode, str(n),
+                                           out=Path(folder) / f"callgrind.{mode}.{n}")
+                           for n in (args.scans, 2 * args.scans))
             per_scan[mode] = (twice - once) / args.scans
     print(f"rules and split of case (e): {per_scan['decide'] - per_scan['baseline']:,.0f} instructions per scan "
           f"({per_scan['decide']:,.0f} with the loop and the scan's facts, {per_scan['baseline']:,.0f} without "

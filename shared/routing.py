@@ -41,8 +41,8 @@ Wanted = tuple[tuple[str, str | None], ...]  # (query key, the value it must hav
 
 
 class Unique(NamedTuple):
-    """A rule in the running, and its conditions on `ip` and `query` (nearly unique per visitor) as data: the
-    scan tests them inline in `Routing.index`, with no call per rule."""
+    """A rule that can be in the running, and its conditions on `ip` and `query` (nearly unique per visitor) as
+    data, which `Routing.index` tests on every scan. One per rule, shared by every memo entry."""
     rule: int  # index in the effective rule list
     networks: Networks | None  # the `ip` condition, or None
     wanted: Wanted | None  # the `query` condition, or None
@@ -97,13 +97,15 @@ class CompiledSplit:
 NO_RULE = -1
 MEMO_ENTRIES = 4096  # per compiled routing: answers for this many distinct sets of facts
 PROJECTIONS = 64  # per compiled routing and fact: visitors' distinct device or language sets, the named in each
+PROJECTED_SET = 4  # members at most of a visitor's set remembered there: a larger one (a bot's) is projected anew
 Candidates = tuple[Unique, ...]  # rules left in the running, in order
 
 
 # What a scan's shared facts leave in the running (a `Routing.memo` value), as a plain tuple (a scan unpacks it):
-# the rules; every network their `ip` conditions name, once each (empty if none tests the address); and those of
-# the rules without an `ip` condition — all that an address outside those networks can match.
-Running = tuple[Candidates, Networks, Candidates]
+# the rules, and those of them without an `ip` condition — all that an address outside every network of the
+# routing can match — or None when none of them tests the address. Each entry's size grows with the rules it
+# keeps, never with their networks.
+Running = tuple[Candidates, Candidates | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +118,14 @@ class Routing:
     # Every answer `choose` can give, made once: a scan builds no Choice.
     rule_choices: tuple[Choice, ...] = field(init=False)
     variant_choices: tuple[Choice, ...] = field(init=False)
+    uniques: tuple[Unique, ...] = field(init=False)  # per rule
+    networks: Networks = field(init=False)  # every network the rules' `ip` conditions name, once each
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "uniques", tuple(
+            Unique(n, rule.networks, rule.wanted) for n, rule in enumerate(self.rules)))
+        object.__setattr__(self, "networks", tuple(dict.fromkeys(
+            network for rule in self.rules for network in rule.networks or ())))
         object.__setattr__(self, "rule_choices", tuple(
             Choice(n, None, rule.destination) for n, rule in enumerate(self.rules)))
         object.__setattr__(self, "variant_choices", tuple(
@@ -149,13 +157,13 @@ class Routing:
                 if len(self.memo) >= MEMO_ENTRIES:
                     self.memo.clear()
                 self.memo[shared] = running
-            candidates, networks, unaddressed = running
+            candidates, unaddressed = running
             address = None
-            if networks:  # the address is read only if a rule in the running tests it
+            if unaddressed is not None:  # the address is read only if a rule in the running tests it
                 address = address_bits(ip)
                 # Most visitors are outside every network the rules name: one pass over those networks leaves
                 # the rules that do not test the address, instead of a pass per rule.
-                if not _within(address, networks):
+                if not _within(address, self.networks):
                     candidates = unaddressed
             for rule, named, wanted in candidates:
                 if named is not None and not _within(address, named):
@@ -170,13 +178,14 @@ class Routing:
     def _running(self, visitor: Visitor, now: float) -> Running:
         """The rules whose shared conditions match, up to the first that has nothing else to test."""
         found: list[Unique] = []
-        for n, rule in enumerate(self.rules):
+        for rule, unique in zip(self.rules, self.uniques, strict=True):
             if rule.shared is None or rule.shared(visitor, now):
-                found.append(Unique(n, rule.networks, rule.wanted))
+                found.append(unique)
                 if rule.networks is None and rule.wanted is None:
                     break
-        networks = tuple(dict.fromkeys(network for rule in found for network in rule.networks or ()))
-        return tuple(found), networks, tuple(rule for rule in found if rule.networks is None)
+        if all(rule.networks is None for rule in found):
+            return tuple(found), None
+        return tuple(found), tuple(rule for rule in found if rule.networks is None)
 
 
 def compile_routing(own_rules: Sequence[dict[str, Any]], own_split: Sequence[dict[str, Any]] | None,
@@ -231,13 +240,17 @@ def facts_of(conditions: Sequence[dict[str, Any]]) -> Callable[[Facts, float], H
 class _Only(dict[frozenset[str], frozenset[str]]):
     """A visitor's devices or languages among those a routing names, remembered per set: the sets come from
     bounded caches (`agent_traits`, `preferred_languages`), so a scan finds its answer by the set's remembered
-    hash, builds no set, and its memo key compares member by member only with keys made of these same objects."""
+    hash, builds no set, and its memo key compares member by member only with keys made of these same objects.
+    Only small sets are remembered (a phone's languages are one to three): a bot's list of invented tags is
+    projected on every scan, and no routing keeps it."""
 
     def __init__(self, named: frozenset[str]) -> None:
         super().__init__()
         self.named = named
 
     def __missing__(self, values: frozenset[str]) -> frozenset[str]:
+        if len(values) > PROJECTED_SET:
+            return values & self.named
         if len(self) >= PROJECTIONS:
             self.clear()
         only = self[values] = values & self.named

@@ -47,8 +47,8 @@ class ScanPlan:
     # Every decision a scan can be routed to, prepared with the plan, in the order of `Routing.index`: the rules',
     # the split's variants, then the usual destination (index -1). A scan picks one, it builds none.
     decisions: tuple[Decision, ...] = field(init=False)
-    # The same as answers (the decision, the page it answers with, no extra headers): a scan of a plan that only
-    # routes — no validity to check, no password — takes one as it is (the edge's EdgeApp.decide).
+    # `decisions` as the edge's answers (the decision, the page it answers with, no extra headers): a scan of a
+    # plan that only routes — no validity to check, no password — takes one as it is (EdgeApp.decide).
     answers: tuple[tuple[Decision, str, tuple[()]], ...] = field(init=False)
     route: Callable[[Facts, bytes, str, float], int] | None = field(init=False)  # its routing's index, if only that
     limited: bool = field(init=False)  # a validity window or a scan limit to check

@@ -1,8 +1,9 @@
 """The facts about one visitor that routing rules test (docs/rules.md).
 
-Built by the edge from the request it already parsed; each fact is derived on first use only, so a code
-without rules (or whose rules test only the country) pays nothing for parsing the user agent, the
-`Accept-Language` header or the query string.
+The edge reads a scan's facts into one plain tuple (`Facts`) from the request it already parsed; a routing
+tests them as they are, and builds a `Visitor` only for facts it has not seen (`Routing.index`). Each derived
+fact comes from a bounded cache on first use only, so a code without rules (or whose rules test only the
+country) pays nothing for parsing the user agent, the `Accept-Language` header or the query string.
 """
 
 from __future__ import annotations
