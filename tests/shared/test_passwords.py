@@ -43,12 +43,20 @@ async def test_wrong_guesses_from_one_address_are_throttled_right_ones_are_not_c
         checks.close()
 
 
-async def test_attempts_on_one_code_are_throttled_whatever_the_address() -> None:
-    checks = PasswordChecks(per_code=KeyedThrottle(burst=2, per_second=0.001))
+@pytest.mark.parametrize(("bucket", "guesses", "then"), [
+    # one code: its budget, whatever the address; another code answers
+    ("per_code", [("qr_1", f"198.51.100.{i}") for i in range(3)], ("qr_2", "198.51.100.9")),
+    # one IPv6 host owns a whole /64: a fresh address per guess would otherwise be a fresh budget (docs/rules.md,
+    # "Passwords"); another /64 answers
+    ("per_client", [("qr_1", f"2001:db8:1:2::{n + 1:x}") for n in range(3)], ("qr_1", "2001:db8:1:3::1")),
+])
+async def test_guesses_share_a_budget_per_code_and_per_client(bucket: str, guesses: list[tuple[str, str]],
+                                                               then: tuple[str, str]) -> None:
+    checks = PasswordChecks(**{bucket: KeyedThrottle(burst=2, per_second=0.001)})
     try:
-        results = [(await checks.check("qr_1", f"198.51.100.{i}", HASH, "guess")).result for i in range(3)]
+        results = [(await checks.check(code, address, HASH, "guess")).result for code, address in guesses]
         assert results == ["wrong", "wrong", "throttled"]
-        assert (await checks.check("qr_2", "198.51.100.9", HASH, "open sesame")).result == "right"
+        assert (await checks.check(*then, HASH, "open sesame")).result == "right"
     finally:
         checks.close()
 
@@ -74,17 +82,5 @@ async def test_absurd_passwords_are_just_wrong(password: str) -> None:
     checks = PasswordChecks()
     try:
         assert (await checks.check("qr_1", "198.51.100.1", HASH, password)).result == "wrong"
-    finally:
-        checks.close()
-
-
-async def test_one_ipv6_host_is_one_client_whatever_address_of_its_64_it_uses() -> None:
-    """One machine owns a whole /64: a fresh address per guess would otherwise be a fresh budget
-    (docs/rules.md, "Passwords")."""
-    checks = PasswordChecks(per_client=KeyedThrottle(burst=2, per_second=0.001))
-    try:
-        results = [(await checks.check("qr_1", f"2001:db8:1:2::{n + 1:x}", HASH, "guess")).result for n in range(3)]
-        assert results == ["wrong", "wrong", "throttled"]
-        assert (await checks.check("qr_1", "2001:db8:1:3::1", HASH, "open sesame")).result == "right"
     finally:
         checks.close()
